@@ -1,0 +1,333 @@
+"""One settings object for every component.
+
+Read from a TOML file (``$MAILSIFT_CONFIG``, else ``./mailsift.toml`` when present) with
+environment overrides: ``MAILSIFT_<BLOCK>__<FIELD>``, e.g. ``MAILSIFT_SMTP__PORT=2525``,
+``MAILSIFT_STORE__URL=postgresql://...``. A few short aliases exist for the settings people
+change most: ``MAILSIFT_CORPUS`` (paths.corpus), ``MAILSIFT_MODEL`` (model.path).
+
+Every component takes the block it needs (``settings.smtp``, ``settings.greylist`` ...) through
+its constructor; nothing reads the environment on its own.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_SHARED_CORPUS = PROJECT_ROOT.parent / "shared" / "corpora" / "spamassassin"
+
+
+def _default_corpus() -> Path | None:
+    return _SHARED_CORPUS if _SHARED_CORPUS.exists() else None
+
+
+class PathsSettings(BaseModel):
+    """Where things live. Relative paths are taken relative to the working directory."""
+
+    var_dir: Path = Path("var")  # databases, spools, caches, generated certificates
+    models_dir: Path = Path("models")
+    corpus: Path | None = Field(default_factory=_default_corpus)
+
+
+class ThresholdSettings(BaseModel):
+    """Spam probability thresholds, in increasing order: ham < spam <= hold <= reject."""
+
+    spam: float = 0.5  # at or above: tagged spam (X-Spam-Flag: YES), delivered
+    hold: float = 0.9  # at or above: held in quarantine
+    reject: float = 0.995  # at or above: rejected at SMTP time (550 5.7.1)
+    required_score: float = 5.0  # SpamAssassin-scale score that corresponds to `spam`
+
+
+class RulesSettings(BaseModel):
+    """SpamAssassin-syntax rule files: ours, plus the stock rules when installed."""
+
+    use_default: bool = True
+    # None: use /usr/share/spamassassin (and /etc/spamassassin) when present
+    stock_paths: list[Path] | None = None
+    use_stock: bool = True
+    extra_paths: list[Path] = Field(default_factory=list)
+    hyperscan: bool = True
+    cache_dir: Path | None = None  # default: <var_dir>/cache/rules
+    max_scan_bytes: int = 256 * 1024  # body text scanned by rules
+
+
+class ModelSettings(BaseModel):
+    kind: Literal["nb", "cnb", "logreg"] = "logreg"
+    path: Path | None = None  # None: the MLflow champion, else models/default
+    n_features: int = 2**20
+    seed: int = 42
+
+
+class MessageSettings(BaseModel):
+    max_parse_bytes: int = 10 * 1024 * 1024  # bytes of a message handed to the MIME parser
+    max_text_chars: int = 200_000  # characters of decoded text kept for features
+    max_parts: int = 200
+
+
+class StoreSettings(BaseModel):
+    url: str = ""  # "" -> sqlite:///<var_dir>/mailsift.db ; postgresql://... for shared
+    pool_size: int = 4
+
+
+class FeedbackSettings(BaseModel):
+    per_user_per_hour: int = 200
+    per_source_per_hour: int = 2000
+    # how far feedback alone may move any single weight away from the base model
+    max_drift: float = 3.0
+    learn_weight: float = 1.0
+
+
+class MlflowSettings(BaseModel):
+    tracking_uri: str = ""  # "" -> sqlite:///<var_dir>/mlflow.db
+    artifact_location: str = ""  # "" -> <var_dir>/mlartifacts
+    experiment: str = "mailsift"
+    registered_model: str = "mailsift"
+    champion_alias: str = "champion"
+    # a challenger must be no worse than the champion on each of these (higher is better
+    # unless the name starts with "-": then lower is better)
+    gate_metrics: list[str] = Field(default_factory=lambda: ["-one_minus_roca_pct", "recall_at_fpr_0.001"])
+    gate_tolerance: float = 0.0
+
+
+class TrainSettings(BaseModel):
+    test_fraction: float = 0.2
+    n_jobs: int = 2
+    max_messages: int | None = None
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 2
+    max_body_bytes: int = 25 * 1024 * 1024
+    require_keys: bool = True
+    scorer_url: str | None = None  # the SMTP filter scores over HTTP when set
+    scorer_api_key: str | None = None
+
+
+class SmtpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 2525
+    submission_port: int | None = 4465  # implicit TLS; None disables
+    hostname: str = "mx.mailsift.test"
+    local_domains: list[str] = Field(default_factory=lambda: ["mailsift.test"])
+    mailboxes_file: Path | None = None  # one address per line; None: any local part is valid
+    accounts_file: Path | None = None  # AUTH accounts (argon2 hashes)
+    relay_networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    relay_allowed_recipients: list[str] = Field(default_factory=list)  # Type 2 wildcards
+    next_hop_host: str = "127.0.0.1"
+    next_hop_port: int = 10025
+    mode: Literal["proxy", "spool"] = "proxy"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    require_tls_for_auth: bool = True
+    max_message_size: int = 25 * 1024 * 1024
+    max_recipients: int = 100
+    max_connections_per_ip: int = 20
+    max_commands_per_session: int = 1000
+    idle_timeout: float = 300.0
+    authserv_id: str = "mx.mailsift.test"
+    auth_failures_before_throttle: int = 3
+    barred_message: str = "Address barred by local policy"
+
+
+class DnsSettings(BaseModel):
+    nameservers: list[str] = Field(default_factory=list)  # empty: system resolver
+    port: int = 53
+    timeout: float = 3.0  # per query
+    session_budget: float = 10.0  # all DNS work of one SMTP session
+
+
+class GreylistSettings(BaseModel):
+    enabled: bool = True
+    delay: float = 300.0
+    retry_window: float = 2 * 86400.0
+    expire: float = 35 * 86400.0
+    auto_whitelist_after: int = 5
+    backend: str = ""  # "" -> sqlite in var_dir; "redis://127.0.0.1:6379/0"
+    sender_pool_domains: list[str] = Field(default_factory=list)
+
+
+class DnsblZone(BaseModel):
+    zone: str
+    weight: float = 3.0
+    kind: Literal["ip", "domain"] = "ip"
+    # return code -> reason, e.g. {"127.0.0.2": "SBL", "127.0.0.4": "XBL"}
+    codes: dict[str, str] = Field(default_factory=dict)
+
+
+class DnsblSettings(BaseModel):
+    enabled: bool = True
+    zones: list[DnsblZone] = Field(default_factory=list)
+    reject_threshold: float | None = None  # total weight at which to reject at connect
+
+
+class RdnsSettings(BaseModel):
+    enabled: bool = True
+    reject_no_ptr: bool = False
+    reject_bad_helo: bool = False
+    score_no_ptr: float = 1.0
+    score_no_fcrdns: float = 1.0
+    score_bad_helo: float = 1.5
+
+
+class AuthChecksSettings(BaseModel):
+    spf: bool = True
+    dkim: bool = True
+    arc: bool = True
+    dmarc: bool = True
+    reject_dmarc_reject: bool = False
+
+
+class BarringSettings(BaseModel):
+    sender: list[str] = Field(default_factory=list)
+    recipient: list[str] = Field(default_factory=lambda: ["*!*", '"*@*"', '"*@*"@*'])
+    sender_file: Path | None = None
+    recipient_file: Path | None = None
+
+
+class AntivirusSettings(BaseModel):
+    enabled: bool = True
+    clamd_socket: str = "/var/run/clamav/clamd.ctl"  # or "tcp://127.0.0.1:3310"
+    timeout: float = 30.0
+    max_scan_bytes: int = 50 * 1024 * 1024
+    on_error: Literal["tempfail", "accept"] = "tempfail"
+
+
+class QuarantineSettings(BaseModel):
+    spool_dir: Path | None = None  # default: <var_dir>/quarantine
+    retention_days: float = 30.0
+
+
+class UiSettings(BaseModel):
+    secret_key: str = ""  # "" -> generated once into <var_dir>/ui-secret
+    secure_cookies: bool = True
+    session_max_age: int = 8 * 3600
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MAILSIFT_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    paths: PathsSettings = Field(default_factory=PathsSettings)
+    thresholds: ThresholdSettings = Field(default_factory=ThresholdSettings)
+    rules: RulesSettings = Field(default_factory=RulesSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    message: MessageSettings = Field(default_factory=MessageSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    dns: DnsSettings = Field(default_factory=DnsSettings)
+    greylist: GreylistSettings = Field(default_factory=GreylistSettings)
+    dnsbl: DnsblSettings = Field(default_factory=DnsblSettings)
+    rdns: RdnsSettings = Field(default_factory=RdnsSettings)
+    auth: AuthChecksSettings = Field(default_factory=AuthChecksSettings)
+    barring: BarringSettings = Field(default_factory=BarringSettings)
+    antivirus: AntivirusSettings = Field(default_factory=AntivirusSettings)
+    quarantine: QuarantineSettings = Field(default_factory=QuarantineSettings)
+    ui: UiSettings = Field(default_factory=UiSettings)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _ordered(cls, v: ThresholdSettings) -> ThresholdSettings:
+        if not (0.0 < v.spam <= v.hold <= v.reject <= 1.0):
+            raise ValueError("thresholds must satisfy 0 < spam <= hold <= reject <= 1")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml = _config_file()
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+    # ---- derived locations -------------------------------------------------------------
+    @property
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite:///{self.paths.var_dir / 'mailsift.db'}"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return self.mlflow.tracking_uri or f"sqlite:///{(self.paths.var_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def mlflow_artifact_location(self) -> str:
+        return self.mlflow.artifact_location or str((self.paths.var_dir / "mlartifacts").resolve())
+
+    @property
+    def rules_cache_dir(self) -> Path:
+        return self.rules.cache_dir or self.paths.var_dir / "cache" / "rules"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.quarantine.spool_dir or self.paths.var_dir / "quarantine"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.paths.var_dir / "spool"
+
+    @property
+    def default_model_dir(self) -> Path:
+        return self.paths.models_dir / "default"
+
+
+def _config_file() -> Path | None:
+    explicit = os.environ.get("MAILSIFT_CONFIG")
+    if explicit:
+        p = Path(explicit)
+        if not p.is_file():
+            raise FileNotFoundError(f"MAILSIFT_CONFIG={explicit} does not exist")
+        return p
+    local = Path("mailsift.toml")
+    return local if local.is_file() else None
+
+
+def _aliases() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if os.environ.get("MAILSIFT_CORPUS"):
+        out.setdefault("paths", {})["corpus"] = os.environ["MAILSIFT_CORPUS"]
+    if os.environ.get("MAILSIFT_MODEL"):
+        out.setdefault("model", {})["path"] = os.environ["MAILSIFT_MODEL"]
+    return out
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings: init overrides > environment > TOML file > defaults."""
+    merged = _aliases()
+    for k, v in overrides.items():
+        if isinstance(v, dict) and isinstance(merged.get(k), dict):
+            merged[k] = {**merged[k], **v}
+        else:
+            merged[k] = v
+    return Settings(**merged)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached). Tests build their own with load_settings()."""
+    return load_settings()

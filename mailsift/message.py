@@ -1,0 +1,505 @@
+"""Raw RFC 5322 bytes -> ParsedMessage, once, without ever raising.
+
+The stdlib ``email`` package (``policy.default``) splits the MIME structure; headers are read
+from ``raw_items()`` and RFC 2047-decoded here (cheaper than building header objects).
+Bounded work: at most ``max_parse_bytes`` of a message are handed to the parser and at most
+``max_text_chars`` of decoded text are kept; when a cap bites, ``truncated`` is set and a
+defect says so.
+
+Headers that other filters add (``X-Spam-*``, ``X-Barracuda-*``, ``X-Virus-*`` ...) and
+``Authentication-Results`` from authserv-ids we do not trust are removed from every view a
+feature can see; their names are listed in ``dropped_headers``.
+"""
+
+from __future__ import annotations
+
+import email
+import email.header
+import email.utils
+import hashlib
+import ipaddress
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from email import policy
+from email.message import EmailMessage, Message
+from functools import lru_cache
+
+from selectolax.lexbor import LexborHTMLParser as HTMLParser
+
+DEFAULT_MAX_PARSE_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_TEXT_CHARS = 200_000
+DEFAULT_MAX_PARTS = 200
+
+# Headers written by other filters: untrusted input, never features.
+FOREIGN_HEADER_RE = re.compile(
+    r"^(x-spam|x-barracuda|x-virus|x-amavis|x-av-|x-antivirus|x-antispam|x-rspamd|x-dspam"
+    r"|x-bogosity|x-crm114|x-proofpoint|x-mimecast|x-forefront-antispam|x-microsoft-antispam"
+    r"|x-ms-exchange-organization-scl|x-ms-exchange-organization-antispam|x-greylist|x-quarantine"
+    r"|x-mailsift|x-policyd|x-ironport|x-sophos|x-trendmicro|x-symantec|x-mcafee|x-cloudmark"
+    r"|x-vade|x-vr-spam|x-yahoo-spam|x-gmx-antispam|x-ui-filterresults|x-scanned-by|x-filtered-by"
+    r"|x-spf-|x-dkim-|x-mailscanner|x-sa-|x-junk|x-uce|x-razor|x-pyzor|x-dcc-)",
+    re.IGNORECASE,
+)
+
+_URL_RE = re.compile(
+    r"""(?:(?:https?|ftp)://|www\.)[^\s<>"'`{}|\\^\[\]]{2,2000}""",
+    re.IGNORECASE,
+)
+_TRAILING_PUNCT = ".,;:!?)]}>'\""
+_FROM_LINE_RE = re.compile(rb"^From [^\r\n]*\r?\n")
+_ENCODED_WORD_RE = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+
+
+@dataclass(frozen=True, slots=True)
+class Url:
+    url: str
+    host: str  # lower-case host name or IP literal, "" when unparseable
+    domain: str  # registrable domain (eTLD+1) or the IP, "" when unknown
+    text: str | None = None  # shown link text (HTML anchors), None for plain-text URLs
+    source: str = "text"  # "text" or "html"
+    is_ip: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    filename: str
+    content_type: str
+    size: int  # decoded size in bytes
+    disposition: str = ""
+
+
+@dataclass(slots=True)
+class ParsedMessage:
+    raw: bytes  # the message as received (never modified)
+    size: int
+    digest: str  # sha256 hex of `raw`
+    headers: list[tuple[str, str]] = field(default_factory=list)  # decoded, foreign removed
+    raw_headers: list[tuple[str, str]] = field(default_factory=list)  # undecoded, unfolded
+    dropped_headers: list[str] = field(default_factory=list)
+    envelope_from: str | None = None  # mbox "From " line sender, if present
+    content_type: str = "text/plain"
+    text: str = ""  # text/plain parts, joined
+    html: str = ""  # text/html source, joined (capped)
+    html_text: str = ""  # text/html rendered to text
+    urls: list[Url] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    images: int = 0  # inline/attached images plus <img> tags
+    html_tags: int = 0
+    parts: int = 0
+    defects: list[str] = field(default_factory=list)
+    truncated: bool = False
+
+    # ---- header access -------------------------------------------------------------------
+    def header_all(self, name: str) -> list[str]:
+        n = name.lower()
+        return [v for k, v in self.headers if k.lower() == n]
+
+    def header(self, name: str, default: str = "") -> str:
+        n = name.lower()
+        for k, v in self.headers:
+            if k.lower() == n:
+                return v
+        return default
+
+    def raw_header_all(self, name: str) -> list[str]:
+        n = name.lower()
+        return [v for k, v in self.raw_headers if k.lower() == n]
+
+    def has_header(self, name: str) -> bool:
+        n = name.lower()
+        return any(k.lower() == n for k, _ in self.headers)
+
+    @property
+    def subject(self) -> str:
+        return self.header("Subject")
+
+    @property
+    def from_addr(self) -> str:
+        return address_of(self.header("From"))
+
+    @property
+    def from_name(self) -> str:
+        return email.utils.parseaddr(self.header("From"))[0]
+
+    @property
+    def reply_to(self) -> str:
+        return address_of(self.header("Reply-To"))
+
+    @property
+    def to_addrs(self) -> list[str]:
+        vals = self.header_all("To") + self.header_all("Cc")
+        return [a.lower() for _, a in email.utils.getaddresses(vals) if a]
+
+    @property
+    def message_id(self) -> str:
+        return self.header("Message-ID").strip()
+
+    @property
+    def date(self) -> datetime | None:
+        return parse_date(self.header("Date"))
+
+    @property
+    def body(self) -> str:
+        """The visible text: plain parts, else the rendered HTML (what a reader sees)."""
+        if self.text.strip():
+            return self.text if not self.html_text else self.text + "\n" + self.html_text
+        return self.html_text
+
+    @property
+    def header_block(self) -> str:
+        return "\n".join(f"{k}: {v}" for k, v in self.headers)
+
+    @property
+    def is_html_only(self) -> bool:
+        return bool(self.html) and not self.text.strip()
+
+
+# ---- helpers -------------------------------------------------------------------------------
+
+
+def address_of(value: str) -> str:
+    try:
+        return email.utils.parseaddr(value)[1].lower()
+    except Exception:
+        return ""
+
+
+def parse_date(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        dt = email.utils.parsedate_to_datetime(value)
+    except Exception:
+        return None
+    return dt
+
+
+def decode_header_value(value: str) -> str:
+    """RFC 2047-decode and unfold one header value; unknown charsets degrade, never raise."""
+    value = value.replace("\r", "").replace("\n", "")
+    if "=?" not in value:
+        return value.strip()
+    try:
+        chunks = email.header.decode_header(value)
+    except Exception:
+        return value.strip()
+    out: list[str] = []
+    for chunk, charset in chunks:
+        if isinstance(chunk, bytes):
+            out.append(_decode_bytes(chunk, charset))
+        else:
+            out.append(chunk)
+    return "".join(out).strip()
+
+
+def _decode_bytes(data: bytes, charset: str | None) -> str:
+    cs = (charset or "utf-8").strip().strip('"').lower() or "utf-8"
+    if cs in ("unknown-8bit", "x-unknown", "default", "us-ascii"):
+        cs = "utf-8"
+    try:
+        return data.decode(cs, errors="replace")
+    except (LookupError, ValueError):
+        return data.decode("latin-1", errors="replace")
+
+
+@lru_cache(maxsize=1)
+def _psl():  # type: ignore[no-untyped-def]
+    from publicsuffixlist import PublicSuffixList
+
+    return PublicSuffixList()
+
+
+@lru_cache(maxsize=65536)
+def registrable_domain(host: str) -> str:
+    host = host.strip(".").lower()
+    if not host:
+        return ""
+    if _is_ip(host):
+        return host
+    try:
+        priv = _psl().privatesuffix(host)
+    except Exception:
+        priv = None
+    return priv or host
+
+
+def _is_ip(host: str) -> bool:
+    h = host.strip("[]")
+    try:
+        ipaddress.ip_address(h)
+        return True
+    except ValueError:
+        pass
+    # dotted forms spammers use: decimal/hex/octal integers
+    return bool(re.fullmatch(r"(0x[0-9a-f]+|\d{8,10})", h))
+
+
+def make_url(raw_url: str, text: str | None = None, source: str = "text") -> Url | None:
+    u = raw_url.strip().rstrip(_TRAILING_PUNCT)
+    if not u:
+        return None
+    low = u.lower()
+    if low.startswith(("mailto:", "javascript:", "data:", "tel:", "cid:", "#")):
+        return None
+    if low.startswith("www."):
+        u = "http://" + u
+    elif not re.match(r"^[a-z][a-z0-9+.-]*://", low):
+        return None
+    rest = u.split("://", 1)[1]
+    hostport = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    hostport = hostport.rsplit("@", 1)[-1]  # user:pass@host
+    if hostport.startswith("["):
+        host = hostport[1 : hostport.find("]")] if "]" in hostport else hostport[1:]
+    else:
+        host = hostport.split(":", 1)[0]
+    host = host.lower().strip(".")
+    try:
+        host = host.encode("idna").decode("ascii") if not host.isascii() else host
+    except Exception:  # noqa: S110 - odd IDN stays as given
+        pass
+    is_ip = _is_ip(host)
+    return Url(u[:2000], host, registrable_domain(host) if host else "", text, source, is_ip)
+
+
+def urls_from_text(text: str, limit: int = 500) -> list[Url]:
+    out: list[Url] = []
+    for m in _URL_RE.finditer(text):
+        url = make_url(m.group(0))
+        if url is not None:
+            out.append(url)
+            if len(out) >= limit:
+                break
+    return out
+
+
+def html_to_text(html: str) -> tuple[str, list[Url], int, int]:
+    """Render HTML to text; return (text, anchor urls, <img> count, tag count)."""
+    tree = HTMLParser(html)
+    urls: list[Url] = []
+    for a in tree.css("a"):
+        href = a.attributes.get("href") or ""
+        if href:
+            shown = a.text(deep=True, separator=" ", strip=True)[:500]
+            url = make_url(href, text=shown, source="html")
+            if url is not None:
+                urls.append(url)
+        if len(urls) >= 500:
+            break
+    for form in tree.css("form"):
+        action = form.attributes.get("action") or ""
+        url = make_url(action, text=None, source="html") if action else None
+        if url is not None:
+            urls.append(url)
+    images = len(tree.css("img"))
+    tags = 0
+    root = tree.root
+    if root is not None:
+        tags = sum(1 for _ in root.traverse(include_text=False))
+    tree.strip_tags(["script", "style", "head", "title", "noscript", "template"])
+    body = tree.body or tree.root
+    text = body.text(separator=" ", strip=False) if body is not None else ""
+    text = re.sub(r"[ \t\r\f\v\u00a0]+", " ", text)
+    text = re.sub(r"\n\s*\n+", "\n\n", text)
+    return text.strip(), urls, images, tags
+
+
+# ---- parsing -------------------------------------------------------------------------------
+
+
+def parse(
+    raw: bytes,
+    *,
+    max_parse_bytes: int = DEFAULT_MAX_PARSE_BYTES,
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
+    max_parts: int = DEFAULT_MAX_PARTS,
+    trusted_authserv_ids: Sequence[str] = (),
+) -> ParsedMessage:
+    """Parse raw message bytes. Never raises for any input (bytes or str)."""
+    if isinstance(raw, str):  # be forgiving with callers
+        raw = raw.encode("utf-8", errors="surrogateescape")
+    pm = ParsedMessage(raw=raw, size=len(raw), digest=hashlib.sha256(raw).hexdigest())
+    try:
+        _parse_into(pm, raw, max_parse_bytes, max_text_chars, max_parts, trusted_authserv_ids)
+    except Exception as exc:  # last line of defence: keep what we have, say why
+        pm.defects.append(f"parser error: {type(exc).__name__}: {str(exc)[:200]}")
+        if not pm.text and not pm.html_text:
+            pm.text = raw[:max_text_chars].decode("utf-8", errors="replace")
+    return pm
+
+
+def _parse_into(
+    pm: ParsedMessage,
+    raw: bytes,
+    max_parse_bytes: int,
+    max_text_chars: int,
+    max_parts: int,
+    trusted_authserv_ids: Sequence[str],
+) -> None:
+    data = raw
+    m = _FROM_LINE_RE.match(data)
+    if m:
+        line = m.group(0).decode("latin-1").split()
+        pm.envelope_from = line[1] if len(line) > 1 else ""
+        data = data[m.end() :]
+    if b"\x00" in data[:max_parse_bytes]:
+        pm.defects.append("NUL bytes in message")
+        data = data.replace(b"\x00", b"")
+    if len(data) > max_parse_bytes:
+        pm.truncated = True
+        pm.defects.append(
+            f"truncated: message of {len(data)} bytes, only the first {max_parse_bytes} scanned"
+        )
+        data = data[:max_parse_bytes]
+    msg = email.message_from_bytes(data, policy=policy.default)
+    pm.defects.extend(type(d).__name__ for d in getattr(msg, "defects", []))
+
+    trusted = {t.lower() for t in trusted_authserv_ids}
+    for name, value in msg.raw_items():
+        sval = value if isinstance(value, str) else str(value)
+        lname = name.lower()
+        if FOREIGN_HEADER_RE.match(lname) or (
+            lname in ("authentication-results", "arc-authentication-results")
+            and _authserv_id(sval) not in trusted
+        ):
+            pm.dropped_headers.append(name)
+            continue
+        unfolded = sval.replace("\r", "").replace("\n", "")
+        pm.raw_headers.append((name, unfolded))
+        # 8-bit header bytes arrive as surrogates: make them visible characters
+        if _has_surrogates(unfolded):
+            unfolded = unfolded.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            pm.defects.append(f"8-bit header: {name}")
+        pm.headers.append((name, decode_header_value(unfolded)))
+
+    pm.content_type = _safe(lambda: msg.get_content_type(), "text/plain")
+    text_parts: list[str] = []
+    html_parts: list[str] = []
+    text_len = 0
+    nparts = 0
+    for part in msg.walk():
+        nparts += 1
+        if nparts > max_parts:
+            pm.truncated = True
+            pm.defects.append(f"truncated: more than {max_parts} MIME parts, rest not scanned")
+            break
+        if part.is_multipart():
+            continue
+        pm.defects.extend(type(d).__name__ for d in getattr(part, "defects", []))
+        ctype = _safe(part.get_content_type, "text/plain")
+        disp = (_safe(part.get_content_disposition, None) or "").lower()
+        filename = _safe(part.get_filename, None)
+        if ctype.startswith("image/"):
+            pm.images += 1
+        if filename or disp == "attachment" or not (
+            ctype.startswith("text/") or ctype == "message/rfc822"
+        ):
+            payload = _payload_bytes(part, pm)
+            pm.attachments.append(
+                Attachment(
+                    filename=decode_header_value(filename or ""),
+                    content_type=ctype,
+                    size=len(payload),
+                    disposition=disp,
+                )
+            )
+            if not ctype.startswith("text/") or disp == "attachment":
+                continue
+        if ctype not in ("text/plain", "text/html") and not ctype.startswith("text/"):
+            continue
+        if text_len >= max_text_chars:
+            pm.truncated = True
+            continue
+        content = _part_text(part, pm)
+        room = max_text_chars - text_len
+        if len(content) > room:
+            content = content[:room]
+            pm.truncated = True
+            pm.defects.append(f"truncated: text beyond {max_text_chars} characters not scanned")
+        text_len += len(content)
+        if ctype == "text/html":
+            html_parts.append(content)
+        else:
+            text_parts.append(content)
+    pm.parts = nparts
+    pm.text = "\n".join(text_parts)
+    pm.html = "\n".join(html_parts)
+    urls = urls_from_text(pm.text)
+    if pm.html:
+        try:
+            pm.html_text, html_urls, imgs, tags = html_to_text(pm.html)
+        except Exception as exc:
+            pm.defects.append(f"html error: {type(exc).__name__}")
+            html_urls, imgs, tags = [], 0, 0
+            pm.html_text = re.sub(r"<[^>]{0,2000}>", " ", pm.html)
+        pm.images += imgs
+        pm.html_tags = tags
+        seen = {u.url for u in html_urls}
+        urls = html_urls + [u for u in urls_from_text(pm.html_text) if u.url not in seen]
+        seen.update(u.url for u in urls)
+        urls += [u for u in urls_from_text(pm.text) if u.url not in seen]
+    pm.urls = urls[:1000]
+
+
+def _authserv_id(value: str) -> str:
+    return value.strip().split(";", 1)[0].strip().split()[0].lower() if value.strip() else ""
+
+
+def _has_surrogates(s: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in s)
+
+
+def _safe(fn, default):  # type: ignore[no-untyped-def]
+    try:
+        return fn()
+    except Exception:
+        return default
+
+
+def _payload_bytes(part: Message, pm: ParsedMessage) -> bytes:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception as exc:
+        pm.defects.append(f"undecodable payload: {type(exc).__name__}")
+        return b""
+    if isinstance(payload, bytes):
+        return payload
+    if payload is None:
+        return b""
+    return str(payload).encode("utf-8", "replace")
+
+
+def _part_text(part: Message, pm: ParsedMessage) -> str:
+    payload = _payload_bytes(part, pm)
+    charset = None
+    try:
+        charset = part.get_content_charset()
+    except Exception:
+        pm.defects.append("bad charset parameter")
+    if charset:
+        try:
+            "".encode(charset)
+        except (LookupError, ValueError):
+            pm.defects.append(f"unknown charset: {charset[:40]}")
+            charset = None
+    if charset is None:
+        try:
+            return payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return payload.decode("latin-1")
+    return _decode_bytes(payload, charset)
+
+
+def iter_header_values(pm: ParsedMessage, names: Iterable[str]) -> Iterable[str]:
+    wanted = {n.lower() for n in names}
+    for k, v in pm.headers:
+        if k.lower() in wanted:
+            yield v
+
+
+def as_email_message(raw: bytes) -> EmailMessage:
+    """A full stdlib EmailMessage (for code that rewrites headers, e.g. the SMTP filter)."""
+    msg = email.message_from_bytes(raw, policy=policy.SMTP)
+    assert isinstance(msg, EmailMessage)
+    return msg

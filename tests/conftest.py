@@ -1,0 +1,11 @@
+"""Shared test set-up. Fixture modules per area live in tests/fixtures/ and are listed here."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
+pytest_plugins: list[str] = [
+]
