@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 
 class Action(StrEnum):
@@ -78,3 +78,21 @@ class Verdict:
         d = asdict(self)
         d["action"] = self.action.value
         return d
+
+
+@dataclass(frozen=True, slots=True)
+class ListDecision:
+    """The outcome of black/white and trusted/untrusted sender lists for one message.
+
+    kind: "allow" (global white list), "trusted" (a recipient's own list): never spam;
+          "block" (global black list): rejected; "untrusted" (a recipient's list): always spam.
+    """
+
+    kind: str
+    reason: str  # e.g. "sender *@example.com on alice@example.com's trusted list"
+
+
+class ListPolicy(Protocol):
+    """Looks up the sender lists; implemented by mailsift.store (global and per-user)."""
+
+    def decide(self, envelope: Envelope, from_addr: str) -> ListDecision | None: ...
