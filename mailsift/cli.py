@@ -14,8 +14,7 @@ app = typer.Typer(
 )
 
 # Each module defines `register(app: typer.Typer) -> None`.
-COMMAND_MODULES: list[str] = [
-]
+COMMAND_MODULES: list[str] = []
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)

@@ -96,7 +96,9 @@ class MlflowSettings(BaseModel):
     champion_alias: str = "champion"
     # a challenger must be no worse than the champion on each of these (higher is better
     # unless the name starts with "-": then lower is better)
-    gate_metrics: list[str] = Field(default_factory=lambda: ["-one_minus_roca_pct", "recall_at_fpr_0.001"])
+    gate_metrics: list[str] = Field(
+        default_factory=lambda: ["-one_minus_roca_pct", "recall_at_fpr_0.001"]
+    )
     gate_tolerance: float = 0.0
 
 
@@ -273,7 +275,9 @@ class Settings(BaseSettings):
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        return self.mlflow.tracking_uri or f"sqlite:///{(self.paths.var_dir / 'mlflow.db').resolve()}"
+        return (
+            self.mlflow.tracking_uri or f"sqlite:///{(self.paths.var_dir / 'mlflow.db').resolve()}"
+        )
 
     @property
     def mlflow_artifact_location(self) -> str:

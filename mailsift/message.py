@@ -44,7 +44,7 @@ FOREIGN_HEADER_RE = re.compile(
 )
 
 _URL_RE = re.compile(
-    r"""(?:(?:https?|ftp)://|www\.)[^\s<>"'`{}|\\^\[\]]{2,2000}""",
+    r"""(?:(?:https?|ftp)://|www\.)[^\s<>"'`{}|\\^]{2,2000}""",
     re.IGNORECASE,
 )
 _TRAILING_PUNCT = ".,;:!?)]}>'\""
@@ -255,10 +255,11 @@ def make_url(raw_url: str, text: str | None = None, source: str = "text") -> Url
     else:
         host = hostport.split(":", 1)[0]
     host = host.lower().strip(".")
-    try:
-        host = host.encode("idna").decode("ascii") if not host.isascii() else host
-    except Exception:  # noqa: S110 - odd IDN stays as given
-        pass
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            host = host  # an odd IDN stays as given
     is_ip = _is_ip(host)
     return Url(u[:2000], host, registrable_domain(host) if host else "", text, source, is_ip)
 
@@ -392,8 +393,10 @@ def _parse_into(
         filename = _safe(part.get_filename, None)
         if ctype.startswith("image/"):
             pm.images += 1
-        if filename or disp == "attachment" or not (
-            ctype.startswith("text/") or ctype == "message/rfc822"
+        if (
+            filename
+            or disp == "attachment"
+            or not (ctype.startswith("text/") or ctype == "message/rfc822")
         ):
             payload = _payload_bytes(part, pm)
             pm.attachments.append(

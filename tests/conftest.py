@@ -7,5 +7,4 @@ import os
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
-pytest_plugins: list[str] = [
-]
+pytest_plugins: list[str] = []
