@@ -13,6 +13,7 @@ feature can see; their names are listed in ``dropped_headers``.
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.header
 import email.utils
@@ -256,10 +257,8 @@ def make_url(raw_url: str, text: str | None = None, source: str = "text") -> Url
         host = hostport.split(":", 1)[0]
     host = host.lower().strip(".")
     if not host.isascii():
-        try:
+        with contextlib.suppress(UnicodeError):  # an odd IDN stays as given
             host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            host = host  # an odd IDN stays as given
     is_ip = _is_ip(host)
     return Url(u[:2000], host, registrable_domain(host) if host else "", text, source, is_ip)
 
