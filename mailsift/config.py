@@ -116,6 +116,10 @@ class ApiSettings(BaseModel):
     require_keys: bool = True
     scorer_url: str | None = None  # the SMTP filter scores over HTTP when set
     scorer_api_key: str | None = None
+    max_batch: int = 1000  # messages in one POST /v1/score/batch
+    key_cache_seconds: float = 5.0  # verified API keys cached per worker (revocation delay)
+    reload_poll_seconds: float = 1.0  # workers follow a model reload within this time
+    log_level: str = "INFO"
 
 
 class SmtpSettings(BaseModel):
