@@ -1,0 +1,289 @@
+"""The store's interfaces: small Protocols, the records they carry, and the SQL plumbing.
+
+Repositories (one Protocol each, one SQL implementation shared by every backend):
+
+- ``store.verdicts``  every scored message (id, time, digest, recipients, score, action,
+  model version, rule hits) and, for a bounded time, the message sample needed to learn from
+  a verdict id later (the raw message, zlib-compressed; see ``VerdictRepo.sample``).
+- ``store.feedback``  every "spam"/"not spam" report (who, when, which message, which label,
+  from which source), the messages reported (kept for the next full retrain), the learning
+  state per message digest (what the live model has been taught) and the learn-event log
+  every process replays onto its in-memory model.
+- ``store.lists``     sender lists: per-user ``trusted``/``untrusted`` and global
+  ``allow``/``block`` entries (addresses, ``*@domain``, domains, IPs and CIDR blocks).
+- ``store.audit``     an append-only trail of who did what (feedback, list edits, releases).
+
+Backends (``mailsift.store.sqlite``, ``mailsift.store.postgres``) only provide connections:
+``SqlStore`` below runs the same SQL on both. SQL is written with ``?`` placeholders; the
+PostgreSQL backend translates them (and escapes ``%``) for psycopg. Times are float epoch
+seconds (UTC), booleans are integers 0/1, JSON is stored as text: the same on both dialects.
+
+Other areas use the store's connection through ``store.execute`` / ``store.query`` /
+``store.query_one`` / ``store.transaction()``, and add their tables through a migration
+(see ``mailsift.store.migrations``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Dialect = Literal["sqlite", "postgresql"]
+Params = Sequence[Any]
+Row = dict[str, Any]
+
+LIST_KINDS = ("trusted", "untrusted", "allow", "block")
+USER_LIST_KINDS = ("trusted", "untrusted")
+GLOBAL_LIST_KINDS = ("allow", "block")
+FEEDBACK_SOURCES = ("user", "admin", "trap", "quarantine", "api")
+
+
+class StoreError(Exception):
+    """A store operation failed (bad URL, unreachable database, failed migration...)."""
+
+
+# ---- records -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class VerdictRecord:
+    verdict_id: str
+    digest: str
+    score: float
+    probability: float
+    action: str
+    model_version: str = ""
+    created: float = field(default_factory=time.time)
+    recipients: tuple[str, ...] = ()
+    sender: str = ""  # envelope MAIL FROM, else the header From address
+    client_ip: str = ""
+    rules: list[tuple[str, float]] = field(default_factory=list)  # (name, score) hits
+    list_decision: str | None = None
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class FeedbackRecord:
+    label: str  # "spam" | "ham"
+    user: str
+    digest: str
+    verdict_id: str | None = None
+    source: str = "user"
+    created: float = field(default_factory=time.time)
+    status: str = "accepted"  # learned, duplicate, relabelled, rate_limited, drift_capped ...
+    feedback_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedState:
+    """What the live model has been taught about one message (one row per digest)."""
+
+    digest: str
+    label: str
+    weight: float
+    updated: float
+
+
+@dataclass(frozen=True, slots=True)
+class LearnEvent:
+    """One entry of the learn log every process applies to its in-memory model, in order.
+
+    ``label`` is what to learn; ``unlearn`` (when set) is the label taught earlier that the
+    model must take back first (a relabel). ``weight`` scales the update.
+    """
+
+    event_id: int
+    digest: str
+    label: str
+    unlearn: str | None
+    weight: float
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class ListEntry:
+    kind: str  # trusted | untrusted | allow | block
+    pattern: str  # "user@example.com", "*@example.com", "example.com", "192.0.2.0/24"
+    owner: str = ""  # recipient address for trusted/untrusted, "" for global lists
+    created: float = 0.0
+    added_by: str = ""
+    comment: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    actor: str
+    action: str  # "feedback", "lists.add", "lists.remove", "quarantine.release", ...
+    target: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+    created: float = 0.0
+    event_id: int | None = None
+
+
+# ---- repository protocols ------------------------------------------------------------------
+
+
+@runtime_checkable
+class VerdictRepo(Protocol):
+    def add(self, rec: VerdictRecord, sample: bytes | None = None) -> None:
+        """Record a verdict (and optionally the raw message to learn from later). Durable
+        (committed) when it returns."""
+
+    def get(self, verdict_id: str) -> VerdictRecord | None: ...
+
+    def by_digest(self, digest: str, limit: int = 20) -> list[VerdictRecord]: ...
+
+    def recent(
+        self, limit: int = 100, since: float | None = None, action: str | None = None
+    ) -> list[VerdictRecord]: ...
+
+    def count_by_action(self, since: float | None = None) -> dict[str, int]: ...
+
+    def sample(self, verdict_id: str) -> bytes | None:
+        """The raw message kept with a verdict (None once purged or never kept)."""
+
+    def purge_samples(self, before: float) -> int: ...
+
+    def purge(self, before: float) -> int: ...
+
+
+@runtime_checkable
+class FeedbackRepo(Protocol):
+    def add(self, rec: FeedbackRecord) -> int:
+        """Record one report (every report, whatever its status); returns its id."""
+
+    def set_status(self, feedback_id: int, status: str) -> None: ...
+
+    def recent(self, limit: int = 100, user: str | None = None) -> list[FeedbackRecord]: ...
+
+    def count_since(self, since: float, user: str | None = None, source: str | None = None) -> int:
+        """Reports that counted against the rate caps (status not rate_limited) since
+        ``since``, optionally of one user or one source."""
+
+    def keep_message(self, digest: str, raw: bytes) -> None:
+        """Keep a reported message (compressed) for the next full retrain."""
+
+    def message(self, digest: str) -> bytes | None: ...
+
+    def learned(self, digest: str) -> LearnedState | None: ...
+
+    def teach(self, digest: str, label: str, weight: float) -> tuple[str, LearnEvent | None]:
+        """Decide and record atomically (across processes) what teaching ``label`` for
+        ``digest`` means: "learned" (first time), "relabelled" (the event says to unlearn
+        the earlier label first) or "duplicate" (already taught: no event)."""
+
+    def events_after(self, event_id: int, limit: int = 1000) -> list[LearnEvent]: ...
+
+    def last_event_id(self) -> int: ...
+
+    def training_set(self) -> Iterator[tuple[str, str, bytes]]:
+        """(digest, label, raw) of every message the model has been taught, latest label."""
+
+    def record_retrain(
+        self, model_version: str, last_event_id: int, promoted: bool, detail: dict[str, Any]
+    ) -> None: ...
+
+    def retrain_event_id(self, model_version: str) -> int | None:
+        """The last learn event a retrained model already contains (None: not a retrain)."""
+
+
+@runtime_checkable
+class ListRepo(Protocol):
+    def add(self, entry: ListEntry) -> bool:
+        """Add an entry; False when it was already there."""
+
+    def remove(self, kind: str, pattern: str, owner: str = "") -> bool: ...
+
+    def entries(self, kind: str | None = None, owner: str | None = None) -> list[ListEntry]: ...
+
+    def version(self) -> int:
+        """A counter bumped by every change (for caches in every process)."""
+
+
+@runtime_checkable
+class AuditRepo(Protocol):
+    def record(
+        self, actor: str, action: str, target: str = "", detail: dict[str, Any] | None = None
+    ) -> None: ...
+
+    def recent(
+        self, limit: int = 100, actor: str | None = None, action: str | None = None
+    ) -> list[AuditEvent]: ...
+
+
+class Tx(Protocol):
+    """A transaction handle: the same calls as the store, inside one atomic unit."""
+
+    def execute(self, sql: str, params: Params = ()) -> int: ...
+
+    def query(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+    def query_one(self, sql: str, params: Params = ()) -> Row | None: ...
+
+
+@runtime_checkable
+class Store(Protocol):
+    @property
+    def dialect(self) -> Dialect: ...
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def verdicts(self) -> VerdictRepo: ...
+
+    @property
+    def feedback(self) -> FeedbackRepo: ...
+
+    @property
+    def lists(self) -> ListRepo: ...
+
+    @property
+    def audit(self) -> AuditRepo: ...
+
+    def execute(self, sql: str, params: Params = ()) -> int: ...
+
+    def query(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+    def query_one(self, sql: str, params: Params = ()) -> Row | None: ...
+
+    def transaction(self) -> AbstractContextManager[Tx]: ...
+
+    def lock(self, name: str) -> None:
+        """Inside ``transaction()``: hold a named cross-process lock until it ends."""
+
+    def migrate(self) -> list[int]: ...
+
+    def applied_migrations(self) -> list[int]: ...
+
+    def ping(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+# ---- helpers shared by the implementations -------------------------------------------------
+
+
+def compress(raw: bytes) -> bytes:
+    return zlib.compress(raw, 6)
+
+
+def decompress(blob: bytes | memoryview | None) -> bytes | None:
+    if blob is None:
+        return None
+    return zlib.decompress(bytes(blob))
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True)
+
+
+def loads(text: str | None, default: Any = None) -> Any:
+    if not text:
+        return default
+    return json.loads(text)

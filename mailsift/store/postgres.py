@@ -1,0 +1,109 @@
+"""PostgreSQL backend: psycopg 3 with a ``psycopg_pool.ConnectionPool``.
+
+For several machines sharing one store. Connections run in autocommit mode; ``transaction()``
+opens a real transaction on one pooled connection. Queries are written with ``?`` placeholders
+(as for SQLite) and translated here to psycopg's ``%s`` (literal ``%`` doubled). Named
+critical sections (``store.lock``) are transaction-scoped advisory locks, so learn events get
+gap-free, commit-ordered ids and migrations are applied once even when several processes open
+the store at the same moment. Commits are durable with PostgreSQL's default
+``synchronous_commit = on``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from mailsift.store.base import Dialect, Params, Row, StoreError, Tx
+from mailsift.store.sql import SqlStore
+
+_TOKEN_RE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?|%")
+
+
+@lru_cache(maxsize=1024)
+def translate(sql: str) -> str:
+    """``?`` placeholders (outside quotes) -> ``%s``; every literal ``%`` -> ``%%``."""
+
+    def sub(m: re.Match[str]) -> str:
+        tok = m.group(0)
+        if tok == "?":
+            return "%s"
+        if tok == "%":
+            return "%%"
+        return tok.replace("%", "%%")
+
+    return _TOKEN_RE.sub(sub, sql)
+
+
+class _PgTx:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def _run(self, sql: str, params: Params) -> psycopg.Cursor[Any]:
+        if params:
+            return self.conn.execute(translate(sql), list(params))  # type: ignore[arg-type]
+        return self.conn.execute(sql)  # type: ignore[arg-type]
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        return self._run(sql, params).rowcount
+
+    def query(self, sql: str, params: Params = ()) -> list[Row]:
+        cur = self._run(sql, params)
+        if cur.description is None:
+            return []
+        return list(cur.fetchall())
+
+    def query_one(self, sql: str, params: Params = ()) -> Row | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+
+class PostgresStore(SqlStore):
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, url: str, pool_size: int = 4, connect_timeout: float = 10.0) -> None:
+        super().__init__(url)
+        try:  # fail fast with a clear error (the pool would keep retrying until its timeout)
+            psycopg.connect(url, connect_timeout=max(1, int(connect_timeout))).close()
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to PostgreSQL store: {exc}") from exc
+        self.pool: ConnectionPool[Any] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(1, pool_size),
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            check=ConnectionPool.check_connection,
+            open=False,
+            name="mailsift-store",
+        )
+        try:
+            self.pool.open(wait=True, timeout=connect_timeout)
+        except Exception as exc:
+            self.pool.close()
+            raise StoreError(f"cannot connect to PostgreSQL store: {exc}") from exc
+        self.migrate()
+
+    @contextmanager
+    def _begin(self) -> Iterator[Tx]:
+        with self.pool.connection() as conn, conn.transaction():
+            yield _PgTx(conn)
+
+    @contextmanager
+    def _autocommit(self) -> Iterator[Tx]:
+        with self.pool.connection() as conn:
+            yield _PgTx(conn)
+
+    def _lock(self, tx: Tx, name: str) -> None:
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        tx.query("SELECT pg_advisory_xact_lock(?)", [key])
+
+    def close(self) -> None:
+        self.pool.close()

@@ -1,0 +1,522 @@
+"""``SqlStore``: the repositories written once in portable SQL over a backend's connections.
+
+A backend (``SqliteStore``, ``PostgresStore``) implements three hooks: ``_begin()`` (a context
+manager yielding a ``Tx`` with a transaction open), ``_autocommit()`` (a ``Tx`` whose
+statements commit one by one) and ``_lock(tx, name)`` (serialise a critical section across
+processes for the rest of the transaction). Everything else lives here.
+
+Transactions are per thread: inside ``with store.transaction():`` every ``store.execute`` /
+``store.query`` call (and every repository call) of that thread joins the open transaction,
+so a repository method can be combined with others atomically.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+from mailsift.store import migrations
+from mailsift.store.base import (
+    LIST_KINDS,
+    AuditEvent,
+    Dialect,
+    FeedbackRecord,
+    LearnedState,
+    LearnEvent,
+    ListEntry,
+    Params,
+    Row,
+    StoreError,
+    Tx,
+    VerdictRecord,
+    compress,
+    decompress,
+    dumps,
+    loads,
+)
+
+
+class SqlStore:
+    """Common implementation; see ``mailsift.store.base.Store`` for the interface."""
+
+    dialect: Dialect
+    url: str
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._local = threading.local()
+        self.verdicts = SqlVerdictRepo(self)
+        self.feedback = SqlFeedbackRepo(self)
+        self.lists = SqlListRepo(self)
+        self.audit = SqlAuditRepo(self)
+
+    # ---- backend hooks ---------------------------------------------------------------------
+    def _begin(self) -> AbstractContextManager[Tx]:
+        raise NotImplementedError
+
+    def _autocommit(self) -> AbstractContextManager[Tx]:
+        raise NotImplementedError
+
+    def _lock(self, tx: Tx, name: str) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # ---- generic access --------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """One atomic unit; nested calls in the same thread join the outer transaction."""
+        current: Tx | None = getattr(self._local, "tx", None)
+        if current is not None:
+            yield current
+            return
+        with self._begin() as tx:
+            self._local.tx = tx
+            try:
+                yield tx
+            finally:
+                self._local.tx = None
+
+    @contextmanager
+    def _tx(self) -> Iterator[Tx]:
+        current: Tx | None = getattr(self._local, "tx", None)
+        if current is not None:
+            yield current
+        else:
+            with self._autocommit() as tx:
+                yield tx
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement (committed at once outside a transaction); returns rowcount."""
+        with self._tx() as tx:
+            return tx.execute(sql, params)
+
+    def query(self, sql: str, params: Params = ()) -> list[Row]:
+        with self._tx() as tx:
+            return tx.query(sql, params)
+
+    def query_one(self, sql: str, params: Params = ()) -> Row | None:
+        with self._tx() as tx:
+            return tx.query_one(sql, params)
+
+    def lock(self, name: str) -> None:
+        """Inside ``transaction()``: hold a named cross-process lock until it ends."""
+        tx: Tx | None = getattr(self._local, "tx", None)
+        if tx is None:
+            raise StoreError("store.lock() needs an open transaction")
+        self._lock(tx, name)
+
+    def ping(self) -> bool:
+        try:
+            return self.query_one("SELECT 1 AS one") is not None
+        except Exception:
+            return False
+
+    # ---- migrations ------------------------------------------------------------------------
+    def migrate(self) -> list[int]:
+        """Apply every pending migration once; returns the versions applied now."""
+        applied_now: list[int] = []
+        with self.transaction():
+            self.lock("schema_migrations")
+            self.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                f" applied {migrations.MACROS[self.dialect]['FLOAT']} NOT NULL,"
+                " checksum TEXT NOT NULL)"
+            )
+        for mig in migrations.discover():
+            with self.transaction() as tx:
+                self.lock("schema_migrations")
+                if tx.query_one("SELECT 1 FROM schema_migrations WHERE version = ?", [mig.version]):
+                    continue
+                try:
+                    self._run_script(tx, mig.script(self.dialect))
+                except Exception as exc:
+                    raise StoreError(
+                        f"migration {mig.version:04d}_{mig.name} failed: {exc}"
+                    ) from exc
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, name, applied, checksum)"
+                    " VALUES (?, ?, ?, ?)",
+                    [mig.version, mig.name, time.time(), mig.checksum(self.dialect)],
+                )
+                applied_now.append(mig.version)
+        return applied_now
+
+    def _run_script(self, tx: Tx, script: str) -> None:
+        for stmt in migrations.split_statements(script):
+            tx.execute(stmt)
+
+    def applied_migrations(self) -> list[int]:
+        rows = self.query("SELECT version FROM schema_migrations ORDER BY version")
+        return [int(r["version"]) for r in rows]
+
+
+# ---- repositories --------------------------------------------------------------------------
+
+
+def _verdict(row: Row) -> VerdictRecord:
+    return VerdictRecord(
+        verdict_id=row["verdict_id"],
+        digest=row["digest"],
+        score=float(row["score"]),
+        probability=float(row["probability"]),
+        action=row["action"],
+        model_version=row["model_version"],
+        created=float(row["created"]),
+        recipients=tuple(loads(row["recipients"], [])),
+        sender=row["sender"],
+        client_ip=row["client_ip"],
+        rules=[(str(n), float(s)) for n, s in loads(row["rules"], [])],
+        list_decision=row["list_decision"],
+        reason=row["reason"],
+    )
+
+
+class SqlVerdictRepo:
+    _COLS = (
+        "verdict_id, created, digest, recipients, sender, client_ip, score, probability,"
+        " action, model_version, rules, list_decision, reason"
+    )
+
+    def __init__(self, db: SqlStore) -> None:
+        self.db = db
+
+    def add(self, rec: VerdictRecord, sample: bytes | None = None) -> None:
+        with self.db.transaction() as tx:
+            tx.execute(
+                f"INSERT INTO verdicts ({self._COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    rec.verdict_id,
+                    rec.created,
+                    rec.digest,
+                    dumps(list(rec.recipients)),
+                    rec.sender,
+                    rec.client_ip,
+                    rec.score,
+                    rec.probability,
+                    rec.action,
+                    rec.model_version,
+                    dumps([[n, s] for n, s in rec.rules]),
+                    rec.list_decision,
+                    rec.reason,
+                ],
+            )
+            if sample is not None:
+                tx.execute(
+                    "INSERT INTO verdict_samples (verdict_id, created, raw) VALUES (?, ?, ?)",
+                    [rec.verdict_id, rec.created, compress(sample)],
+                )
+
+    def get(self, verdict_id: str) -> VerdictRecord | None:
+        row = self.db.query_one(
+            f"SELECT {self._COLS} FROM verdicts WHERE verdict_id = ?", [verdict_id]
+        )
+        return _verdict(row) if row else None
+
+    def by_digest(self, digest: str, limit: int = 20) -> list[VerdictRecord]:
+        rows = self.db.query(
+            f"SELECT {self._COLS} FROM verdicts WHERE digest = ? ORDER BY created DESC LIMIT ?",
+            [digest, limit],
+        )
+        return [_verdict(r) for r in rows]
+
+    def recent(
+        self, limit: int = 100, since: float | None = None, action: str | None = None
+    ) -> list[VerdictRecord]:
+        where, params = _where(("created >=", since), ("action =", action))
+        rows = self.db.query(
+            f"SELECT {self._COLS} FROM verdicts{where} ORDER BY created DESC LIMIT ?",
+            [*params, limit],
+        )
+        return [_verdict(r) for r in rows]
+
+    def count_by_action(self, since: float | None = None) -> dict[str, int]:
+        where, params = _where(("created >=", since))
+        rows = self.db.query(
+            f"SELECT action, COUNT(*) AS n FROM verdicts{where} GROUP BY action", params
+        )
+        return {r["action"]: int(r["n"]) for r in rows}
+
+    def sample(self, verdict_id: str) -> bytes | None:
+        row = self.db.query_one(
+            "SELECT raw FROM verdict_samples WHERE verdict_id = ?", [verdict_id]
+        )
+        return decompress(row["raw"]) if row else None
+
+    def purge_samples(self, before: float) -> int:
+        return self.db.execute("DELETE FROM verdict_samples WHERE created < ?", [before])
+
+    def purge(self, before: float) -> int:
+        with self.db.transaction() as tx:
+            tx.execute("DELETE FROM verdict_samples WHERE created < ?", [before])
+            return tx.execute("DELETE FROM verdicts WHERE created < ?", [before])
+
+
+class SqlFeedbackRepo:
+    def __init__(self, db: SqlStore) -> None:
+        self.db = db
+
+    def add(self, rec: FeedbackRecord) -> int:
+        row = self.db.query_one(
+            "INSERT INTO feedback (created, verdict_id, digest, label, user_name, source, status)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING feedback_id",
+            [rec.created, rec.verdict_id, rec.digest, rec.label, rec.user, rec.source, rec.status],
+        )
+        assert row is not None
+        rec.feedback_id = int(row["feedback_id"])
+        return rec.feedback_id
+
+    def set_status(self, feedback_id: int, status: str) -> None:
+        self.db.execute(
+            "UPDATE feedback SET status = ? WHERE feedback_id = ?", [status, feedback_id]
+        )
+
+    def recent(self, limit: int = 100, user: str | None = None) -> list[FeedbackRecord]:
+        where, params = _where(("user_name =", user))
+        rows = self.db.query(
+            "SELECT feedback_id, created, verdict_id, digest, label, user_name, source, status"
+            f" FROM feedback{where} ORDER BY feedback_id DESC LIMIT ?",
+            [*params, limit],
+        )
+        return [
+            FeedbackRecord(
+                label=r["label"],
+                user=r["user_name"],
+                digest=r["digest"],
+                verdict_id=r["verdict_id"],
+                source=r["source"],
+                created=float(r["created"]),
+                status=r["status"],
+                feedback_id=int(r["feedback_id"]),
+            )
+            for r in rows
+        ]
+
+    def count_since(self, since: float, user: str | None = None, source: str | None = None) -> int:
+        where, params = _where(("created >=", since), ("user_name =", user), ("source =", source))
+        row = self.db.query_one(
+            f"SELECT COUNT(*) AS n FROM feedback{where} AND status <> 'rate_limited'", params
+        )
+        return int(row["n"]) if row else 0
+
+    def keep_message(self, digest: str, raw: bytes) -> None:
+        self.db.execute(
+            "INSERT INTO feedback_messages (digest, created, raw) VALUES (?, ?, ?)"
+            " ON CONFLICT (digest) DO NOTHING",
+            [digest, time.time(), compress(raw)],
+        )
+
+    def message(self, digest: str) -> bytes | None:
+        row = self.db.query_one("SELECT raw FROM feedback_messages WHERE digest = ?", [digest])
+        return decompress(row["raw"]) if row else None
+
+    def learned(self, digest: str) -> LearnedState | None:
+        row = self.db.query_one(
+            "SELECT digest, label, weight, updated FROM learned WHERE digest = ?", [digest]
+        )
+        if row is None:
+            return None
+        return LearnedState(
+            row["digest"], row["label"], float(row["weight"]), float(row["updated"])
+        )
+
+    def teach(self, digest: str, label: str, weight: float) -> tuple[str, LearnEvent | None]:
+        """Decide and record, atomically across processes, what teaching ``label`` for
+        ``digest`` means: ("learned", event) the first time, ("relabelled", event) when the
+        model was taught the other label before (the event says to unlearn it first), and
+        ("duplicate", None) when the model already has this label for this message."""
+        with self.db.transaction() as tx:
+            self.db.lock("learn_events")
+            prev = self.learned(digest)
+            if prev is not None and prev.label == label:
+                return "duplicate", None
+            now = time.time()
+            if prev is None:
+                tx.execute(
+                    "INSERT INTO learned (digest, label, weight, updated) VALUES (?, ?, ?, ?)",
+                    [digest, label, weight, now],
+                )
+            else:
+                tx.execute(
+                    "UPDATE learned SET label = ?, weight = ?, updated = ? WHERE digest = ?",
+                    [label, weight, now, digest],
+                )
+            unlearn = prev.label if prev is not None else None
+            row = tx.query_one(
+                "INSERT INTO learn_events (created, digest, label, unlearn, weight)"
+                " VALUES (?, ?, ?, ?, ?) RETURNING event_id",
+                [now, digest, label, unlearn, weight],
+            )
+            assert row is not None
+            event = LearnEvent(int(row["event_id"]), digest, label, unlearn, weight, now)
+            return ("relabelled" if prev is not None else "learned"), event
+
+    def events_after(self, event_id: int, limit: int = 1000) -> list[LearnEvent]:
+        rows = self.db.query(
+            "SELECT event_id, digest, label, unlearn, weight, created FROM learn_events"
+            " WHERE event_id > ? ORDER BY event_id LIMIT ?",
+            [event_id, limit],
+        )
+        return [
+            LearnEvent(
+                int(r["event_id"]),
+                r["digest"],
+                r["label"],
+                r["unlearn"],
+                float(r["weight"]),
+                float(r["created"]),
+            )
+            for r in rows
+        ]
+
+    def last_event_id(self) -> int:
+        row = self.db.query_one("SELECT MAX(event_id) AS m FROM learn_events")
+        return int(row["m"]) if row and row["m"] is not None else 0
+
+    def training_set(self) -> Iterator[tuple[str, str, bytes]]:
+        rows = self.db.query("SELECT digest, label FROM learned ORDER BY updated")
+        for r in rows:
+            raw = self.message(r["digest"])
+            if raw is not None:
+                yield r["digest"], r["label"], raw
+
+    # ---- full retrains ---------------------------------------------------------------------
+    def record_retrain(
+        self, model_version: str, last_event_id: int, promoted: bool, detail: dict[str, Any]
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO retrains (created, model_version, last_event_id, promoted, detail)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [time.time(), model_version, last_event_id, int(promoted), dumps(detail)],
+        )
+
+    def retrain_event_id(self, model_version: str) -> int | None:
+        """The last learn event a retrained model already contains (None: not a retrain)."""
+        row = self.db.query_one(
+            "SELECT last_event_id FROM retrains WHERE model_version = ?"
+            " ORDER BY run_id DESC LIMIT 1",
+            [model_version],
+        )
+        return int(row["last_event_id"]) if row else None
+
+
+def normalize_pattern(pattern: str) -> str:
+    p = pattern.strip().lower()
+    if p.startswith("@"):
+        p = "*" + p
+    return p
+
+
+class SqlListRepo:
+    def __init__(self, db: SqlStore) -> None:
+        self.db = db
+
+    def _bump(self) -> None:
+        self.db.execute("UPDATE list_version SET version = version + 1 WHERE id = 1")
+
+    def add(self, entry: ListEntry) -> bool:
+        if entry.kind not in LIST_KINDS:
+            raise ValueError(f"unknown list kind {entry.kind!r} (one of {', '.join(LIST_KINDS)})")
+        pattern = normalize_pattern(entry.pattern)
+        if not pattern:
+            raise ValueError("empty list pattern")
+        with self.db.transaction():
+            n = self.db.execute(
+                "INSERT INTO sender_lists (kind, owner, pattern, created, added_by, comment)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (kind, owner, pattern) DO NOTHING",
+                [
+                    entry.kind,
+                    entry.owner.strip().lower(),
+                    pattern,
+                    entry.created or time.time(),
+                    entry.added_by,
+                    entry.comment,
+                ],
+            )
+            if n:
+                self._bump()
+        return bool(n)
+
+    def remove(self, kind: str, pattern: str, owner: str = "") -> bool:
+        with self.db.transaction():
+            n = self.db.execute(
+                "DELETE FROM sender_lists WHERE kind = ? AND owner = ? AND pattern = ?",
+                [kind, owner.strip().lower(), normalize_pattern(pattern)],
+            )
+            if n:
+                self._bump()
+        return bool(n)
+
+    def entries(self, kind: str | None = None, owner: str | None = None) -> list[ListEntry]:
+        where, params = _where(
+            ("kind =", kind), ("owner =", owner.strip().lower() if owner is not None else None)
+        )
+        rows = self.db.query(
+            "SELECT kind, owner, pattern, created, added_by, comment FROM sender_lists"
+            f"{where} ORDER BY kind, owner, pattern",
+            params,
+        )
+        return [
+            ListEntry(
+                r["kind"],
+                r["pattern"],
+                r["owner"],
+                float(r["created"]),
+                r["added_by"],
+                r["comment"],
+            )
+            for r in rows
+        ]
+
+    def version(self) -> int:
+        row = self.db.query_one("SELECT version FROM list_version WHERE id = 1")
+        return int(row["version"]) if row else 0
+
+
+class SqlAuditRepo:
+    def __init__(self, db: SqlStore) -> None:
+        self.db = db
+
+    def record(
+        self, actor: str, action: str, target: str = "", detail: dict[str, Any] | None = None
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO audit (created, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+            [time.time(), actor, action, target, dumps(detail or {})],
+        )
+
+    def recent(
+        self, limit: int = 100, actor: str | None = None, action: str | None = None
+    ) -> list[AuditEvent]:
+        where, params = _where(("actor =", actor), ("action =", action))
+        rows = self.db.query(
+            "SELECT event_id, created, actor, action, target, detail FROM audit"
+            f"{where} ORDER BY event_id DESC LIMIT ?",
+            [*params, limit],
+        )
+        return [
+            AuditEvent(
+                r["actor"],
+                r["action"],
+                r["target"],
+                loads(r["detail"], {}),
+                float(r["created"]),
+                int(r["event_id"]),
+            )
+            for r in rows
+        ]
+
+
+def _where(*conds: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """ " WHERE a = ? AND b >= ?" for the conditions whose value is not None.
+
+    Always yields a WHERE clause (``1 = 1`` when empty) so callers may append ``AND ...``.
+    """
+    parts = [f"{c} ?" for c, v in conds if v is not None]
+    params = [v for _, v in conds if v is not None]
+    return " WHERE " + (" AND ".join(parts) if parts else "1 = 1"), params
