@@ -171,12 +171,15 @@ class DnsblZone(BaseModel):
     kind: Literal["ip", "domain"] = "ip"
     # return code -> reason, e.g. {"127.0.0.2": "SBL", "127.0.0.4": "XBL"}
     codes: dict[str, str] = Field(default_factory=dict)
+    symbol: str = ""  # symbol stem, e.g. "SPAMHAUS_ZEN"; "" -> from the zone's first labels
 
 
 class DnsblSettings(BaseModel):
     enabled: bool = True
     zones: list[DnsblZone] = Field(default_factory=list)
     reject_threshold: float | None = None  # total weight at which to reject at connect
+    uri_reject_threshold: float | None = None  # total domain-list weight to reject at DATA
+    max_uri_domains: int = 20  # distinct body URL domains looked up per message
 
 
 class RdnsSettings(BaseModel):
@@ -186,6 +189,8 @@ class RdnsSettings(BaseModel):
     score_no_ptr: float = 1.0
     score_no_fcrdns: float = 1.0
     score_bad_helo: float = 1.5
+    reject_no_fcrdns: bool = False
+    our_ips: list[str] = Field(default_factory=list)  # our public addresses (HELO claims)
 
 
 class AuthChecksSettings(BaseModel):

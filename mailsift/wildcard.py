@@ -2,8 +2,9 @@
 
 Each line includes a range of addresses, or excludes one when it starts with ``~``. The last
 line that matches decides. Wildcards: ``*`` one or more characters, ``?`` one character,
-``$`` one letter (A-Z, any case), ``%`` one digit. Matching ignores case; everything else is
-literal (so ``"*@*"`` matches a quoted local part that hides an address).
+``$`` one letter (A-Z, any case), ``%`` one digit. Matching ignores case in ASCII only (so the
+Kelvin sign does not count as a ``k`` nor as a letter for ``$``); everything else is literal (so
+``"*@*"`` matches a quoted local part that hides an address).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def compile_wildcard(pattern: str) -> re.Pattern[str]:
     out = []
     for ch in pattern:
         out.append(_WILD.get(ch) or re.escape(ch))
-    return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
+    return re.compile("".join(out), re.IGNORECASE | re.ASCII | re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
