@@ -146,6 +146,15 @@ class SmtpSettings(BaseModel):
     authserv_id: str = "mx.mailsift.test"
     auth_failures_before_throttle: int = 3
     barred_message: str = "Address barred by local policy"
+    auth_throttle_window: float = 600.0  # seconds a failed AUTH counts against the IP
+    auth_failure_delay: float = 1.0  # pause before answering a failed AUTH
+    max_line_length: int = 10000  # longer lines in DATA get 500 (RFC 5321 minimum is 1000)
+    bare_newlines: Literal["normalize", "reject"] = "normalize"  # smuggling forms always 550
+    check_timeout: float = 60.0  # a check running longer is a tempfail
+    delivery_timeout: float = 60.0  # per next-hop SMTP step
+    spool_retry_initial: float = 60.0  # store-and-forward backoff: doubles per attempt
+    spool_retry_max: float = 3600.0
+    spool_concurrency: int = 8
 
 
 class DnsSettings(BaseModel):
