@@ -1,0 +1,120 @@
+"""Quarantine test helpers: a real SMTP next hop (aiosmtpd on loopback) that records what
+arrives, settings pointing at it, and a Quarantine over a real store."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from mailsift.config import Settings, load_settings
+from mailsift.quarantine import Quarantine
+from mailsift.store import Store
+from mailsift.verdict import Action, Envelope, Symbol, TokenContribution, Verdict, new_verdict_id
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpts: list[str]
+    data: bytes
+
+
+@dataclass
+class RecordingHandler:
+    messages: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.messages.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+            )
+        return "250 2.0.0 Ok: queued"
+
+
+@dataclass
+class NextHop:
+    host: str
+    port: int
+    handler: RecordingHandler
+
+    @property
+    def messages(self) -> list[Received]:
+        return self.handler.messages
+
+
+@pytest.fixture
+def next_hop() -> Iterator[NextHop]:
+    handler = RecordingHandler()
+    port = free_port()
+    ctl = Controller(handler, hostname="127.0.0.1", port=port)
+    ctl.start()
+    try:
+        yield NextHop("127.0.0.1", port, handler)
+    finally:
+        ctl.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_settings(tmp_path: Path, port: int, **over: object) -> Settings:
+    return load_settings(
+        paths={"var_dir": str(tmp_path / "var"), "models_dir": str(tmp_path / "models")},
+        smtp={"next_hop_host": "127.0.0.1", "next_hop_port": port},
+        quarantine={"retention_days": 30.0},
+        ui={"secret_key": "test-secret", "secure_cookies": False},
+        **over,
+    )
+
+
+@pytest.fixture
+def qsettings(tmp_path: Path, next_hop: NextHop) -> Settings:
+    return make_settings(tmp_path, next_hop.port)
+
+
+@pytest.fixture
+def quarantine(qsettings: Settings, store: Store) -> Quarantine:
+    return Quarantine(qsettings, store)
+
+
+def sample_message(
+    subject: str = "Cheap meds",
+    sender: str = "spammer@bad.example",
+    to: str = "alice@mailsift.test",
+    body: str = "Buy now!\r\n",
+) -> bytes:
+    return (
+        f"From: Spam King <{sender}>\r\nTo: {to}\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{new_verdict_id()}@bad.example>\r\nDate: Sun, 29 Nov 2026 05:00:00 +0000\r\n"
+        f"\r\n{body}"
+    ).encode()
+
+
+def sample_verdict(score: float = 9.5, probability: float = 0.95) -> Verdict:
+    return Verdict(
+        verdict_id=new_verdict_id(),
+        probability=probability,
+        score=score,
+        required_score=5.0,
+        action=Action.HOLD,
+        rules=[Symbol("MEDS_PITCH", 2.5, "Pharmacy pitch"), Symbol("URGENT_BUY", 1.0, "Urgency")],
+        tokens=[TokenContribution("body:meds", 1.7), TokenContribution("hdr:mailsift.test", -0.4)],
+        model_version="test-1",
+        reason="spam probability 0.95",
+    )
+
+
+def envelope(sender: str = "spammer@bad.example", *rcpts: str) -> Envelope:
+    return Envelope(
+        client_ip="192.0.2.1", mail_from=sender, rcpt_to=tuple(rcpts or ("alice@mailsift.test",))
+    )
