@@ -63,7 +63,7 @@ class RulesSettings(BaseModel):
 
 
 class ModelSettings(BaseModel):
-    kind: Literal["nb", "cnb", "logreg"] = "logreg"
+    kind: Literal["nb", "cnb", "logreg", "blend"] = "blend"  # see mailsift.classifier.model
     path: Path | None = None  # None: the MLflow champion, else models/default
     n_features: int = 2**20
     seed: int = 42
@@ -172,6 +172,8 @@ class GreylistSettings(BaseModel):
     auto_whitelist_after: int = 5
     backend: str = ""  # "" -> sqlite in var_dir; "redis://127.0.0.1:6379/0"
     sender_pool_domains: list[str] = Field(default_factory=list)
+    redis_prefix: str = "mailsift:greylist:"  # key prefix in a shared Redis
+    on_error: Literal["tempfail", "accept"] = "tempfail"  # greylist store down
 
 
 class DnsblZone(BaseModel):
