@@ -123,7 +123,7 @@ class SqliteGreylistStore:
             self._db.close()
 
 
-_ADD_PASS_LUA = """
+_COUNT_CLIENT_LUA = """
 local n = 0
 local exp = tonumber(redis.call('HGET', KEYS[1], 'expires') or '0')
 if exp > tonumber(ARGV[1]) then n = tonumber(redis.call('HGET', KEYS[1], 'passes') or '0') end
@@ -145,7 +145,7 @@ class RedisGreylistStore:
         self._r = redis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
         )
-        self._add_pass = self._r.register_script(_ADD_PASS_LUA)
+        self._add_pass = self._r.register_script(_COUNT_CLIENT_LUA)
 
     @staticmethod
     def _ttl(expires: float, now: float) -> int:
@@ -171,7 +171,7 @@ class RedisGreylistStore:
 
     def put_triplet(self, key: str, triplet: Triplet) -> None:
         k = self.prefix + "t:" + key
-        mapping = {
+        mapping: dict[str | bytes, bytes | float | int | str] = {
             "first_seen": repr(triplet.first_seen),
             "passed": "" if triplet.passed is None else repr(triplet.passed),
             "last_seen": repr(triplet.last_seen),
