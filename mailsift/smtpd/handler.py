@@ -1,0 +1,429 @@
+"""The aiosmtpd handler: what happens at each SMTP command (RFC 5321, 3207, 4954, 1870).
+
+* EHLO/HELO: CONNECT- and HELO-stage checks run (once per connection for CONNECT). Their
+  refusals are *delayed* to MAIL/RCPT (like Postfix's ``smtpd_delay_reject``), so a user on a
+  listed dynamic address can still AUTH, and the log shows who was refused.
+* AUTH PLAIN / LOGIN (only over TLS; aiosmtpd neither advertises nor accepts AUTH before
+  STARTTLS): argon2 verification off the event loop, failed attempts throttled per IP.
+* MAIL: pending connect-stage refusal, MAIL-stage checks (SIZE was checked by aiosmtpd).
+* RCPT: recipient limit (``452 4.5.3``), forward-path resolution + relay control + recipient
+  validation (``mailsift.smtpd.relay``), RCPT-stage checks per recipient.
+* DATA: smuggling forms refused, bare line endings normalised, DATA-stage checks, incoming
+  ``X-Spam-*`` and our-id ``Authentication-Results`` removed, scoring, headers stamped, then
+  reject (550) / quarantine (250 after its durable write) / next hop (250 only after it
+  accepted, or its own 4xx/5xx) / spool (250 after fsync).
+
+No backscatter: every refusal is an SMTP reply in the dialogue; nothing is ever mailed to
+anyone about blocked mail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aiosmtpd.smtp import MISSING, SMTP, Session
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
+
+from mailsift.config import Settings
+from mailsift.smtpd import headers as hdr
+from mailsift.smtpd import replies
+from mailsift.smtpd.accounts import Accounts
+from mailsift.smtpd.checks.base import CheckAction, SmtpContext, Stage
+from mailsift.smtpd.delivery import DeliveryError, deliver_async
+from mailsift.smtpd.limits import (
+    AuthThrottle,
+    LineEndings,
+    inspect_line_endings,
+    normalise_line_endings,
+)
+from mailsift.smtpd.pipeline import (
+    CheckRunner,
+    Scoring,
+    ScoringUnavailable,
+    collect_auth_results,
+    collect_symbols,
+)
+from mailsift.smtpd.relay import RecipientPolicy
+from mailsift.verdict import Action, Envelope, Verdict
+
+if TYPE_CHECKING:
+    from mailsift.smtpd.spool import Spool, SpoolRunner
+
+log = logging.getLogger("mailsift.smtpd")
+
+
+class QuarantineLike(Protocol):
+    def hold(self, raw: bytes, envelope: Envelope, verdict: Verdict) -> str: ...
+
+
+@dataclass(slots=True)
+class ConnState:
+    """Per connection (survives STARTTLS, unlike aiosmtpd's Session)."""
+
+    ctx: SmtpContext
+    our_ip: str = ""
+    connect_done: bool = False
+    pending: str | None = None  # a delayed CONNECT/HELO-stage refusal
+    connect_reply: tuple[str, CheckAction] | None = None
+    session_results: dict[str, Any] = field(default_factory=dict)
+    deliver_to: list[str] = field(default_factory=list)  # resolved, parallel to rcpt_tos
+    messages: int = 0
+
+
+def new_queue_id() -> str:
+    return uuid.uuid4().hex[:16].upper()
+
+
+class FilterHandler:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        runner: CheckRunner,
+        recipients: RecipientPolicy,
+        accounts: Accounts | None,
+        scoring: Scoring | None,
+        quarantine: QuarantineLike | None = None,
+        spool: Spool | None = None,
+        spool_runner: SpoolRunner | None = None,
+        auth_throttle: AuthThrottle | None = None,
+    ) -> None:
+        self.settings = settings
+        self.smtp = settings.smtp
+        self.runner = runner
+        self.recipients = recipients
+        self.accounts = accounts
+        self.scoring = scoring
+        self.quarantine = quarantine
+        self.spool = spool
+        self.spool_runner = spool_runner
+        self.throttle = auth_throttle or AuthThrottle(
+            self.smtp.auth_failures_before_throttle, self.smtp.auth_throttle_window
+        )
+
+    # ---- state ---------------------------------------------------------------------------
+    def state(self, server: SMTP) -> ConnState:
+        st: ConnState | None = getattr(server, "mailsift_state", None)
+        if st is None:
+            peer = server.session.peer if server.session else None
+            ip = peer[0] if isinstance(peer, tuple) else str(peer or "")
+            port = peer[1] if isinstance(peer, tuple) else 0
+            ctx = SmtpContext(client_ip=ip, client_port=port, session_id=new_queue_id())
+            ctx.in_relay_network = self.recipients.in_relay_network(ip)
+            st = ConnState(ctx=ctx)
+            transport = server.transport
+            sock = transport.get_extra_info("sockname") if transport else None
+            st.our_ip = sock[0] if isinstance(sock, tuple) else ""
+            server.mailsift_state = st  # type: ignore[attr-defined]
+        st.ctx.tls = bool(getattr(server, "is_tls", lambda: False)())
+        return st
+
+    def _reset_transaction(self, st: ConnState) -> None:
+        ctx = st.ctx
+        ctx.mail_from = None
+        ctx.rcpt_to = []
+        ctx.current_rcpt = None
+        ctx.raw_message = None
+        ctx.results = dict(st.session_results)
+        ctx.whitelisted = any(
+            r.action is CheckAction.WHITELIST for r in st.session_results.values()
+        )
+        st.deliver_to = []
+
+    # ---- greeting stage ------------------------------------------------------------------
+    async def _helo_stage(self, server: SMTP, hostname: str) -> None:
+        st = self.state(server)
+        st.ctx.helo = hostname
+        self._reset_transaction(st)
+        if not st.connect_done:
+            st.connect_done = True
+            out = await self.runner.run(Stage.CONNECT, st.ctx)
+            st.connect_reply = (out.reply, out.action) if out.reply else None
+        out = await self.runner.run(Stage.HELO, st.ctx)
+        helo_reply = (out.reply, out.action) if out.reply else None
+        candidates = [r for r in (st.connect_reply, helo_reply) if r is not None]
+        rejects = [r for r in candidates if r[1] is CheckAction.REJECT]
+        chosen = rejects or candidates
+        st.pending = chosen[0][0] if chosen else None
+        st.session_results = dict(st.ctx.results)
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: SmtpEnvelope, hostname: str,
+        responses: list[str],
+    ) -> list[str]:  # fmt: skip
+        await self._helo_stage(server, hostname)
+        session.host_name = hostname
+        out = [r for r in responses if not (r.startswith("250-AUTH") and self.accounts is None)]
+        out.insert(len(out) - 1, "250-PIPELINING")
+        return out
+
+    async def handle_HELO(
+        self, server: SMTP, session: Session, envelope: SmtpEnvelope, hostname: str
+    ) -> str:
+        await self._helo_stage(server, hostname)
+        session.host_name = hostname
+        return f"250 {server.hostname}"
+
+    async def handle_RSET(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> str:
+        self._reset_transaction(self.state(server))
+        return "250 2.0.0 OK"
+
+    # ---- AUTH ----------------------------------------------------------------------------
+    async def handle_AUTH(
+        self, server: SMTP, session: Session, envelope: SmtpEnvelope, args: list[str]
+    ) -> str | None:
+        st = self.state(server)
+        ip = st.ctx.client_ip
+        if self.accounts is None:
+            return "504 5.5.4 Unrecognized authentication type"
+        if self.throttle.blocked(ip):
+            return "454 4.7.0 Too many failed authentication attempts, try again later"
+        mech = args[0].upper()
+        initial = args[1] if len(args) > 1 else None
+        creds = await (
+            self._auth_plain(server, initial)
+            if mech == "PLAIN"
+            else self._auth_login(server, initial)
+        )
+        if creds is None:
+            return None  # the client aborted or sent bad base64; aiosmtpd already answered
+        user, password = creds
+        ok: bool = bool(user) and await asyncio.to_thread(self.accounts.verify, user, password)
+        if not ok:
+            self.throttle.failure(ip)
+            log.info("AUTH failed for %r from %s", user, ip)
+            await asyncio.sleep(self.smtp.auth_failure_delay)
+            return "535 5.7.8 Authentication credentials invalid"
+        self.throttle.success(ip)
+        session.authenticated = True
+        session.auth_data = user  # type: ignore[assignment]
+        st.ctx.auth_user = user.lower()
+        log.info("AUTH ok for %s from %s", user, ip)
+        return "235 2.7.0 Authentication successful"
+
+    async def _auth_plain(self, server: SMTP, initial: str | None) -> tuple[str, str] | None:
+        blob: object
+        if initial is None or initial == "=":
+            blob = await server.challenge_auth("", encode_to_b64=False)
+        else:
+            blob = _b64(initial)
+            if blob is None:
+                await server.push("501 5.5.2 Can't decode base64")
+                return None
+        if blob is MISSING or not isinstance(blob, bytes):
+            return None
+        parts = blob.split(b"\x00")
+        if len(parts) != 3:
+            await server.push("501 5.5.2 Bad PLAIN response")
+            return None
+        authz, authc, pw = (p.decode("utf-8", "replace") for p in parts)
+        if authz and authz.lower() != authc.lower():
+            return "", ""  # no proxy authorisation: counts as a failure
+        return authc, pw
+
+    async def _auth_login(self, server: SMTP, initial: str | None) -> tuple[str, str] | None:
+        if initial is not None:
+            user_b = _b64(initial)
+            if user_b is None:
+                await server.push("501 5.5.2 Can't decode base64")
+                return None
+        else:
+            got = await server.challenge_auth("Username:")
+            if got is MISSING or not isinstance(got, bytes):
+                return None
+            user_b = got
+        pw_b = await server.challenge_auth("Password:")
+        if pw_b is MISSING or not isinstance(pw_b, bytes):
+            return None
+        return user_b.decode("utf-8", "replace"), pw_b.decode("utf-8", "replace")
+
+    # ---- MAIL ----------------------------------------------------------------------------
+    def _pending(self, st: ConnState) -> str | None:
+        """A delayed connect-stage refusal still applies (not for AUTH users)."""
+        if st.pending and not st.ctx.auth_user:
+            return st.pending
+        return None
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str,
+        mail_options: list[str],
+    ) -> str:  # fmt: skip
+        st = self.state(server)
+        self._reset_transaction(st)
+        refusal = self._pending(st)
+        if refusal:
+            return refusal
+        st.ctx.mail_from = "" if address == "<>" else address
+        out = await self.runner.run(Stage.MAIL, st.ctx)
+        if out.reply:
+            self._reset_transaction(st)
+            return out.reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return replies.OK_SENDER
+
+    # ---- RCPT ----------------------------------------------------------------------------
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str,
+        rcpt_options: list[str],
+    ) -> str:  # fmt: skip
+        st = self.state(server)
+        if len(envelope.rcpt_tos) >= self.smtp.max_recipients:
+            return replies.TOO_MANY_RCPTS
+        refusal = self._pending(st)
+        if refusal:
+            return refusal
+        decision = self.recipients.decide(
+            address,
+            client_ip=st.ctx.client_ip,
+            authenticated=bool(st.ctx.auth_user),
+            our_ips=[st.our_ip] if st.our_ip else [],
+        )
+        if not decision.accepted:
+            log.info("RCPT %r from %s refused: %s", address, st.ctx.client_ip, decision.reason)
+            return decision.reply
+        st.ctx.current_rcpt = decision.deliver_to
+        out = await self.runner.run(Stage.RCPT, st.ctx)
+        st.ctx.current_rcpt = None
+        if out.reply:
+            return out.reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        st.deliver_to.append(decision.deliver_to)
+        st.ctx.rcpt_to.append(decision.deliver_to)
+        return decision.reply
+
+    # ---- DATA ----------------------------------------------------------------------------
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> str:
+        st = self.state(server)
+        st.messages += 1
+        try:
+            return await self._data(server, st, envelope)
+        finally:
+            self._reset_transaction(st)
+
+    async def _data(self, server: SMTP, st: ConnState, envelope: SmtpEnvelope) -> str:
+        raw = envelope.original_content or b""
+        kind = inspect_line_endings(raw)
+        if kind is LineEndings.SMUGGLING:
+            log.warning("smuggling attempt from %s refused", st.ctx.client_ip)
+            return replies.SMUGGLING
+        if kind is LineEndings.BARE:
+            if self.smtp.bare_newlines == "reject":
+                return replies.BARE_NEWLINE
+            raw = normalise_line_endings(raw)
+        ctx = st.ctx
+        ctx.raw_message = raw
+        out = await self.runner.run(Stage.DATA, ctx)
+        if out.reply:
+            return out.reply
+        raw, removed = hdr.remove_untrusted(raw, self.smtp.authserv_id)
+        if removed:
+            log.info("removed untrusted headers: %s", ", ".join(removed))
+        queue_id = new_queue_id()
+        mail_from = "" if envelope.mail_from in (None, "<>") else str(envelope.mail_from)
+        env = Envelope(
+            client_ip=ctx.client_ip,
+            helo=ctx.helo,
+            mail_from=mail_from,
+            rcpt_to=tuple(st.deliver_to),
+            auth_user=ctx.auth_user,
+            client_name=_client_name(ctx),
+        )
+        symbols = collect_symbols(ctx)
+        verdict: Verdict | None = None
+        if self.scoring is not None and not ctx.whitelisted:
+            try:
+                verdict = await self.scoring.score(raw, env, symbols)
+            except ScoringUnavailable:
+                return replies.SCORER_DOWN
+        if verdict is not None and verdict.action is Action.REJECT:
+            log.info("%s rejected as spam (score %.1f)", queue_id, verdict.score)
+            return replies.verdict_reject(verdict)
+        stamped = hdr.prepend(raw, self._trace_headers(server, st, queue_id, verdict, symbols))
+        if verdict is not None and verdict.action is Action.HOLD and self.quarantine is not None:
+            try:
+                qid = await asyncio.to_thread(self.quarantine.hold, stamped, env, verdict)
+            except Exception:
+                log.exception("quarantine failed for %s", queue_id)
+                return replies.TEMP_LOCAL_ERROR
+            return replies.accepted(str(qid), "held in quarantine")
+        return await self._forward(mail_from, st.deliver_to, stamped, queue_id)
+
+    async def _forward(self, mail_from: str, rcpts: list[str], data: bytes, queue_id: str) -> str:
+        if self.smtp.mode == "spool" and self.spool is not None:
+            try:
+                await asyncio.to_thread(self.spool.put, mail_from, rcpts, data, queue_id)
+            except OSError:
+                log.exception("spool write failed for %s", queue_id)
+                return replies.TEMP_LOCAL_ERROR
+            if self.spool_runner is not None:
+                self.spool_runner.wake(queue_id)
+            return replies.accepted(queue_id)
+        try:
+            await deliver_async(
+                self.smtp.next_hop_host,
+                self.smtp.next_hop_port,
+                mail_from,
+                rcpts,
+                data,
+                self.smtp.delivery_timeout,
+                helo=self.smtp.hostname,
+            )
+        except DeliveryError as exc:
+            log.info("%s: next hop refused: %s", queue_id, exc)
+            return replies.from_next_hop(exc.code, exc.message)
+        return replies.accepted(queue_id, "delivered")
+
+    def _trace_headers(
+        self, server: SMTP, st: ConnState, queue_id: str, verdict: Verdict | None,
+        symbols: list[Any],
+    ) -> list[tuple[str, str]]:  # fmt: skip
+        ctx = st.ctx
+        tls = getattr(server, "tls_description", lambda: None)()
+        fields = [
+            hdr.received(
+                helo=ctx.helo,
+                client_ip=ctx.client_ip,
+                client_name=_client_name(ctx),
+                by=self.smtp.hostname,
+                queue_id=queue_id,
+                esmtp=bool(server.session and server.session.extended_smtp),
+                tls=tls,
+                auth_user=ctx.auth_user,
+                recipients=st.deliver_to,
+                when=time.time(),
+            ),
+            hdr.authentication_results(
+                self.smtp.authserv_id, collect_auth_results(ctx), ctx.auth_user
+            ),
+        ]
+        if verdict is not None:
+            fields.extend(hdr.spam_headers(verdict, [s.name for s in symbols]))
+        elif ctx.whitelisted:
+            fields.append(("X-Spam-Status", "No, score=0.0 tests=WHITELISTED autolearn=no"))
+        return fields
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.exception("SMTP session error", exc_info=error)
+        return "451 4.3.0 Error: internal error, try again later"
+
+
+def _client_name(ctx: SmtpContext) -> str | None:
+    name = ctx.extra.get("client_name") if ctx.extra else None
+    return str(name) if name else None
+
+
+def _b64(text: str) -> bytes | None:
+    import base64
+    import binascii
+
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None

@@ -1,0 +1,198 @@
+"""The check runner and the scorer connection of the SMTP filter.
+
+``CheckRunner`` runs the deterministic checks (``mailsift.smtpd.checks``, Haraka-style: each
+stage's checks in order, each result kept in ``ctx.results`` for later stages and headers).
+The stages: CONNECT and HELO run at EHLO/HELO (aiosmtpd has no connect hook), MAIL at MAIL
+FROM, RCPT once per recipient, DATA after the message arrived. REJECT stops the stage at
+once; TEMPFAIL is remembered while the remaining checks still run (their symbols count);
+WHITELIST marks the session so later spam checks and the spam verdict are skipped.
+
+A check may say when it does not apply, with optional class attributes (defaults in
+brackets): ``skip_whitelisted`` [True] - skipped once a sender was whitelisted (antivirus
+sets False); ``skip_authenticated`` [False] - skipped for AUTH users; ``skip_relay_clients``
+[False] - skipped for clients in ``relay_networks``. A check that raises or overruns
+``settings.smtp.check_timeout`` is a tempfail (``451 4.3.0``), never a silent accept.
+
+Scoring: ``InProcessScoring`` calls ``mailsift.service.ScoringService.score`` in a worker
+thread; ``HttpScoring`` calls the HTTP API (``settings.api.scorer_url`` with the bearer key
+``settings.api.scorer_api_key``). Any failure raises ``ScoringUnavailable`` and the filter
+answers ``451 4.3.0``: an unscored message is never accepted silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mailsift.smtpd.checks.base import Check, CheckAction, CheckResult, SmtpContext, Stage
+from mailsift.smtpd.replies import check_reply
+from mailsift.verdict import Action, Envelope, Symbol, TokenContribution, Verdict
+
+log = logging.getLogger("mailsift.smtpd.pipeline")
+
+
+@dataclass(slots=True)
+class StageOutcome:
+    reply: str | None = None  # an SMTP refusal (4xx/5xx) or None
+    action: CheckAction = CheckAction.ACCEPT
+    results: list[CheckResult] = field(default_factory=list)
+
+
+def _applies(check: Check, ctx: SmtpContext) -> bool:
+    if ctx.whitelisted and getattr(check, "skip_whitelisted", True):
+        return False
+    if ctx.auth_user and getattr(check, "skip_authenticated", False):
+        return False
+    return not (ctx.in_relay_network and getattr(check, "skip_relay_clients", False))
+
+
+class CheckRunner:
+    def __init__(self, checks: Iterable[Check] = (), timeout: float = 60.0) -> None:
+        self.checks = list(checks)
+        self.timeout = timeout
+        self.by_stage: dict[Stage, list[Check]] = {s: [] for s in Stage}
+        for c in self.checks:
+            self.by_stage[Stage(c.stage)].append(c)
+
+    async def run(self, stage: Stage, ctx: SmtpContext) -> StageOutcome:
+        out = StageOutcome()
+        tempfail: CheckResult | None = None
+        for check in self.by_stage[stage]:
+            if not _applies(check, ctx):
+                continue
+            result = await self._run_one(check, ctx)
+            key = check.name if stage is not Stage.RCPT else f"{check.name}:{ctx.current_rcpt}"
+            ctx.results[key] = result
+            out.results.append(result)
+            if result.action is CheckAction.WHITELIST:
+                ctx.whitelisted = True
+            elif result.action is CheckAction.REJECT:
+                out.action, out.reply = CheckAction.REJECT, check_reply(result)
+                return out
+            elif result.action is CheckAction.TEMPFAIL and tempfail is None:
+                tempfail = result
+        if tempfail is not None:
+            out.action, out.reply = CheckAction.TEMPFAIL, check_reply(tempfail)
+        return out
+
+    async def _run_one(self, check: Check, ctx: SmtpContext) -> CheckResult:
+        try:
+            return await asyncio.wait_for(check.run(ctx), self.timeout)
+        except TimeoutError:
+            log.warning("check %s timed out after %.1fs", check.name, self.timeout)
+            reason = f"{check.name} check timed out, try again later"
+        except Exception:
+            log.exception("check %s failed", check.name)
+            reason = f"{check.name} check failed, try again later"
+        return CheckResult(
+            check.name, CheckAction.TEMPFAIL, reason=reason, enhanced_code="4.3.0",
+            result="temperror",
+        )  # fmt: skip
+
+
+def collect_symbols(ctx: SmtpContext) -> list[Symbol]:
+    seen: dict[str, Symbol] = {}
+    for res in ctx.results.values():
+        for s in res.symbols:
+            seen.setdefault(s.name, s)
+    return list(seen.values())
+
+
+def collect_auth_results(ctx: SmtpContext) -> list[str]:
+    out: list[str] = []
+    for res in ctx.results.values():
+        for clause in res.auth_results:
+            if clause not in out:
+                out.append(clause)
+    return out
+
+
+# ---- scoring ------------------------------------------------------------------------------
+class ScoringUnavailable(Exception):
+    """The scorer could not give a verdict (down, timed out, bad answer)."""
+
+
+class Scoring(Protocol):
+    async def score(self, raw: bytes, envelope: Envelope, symbols: Sequence[Symbol]) -> Verdict: ...
+
+
+class _Service(Protocol):
+    def score(self, raw: bytes, envelope: Envelope, symbols: Sequence[Symbol]) -> Verdict: ...
+
+
+class InProcessScoring:
+    """``ScoringService.score`` in a worker thread (it is CPU work and may touch the store)."""
+
+    def __init__(self, service: _Service) -> None:
+        self.service = service
+
+    async def score(self, raw: bytes, envelope: Envelope, symbols: Sequence[Symbol]) -> Verdict:
+        try:
+            return await asyncio.to_thread(self.service.score, raw, envelope, list(symbols))
+        except Exception as exc:
+            log.exception("in-process scoring failed")
+            raise ScoringUnavailable(str(exc)) from exc
+
+
+class HttpScoring:
+    """The scoring API over HTTP: ``POST <scorer_url>`` with a bearer key.
+
+    Request JSON: ``{"raw_b64": ..., "envelope": {...}, "symbols": [{name, score, ...}]}``;
+    the response is a verdict as ``Verdict.to_dict()`` writes it.
+    """
+
+    def __init__(self, url: str, api_key: str | None, timeout: float = 30.0) -> None:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.url = url
+        self.client = httpx.AsyncClient(headers=headers, timeout=timeout)
+
+    async def score(self, raw: bytes, envelope: Envelope, symbols: Sequence[Symbol]) -> Verdict:
+        body = {
+            "raw_b64": base64.b64encode(raw).decode("ascii"),
+            "envelope": {
+                "client_ip": envelope.client_ip,
+                "helo": envelope.helo,
+                "mail_from": envelope.mail_from,
+                "rcpt_to": list(envelope.rcpt_to),
+                "auth_user": envelope.auth_user,
+                "client_name": envelope.client_name,
+            },
+            "symbols": [
+                {"name": s.name, "score": s.score, "description": s.description, "source": s.source}
+                for s in symbols
+            ],
+        }
+        try:
+            resp = await self.client.post(self.url, json=body)
+            resp.raise_for_status()
+            return verdict_from_dict(resp.json())
+        except Exception as exc:
+            log.warning("HTTP scoring at %s failed: %r", self.url, exc)
+            raise ScoringUnavailable(str(exc)) from exc
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def verdict_from_dict(d: dict[str, Any]) -> Verdict:
+    return Verdict(
+        verdict_id=str(d["verdict_id"]),
+        probability=float(d["probability"]),
+        score=float(d["score"]),
+        required_score=float(d["required_score"]),
+        action=Action(d["action"]),
+        rules=[Symbol(**r) for r in d.get("rules", [])],
+        tokens=[TokenContribution(**t) for t in d.get("tokens", [])],
+        model_version=str(d.get("model_version", "")),
+        elapsed_ms=float(d.get("elapsed_ms", 0.0)),
+        digest=str(d.get("digest", "")),
+        reason=str(d.get("reason", "")),
+        list_decision=d.get("list_decision"),
+        truncated=bool(d.get("truncated", False)),
+    )

@@ -1,0 +1,308 @@
+"""The SMTP filter server: aiosmtpd on an event loop of its own, in a background thread.
+
+``FilterServer(settings, service, checks=None, quarantine=None)`` listens on
+``settings.smtp.host:port`` (plain SMTP with STARTTLS when a certificate is configured) and on
+``submission_port`` with implicit TLS (RFC 8314), and hands accepted mail to the next hop
+(``mode = "proxy"``) or to the durable spool (``mode = "spool"``). ``start()`` returns once
+both sockets listen (port 0 picks a free port: read ``.port`` / ``.submission_port``);
+``stop()`` closes them, finishes the spool runner and joins the thread.
+
+``FilterSMTP`` adds to aiosmtpd's ``SMTP``: a limit of simultaneous connections per client
+IP (``421 4.7.0`` before the greeting), a limit of commands per session (``421 4.7.0`` and
+disconnect), a configurable line-length limit, the path parser that keeps source routes and
+quoting (``mailsift.smtpd.addresses``), and AUTH on the implicit-TLS port (aiosmtpd only
+knows about STARTTLS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import threading
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
+
+from mailsift.config import Settings
+from mailsift.smtpd.accounts import Accounts
+from mailsift.smtpd.addresses import MAX_PATH, split_path
+from mailsift.smtpd.checks.base import Check
+from mailsift.smtpd.handler import FilterHandler, QuarantineLike
+from mailsift.smtpd.limits import AuthThrottle, ConnectionCounter
+from mailsift.smtpd.pipeline import CheckRunner, HttpScoring, InProcessScoring, Scoring
+from mailsift.smtpd.relay import RecipientPolicy
+from mailsift.smtpd.spool import Spool, SpoolRunner
+from mailsift.smtpd.tls import server_context
+
+log = logging.getLogger("mailsift.smtpd.server")
+
+
+class FilterSMTP(SMTP):
+    """aiosmtpd's SMTP with per-IP and per-session limits and a faithful path parser."""
+
+    def __init__(
+        self,
+        handler: FilterHandler,
+        *,
+        counter: ConnectionCounter,
+        max_commands: int,
+        implicit_tls: bool,
+        line_length: int,
+        **kwargs: Any,
+    ) -> None:
+        self.line_length_limit = line_length + 2  # + CRLF, as aiosmtpd counts
+        super().__init__(handler, **kwargs)
+        self._counter = counter
+        self._counted_ip: str | None = None
+        self._implicit_tls = implicit_tls
+        if implicit_tls:
+            self._auth_require_tls = False  # the whole connection is TLS
+        self._max_commands = max_commands
+        self._commands = 0
+        for name, method in list(self._smtp_methods.items()):
+            self._smtp_methods[name] = self._limited(method)
+
+    def _limited(
+        self, method: Callable[[Any], Awaitable[None]]
+    ) -> Callable[[Any], Awaitable[None]]:
+        async def run(arg: Any) -> None:
+            self._commands += 1
+            if self._max_commands and self._commands > self._max_commands:
+                await self.push("421 4.7.0 Error: too many commands, closing connection")
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            await method(arg)
+
+        return run
+
+    # ---- connection accounting -------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self.transport is None
+        super().connection_made(transport)
+        if first:
+            peer = transport.get_extra_info("peername")
+            ip = peer[0] if isinstance(peer, tuple) else str(peer)
+            self._over_limit = not self._counter.acquire(ip)
+            if not self._over_limit:
+                self._counted_ip = ip
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._counted_ip is not None:
+            self._counter.release(self._counted_ip)
+            self._counted_ip = None
+        super().connection_lost(error)
+
+    async def _handle_client(self) -> None:
+        if getattr(self, "_over_limit", False):
+            await self.push("421 4.7.0 Error: too many connections from your address")
+            if self.transport is not None:
+                self.transport.close()
+            return
+        await super()._handle_client()
+
+    # ---- TLS facts -------------------------------------------------------------------------
+    def is_tls(self) -> bool:
+        return self._implicit_tls or self._tls_protocol is not None
+
+    def tls_description(self) -> str | None:
+        if not self.is_tls() or self.transport is None:
+            return None
+        obj = self.transport.get_extra_info("ssl_object")
+        if obj is None:
+            return "TLS"
+        cipher = obj.cipher()
+        return f"{obj.version()} with cipher {cipher[0]}" if cipher else str(obj.version())
+
+    # ---- paths ----------------------------------------------------------------------------
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        if not arg:
+            return "", ""
+        split = split_path(arg)
+        if split is None:
+            return None, None
+        path, rest = split
+        if len(path) > MAX_PATH:
+            return None, None
+        return path, rest
+
+
+class FilterServer:
+    def __init__(
+        self,
+        settings: Settings,
+        service: Any = None,
+        checks: Sequence[Check] | None = None,
+        quarantine: QuarantineLike | None = None,
+        *,
+        accounts: Accounts | None = None,
+        scoring: Scoring | None = None,
+    ) -> None:
+        self.settings = settings
+        smtp = settings.smtp
+        if accounts is None and smtp.accounts_file is not None:
+            accounts = Accounts(smtp.accounts_file)
+        self.accounts = accounts
+        if scoring is None:
+            if settings.api.scorer_url:
+                scoring = HttpScoring(settings.api.scorer_url, settings.api.scorer_api_key)
+            elif service is not None:
+                scoring = InProcessScoring(service)
+        self.scoring = scoring
+        self.checks = list(checks or [])
+        self.quarantine = quarantine
+        self.tls_context: ssl.SSLContext | None = None
+        if smtp.tls_cert and smtp.tls_key:
+            self.tls_context = server_context(smtp.tls_cert, smtp.tls_key)
+        self.counter = ConnectionCounter(smtp.max_connections_per_ip)
+        self.throttle = AuthThrottle(smtp.auth_failures_before_throttle, smtp.auth_throttle_window)
+        self.recipients = RecipientPolicy(smtp, accounts)
+        self.spool: Spool | None = Spool(settings.spool_dir) if smtp.mode == "spool" else None
+        self.spool_runner: SpoolRunner | None = None
+        self.port: int | None = None
+        self.submission_port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._servers: list[asyncio.base_events.Server] = []
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.handler: FilterHandler | None = None
+        self._conns: weakref.WeakSet[FilterSMTP] = weakref.WeakSet()
+
+    # ---- protocol factory ------------------------------------------------------------------
+    def _factory(self, implicit_tls: bool) -> Callable[[], FilterSMTP]:
+        smtp = self.settings.smtp
+        assert self.handler is not None
+        handler = self.handler
+
+        def make() -> FilterSMTP:
+            proto = FilterSMTP(
+                handler,
+                counter=self.counter,
+                max_commands=smtp.max_commands_per_session,
+                implicit_tls=implicit_tls,
+                line_length=smtp.max_line_length,
+                data_size_limit=smtp.max_message_size,
+                hostname=smtp.hostname,
+                ident="mailsift ESMTP",
+                tls_context=None if implicit_tls else self.tls_context,
+                timeout=smtp.idle_timeout,
+                auth_require_tls=smtp.require_tls_for_auth,
+                enable_SMTPUTF8=True,
+                loop=self._loop,
+            )
+            self._conns.add(proto)
+            return proto
+
+        return make
+
+    async def _start_async(self) -> None:
+        smtp = self.settings.smtp
+        if self.spool is not None:
+            self.spool_runner = SpoolRunner(
+                self.spool,
+                host=smtp.next_hop_host,
+                port=smtp.next_hop_port,
+                helo=smtp.hostname,
+                timeout=smtp.delivery_timeout,
+                retry_initial=smtp.spool_retry_initial,
+                retry_max=smtp.spool_retry_max,
+                concurrency=smtp.spool_concurrency,
+            )
+        self.handler = FilterHandler(
+            self.settings,
+            runner=CheckRunner(self.checks, smtp.check_timeout),
+            recipients=self.recipients,
+            accounts=self.accounts,
+            scoring=self.scoring,
+            quarantine=self.quarantine,
+            spool=self.spool,
+            spool_runner=self.spool_runner,
+            auth_throttle=self.throttle,
+        )
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(self._factory(False), smtp.host, smtp.port)
+        self._servers.append(srv)
+        self.port = srv.sockets[0].getsockname()[1]
+        if smtp.submission_port is not None and self.tls_context is not None:
+            sub = await loop.create_server(
+                self._factory(True), smtp.host, smtp.submission_port, ssl=self.tls_context
+            )
+            self._servers.append(sub)
+            self.submission_port = sub.sockets[0].getsockname()[1]
+        if self.spool_runner is not None:
+            self.spool_runner.start()
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._start_async())
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(self._shutdown())
+            loop.close()
+
+    async def _shutdown(self) -> None:
+        for srv in self._servers:
+            srv.close()
+        for proto in list(self._conns):
+            if proto.transport is not None:
+                proto.transport.close()
+        if self.spool_runner is not None:
+            await self.spool_runner.stop()
+        await asyncio.sleep(0.05)
+        current = asyncio.current_task()
+        rest = [t for t in asyncio.all_tasks() if t is not current]
+        for t in rest:
+            t.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
+        for srv in self._servers:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(srv.wait_closed(), 2)
+        if isinstance(self.scoring, HttpScoring):
+            await self.scoring.aclose()
+
+    def start(self) -> FilterServer:
+        if self._thread is not None:
+            raise RuntimeError("already started")
+        self._thread = threading.Thread(target=self._run, name="mailsift-smtpd", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            self._thread.join()
+            self._thread = None
+            raise self._error
+        log.info(
+            "SMTP filter listening on %s:%s (submission %s), mode %s",
+            self.settings.smtp.host,
+            self.port,
+            self.submission_port,
+            self.settings.smtp.mode,
+        )
+        return self
+
+    def stop(self) -> None:
+        if self._thread is None or self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=15)
+        self._thread = None
+
+    def __enter__(self) -> FilterServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
