@@ -505,9 +505,9 @@ class Quarantine:
     def deliver(self, mail_from: str, rcpts: Sequence[str], data: bytes) -> Any:
         fn = self._deliver
         if fn is None:
-            from mailsift.smtpd import delivery
+            from mailsift.smtpd.delivery import deliver
 
-            fn = delivery.deliver
+            fn = deliver
         smtp = self.settings.smtp
         return fn(smtp.next_hop_host, smtp.next_hop_port, mail_from, list(rcpts), data, 60.0)
 

@@ -1,0 +1,133 @@
+"""The review pages served for real: the API app (``create_app``) under uvicorn on a loopback
+port in this process (a thread), over a SQLite store of its own, with an accounts file, a
+Quarantine whose next hop is a recording SMTP server on loopback, and a browser fixture
+(Debian's chromium driven by Playwright's sync API; never ``playwright install``)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from aiosmtpd.controller import Controller
+
+from mailsift.api.app import create_app
+from mailsift.config import PROJECT_ROOT, Settings
+from mailsift.quarantine import Quarantine
+from mailsift.smtpd.accounts import Accounts
+from mailsift.store import Store, open_store
+from tests.quarantine.conftest import NextHop, RecordingHandler, free_port, make_settings
+
+SCREENSHOTS = PROJECT_ROOT / "build" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORDS = {
+    "alice@mailsift.test": "alice-password-1",
+    "bob@mailsift.test": "bob-password-2",
+    "admin@mailsift.test": "admin-password-3",
+}
+
+
+@dataclass
+class UiServer:
+    base_url: str
+    settings: Settings
+    store: Store
+    quarantine: Quarantine
+    accounts: Accounts
+    next_hop: NextHop
+    app: object
+
+    def client(self, **kw: object) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=30, **kw)  # type: ignore[arg-type]
+
+    def login(self, user: str, password: str | None = None) -> httpx.Client:
+        c = self.client()
+        r = c.get("/ui/login")
+        csrf = r.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        r = c.post(
+            "/ui/login",
+            data={"user": user, "password": password or PASSWORDS[user], "csrf": csrf},
+        )
+        assert r.status_code == 303, r.text
+        return c
+
+
+@pytest.fixture(scope="session")
+def ui_next_hop() -> Iterator[NextHop]:
+    handler = RecordingHandler()
+    port = free_port()
+    ctl = Controller(handler, hostname="127.0.0.1", port=port)
+    ctl.start()
+    try:
+        yield NextHop("127.0.0.1", port, handler)
+    finally:
+        ctl.stop()
+
+
+def serve_in_thread(app: object) -> tuple[uvicorn.Server, threading.Thread, str]:
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="ui-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def ui_server(tmp_path_factory: pytest.TempPathFactory, ui_next_hop: NextHop) -> Iterator[UiServer]:
+    tmp = tmp_path_factory.mktemp("ui")
+    settings = make_settings(tmp, ui_next_hop.port)
+    settings.smtp.accounts_file = tmp / "accounts.json"
+    settings.paths.var_dir.mkdir(parents=True, exist_ok=True)
+    accounts = Accounts(settings.smtp.accounts_file)
+    for user, pw in PASSWORDS.items():
+        accounts.add(user, pw, admin=user.startswith("admin"))
+    store = open_store(settings.store_url)
+    quarantine = Quarantine(settings, store)
+    app = create_app(settings)
+    app.state.quarantine = quarantine
+    app.state.accounts = accounts
+    server, thread, url = serve_in_thread(app)
+    try:
+        yield UiServer(url, settings, store, quarantine, accounts, ui_next_hop, app)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        store.close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def shot(page: object, name: str) -> Path:
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
+    return path
