@@ -86,6 +86,14 @@ class FeedbackSettings(BaseModel):
     # how far feedback alone may move any single weight away from the base model
     max_drift: float = 3.0
     learn_weight: float = 1.0
+    # "fast": sparse in-place updates of the touched weights (< 5 ms); "partial_fit": the
+    # model's own SpamModel.partial_fit / unlearn (exact sklearn semantics, slower)
+    mode: Literal["fast", "partial_fit"] = "fast"
+    step: float = 2.0  # fast mode: how far (log-odds) one report moves its own message
+    keep_samples: bool = True  # keep each scored message (zlib) to learn from a verdict id
+    sample_days: float = 14.0  # ... for this long (then `mailsift retrain --purge` drops it)
+    sample_max_bytes: int = 1024 * 1024  # larger messages are kept truncated
+    sync_interval: float = 1.0  # seconds between checks for other processes' feedback
 
 
 class MlflowSettings(BaseModel):
@@ -210,6 +218,8 @@ class AuthChecksSettings(BaseModel):
     arc: bool = True
     dmarc: bool = True
     reject_dmarc_reject: bool = False
+    reject_spf_fail: bool = False  # 550 5.7.23 on an SPF fail of MAIL FROM (RFC 7372)
+    dkim_min_key_bits: int = 1024
 
 
 class BarringSettings(BaseModel):
