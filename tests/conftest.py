@@ -11,4 +11,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures.dns",
     "tests.fixtures.clamd",
     "tests.fixtures.store",
+    "tests.fixtures.smtp",
 ]
