@@ -5,7 +5,8 @@
   limit, AUTH is refused with ``454 4.7.0`` until old failures age out (RFC 4954 section 6).
 * ``inspect_line_endings``: SMTP smuggling (SEC Consult, 2023; CVE-2023-51764/51765/51766):
   aiosmtpd only ends DATA on ``<CR><LF>.<CR><LF>``, but a message that *contains* ``<LF>.<CR><LF>``
-  or ``<CR><LF>.<LF>`` (or any "." line ended or started by a bare CR/LF) could end DATA early
+  or ``<CR><LF>.<LF>`` (or any "." line ended or started by a bare CR/LF, or a line starting
+  with a bare CR/LF, which is what ``<CR><LF>.<LF>`` becomes once un-dot-stuffed) could end DATA early
   on a next hop that is more lenient, and what follows would be read as new commands there.
   Such messages are refused; other bare CRs/LFs are normalised to CRLF (or refused when
   ``settings.smtp.bare_newlines = "reject"``).
@@ -21,6 +22,9 @@ from enum import Enum
 
 # a line holding only "." where either line break around it is not a proper CRLF
 _SMUGGLE_RE = re.compile(rb"(?:^|\r\n|\r|\n)\.(?:\r\n|\r|\n)")
+# aiosmtpd removes the leading dot of every line (RFC 5321 4.5.2), so "<CRLF>.<LF>" arrives
+# as "<CRLF><LF>": a line that *starts* with a bare LF/CR is ambiguous and treated alike
+_UNSTUFFED_RE = re.compile(rb"(?:^|\r\n)(?:\n|\r(?!\n))")
 _BARE_RE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 
 
@@ -33,6 +37,8 @@ class LineEndings(Enum):
 def inspect_line_endings(data: bytes) -> LineEndings:
     if not _BARE_RE.search(data):
         return LineEndings.CLEAN
+    if _UNSTUFFED_RE.search(data):
+        return LineEndings.SMUGGLING
     for m in _SMUGGLE_RE.finditer(data):
         g = m.group(0)
         if g != b"\r\n.\r\n" and not (m.start() == 0 and g == b".\r\n"):
