@@ -1,0 +1,170 @@
+"""The FastAPI application: ``create_app(settings, service=None)``.
+
+Routes live in ``mailsift.api.routes.<resource>``; dependencies in ``mailsift.api.deps``.
+The app owns, per worker process: the scoring service (built at start-up unless one is
+given), the API key store, and the model-generation watcher that makes every worker follow
+a model reload. ``app_from_env()`` is the factory uvicorn workers import
+(``mailsift.api.app:app_from_env``): it reads settings from the environment / TOML file.
+
+Middleware (pure ASGI, outermost first): request metrics + JSON access log, then the body
+size limit. The web UI of area Q (``mailsift.api.ui``) is included when present.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import ModuleType
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from mailsift import __version__
+from mailsift.api import metrics
+from mailsift.api.keys import ApiKeys
+from mailsift.api.logs import log_event
+from mailsift.api.middleware import BodyLimitMiddleware, ObserveMiddleware
+from mailsift.api.reload import ModelSync, generation_file
+from mailsift.api.routes import feedback, health, lists, models, score, verdicts
+from mailsift.config import Settings, get_settings
+from mailsift.service import ScoringService
+from mailsift.store import Store, StoreError, open_store
+
+log = logging.getLogger("mailsift.api")
+
+DESCRIPTION = """\
+Score email for spam, explain the verdict, and learn from users' reports.
+
+Authenticate with an API key as a bearer token (`mailsift keys create`). Scopes: `score`,
+`feedback`, `admin` (admin implies the others).
+"""
+
+
+def _start(app: FastAPI, settings: Settings) -> None:
+    """Build what the worker needs (runs in a thread: loading a model is slow). Without a
+    model the worker still serves /healthz, /readyz (503, with the reason) and API keys."""
+    if app.state.service is None:
+        store: Store = open_store(settings.store_url, settings.store.pool_size)
+        app.state.store = store
+        app.state.keys = ApiKeys(store, settings.api.key_cache_seconds)
+        try:
+            app.state.service = ScoringService(settings, store=store)
+        except Exception as exc:
+            app.state.startup_error = str(exc) or type(exc).__name__
+            log_event(log, "scoring service failed to start", logging.ERROR, error=str(exc))
+            return
+    service: ScoringService = app.state.service
+    if app.state.keys is None:
+        app.state.keys = ApiKeys(service.store, settings.api.key_cache_seconds)
+    metrics.set_model_version(service.model_version)
+
+    def follow() -> None:
+        service.reload_model()
+        metrics.set_model_version(service.model_version)
+
+    sync = ModelSync(
+        generation_file(settings.paths.var_dir), follow, settings.api.reload_poll_seconds
+    )
+    sync.start()
+    app.state.model_sync = sync
+    log_event(log, "api worker ready", pid=os.getpid(), model_version=service.model_version)
+
+
+def _stop(app: FastAPI) -> None:
+    if app.state.model_sync is not None:
+        app.state.model_sync.stop()
+    if app.state.store is not None:  # ours (the service was built on it)
+        app.state.store.close()
+    metrics.mark_worker_dead(os.getpid())
+
+
+def _ui_module() -> ModuleType | None:
+    """Area Q's web UI package, when it is installed (``mailsift.api.ui``)."""
+    if importlib.util.find_spec("mailsift.api.ui") is None:
+        return None
+    return importlib.import_module("mailsift.api.ui")
+
+
+def _include_ui(app: FastAPI) -> None:
+    ui = _ui_module()
+    if ui is None:
+        return
+    install = getattr(ui, "install", None)
+    if callable(install):
+        install(app)
+        return
+    router: Any = getattr(ui, "router", None)
+    if isinstance(router, ModuleType):
+        router = getattr(router, "router", None)
+    if router is not None:
+        app.include_router(router)
+
+
+def create_app(settings: Settings, service: ScoringService | None = None) -> FastAPI:
+    """The API for ``settings``; with ``service`` given, the caller owns (and closes) it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(_start, app, settings)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(_stop, app)
+
+    app = FastAPI(
+        title="mailsift",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.service = service
+    app.state.keys = None
+    app.state.store = None
+    app.state.model_sync = None
+    app.state.startup_error = ""
+
+    for module in (score, feedback, lists, verdicts, models, health):
+        app.include_router(module.router)
+    _include_ui(app)
+
+    @app.exception_handler(StoreError)
+    async def store_down(request: Request, exc: StoreError) -> JSONResponse:
+        log_event(log, "store error", logging.ERROR, path=request.url.path, error=str(exc))
+        return JSONResponse(
+            {"detail": "the store is unavailable: try again later"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error(
+            "unhandled error",
+            exc_info=exc,
+            extra={"fields": {"path": request.url.path, "error": type(exc).__name__}},
+        )
+        return JSONResponse({"detail": "internal error (logged)"}, status_code=500)
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(ObserveMiddleware)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory (``--factory mailsift.api.app:app_from_env``): settings from the
+    environment and the TOML file, the service built in each worker."""
+    from logging.config import dictConfig
+
+    from mailsift.api.logs import log_config
+
+    settings = get_settings()
+    dictConfig(log_config(settings.api.log_level))
+    return create_app(settings)

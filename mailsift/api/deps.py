@@ -1,0 +1,125 @@
+"""FastAPI dependencies (``Annotated``): settings, the scoring service, the store, API keys.
+
+``require_scope("score")`` checks the bearer token (RFC 6750): no or unknown token gives
+401 with ``WWW-Authenticate: Bearer``; a valid key without the scope gives 403
+(``error="insufficient_scope"``). With ``settings.api.require_keys = false`` every request
+is let through (for a trusted loopback deployment only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from mailsift.api.keys import ApiKey, ApiKeys
+from mailsift.config import Settings
+from mailsift.service import ScoringService
+from mailsift.store.base import Store
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key (`mailsift keys create`) as a bearer token: "
+    "`Authorization: Bearer msk_...`",
+)
+
+_REALM = 'Bearer realm="mailsift"'
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the verified key (None when keys are not required)."""
+
+    key: ApiKey | None
+
+    @property
+    def actor(self) -> str:
+        return f"api-key:{self.key.key_id}" if self.key else "api"
+
+    def check_user(self, user: str) -> None:
+        """A key bound to one user may act only for that user (403 otherwise)."""
+        if self.key is not None and self.key.owner and user.lower() != self.key.owner.lower():
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"this API key may only act for {self.key.owner}"
+            )
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_service(request: Request) -> ScoringService:
+    service = request.app.state.service
+    if service is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"the scoring service is not available: {request.app.state.startup_error}",
+        )
+    return service  # type: ignore[no-any-return]
+
+
+def get_store(service: Annotated[ScoringService, Depends(get_service)]) -> Store:
+    return service.store
+
+
+def get_keys(request: Request) -> ApiKeys:
+    keys = request.app.state.keys
+    if keys is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the key store is not available")
+    return keys  # type: ignore[no-any-return]
+
+
+def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that admits a request whose API key holds ``scope``."""
+
+    async def check(
+        request: Request,
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Principal:
+        settings: Settings = request.app.state.settings
+        if not settings.api.require_keys:
+            return Principal(None)
+        if creds is None or not creds.credentials:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "an API key is required: send 'Authorization: Bearer <key>'",
+                headers={"WWW-Authenticate": _REALM},
+            )
+        keys = get_keys(request)
+        hit, key = keys.cached(creds.credentials)
+        if not hit:  # a store round trip: off the event loop
+            key = await run_in_threadpool(keys.verify, creds.credentials)
+        if key is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "invalid or revoked API key",
+                headers={"WWW-Authenticate": f'{_REALM}, error="invalid_token"'},
+            )
+        request.state.key_id = key.key_id
+        if not key.allows(scope):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"this API key lacks the '{scope}' scope",
+                headers={
+                    "WWW-Authenticate": f'{_REALM}, error="insufficient_scope", scope="{scope}"'
+                },
+            )
+        return Principal(key)
+
+    check.__name__ = f"require_{scope}"
+    return check
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ServiceDep = Annotated[ScoringService, Depends(get_service)]
+StoreDep = Annotated[Store, Depends(get_store)]
+KeysDep = Annotated[ApiKeys, Depends(get_keys)]
+ScoreKey = Annotated[Principal, Depends(require_scope("score"))]
+FeedbackKey = Annotated[Principal, Depends(require_scope("feedback"))]
+AdminKey = Annotated[Principal, Depends(require_scope("admin"))]

@@ -1,0 +1,147 @@
+"""Pure ASGI middleware of the HTTP API: the body size limit and request observation.
+
+``BodyLimitMiddleware`` refuses a body larger than ``max_bytes`` with 413 before reading
+it when ``Content-Length`` says so, and otherwise counts bytes while the application reads
+the stream (chunked uploads), so a 1 GB body is never held in memory.
+
+``ObserveMiddleware`` counts requests and latency per route template (Prometheus) and
+writes one JSON access-log line per request, with the verdict id of a scoring request
+(``request.state.verdict_ids``); never a message body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mailsift.api import metrics
+from mailsift.api.logs import ACCESS_LOGGER, log_event
+
+_access = logging.getLogger(ACCESS_LOGGER)
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` once a body passes the limit (FastAPI renders it as 413)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            status_code=413,
+            detail=f"request body too large: the limit is {limit} bytes",
+        )
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    data = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
+
+
+class BodyLimitMiddleware:
+    """Enforce a request body size limit while the body streams in."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_bytes
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            # refuse before reading a byte; the connection is closed afterwards
+            await _send_json(send, 413, {"detail": BodyTooLarge(limit).detail})
+            return
+
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge as exc:
+            if started:
+                raise
+            await _send_json(send, 413, {"detail": exc.detail})
+
+
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+class ObserveMiddleware:
+    """Prometheus request metrics and the JSON access log."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def status_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        metrics.IN_FLIGHT.inc()
+        try:
+            await self.app(scope, receive, status_send)
+        finally:
+            metrics.IN_FLIGHT.dec()
+            elapsed = time.perf_counter() - start
+            route = _route_template(scope)
+            method = scope["method"]
+            metrics.REQUESTS.labels(method=method, route=route, status=str(status)).inc()
+            metrics.LATENCY.labels(method=method, route=route).observe(elapsed)
+            state = scope.get("state") or {}
+            client = scope.get("client")
+            log_event(
+                _access,
+                "request",
+                method=method,
+                path=scope["path"],
+                route=route,
+                status=status,
+                ms=round(elapsed * 1000, 2),
+                client=client[0] if client else None,
+                key_id=state.get("key_id"),
+                verdict_ids=state.get("verdict_ids"),
+            )

@@ -1,0 +1,83 @@
+"""Model reload across API workers.
+
+``POST /v1/models/reload`` reaches one worker. That worker reloads its own model (the
+service loads the new model first and then swaps one reference, so requests in flight
+finish on the model they started with) and then bumps a generation file,
+``<var_dir>/run/model-generation``. Every worker runs a ``ModelSync`` thread that polls the
+file (``settings.api.reload_poll_seconds``) and reloads when the generation changes, so all
+workers serving one var dir follow within about that time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from mailsift.api.logs import log_event
+
+log = logging.getLogger(__name__)
+
+
+def generation_file(var_dir: Path) -> Path:
+    return var_dir / "run" / "model-generation"
+
+
+class ModelSync:
+    """Polls the generation file in a daemon thread and calls ``reload`` on a change."""
+
+    def __init__(self, path: Path, reload: Callable[[], object], poll_seconds: float = 1.0):
+        self.path = path
+        self.reload = reload
+        self.poll_seconds = poll_seconds
+        self._seen = self._read()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _read(self) -> str:
+        try:
+            return self.path.read_text(encoding="utf-8").strip()
+        except OSError:
+            return ""
+
+    def bump(self) -> str:
+        """Announce a new model generation to the other workers (atomic replace)."""
+        generation = uuid.uuid4().hex
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(generation + "\n", encoding="utf-8")
+        os.replace(tmp, self.path)
+        self._seen = generation
+        return generation
+
+    def check(self) -> bool:
+        """Reload when another worker bumped the generation; True when it did."""
+        current = self._read()
+        if not current or current == self._seen:
+            return False
+        self._seen = current
+        log_event(log, "model generation changed: reloading", generation=current)
+        try:
+            self.reload()
+        except Exception as exc:  # keep serving the model we have
+            log_event(log, "model reload failed", logging.ERROR, error=str(exc))
+        return True
+
+    def start(self) -> None:
+        if self.poll_seconds <= 0 or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="model-sync", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            self.check()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

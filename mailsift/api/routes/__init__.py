@@ -1,0 +1,1 @@
+"""HTTP routes, one module per resource (score, feedback, lists, verdicts, models, health)."""

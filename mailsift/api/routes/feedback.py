@@ -1,0 +1,62 @@
+"""``POST /v1/feedback``: a user says a message is spam or ham (scope ``feedback``).
+
+Give either the verdict id of an earlier scoring (the store kept the message) or the raw
+message itself (base64). The live model learns at once, within the guards of
+``mailsift.classifier.feedback.Learner`` (rate caps, drift cap, one count per message).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, status
+
+from mailsift.api.deps import FeedbackKey, ServiceDep
+from mailsift.api.schemas import ErrorResponse, FeedbackRequest, FeedbackResponse, decode_b64
+from mailsift.classifier.feedback import FeedbackError
+
+router = APIRouter(prefix="/v1", tags=["feedback"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    c: {"model": ErrorResponse} for c in (401, 403, 404, 413, 422, 429, 503)
+}
+
+
+@router.post("/feedback", response_model=FeedbackResponse, responses=_ERRORS)
+def feedback(
+    request: Request, body: FeedbackRequest, service: ServiceDep, who: FeedbackKey
+) -> FeedbackResponse:
+    """Report a message as spam or ham."""
+    if (body.verdict_id is None) == (body.message is None):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "give exactly one of verdict_id or message"
+        )
+    user = body.user or (who.key.owner if who.key else "")
+    if not user:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "say who reports it: user")
+    who.check_user(user)
+    raw = decode_b64(body.message) if body.message is not None else None
+    if raw is not None and not raw.strip():
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the message is empty")
+    if body.verdict_id is not None and service.verdict(body.verdict_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no verdict {body.verdict_id}")
+    try:
+        result = service.feedback(
+            body.label, user, verdict_id=body.verdict_id, raw=raw, source="api"
+        )
+    except FeedbackError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    if result.status == "rate_limited":
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"feedback rate cap reached: {result.detail or 'try again later'}",
+            headers={"Retry-After": "60"},
+        )
+    request.state.verdict_ids = [body.verdict_id] if body.verdict_id else None
+    return FeedbackResponse(
+        status=result.status,
+        digest=result.digest,
+        label=body.label,
+        verdict_id=result.verdict_id,
+        feedback_id=result.feedback_id,
+    )

@@ -1,0 +1,79 @@
+"""``mailsift serve ...``: long-running servers. This module defines the ``serve`` group
+(``serve_app``) and ``serve api``; other areas add their servers to ``serve_app`` (e.g.
+``serve smtp`` from ``mailsift.commands.smtp``).
+
+``serve api`` runs the HTTP API under uvicorn. With ``--workers N > 1`` uvicorn starts N
+processes that each build the app from the environment / TOML settings
+(``mailsift.api.app:app_from_env``) and share one store; Prometheus metrics are then kept in
+multiprocess mode under ``<var_dir>/run/prometheus`` so ``/metrics`` counts every worker.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Annotated
+
+import typer
+
+serve_app = typer.Typer(
+    name="serve", help="Run the servers (HTTP API, SMTP filter).", no_args_is_help=True
+)
+
+APP_FACTORY = "mailsift.api.app:app_from_env"
+
+
+def _prepare_multiprocess_metrics(var_dir: os.PathLike[str] | str) -> str:
+    """A fresh directory for prometheus-client's multiprocess files (set before workers
+    start: prometheus-client reads it at import)."""
+    path = os.path.join(os.fspath(var_dir), "run", "prometheus")
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+@serve_app.command("api")
+def serve_api(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default: api.host)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: api.port)")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes (default: api.workers)")
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option(help="Log level (default: api.log_level)")
+    ] = None,
+) -> None:
+    """Serve the scoring API (uvicorn)."""
+    import uvicorn
+
+    from mailsift.api.logs import log_config
+    from mailsift.api.metrics import MULTIPROC_ENV
+    from mailsift.config import get_settings
+
+    settings = get_settings()
+    n = workers or settings.api.workers
+    level = (log_level or settings.api.log_level).upper()
+    if log_level:  # the workers read their settings from the environment
+        os.environ["MAILSIFT_API__LOG_LEVEL"] = level
+    if n > 1 and not os.environ.get(MULTIPROC_ENV):
+        os.environ[MULTIPROC_ENV] = _prepare_multiprocess_metrics(settings.paths.var_dir)
+    # open (and migrate) the store once before the workers race to do it
+    from mailsift.store import open_store
+
+    open_store(settings.store_url, settings.store.pool_size).close()
+    uvicorn.run(
+        APP_FACTORY,
+        factory=True,
+        host=host or settings.api.host,
+        port=port or settings.api.port,
+        workers=n,
+        log_config=log_config(level),
+        access_log=False,  # mailsift.api.middleware writes the access log (JSON)
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(serve_app, name="serve")
