@@ -14,7 +14,15 @@ app = typer.Typer(
 )
 
 # Each module defines `register(app: typer.Typer) -> None`.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "mailsift.commands.train",
+    "mailsift.commands.evaluate",
+    "mailsift.commands.models",
+    "mailsift.commands.corpus",
+    "mailsift.commands.score",
+    "mailsift.commands.serve",
+    "mailsift.commands.keys",
+]
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
