@@ -22,7 +22,6 @@ answers ``451 4.3.0``: an unscored message is never accepted silently.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -139,37 +138,39 @@ class InProcessScoring:
 
 
 class HttpScoring:
-    """The scoring API over HTTP: ``POST <scorer_url>`` with a bearer key.
+    """The scoring API over HTTP (``mailsift.api``): ``POST <scorer_url>/v1/score``.
 
-    Request JSON: ``{"raw_b64": ..., "envelope": {...}, "symbols": [{name, score, ...}]}``;
-    the response is a verdict as ``Verdict.to_dict()`` writes it.
+    The raw message is the body (``message/rfc822``), the envelope goes in query parameters
+    (``ip``, ``helo``, ``from``, ``rcpt``..., ``user``, ``hostname``), the key as a bearer
+    token. The answer is the API's ``ScoreResponse`` (a verdict). The API takes no check
+    symbols: over HTTP the model sees the checks only through ``Authentication-Results``.
     """
 
     def __init__(self, url: str, api_key: str | None, timeout: float = 30.0) -> None:
         import httpx
 
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.url = url
+        headers = {"Content-Type": "message/rfc822"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        base = url.rstrip("/")
+        self.url = base if base.endswith("/v1/score") else f"{base}/v1/score"
         self.client = httpx.AsyncClient(headers=headers, timeout=timeout)
 
     async def score(self, raw: bytes, envelope: Envelope, symbols: Sequence[Symbol]) -> Verdict:
-        body = {
-            "raw_b64": base64.b64encode(raw).decode("ascii"),
-            "envelope": {
-                "client_ip": envelope.client_ip,
-                "helo": envelope.helo,
-                "mail_from": envelope.mail_from,
-                "rcpt_to": list(envelope.rcpt_to),
-                "auth_user": envelope.auth_user,
-                "client_name": envelope.client_name,
-            },
-            "symbols": [
-                {"name": s.name, "score": s.score, "description": s.description, "source": s.source}
-                for s in symbols
-            ],
-        }
+        params: list[tuple[str, str | int | float | bool | None]] = [
+            (k, v)
+            for k, v in (
+                ("ip", envelope.client_ip),
+                ("helo", envelope.helo),
+                ("from", envelope.mail_from),
+                ("user", envelope.auth_user),
+                ("hostname", envelope.client_name),
+            )
+            if v
+        ]
+        params += [("rcpt", r) for r in envelope.rcpt_to]
         try:
-            resp = await self.client.post(self.url, json=body)
+            resp = await self.client.post(self.url, content=raw, params=params)
             resp.raise_for_status()
             return verdict_from_dict(resp.json())
         except Exception as exc:

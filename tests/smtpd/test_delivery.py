@@ -1,0 +1,191 @@
+"""Next-hop delivery with Postfix's smtp-sink: the before-queue proxy and the durable spool."""
+
+from __future__ import annotations
+
+import smtplib
+import threading
+import time
+import uuid
+
+import pytest
+
+from mailsift.smtpd.delivery import DeliveryError, deliver, to_wire
+from mailsift.smtpd.spool import Spool
+from tests.fixtures.smtp import free_port
+from tests.smtpd.util import client
+
+
+def _message(tag: str) -> bytes:
+    return f"Subject: {tag}\r\nMessage-ID: <{tag}@test>\r\n\r\nbody {tag}\r\n".encode()
+
+
+def _bodies(sink) -> list[str]:
+    return [str(m.get_payload()).strip() for m in sink.messages()]
+
+
+def test_proxy_answers_after_next_hop_accepted(smtp_filter, smtp_sink) -> None:
+    c = client(smtp_filter.port)
+    try:
+        c.docmd("MAIL FROM:<a@example.org>")
+        c.docmd("RCPT TO:<bob@mailsift.test>")
+        code, msg = c.data(_message("proxy"))
+    finally:
+        c.quit()
+    assert code == 250 and msg.startswith(b"2.0.0 OK: delivered as ")
+    (m,) = smtp_sink.wait_for(1)
+    assert m["X-Mail-Args"] == "<a@example.org>"
+    assert m["Subject"] == "proxy"
+    assert m.get_all("Received")[1].startswith("from client.example (unknown [127.0.0.2])")
+
+
+@pytest.mark.parametrize(
+    ("sink_args", "code"),
+    [(("-f", "RCPT"), 500), (("-r", "RCPT"), 450), (("-f", "."), 500), (("-r", "DATA"), 450)],
+    ids=["5xx-rcpt", "4xx-rcpt", "5xx-dot", "4xx-data"],
+)
+def test_proxy_relays_next_hop_refusals(filter_factory, sink_factory, sink_args, code) -> None:
+    sink = sink_factory(args=sink_args)
+    srv = filter_factory(sink)
+    c = client(srv.port)
+    try:
+        c.docmd("MAIL FROM:<a@example.org>")
+        c.docmd("RCPT TO:<bob@mailsift.test>")
+        got, msg = c.data(_message("refused"))
+    finally:
+        c.quit()
+    assert got == code, msg
+    assert msg[:1] == str(code)[0].encode()  # enhanced code class matches
+
+
+def test_next_hop_down_is_a_tempfail(filter_factory) -> None:
+    srv = filter_factory(None, next_hop_port=free_port())
+    c = client(srv.port)
+    try:
+        c.docmd("MAIL FROM:<a@example.org>")
+        c.docmd("RCPT TO:<bob@mailsift.test>")
+        code, msg = c.data(_message("down"))
+    finally:
+        c.quit()
+    assert code == 451 and b"4.4.1" in msg
+
+
+def test_next_hop_killed_mid_transaction(filter_factory, sink_factory) -> None:
+    """smtp-sink is killed while it holds our DATA; the client gets 4xx; on retry the
+    message arrives exactly once and the dead sink kept no complete copy."""
+    port = free_port()
+    slow = sink_factory(args=("-w", "30"), port=port, name="slow")  # sits on DATA for 30 s
+    srv = filter_factory(slow)
+    tag = f"killed-{uuid.uuid4().hex[:8]}"
+    result: dict[str, tuple[int, bytes]] = {}
+
+    def send() -> None:
+        c = client(srv.port)
+        try:
+            c.docmd("MAIL FROM:<a@example.org>")
+            c.docmd("RCPT TO:<bob@mailsift.test>")
+            result["reply"] = c.data(_message(tag))
+        finally:
+            c.close()
+
+    t = threading.Thread(target=send)
+    t.start()
+    deadline = time.monotonic() + 20
+    while not slow.files() and time.monotonic() < deadline:  # the sink opens its dump at RCPT
+        time.sleep(0.02)
+    assert slow.files(), "the filter never reached the next hop"
+    slow.stop()  # SIGKILL mid-transaction
+    t.join(30)
+    code, msg = result["reply"]
+    assert 400 <= code < 500, msg
+    assert all(tag.encode() not in raw for raw in slow.raw_messages())  # nothing half-done
+    # the client retries later (as every MTA does after a 4xx); the next hop is back
+    fresh = sink_factory(port=port, name="fresh")
+    c = client(srv.port)
+    try:
+        c.sendmail("a@example.org", ["bob@mailsift.test"], _message(tag))
+    finally:
+        c.quit()
+    fresh.wait_for(1)
+    time.sleep(0.3)
+    assert _bodies(fresh) == [f"body {tag}"]
+
+
+def test_spool_survives_restart_and_delivers_exactly_once(filter_factory, sink_factory, tmp_path):
+    port = free_port()
+    var = tmp_path / "spool-var"
+    srv = filter_factory(None, mode="spool", next_hop_port=port, var_dir=var)
+    tags = [f"spooled-{i}" for i in range(5)]
+    c = client(srv.port)
+    try:
+        for tag in tags:
+            assert c.sendmail("a@example.org", ["bob@mailsift.test"], _message(tag)) == {}
+    finally:
+        c.quit()
+    spool = Spool(var / "spool")
+    assert len(spool) == 5  # on disk, fsynced, before the 250s
+    srv.stop()  # "crash": next hop never reachable during this life
+    assert len(spool) == 5
+    sink = sink_factory(port=port)
+    filter_factory(None, mode="spool", next_hop_port=port, var_dir=var)  # restart
+    sink.wait_for(5)
+    deadline = time.monotonic() + 10
+    while len(spool) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(spool) == 0
+    time.sleep(1.5)  # longer than spool_retry_max: a redelivery would have happened by now
+    assert sorted(_bodies(sink)) == sorted(f"body {t}" for t in tags)
+
+
+def test_spool_never_redelivers_what_was_marked_done(filter_factory, sink_factory, tmp_path):
+    """A crash after the next hop's 250 and the durable mark, before deletion."""
+    var = tmp_path / "var"
+    spool = Spool(var / "spool")
+    qid = spool.put("a@example.org", ["bob@mailsift.test", "carol@mailsift.test"], _message("x"))
+    entry = spool.load(qid)
+    entry.done = ["bob@mailsift.test"]  # bob got it before the crash
+    spool.save_state(entry)
+    sink = sink_factory()
+    filter_factory(sink, mode="spool", var_dir=var)
+    (m,) = sink.wait_for(1)
+    assert m.get_all("X-Rcpt-Args") == ["<carol@mailsift.test>"]
+    deadline = time.monotonic() + 10
+    while len(spool) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(spool) == 0 and len(sink.files()) == 1
+
+
+def test_spool_keeps_permanent_failures_without_bouncing(filter_factory, sink_factory, tmp_path):
+    sink = sink_factory(args=("-f", "RCPT"))
+    var = tmp_path / "var"
+    srv = filter_factory(sink, mode="spool", var_dir=var)
+    c = client(srv.port)
+    try:
+        assert c.sendmail("a@example.org", ["bob@mailsift.test"], _message("perm")) == {}
+    finally:
+        c.quit()
+    failed = var / "spool" / "failed"
+    deadline = time.monotonic() + 10
+    while not list(failed.glob("*.msg")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(list(failed.glob("*.msg"))) == 1
+    assert sink.files() == [] or all(b"perm" not in r for r in sink.raw_messages())
+
+
+def test_deliver_blocking_api(smtp_sink) -> None:
+    res = deliver("127.0.0.1", smtp_sink.port, "", ["x@example.org"], b"Subject: b\n\n.dot\n")
+    assert res.code == 250 and res.accepted == ["x@example.org"]
+    (m,) = smtp_sink.wait_for(1)
+    assert m["X-Mail-Args"] == "<>" and m.get_payload().startswith(".dot")
+    with pytest.raises(DeliveryError) as err:
+        deliver("127.0.0.1", free_port(), "a@b.example", ["x@example.org"], b"x", timeout=2)
+    assert err.value.temporary
+
+
+def test_to_wire_normalises_and_stuffs() -> None:
+    assert to_wire(b"a\n.b\r.\r\n..\rend") == b"a\r\n..b\r\n..\r\n...\r\nend\r\n.\r\n"
+
+
+def test_smtplib_sendmail_smoke(smtp_filter, smtp_sink) -> None:
+    with smtplib.SMTP("127.0.0.1", smtp_filter.port) as c:
+        assert c.sendmail("a@example.org", ["carol@mailsift.test"], _message("smoke")) == {}
+    assert len(smtp_sink.wait_for(1)) == 1
