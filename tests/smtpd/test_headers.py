@@ -65,8 +65,11 @@ def test_spam_headers_are_spamassassin_compatible() -> None:
 def test_fold_and_prepend() -> None:
     name, value = hdr.authentication_results(
         "mx.mailsift.test",
-        ["spf=pass smtp.mailfrom=example.org", "dkim=pass header.d=example.org header.s=s1",
-         "dmarc=pass header.from=example.org"],  # fmt: skip
+        [
+            "spf=pass smtp.mailfrom=example.org",
+            "dkim=pass header.d=example.org header.s=s1",
+            "dmarc=pass header.from=example.org",
+        ],
         auth_user="alice@mailsift.test",
     )
     folded = hdr.fold(name, value)
@@ -94,7 +97,10 @@ def test_headers_through_the_filter(smtp_filter, smtp_sink) -> None:
         c.quit()
     (m,) = smtp_sink.wait_for(1)
     ars = m.get_all("Authentication-Results")
-    assert ars == ["mx.mailsift.test; none", "mx.upstream.example; spf=fail smtp.mailfrom=x.example"]
+    assert ars == [
+        "mx.mailsift.test; none",
+        "mx.upstream.example; spf=fail smtp.mailfrom=x.example",
+    ]
     assert m.get_all("X-Spam-Flag") is None and m.get_all("X-Spam-Report") is None
     received = m.get_all("Received")
     assert len(received) == 3  # smtp-sink's, ours, the original
