@@ -14,14 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from aiosmtpd.controller import Controller
 
 from mailsift.api.app import create_app
 from mailsift.config import PROJECT_ROOT, Settings
 from mailsift.quarantine import Quarantine
 from mailsift.smtpd.accounts import Accounts
 from mailsift.store import Store, open_store
-from tests.quarantine.conftest import NextHop, RecordingHandler, free_port, make_settings
+from tests.fixtures.smtp import Sink
+from tests.quarantine.conftest import free_port, make_settings
 
 SCREENSHOTS = PROJECT_ROOT / "build" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
@@ -47,7 +47,7 @@ class UiServer:
     store: Store
     quarantine: Quarantine
     accounts: Accounts
-    next_hop: NextHop
+    next_hop: Sink
     app: object
 
     def client(self, **kw: object) -> httpx.Client:
@@ -66,15 +66,13 @@ class UiServer:
 
 
 @pytest.fixture(scope="session")
-def ui_next_hop() -> Iterator[NextHop]:
-    handler = RecordingHandler()
-    port = free_port()
-    ctl = Controller(handler, hostname="127.0.0.1", port=port)
-    ctl.start()
+def ui_next_hop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sink]:
+    """Postfix's smtp-sink: the real next hop released mail goes to."""
+    sink = Sink(dir=tmp_path_factory.mktemp("ui-sink"), port=free_port()).start()
     try:
-        yield NextHop("127.0.0.1", port, handler)
+        yield sink
     finally:
-        ctl.stop()
+        sink.stop()
 
 
 def serve_in_thread(app: object) -> tuple[uvicorn.Server, threading.Thread, str]:
@@ -92,7 +90,7 @@ def serve_in_thread(app: object) -> tuple[uvicorn.Server, threading.Thread, str]
 
 
 @pytest.fixture(scope="session")
-def ui_server(tmp_path_factory: pytest.TempPathFactory, ui_next_hop: NextHop) -> Iterator[UiServer]:
+def ui_server(tmp_path_factory: pytest.TempPathFactory, ui_next_hop: Sink) -> Iterator[UiServer]:
     tmp = tmp_path_factory.mktemp("ui")
     settings = make_settings(tmp, ui_next_hop.port)
     settings.smtp.accounts_file = tmp / "accounts.json"

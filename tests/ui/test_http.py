@@ -56,7 +56,7 @@ def test_login_sets_a_hardened_session_cookie(ui_server: UiServer) -> None:
         data={"user": "alice@mailsift.test", "password": "alice-password-1", "csrf": _csrf(r.text)},
     )
     assert r.status_code == 303
-    cookie = [h for h in r.headers.get_list("set-cookie") if h.startswith("mailsift_session=")][0]
+    cookie = next(h for h in r.headers.get_list("set-cookie") if h.startswith("mailsift_session="))
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie
     assert "Max-Age=28800" in cookie
     page = c.get("/ui/quarantine")

@@ -27,6 +27,7 @@ class MessageView:
     all_headers: list[tuple[str, str]]
     body: str
     body_source: str  # "text", "html (as text)", "none"
+    html_text: str  # the HTML part rendered to text, when there is also a text part
     truncated: bool
     links: list[dict[str, str]] = field(default_factory=list)
     attachments: list[dict[str, Any]] = field(default_factory=list)
@@ -57,13 +58,15 @@ def message_view(raw: bytes) -> MessageView:
         body, source = pm.html_text, "html (as text)"
     else:
         body, source = "", "none"
-    truncated = pm.truncated or len(body) > MAX_BODY_CHARS
+    html_text = pm.html_text if source == "text" and pm.html_text.strip() else ""
+    truncated = pm.truncated or len(body) > MAX_BODY_CHARS or len(html_text) > MAX_BODY_CHARS
     shown = {h.lower() for h in SHOWN_HEADERS}
     return MessageView(
         headers=[(k, _visible(v)) for k, v in pm.headers if k.lower() in shown],
         all_headers=[(k, _visible(v)) for k, v in pm.raw_headers],
         body=_visible(body[:MAX_BODY_CHARS]),
         body_source=source,
+        html_text=_visible(html_text[:MAX_BODY_CHARS]),
         truncated=truncated,
         links=[
             {"url": _visible(u.url), "host": u.host, "text": _visible(u.text or "")}
