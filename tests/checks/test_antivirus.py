@@ -68,7 +68,7 @@ async def scan(av: Antivirus, raw: bytes):  # type: ignore[no-untyped-def]
 async def test_eicar_rejected_with_554_naming_it(clamd_server, raw: bytes) -> None:  # type: ignore[no-untyped-def]
     res = await scan(check(clamd_server.unix_address), raw)
     assert res.action is CheckAction.REJECT
-    assert res.details["smtp_code"] == 554 and res.enhanced_code == "5.7.1"
+    assert res.details["code"] == 554 and res.enhanced_code == "5.7.1"
     assert "Eicar-Test" in res.reason and "Eicar-Test" in res.details["virus"]
     assert [s.name for s in res.symbols] == ["AV_VIRUS"]
 
@@ -96,7 +96,7 @@ async def test_large_message_streams_in_chunks(clamd_server) -> None:  # type: i
 async def test_over_our_size_limit_is_never_an_unscanned_accept(clamd_server) -> None:  # type: ignore[no-untyped-def]
     res = await scan(check(clamd_server.unix_address, max_scan_bytes=1000), CLEAN * 2)
     assert res.action is CheckAction.REJECT
-    assert res.details["smtp_code"] == 552 and res.enhanced_code == "5.3.4"
+    assert res.details["code"] == 552 and res.enhanced_code == "5.3.4"
 
 
 async def test_clamd_stream_limit_is_a_reject_not_an_accept(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -105,7 +105,7 @@ async def test_clamd_stream_limit_is_a_reject_not_an_accept(tmp_path) -> None:  
         res = await scan(check(server.unix_address), mail_with(b"y" * 2_000_000, "big.bin"))
     finally:
         server.stop()
-    assert res.action is CheckAction.REJECT and res.details["smtp_code"] == 552
+    assert res.action is CheckAction.REJECT and res.details["code"] == 552
 
 
 async def test_clamd_stopped_tempfails(tmp_path) -> None:  # type: ignore[no-untyped-def]

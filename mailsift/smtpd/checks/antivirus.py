@@ -6,7 +6,7 @@ then a zero length; reply ``stream: OK`` / ``stream: <name> FOUND``) over its un
 ``timeout``. clamd itself splits MIME, decodes base64/quoted-printable and opens archives
 (``ScanMail``/``ScanArchive``), so every attachment, zipped or not, is scanned.
 
-- a virus: ``REJECT`` with ``554 5.7.1`` naming it (``details["smtp_code"] = 554``);
+- a virus: ``REJECT`` with ``554 5.7.1`` naming it (``details["code"] = 554``, which the reply mapper uses);
 - a message above ``max_scan_bytes`` (or clamd's StreamMaxLength): ``REJECT`` ``552 5.3.4``,
   never an unscanned accept;
 - clamd down, refusing or timing out: ``TEMPFAIL`` ``451 4.7.1`` (``on_error = "tempfail"``,
@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import struct
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from mailsift.config import AntivirusSettings
 from mailsift.smtpd.checks.base import CheckAction, CheckResult, SmtpContext, Stage
@@ -54,58 +55,64 @@ class ClamdClient:
         self.address = address
         self.timeout = timeout
 
-    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _connect(self) -> socket.socket:
+        loop = asyncio.get_running_loop()
+        addr: Any
         if self.address.startswith("tcp://"):
-            hostport = self.address[len("tcp://") :]
-            host, _, port = hostport.rpartition(":")
-            return await asyncio.open_connection(host.strip("[]") or "127.0.0.1", int(port))
-        path = (
-            self.address[len("unix://") :] if self.address.startswith("unix://") else self.address
-        )
-        return await asyncio.open_unix_connection(path)
+            host, _, port = self.address[len("tcp://") :].rpartition(":")
+            infos = await loop.getaddrinfo(
+                host.strip("[]") or "127.0.0.1", int(port), type=socket.SOCK_STREAM
+            )
+            family, _type, proto, _name, addr = infos[0]
+            sock = socket.socket(family, socket.SOCK_STREAM, proto)
+        else:
+            addr = self.address.removeprefix("unix://")
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, addr)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    async def _talk(self, command: bytes, payload: bytes | None) -> str:
+        # plain non-blocking sockets, not streams: when clamd answers "size limit exceeded"
+        # and hangs up mid-stream, its reply must still be readable after our broken pipe
+        loop = asyncio.get_running_loop()
+        sock = await self._connect()
+        try:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                await loop.sock_sendall(sock, b"z" + command + b"\0")
+                if payload is not None:
+                    view = memoryview(payload)
+                    for i in range(0, len(view), CHUNK):
+                        chunk = view[i : i + CHUNK]
+                        await loop.sock_sendall(sock, struct.pack("!L", len(chunk)))
+                        await loop.sock_sendall(sock, chunk)
+                    await loop.sock_sendall(sock, struct.pack("!L", 0))
+            reply = b""
+            while b"\0" not in reply and len(reply) < 4096:
+                try:
+                    data = await loop.sock_recv(sock, 4096)
+                except ConnectionResetError:
+                    break
+                if not data:
+                    break
+                reply += data
+        finally:
+            sock.close()
+        if not reply:
+            raise ClamdError(f"clamd at {self.address} closed the connection without a reply")
+        return reply.split(b"\0", 1)[0].decode("utf-8", "replace").strip()
 
     async def _command(self, command: bytes, payload: bytes | None = None) -> str:
-        async def talk() -> str:
-            reader, writer = await self._open()
-            try:
-                # read while sending: clamd answers (size limit) and hangs up mid-stream,
-                # and the reply must be in our buffer before the broken pipe is noticed
-                reading = asyncio.ensure_future(reader.readuntil(b"\0"))
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    await self._send(writer, command, payload)  # the reply says what happened
-                try:
-                    reply = await reading
-                except asyncio.IncompleteReadError as exc:
-                    if not exc.partial:
-                        raise
-                    reply = exc.partial
-                return reply.rstrip(b"\0").decode("utf-8", "replace").strip()
-            finally:
-                if "reading" in locals() and not reading.done():
-                    reading.cancel()
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
-
         try:
-            return await asyncio.wait_for(talk(), self.timeout)
+            return await asyncio.wait_for(self._talk(command, payload), self.timeout)
         except TimeoutError as exc:
             raise ClamdError(f"clamd at {self.address} timed out after {self.timeout} s") from exc
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+        except (OSError, ValueError, IndexError) as exc:
             raise ClamdError(f"clamd at {self.address}: {type(exc).__name__}: {exc}") from exc
-
-    @staticmethod
-    async def _send(writer: asyncio.StreamWriter, command: bytes, payload: bytes | None) -> None:
-        writer.write(b"z" + command + b"\0")
-        if payload is not None:
-            view = memoryview(payload)
-            for i in range(0, len(view), CHUNK):
-                chunk = view[i : i + CHUNK]
-                writer.write(struct.pack("!L", len(chunk)))
-                writer.write(chunk)
-                await writer.drain()
-            writer.write(struct.pack("!L", 0))
-        await writer.drain()
 
     async def ping(self) -> bool:
         try:
@@ -133,6 +140,7 @@ def parse_reply(reply: str) -> ScanResult:
 class Antivirus:
     name: ClassVar[str] = "antivirus"
     stage: ClassVar[Stage] = Stage.DATA
+    skip_whitelisted: ClassVar[bool] = False  # a friend's infected machine is still infected
 
     def __init__(self, settings: AntivirusSettings, client: ClamdClient | None = None) -> None:
         self.settings = settings
@@ -158,7 +166,7 @@ class Antivirus:
                 reason=f"Virus found: {scan.virus}",
                 enhanced_code="5.7.1",
                 result="infected",
-                details={"smtp_code": 554, "virus": scan.virus},
+                details={"code": 554, "virus": scan.virus},
             )
         return CheckResult(self.name, symbols=[symbol("AV_CLEAN")], result="clean")
 
@@ -170,7 +178,7 @@ class Antivirus:
             reason="Message too large to be scanned for viruses",
             enhanced_code="5.3.4",
             result="toolarge",
-            details={"smtp_code": 552},
+            details={"code": 552},
         )
 
     def _unavailable(self, why: str) -> CheckResult:

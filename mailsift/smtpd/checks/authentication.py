@@ -104,6 +104,7 @@ def spf_check_sync(sd: SessionDns, ip: str, sender: str, helo: str, receiver: st
 class SpfCheck:
     name: ClassVar[str] = "spf"
     stage: ClassVar[Stage] = Stage.MAIL
+    skip_whitelisted: ClassVar[bool] = False  # results still go to Authentication-Results
 
     def __init__(
         self,
@@ -159,7 +160,12 @@ class SpfCheck:
         elif "helo" in words:
             res.details = {"domain": helo.lower(), "result": words["helo"]}
         res.details["helo_result"] = words.get("helo", "none")
-        if res.result == "fail" and "mailfrom" in words and self.settings.reject_spf_fail:
+        if (
+            res.result == "fail"
+            and "mailfrom" in words
+            and self.settings.reject_spf_fail
+            and not ctx.whitelisted
+        ):
             res.action = CheckAction.REJECT
             res.enhanced_code = "5.7.23"
             res.reason = f"SPF check failed: {ctx.client_ip} may not send mail for {sender}"
@@ -254,6 +260,7 @@ def verify_arc_sync(sd: SessionDns, raw: bytes, minkey: int) -> tuple[str, str]:
 class DkimCheck:
     name: ClassVar[str] = "dkim"
     stage: ClassVar[Stage] = Stage.DATA
+    skip_whitelisted: ClassVar[bool] = False  # results still go to Authentication-Results
 
     def __init__(
         self,
@@ -374,6 +381,7 @@ def from_domain(ctx: SmtpContext, message: MessageSettings | None) -> str | None
 class DmarcCheck:
     name: ClassVar[str] = "dmarc"
     stage: ClassVar[Stage] = Stage.DATA
+    skip_whitelisted: ClassVar[bool] = False  # results still go to Authentication-Results
 
     def __init__(
         self,
@@ -460,7 +468,7 @@ class DmarcCheck:
             )
         applies = self._pct_applies(ctx.raw_message or b"", rec.tags.get("pct", "100"))
         effective = policy if applies else "none"
-        reject = effective == "reject" and self.settings.reject_dmarc_reject
+        reject = effective == "reject" and self.settings.reject_dmarc_reject and not ctx.whitelisted
         details["effective_policy"] = effective
         res = CheckResult(
             self.name,

@@ -89,6 +89,7 @@ class SenderBarring(_Barring):
 class RecipientBarring(_Barring):
     name = "barring_recipient"
     stage = Stage.RCPT
+    skip_whitelisted: ClassVar[bool] = False  # relay tricks stay barred for everyone
     _symbol = "BARRED_RECIPIENT"
 
     @classmethod

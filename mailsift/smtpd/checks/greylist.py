@@ -10,7 +10,8 @@ sender domain instead of the network, so they are not delayed for hours.
 - a retry before ``delay`` (300 s): deferred again; after it and within ``retry_window``
   (2 days): accepted and remembered for ``expire`` (35 days, refreshed on every delivery);
 - a client network that passed ``auto_whitelist_after`` (5) times is not greylisted any more;
-- authenticated users, relay networks and whitelisted senders are never greylisted.
+- authenticated users, relay networks, whitelisted senders and senders on the recipient's
+  own white list (``lists.RecipientLists``) are never greylisted.
 
 RFC 5321 4.5.4.1 (clients must retry after a 4xx), RFC 6647 (greylisting BCP).
 Store: ``mailsift.store.greylist`` (SQLite / Redis); its failure is a result
@@ -39,6 +40,7 @@ from mailsift.smtpd.checks.base import (
 )
 from mailsift.smtpd.checks.context import domain_of, local_part_of
 from mailsift.smtpd.checks.dns import parse_ip
+from mailsift.smtpd.checks.lists import TRUSTED_RCPTS_KEY
 from mailsift.smtpd.checks.scores import symbol
 from mailsift.store.greylist import GreylistStore, GreylistStoreError, Triplet
 
@@ -107,13 +109,21 @@ class Greylist:
         rcpt = (ctx.current_rcpt or "").strip().strip("<>").lower()[:MAX_PART]
         return TripletKey(origin, sender, rcpt)
 
+    @staticmethod
+    def skip_reason(ctx: SmtpContext) -> str:
+        if ctx.auth_user:
+            return "authenticated"
+        if ctx.in_relay_network:
+            return "relay network"
+        if ctx.whitelisted:
+            return "whitelisted"
+        if (ctx.current_rcpt or "").lower() in ctx.extra.get(TRUSTED_RCPTS_KEY, ()):
+            return "on the recipient's white list"
+        return ""
+
     async def run(self, ctx: SmtpContext) -> CheckResult:
-        if ctx.auth_user or ctx.in_relay_network or ctx.whitelisted:
-            why = (
-                "authenticated"
-                if ctx.auth_user
-                else ("relay network" if ctx.in_relay_network else "whitelisted")
-            )
+        why = self.skip_reason(ctx)
+        if why:
             return CheckResult(self.name, symbols=[symbol("GREYLIST_SKIPPED", why)], result="skip")
         key = self.triplet(ctx)
         now = self.clock()
