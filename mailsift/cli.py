@@ -15,6 +15,7 @@ app = typer.Typer(
 
 # Each module defines `register(app: typer.Typer) -> None`.
 COMMAND_MODULES: list[str] = [
+    "mailsift.commands.quarantine",
     "mailsift.commands.train",
     "mailsift.commands.evaluate",
     "mailsift.commands.models",
