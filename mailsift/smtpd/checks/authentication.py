@@ -41,7 +41,7 @@ from mailsift.config import AuthChecksSettings, DnsSettings, MessageSettings, Sm
 from mailsift.message import registrable_domain
 from mailsift.smtpd.checks.base import CheckAction, CheckResult, SmtpContext, Stage
 from mailsift.smtpd.checks.context import domain_of, parsed_message
-from mailsift.smtpd.checks.dns import SessionDns, session_dns
+from mailsift.smtpd.checks.dns import SessionDns, parse_ip, session_dns
 from mailsift.smtpd.checks.rdns import HOSTNAME_RE
 from mailsift.smtpd.checks.scores import symbol
 
@@ -126,7 +126,8 @@ class SpfCheck:
         sd.bind()
         sender = (ctx.mail_from or "").strip().strip("<>")
         helo = (ctx.helo or "").strip().rstrip(".")
-        helo_ok = bool(helo) and "." in helo and bool(HOSTNAME_RE.fullmatch(helo))
+        # RFC 7208 2.3: the HELO identity is checked only when it is a domain name
+        helo_ok = "." in helo and bool(HOSTNAME_RE.fullmatch(helo)) and parse_ip(helo) is None
         jobs: dict[str, Any] = {}
         if sender and "@" in sender:
             jobs["mailfrom"] = asyncio.to_thread(
