@@ -1,0 +1,182 @@
+"""ScoringService: the one place that ties the scorer, the store, the sender lists and the
+feedback learner together. The HTTP API, the SMTP filter and the quarantine all call it.
+
+- ``score(raw, envelope=None, symbols=()) -> Verdict``: applies the pending learn events of
+  other processes (at most every ``feedback.sync_interval`` s), scores (rules + model), applies
+  the sender lists (``StoreListPolicy``: trusted / allow win, block / untrusted force spam),
+  and records the verdict durably (id, time, digest, recipients, sender, client IP, score,
+  probability, action, model version, rule hits, list decision). The verdict is committed
+  before ``score`` returns: an answered verdict survives a crash. A store failure raises
+  ``StoreError`` (callers answer 4xx tempfail / 503).
+- ``feedback(label, user, verdict_id=None, raw=None, source="user") -> FeedbackResult``:
+  a report about a scored message (by verdict id) or any raw message; see
+  ``mailsift.classifier.feedback`` for rate caps, dedupe, relabels and the drift cap.
+- ``reload_model(model_dir=None)``: load the serving model (champion) again and swap it in
+  without dropping a request in flight; feedback learned since its snapshot is replayed.
+
+Learning from a verdict id needs the message: with ``feedback.keep_samples`` (default) the
+raw message of every verdict is kept in the store, zlib-compressed (``verdict_samples``),
+truncated to ``feedback.sample_max_bytes``, for ``feedback.sample_days`` days
+(``mailsift retrain --purge-samples`` / ``ScoringService.purge_samples`` drop older ones).
+A reported message itself is kept for good (``feedback_messages``): the next full retrain
+learns from it. Without a kept sample, feedback must carry the raw message.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mailsift.classifier.feedback import FeedbackError, FeedbackResult, Learner
+from mailsift.config import Settings
+from mailsift.message import address_of
+from mailsift.store import Store, StoreError, VerdictRecord, open_store
+from mailsift.store.lists import StoreListPolicy
+from mailsift.verdict import Envelope, Label, Symbol, Verdict
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FeedbackError", "FeedbackResult", "ScoringService"]
+
+_HEADER_SCAN_BYTES = 64 * 1024
+
+
+class ScoringService:
+    def __init__(self, settings: Settings, scorer: Any = None, store: Store | None = None) -> None:
+        self.settings = settings
+        self._own_store = store is None
+        self.store: Store = store or open_store(settings.store_url, settings.store.pool_size)
+        self.lists = StoreListPolicy(self.store)
+        if scorer is None:
+            from mailsift.classifier.scorer import Scorer
+
+            scorer = Scorer.from_settings(settings, list_policy=self.lists)
+        elif getattr(scorer, "list_policy", None) is None:
+            scorer.list_policy = self.lists
+        self.scorer = scorer
+        self.learner = Learner(scorer, self.store, settings)
+        self.learner.sync(force=True)  # feedback the loaded model does not contain yet
+
+    @property
+    def model_version(self) -> str:
+        return str(self.scorer.model_version)
+
+    # ---- scoring ---------------------------------------------------------------------------
+    def score(
+        self,
+        raw: bytes | str,
+        envelope: Envelope | None = None,
+        symbols: Sequence[Symbol] = (),
+    ) -> Verdict:
+        data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
+        try:
+            self.learner.maybe_sync()
+        except Exception as exc:  # a store hiccup must not stop scoring with the current model
+            log.warning("feedback sync failed: %s", exc)
+        verdict: Verdict = self.scorer.score(data, envelope, symbols)
+        self.record(verdict, data, envelope)
+        return verdict
+
+    def record(self, verdict: Verdict, raw: bytes, envelope: Envelope | None = None) -> None:
+        """Store a verdict (and the message sample) durably; raises StoreError on failure."""
+        env = envelope or Envelope()
+        fs = self.settings.feedback
+        rec = VerdictRecord(
+            verdict_id=verdict.verdict_id,
+            digest=verdict.digest,
+            score=float(verdict.score),
+            probability=float(verdict.probability),
+            action=verdict.action.value,
+            model_version=verdict.model_version,
+            created=time.time(),
+            recipients=tuple(r.lower() for r in env.rcpt_to),
+            sender=(env.mail_from or header_from(raw) or "").lower(),
+            client_ip=env.client_ip or "",
+            rules=[(s.name, float(s.score)) for s in verdict.rules],
+            list_decision=verdict.list_decision,
+            reason=verdict.reason,
+        )
+        sample = raw[: fs.sample_max_bytes] if fs.keep_samples else None
+        try:
+            self.store.verdicts.add(rec, sample)
+        except Exception as exc:
+            raise StoreError(f"could not record verdict {verdict.verdict_id}: {exc}") from exc
+
+    def verdict(self, verdict_id: str) -> VerdictRecord | None:
+        return self.store.verdicts.get(verdict_id)
+
+    # ---- feedback --------------------------------------------------------------------------
+    def feedback(
+        self,
+        label: Label | str,
+        user: str,
+        verdict_id: str | None = None,
+        raw: bytes | str | None = None,
+        source: str = "user",
+    ) -> FeedbackResult:
+        """Teach the model that a message is spam or ham (see the module docstring)."""
+        digest: str | None = None
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        if verdict_id is not None:
+            rec = self.store.verdicts.get(verdict_id)
+            if rec is None:
+                raise FeedbackError(f"unknown verdict {verdict_id}")
+            if raw is None:
+                raw = self.store.verdicts.sample(verdict_id) or self.store.feedback.message(
+                    rec.digest
+                )
+                if raw is None:
+                    raise FeedbackError(
+                        f"the message of verdict {verdict_id} is no longer kept: send it raw"
+                    )
+                digest = rec.digest
+        if raw is None:
+            raise FeedbackError("feedback needs a verdict id or the raw message")
+        return self.learner.submit(
+            label, user, raw, verdict_id=verdict_id, source=source, digest=digest
+        )
+
+    # ---- model -----------------------------------------------------------------------------
+    def reload_model(self, model_dir: str | Path | None = None) -> str:
+        """Load the serving model (or ``model_dir``) and swap it in; returns its version."""
+        from mailsift.classifier.model import SpamModel
+        from mailsift.classifier.scorer import serving_model_dir
+
+        model = SpamModel.load(model_dir or serving_model_dir(self.settings))
+        self.scorer.replace_model(model)
+        self.learner.sync(force=True)  # rebases the learner and replays newer feedback
+        log.info("model reloaded: %s", model.version)
+        return str(model.version)
+
+    def purge_samples(self, older_than_days: float | None = None) -> int:
+        days = self.settings.feedback.sample_days if older_than_days is None else older_than_days
+        return self.store.verdicts.purge_samples(time.time() - days * 86400.0)
+
+    def ready(self) -> bool:
+        return self.scorer.model is not None and self.store.ping()
+
+    def close(self) -> None:
+        if self._own_store:
+            self.store.close()
+
+
+def header_from(raw: bytes) -> str:
+    """The From address of a message's header block (cheap: headers only, never raises)."""
+    head = raw[:_HEADER_SCAN_BYTES]
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        i = head.find(sep)
+        if i >= 0:
+            head = head[:i]
+            break
+    try:
+        msg = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(head)
+        value = msg.get("From")
+        return address_of(str(value)) if value else ""
+    except Exception:
+        return ""

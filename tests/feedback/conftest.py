@@ -1,0 +1,115 @@
+"""Fixtures for the feedback tests: a fresh Scorer per test (learning mutates its model), a
+borderline ham message from the held-out corpus and a way to make campaign variants of it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mailsift.config import Settings, load_settings
+from mailsift.store import Store
+
+FB_TRAIN_HAM, FB_TRAIN_SPAM = 500, 250
+
+
+@pytest.fixture(scope="session")
+def fb_model_dir(
+    tmp_path_factory: pytest.TempPathFactory,
+    test_settings: Settings,
+    corpus_messages,  # type: ignore[no-untyped-def]
+    small_split,  # type: ignore[no-untyped-def]
+) -> Path:
+    """A default-kind model trained on a small stratified slice, over the scorer's own
+    features without the rule engine (compiling the stock rules takes minutes on a loaded
+    machine; rules are features like any other for learning)."""
+    from mailsift.classifier.bootstrap import build_samples
+    from mailsift.classifier.model import train_model
+    from mailsift.classifier.scorer import NoRules
+
+    _, raws, y = corpus_messages
+    train, _ = small_split
+    ham = [i for i in train if y[i] == 0][:FB_TRAIN_HAM]
+    spam = [i for i in train if y[i] == 1][:FB_TRAIN_SPAM]
+    idx = sorted(ham + spam)
+    samples = build_samples([raws[i] for i in idx], test_settings, NoRules(), n_jobs=1)
+    model = train_model(samples, y[idx], None, test_settings)
+    out = tmp_path_factory.mktemp("fb-model") / "model"
+    model.save(out, {"training_data": {"source": "feedback tests", "messages": len(idx)}})
+    return out
+
+
+@pytest.fixture(scope="session")
+def fb_scorer(fb_model_dir: Path, test_settings: Settings):  # type: ignore[no-untyped-def]
+    from mailsift.classifier.model import SpamModel
+    from mailsift.classifier.scorer import NoRules, Scorer
+
+    return Scorer(SpamModel.load(fb_model_dir), NoRules(), test_settings)
+
+
+def settings_with(base: Settings, **feedback: object) -> Settings:
+    return load_settings(
+        paths=base.paths.model_dump(),
+        rules=base.rules.model_dump(),
+        feedback={**base.feedback.model_dump(), **feedback},
+    )
+
+
+@pytest.fixture
+def make_service(
+    fb_model_dir: Path, test_settings: Settings, sqlite_store_url: str
+) -> Iterator[Callable[..., object]]:
+    """make_service(store=None, **feedback_settings) -> ScoringService with its own Scorer."""
+    from mailsift.classifier.model import SpamModel
+    from mailsift.classifier.scorer import NoRules, Scorer
+    from mailsift.service import ScoringService
+    from mailsift.store import open_store
+
+    made: list[ScoringService] = []
+    stores: list[Store] = []
+
+    def make(store: Store | None = None, **fb: object) -> ScoringService:
+        settings = settings_with(test_settings, **fb)
+        if store is None:
+            if not stores:
+                stores.append(open_store(sqlite_store_url))
+            store = stores[0]
+        scorer = Scorer(SpamModel.load(fb_model_dir), NoRules(), settings)
+        svc = ScoringService(settings, scorer=scorer, store=store)
+        made.append(svc)
+        return svc
+
+    yield make
+    for svc in made:
+        svc.close()
+    for s in stores:
+        s.close()
+
+
+@pytest.fixture(scope="session")
+def borderline_ham(fb_scorer, corpus_messages, small_split) -> bytes:  # type: ignore[no-untyped-def]
+    """A held-out ham message the small model scores ham, but not confidently."""
+    _, raws, y = corpus_messages
+    _, test = small_split
+    ham = [i for i in test if y[i] == 0][:300]
+    probs = np.array([fb_scorer.score(raws[i]).probability for i in ham])
+    ok = [(abs(p - 0.25), i) for p, i in zip(probs, ham, strict=True) if 0.02 < p < 0.45]
+    assert ok, "no borderline ham in the held-out set"
+    return bytes(raws[min(ok)[1]])
+
+
+def variant(raw: bytes, n: int | str) -> bytes:
+    """The same campaign message with a fresh Message-ID and a per-copy nonce line."""
+    head, sep, body = raw.partition(b"\n\n")
+    lines = [ln for ln in head.split(b"\n") if not ln.lower().startswith(b"message-id:")]
+    tag = f"{n}-{uuid.uuid4().hex[:8]}"
+    lines.append(f"Message-ID: <{tag}@campaign.test>".encode())
+    return b"\n".join(lines) + sep + body + f"\nref {tag}\n".encode()
+
+
+@pytest.fixture
+def campaign(borderline_ham: bytes) -> Callable[[int | str], bytes]:
+    return lambda n: variant(borderline_ham, n)
