@@ -23,6 +23,9 @@ COMMAND_MODULES: list[str] = [
     "mailsift.commands.score",
     "mailsift.commands.serve",
     "mailsift.commands.keys",
+    "mailsift.commands.feedback",
+    "mailsift.commands.lists",
+    "mailsift.commands.retrain",
 ]
 
 for _name in COMMAND_MODULES:
