@@ -25,8 +25,19 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from email.utils import formatdate
 
-from mailsift import __version__
 from mailsift.verdict import Verdict
+
+
+def _package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("mailsift")
+    except Exception:  # not installed (running from a source tree)
+        return "0"
+
+
+VERSION = _package_version()
 
 FOLD_AT = 78
 _FIELD_NAME_RE = re.compile(rb"^([!-9;-~]+)[ \t]*:")
@@ -164,7 +175,7 @@ def spam_headers(
     spam = verdict.is_spam
     score = verdict.score
     tests = sorted({s.name for s in verdict.rules} | set(extra_tests))
-    ver = version or f"mailsift-{__version__}"
+    ver = version or f"mailsift-{VERSION}"
     status = (
         f"{'Yes' if spam else 'No'}, score={score:.1f} required={verdict.required_score:.1f} "
         f"tests={','.join(tests) or 'none'} autolearn=no version={ver}"

@@ -1,0 +1,93 @@
+"""``mailsift serve smtp``: run the SMTP filter in the foreground until SIGINT/SIGTERM.
+
+It listens on ``smtp.host:smtp.port`` (STARTTLS when ``smtp.tls_cert``/``tls_key`` are set)
+and on ``smtp.submission_port`` with implicit TLS, runs the checks from
+``mailsift.smtpd.checks.build_checks``, scores in-process with
+``mailsift.service.ScoringService`` (or over HTTP when ``api.scorer_url`` is set), holds
+mail in ``mailsift.quarantine.Quarantine``, and forwards to ``smtp.next_hop_host:port``
+(``smtp.mode = "proxy"``) or through the durable spool (``"spool"``).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Annotated, Any, Literal
+
+import typer
+
+from mailsift.commands.serve import serve_app
+
+log = logging.getLogger("mailsift.smtpd")
+
+
+def build_server(settings: Any) -> Any:
+    """The FilterServer with everything wired from settings (not started)."""
+    from mailsift.smtpd.server import FilterServer
+    from mailsift.store import open_store
+
+    service: Any = None
+    if settings.api.scorer_url:
+        store = open_store(settings.store_url, settings.store.pool_size)
+    else:
+        from mailsift.service import ScoringService
+
+        service = ScoringService(settings)
+        store = service.store
+    from mailsift.smtpd.checks import build_checks
+
+    checks = build_checks(settings, store=store)
+    from mailsift.quarantine import Quarantine
+
+    quarantine = Quarantine(settings, store, service=service)
+    return FilterServer(settings, service, checks=checks, quarantine=quarantine)
+
+
+@serve_app.command("smtp")
+def serve_smtp(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default: smtp.host)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: smtp.port)")] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="proxy (before-queue) or spool (store-and-forward)")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="Python log level")] = "INFO",
+) -> None:
+    """Serve the SMTP filter (foreground; Ctrl-C stops it)."""
+    from mailsift.config import get_settings
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = get_settings()
+    smtp_updates: dict[str, Any] = {}
+    if host:
+        smtp_updates["host"] = host
+    if port is not None:
+        smtp_updates["port"] = port
+    if mode:
+        if mode not in ("proxy", "spool"):
+            raise typer.BadParameter("mode must be proxy or spool")
+        m: Literal["proxy", "spool"] = "proxy" if mode == "proxy" else "spool"
+        smtp_updates["mode"] = m
+    if smtp_updates:
+        settings = settings.model_copy(
+            update={"smtp": settings.smtp.model_copy(update=smtp_updates)}
+        )
+    server = build_server(settings)
+    server.start()
+    typer.echo(
+        f"mailsift SMTP filter on {settings.smtp.host}:{server.port}"
+        + (f" (implicit TLS on {server.submission_port})" if server.submission_port else "")
+        + f", next hop {settings.smtp.next_hop_host}:{settings.smtp.next_hop_port}"
+        + f" ({settings.smtp.mode})"
+    )
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    server.stop()
+
+
+def register(app: typer.Typer) -> None:
+    """``serve smtp`` lives in the ``serve`` group (registered by mailsift.commands.serve)."""

@@ -1,0 +1,98 @@
+"""``mailsift tls selfsigned``, ``mailsift accounts ...`` and ``mailsift serve smtp`` (a real
+subprocess, talked to with swaks)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from mailsift.smtpd.accounts import Accounts
+from tests.fixtures.smtp import OUTSIDE_IP, free_port, swaks, wait_port
+
+MAILSIFT = str(Path(sys.executable).with_name("mailsift"))
+
+
+def _cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None):
+    return subprocess.run([MAILSIFT, *args], input=stdin, capture_output=True, text=True,
+                          timeout=120, env=env)  # fmt: skip
+
+
+def test_tls_selfsigned(tmp_path: Path) -> None:
+    r = _cli("tls", "selfsigned", "--out", str(tmp_path / "tls"), "--hostname", "mx.example")
+    assert r.returncode == 0, r.stderr
+    cert, key = tmp_path / "tls" / "cert.pem", tmp_path / "tls" / "key.pem"
+    assert cert.read_text().startswith("-----BEGIN CERTIFICATE-----")
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    text = subprocess.run(["openssl", "x509", "-in", str(cert), "-noout", "-text"],
+                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "CN = mx.example" in text and "DNS:mx.example" in text
+    again = _cli("tls", "selfsigned", "--out", str(tmp_path / "tls"))
+    assert again.returncode == 1 and "exists" in again.stderr
+
+
+def test_accounts_commands(tmp_path: Path) -> None:
+    f = str(tmp_path / "acc.json")
+    assert _cli("accounts", "add", "Carl@Example.org", "--admin", "--password-stdin", "--file", f,
+                stdin="s3cret\n").returncode == 0  # fmt: skip
+    dup = _cli("accounts", "add", "carl@example.org", "--password-stdin", "--file", f, stdin="x\n")
+    assert dup.returncode == 1 and "exists" in dup.stderr
+    assert Accounts(Path(f)).verify("carl@example.org", "s3cret")
+    assert _cli("accounts", "passwd", "carl@example.org", "--password-stdin", "--file", f,
+                stdin="n3w\n").returncode == 0  # fmt: skip
+    assert _cli("accounts", "disable", "carl@example.org", "--file", f).returncode == 0
+    out = _cli("accounts", "list", "--file", f).stdout
+    assert out.startswith("carl@example.org\tdisabled\tadmin")
+    acc = Accounts(Path(f))
+    assert not acc.verify("carl@example.org", "n3w")
+    _cli("accounts", "enable", "carl@example.org", "--file", f)
+    assert Accounts(Path(f)).verify("carl@example.org", "n3w")
+    missing = _cli("accounts", "disable", "nobody@example.org", "--file", f)
+    assert missing.returncode == 1
+
+
+def test_serve_smtp_subprocess(tmp_path: Path, smtp_sink, smtp_tls_files) -> None:
+    """The command wires store, checks, quarantine and the scorer; needs a served model, so
+    this one scores over HTTP against nothing and must answer 451 (never accept unscored)."""
+    port, sub = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSIFT_")}
+    env.update({
+        "MAILSIFT_PATHS__VAR_DIR": str(tmp_path / "var"),
+        "MAILSIFT_SMTP__PORT": str(port),
+        "MAILSIFT_SMTP__SUBMISSION_PORT": str(sub),
+        "MAILSIFT_SMTP__NEXT_HOP_PORT": str(smtp_sink.port),
+        "MAILSIFT_SMTP__RELAY_NETWORKS": '["127.0.0.1/32"]',
+        "MAILSIFT_SMTP__TLS_CERT": str(smtp_tls_files[0]),
+        "MAILSIFT_SMTP__TLS_KEY": str(smtp_tls_files[1]),
+        "MAILSIFT_API__SCORER_URL": f"http://127.0.0.1:{free_port()}",
+        "MAILSIFT_GREYLIST__ENABLED": "false",
+        "MAILSIFT_DNSBL__ENABLED": "false",
+        "MAILSIFT_RDNS__ENABLED": "false",
+        "MAILSIFT_ANTIVIRUS__ENABLED": "false",
+        "MAILSIFT_AUTH__SPF": "false",
+        "MAILSIFT_AUTH__DKIM": "false",
+        "MAILSIFT_AUTH__ARC": "false",
+        "MAILSIFT_AUTH__DMARC": "false",
+        "MAILSIFT_DNS__NAMESERVERS": '["127.0.0.1"]',
+        "MAILSIFT_DNS__PORT": str(free_port()),
+    })  # fmt: skip
+    log = open(tmp_path / "serve.log", "wb")
+    proc = subprocess.Popen([MAILSIFT, "serve", "smtp"], env=env, stdout=log, stderr=log)
+    try:
+        wait_port("127.0.0.1", port, timeout=60)
+        wait_port("127.0.0.1", sub, timeout=10)
+        r = swaks("--server", f"127.0.0.1:{port}", "--from", "a@example.org",
+                  "--to", "bob@mailsift.test", "--local-interface", OUTSIDE_IP)  # fmt: skip
+        assert r.returncode != 0
+        assert "451 4.3.0" in r.stdout, r.stdout
+        r = swaks("--server", f"127.0.0.1:{port}", "--from", "a@example.org",
+                  "--to", "x@remote.example", "--local-interface", OUTSIDE_IP)  # fmt: skip
+        assert "550 5.7.1 relaying denied" in r.stdout, r.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        log.close()
+    assert proc.returncode == 0, (tmp_path / "serve.log").read_text()
+    assert smtp_sink.files() == []
