@@ -117,7 +117,8 @@ class Greylist:
             return "relay network"
         if ctx.whitelisted:
             return "whitelisted"
-        if (ctx.current_rcpt or "").lower() in ctx.extra.get(TRUSTED_RCPTS_KEY, ()):
+        pair = ((ctx.mail_from or "").lower(), (ctx.current_rcpt or "").lower())
+        if pair in ctx.extra.get(TRUSTED_RCPTS_KEY, ()):
             return "on the recipient's white list"
         return ""
 

@@ -35,7 +35,7 @@ from mailsift.smtpd.checks.scores import symbol
 from mailsift.store.lists import StoreListPolicy
 from mailsift.verdict import Envelope, ListDecision
 
-TRUSTED_RCPTS_KEY = "mailsift.trusted_rcpts"  # recipients whose own white list has the sender
+TRUSTED_RCPTS_KEY = "mailsift.trusted_rcpts"  # (sender, recipient) pairs: recipient trusts sender
 
 
 def _is_ip_pattern(reason: str) -> bool:
@@ -152,5 +152,6 @@ class RecipientLists(_ListCheck):
             return None
         d = await self._decide(ctx, sender=True, rcpt=rcpt)
         if d is not None and d.kind == "trusted":
-            ctx.extra.setdefault(TRUSTED_RCPTS_KEY, set()).add(rcpt.lower())
+            pair = ((ctx.mail_from or "").lower(), rcpt.lower())
+            ctx.extra.setdefault(TRUSTED_RCPTS_KEY, set()).add(pair)
         return d if d is not None and d.kind in ("trusted", "untrusted") else None
