@@ -280,14 +280,17 @@ class DkimCheck:
         sd.bind()
         raw = ctx.raw_message
         minkey = self.settings.dkim_min_key_bits
-        sigs_job = asyncio.to_thread(verify_dkim_sync, sd, raw, minkey)
-        if self.settings.arc:
+        arc: tuple[str, str] | None = None
+        if self.settings.dkim and self.settings.arc:
             sigs, arc = await asyncio.gather(
-                sigs_job, asyncio.to_thread(verify_arc_sync, sd, raw, minkey)
+                asyncio.to_thread(verify_dkim_sync, sd, raw, minkey),
+                asyncio.to_thread(verify_arc_sync, sd, raw, minkey),
             )
+        elif self.settings.dkim:
+            sigs = await asyncio.to_thread(verify_dkim_sync, sd, raw, minkey)
         else:
-            sigs, arc = await sigs_job, None
-        res = self._dkim_result(sigs)
+            arc = await asyncio.to_thread(verify_arc_sync, sd, raw, minkey)
+        res = self._dkim_result(sigs) if self.settings.dkim else CheckResult(self.name)
         if arc is not None:
             word, reason = arc
             res.symbols.append(symbol(f"ARC_{word.upper()}", reason[:200]))
