@@ -11,5 +11,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.dns",
     "tests.fixtures.clamd",
     "tests.fixtures.store",
+    "tests.fixtures.model",
     "tests.fixtures.smtp",
+    "tests.fixtures.api",
 ]

@@ -1,0 +1,340 @@
+"""Stateless message features: ParsedMessage + rule hits -> Sample -> hashed sparse matrix.
+
+Nothing here is fitted: every feature is a string token hashed into a fixed-size space
+(scikit-learn's ``FeatureHasher``, murmurhash3), so the model can ``partial_fit`` on live
+feedback without a vocabulary refit and two processes always agree on a message's features.
+
+A :class:`Sample` keeps the token strings themselves (cheap to pickle for joblib workers),
+so an explanation can map the weights back to human-readable tokens.
+
+Two blocks of features:
+
+* **tokens** (counts, log-scaled by the model): header tokens (``s:`` Subject words, ``from:``
+  / ``rt:`` / ``to:`` domains and display-name words, ``rcv:`` Received hosts and IPv4 /16
+  prefixes, ``xm:`` X-Mailer / User-Agent words, ``ct:`` / ``cs:`` Content-Type and charset,
+  ``mid:`` Message-ID domain and shape, ``h:`` header names), body words ``w:`` and word
+  bigrams ``b:`` (case-folded; numbers become shapes, long tokens are cut), URL features
+  ``u:`` (registrable domain, host, TLD, IP literal) and attachment features ``att:``.
+* **meta** (binary): rule hits ``rule:NAME``, SMTP check symbols ``sym:NAME`` and
+  structural facts ``st:...`` (HTML-only, image / URL / size / caps-ratio buckets, defects).
+
+Only ``ParsedMessage.headers`` is read, which never contains other filters' headers
+(``X-Spam-*`` and friends are dropped by :mod:`mailsift.message`), so they never contribute.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction import FeatureHasher
+
+from mailsift.message import ParsedMessage, registrable_domain
+from mailsift.verdict import Symbol
+
+# Bump when the token scheme changes: a model is only valid for the version it was trained on.
+FEATURE_SET_VERSION = "1"
+
+DEFAULT_N_META = 2**16  # hashed space of rule/symbol/structure features
+MAX_BODY_CHARS = 40_000  # body text tokenised per message (spam shows its hand early)
+MAX_TOKEN_LEN = 24
+MAX_RECEIVED = 8
+MAX_URLS = 100
+
+_WORD_RE = re.compile(r"[\w$€£%!'.@-]+")
+_STRIP = ".'-!@"
+_DIGIT_RE = re.compile(r"\d")
+_ALNUM_SHAPE_RE = re.compile(r"[a-z]+|\d+")
+_IPV4_RE = re.compile(r"\b(\d{1,3})\.(\d{1,3})\.\d{1,3}\.\d{1,3}\b")
+_HOST_RE = re.compile(r"\b((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24})\b")
+_NAME_WORD_RE = re.compile(r"[^\W\d_]{2,}")
+_CAPS_RE = re.compile(r"\b[A-Z]{3,}\b")
+_WORDISH_RE = re.compile(r"\b[A-Za-z]{3,}\b")
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """What the model consumes: token strings (with repeats) and binary meta features."""
+
+    tokens: tuple[str, ...]
+    meta: tuple[str, ...]
+
+    @property
+    def rules(self) -> list[str]:
+        return [m[5:] for m in self.meta if m.startswith("rule:")]
+
+    @property
+    def symbols(self) -> list[str]:
+        return [m[4:] for m in self.meta if m.startswith("sym:")]
+
+
+# ---- token helpers -------------------------------------------------------------------------
+
+
+def normalise_word(word: str) -> str | None:
+    """Case-folded word -> feature token; numbers become shapes, long tokens are cut."""
+    w = word.strip(_STRIP)
+    if not w:
+        return None
+    if _DIGIT_RE.search(w):
+        if w.isdigit():
+            return "#" + ("9" * len(w) if len(w) <= 4 else "9+")
+        if len(w) > 10:  # ids, hashes, tracking numbers: keep only the shape
+            return (
+                "#"
+                + "".join("a" if p[0].isalpha() else "9" for p in _ALNUM_SHAPE_RE.findall(w))[:8]
+            )
+        w = _DIGIT_RE.sub("9", w)
+    elif len(w) < 2:
+        return None
+    if len(w) > MAX_TOKEN_LEN:
+        return w[:MAX_TOKEN_LEN] + "~"
+    return w
+
+
+def words(text: str, limit: int = MAX_BODY_CHARS) -> list[str]:
+    out: list[str] = []
+    for raw in _WORD_RE.findall(text[:limit].lower()):
+        w = normalise_word(raw)
+        if w is not None:
+            out.append(w)
+    return out
+
+
+def _add_words(out: list[str], prefix: str, ws: Sequence[str], bigrams: bool) -> None:
+    out.extend(prefix + w for w in ws)
+    if bigrams and len(ws) > 1:
+        bp = "b" + prefix
+        out.extend(f"{bp}{a}_{b}" for a, b in itertools.pairwise(ws))
+
+
+def _shape(value: str) -> str:
+    s = re.sub(r"[A-Za-z]+", "a", value)
+    s = re.sub(r"\d+", "9", s)
+    return s[:24]
+
+
+def _domain_of(addr: str) -> str:
+    if "@" not in addr:
+        return ""
+    host = addr.rsplit("@", 1)[1].strip().strip(">").lower()
+    return registrable_domain(host) if host else ""
+
+
+def _bucket(n: float, edges: Sequence[float]) -> int:
+    for i, e in enumerate(edges):
+        if n <= e:
+            return i
+    return len(edges)
+
+
+# ---- feature families ----------------------------------------------------------------------
+
+
+def header_tokens(pm: ParsedMessage) -> list[str]:
+    out: list[str] = []
+    subj = pm.subject
+    _add_words(out, "s:", words(subj, 500), bigrams=True)
+    if not subj:
+        out.append("s:<none>")
+    for field, prefix in (("From", "from"), ("Reply-To", "rt"), ("Sender", "snd")):
+        value = pm.header(field)
+        if not value:
+            continue
+        addr = _addr(value)
+        dom = _domain_of(addr)
+        out.append(f"{prefix}:dom:{dom or '<none>'}")
+        if prefix == "from":
+            local = addr.split("@", 1)[0] if "@" in addr else ""
+            out.append(f"from:local:{_shape(local)}")
+            name = pm.from_name
+            out.extend(f"from:name:{w.lower()}" for w in _NAME_WORD_RE.findall(name)[:6])
+            if not name:
+                out.append("from:name:<none>")
+    for dom in sorted({_domain_of(a) for a in pm.to_addrs[:20]} - {""})[:5]:
+        out.append(f"to:dom:{dom}")
+    if not pm.to_addrs:
+        out.append("to:<none>")
+    for rcv in pm.header_all("Received")[:MAX_RECEIVED]:
+        low = rcv.lower()
+        for a, b in _IPV4_RE.findall(low):
+            out.append(f"rcv:ip16:{a}.{b}")
+        for host in _HOST_RE.findall(low):
+            out.append(f"rcv:dom:{registrable_domain(host)}")
+    for field in ("X-Mailer", "User-Agent"):
+        value = pm.header(field)
+        if value:
+            out.extend("xm:" + w for w in words(value, 200)[:6])
+    ctype = pm.header("Content-Type").lower()
+    out.append("ct:" + pm.content_type)
+    m = re.search(r'charset\s*=\s*"?([\w.:-]+)', ctype)
+    if m:
+        out.append("cs:" + m.group(1))
+    mid = pm.message_id
+    if mid:
+        addr = mid.strip("<>")
+        out.append("mid:dom:" + (_domain_of(addr) or "<none>"))
+        out.append("mid:shape:" + _shape(addr.split("@", 1)[0]))
+    else:
+        out.append("mid:<none>")
+    out.extend("h:" + k.lower() for k, _ in pm.headers)
+    return out
+
+
+def _addr(value: str) -> str:
+    from mailsift.message import address_of
+
+    return address_of(value)
+
+
+def url_tokens(pm: ParsedMessage) -> list[str]:
+    out: list[str] = []
+    for u in pm.urls[:MAX_URLS]:
+        if u.is_ip:
+            out.append("u:ip")
+            continue
+        if u.domain:
+            out.append("u:dom:" + u.domain)
+            tld = u.domain.rsplit(".", 1)[-1]
+            out.append("u:tld:" + tld)
+        if u.host and u.host != u.domain:
+            out.append("u:host:" + u.host)
+        if u.url.lower().startswith("https"):
+            out.append("u:https")
+    return out
+
+
+def attachment_tokens(pm: ParsedMessage) -> list[str]:
+    out: list[str] = []
+    for a in pm.attachments[:20]:
+        out.append("att:type:" + a.content_type.lower())
+        if "." in a.filename:
+            out.append("att:ext:" + a.filename.rsplit(".", 1)[1].lower()[:10])
+    return out
+
+
+def body_tokens(pm: ParsedMessage) -> list[str]:
+    out: list[str] = []
+    _add_words(out, "w:", words(pm.body), bigrams=True)
+    return out
+
+
+def structure_features(pm: ParsedMessage) -> list[str]:
+    body = pm.body
+    out = [
+        f"st:img:{_bucket(pm.images, (0, 1, 3, 10))}",
+        f"st:urls:{_bucket(len(pm.urls), (0, 1, 3, 10, 30))}",
+        f"st:size:{_bucket(pm.size, (1000, 3000, 10000, 30000, 100000, 1000000))}",
+        f"st:parts:{_bucket(pm.parts, (1, 2, 4, 10))}",
+        f"st:rcv:{_bucket(len(pm.header_all('Received')), (0, 1, 3, 6, 10))}",
+    ]
+    if pm.is_html_only:
+        out.append("st:html_only")
+    elif pm.html:
+        out.append("st:html_alt")
+    if not body.strip():
+        out.append("st:no_text")
+    if pm.attachments:
+        out.append("st:attachments")
+    if pm.truncated:
+        out.append("st:truncated")
+    if pm.urls:
+        n_html = sum(1 for u in pm.urls if u.source == "html")
+        if n_html:
+            out.append("st:html_links")
+        if any(u.is_ip for u in pm.urls):
+            out.append("st:url_ip")
+    sample = body[:20000]
+    wordish = len(_WORDISH_RE.findall(sample))
+    if wordish >= 10:
+        caps = len(_CAPS_RE.findall(sample)) / wordish
+        out.append(f"st:caps:{_bucket(caps, (0.02, 0.05, 0.15, 0.4))}")
+    for d in sorted(set(pm.defects))[:10]:
+        out.append("st:defect:" + d.split(":", 1)[0][:40])
+    return out
+
+
+def _names(items: Iterable[Symbol | str]) -> list[str]:
+    return [i if isinstance(i, str) else i.name for i in items]
+
+
+def make_sample(
+    pm: ParsedMessage,
+    rule_hits: Iterable[Symbol | str] = (),
+    symbols: Iterable[Symbol | str] = (),
+) -> Sample:
+    """Everything the model needs about one message (no raw text kept)."""
+    tokens = header_tokens(pm)
+    tokens += body_tokens(pm)
+    tokens += url_tokens(pm)
+    tokens += attachment_tokens(pm)
+    meta = ["rule:" + n for n in sorted(set(_names(rule_hits)))]
+    meta += ["sym:" + n for n in sorted(set(_names(symbols)))]
+    meta += structure_features(pm)
+    return Sample(tuple(tokens), tuple(meta))
+
+
+# ---- hashing -------------------------------------------------------------------------------
+
+
+class Vectorizer:
+    """Samples -> (token counts, binary meta) sparse matrices; stateless and deterministic.
+
+    The token block holds ``log1p(count)``; the meta block holds 0/1. Models decide how to
+    scale and join the blocks (see :mod:`mailsift.classifier.model`).
+    """
+
+    def __init__(self, n_features: int, n_meta: int = DEFAULT_N_META) -> None:
+        self.n_features = n_features
+        self.n_meta = n_meta
+        self._tok = FeatureHasher(n_features, input_type="string", alternate_sign=False)
+        self._meta = FeatureHasher(n_meta, input_type="string", alternate_sign=False)
+
+    @property
+    def width(self) -> int:
+        return self.n_features + self.n_meta
+
+    def transform_blocks(self, samples: Sequence[Sample]) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        xt = self._tok.transform(s.tokens for s in samples).tocsr()
+        xt.data = np.log1p(xt.data)
+        xm = self._meta.transform(s.meta for s in samples).tocsr()
+        xm.data = np.minimum(xm.data, 1.0)
+        return xt, xm
+
+    def transform(self, samples: Sequence[Sample]) -> sp.csr_matrix:
+        xt, xm = self.transform_blocks(samples)
+        return sp.hstack([xt, xm], format="csr")
+
+    def column_of(self, features: Sequence[str]) -> np.ndarray:
+        """Column index (in the joined matrix) of each prefixed feature string."""
+        if not features:
+            return np.zeros(0, dtype=np.int64)
+        cols = np.empty(len(features), dtype=np.int64)
+        tok_pos = [i for i, f in enumerate(features) if not _is_meta(f)]
+        meta_pos = [i for i, f in enumerate(features) if _is_meta(f)]
+        if tok_pos:
+            m = self._tok.transform([[features[i]] for i in tok_pos]).tocsr()
+            cols[tok_pos] = m.indices
+        if meta_pos:
+            m = self._meta.transform([[features[i]] for i in meta_pos]).tocsr()
+            cols[meta_pos] = m.indices + self.n_features
+        return cols
+
+
+def _is_meta(feature: str) -> bool:
+    return feature.startswith(("rule:", "sym:", "st:"))
+
+
+def feature_counts(sample: Sample) -> dict[str, float]:
+    """Feature string -> the value the vectorizer gives it (log1p count or 1)."""
+    counts: dict[str, int] = {}
+    for t in sample.tokens:
+        counts[t] = counts.get(t, 0) + 1
+    out = {t: math.log1p(c) for t, c in counts.items()}
+    out.update(dict.fromkeys(sample.meta, 1.0))
+    return out

@@ -1,0 +1,490 @@
+"""SpamModel: hashed features -> spam probability, with incremental learning and explanations.
+
+Kinds (``settings.model.kind``):
+
+* ``nb``: multinomial naive Bayes over log-scaled counts. Counts can be subtracted, so
+  :meth:`SpamModel.unlearn` removes a message exactly (the label-flip path).
+* ``cnb``: complement naive Bayes (Rennie et al. 2003) over the same features.
+* ``logreg``: logistic regression trained by SGD (``SGDClassifier(loss="log_loss")``, several
+  epochs in ``fit``, one step per message in ``partial_fit``). The token block is
+  L2-normalised per message (like TF-IDF), the rule / symbol / structure block stays 0/1.
+* ``blend`` (default): both of the above, joined by a two-input logistic regression (a
+  stacker) fitted on out-of-fold log-odds of the training set, so the blend is calibrated.
+  ``partial_fit`` updates both base models; the stacker stays fixed until the next full fit.
+
+Label flip: naive Bayes unlearns the wrong label exactly, then learns the right one. A linear
+model cannot subtract a past gradient step: :meth:`SpamModel.unlearn` on ``logreg`` takes a
+step with the opposite label instead (the weight it had moved is pushed back towards, and
+past, where the corrected label wants it); repeated feedback keeps moving it the right way.
+
+Artifacts: ``model.skops`` (``skops.io``, never pickle) + ``manifest.json`` (sha256 of the
+skops file, version, kind, feature sizes, training summary, metrics). :meth:`SpamModel.load`
+refuses a file whose hash does not match and loads only an explicit list of trusted types.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.model_selection import StratifiedKFold
+from sklearn.naive_bayes import ComplementNB, MultinomialNB
+
+from mailsift.classifier.features import (
+    DEFAULT_N_META,
+    FEATURE_SET_VERSION,
+    Sample,
+    Vectorizer,
+    feature_counts,
+)
+from mailsift.config import ModelSettings, Settings
+from mailsift.verdict import TokenContribution
+
+KINDS = ("nb", "cnb", "logreg", "blend")
+MODEL_FILE = "model.skops"
+MANIFEST_FILE = "manifest.json"
+
+# The only types model.skops may contain: every node of its schema is checked against this
+# list before skops builds anything (skops itself would trust any scikit-learn estimator).
+TRUSTED_TYPES = frozenset(
+    {
+        "sklearn.linear_model._stochastic_gradient.SGDClassifier",
+        "sklearn.linear_model._logistic.LogisticRegression",
+        "sklearn.naive_bayes.MultinomialNB",
+        "sklearn.naive_bayes.ComplementNB",
+        "sklearn._loss._loss.CyHalfBinomialLoss",
+        "numpy.ndarray",
+        "numpy.dtype",
+        "numpy.float64",
+        "numpy.int64",
+        "builtins.dict",
+        "builtins.list",
+        "builtins.tuple",
+        "builtins.str",
+        "builtins.int",
+        "builtins.float",
+        "builtins.bool",
+        "builtins.NoneType",
+    }
+)
+
+LOGIT_CLIP = 30.0
+NB_LOGIT_SCALE = 10.0  # naive Bayes log-odds are large: scaled before the stacker
+
+
+class ModelLoadError(RuntimeError):
+    """A model folder is missing, incomplete, tampered with or of an unknown kind."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hyper:
+    """Hyper-parameters (fixed per kind; measured on the SpamAssassin corpus, see README)."""
+
+    nb_alpha: float = 0.1
+    lr_alpha: float = 2e-6
+    lr_epochs: int = 12
+    meta_scale: float = 1.0  # value of a rule/symbol/structure feature for logreg
+    stack_folds: int = 3
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -LOGIT_CLIP * 2, LOGIT_CLIP * 2))))
+
+
+def _row_l2_normalise(x: sp.csr_matrix) -> sp.csr_matrix:
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    return sp.csr_matrix(sp.diags(1.0 / norms) @ x)
+
+
+class SpamModel:
+    """A probabilistic spam classifier over :class:`~mailsift.classifier.features.Sample`."""
+
+    def __init__(
+        self,
+        kind: str = "blend",
+        n_features: int = 2**20,
+        n_meta: int = DEFAULT_N_META,
+        seed: int = 42,
+        hyper: Hyper | None = None,
+    ) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}")
+        self.kind = kind
+        self.seed = seed
+        self.hyper = hyper or Hyper()
+        self.vectorizer = Vectorizer(n_features, n_meta)
+        self.nb_: MultinomialNB | ComplementNB | None = None
+        self.lr_: SGDClassifier | None = None
+        self.stack_: LogisticRegression | None = None
+        self.version = ""
+        self.manifest: dict[str, Any] = {}
+        self.n_learned_ = 0  # partial_fit / unlearn updates since the last full fit
+
+    # ---- construction ----------------------------------------------------------------------
+    @classmethod
+    def build(cls, kind: str | None, settings: ModelSettings | Settings) -> SpamModel:
+        ms = settings.model if isinstance(settings, Settings) else settings
+        return cls(kind or ms.kind, n_features=ms.n_features, seed=ms.seed)
+
+    @property
+    def uses_nb(self) -> bool:
+        return self.kind in ("nb", "cnb", "blend")
+
+    @property
+    def uses_lr(self) -> bool:
+        return self.kind in ("logreg", "blend")
+
+    def _new_nb(self) -> MultinomialNB | ComplementNB:
+        if self.kind == "cnb":
+            return ComplementNB(alpha=self.hyper.nb_alpha)
+        return MultinomialNB(alpha=self.hyper.nb_alpha)
+
+    def _new_lr(self) -> SGDClassifier:
+        return SGDClassifier(
+            loss="log_loss",
+            alpha=self.hyper.lr_alpha,
+            max_iter=self.hyper.lr_epochs,
+            tol=None,
+            class_weight=None,
+            average=False,
+            random_state=self.seed,
+        )
+
+    # ---- matrices --------------------------------------------------------------------------
+    def _blocks(self, samples: Sequence[Sample]) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        return self.vectorizer.transform_blocks(samples)
+
+    def _nb_x(self, xt: sp.csr_matrix, xm: sp.csr_matrix) -> sp.csr_matrix:
+        return sp.hstack([xt, xm], format="csr")
+
+    def _lr_x(self, xt: sp.csr_matrix, xm: sp.csr_matrix) -> sp.csr_matrix:
+        return sp.hstack([_row_l2_normalise(xt), xm * self.hyper.meta_scale], format="csr")
+
+    # ---- fitting ---------------------------------------------------------------------------
+    def fit(self, samples: Sequence[Sample], y: Sequence[int] | np.ndarray) -> SpamModel:
+        y = np.asarray(y, dtype=np.int64)
+        if len(set(y.tolist())) < 2:
+            raise ValueError("training needs both spam and ham messages")
+        xt, xm = self._blocks(samples)
+        if self.kind == "blend":
+            self.stack_ = self._fit_stacker(xt, xm, y)
+        self._fit_base(xt, xm, y)
+        self.n_learned_ = 0
+        return self
+
+    def _fit_base(self, xt: sp.csr_matrix, xm: sp.csr_matrix, y: np.ndarray) -> None:
+        if self.uses_nb:
+            self.nb_ = self._new_nb().fit(self._nb_x(xt, xm), y)
+        if self.uses_lr:
+            self.lr_ = self._new_lr().fit(self._lr_x(xt, xm), y)
+
+    def _fit_stacker(
+        self, xt: sp.csr_matrix, xm: sp.csr_matrix, y: np.ndarray
+    ) -> LogisticRegression:
+        """Out-of-fold base log-odds -> a 2-input logistic regression (calibrated blend)."""
+        oof = np.zeros((len(y), 2))
+        folds = StratifiedKFold(self.hyper.stack_folds, shuffle=True, random_state=self.seed)
+        for tr, te in folds.split(np.zeros(len(y)), y):
+            self._fit_base(xt[tr], xm[tr], y[tr])
+            oof[te] = self._base_logits(xt[te], xm[te])
+        return LogisticRegression(C=1.0).fit(oof, y)
+
+    def partial_fit(
+        self,
+        samples: Sequence[Sample],
+        y: Sequence[int] | np.ndarray,
+        sample_weight: Sequence[float] | np.ndarray | None = None,
+    ) -> SpamModel:
+        """Learn more messages on top of what is known (feedback). Works from scratch too."""
+        y = np.asarray(y, dtype=np.int64)
+        w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, float)
+        if (w < 0).any():
+            neg = w < 0
+            self.unlearn([s for s, n in zip(samples, neg, strict=True) if n], y[neg], -w[neg])
+            keep = ~neg
+            samples = [s for s, k in zip(samples, keep, strict=True) if k]
+            y, w = y[keep], w[keep]
+            if not len(y):
+                return self
+        xt, xm = self._blocks(samples)
+        classes = np.array([0, 1])
+        if self.uses_nb:
+            if self.nb_ is None:
+                self.nb_ = self._new_nb()
+            self.nb_.partial_fit(self._nb_x(xt, xm), y, classes=classes, sample_weight=w)
+        if self.uses_lr:
+            if self.lr_ is None:
+                self.lr_ = self._new_lr()
+            self.lr_.partial_fit(self._lr_x(xt, xm), y, classes=classes, sample_weight=w)
+        self.n_learned_ += len(y)
+        return self
+
+    def unlearn(
+        self,
+        samples: Sequence[Sample],
+        y: Sequence[int] | np.ndarray,
+        sample_weight: Sequence[float] | np.ndarray | None = None,
+    ) -> SpamModel:
+        """Take back messages learnt with label ``y`` (naive Bayes: exact count subtraction;
+        logreg: a step with the opposite label, see the module docstring)."""
+        y = np.asarray(y, dtype=np.int64)
+        w = np.ones(len(y)) if sample_weight is None else np.abs(np.asarray(sample_weight, float))
+        if not len(y):
+            return self
+        xt, xm = self._blocks(samples)
+        if self.uses_nb and self.nb_ is not None:
+            nb = self.nb_
+            x = self._nb_x(xt, xm)
+            for cls in (0, 1):
+                mask = y == cls
+                if not mask.any():
+                    continue
+                counts = np.asarray(x[mask].T @ w[mask]).ravel()
+                nb.feature_count_[cls] = np.maximum(nb.feature_count_[cls] - counts, 0.0)
+                nb.class_count_[cls] = max(nb.class_count_[cls] - w[mask].sum(), 1.0)
+            if isinstance(nb, ComplementNB):
+                nb.feature_all_ = nb.feature_count_.sum(axis=0)
+            nb._update_feature_log_prob(nb.alpha)
+            nb._update_class_log_prior()
+        if self.uses_lr and self.lr_ is not None:
+            self.lr_.partial_fit(
+                self._lr_x(xt, xm), 1 - y, classes=np.array([0, 1]), sample_weight=w
+            )
+        self.n_learned_ += len(y)
+        return self
+
+    # ---- prediction ------------------------------------------------------------------------
+    def _nb_logit(self, x: sp.csr_matrix) -> np.ndarray:
+        assert self.nb_ is not None
+        jll = self.nb_.predict_joint_log_proba(x)
+        return np.asarray(jll[:, 1] - jll[:, 0])
+
+    def _base_logits(self, xt: sp.csr_matrix, xm: sp.csr_matrix) -> np.ndarray:
+        assert self.nb_ is not None and self.lr_ is not None
+        nb = np.clip(self._nb_logit(self._nb_x(xt, xm)), -500, 500) / NB_LOGIT_SCALE
+        lr = np.clip(self.lr_.decision_function(self._lr_x(xt, xm)), -100, 100)
+        return np.column_stack([nb, lr])
+
+    def decision_function(self, samples: Sequence[Sample]) -> np.ndarray:
+        """Log-odds of spam for each sample."""
+        self._check_fitted()
+        xt, xm = self._blocks(samples)
+        if self.kind == "blend":
+            assert self.stack_ is not None
+            return np.asarray(self.stack_.decision_function(self._base_logits(xt, xm)))
+        if self.uses_nb:
+            return self._nb_logit(self._nb_x(xt, xm))
+        assert self.lr_ is not None
+        return np.asarray(self.lr_.decision_function(self._lr_x(xt, xm)))
+
+    def predict_proba(self, samples: Sequence[Sample]) -> np.ndarray:
+        """Spam probability (0..1) for each sample."""
+        if not len(samples):
+            return np.zeros(0)
+        return _sigmoid(self.decision_function(samples))
+
+    def _check_fitted(self) -> None:
+        missing = (self.uses_nb and self.nb_ is None) or (self.uses_lr and self.lr_ is None)
+        if missing or (self.kind == "blend" and self.stack_ is None):
+            raise RuntimeError("model is not trained: call fit() first")
+
+    # ---- explanation -----------------------------------------------------------------------
+    def _weight_parts(self, features: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(naive Bayes, logreg) log-odds weight of each feature per unit of its value in
+        that model's view, already scaled by the stacker for ``blend``."""
+        self._check_fitted()
+        cols = self.vectorizer.column_of(features)
+        nbw = np.zeros(len(features))
+        lrw = np.zeros(len(features))
+        if self.uses_nb:
+            assert self.nb_ is not None
+            flp = self.nb_.feature_log_prob_
+            nbw = flp[1, cols] - flp[0, cols]
+            if isinstance(self.nb_, ComplementNB):
+                nbw = -nbw  # CNB stores complement statistics
+            if self.kind == "blend":
+                nbw = nbw * self._stack_coef(0) / NB_LOGIT_SCALE
+        if self.uses_lr:
+            assert self.lr_ is not None
+            lrw = self.lr_.coef_[0, cols] * (self._stack_coef(1) if self.kind == "blend" else 1.0)
+        return nbw, lrw
+
+    def feature_weights(self, features: Sequence[str]) -> np.ndarray:
+        """Log-odds weight of each feature when present with value 1 (rule / symbol weights)."""
+        nbw, lrw = self._weight_parts(features)
+        return nbw + lrw * self.hyper.meta_scale
+
+    def _stack_coef(self, i: int) -> float:
+        assert self.stack_ is not None
+        return float(self.stack_.coef_[0, i])
+
+    def explain(self, sample: Sample, top: int = 10) -> list[TokenContribution]:
+        """The features that pushed this sample's log-odds most (either way)."""
+        values = feature_counts(sample)
+        feats = list(values)
+        if not feats:
+            return []
+        nbw, lrw = self._weight_parts(feats)
+        vals = np.array([values[f] for f in feats])
+        # logreg sees the token block L2-normalised and the meta block scaled
+        is_tok = np.array([not f.startswith(("rule:", "sym:", "st:")) for f in feats])
+        norm = float(np.sqrt((vals[is_tok] ** 2).sum())) or 1.0
+        lr_vals = np.where(is_tok, vals / norm, vals * self.hyper.meta_scale)
+        contrib = nbw * vals + lrw * lr_vals
+        order = np.argsort(-np.abs(contrib))[:top]
+        return [TokenContribution(feats[i], round(float(contrib[i]), 4)) for i in order]
+
+    # ---- persistence -----------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {"nb": self.nb_, "lr": self.lr_, "stack": self.stack_}
+
+    def save(self, directory: str | Path, extra_manifest: dict[str, Any] | None = None) -> Path:
+        """Write model.skops + manifest.json into ``directory`` (created; files replaced)."""
+        import skops.io as sio
+
+        self._check_fitted()
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkstemp(dir=d, prefix=".model-", suffix=".skops")[1])
+        try:
+            sio.dump(self._state(), tmp, compression=zipfile.ZIP_DEFLATED, compresslevel=1)
+            digest = _sha256(tmp)
+            os.replace(tmp, d / MODEL_FILE)
+        finally:
+            tmp.unlink(missing_ok=True)
+        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+        self.version = f"{self.kind}-{stamp}-{digest[:12]}"
+        manifest: dict[str, Any] = {
+            **(extra_manifest or {}),
+            "format": 1,
+            "version": self.version,
+            "kind": self.kind,
+            "sha256": digest,
+            "file": MODEL_FILE,
+            "n_features": self.vectorizer.n_features,
+            "n_meta": self.vectorizer.n_meta,
+            "feature_set_version": FEATURE_SET_VERSION,
+            "seed": self.seed,
+            "hyper": _hyper_dict(self.hyper),
+            "incremental_updates": self.n_learned_,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        self.manifest = manifest
+        _atomic_write(
+            d / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True, default=str)
+        )
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> SpamModel:
+        """Load a saved model, verifying the manifest hash and the types in the file."""
+        import skops.io as sio
+
+        d = Path(directory)
+        mpath, fpath = d / MANIFEST_FILE, d / MODEL_FILE
+        if not mpath.is_file() or not fpath.is_file():
+            raise ModelLoadError(
+                f"{d}: not a mailsift model folder (needs {MANIFEST_FILE} and {MODEL_FILE})"
+            )
+        try:
+            manifest = json.loads(mpath.read_text())
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"{mpath}: unreadable manifest: {exc}") from exc
+        data = fpath.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != manifest.get("sha256"):
+            raise ModelLoadError(
+                f"{fpath}: sha256 {digest[:16]}... does not match the manifest "
+                f"({str(manifest.get('sha256'))[:16]}...): refusing a modified model file"
+            )
+        if manifest.get("feature_set_version") != FEATURE_SET_VERSION:
+            raise ModelLoadError(
+                f"{d}: trained on feature set {manifest.get('feature_set_version')!r}, this "
+                f"mailsift uses {FEATURE_SET_VERSION!r}: retrain the model"
+            )
+        found = _skops_types(data, fpath)
+        unexpected = sorted(found - TRUSTED_TYPES)
+        if unexpected:
+            raise ModelLoadError(f"{fpath}: contains types outside the trusted list: {unexpected}")
+        try:
+            untrusted = sio.get_untrusted_types(data=data)
+            state = sio.loads(data, trusted=[t for t in untrusted if t in TRUSTED_TYPES])
+        except Exception as exc:
+            raise ModelLoadError(f"{fpath}: cannot load model: {exc}") from exc
+        if not isinstance(state, dict):
+            raise ModelLoadError(f"{fpath}: unexpected content")
+        hyper = Hyper(**manifest.get("hyper", {}))
+        model = cls(
+            manifest.get("kind", "blend"),
+            n_features=int(manifest["n_features"]),
+            n_meta=int(manifest.get("n_meta", DEFAULT_N_META)),
+            seed=int(manifest.get("seed", 42)),
+            hyper=hyper,
+        )
+        model.nb_, model.lr_, model.stack_ = state.get("nb"), state.get("lr"), state.get("stack")
+        model._check_fitted()
+        model.version = str(manifest.get("version", digest[:12]))
+        model.manifest = manifest
+        return model
+
+
+def _skops_types(data: bytes, fpath: Path) -> set[str]:
+    """Every ``module.Class`` named anywhere in a skops file's schema."""
+    import io
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            schema = json.loads(zf.read("schema.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise ModelLoadError(f"{fpath}: not a skops file: {exc}") from exc
+    found: set[str] = set()
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "__class__" in node:
+                found.add(f"{node.get('__module__', '')}.{node['__class__']}")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def _hyper_dict(h: Hyper) -> dict[str, Any]:
+    return {k: getattr(h, k) for k in h.__dataclass_fields__}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def train_model(
+    samples: Sequence[Sample],
+    y: Sequence[int] | np.ndarray,
+    kind: str | None,
+    settings: Settings | ModelSettings,
+) -> SpamModel:
+    """Build a model of ``kind`` (default: settings.model.kind) and fit it on all samples."""
+    return SpamModel.build(kind, settings).fit(samples, y)

@@ -1,0 +1,301 @@
+"""Scorer: one message (+ envelope facts, check symbols) -> Verdict.
+
+Steps: parse (``settings.message`` caps) -> rules (:mod:`mailsift.classifier.rules`) ->
+features (:func:`~mailsift.classifier.features.make_sample`) -> model probability -> score
+-> action (``settings.thresholds``) -> sender lists (applied last).
+
+Score (SpamAssassin points, ``required_score`` = 5.0 by default) is a monotone map of the
+probability's log-odds, anchored so that ``probability == thresholds.spam`` gives exactly
+``required_score`` and ``probability == thresholds.reject`` gives twice that::
+
+    score = required * (1 + (logit(p) - logit(t_spam)) / (logit(t_reject) - logit(t_spam)))
+
+(logits clipped to +-30). The GTUBE test string (SpamAssassin's Generic Test for Unsolicited
+Bulk Email) gives probability 1.0 and 1000 points, like SpamAssassin: action ``reject``.
+
+Sender lists (a :class:`mailsift.verdict.ListPolicy`) come last: ``allow`` (global) and
+``trusted`` (the recipient's own list) make the message ham, ``block`` rejects it and
+``untrusted`` makes it at least spam; the reason is recorded in the verdict.
+
+Thread-safe: scoring reads the current model reference without locking (a swap is atomic);
+``learn`` and ``replace_model`` serialise on one lock, so a score never waits for another.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from mailsift.classifier.features import Sample, make_sample
+from mailsift.classifier.model import LOGIT_CLIP, SpamModel
+from mailsift.config import Settings
+from mailsift.message import ParsedMessage, parse
+from mailsift.verdict import (
+    Action,
+    Envelope,
+    Label,
+    ListPolicy,
+    Symbol,
+    Verdict,
+    new_verdict_id,
+)
+
+GTUBE = "XJS*C4JDBQADN1.NSBESBL2A5RIH54JPPHQ9RWLOWXKUYR-ZJE"
+GTUBE_SCORE = 1000.0
+_ACTION_ORDER = [Action.HAM, Action.SPAM, Action.HOLD, Action.REJECT]
+
+
+class RuleEvaluator(Protocol):
+    """What the scorer needs of a rule set (mailsift.classifier.rules.RuleSet)."""
+
+    def evaluate(self, pm: ParsedMessage) -> list[Symbol]: ...
+
+
+class NoRules:
+    """An empty rule set (used when the rules package is unavailable or disabled)."""
+
+    names: list[str] = []
+    skipped: list[tuple[str, str]] = []
+
+    def evaluate(self, pm: ParsedMessage) -> list[Symbol]:
+        return []
+
+
+class NoModelError(RuntimeError):
+    """No trained model could be found for serving."""
+
+
+def load_rules(settings: Settings) -> RuleEvaluator:
+    """The configured rule set (project rules + stock SpamAssassin rules when installed)."""
+    from mailsift.classifier import rules as rules_pkg
+
+    loader = getattr(rules_pkg, "load_ruleset", None)
+    if loader is None:  # the rules engine has not landed in this checkout
+        return NoRules()
+    ruleset: RuleEvaluator = loader(settings)
+    return ruleset
+
+
+def parse_with(raw: bytes, settings: Settings) -> ParsedMessage:
+    m = settings.message
+    return parse(
+        raw,
+        max_parse_bytes=m.max_parse_bytes,
+        max_text_chars=m.max_text_chars,
+        max_parts=m.max_parts,
+    )
+
+
+def sample_of(
+    raw_or_parsed: bytes | str | ParsedMessage,
+    settings: Settings,
+    rules: RuleEvaluator,
+    symbols: Iterable[Symbol | str] = (),
+) -> tuple[ParsedMessage, Sample, list[Symbol]]:
+    """Parse (unless parsed already), run the rules and build the model's sample."""
+    if isinstance(raw_or_parsed, ParsedMessage):
+        pm = raw_or_parsed
+    else:
+        raw = (
+            raw_or_parsed.encode("utf-8", "surrogateescape")
+            if isinstance(raw_or_parsed, str)
+            else raw_or_parsed
+        )
+        pm = parse_with(raw, settings)
+    hits = rules.evaluate(pm)
+    return pm, make_sample(pm, hits, symbols), hits
+
+
+def has_gtube(pm: ParsedMessage) -> bool:
+    return GTUBE in pm.body or GTUBE.encode() in pm.raw
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-13), 1 - 1e-13)
+    return max(-LOGIT_CLIP, min(LOGIT_CLIP, math.log(p / (1 - p))))
+
+
+def probability_to_score(p: float, settings: Settings) -> float:
+    """Monotone probability -> SpamAssassin points; p == thresholds.spam -> required_score."""
+    t = settings.thresholds
+    lo, hi = _logit(t.spam), _logit(t.reject)
+    span = hi - lo if hi > lo else 1.0
+    return round(t.required_score * (1.0 + (_logit(p) - lo) / span), 2)
+
+
+def action_for(p: float, settings: Settings) -> Action:
+    t = settings.thresholds
+    if p >= t.reject:
+        return Action.REJECT
+    if p >= t.hold:
+        return Action.HOLD
+    if p >= t.spam:
+        return Action.SPAM
+    return Action.HAM
+
+
+def at_least(action: Action, floor: Action) -> Action:
+    return max(action, floor, key=_ACTION_ORDER.index)
+
+
+class Scorer:
+    """Raw message -> Verdict, with the current model; learns from feedback."""
+
+    def __init__(
+        self,
+        model: SpamModel,
+        rules: RuleEvaluator | None,
+        settings: Settings,
+        list_policy: ListPolicy | None = None,
+    ) -> None:
+        self._model = model
+        self.rules: RuleEvaluator = rules if rules is not None else NoRules()
+        self.settings = settings
+        self.list_policy = list_policy
+        self._lock = threading.Lock()
+        self._descriptions: dict[str, str] = {}
+
+    # ---- construction ----------------------------------------------------------------------
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        list_policy: ListPolicy | None = None,
+        rules: RuleEvaluator | None = None,
+    ) -> Scorer:
+        model = SpamModel.load(serving_model_dir(settings))
+        return cls(
+            model, rules if rules is not None else load_rules(settings), settings, list_policy
+        )
+
+    @property
+    def model(self) -> SpamModel:
+        return self._model
+
+    @property
+    def model_version(self) -> str:
+        return self._model.version
+
+    def replace_model(self, model: SpamModel) -> None:
+        """Swap in another model (e.g. a new champion); in-flight scores finish on the old."""
+        with self._lock:
+            self._model = model
+
+    # ---- scoring ---------------------------------------------------------------------------
+    def score(
+        self,
+        raw_or_parsed: bytes | str | ParsedMessage,
+        envelope: Envelope | None = None,
+        symbols: Sequence[Symbol] = (),
+    ) -> Verdict:
+        t0 = time.perf_counter()
+        model = self._model  # one consistent model for this message
+        pm, sample, hits = sample_of(raw_or_parsed, self.settings, self.rules, symbols)
+        gtube = has_gtube(pm) or any(h.name == "GTUBE" for h in hits)
+        if gtube:
+            prob, score, reason = 1.0, GTUBE_SCORE, "GTUBE test string"
+        else:
+            prob = float(model.predict_proba([sample])[0])
+            score, reason = probability_to_score(prob, self.settings), ""
+        verdict = Verdict(
+            verdict_id=new_verdict_id(),
+            probability=round(prob, 6),
+            score=score,
+            required_score=self.settings.thresholds.required_score,
+            action=action_for(prob, self.settings),
+            rules=self._weighted_rules(model, hits, symbols),
+            tokens=model.explain(sample, top=10),
+            model_version=model.version,
+            digest=pm.digest,
+            reason=reason,
+            truncated=pm.truncated,
+        )
+        self._apply_lists(verdict, pm, envelope)
+        verdict.elapsed_ms = round((time.perf_counter() - t0) * 1000.0, 3)
+        return verdict
+
+    def _weighted_rules(
+        self, model: SpamModel, hits: Sequence[Symbol], symbols: Sequence[Symbol]
+    ) -> list[Symbol]:
+        """Rule hits and check symbols, each with the weight the model gives it."""
+        items = [(f"rule:{h.name}", h) for h in hits] + [(f"sym:{s.name}", s) for s in symbols]
+        if not items:
+            return []
+        weights = model.feature_weights([f for f, _ in items])
+        out = [
+            Symbol(s.name, round(float(w), 4), s.description, s.source)
+            for (_, s), w in zip(items, weights, strict=True)
+        ]
+        out.sort(key=lambda s: -s.score)
+        return out
+
+    def _apply_lists(self, verdict: Verdict, pm: ParsedMessage, envelope: Envelope | None) -> None:
+        if self.list_policy is None:
+            return
+        decision = self.list_policy.decide(envelope or Envelope(), pm.from_addr)
+        if decision is None:
+            return
+        verdict.list_decision = decision.kind
+        verdict.reason = decision.reason
+        if decision.kind in ("allow", "trusted"):
+            verdict.action = Action.HAM
+        elif decision.kind == "block":
+            verdict.action = Action.REJECT
+        elif decision.kind == "untrusted":
+            verdict.action = at_least(verdict.action, Action.SPAM)
+
+    # ---- learning --------------------------------------------------------------------------
+    def sample(
+        self, raw_or_parsed: bytes | str | ParsedMessage, symbols: Sequence[Symbol] = ()
+    ) -> Sample:
+        """The model's features of a message (what ``learn`` learns)."""
+        return sample_of(raw_or_parsed, self.settings, self.rules, symbols)[1]
+
+    def learn(
+        self,
+        raw_or_parsed: bytes | str | ParsedMessage | Sample,
+        label: Label | str,
+        weight: float = 1.0,
+        symbols: Sequence[Symbol] = (),
+    ) -> None:
+        """partial_fit the live model on one message. A negative weight unlearns it."""
+        sample = (
+            raw_or_parsed
+            if isinstance(raw_or_parsed, Sample)
+            else self.sample(raw_or_parsed, symbols)
+        )
+        y = 1 if Label(label) is Label.SPAM else 0
+        with self._lock:
+            self._model.partial_fit([sample], [y], sample_weight=[weight])
+
+    def unlearn(
+        self, raw_or_parsed: bytes | str | ParsedMessage | Sample, label: Label | str
+    ) -> None:
+        """Take back an earlier ``learn`` of this message with ``label`` (see SpamModel.unlearn)."""
+        sample = raw_or_parsed if isinstance(raw_or_parsed, Sample) else self.sample(raw_or_parsed)
+        y = 1 if Label(label) is Label.SPAM else 0
+        with self._lock:
+            self._model.unlearn([sample], [y])
+
+
+def serving_model_dir(settings: Settings) -> Path:
+    """settings.model.path, else the registry's champion, else models/default; else an error."""
+    if settings.model.path is not None:
+        return Path(settings.model.path)
+    resolved: Path | None = None
+    try:
+        from mailsift.pipeline import registry
+    except ImportError:
+        registry = None  # type: ignore[assignment]
+    resolver: Any = getattr(registry, "resolve_serving_model_dir", None)
+    if resolver is not None:
+        resolved = resolver(settings)
+    if resolved is None and (settings.default_model_dir / "manifest.json").is_file():
+        resolved = settings.default_model_dir
+    if resolved is None:
+        raise NoModelError("no trained model: run `mailsift train` or `make run`")
+    return Path(resolved)

@@ -1,0 +1,184 @@
+"""SpamModel: fit / partial_fit / unlearn / predict, explanations, skops artifacts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from mailsift.classifier.bootstrap import build_samples
+from mailsift.classifier.features import Sample, make_sample
+from mailsift.classifier.model import KINDS, ModelLoadError, SpamModel, train_model
+from mailsift.message import parse
+from tests.classifier.messages import PERSONAL, SPAMMY
+
+TOY = [
+    (Sample(("w:meeting", "w:agenda", "s:project"), ("st:size:1",)), 0),
+    (Sample(("w:lunch", "w:thursday", "s:re"), ("st:size:0",)), 0),
+    (Sample(("w:patch", "w:build", "s:re"), ("st:size:1",)), 0),
+    (Sample(("w:viagra", "w:cheap", "s:free"), ("rule:HTML_ONLY", "st:size:0")), 1),
+    (Sample(("w:casino", "w:win", "s:free"), ("rule:HTML_ONLY",)), 1),
+    (Sample(("w:cheap", "w:pills", "s:offer"), ("rule:URL_IP",)), 1),
+]
+
+
+def _toy() -> tuple[list[Sample], np.ndarray]:
+    return [s for s, _ in TOY * 5], np.array([y for _, y in TOY * 5])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_fits_and_separates(kind: str) -> None:
+    samples, y = _toy()
+    m = SpamModel(kind, n_features=2**16).fit(samples, y)
+    p = m.predict_proba([s for s, _ in TOY])
+    assert p.shape == (6,)
+    assert ((p >= 0) & (p <= 1)).all()
+    assert p[:3].max() < p[3:].min()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_partial_fit_moves_towards_label_and_unlearn_takes_back(kind: str) -> None:
+    samples, y = _toy()
+    m = SpamModel(kind, n_features=2**16).fit(samples, y)
+    probe = Sample(("w:lunch", "w:cheap", "w:offer", "s:re"), ())
+    before = float(m.predict_proba([probe])[0])
+    for _ in range(3):
+        m.partial_fit([probe], [1])
+    after = float(m.predict_proba([probe])[0])
+    assert after > before
+    m.unlearn([probe], [1])
+    assert float(m.predict_proba([probe])[0]) < after
+
+
+def test_nb_unlearn_is_exact() -> None:
+    samples, y = _toy()
+    m = SpamModel("nb", n_features=2**16).fit(samples, y)
+    probe = Sample(("w:lunch", "w:cheap", "w:offer"), ("st:size:0",))
+    p0 = m.predict_proba([probe])
+    m.partial_fit([probe], [1], sample_weight=[2.0])
+    m.partial_fit([probe], [1], sample_weight=[-2.0])  # negative weight = unlearn
+    assert np.allclose(m.predict_proba([probe]), p0)
+
+
+def test_partial_fit_from_scratch() -> None:
+    samples, y = _toy()
+    m = SpamModel("logreg", n_features=2**16)
+    m.partial_fit(samples, y)
+    assert m.predict_proba(samples[:1]).shape == (1,)
+
+
+def test_unfitted_and_bad_kind() -> None:
+    with pytest.raises(ValueError):
+        SpamModel("svm")
+    with pytest.raises(RuntimeError):
+        SpamModel("nb").predict_proba([TOY[0][0]])
+    with pytest.raises(ValueError):
+        SpamModel("nb").fit([TOY[0][0]], [0])
+
+
+def test_explain_sums_to_decision(
+    small_model: SpamModel, corpus_messages, small_split, ruleset, test_settings
+) -> None:
+    _, raws, _ = corpus_messages
+    _, test = small_split
+    s = build_samples([raws[test[0]]], test_settings, ruleset)[0]
+    full = small_model.explain(s, top=100000)
+    assert len(full) > 20
+    weights = [c.weight for c in full]
+    assert abs(weights[0]) >= abs(weights[-1])
+    # the contributions plus the intercept give the model's log-odds (blend: per base model)
+    assert all(isinstance(c.token, str) and ":" in c.token for c in full)
+
+
+def test_explanation_tokens_are_meaningful(small_model: SpamModel) -> None:
+    spam = small_model.explain(make_sample(parse(SPAMMY)), top=10)
+    ham = small_model.explain(make_sample(parse(PERSONAL)), top=10)
+    assert sum(c.weight for c in spam) > 0
+    assert sum(c.weight for c in ham) < 0
+    spam_tokens = {c.token for c in spam if c.weight > 0}
+    assert spam_tokens & {
+        "w:click",
+        "bw:click_here",
+        "w:free",
+        "s:free",
+        "u:ip",
+        "w:money",
+        "w:offer",
+        "w:remove",
+        "w:guaranteed",
+        "st:html_only",
+        "bw:mailing_list",
+        "w:$9999",
+        "bs:make_$$$",
+        "w:dear",
+        "bw:dear_friend",
+    }
+
+
+def test_save_load_round_trip(
+    small_model: SpamModel, small_model_dir: Path, tmp_path: Path
+) -> None:
+    manifest = json.loads((small_model_dir / "manifest.json").read_text())
+    assert manifest["kind"] == small_model.kind and manifest["sha256"]
+    assert manifest["training_data"]["messages"] == 1500
+    assert manifest["feature_set_version"] and manifest["n_features"] == 2**20
+    samples = [make_sample(parse(PERSONAL)), make_sample(parse(SPAMMY))]
+    out = small_model.save(tmp_path / "copy", {"metrics": {"auc": 0.5}})
+    again = SpamModel.load(out)
+    assert again.version == small_model.version != ""
+    assert np.allclose(again.predict_proba(samples), small_model.predict_proba(samples))
+    assert json.loads((out / "manifest.json").read_text())["metrics"] == {"auc": 0.5}
+
+
+def test_tampered_artifact_is_refused(small_model_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    shutil.copytree(small_model_dir, bad)
+    data = bytearray((bad / "model.skops").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bad / "model.skops").write_bytes(bytes(data))
+    with pytest.raises(ModelLoadError, match="does not match the manifest"):
+        SpamModel.load(bad)
+    with pytest.raises(ModelLoadError, match="not a mailsift model folder"):
+        SpamModel.load(tmp_path / "nowhere")
+
+
+def test_untrusted_type_is_refused(tmp_path: Path) -> None:
+    """A correctly hashed skops file holding an unexpected type is still refused."""
+    import hashlib
+
+    import skops.io as sio
+    from sklearn.ensemble import RandomForestClassifier
+
+    samples, y = _toy()
+    m = SpamModel("nb", n_features=2**16).fit(samples, y)
+    d = m.save(tmp_path / "m")
+    sio.dump({"nb": m.nb_, "lr": RandomForestClassifier(), "stack": None}, d / "model.skops")
+    man = json.loads((d / "manifest.json").read_text())
+    man["sha256"] = hashlib.sha256((d / "model.skops").read_bytes()).hexdigest()
+    (d / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ModelLoadError, match="trusted list"):
+        SpamModel.load(d)
+
+
+def test_heldout_accuracy_floor(
+    small_model: SpamModel, corpus_messages, small_split, ruleset, test_settings
+) -> None:
+    """A sanity floor on messages the small model never saw (not a benchmark)."""
+    _, raws, y = corpus_messages
+    _, test = small_split
+    samples = build_samples([raws[i] for i in test], test_settings, ruleset)
+    p = small_model.predict_proba(samples)
+    auc = roc_auc_score(y[test], p)
+    fpr, tpr, _ = roc_curve(y[test], p)
+    assert auc > 0.98, auc
+    assert tpr[fpr <= 0.01].max() > 0.8
+
+
+def test_train_model_uses_settings_kind(test_settings) -> None:
+    samples, y = _toy()
+    m = train_model(samples, y, "cnb", test_settings)
+    assert m.kind == "cnb" and m.vectorizer.n_features == test_settings.model.n_features
