@@ -176,3 +176,15 @@ async def test_helo_claiming_us_rejected_by_config(settings, resolver) -> None: 
     assert ok.action is CheckAction.ACCEPT
     local = await check.run(ctx("127.0.0.1", helo="localhost", in_relay_network=True))
     assert local.action is CheckAction.ACCEPT and local.symbols == []
+
+
+def test_well_known_return_codes() -> None:
+    from mailsift.config import DnsblZone
+    from mailsift.smtpd.checks.dnsbl import zone_codes, zone_symbol
+
+    zen = DnsblZone(zone="zen.spamhaus.org")
+    assert zone_codes(zen)["127.0.0.4"] == "XBL"
+    assert zone_symbol(zen) == "ZEN_SPAMHAUS"
+    dqs = DnsblZone(zone="KEY.zen.dq.spamhaus.net")
+    assert zone_codes(dqs)["127.0.0.2"] == "SBL"
+    assert zone_codes(DnsblZone(zone="bl.example.net")) == {}

@@ -218,3 +218,22 @@ async def test_store_down_is_a_result(tmp_path) -> None:  # type: ignore[no-unty
     assert res.action is CheckAction.TEMPFAIL and names(res) == ["GREYLIST_TEMPERROR"]
     lenient = await Greylist(GreylistSettings(on_error="accept"), dead, FakeClock()).run(attempt())
     assert lenient.action is CheckAction.ACCEPT
+
+
+async def test_expired_state_is_purged_as_we_go(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    from mailsift.smtpd.checks import greylist as greylist_module
+
+    monkeypatch.setattr(greylist_module, "PURGE_EVERY", 2)
+    store = SqliteGreylistStore(tmp_path / "g.db")
+    clock = FakeClock()
+    check = Greylist(GreylistSettings(), store, clock)
+    await run(check, sender="old@good.test")  # deferred, kept for the retry window
+    clock.advance(3 * DAY)  # the retry window passed
+    await run(check, sender="new@good.test")  # the second decision purges
+    rows = (
+        sqlite3.connect(tmp_path / "g.db").execute("SELECT key FROM greylist_triplets").fetchall()
+    )
+    assert [r[0].split("|")[1] for r in rows] == ["new@good.test"]
+    store.close()

@@ -39,6 +39,33 @@ LISTING_NET = ipaddress.ip_network("127.0.0.0/8")
 REFUSED_NET = ipaddress.ip_network("127.255.255.0/24")
 
 
+# Return codes of well-known lists, used when a zone's `codes` is empty
+# (https://docs.spamhaus.com/datasets/docs/source/40-real-world-usage/PublicMirrors/MTAs/020-Postfix.html)
+WELL_KNOWN_CODES: dict[str, dict[str, str]] = {
+    "zen.spamhaus.org": {
+        "127.0.0.2": "SBL", "127.0.0.3": "SBL_CSS", "127.0.0.4": "XBL", "127.0.0.5": "XBL",
+        "127.0.0.6": "XBL", "127.0.0.7": "XBL", "127.0.0.9": "DROP", "127.0.0.10": "PBL_ISP",
+        "127.0.0.11": "PBL",
+    },
+    "dbl.spamhaus.org": {
+        "127.0.1.2": "SPAM", "127.0.1.4": "PHISH", "127.0.1.5": "MALWARE",
+        "127.0.1.6": "BOTNET_CC", "127.0.1.102": "ABUSED_SPAM", "127.0.1.103": "ABUSED_REDIRECTOR",
+        "127.0.1.104": "ABUSED_PHISH", "127.0.1.105": "ABUSED_MALWARE",
+        "127.0.1.106": "ABUSED_BOTNET_CC",
+    },
+}  # fmt: skip
+
+
+def zone_codes(zone: DnsblZone) -> dict[str, str]:
+    if zone.codes:
+        return zone.codes
+    name = zone.zone.strip(".").lower()
+    for known, codes in WELL_KNOWN_CODES.items():
+        if name == known or name.endswith("." + known.split(".", 1)[0] + ".dq.spamhaus.net"):
+            return codes
+    return {}
+
+
 def zone_symbol(zone: DnsblZone) -> str:
     if zone.symbol:
         return symbol_part(zone.symbol)
@@ -78,7 +105,7 @@ def classify(zone: DnsblZone, queried: str, lookup: Lookup) -> ZoneOutcome:
             out.refused.append(rec)
             continue
         out.codes.append(rec)
-        out.reasons.append(symbol_part(zone.codes.get(rec, "LISTED")))
+        out.reasons.append(symbol_part(zone_codes(zone).get(rec, "LISTED")))
     return out
 
 

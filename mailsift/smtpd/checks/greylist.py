@@ -48,6 +48,7 @@ GREYLIST_TEXT = "Greylisted, please try again later"
 _BATV_RE = re.compile(r"^(?:prvs|msprvs\d*|btv1)=[^=]*=(.+)$", re.IGNORECASE)
 _VERP_NUMBER_RE = re.compile(r"\b\d+\b")
 MAX_PART = 256
+PURGE_EVERY = 1000  # decisions between purges of expired state
 
 
 def client_network(ip: str) -> str:
@@ -94,6 +95,7 @@ class Greylist:
         self.store = store
         self.clock = clock
         self.pools = [d.lower().strip(".") for d in settings.sender_pool_domains]
+        self._decisions = 0
 
     def pool_of(self, sender: str) -> str | None:
         dom = domain_of(sender)
@@ -135,6 +137,9 @@ class Greylist:
 
     def _decide(self, key: TripletKey, client: str, now: float) -> CheckResult:
         s = self.settings
+        self._decisions += 1
+        if self._decisions % PURGE_EVERY == 0:
+            self.store.purge(now)  # expired triplets and clients (Redis also expires by TTL)
         details = {"triplet": str(key)}
         if s.auto_whitelist_after > 0 and self.store.client_passes(client, now) >= (
             s.auto_whitelist_after
