@@ -173,14 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"checks per session, {args.sessions} sessions, concurrency {args.concurrency}")
     print(f"{'scenario':26} {'sessions/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
     for name, r in results.items():
+        note = ""
+        if "dns_packets_per_session" in r:
+            note = f"  ({r['dns_packets_per_session']:.1f} DNS packets/session)"
         print(
             f"{name:26} {r['sessions_per_s']:10.1f} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f} "
-            f"{r['max_ms']:8.1f}"
-            + (
-                f"  ({r['dns_packets_per_session']:.1f} DNS packets/session)"
-                if "dns_packets_per_session" in r
-                else ""
-            )  # fmt: skip
+            f"{r['max_ms']:8.1f}{note}"
         )
     return 0
 
