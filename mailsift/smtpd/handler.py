@@ -33,6 +33,7 @@ from mailsift.config import Settings
 from mailsift.smtpd import headers as hdr
 from mailsift.smtpd import replies
 from mailsift.smtpd.accounts import Accounts
+from mailsift.smtpd.addresses import PathSyntaxError, parse_path
 from mailsift.smtpd.checks.base import CheckAction, SmtpContext, Stage
 from mailsift.smtpd.delivery import DeliveryError, deliver_async
 from mailsift.smtpd.limits import (
@@ -258,6 +259,11 @@ class FilterHandler:
         refusal = self._pending(st)
         if refusal:
             return refusal
+        if address != "<>":
+            try:
+                address = parse_path(address).address  # a source route is dropped (RFC 5321 C)
+            except PathSyntaxError as exc:
+                return f"553 5.1.7 Bad sender address syntax ({exc})"
         st.ctx.mail_from = "" if address == "<>" else address
         out = await self.runner.run(Stage.MAIL, st.ctx)
         if out.reply:

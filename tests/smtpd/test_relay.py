@@ -216,3 +216,16 @@ def test_unknown_and_disabled_users_get_550_5_1_1(smtp_filter) -> None:
         assert _rcpt(c, f"carol@{LOCAL}")[0] == 250  # from the mailboxes file
     finally:
         c.quit()
+
+
+def test_sender_path_is_cleaned_never_trusted(smtp_filter, smtp_sink) -> None:
+    c = _client(smtp_filter.port, OUTSIDE_IP)
+    try:
+        assert c.docmd("MAIL FROM:<a@@example.org>")[0] == 553
+        assert c.docmd(f"MAIL FROM:<@{SERVER_NAME}:a@example.org>")[0] == 250
+        assert _rcpt(c, f"bob@{LOCAL}")[0] == 250
+        assert c.data(b"Subject: route\r\n\r\nx\r\n")[0] == 250
+    finally:
+        c.quit()
+    (m,) = smtp_sink.wait_for(1)
+    assert m["X-Mail-Args"] == "<a@example.org>"  # the route is gone
