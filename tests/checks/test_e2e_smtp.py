@@ -191,3 +191,47 @@ def test_dead_dns_costs_one_timeout_and_other_sessions_go_on(  # type: ignore[no
     assert blackhole_dns.received <= 2
     subjects = sorted(m["Subject"] for m in smtp_sink.wait_for(4))
     assert subjects == ["inside 0", "inside 1", "inside 2", "through dead dns"]
+
+
+def test_dkim_signed_forwarded_mail_passes_dmarc_by_dkim(make_filter, smtp_sink, dkim_key) -> None:  # type: ignore[no-untyped-def]
+    import dkim
+
+    raw = message("signed", sender="alice@good.test")
+    signed = (
+        dkim.sign(
+            raw,
+            selector=dkim_key.selector.encode(),
+            domain=dkim_key.domain.encode(),
+            privkey=dkim_key.private_pem,
+            include_headers=[b"from", b"to", b"subject", b"message-id"],
+        )
+        + raw
+    )
+    # relayed by 127.0.0.2, which good.test's SPF does not allow: DKIM carries DMARC
+    replies = send(make_filter().port, signed, sender="alice@good.test")
+    assert replies[-1][0] == 250, replies
+    (m,) = smtp_sink.wait_for(1)
+    ar = " ".join(" ".join(m.get_all("Authentication-Results") or []).split())
+    assert "spf=fail smtp.mailfrom=alice@good.test" in ar
+    assert "dkim=pass header.d=good.test header.s=sel1" in ar
+    assert "dmarc=pass" in ar and "header.from=good.test" in ar
+
+
+def test_helo_claiming_to_be_us_is_refused(make_filter) -> None:  # type: ignore[no-untyped-def]
+    srv = make_filter(rdns={"reject_bad_helo": True})
+    replies = send(srv.port, message("x"), helo="mx.mailsift.test")
+    code, msg = replies[0]
+    assert code == 550 and b"HELO_CLAIMS_US" in msg
+    assert send(srv.port, message("x"))[-1][0] == 250  # an honest HELO is fine
+
+
+def test_spamvertised_url_domain_refused_at_data(make_filter, smtp_sink) -> None:  # type: ignore[no-untyped-def]
+    srv = make_filter(dnsbl={"uri_reject_threshold": 3.0})
+    m = EmailMessage()
+    m["From"] = "alice@loop.test"
+    m["To"] = "bob@mailsift.test"
+    m["Subject"] = "watches"
+    m.set_content("Cheap watches at http://www.spamvertised.test/buy today only\n")
+    code, msg = send(srv.port, m.as_bytes())[-1]
+    assert code == 550 and b"spamvertised.test" in msg and b"dbl.dnsbl.test" in msg
+    assert smtp_sink.messages() == []
