@@ -215,6 +215,12 @@ def list_versions(settings: Settings) -> list[dict[str, Any]]:
         versions = client.search_model_versions(f"name='{name}'")
     except MlflowException:
         return []
+    aliases: dict[str, list[str]] = {}
+    try:
+        for alias, v in (client.get_registered_model(name).aliases or {}).items():
+            aliases.setdefault(str(v), []).append(alias)
+    except MlflowException:
+        aliases = {}
     out: list[dict[str, Any]] = []
     for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
         metrics: dict[str, float] = {}
@@ -226,7 +232,7 @@ def list_versions(settings: Settings) -> list[dict[str, Any]]:
         out.append(
             {
                 "version": str(mv.version),
-                "aliases": list(getattr(mv, "aliases", []) or []),
+                "aliases": sorted(aliases.get(str(mv.version), [])),
                 "run_id": mv.run_id,
                 "source": mv.source,
                 "local_dir": mv.tags.get("local_dir"),

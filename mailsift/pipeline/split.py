@@ -4,7 +4,8 @@ A time-ordered split (train on older mail, test on newer) measures what matters 
 production, where the model always scores mail from after its training data. It needs sane
 dates: most messages dated (``min_dated``), and the dated ones inside a plausible range
 (not before 1990, not in the future). Otherwise the split is stratified by label with a
-fixed seed. Undated messages in a time-ordered split go to the training side.
+fixed seed; also when the newest share of the mail holds only one class (nothing to
+evaluate). Undated messages in a time-ordered split go to the training side.
 """
 
 from __future__ import annotations
@@ -72,7 +73,10 @@ def split_index(
         method == "auto" and dates_are_sane(df["date"], min_dated=min_dated, now=now)
     )
     if use_time:
-        return _time_split(df, test_fraction, seed)
+        split = _time_split(df, test_fraction, seed)
+        # a held-out side with one class cannot be evaluated: fall back (auto only)
+        if method == "time" or split.test["label"].nunique() > 1 or df["label"].nunique() < 2:
+            return split
     return _stratified_split(df, test_fraction, seed)
 
 

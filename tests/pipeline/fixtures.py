@@ -19,13 +19,16 @@ def message(
     when: datetime | None = None,
     msgid: str | None = None,
     body: str | None = None,
+    sender: str | None = None,
+    subject: str | None = None,
 ) -> bytes:
     """One small RFC 5322 message; spam and ham use different vocabularies."""
     when = when or datetime(2002, 1, 1, tzinfo=UTC) + timedelta(hours=i)
     words = SPAM_WORDS if label == "spam" else HAM_WORDS
     text = body or " ".join(words[(i + k) % len(words)] for k in range(30)) + f"\nref {i}\n"
-    sender = "promo@deals.example" if label == "spam" else "alice@work.example"
-    subject = "WIN a FREE prize now!!!" if label == "spam" else f"notes on the {words[i % 9]}"
+    sender = sender or ("promo@deals.example" if label == "spam" else "alice@work.example")
+    if subject is None:
+        subject = "WIN a FREE prize now!!!" if label == "spam" else f"notes on the {words[i % 9]}"
     return (
         f"Received: from mx.example ([192.0.2.{i % 250}]) by mail.example; "
         f"{format_datetime(when)}\n"

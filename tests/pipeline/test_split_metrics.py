@@ -103,3 +103,10 @@ def test_metrics_refuse_one_class() -> None:
         compute_metrics(["spam", "spam"], [0.1, 0.2])
     with pytest.raises(ValueError, match="unknown labels"):
         compute_metrics(["spam", "eggs"], [0.1, 0.2])
+
+
+def test_time_split_with_one_class_held_out_falls_back() -> None:
+    df = _index(50)
+    df["label"] = ["spam"] * 25 + ["ham"] * 25  # the newest 20% is all ham
+    assert split_index(df).method == "stratified"
+    assert split_index(df, method="time").method == "time"

@@ -1,0 +1,139 @@
+"""train(): MLflow run (params, metrics, plots, held-out index, model), registration,
+the promotion gate (worse refused, equal/better promoted, decision logged), serving."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mailsift.classifier.model import SpamModel
+from mailsift.pipeline import registry
+from mailsift.pipeline.corpus import index_corpus
+from mailsift.pipeline.evaluate import evaluate_model_dir
+from mailsift.pipeline.extract import extract
+from mailsift.pipeline.train import train
+from tests.pipeline import fixtures as F
+from tests.pipeline.conftest import make_settings
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory, small_corpus: Path):
+    tmp = tmp_path_factory.mktemp("reg")
+    settings = make_settings(tmp, small_corpus)
+    first = train([small_corpus], "nb", None, settings, promote=True)
+    return tmp, settings, first
+
+
+def _client(settings) -> MlflowClient:
+    return MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
+
+
+def test_train_logs_a_full_mlflow_run(env) -> None:
+    tmp, settings, r = env
+    assert r.split["split"] == "time" and r.split["test_messages"] == 16
+    assert (r.model_dir / "manifest.json").is_file() and (r.model_dir / "model.skops").is_file()
+    assert r.model_dir.parent == settings.paths.models_dir
+    model = SpamModel.load(r.model_dir)
+    assert model.version == r.model_version
+    manifest = json.loads((r.model_dir / "manifest.json").read_text())
+    assert manifest["training_data"]["messages"] == 80
+    run = _client(settings).get_run(r.run_id)
+    assert run.data.params["kind"] == "nb" and run.data.params["split"] == "time"
+    assert run.data.metrics["one_minus_roca_pct"] == pytest.approx(r.metrics.one_minus_roca_pct)
+    assert "recall_at_fpr_0.001" in run.data.metrics and "fit_s" in run.data.metrics
+    arts = {a.path for a in _client(settings).list_artifacts(r.run_id)}
+    assert {"plots", "heldout", "model", "train_result.json"} <= arts
+    plots = {a.path for a in _client(settings).list_artifacts(r.run_id, "plots")}
+    assert plots == {"plots/roc.png", "plots/precision_recall.png"}
+    d = mlflow.artifacts.download_artifacts(
+        run_id=r.run_id,
+        artifact_path="plots/roc.png",
+        tracking_uri=settings.mlflow_tracking_uri,
+        dst_path=str(tmp / "dl"),
+    )
+    assert Path(d).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert r.registered_version == "1"
+    assert (
+        r.promotion is not None and r.promotion.promoted and r.promotion.reason == "no champion yet"
+    )
+    assert registry.resolve_serving_model_dir(settings) == r.model_dir.resolve()
+
+
+def test_equal_model_is_promoted_worse_is_not(env, tmp_path: Path, small_corpus: Path) -> None:
+    _, settings, first = env
+    # same data, same kind, same seed: an equal model passes the held-out gate
+    again = train([small_corpus], "nb", tmp_path / "again", settings)
+    res = registry.promote(settings, again.registered_version)
+    assert res.promoted, res.reason
+    assert all(c["ok"] for c in res.checks)
+    assert {c["metric"] for c in res.checks} == {"one_minus_roca_pct", "recall_at_fpr_0.001"}
+    assert str(registry.champion_version(settings).version) == again.registered_version
+
+    # labels swapped: a model that learnt spam as ham, gated on the true corpus
+    swapped = tmp_path / "swapped"
+    F.labelled(
+        swapped, [("ham" if lb == "spam" else "spam", m) for lb, m in F.make_messages(20, 30)]
+    )
+    bad = train([swapped], "nb", tmp_path / "bad", settings)
+    truth = index_corpus(small_corpus)
+    res = registry.promote(
+        settings,
+        bad.registered_version,
+        evaluator=lambda d: evaluate_model_dir(d, truth, settings).flat(),
+    )
+    assert not res.promoted and "worse than champion" in res.reason
+    assert res.challenger["one_minus_roca_pct"] > res.champion["one_minus_roca_pct"]
+    assert str(registry.champion_version(settings).version) == again.registered_version
+
+    # the decisions are logged: a promotion run per decision, and a tag on each version
+    client = _client(settings)
+    mv = client.get_model_version(settings.mlflow.registered_model, bad.registered_version)
+    assert mv.tags["promotion"].startswith("rejected")
+    exp = client.get_experiment_by_name(settings.mlflow.experiment)
+    runs = client.search_runs([exp.experiment_id], "tags.`mailsift.kind` = 'promotion'")
+    decisions = {r.data.tags["model_version"]: r.data.tags["decision"] for r in runs}
+    assert decisions[bad.registered_version] == "rejected"
+    assert decisions[again.registered_version] == "promoted"
+    rejected = next(r for r in runs if r.data.tags["model_version"] == bad.registered_version)
+    assert rejected.data.metrics["promoted"] == 0.0
+    assert "challenger_one_minus_roca_pct" in rejected.data.metrics
+    rows = registry.list_versions(settings)
+    assert [r["version"] for r in rows][:1] == [bad.registered_version]
+    assert (
+        "champion" in next(r for r in rows if r["version"] == again.registered_version)["aliases"]
+    )
+
+
+def test_serving_falls_back_to_artifacts_then_default(tmp_path: Path, small_corpus: Path) -> None:
+    settings = make_settings(tmp_path, small_corpus)
+    assert registry.resolve_serving_model_dir(settings) is None  # nothing yet, no store made
+    assert not (tmp_path / "var" / "mlflow.db").exists()
+    r = train([small_corpus], "nb", tmp_path / "m1", settings, promote=True)
+    shutil.rmtree(r.model_dir)  # local folder gone: the registry's artifacts are fetched
+    got = registry.resolve_serving_model_dir(settings)
+    assert got is not None and got.is_relative_to(tmp_path / "var")
+    assert SpamModel.load(got).version == r.model_version
+    other = make_settings(tmp_path / "other")
+    assert registry.resolve_serving_model_dir(other) is None
+    shutil.copytree(got, other.default_model_dir)
+    assert registry.resolve_serving_model_dir(other) == other.default_model_dir
+
+
+def test_extra_messages_join_training(tmp_path: Path, small_corpus: Path) -> None:
+    settings = make_settings(tmp_path, small_corpus)
+    extra = [(F.message(500 + i, "spam"), "spam") for i in range(5)]
+    r = train([small_corpus], "nb", tmp_path / "m", settings, extra=extra, register=False)
+    assert r.extra_messages == 5 and r.run_id is None
+    manifest = json.loads((r.model_dir / "manifest.json").read_text())
+    assert manifest["training_data"]["extra_messages"] == 5
+
+
+def test_parallel_extraction_matches_serial(tmp_path: Path, small_corpus: Path) -> None:
+    settings = make_settings(tmp_path, small_corpus)
+    df = index_corpus(small_corpus)
+    assert extract(df, settings, n_jobs=2) == extract(df, settings, n_jobs=1)
