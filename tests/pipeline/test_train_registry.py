@@ -65,7 +65,7 @@ def test_train_logs_a_full_mlflow_run(env) -> None:
 
 
 def test_equal_model_is_promoted_worse_is_not(env, tmp_path: Path, small_corpus: Path) -> None:
-    _, settings, first = env
+    _, settings, _first = env
     # same data, same kind, same seed: an equal model passes the held-out gate
     again = train([small_corpus], "nb", tmp_path / "again", settings)
     res = registry.promote(settings, again.registered_version)
