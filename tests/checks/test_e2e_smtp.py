@@ -162,7 +162,7 @@ def test_dead_dns_costs_one_timeout_and_other_sessions_go_on(  # type: ignore[no
     make_filter, smtp_sink, blackhole_dns
 ) -> None:
     srv = make_filter(
-        resolver_settings=blackhole_dns.settings(timeout=4.0, session_budget=30.0),
+        resolver_settings=blackhole_dns.settings(timeout=6.0, session_budget=30.0),
         dnsbl={"reject_threshold": 1.0},
     )
     events: list[str] = []
