@@ -249,3 +249,21 @@ async def test_authenticated_users_are_not_checked(settings, resolver, dkim_key)
     )
     assert (await spf_check(settings, resolver).run(ctx)).symbols == []
     assert (await DmarcCheck(settings.auth, settings.dns, resolver).run(ctx)).symbols == []
+
+
+def test_auth_results_values_cannot_inject_clauses() -> None:
+    from mailsift.smtpd.checks.context import ar_comment, ar_value
+
+    assert ar_value("alice@good.test") == "alice@good.test"
+    assert ar_value("x;dkim=pass") == '"x;dkim=pass"'
+    assert ar_value('a"b\\c') == '"a\\"b\\\\c"'
+    assert ar_value("a\r\nX-Evil: 1") == '"aX-Evil: 1"'
+    assert ar_comment("no (nested) comments\\") == "no nested comments"
+
+
+async def test_hostile_mail_from_is_quoted_in_the_clause(settings, resolver) -> None:  # type: ignore[no-untyped-def]
+    sender = '"x; dkim=pass"@nospf.test'
+    res = await spf_check(settings, resolver).run(
+        SmtpContext("192.0.2.99", helo="[192.0.2.99]", mail_from=sender)
+    )
+    assert res.auth_results == ['spf=none smtp.mailfrom="\\"x; dkim=pass\\"@nospf.test"']

@@ -40,7 +40,7 @@ import spf
 from mailsift.config import AuthChecksSettings, DnsSettings, MessageSettings, SmtpSettings
 from mailsift.message import registrable_domain
 from mailsift.smtpd.checks.base import CheckAction, CheckResult, SmtpContext, Stage
-from mailsift.smtpd.checks.context import domain_of, parsed_message
+from mailsift.smtpd.checks.context import ar_comment, ar_value, domain_of, parsed_message
 from mailsift.smtpd.checks.dns import SessionDns, parse_ip, session_dns
 from mailsift.smtpd.checks.rdns import HOSTNAME_RE
 from mailsift.smtpd.checks.scores import symbol
@@ -147,12 +147,12 @@ class SpfCheck:
         if "mailfrom" in words:
             w = words["mailfrom"]
             res.symbols.append(symbol(f"SPF_{w.upper()}", f"SPF {w} for {sender}"))
-            res.auth_results.append(f"spf={w} smtp.mailfrom={sender}")
+            res.auth_results.append(f"spf={w} smtp.mailfrom={ar_value(sender)}")
             res.result = w
         if "helo" in words:
             w = words["helo"]
             res.symbols.append(symbol(f"SPF_HELO_{w.upper()}", f"SPF {w} for HELO {helo}"))
-            res.auth_results.append(f"spf={w} smtp.helo={helo}")
+            res.auth_results.append(f"spf={w} smtp.helo={ar_value(helo)}")
             if "mailfrom" not in words:
                 res.result = w  # null sender: the HELO identity is the SPF result (RFC 7208 2.4)
         # the domain DMARC aligns with: MAIL FROM's, or HELO's for the null sender (RFC 7489 3.1.2)
@@ -294,7 +294,7 @@ class DkimCheck:
         if arc is not None:
             word, reason = arc
             res.symbols.append(symbol(f"ARC_{word.upper()}", reason[:200]))
-            comment = f" ({reason[:100]})" if reason and word != "none" else ""
+            comment = f" ({ar_comment(reason)})" if ar_comment(reason) and word != "none" else ""
             res.auth_results.append(f"arc={word}{comment}")
             res.details["arc"] = word
         return res
@@ -311,11 +311,11 @@ class DkimCheck:
         for s in sigs:
             clause = f"dkim={s.result}"
             if s.domain:
-                clause += f" header.d={s.domain}"
+                clause += f" header.d={ar_value(s.domain)}"
             if s.selector:
-                clause += f" header.s={s.selector}"
+                clause += f" header.s={ar_value(s.selector)}"
             if s.b:
-                clause += f" header.b={s.b}"
+                clause += f" header.b={ar_value(s.b)}"
             res.auth_results.append(clause)
             name = f"DKIM_{s.result.upper()}"
             if name not in seen:
@@ -433,14 +433,14 @@ class DmarcCheck:
                 self.name,
                 symbols=[symbol("DMARC_TEMPERROR")],
                 result="temperror",
-                auth_results=[f"dmarc=temperror header.from={fdom}"],
+                auth_results=[f"dmarc=temperror header.from={ar_value(fdom)}"],
             )
         if not isinstance(rec, DmarcRecord):
             return CheckResult(
                 self.name,
                 symbols=[symbol("DMARC_NONE")],
                 result="none",
-                auth_results=[f"dmarc=none header.from={fdom}"],
+                auth_results=[f"dmarc=none header.from={ar_value(fdom)}"],
             )
         return self._evaluate(ctx, fdom, rec)
 
@@ -467,7 +467,7 @@ class DmarcCheck:
                 self.name,
                 symbols=[symbol("DMARC_PASS", f"aligned {'SPF' if spf_ok else 'DKIM'}")],
                 result="pass",
-                auth_results=[f"dmarc=pass (p={policy}) header.from={fdom}"],
+                auth_results=[f"dmarc=pass (p={policy}) header.from={ar_value(fdom)}"],
                 details=details,
             )
         applies = self._pct_applies(ctx.raw_message or b"", rec.tags.get("pct", "100"))
@@ -479,7 +479,8 @@ class DmarcCheck:
             symbols=[symbol(f"DMARC_FAIL_{effective.upper()}", f"{fdom} policy {policy}")],
             result="fail",
             auth_results=[
-                f"dmarc=fail (p={policy} dis={'reject' if reject else 'none'}) header.from={fdom}"
+                f"dmarc=fail (p={policy} dis={'reject' if reject else 'none'}) "
+                f"header.from={ar_value(fdom)}"
             ],
             details=details,
         )

@@ -47,3 +47,24 @@ def local_part_of(address: str | None) -> str:
 def symbol_part(text: str) -> str:
     """`text` as an UPPER_SNAKE fragment for a symbol name."""
     return re.sub(r"[^A-Z0-9]+", "_", text.upper()).strip("_") or "X"
+
+
+_AR_SAFE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.@\[\]:]+")
+
+
+def ar_value(value: str) -> str:
+    """An Authentication-Results property value (RFC 8601 2.2) that cannot break the header.
+
+    Addresses and names stay as they are; anything else (``;``, spaces, parentheses, quotes,
+    which a sender controls in MAIL FROM, From or a DKIM-Signature) becomes a quoted-string,
+    so nobody can smuggle a clause such as ``dkim=pass`` into our own header.
+    """
+    v = "".join(ch for ch in value if ch.isprintable())[:256]
+    if v and _AR_SAFE.fullmatch(v):
+        return v
+    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def ar_comment(text: str) -> str:
+    """Text for an RFC 8601 comment: no parentheses, backslashes or control characters."""
+    return "".join(ch for ch in text if ch.isprintable() and ch not in "()\\")[:100].strip()
