@@ -1,0 +1,961 @@
+"""The rule engine: compile parsed rules once, evaluate them fast on every message.
+
+Every regex rule belongs to a *scan target*: ``body`` (SpamAssassin's rendered body: the
+Subject, then the visible text with each paragraph on one line; ``^``/``$`` match at
+paragraph edges), ``rawbody`` (decoded text and HTML source, unrendered), ``full`` (the raw
+message), ``uri`` (each URL on its own) and one target per header request (name plus
+modifiers, e.g. ``From:addr``). All patterns of a target go into one Hyperscan database
+(``HS_FLAG_SINGLEMATCH``): patterns Hyperscan takes exactly answer directly; patterns it can
+only approximate (look-arounds, back-references, possessive quantifiers) are compiled in
+``HS_FLAG_PREFILTER`` mode and a Hyperscan hit is confirmed with Python ``re``; the rare
+pattern Hyperscan refuses even then runs with ``re`` alone. Both engines scan the same
+UTF-8 bytes with the same translated pattern (see :mod:`.perlre`).
+
+Compiling the stock SpamAssassin rules into Hyperscan takes ~20 s, so the serialized
+databases are cached (``cache_dir``), keyed by a sha256 of every translated pattern, its
+flags, the engine version and the Hyperscan version. The cache file is our own format
+(JSON header + database blobs, each sha256-checked), never a pickle.
+
+Header rules: a missing header reads as the ``[if-unset: ...]`` text or the empty string (so
+``!~`` hits), as in SpamAssassin; ``exists:`` tests presence. Meta rules run last, as one
+generated Python function in dependency order. Rules scored 0 are disabled (not reported),
+but still computed when a meta needs them. ``tflags multiple`` rules count their matches
+(up to ``maxhits``) and metas see the count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import fnmatch
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mailsift.classifier.rules import evals as evals_mod
+from mailsift.classifier.rules import meta as meta_mod
+from mailsift.classifier.rules.parser import (
+    ParsedRules,
+    RuleDef,
+    parse_files,
+    parse_string,
+    rule_files,
+)
+from mailsift.classifier.rules.perlre import RegexError, compile_python, translate
+from mailsift.message import ParsedMessage, decode_header_value
+from mailsift.verdict import Symbol
+
+log = logging.getLogger(__name__)
+
+ENGINE_VERSION = "1"
+MAX_URLS = 200
+MAX_HEADER_BYTES = 64 * 1024
+DEFAULT_SCORE = 1.0
+MAX_MULTIPLE = 1000
+
+try:  # hyperscan is a dependency, but keep the engine usable without it
+    import hyperscan as hs
+
+    HS_VERSION = getattr(hs, "__version__", "unknown")
+except ImportError:  # pragma: no cover - exercised only where the wheel is missing
+    hs = None  # type: ignore[assignment]
+    HS_VERSION = "none"
+
+MODE_HS = "hs"  # hyperscan answers exactly
+MODE_PREFILTER = "prefilter"  # hyperscan hit confirmed by re
+MODE_RE = "re"  # re only
+
+
+@dataclass(slots=True)
+class _Entry:
+    rule: int
+    py: re.Pattern[bytes]
+    hs_pattern: bytes
+    hs_flags: int  # without SINGLEMATCH / PREFILTER / ALLOWEMPTY
+    negate: bool
+    multiple: int  # 0: plain hit; N: count matches up to N
+    mode: str = MODE_RE
+    empty_result: int = 0  # result on "" (missing header without if-unset)
+    unset_result: int | None = None  # result on the if-unset text
+
+
+@dataclass(slots=True)
+class _Target:
+    key: str
+    entries: list[_Entry] = field(default_factory=list)
+    db: Any = None
+    hs_ids: list[int] = field(default_factory=list)  # hyperscan id -> entry index
+    re_only: list[int] = field(default_factory=list)  # entry indexes run with re alone
+    negated: list[int] = field(default_factory=list)
+
+    def spec(self) -> list[tuple[str, int]]:
+        return [(e.hs_pattern.decode("latin-1"), e.hs_flags) for e in self.entries]
+
+
+@dataclass(slots=True)
+class _HeaderTarget:
+    name: str  # as written (case-insensitive), or a pseudo-header
+    modifiers: tuple[str, ...]
+    target: _Target
+    exists_rules: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class CompileStats:
+    by_type: dict[str, int]
+    hyperscan: int  # regex rules answered by hyperscan exactly
+    prefilter: int  # hyperscan prefilter + re confirmation
+    re_only: int
+    evals: int
+    metas: int
+    disabled: int
+    cached: bool
+
+
+class MessageViews:
+    """Lazily built byte views of one message, shared by all targets."""
+
+    def __init__(self, pm: ParsedMessage, max_scan_bytes: int) -> None:
+        self.pm = pm
+        self.max = max_scan_bytes
+        self._body: bytes | None = None
+        self._rawbody: bytes | None = None
+        self._full: bytes | None = None
+        self._raw_head_and_body: bytes | None = None
+        self._headers: dict[str, list[str]] | None = None
+        self._raw_headers: dict[str, list[str]] | None = None
+
+    @property
+    def body(self) -> bytes:
+        if self._body is None:
+            self._body = _b(render_body(self.pm))[: self.max]
+        return self._body
+
+    @property
+    def rawbody(self) -> bytes:
+        if self._rawbody is None:
+            parts = [p for p in (self.pm.text, self.pm.html) if p]
+            self._rawbody = _b("\n".join(parts))[: self.max]
+        return self._rawbody
+
+    @property
+    def full(self) -> bytes:
+        if self._full is None:
+            self._full = self.pm.raw[: self.max]
+        return self._full
+
+    @property
+    def raw_head_and_body(self) -> bytes:
+        if self._raw_head_and_body is None:
+            self._raw_head_and_body = self.pm.raw[: self.max].replace(b"\r\n", b"\n")
+        return self._raw_head_and_body
+
+    def header_values(self, name: str, raw: bool) -> list[str]:
+        if self._headers is None:
+            self._headers = {}
+            for k, v in self.pm.headers:
+                self._headers.setdefault(k.lower(), []).append(v)
+            self._raw_headers = {}
+            for k, v in self.pm.raw_headers:
+                self._raw_headers.setdefault(k.lower(), []).append(v.strip())
+        src = self._raw_headers if raw else self._headers
+        assert src is not None
+        return src.get(name.lower(), [])
+
+
+def _b(text: str) -> bytes:
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace")
+
+
+_PARA_SPLIT_RE = re.compile(r"\n[ \t\r\f\v\u00a0]*\n")
+_WS_RE = re.compile(r"[ \t\r\n\f\v\u00a0]+")
+
+
+def render_body(pm: ParsedMessage) -> str:
+    """SpamAssassin's ``body`` view: Subject first, then one line per paragraph."""
+    lines = [pm.subject]
+    for para in _PARA_SPLIT_RE.split(pm.body):
+        flat = _WS_RE.sub(" ", para).strip()
+        if flat:
+            lines.append(flat)
+    return "\n".join(lines) + "\n"
+
+
+# ---- header requests -----------------------------------------------------------------------
+
+
+def _addresses(values: list[str]) -> list[tuple[str, str]]:
+    try:
+        return [(n, a) for n, a in email.utils.getaddresses(values) if a or n]
+    except Exception:  # odd input: degrade to nothing rather than fail the message
+        return []
+
+
+def header_request(views: MessageViews, name: str, modifiers: tuple[str, ...]) -> bytes | None:
+    """The text SpamAssassin's ``get(name:modifiers)`` gives, or None when absent."""
+    raw = "raw" in modifiers
+    pm = views.pm
+    lname = name.lower()
+    if name == "ALL":
+        pairs = pm.raw_headers if raw else pm.headers
+        if not pairs:
+            return None
+        return _b("".join(f"{k}: {v.strip() if raw else v}\n" for k, v in pairs))[:MAX_HEADER_BYTES]
+    need_raw = raw or "addr" in modifiers or "name" in modifiers
+    if lname == "tocc":
+        values = views.header_values("To", need_raw) + views.header_values("Cc", need_raw)
+    elif name == "MESSAGEID":
+        values = [
+            v
+            for h in ("X-Message-Id", "Resent-Message-Id", "X-Original-Message-ID", "Message-Id")
+            for v in views.header_values(h, need_raw)
+            if v.strip()
+        ]
+    elif lname == "envelopefrom":
+        env = pm.envelope_from or ""
+        if not env:
+            rp = views.header_values("Return-Path", True) or views.header_values(
+                "X-Envelope-From", True
+            )
+            env = rp[0] if rp else ""
+        values = [env.strip()] if env.strip() else []
+    else:
+        values = views.header_values(name, need_raw)
+    if not values:
+        return None
+    if "first" in modifiers:
+        values = values[:1]
+    elif "last" in modifiers:
+        values = values[-1:]
+    if "addr" in modifiers or "name" in modifiers:
+        pairs = _addresses(values)
+        if "addr" in modifiers:
+            out = [a for _, a in pairs if a]
+        else:
+            out = [n if raw else _WS_RE.sub(" ", decode_header_value(n)).strip() for n, _ in pairs]
+            out = [o for o in out if o]
+        if not out:
+            return None
+        return _b("\n".join(out))[:MAX_HEADER_BYTES]
+    return _b("".join(v + "\n" for v in values))[:MAX_HEADER_BYTES]
+
+
+# ---- the rule set --------------------------------------------------------------------------
+
+
+class RuleSet:
+    """Compiled rules. Build with :meth:`load` (files) or :meth:`from_parsed`."""
+
+    def __init__(
+        self,
+        parsed: ParsedRules,
+        *,
+        cache_dir: Path | str | None = None,
+        use_hyperscan: bool = True,
+        max_scan_bytes: int = 262144,
+    ) -> None:
+        self._parsed = parsed
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.use_hyperscan = bool(use_hyperscan and hs is not None)
+        self.max_scan_bytes = max_scan_bytes
+        self._build()
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        paths: Iterable[Path | str],
+        *,
+        cache_dir: Path | str | None = None,
+        use_hyperscan: bool = True,
+        max_scan_bytes: int = 262144,
+    ) -> RuleSet:
+        """Read ``.cf`` files (directories expand to their sorted ``*.cf``), in order."""
+        parsed = parse_files(rule_files(paths))
+        return cls(
+            parsed, cache_dir=cache_dir, use_hyperscan=use_hyperscan, max_scan_bytes=max_scan_bytes
+        )
+
+    @classmethod
+    def from_text(
+        cls,
+        text: str,
+        *,
+        cache_dir: Path | str | None = None,
+        use_hyperscan: bool = True,
+        max_scan_bytes: int = 262144,
+    ) -> RuleSet:
+        """Rules given as ``.cf`` text."""
+        return cls(
+            parse_string(text),
+            cache_dir=cache_dir,
+            use_hyperscan=use_hyperscan,
+            max_scan_bytes=max_scan_bytes,
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "parsed": self._parsed,
+            "cache_dir": self.cache_dir,
+            "use_hyperscan": self.use_hyperscan,
+            "max_scan_bytes": self.max_scan_bytes,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._parsed = state["parsed"]
+        self.cache_dir = state["cache_dir"]
+        self.use_hyperscan = bool(state["use_hyperscan"] and hs is not None)
+        self.max_scan_bytes = state["max_scan_bytes"]
+        self._build()
+
+    def _build(self) -> None:
+        p = self._parsed
+        self.skipped: list[tuple[str, str]] = []
+        self.warnings: list[str] = list(p.warnings)
+        self._local = threading.local()
+        names: list[str] = []
+        kinds: list[str] = []
+        self._index: dict[str, int] = {}
+        usable: dict[str, RuleDef] = {}
+        for name, rd in p.rules.items():
+            reason = rd.error
+            if reason is None and rd.eval_name is not None and rd.eval_name not in evals_mod.EVALS:
+                reason = f"eval test not implemented: {rd.eval_name}"
+            if (
+                reason is None
+                and rd.kind == "header"
+                and rd.header is not None
+                and rd.header.lower().startswith(("x-spam-relays-", "all-"))
+            ):
+                reason = f"pseudo-header not available: {rd.header}"
+            if reason is not None:
+                self.skipped.append((name, reason))
+                continue
+            usable[name] = rd
+        for name, reason in p.unsupported.items():
+            if name not in p.rules:
+                self.skipped.append((name, reason))
+        for name, reason in p.inactive.items():
+            self.skipped.append((name, reason))
+
+        self._body = _Target("body")
+        self._rawbody = _Target("rawbody")
+        self._full = _Target("full")
+        self._uri = _Target("uri")
+        self._headers: dict[tuple[str, tuple[str, ...]], _HeaderTarget] = {}
+        self._evals: list[tuple[int, evals_mod.EvalFn, tuple[Any, ...]]] = []
+        metas: dict[str, RuleDef] = {}
+
+        def add(name: str, kind: str) -> int:
+            idx = len(names)
+            names.append(name)
+            kinds.append(kind)
+            self._index[name] = idx
+            return idx
+
+        for name, rd in usable.items():
+            if rd.kind == "meta":
+                metas[name] = rd
+                continue
+            if rd.eval_name is not None:
+                try:
+                    args = evals_mod.parse_args(rd.eval_args)
+                except ValueError as exc:
+                    self.skipped.append((name, str(exc)))
+                    continue
+                self._evals.append((add(name, rd.kind), evals_mod.EVALS[rd.eval_name], args))
+                continue
+            if rd.kind == "header" and rd.exists:
+                assert rd.header is not None
+                ht = self._header_target(rd.header, ())
+                ht.exists_rules.append(add(name, "header"))
+                continue
+            entry_or_reason = self._entry(rd)
+            if isinstance(entry_or_reason, str):
+                self.skipped.append((name, entry_or_reason))
+                continue
+            entry = entry_or_reason
+            entry.rule = add(name, rd.kind)
+            self._target_for(rd).entries.append(entry)
+
+        # metas: resolve names, order by dependencies, drop cycles
+        self._compile_metas(metas, names, kinds, add)
+        self.names: list[str] = names
+        self._kinds = kinds
+        self._scores = [self._score(n) for n in names]
+        self._describe = [p.describe.get(n, "") for n in names]
+        self._report = [
+            not n.startswith("__") and self._scores[i] != 0.0 for i, n in enumerate(names)
+        ]
+        self._report_sub = [self._scores[i] != 0.0 for i in range(len(names))]
+        self._compile_targets()
+        self.skipped.sort()
+
+    def _score(self, name: str) -> float:
+        p = self._parsed
+        if name in p.scores:
+            return p.scores[name]
+        if name.startswith("__"):
+            return 0.0
+        return -DEFAULT_SCORE if "nice" in p.tflags.get(name, ()) else DEFAULT_SCORE
+
+    def _multiple(self, name: str) -> int:
+        flags = self._parsed.tflags.get(name, ())
+        if "multiple" not in flags:
+            return 0
+        for f in flags:
+            if f.startswith("maxhits="):
+                try:
+                    return max(1, min(int(f.split("=", 1)[1]), MAX_MULTIPLE))
+                except ValueError:
+                    pass
+        return MAX_MULTIPLE
+
+    def _entry(self, rd: RuleDef) -> _Entry | str:
+        assert rd.pattern is not None
+        try:
+            t = translate(rd.pattern, rd.flags, multiline=rd.kind in ("body", "rawbody"))
+            py = compile_python(t)
+        except RegexError as exc:
+            return (
+                str(exc)
+                if str(exc).startswith(("regex error", "unsupported"))
+                else (f"unsupported regex: {exc}")
+            )
+        except RecursionError:
+            return "regex error: too deeply nested"
+        flags = 0
+        if hs is not None:
+            flags = (
+                (hs.HS_FLAG_CASELESS if t.caseless else 0)
+                | (hs.HS_FLAG_MULTILINE if t.multiline else 0)
+                | (hs.HS_FLAG_DOTALL if t.dotall else 0)
+            )
+        entry = _Entry(
+            rule=-1,
+            py=py,
+            hs_pattern=t.hs,
+            hs_flags=flags,
+            negate=rd.negate,
+            multiple=self._multiple(rd.name),
+        )
+        if rd.kind == "header":
+            entry.empty_result = self._match(entry, b"")
+            if rd.if_unset is not None:
+                entry.unset_result = self._match(entry, _b(rd.if_unset))
+        return entry
+
+    @staticmethod
+    def _match(entry: _Entry, data: bytes) -> int:
+        if entry.multiple:
+            n = 0
+            for _ in entry.py.finditer(data):
+                n += 1
+                if n >= entry.multiple:
+                    break
+            found = n
+        else:
+            found = 1 if entry.py.search(data) is not None else 0
+        if entry.negate:
+            return 0 if found else 1
+        return found
+
+    def _header_target(self, name: str, modifiers: tuple[str, ...]) -> _HeaderTarget:
+        key = (name.lower() if name not in ("ALL", "MESSAGEID") else name, tuple(sorted(modifiers)))
+        ht = self._headers.get(key)
+        if ht is None:
+            ht = _HeaderTarget(name, key[1], _Target(f"header:{key[0]}:{':'.join(key[1])}"))
+            self._headers[key] = ht
+        return ht
+
+    def _target_for(self, rd: RuleDef) -> _Target:
+        if rd.kind == "header":
+            assert rd.header is not None
+            return self._header_target(rd.header, rd.modifiers).target
+        return {
+            "body": self._body,
+            "rawbody": self._rawbody,
+            "full": self._full,
+            "uri": self._uri,
+        }[rd.kind]
+
+    def _compile_metas(
+        self,
+        metas: dict[str, RuleDef],
+        names: list[str],
+        kinds: list[str],
+        add: Callable[[str, str], int],
+    ) -> None:
+        all_known = list(self._index) + list(metas)
+        deps: dict[str, set[str]] = {}
+        for name, rd in metas.items():
+            assert rd.expr is not None
+            try:
+                deps[name] = meta_mod.names_in(rd.expr, all_known) & set(metas)
+            except meta_mod.MetaError as exc:
+                self.skipped.append((name, f"bad meta expression: {exc}"))
+        order: list[str] = []
+        state: dict[str, int] = {}  # 1 visiting, 2 done
+
+        def visit(n: str, path: list[str]) -> bool:
+            if state.get(n) == 2:
+                return True
+            if state.get(n) == 1:
+                return False
+            state[n] = 1
+            ok = True
+            for d in sorted(deps.get(n, ())):
+                if d in deps and not visit(d, [*path, n]):
+                    ok = False
+            state[n] = 2
+            if ok:
+                order.append(n)
+            else:
+                self.skipped.append((n, "meta dependency cycle"))
+            return ok
+
+        for n in deps:
+            visit(n, [])
+        for n in order:
+            add(n, "meta")
+        statements: list[tuple[int, str]] = []
+        known = list(self._index)
+
+        def resolve(ref: str) -> str:
+            i = self._index.get(ref)
+            return f"h[{i}]" if i is not None else "0"
+
+        for n in order:
+            expr = metas[n].expr
+            assert expr is not None
+            src = meta_mod.to_python(expr, resolve, lambda g: sorted(fnmatch.filter(known, g)))
+            statements.append((self._index[n], src))
+        self._meta_src = statements
+        self._meta_fn = meta_mod.build_function(statements)
+
+    # -- hyperscan ----------------------------------------------------------------------
+    def _all_targets(self) -> list[_Target]:
+        return [self._body, self._rawbody, self._full, self._uri] + [
+            ht.target for ht in self._headers.values()
+        ]
+
+    def _cache_key(self, targets: Sequence[_Target]) -> str:
+        h = hashlib.sha256()
+        h.update(f"mailsift-rules {ENGINE_VERSION} hyperscan {HS_VERSION}\n".encode())
+        for t in targets:
+            h.update(json.dumps([t.key, t.spec()]).encode("utf-8"))
+        return h.hexdigest()
+
+    def _compile_targets(self) -> None:
+        targets = [t for t in self._all_targets() if t.entries]
+        self.cached = False
+        for t in targets:
+            t.negated = [i for i, e in enumerate(t.entries) if e.negate]
+        if not self.use_hyperscan:
+            for t in targets:
+                t.re_only = list(range(len(t.entries)))
+                for e in t.entries:
+                    e.mode = MODE_RE
+            return
+        key = self._cache_key(targets)
+        if self.cache_dir is not None and self._load_cache(key, targets):
+            self.cached = True
+            return
+        compiler = _Compiler()
+        try:
+            for t in targets:
+                _compile_target(t, compiler)
+        finally:
+            compiler.close()
+        if self.cache_dir is not None and not compiler.broken:
+            try:
+                self._save_cache(key, targets)
+            except OSError as exc:
+                self.warnings.append(f"cannot write rules cache: {exc}")
+
+    def _cache_file(self, key: str) -> Path:
+        assert self.cache_dir is not None
+        return self.cache_dir / f"rules-{key[:32]}.hsdb"
+
+    def _save_cache(self, key: str, targets: Sequence[_Target]) -> None:
+        blobs: list[bytes] = []
+        meta: list[dict[str, Any]] = []
+        for t in targets:
+            blob = hs.dumpb(t.db) if t.db is not None else b""
+            meta.append(
+                {
+                    "key": t.key,
+                    "modes": [e.mode for e in t.entries],
+                    "hs_ids": t.hs_ids,
+                    "len": len(blob),
+                    "sha256": hashlib.sha256(blob).hexdigest(),
+                }
+            )
+            blobs.append(blob)
+        header = json.dumps({"key": key, "targets": meta}).encode("utf-8")
+        assert self.cache_dir is not None
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=".rules-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(b"MSRULES1")
+                f.write(len(header).to_bytes(8, "big"))
+                f.write(header)
+                for blob in blobs:
+                    f.write(blob)
+            os.replace(tmp, self._cache_file(key))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def _load_cache(self, key: str, targets: Sequence[_Target]) -> bool:
+        path = self._cache_file(key)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return False
+        try:
+            if data[:8] != b"MSRULES1":
+                raise ValueError("bad magic")
+            hlen = int.from_bytes(data[8:16], "big")
+            header = json.loads(data[16 : 16 + hlen])
+            if header.get("key") != key or len(header["targets"]) != len(targets):
+                raise ValueError("key mismatch")
+            pos = 16 + hlen
+            loaded: list[tuple[Any, list[str], list[int]]] = []
+            for t, m in zip(targets, header["targets"], strict=True):
+                blob = data[pos : pos + m["len"]]
+                pos += m["len"]
+                if m["key"] != t.key or len(m["modes"]) != len(t.entries):
+                    raise ValueError("target mismatch")
+                if hashlib.sha256(blob).hexdigest() != m["sha256"]:
+                    raise ValueError("checksum mismatch")
+                db = hs.loadb(blob, hs.HS_MODE_BLOCK) if blob else None
+                loaded.append((db, m["modes"], m["hs_ids"]))
+        except Exception as exc:
+            self.warnings.append(f"rules cache {path.name} unusable ({exc}); recompiling")
+            return False
+        for t, (db, modes, hs_ids) in zip(targets, loaded, strict=True):
+            t.db = db
+            t.hs_ids = list(hs_ids)
+            for e, mode in zip(t.entries, modes, strict=True):
+                e.mode = mode
+            t.re_only = [i for i, e in enumerate(t.entries) if e.mode == MODE_RE]
+        return True
+
+    # -- evaluation ---------------------------------------------------------------------
+    def _scratch(self, t: _Target) -> Any:
+        cache: dict[int, Any] | None = getattr(self._local, "scratch", None)
+        if cache is None:
+            cache = {}
+            self._local.scratch = cache
+        s = cache.get(id(t))
+        if s is None:
+            s = hs.Scratch(t.db)
+            cache[id(t)] = s
+        return s
+
+    def _scan(self, t: _Target, data: bytes, h: list[int]) -> None:
+        entries = t.entries
+        matched: set[int] = set()
+        if t.db is not None:
+            found: list[int] = []
+            t.db.scan(data, _on_match, context=found, scratch=self._scratch(t))
+            for hid in found:
+                ei = t.hs_ids[hid]
+                e = entries[ei]
+                if e.mode == MODE_PREFILTER or e.multiple:
+                    n = self._count(e, data)
+                    if n:
+                        matched.add(ei)
+                        if not e.negate:
+                            h[e.rule] = max(h[e.rule], n)
+                else:
+                    matched.add(ei)
+                    if not e.negate:
+                        h[e.rule] = 1
+        for ei in t.re_only:
+            e = entries[ei]
+            n = self._count(e, data)
+            if n:
+                matched.add(ei)
+                if not e.negate:
+                    h[e.rule] = max(h[e.rule], n)
+        for ei in t.negated:
+            if ei not in matched:
+                h[entries[ei].rule] = 1
+
+    @staticmethod
+    def _count(e: _Entry, data: bytes) -> int:
+        if not e.multiple:
+            return 1 if e.py.search(data) is not None else 0
+        n = 0
+        for _ in e.py.finditer(data):
+            n += 1
+            if n >= e.multiple:
+                break
+        return n
+
+    def _scan_uris(self, views: MessageViews, h: list[int]) -> None:
+        t = self._uri
+        if not t.entries:
+            return
+        seen: set[str] = set()
+        any_url = False
+        # per-URL scans; a negated uri rule hits when some URL does not match it
+        hits = [0] * len(h)
+        for u in views.pm.urls:
+            if u.url in seen:
+                continue
+            seen.add(u.url)
+            if len(seen) > MAX_URLS:
+                break
+            any_url = True
+            self._scan(t, _b(u.url), hits)
+        if any_url:
+            for i, v in enumerate(hits):
+                if v:
+                    h[i] = max(h[i], v)
+
+    def hit_values(self, pm: ParsedMessage) -> list[int]:
+        """Raw per-rule values (index as in :attr:`names`), metas included."""
+        views = MessageViews(pm, self.max_scan_bytes)
+        h = [0] * len(self.names)
+        if self._body.entries:
+            self._scan(self._body, views.body, h)
+        if self._rawbody.entries:
+            self._scan(self._rawbody, views.rawbody, h)
+        if self._full.entries:
+            self._scan(self._full, views.full, h)
+        self._scan_uris(views, h)
+        for ht in self._headers.values():
+            value = header_request(views, ht.name, ht.modifiers)
+            for ri in ht.exists_rules:
+                h[ri] = 1 if value is not None else 0
+            t = ht.target
+            if not t.entries:
+                continue
+            if value is None:
+                for e in t.entries:
+                    r = e.unset_result if e.unset_result is not None else e.empty_result
+                    if r:
+                        h[e.rule] = r
+            else:
+                self._scan(t, value, h)
+        for ri, fn, args in self._evals:
+            try:
+                h[ri] = int(fn(views, args))
+            except Exception as exc:  # an eval bug must not lose the message
+                log.warning("eval rule %s failed: %s", self.names[ri], exc)
+        self._meta_fn(h)
+        return h
+
+    def evaluate(self, pm: ParsedMessage, *, include_subrules: bool = False) -> list[Symbol]:
+        """Rules that hit, as Symbols (source "rule"), in rule order."""
+        h = self.hit_values(pm)
+        report = self._report_sub if include_subrules else self._report
+        return [
+            Symbol(self.names[i], self._scores[i], self._describe[i], "rule")
+            for i, v in enumerate(h)
+            if v and report[i]
+        ]
+
+    # -- introspection ------------------------------------------------------------------
+    def rule_kind(self, name: str) -> str:
+        return self._kinds[self._index[name]]
+
+    def score_of(self, name: str) -> float:
+        return self._scores[self._index[name]]
+
+    def description(self, name: str) -> str:
+        return self._describe[self._index[name]]
+
+    def regex_mode(self, name: str) -> str | None:
+        """``hs``, ``prefilter`` or ``re`` for a regex rule, None for others."""
+        idx = self._index.get(name)
+        for t in self._all_targets():
+            for e in t.entries:
+                if e.rule == idx:
+                    return e.mode
+        return None
+
+    def stats(self) -> CompileStats:
+        by_type: dict[str, int] = {}
+        for k in self._kinds:
+            by_type[k] = by_type.get(k, 0) + 1
+        modes = [e.mode for t in self._all_targets() for e in t.entries]
+        return CompileStats(
+            by_type=by_type,
+            hyperscan=modes.count(MODE_HS),
+            prefilter=modes.count(MODE_PREFILTER),
+            re_only=modes.count(MODE_RE),
+            evals=len(self._evals),
+            metas=len(self._meta_src),
+            disabled=sum(
+                1
+                for n, s in zip(self.names, self._scores, strict=True)
+                if s == 0.0 and not n.startswith("__")
+            ),
+            cached=self.cached,
+        )
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def _on_match(hid: int, start: int, end: int, flags: int, ctx: list[int]) -> None:
+    ctx.append(hid)
+
+
+# ---- hyperscan compilation, in a child process ----------------------------------------------
+#
+# A few patterns make Hyperscan's compiler run for minutes or eat gigabytes (prefilter mode on
+# wide bounded repeats). Compiling in a child process with a memory cap and a timeout per
+# pattern contains that: a pattern that times out runs with ``re``.
+
+TRIAL_TIMEOUT = 20.0  # seconds for one pattern
+DB_TIMEOUT = 900.0  # seconds for one target's database
+CHILD_MEMORY = 4 * 1024**3
+
+
+def _child_main(conn: Any) -> None:  # pragma: no cover - runs in the child process
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY, CHILD_MEMORY))
+    except (ImportError, ValueError, OSError):
+        pass
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            return
+        if msg[0] == "try":
+            conn.send(_try_compile(msg[1], msg[2]))
+        elif msg[0] == "db":
+            try:
+                db = hs.Database()
+                db.compile(
+                    expressions=msg[1],
+                    ids=list(range(len(msg[1]))),
+                    elements=len(msg[1]),
+                    flags=msg[2],
+                )
+                conn.send(("ok", hs.dumpb(db)))
+            except Exception as exc:
+                conn.send(("error", str(exc)))
+        else:
+            return
+
+
+def _try_compile(pattern: bytes, flags: int) -> int | None:
+    """Flags with which hyperscan takes ``pattern`` alone, or None."""
+    base = flags | hs.HS_FLAG_SINGLEMATCH
+    pf = hs.HS_FLAG_PREFILTER
+    for extra in (0, hs.HS_FLAG_ALLOWEMPTY, pf, pf | hs.HS_FLAG_ALLOWEMPTY):
+        try:
+            hs.Database().compile(expressions=[pattern], ids=[0], elements=1, flags=[base | extra])
+            return base | extra
+        except Exception:  # noqa: S112 - hyperscan.error or MemoryError: try the next mode
+            continue
+    return None
+
+
+class _Compiler:
+    """A child process that compiles patterns; restarted when a compile times out."""
+
+    def __init__(self) -> None:
+        import multiprocessing
+
+        # fork: the child needs nothing but hyperscan, and spawn would re-run __main__
+        self._ctx = multiprocessing.get_context("fork")
+        self._proc: Any = None
+        self._conn: Any = None
+        self.broken = False  # the child failed other than by a timeout: do not cache
+
+    def _start(self) -> None:
+        parent, child = self._ctx.Pipe()
+        self._proc = self._ctx.Process(target=_child_main, args=(child,), daemon=True)
+        self._proc.start()
+        child.close()
+        self._conn = parent
+
+    def _call(self, msg: tuple[Any, ...], timeout: float) -> Any:
+        try:
+            if self._proc is None or not self._proc.is_alive():
+                self._start()
+            self._conn.send(msg)
+            if self._conn.poll(timeout):
+                return self._conn.recv()
+        except Exception as exc:  # child died, pipe broke, could not start
+            log.warning("hyperscan compiler process failed: %s", exc)
+            self.broken = True
+        self.close()  # timed out or died: kill it, the next call starts a fresh one
+        raise TimeoutError
+
+    def trial(self, pattern: bytes, flags: int) -> int | None:
+        try:
+            result: int | None = self._call(("try", pattern, flags), TRIAL_TIMEOUT)
+            return result
+        except TimeoutError:
+            log.warning("hyperscan gave up on %r (timeout); using re", pattern[:80])
+            return None
+
+    def database(self, exprs: list[bytes], flags: list[int]) -> bytes | None:
+        try:
+            status, payload = self._call(("db", exprs, flags), DB_TIMEOUT)
+        except TimeoutError:
+            return None
+        return payload if status == "ok" else None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(OSError, BrokenPipeError):
+                self._conn.send(("stop",))
+        if self._proc is not None:
+            self._proc.join(timeout=1)
+            if self._proc.is_alive():
+                self._proc.kill()
+                self._proc.join(timeout=5)
+        if self._conn is not None:
+            self._conn.close()
+        self._proc = None
+        self._conn = None
+
+
+def _compile_target(t: _Target, compiler: _Compiler) -> None:
+    """Classify each pattern, then build the target's database (or fall back to re)."""
+    exprs: list[bytes] = []
+    flags: list[int] = []
+    t.hs_ids = []
+    for i, e in enumerate(t.entries):
+        fl = compiler.trial(e.hs_pattern, e.hs_flags)
+        if fl is None:
+            e.mode = MODE_RE
+            continue
+        e.mode = MODE_PREFILTER if fl & hs.HS_FLAG_PREFILTER else MODE_HS
+        exprs.append(e.hs_pattern)
+        flags.append(fl)
+        t.hs_ids.append(i)
+    t.db = None
+    if exprs:
+        blob = compiler.database(exprs, flags)
+        if blob is not None:
+            t.db = hs.loadb(blob, hs.HS_MODE_BLOCK)
+        else:
+            log.warning("hyperscan database for %s failed; using re", t.key)
+            for i in t.hs_ids:
+                t.entries[i].mode = MODE_RE
+            t.hs_ids = []
+    t.re_only = [i for i, e in enumerate(t.entries) if e.mode == MODE_RE]

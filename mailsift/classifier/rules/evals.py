@@ -1,0 +1,406 @@
+"""Built-in eval tests: what a regex cannot see, computed from the ParsedMessage.
+
+A rule uses one as ``body NAME eval:mailsift_html_only()`` (the rule type does not matter
+for evals). Each test takes the message views and its literal arguments and returns a
+count (0 = no hit). The project's own tests are named ``mailsift_*``; a few stock
+SpamAssassin eval tests with an obvious meaning on our parsed message are provided under
+their SpamAssassin names. Any other ``eval:`` is skipped with the reason
+"eval test not implemented: NAME".
+
+Tests (arguments in brackets):
+
+- ``mailsift_html_only()``: HTML parts, no text/plain content.
+- ``mailsift_image_only([max_chars=200])``: images but at most ``max_chars`` visible text.
+- ``mailsift_link_text_mismatch()``: an anchor's shown text is a URL or domain whose
+  registrable domain differs from the href's.
+- ``mailsift_url_ip()``: a URL's host is a bare IP (dotted, decimal or hex).
+- ``mailsift_url_shortener()``: a URL on a known URL-shortener domain.
+- ``mailsift_replyto_mismatch()``: Reply-To's registrable domain differs from From's.
+- ``mailsift_date_future([hours=48])`` / ``mailsift_date_past([days=365])``: Date header
+  compared with the newest Received timestamp (the clock when no Received has one).
+- ``mailsift_attachment_ext('exe scr ...')``: an attachment name ends in a listed extension.
+- ``mailsift_double_extension()``: ``invoice.pdf.exe`` style names.
+- ``mailsift_text_encoding('base64')``: a text/plain MIME part sent in that
+  Content-Transfer-Encoding.
+- ``mailsift_charset_mismatch()``: a part declares us-ascii (or an unknown charset) yet
+  carries 8-bit bytes.
+- ``mailsift_defects([min=1])``: MIME structure defects found by the parser.
+- ``mailsift_truncated()``: the message was larger than what we scan.
+- ``mailsift_body_caps([ratio=0.5], [min_letters=100])``: share of upper-case letters.
+- ``mailsift_many_urls([n=20])``: at least ``n`` distinct URLs.
+- SpamAssassin names: ``check_for_mime_html_only``, ``check_for_mime_html``,
+  ``check_for_missing_to_header``, ``html_image_only``, ``check_for_faraway_charset``
+  (our charset mismatch), ``check_msg_parse_flags('truncated')``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from mailsift.message import ParsedMessage, parse_date, registrable_domain
+
+if TYPE_CHECKING:
+    from mailsift.classifier.rules.engine import MessageViews
+
+EvalFn = Callable[["MessageViews", tuple[Any, ...]], int]
+
+# well-known public URL shorteners (our list)
+SHORTENER_DOMAINS = frozenset(
+    [
+        "bit.ly",
+        "bitly.com",
+        "tinyurl.com",
+        "goo.gl",
+        "ow.ly",
+        "t.co",
+        "is.gd",
+        "buff.ly",
+        "adf.ly",
+        "bit.do",
+        "cutt.ly",
+        "rebrand.ly",
+        "shorturl.at",
+        "tiny.cc",
+        "rb.gy",
+        "v.gd",
+        "t.ly",
+        "lnkd.in",
+        "db.tt",
+        "qr.ae",
+        "soo.gd",
+        "s2r.co",
+        "clck.ru",
+        "shorte.st",
+        "mcaf.ee",
+        "su.pr",
+        "yourls.org",
+        "x.co",
+        "po.st",
+        "bc.vc",
+        "u.to",
+        "tr.im",
+        "cli.gs",
+        "short.io",
+        "snip.ly",
+        "trib.al",
+        "dlvr.it",
+        "fb.me",
+        "youtu.be",
+        "wp.me",
+        "amzn.to",
+        "ift.tt",
+        "tiny.one",
+        "shrtco.de",
+        "rotf.lol",
+        "1url.com",
+        "zpr.io",
+        "urlz.fr",
+        "chilp.it",
+        "tny.im",
+        "kutt.it",
+        "s.id",
+        "tinyurl.is",
+        "surl.li",
+    ]
+)
+EXECUTABLE_EXTS = frozenset(
+    [
+        "exe",
+        "scr",
+        "js",
+        "jse",
+        "vbs",
+        "vbe",
+        "bat",
+        "cmd",
+        "com",
+        "pif",
+        "lnk",
+        "iso",
+        "img",
+        "hta",
+        "msi",
+        "wsf",
+        "wsh",
+        "jar",
+        "ps1",
+        "cpl",
+        "reg",
+    ]
+)
+DOCUMENT_EXTS = frozenset(
+    [
+        "pdf",
+        "doc",
+        "docx",
+        "xls",
+        "xlsx",
+        "ppt",
+        "pptx",
+        "txt",
+        "rtf",
+        "jpg",
+        "jpeg",
+        "png",
+        "gif",
+        "zip",
+        "htm",
+        "html",
+    ]
+)
+
+_DOMAINISH_RE = re.compile(
+    r"^(?:https?://)?(?:www\.)?([a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,62}"
+    r"[a-z0-9])?)*\.[a-z]{2,24})(?:[:/?#]\S*)?$",
+    re.IGNORECASE,
+)
+_MIME_HEAD_RE = re.compile(
+    rb"(?:^|\n)(Content-Type:[^\n]*(?:\n[ \t][^\n]*)*(?:\n[A-Za-z-]+:[^\n]*(?:\n[ \t][^\n]*)*){0,8})",
+    re.IGNORECASE,
+)
+_CTE_RE = re.compile(rb"\nContent-Transfer-Encoding:\s*\"?([\w-]+)", re.IGNORECASE)
+_CHARSET_RE = re.compile(rb"charset\s*=\s*\"?([\w.:-]+)", re.IGNORECASE)
+_RECEIVED_DATE_RE = re.compile(r";\s*([^;]+)$")
+
+
+def _num(args: tuple[Any, ...], i: int, default: float) -> float:
+    try:
+        return float(args[i])
+    except (IndexError, TypeError, ValueError):
+        return default
+
+
+def html_only(v: MessageViews, args: tuple[Any, ...]) -> int:
+    return int(v.pm.is_html_only)
+
+
+def has_html(v: MessageViews, args: tuple[Any, ...]) -> int:
+    return int(bool(v.pm.html))
+
+
+def image_only(v: MessageViews, args: tuple[Any, ...]) -> int:
+    max_chars = _num(args, 0, 200)
+    visible = len(re.sub(r"\s+", "", v.pm.body))
+    return int(v.pm.images > 0 and visible <= max_chars)
+
+
+def sa_html_image_only(v: MessageViews, args: tuple[Any, ...]) -> int:
+    lo, hi = _num(args, 0, 0), _num(args, 1, 400)
+    visible = len(re.sub(r"\s+", "", v.pm.html_text))
+    return int(bool(v.pm.html) and v.pm.images > 0 and lo <= visible < hi)
+
+
+def _shown_domain(text: str | None) -> str:
+    if not text:
+        return ""
+    m = _DOMAINISH_RE.match(text.strip())
+    return registrable_domain(m.group(1).lower()) if m else ""
+
+
+def link_text_mismatch(v: MessageViews, args: tuple[Any, ...]) -> int:
+    n = 0
+    for u in v.pm.urls:
+        if u.source != "html" or not u.domain:
+            continue
+        shown = _shown_domain(u.text)
+        if shown and shown != u.domain:
+            n += 1
+    return n
+
+
+def url_ip(v: MessageViews, args: tuple[Any, ...]) -> int:
+    return sum(1 for u in v.pm.urls if u.is_ip)
+
+
+def url_shortener(v: MessageViews, args: tuple[Any, ...]) -> int:
+    return sum(1 for u in v.pm.urls if u.host in SHORTENER_DOMAINS or u.domain in SHORTENER_DOMAINS)
+
+
+def many_urls(v: MessageViews, args: tuple[Any, ...]) -> int:
+    return int(len({u.url for u in v.pm.urls}) >= _num(args, 0, 20))
+
+
+def replyto_mismatch(v: MessageViews, args: tuple[Any, ...]) -> int:
+    rt, frm = v.pm.reply_to, v.pm.from_addr
+    if "@" not in rt or "@" not in frm:
+        return 0
+    return int(
+        registrable_domain(rt.rsplit("@", 1)[1]) != registrable_domain(frm.rsplit("@", 1)[1])
+    )
+
+
+def _reference_time(pm: ParsedMessage) -> datetime | None:
+    for value in pm.header_all("Received"):
+        m = _RECEIVED_DATE_RE.search(value)
+        if m:
+            dt = parse_date(m.group(1).strip())
+            if dt is not None and dt.tzinfo is not None:
+                return dt
+    return None
+
+
+def _date_skew_hours(pm: ParsedMessage, use_clock: bool) -> float | None:
+    dt = pm.date
+    if dt is None or dt.tzinfo is None:
+        return None
+    ref = _reference_time(pm)
+    try:
+        if ref is None:
+            if not use_clock:
+                return None
+            return (dt.timestamp() - time.time()) / 3600.0
+        return (dt - ref).total_seconds() / 3600.0
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
+def date_future(v: MessageViews, args: tuple[Any, ...]) -> int:
+    skew = _date_skew_hours(v.pm, use_clock=True)
+    return int(skew is not None and skew > _num(args, 0, 48))
+
+
+def date_past(v: MessageViews, args: tuple[Any, ...]) -> int:
+    skew = _date_skew_hours(v.pm, use_clock=False)
+    return int(skew is not None and -skew > _num(args, 0, 365) * 24)
+
+
+def _ext_list(args: tuple[Any, ...]) -> frozenset[str]:
+    words = " ".join(str(a) for a in args).replace(",", " ").lower().split()
+    return frozenset(w.lstrip(".") for w in words) or EXECUTABLE_EXTS
+
+
+def attachment_ext(v: MessageViews, args: tuple[Any, ...]) -> int:
+    exts = _ext_list(args)
+    return sum(
+        1
+        for a in v.pm.attachments
+        if "." in a.filename and a.filename.rsplit(".", 1)[1].strip().lower() in exts
+    )
+
+
+def double_extension(v: MessageViews, args: tuple[Any, ...]) -> int:
+    n = 0
+    for a in v.pm.attachments:
+        bits = a.filename.strip().lower().split(".")
+        if len(bits) >= 3 and bits[-1] in EXECUTABLE_EXTS and bits[-2] in DOCUMENT_EXTS:
+            n += 1
+    return n
+
+
+def _mime_heads(v: MessageViews) -> list[bytes]:
+    return [m.group(1) for m in _MIME_HEAD_RE.finditer(v.raw_head_and_body)]
+
+
+def text_encoding(v: MessageViews, args: tuple[Any, ...]) -> int:
+    want = str(args[0]).lower().encode() if args else b"base64"
+    n = 0
+    for head in _mime_heads(v):
+        if not re.match(rb"Content-Type:\s*\"?text/plain", head, re.IGNORECASE):
+            continue
+        m = _CTE_RE.search(b"\n" + head)
+        if m and m.group(1).lower() == want:
+            n += 1
+    return n
+
+
+def charset_mismatch(v: MessageViews, args: tuple[Any, ...]) -> int:
+    if any(d.startswith("unknown charset") for d in v.pm.defects):
+        return 1
+    raw = v.raw_head_and_body
+    declared = {m.group(1).lower() for m in _CHARSET_RE.finditer(raw)}
+    if declared and declared <= {b"us-ascii", b"ascii"}:
+        sep = raw.find(b"\n\n")
+        body = raw[sep:] if sep >= 0 else b""
+        return int(re.search(rb"[\x80-\xff]", body) is not None)
+    return 0
+
+
+_STRUCTURAL = re.compile(r"^(?!truncated|NUL bytes|8-bit header)")
+
+
+def defects(v: MessageViews, args: tuple[Any, ...]) -> int:
+    found = sum(1 for d in v.pm.defects if _STRUCTURAL.match(d))
+    return int(found >= _num(args, 0, 1))
+
+
+def truncated(v: MessageViews, args: tuple[Any, ...]) -> int:
+    return int(v.pm.truncated)
+
+
+def sa_parse_flags(v: MessageViews, args: tuple[Any, ...]) -> int:
+    flag = str(args[0]) if args else ""
+    if flag == "truncated":
+        return int(v.pm.truncated)
+    return 0
+
+
+def body_caps(v: MessageViews, args: tuple[Any, ...]) -> int:
+    ratio, min_letters = _num(args, 0, 0.5), _num(args, 1, 100)
+    text = v.pm.body[:20000]
+    upper = sum(1 for c in text if "A" <= c <= "Z")
+    lower = sum(1 for c in text if "a" <= c <= "z")
+    letters = upper + lower
+    return int(letters >= min_letters and upper / letters >= ratio)
+
+
+def missing_to(v: MessageViews, args: tuple[Any, ...]) -> int:
+    return int(not v.pm.has_header("To") and not v.pm.has_header("Apparently-To"))
+
+
+EVALS: dict[str, EvalFn] = {
+    "mailsift_html_only": html_only,
+    "mailsift_image_only": image_only,
+    "mailsift_link_text_mismatch": link_text_mismatch,
+    "mailsift_url_ip": url_ip,
+    "mailsift_url_shortener": url_shortener,
+    "mailsift_many_urls": many_urls,
+    "mailsift_replyto_mismatch": replyto_mismatch,
+    "mailsift_date_future": date_future,
+    "mailsift_date_past": date_past,
+    "mailsift_attachment_ext": attachment_ext,
+    "mailsift_double_extension": double_extension,
+    "mailsift_text_encoding": text_encoding,
+    "mailsift_charset_mismatch": charset_mismatch,
+    "mailsift_defects": defects,
+    "mailsift_truncated": truncated,
+    "mailsift_body_caps": body_caps,
+    # SpamAssassin names with the same meaning on our parse
+    "check_for_mime_html_only": html_only,
+    "check_for_mime_html": has_html,
+    "check_for_missing_to_header": missing_to,
+    "html_image_only": sa_html_image_only,
+    "check_for_faraway_charset": charset_mismatch,
+    "check_msg_parse_flags": sa_parse_flags,
+}
+
+_ARG_RE = re.compile(r"""\s*(?:'([^']*)'|"([^"]*)"|([^,\s'"]+))\s*(?:,|$)""")
+
+
+def parse_args(text: str) -> tuple[Any, ...]:
+    """``'a', "b", 3`` -> ('a', 'b', 3.0). Raises ValueError when unparsable."""
+    out: list[Any] = []
+    pos = 0
+    text = text.strip()
+    while pos < len(text):
+        m = _ARG_RE.match(text, pos)
+        if not m or m.end() == pos:
+            raise ValueError(f"bad eval arguments: {text!r}")
+        pos = m.end()
+        if m.group(3) is not None:
+            try:
+                out.append(float(m.group(3)))
+            except ValueError:
+                out.append(m.group(3))
+        else:
+            out.append(m.group(1) if m.group(1) is not None else m.group(2))
+    return tuple(out)
+
+
+def address_domain(addr: str) -> str:
+    _, a = email.utils.parseaddr(addr)
+    return registrable_domain(a.rsplit("@", 1)[1]) if "@" in a else ""
