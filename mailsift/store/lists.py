@@ -25,8 +25,8 @@ Patterns (case-insensitive, stored lower-case):
 A sender matches through the envelope MAIL FROM or the header From address. Both are
 forgeable: a white entry trusts a name, not a proof (SPF/DKIM/DMARC checks score forgery; a
 white list still wins, as the checklist asks). Lookups use an in-memory snapshot of the lists,
-refreshed when the store's list version changes (checked at most every ``ttl`` seconds;
-writes through this object invalidate at once).
+refreshed when the store's list version changes (checked at most every ``ttl`` seconds for
+other processes' writes; writes through the same store object are seen at once).
 """
 
 from __future__ import annotations
@@ -144,6 +144,7 @@ class StoreListPolicy:
         self._lock = threading.Lock()
         self._snap: _Snapshot | None = None
         self._checked = 0.0
+        self._local = -1
 
     # ---- cache -----------------------------------------------------------------------------
     def invalidate(self) -> None:
@@ -153,13 +154,15 @@ class StoreListPolicy:
     def _snapshot(self) -> _Snapshot:
         now = time.monotonic()
         snap = self._snap
-        if snap is not None and now - self._checked < self.ttl:
+        local = getattr(self.store.lists, "local_version", 0)
+        if snap is not None and now - self._checked < self.ttl and local == self._local:
             return snap
         with self._lock:
             version = self.store.lists.version()
             if self._snap is None or self._snap.version != version:
                 self._snap = self._load(version)
             self._checked = now
+            self._local = local
             return self._snap
 
     def _load(self, version: int) -> _Snapshot:

@@ -415,9 +415,13 @@ def normalize_pattern(pattern: str) -> str:
 class SqlListRepo:
     def __init__(self, db: SqlStore) -> None:
         self.db = db
+        # bumped by every change made through this object: caches in this process see their
+        # own writes at once, without asking the database
+        self.local_version = 0
 
     def _bump(self) -> None:
         self.db.execute("UPDATE list_version SET version = version + 1 WHERE id = 1")
+        self.local_version += 1
 
     def add(self, entry: ListEntry) -> bool:
         if entry.kind not in LIST_KINDS:

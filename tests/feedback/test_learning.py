@@ -179,3 +179,18 @@ def test_partial_fit_mode(make_service, campaign) -> None:
     p0 = svc.score(probe).probability
     assert svc.feedback("spam", "alice@x.test", raw=campaign(1)).learned
     assert svc.score(probe).probability > p0
+
+
+def test_service_on_each_backend(make_service, store, campaign) -> None:
+    """The service's verdicts, feedback and lists on SQLite and on PostgreSQL."""
+    svc = make_service(store=store)
+    env = Envelope(client_ip="203.0.113.9", mail_from="x@y.test", rcpt_to=("alice@x.test",))
+    v = svc.score(campaign(1), env)
+    rec = store.verdicts.get(v.verdict_id)
+    assert rec is not None and rec.action == v.action.value and rec.digest == v.digest
+    assert rec.client_ip == "203.0.113.9" and rec.model_version == v.model_version
+    res = svc.feedback("spam", "alice@x.test", verdict_id=v.verdict_id)
+    assert res.status == "learned" and store.feedback.learned(v.digest).label == "spam"
+    assert svc.feedback("spam", "bob@x.test", verdict_id=v.verdict_id).status == "duplicate"
+    svc.lists.add("trusted", "y.test", owner="alice@x.test")
+    assert svc.score(campaign(2), env).list_decision == "trusted"
