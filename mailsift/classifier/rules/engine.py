@@ -296,9 +296,10 @@ class RuleSet:
         use_hyperscan: bool = True,
         max_scan_bytes: int = 262144,
     ) -> RuleSet:
-        """Rules given as ``.cf`` text."""
+        """Rules given as ``.cf`` text (as a UTF-8 file would hold it)."""
+        as_file = text.encode("utf-8", "surrogateescape").decode("latin-1")
         return cls(
-            parse_string(text),
+            parse_string(as_file),
             cache_dir=cache_dir,
             use_hyperscan=use_hyperscan,
             max_scan_bytes=max_scan_bytes,
@@ -395,10 +396,13 @@ class RuleSet:
         self._kinds = kinds
         self._scores = [self._score(n) for n in names]
         self._describe = [p.describe.get(n, "") for n in names]
+        # "score NAME 0" disables a rule: computed for metas, never reported
+        disabled = [self._parsed.scores.get(n) == 0.0 for n in names]
+        self._disabled = disabled
         self._report = [
-            not n.startswith("__") and self._scores[i] != 0.0 for i, n in enumerate(names)
+            not d and not n.startswith("__") for n, d in zip(names, disabled, strict=True)
         ]
-        self._report_sub = [self._scores[i] != 0.0 for i in range(len(names))]
+        self._report_sub = [not d for d in disabled]
         self._compile_targets()
         self.skipped.sort()
 
@@ -428,11 +432,8 @@ class RuleSet:
             t = translate(rd.pattern, rd.flags, multiline=rd.kind in ("body", "rawbody"))
             py = compile_python(t)
         except RegexError as exc:
-            return (
-                str(exc)
-                if str(exc).startswith(("regex error", "unsupported"))
-                else (f"unsupported regex: {exc}")
-            )
+            msg = str(exc)
+            return msg if msg.startswith(("regex error", "unsupported")) else f"regex error: {msg}"
         except RecursionError:
             return "regex error: too deeply nested"
         flags = 0
@@ -502,6 +503,7 @@ class RuleSet:
         for name, rd in metas.items():
             assert rd.expr is not None
             try:
+                meta_mod.to_python(rd.expr, lambda _n: "0", lambda _g: [])  # validate syntax
                 deps[name] = meta_mod.names_in(rd.expr, all_known) & set(metas)
             except meta_mod.MetaError as exc:
                 self.skipped.append((name, f"bad meta expression: {exc}"))
@@ -802,11 +804,7 @@ class RuleSet:
             re_only=modes.count(MODE_RE),
             evals=len(self._evals),
             metas=len(self._meta_src),
-            disabled=sum(
-                1
-                for n, s in zip(self.names, self._scores, strict=True)
-                if s == 0.0 and not n.startswith("__")
-            ),
+            disabled=sum(self._disabled),
             cached=self.cached,
         )
 

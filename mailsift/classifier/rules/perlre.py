@@ -156,9 +156,10 @@ class _Translator:
                 digits = p[self.i + 1 : end].strip() or "0"
                 self.i = end + 1
                 try:
-                    return _codepoint(int(digits, 16), in_class)
+                    code = int(digits, 16)
                 except ValueError as exc:
                     raise RegexError(f"bad \\x{{{digits}}}") from exc
+                return _codepoint(code, in_class)
             m = re.match(r"[0-9a-fA-F]{1,2}", p[self.i :])
             if not m:
                 return _hex(0)

@@ -1,0 +1,96 @@
+"""Fixtures for the rule-engine tests: message builders, corpus samples, the stock rules.
+
+The stock SpamAssassin rules are compiled into Hyperscan once per test session (into a
+session temp dir, which also exercises the cache); everything else builds tiny rule sets.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from mailsift.classifier.rules import RuleSet
+from mailsift.config import load_settings
+from mailsift.message import ParsedMessage, parse
+
+DATA = Path(__file__).parent / "data"
+CORPUS = load_settings().paths.corpus or Path("/work/shared/corpora/spamassassin")
+STOCK = Path("/usr/share/spamassassin")
+
+
+def make_message(
+    body: str = "Hello there.\n",
+    *,
+    subject: str | None = "A subject",
+    headers: dict[str, str] | None = None,
+    content_type: str = "text/plain; charset=utf-8",
+) -> ParsedMessage:
+    """A small RFC 5322 message, parsed."""
+    lines = ["From: Alice <alice@example.org>", "To: bob@example.net"]
+    if subject is not None:
+        lines.append(f"Subject: {subject}")
+    for k, v in (headers or {}).items():
+        lines.append(f"{k}: {v}")
+    lines += ["MIME-Version: 1.0", f"Content-Type: {content_type}", "", body]
+    return parse("\r\n".join(lines).encode("utf-8"))
+
+
+@pytest.fixture(params=[True, False], ids=["hyperscan", "re"])
+def engine(request: pytest.FixtureRequest) -> Callable[[str], RuleSet]:
+    """Build a RuleSet from .cf text, once with Hyperscan and once with Python re only."""
+
+    def build(text: str) -> RuleSet:
+        return RuleSet.from_text(text, use_hyperscan=request.param)
+
+    return build
+
+
+def hits(rs: RuleSet, pm: ParsedMessage, subrules: bool = True) -> set[str]:
+    return {s.name for s in rs.evaluate(pm, include_subrules=subrules)}
+
+
+def corpus_messages(limit_per_archive: int, archives: tuple[str, ...] | None = None) -> list[bytes]:
+    """Messages read in place from the SpamAssassin public corpus archives."""
+    out: list[bytes] = []
+    for path in sorted(CORPUS.glob("*.tar.bz2")):
+        if archives and not any(a in path.name for a in archives):
+            continue
+        n = 0
+        with tarfile.open(path, "r:bz2") as tar:
+            for member in tar:
+                if not member.isfile() or member.name.endswith("cmds"):
+                    continue
+                f = tar.extractfile(member)
+                if f is None:
+                    continue
+                out.append(f.read())
+                n += 1
+                if n >= limit_per_archive:
+                    break
+    return out
+
+
+@pytest.fixture(scope="session")
+def stock_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("rules-cache")
+
+
+@pytest.fixture(scope="session")
+def stock_rules(stock_cache: Path) -> RuleSet:
+    """All stock SpamAssassin rules, Hyperscan, compiled once per session (cached)."""
+    assert STOCK.is_dir(), "the Debian spamassassin package must be installed"
+    return RuleSet.load([STOCK], cache_dir=stock_cache, use_hyperscan=True)
+
+
+@pytest.fixture(scope="session")
+def stock_rules_re() -> RuleSet:
+    return RuleSet.load([STOCK], use_hyperscan=False)
+
+
+@pytest.fixture(scope="session")
+def corpus_sample() -> list[bytes]:
+    assert CORPUS.is_dir(), f"corpus missing at {CORPUS}"
+    return corpus_messages(40)

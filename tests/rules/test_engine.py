@@ -1,0 +1,392 @@
+"""Engine semantics, each test run with Hyperscan and with Python re only (``engine``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mailsift.classifier.rules import RuleSet
+from mailsift.message import parse
+
+from .conftest import hits, make_message
+
+Build = Callable[[str], RuleSet]
+
+
+def test_header_plain_negated_and_case(engine: Build) -> None:
+    rs = engine(
+        """
+        header SUBJ_FOO   Subject =~ /foo/
+        header SUBJ_FOO_I Subject =~ /FOO/i
+        header SUBJ_NOT   Subject !~ /zzz/
+        header SUBJ_NOT2  Subject !~ /foo/
+        header LOWER_NAME subject =~ /foo/
+        """
+    )
+    got = hits(rs, make_message(subject="a foo b"))
+    assert got == {"SUBJ_FOO", "SUBJ_FOO_I", "SUBJ_NOT", "LOWER_NAME"}
+
+
+def test_header_modifiers_addr_name_raw(engine: Build) -> None:
+    rs = engine(
+        """
+        header ADDR      From:addr =~ /^alice\\@example\\.org$/
+        header ADDR_NOT  From:addr =~ /Alice/
+        header NAME      From:name =~ /^Alice$/
+        header TO_ADDR   To:addr =~ /^bob\\@example\\.net$/
+        header RAW_ENC   Subject:raw =~ /=\\?utf-8\\?B\\?/i
+        header DECODED   Subject =~ /^Grüße$/
+        header RAW_NOT_DECODED Subject:raw =~ /Grüße/
+        """
+    )
+    pm = make_message(subject="=?utf-8?B?R3LDvMOfZQ==?=")
+    assert hits(rs, pm) == {"ADDR", "NAME", "TO_ADDR", "RAW_ENC", "DECODED"}
+
+
+def test_header_all_exists_and_if_unset(engine: Build) -> None:
+    rs = engine(
+        """
+        header ALL_HDRS   ALL =~ /^X-Marker: yes$/m
+        header HAS_MARK   exists:X-Marker
+        header HAS_NOPE   exists:X-Nope
+        header UNSET_DEF  X-Nope =~ /^fallback$/ [if-unset: fallback]
+        header UNSET_NEG  X-Nope !~ /something/
+        header UNSET_EMPTY X-Nope =~ /^$/
+        header UNSET_POS  X-Nope =~ /something/
+        header SET_IGNORES_DEFAULT X-Marker =~ /^fallback$/ [if-unset: fallback]
+        """
+    )
+    got = hits(rs, make_message(headers={"X-Marker": "yes"}))
+    assert got == {"ALL_HDRS", "HAS_MARK", "UNSET_DEF", "UNSET_NEG", "UNSET_EMPTY"}
+
+
+def test_pseudo_headers(engine: Build) -> None:
+    rs = engine(
+        """
+        header TOCC       ToCc =~ /carol\\@example\\.com/
+        header TOCC_ADDR  ToCc:addr =~ /^bob\\@example\\.net\\ncarol\\@example\\.com$/
+        header MSGID      MESSAGEID =~ /^<orig\\@list>$/m
+        header ENVFROM    EnvelopeFrom =~ /bounce\\@example\\.org/
+        """
+    )
+    pm = make_message(
+        headers={
+            "Cc": "Carol <carol@example.com>",
+            "X-Original-Message-ID": "<orig@list>",
+            "Message-ID": "<resent@relay>",
+            "Return-Path": "<bounce@example.org>",
+        }
+    )
+    assert hits(rs, pm) == {"TOCC", "TOCC_ADDR", "MSGID", "ENVFROM"}
+
+
+def test_multiple_header_instances_join_with_newlines(engine: Build) -> None:
+    rs = engine(
+        """
+        header FIRST_ONLY Received =~ /^from a/
+        header SECOND     Received =~ /^from b/m
+        header NOT_START  Received =~ /^from b/
+        header FIRST_MOD  Received:first =~ /^from a.*\\n?$/
+        header LAST_MOD   Received:last =~ /^from b/
+        """
+    )
+    raw = b"Received: from a\nReceived: from b\nSubject: x\n\nbody\n"
+    assert hits(rs, parse(raw)) == {"FIRST_ONLY", "SECOND", "FIRST_MOD", "LAST_MOD"}
+
+
+def test_body_is_rendered_subject_plus_paragraph_lines(engine: Build) -> None:
+    rs = engine(
+        """
+        body SUBJECT_IN_BODY   /^Special offer$/
+        body PARA_JOINED       /^first line second line$/
+        body PARA_START        /^third paragraph/
+        body NOT_ACROSS_PARAS  /second line third/
+        rawbody RAW_LINES      /^second line$/m
+        rawbody RAW_NO_SUBJECT /Special offer/
+        full FULL_HEADER       /^Subject: Special offer/m
+        """
+    )
+    text = "first line\nsecond line\n\n  third paragraph\n"
+    got = hits(rs, make_message(text, subject="Special offer"))
+    assert got == {"SUBJECT_IN_BODY", "PARA_JOINED", "PARA_START", "RAW_LINES", "FULL_HEADER"}
+
+
+def test_body_renders_html_rawbody_keeps_tags(engine: Build) -> None:
+    rs = engine(
+        """
+        body HTML_RENDERED     /bold words here/
+        body NO_TAGS           /<b>/
+        body NO_SCRIPT         /var secret/
+        rawbody RAW_TAGS       /<b>bold/
+        full FULL_RAW          m{<b>bold</b>}
+        """
+    )
+    html = (
+        "<html><head><script>var secret = 1;</script></head><body>"
+        "<p>third paragraph <b>bold</b> words here</p></body></html>"
+    )
+    pm = make_message(html, content_type="text/html; charset=utf-8")
+    assert hits(rs, pm) == {"HTML_RENDERED", "RAW_TAGS", "FULL_RAW"}
+
+
+def test_full_sees_encoded_body_rawbody_sees_decoded(engine: Build) -> None:
+    rs = engine(
+        """
+        full    FULL_B64    /^SGVsbG8gc2VjcmV0/m
+        rawbody RAW_DECODED /Hello secret/
+        body    BODY_DECODED /Hello secret/
+        """
+    )
+    raw = (
+        b"Subject: t\nMIME-Version: 1.0\nContent-Type: text/plain\n"
+        b"Content-Transfer-Encoding: base64\n\nSGVsbG8gc2VjcmV0IHdvcmxk\n"
+    )
+    assert hits(rs, parse(raw)) == {"FULL_B64", "RAW_DECODED", "BODY_DECODED"}
+
+
+def test_uri_rules_see_each_url(engine: Build) -> None:
+    rs = engine(
+        """
+        uri EXAMPLE_COM  m{^https?://(?:www\\.)?example\\.com/}i
+        uri BARE_WWW     m{^http://www\\.bare\\.org}
+        uri HREF_ONLY    /hidden-target/
+        uri NEVER        /nomatch-anywhere/
+        uri ANCHORED     /^https:\\/\\/second\\.net\\/$/
+        """
+    )
+    html = (
+        '<p>see <a href="https://hidden-target.example/x">click</a> and https://Example.com/a '
+        "www.bare.org and https://second.net/</p>"
+    )
+    pm = make_message(html, content_type="text/html")
+    assert hits(rs, pm) == {"EXAMPLE_COM", "BARE_WWW", "HREF_ONLY", "ANCHORED"}
+
+
+def test_regex_flags(engine: Build) -> None:
+    rs = engine(
+        r"""
+        full FLAG_I   /HELLO/i
+        full NO_I     /HELLO/
+        full FLAG_M   /^second$/m
+        full NO_M     /^second$/
+        full FLAG_S   /first.second/s
+        full NO_S     /first.second/
+        full FLAG_X   / f i r s t   \# the rest is a comment in an extended regex /x
+        full FLAG_X2  m{ fi  rst \s+ [a-z ]+ }x
+        full X_CLASS_SPACE m{ hello[ ]first }x
+        full INLINE_I /(?i)FIRST/
+        full MID_I    /fi(?i)RST/
+        """
+    )
+    pm = parse(b"Subject: s\n\nhello first\nsecond\n")
+    assert hits(rs, pm) == {
+        "FLAG_I",
+        "FLAG_M",
+        "FLAG_S",
+        "FLAG_X",
+        "FLAG_X2",
+        "X_CLASS_SPACE",
+        "INLINE_I",
+        "MID_I",
+    }
+
+
+def test_perl_syntax_translations(engine: Build) -> None:
+    rs = engine(
+        r"""
+        body END_Z        /end of text\z/
+        body END_BIG_Z    /last line\Z/
+        body QUOTED       /\Qa.b*c\E/
+        body HEX_BRACE    /\x{41}BC/
+        body POSIX        /[[:digit:]]{3}-[[:alpha:]]+/
+        body NAMED        /(?<w>ab)\k<w>/
+        body UNKNOWN_ESC  /\yes/
+        body LOOKBEHIND   /(?<!not )good/
+        body LOOKAHEAD    /foo(?!bar)/
+        body BACKREF      /(\w)\1\1/
+        body POSSESSIVE   /x++y/
+        body UTF8_CHAR    /caf\x{e9}|café/
+        body QUANT_COMMA  /z{,2}q/
+        """
+    )
+    pm = make_message("a.b*c ABC 123-abc ababyes good fooqux aaa xxy café zzq\n\nlast line")
+    got = hits(rs, pm)
+    assert got == {
+        "END_BIG_Z",
+        "QUOTED",
+        "HEX_BRACE",
+        "POSIX",
+        "NAMED",
+        "UNKNOWN_ESC",
+        "LOOKBEHIND",
+        "LOOKAHEAD",
+        "BACKREF",
+        "POSSESSIVE",
+        "UTF8_CHAR",
+        "QUANT_COMMA",
+    }
+
+
+def test_meta_boolean_and_arithmetic(engine: Build) -> None:
+    rs = engine(
+        """
+        body __A /alpha/
+        body __B /beta/
+        body __C /gamma/
+        body __D /delta/
+        meta AND      __A && __B
+        meta OR       __C || __D
+        meta NOT      !__D
+        meta NOT_GRP  !(__A && __D)
+        meta SUM      (__A + __B + __C + __D) >= 3
+        meta SUM_LOW  (__A + __B + __C + __D) > 3
+        meta ARITH    2 * __A - __B == 1
+        meta LE       __A + __B <= 2 && __C < 2
+        meta NEQ      __A != __D
+        meta META2    AND && SUM && !SUM_LOW
+        meta META3    META2 || NOPE_UNKNOWN
+        meta GLOB     rules_matching(__?) >= 3
+        meta DIV      (__A + __B) / 2 == 1
+        meta PRECEDENCE __D || __A && __B
+        """
+    )
+    got = hits(rs, make_message("alpha beta gamma"), subrules=False)
+    assert got == {
+        "AND",
+        "OR",
+        "NOT",
+        "NOT_GRP",
+        "SUM",
+        "ARITH",
+        "LE",
+        "NEQ",
+        "META2",
+        "META3",
+        "GLOB",
+        "DIV",
+        "PRECEDENCE",
+    }
+
+
+def test_meta_over_skipped_rules_is_false_and_cycles_are_skipped(engine: Build) -> None:
+    rs = engine(
+        """
+        body  OK       /hello/
+        body  BROKEN   /(unclosed/
+        body  EVALED   eval:check_something_unknown()
+        meta  USES_BROKEN  OK && BROKEN
+        meta  USES_EVAL    OK && EVALED
+        meta  NEG_BROKEN   OK && !BROKEN
+        meta  LOOP_A   LOOP_B || OK
+        meta  LOOP_B   LOOP_A
+        meta  BAD_EXPR OK && (
+        """
+    )
+    got = hits(rs, make_message("hello"))
+    assert got == {"OK", "NEG_BROKEN"}
+    skipped = dict(rs.skipped)
+    assert skipped["BROKEN"].startswith("regex error")
+    assert skipped["EVALED"] == "eval test not implemented: check_something_unknown"
+    assert (
+        skipped["LOOP_A"] == "meta dependency cycle" or skipped["LOOP_B"] == "meta dependency cycle"
+    )
+    assert skipped["BAD_EXPR"].startswith("bad meta expression")
+
+
+def test_skip_reasons_never_crash(engine: Build) -> None:
+    rs = engine(
+        r"""
+        body CODE      /(?{ print "hi" })x/
+        body RECURSE   /(a(?R)?b)/
+        body PROP      /\p{L}+/
+        body BRESET    /(?|a|b)/
+        body GOOD      /fine/
+        header HOSTMOD From:host =~ /x/
+        header RELAYS  X-Spam-Relays-External =~ /x/
+        mimeheader MIMEH Content-Type =~ /x/
+        uridnsbl URIBL zen.example.org. A
+        body BIGCLASS  /[\x{100}-\x{200}]/
+        """
+    )
+    skipped = dict(rs.skipped)
+    assert skipped["CODE"] == "unsupported code block (?{"
+    assert skipped["RECURSE"] == "unsupported recursion (?R"
+    assert skipped["PROP"] == "unsupported unicode property \\p"
+    assert skipped["BRESET"] == "unsupported branch reset (?|"
+    assert skipped["HOSTMOD"] == "header modifier not supported: :host"
+    assert skipped["RELAYS"] == "pseudo-header not available: X-Spam-Relays-External"
+    assert skipped["MIMEH"] == "unsupported rule type: mimeheader"
+    assert skipped["URIBL"] == "unsupported rule type: uridnsbl"
+    assert "code point above 0xFF" in skipped["BIGCLASS"]
+    assert rs.names == ["GOOD"]
+    assert hits(rs, make_message("fine")) == {"GOOD"}
+
+
+def test_scores_describe_tflags_and_reporting(engine: Build) -> None:
+    rs = engine(
+        """
+        body     SCORED   /hit/
+        describe SCORED   A scored rule
+        score    SCORED   2.5
+        body     DEFAULT  /hit/
+        body     NICE     /hit/
+        tflags   NICE     nice
+        body     DISABLED /hit/
+        score    DISABLED 0
+        body     __SUB    /hit/
+        meta     USES_DISABLED DISABLED && __SUB
+        body     MULTI    /hit/
+        tflags   MULTI    multiple maxhits=2
+        meta     MULTI_COUNT MULTI == 2
+        """
+    )
+    pm = make_message("hit hit hit")
+    symbols = {s.name: s for s in rs.evaluate(pm)}
+    assert set(symbols) == {"SCORED", "DEFAULT", "NICE", "USES_DISABLED", "MULTI", "MULTI_COUNT"}
+    assert symbols["SCORED"].score == 2.5 and symbols["SCORED"].description == "A scored rule"
+    assert symbols["SCORED"].source == "rule"
+    assert symbols["DEFAULT"].score == 1.0
+    assert symbols["NICE"].score == -1.0
+    with_sub = {s.name for s in rs.evaluate(pm, include_subrules=True)}
+    assert "__SUB" in with_sub and "DISABLED" not in with_sub
+    assert rs.stats().disabled == 1
+
+
+def test_builtin_evals(engine: Build) -> None:
+    rs = engine(
+        """
+        body HTML_ONLY  eval:mailsift_html_only()
+        body MISMATCH   eval:mailsift_link_text_mismatch()
+        uri  URL_IP     eval:mailsift_url_ip()
+        uri  SHORT      eval:mailsift_url_shortener()
+        header RT       eval:mailsift_replyto_mismatch()
+        body EXE        eval:mailsift_attachment_ext('exe scr')
+        body CAPS       eval:mailsift_body_caps(0.5, 10)
+        """
+    )
+    html = (
+        '<a href="http://evil.example/login">https://bank.example.com/</a>'
+        '<a href="https://bank.example.com/x">bank.example.com</a>'
+        '<a href="http://203.0.113.5/">here</a> <a href="https://bit.ly/abc">go</a>'
+    )
+    pm = make_message(html, content_type="text/html", headers={"Reply-To": "x@other.example"})
+    assert hits(rs, pm) == {"HTML_ONLY", "MISMATCH", "URL_IP", "SHORT", "RT"}
+    assert hits(rs, make_message("SHOUTING IN CAPITALS HERE")) == {"CAPS"}
+
+
+def test_max_scan_bytes_caps_body() -> None:
+    text = "x" * 5000 + " needle"
+    rs = RuleSet.from_text("body NEEDLE /needle/\n", max_scan_bytes=1000)
+    assert hits(rs, make_message(text)) == set()
+    rs = RuleSet.from_text("body NEEDLE /needle/\n", max_scan_bytes=100000)
+    assert hits(rs, make_message(text)) == {"NEEDLE"}
+
+
+def test_hostile_messages_do_not_break_evaluation(engine: Build) -> None:
+    rs = engine("body A /x/\nheader B From:addr =~ /y/\nuri C /z/\nfull D /\\x00/\n")
+    for raw in (
+        b"",
+        b"\x00\xff\xfe",
+        b"Subject: =?bogus?Q?=ZZ?=\n\n\xff" * 3,
+        b"From: <<<@@@>>>\n\n",
+    ):
+        rs.evaluate(parse(raw))
