@@ -414,9 +414,11 @@ class Quarantine:
         trust_sender: bool = False,
         untrust_sender: bool = False,
         users: Iterable[str] | None = None,
+        reporter: str | None = None,
     ) -> ActionResult:
         """Teach the model; "ham" also releases. ``users``: whose sender lists change
-        (default: the entry's recipients)."""
+        (default: the entry's recipients); ``reporter``: the user the feedback counts for
+        (rate caps; default ``actor``)."""
         label = Label(label)
         if label is Label.SPAM and trust_sender:
             raise QuarantineError("trust_sender goes with 'ham' (not spam)")
@@ -429,11 +431,9 @@ class Quarantine:
         service = self.service
         detail: list[str] = []
         if entry.label != label.value:  # the same correction twice teaches once
-            service.feedback(
-                label, actor, verdict_id=entry.verdict_id or None, raw=raw, source="quarantine"
-            )
+            status = self._teach(service, label, reporter or actor, entry, raw)
             self.repo.update(qid, label=label.value)
-            detail.append(f"learned {label.value}")
+            detail.append(f"{label.value}: {status}")
         list_users = [u.lower() for u in (users if users is not None else entry.recipients)]
         if (trust_sender or untrust_sender) and entry_sender(entry):
             kind = "trusted" if trust_sender else "untrusted"
@@ -451,6 +451,29 @@ class Quarantine:
             detail.append(rel.detail)
             return ActionResult(qid, "learn", True, rel.status, "; ".join(detail), rel.already)
         return ActionResult(qid, "learn", True, entry.status, "; ".join(detail))
+
+    def _teach(
+        self, service: Any, label: Label, user: str, entry: QuarantineEntry, raw: bytes
+    ) -> str:
+        """Feedback through the scoring service: by verdict id when the store knows it,
+        else the raw message alone. Returns the learner's status (learned, duplicate,
+        rate_limited ...)."""
+        try:
+            try:
+                res = service.feedback(
+                    label, user, verdict_id=entry.verdict_id or None, raw=raw, source="quarantine"
+                )
+            except LookupError:
+                res = None
+            except ValueError as exc:
+                if "unknown verdict" not in str(exc):
+                    raise
+                res = None
+            if res is None:  # the verdict was recorded elsewhere (another store, HTTP scorer)
+                res = service.feedback(label, user, raw=raw, source="quarantine")
+        except ValueError as exc:
+            raise QuarantineError(f"feedback refused: {exc}", 422) from exc
+        return str(getattr(res, "status", "learned"))
 
     def bulk(self, action: str, ids: Iterable[str], actor: str, **kw: Any) -> BulkResult:
         """Run one action over many ids; a failure on one does not stop the rest."""

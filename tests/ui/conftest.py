@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 
 from mailsift.api.app import create_app
+from mailsift.api.keys import ApiKeys
 from mailsift.config import PROJECT_ROOT, Settings
 from mailsift.quarantine import Quarantine
 from mailsift.smtpd.accounts import Accounts
@@ -104,6 +105,8 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory, ui_next_hop: Sink) -> It
     app.state.quarantine = quarantine
     app.state.accounts = accounts
     server, thread, url = serve_in_thread(app)
+    # no scoring service here (no model): the key store is set up by hand
+    app.state.keys = ApiKeys(store, 0.0)
     try:
         yield UiServer(url, settings, store, quarantine, accounts, ui_next_hop, app)
     finally:
@@ -129,3 +132,42 @@ def shot(page: object, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
     return path
+
+
+@pytest.fixture(scope="session")
+def e2e_server(
+    tmp_path_factory: pytest.TempPathFactory, ui_next_hop: Sink, small_model_dir: Path
+) -> Iterator[UiServer]:
+    """The whole path: a ScoringService over the small test model (thresholds that hold
+    nearly everything: hold at 0.01, reject only at 1.0) recording verdicts in the same store as
+    the quarantine, and the API app with the review pages over it."""
+    from mailsift.classifier.model import SpamModel
+    from mailsift.classifier.scorer import Scorer, load_rules
+    from mailsift.service import ScoringService
+
+    tmp = tmp_path_factory.mktemp("e2e")
+    settings = make_settings(
+        tmp,
+        ui_next_hop.port,
+        thresholds={"spam": 0.01, "hold": 0.01, "reject": 1.0},
+        rules={"cache_dir": PROJECT_ROOT / "var" / "test-cache" / "rules"},
+    )
+    settings.smtp.accounts_file = tmp / "accounts.json"
+    settings.paths.var_dir.mkdir(parents=True, exist_ok=True)
+    accounts = Accounts(settings.smtp.accounts_file)
+    for user, pw in PASSWORDS.items():
+        accounts.add(user, pw, admin=user.startswith("admin"))
+    store = open_store(settings.store_url)
+    scorer = Scorer(SpamModel.load(small_model_dir), load_rules(settings), settings)
+    service = ScoringService(settings, scorer=scorer, store=store)
+    quarantine = Quarantine(settings, store, service=service)
+    app = create_app(settings, service)
+    app.state.quarantine = quarantine
+    app.state.accounts = accounts
+    server, thread, url = serve_in_thread(app)
+    try:
+        yield UiServer(url, settings, store, quarantine, accounts, ui_next_hop, app)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        store.close()

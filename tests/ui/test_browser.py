@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import smtplib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mailsift.config import Settings
 from mailsift.quarantine import RELEASED
 from tests.fixtures.smtp import Sink
 from tests.quarantine.conftest import envelope, sample_verdict
@@ -188,28 +187,6 @@ def test_hostile_spam_cannot_run_script_or_load_anything(
 # ---- through the SMTP filter -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def hold_service(small_model_dir: Path, test_settings: Settings) -> Any:
-    """A scorer over the small test model whose thresholds hold anything spammy
-    (hold 0.3, reject only at 1.0), as the SMTP filter's scoring service."""
-    from mailsift.classifier.model import SpamModel
-    from mailsift.classifier.scorer import Scorer, load_rules
-
-    data = test_settings.model_dump()
-    data["thresholds"].update({"spam": 0.3, "hold": 0.3, "reject": 1.0})
-    settings = Settings(**data)
-    scorer = Scorer(SpamModel.load(small_model_dir), load_rules(settings), settings)
-
-    class Service:
-        def __init__(self) -> None:
-            self.scorer = scorer
-
-        def score(self, raw: bytes, envelope: Any, symbols: Any) -> Any:
-            return scorer.score(raw, envelope=envelope, symbols=symbols)
-
-    return Service()
-
-
 SPAM_TEXT = (
     "Dear friend,\r\n\r\nMAKE MONEY FAST!!! Earn $5000 a week from home. 100% GUARANTEED. "
     "Limited time offer, act now! Click here to be removed from our mailing list. "
@@ -219,11 +196,19 @@ SPAM_TEXT = (
 )
 
 
-def send_through_filter(port: int, subject: str, rcpt: str = "bob@mailsift.test") -> str:
+BORDERLINE_TEXT = (
+    "Hi Bob,\r\n\r\nWe have a special offer on our newsletter subscription this week. "
+    "Reply to this message if you want the details, or visit our site.\r\n\r\nRegards\r\n"
+)
+
+
+def send_through_filter(
+    port: int, subject: str, rcpt: str = "bob@mailsift.test", body: str = SPAM_TEXT
+) -> str:
     msg = (
         f"From: Deals <deals@offers.example>\r\nTo: {rcpt}\r\nSubject: {subject}\r\n"
         f"Message-ID: <{subject.replace(' ', '.')}@offers.example>\r\n"
-        "Date: Sun, 29 Nov 2026 05:00:00 +0000\r\n\r\n" + SPAM_TEXT
+        "Date: Sun, 29 Nov 2026 05:00:00 +0000\r\n\r\n" + body
     )
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
         s.ehlo("client.example")
@@ -237,34 +222,40 @@ def send_through_filter(port: int, subject: str, rcpt: str = "bob@mailsift.test"
     return reply.decode()
 
 
-def test_release_from_the_page_arrives_once(
-    ui_server: UiServer,
+@pytest.mark.timeout(1200)  # the shared small-model fixture trains once per session
+def test_release_from_the_page_arrives_once_and_spam_raises_the_score(
+    e2e_server: UiServer,
     browser: Any,
     ui_next_hop: Sink,
     filter_factory: Callable[..., Any],
-    hold_service: Any,
 ) -> None:
-    srv = filter_factory(ui_next_hop, service=hold_service, quarantine=ui_server.quarantine)
+    server = e2e_server
+    service = server.app.state.service  # type: ignore[attr-defined]
+    srv = filter_factory(ui_next_hop, service=service, quarantine=server.quarantine)
     before = len(ui_next_hop.files())
     send_through_filter(srv.port, "Release me please")
+    send_through_filter(srv.port, "Teach me as spam", body=BORDERLINE_TEXT)
     assert len(ui_next_hop.files()) == before  # held, not delivered
-    entries, _ = ui_server.quarantine.list(user="bob@mailsift.test")
-    entry = next(e for e in entries if e.subject == "Release me please")
-    assert entry.sender == "deals@offers.example" and entry.verdict_id
+    entries, _ = server.quarantine.list(user="bob@mailsift.test")
+    held = {e.subject: e for e in entries}
+    entry, other = held["Release me please"], held["Teach me as spam"]
+    assert entry.sender == "deals@offers.example"
+    assert service.verdict(entry.verdict_id) is not None  # the filter's verdict, recorded
 
     context = browser.new_context()
     page = context.new_page()
     seen = watch(page)
     try:
-        login(page, ui_server.base_url, "bob@mailsift.test")
+        login(page, server.base_url, "bob@mailsift.test")
+        assert page.locator(f'tr[data-id="{entry.id}"]').count() == 1
         shot(page, "quarantine-list")
         page.click(f'tr[data-id="{entry.id}"] a.open')
         page.wait_for_url(f"**/ui/quarantine/{entry.id}")
         assert page.locator("#subject").inner_text() == "Release me please"
         assert "bob@mailsift.test" in page.locator("#recipients").inner_text()
-        assert page.locator("#explanation").is_visible()
+        assert page.locator("#explanation #tokens tr").count() > 0
         shot(page, "message-before-release")
-        # a double click sends the form twice as fast as a person can
+        # a double click sends the form twice, faster than a person can
         page.dblclick("#release")
         page.wait_for_selector("#notice")
         page.wait_for_load_state("networkidle")
@@ -272,12 +263,48 @@ def test_release_from_the_page_arrives_once(
         assert page.locator("#status").inner_text().startswith("released")
         page.reload()
         assert page.locator("#release").count() == 0
+
+        # the other one: "spam" teaches the live model; its score for the message rises
+        page.goto(f"{server.base_url}/ui/quarantine/{other.id}")
+        score_before = float(page.locator("#current-score").inner_text())
+        p_before = float(page.locator("#current-probability").inner_text())
+        shot(page, "message-before-spam")
+        page.click("#spam")
+        page.wait_for_selector("#notice")
+        assert "marked spam" in page.locator("#notice").inner_text()
+        score_after = float(page.locator("#current-score").inner_text())
+        p_after = float(page.locator("#current-probability").inner_text())
+        shot(page, "message-after-spam")
+        assert score_after > score_before
+        assert p_after > p_before
+        assert page.locator("#label").inner_text() == "spam"
     finally:
         context.close()
     msgs = ui_next_hop.wait_for(before + 1)
     released = [m for m in msgs if m["Subject"] == "Release me please"]
     assert len(released) == 1
-    assert ui_server.quarantine.get(entry.id).status == RELEASED
-    # the filter stamped its headers before holding; the released copy carries them
-    assert released[0]["X-Spam-Flag"] == "YES"
+    time.sleep(1.0)  # a second delivery, were there one, would have arrived by now
+    assert len([m for m in ui_next_hop.messages() if m["Subject"] == "Release me please"]) == 1
+    assert server.quarantine.get(entry.id).status == RELEASED
+    assert server.quarantine.get(other.id).status == "held"  # spam stays held
+    fb = server.store.feedback.recent(user="bob@mailsift.test")
+    assert [(f.label, f.source) for f in fb] == [("spam", "quarantine")]
+    assert seen["dialogs"] == [] and seen["console"] == []
+
+
+def test_dashboard_draws_charts(e2e_server: UiServer, browser: Any) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    seen = watch(page)
+    try:
+        login(page, e2e_server.base_url, "admin@mailsift.test")
+        page.click("#nav-dashboard")
+        page.wait_for_url("**/ui/dashboard")
+        for chart in ("verdicts", "rules", "feedback", "dnsbl", "greylist", "quarantine"):
+            assert page.locator(f"#chart-{chart} svg.chart").count() == 1
+        version = e2e_server.app.state.service.model_version  # type: ignore[attr-defined]
+        assert page.locator("#model-version").inner_text() == version
+        shot(page, "dashboard")
+    finally:
+        context.close()
     assert seen["dialogs"] == [] and seen["console"] == []

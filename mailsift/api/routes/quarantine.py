@@ -255,6 +255,7 @@ def learn(request: Request, who: Reviewer, qid: str, body: LearnIn) -> ActionOut
                 trust_sender=body.trust_sender,
                 untrust_sender=body.untrust_sender,
                 users=[user] if user else None,
+                reporter=user or who.actor,
             )
         )
     except QuarantineError as exc:

@@ -300,7 +300,7 @@ def _do(ctx: UiContext, s: Session, action: str, ids: list[str], form: Any) -> t
     kw: dict[str, Any] = {}
     if action in ("ham", "spam"):
         users = None if s.admin else [s.user]
-        kw = {"users": users}
+        kw = {"users": users, "reporter": s.user}
         if action == "ham" and form.get("trust"):
             kw["trust_sender"] = True
         if action == "spam" and form.get("untrust"):

@@ -10,8 +10,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import sqlite3
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,18 +112,39 @@ def dnsbl_counts(store: Any, since: float) -> list[tuple[str, float]]:
     return [(k, v) for k, v in top_rules(store, since, top=200) if k.startswith(("DNSBL", "RBL"))]
 
 
-def greylist_counts(store: Any) -> list[tuple[str, float]]:
-    """Greylist triplets by state, when the greylist lives in this store."""
-    for sql in (
-        "SELECT CASE WHEN passed > 0 THEN 'passed' ELSE 'waiting' END AS state, COUNT(*) AS n "
-        "FROM greylist GROUP BY state",
-    ):
+def greylist_counts(settings: Any, store: Any, since: float, now: float) -> list[tuple[str, float]]:
+    """Greylisting at a glance: triplets waiting / passed and whitelisted clients (SQLite
+    backend, read-only), plus the GREYLIST_* symbols of recorded verdicts."""
+    out: list[tuple[str, float]] = []
+    backend = str(settings.greylist.backend or "")
+    path: str | None = None
+    if not backend:
+        path = str(Path(settings.paths.var_dir) / "greylist.db")
+    elif backend.startswith("sqlite:///"):
+        path = backend[len("sqlite:///") :]
+    elif "://" not in backend:
+        path = backend
+    if path and Path(path).is_file():
         try:
-            rows = store.query(sql)
-        except Exception:  # the greylist may be in Redis, or not migrated yet
-            return []
-        return [(str(r["state"]), float(r["n"])) for r in rows]
-    return []
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                row = db.execute(
+                    "SELECT SUM(CASE WHEN passed IS NULL THEN 1 ELSE 0 END),"
+                    " SUM(CASE WHEN passed IS NOT NULL THEN 1 ELSE 0 END)"
+                    " FROM greylist_triplets WHERE expires > ?",
+                    (now,),
+                ).fetchone()
+                clients = db.execute(
+                    "SELECT COUNT(*) FROM greylist_clients WHERE expires > ?", (now,)
+                ).fetchone()
+            out += [
+                ("triplets waiting", float(row[0] or 0)),
+                ("triplets passed", float(row[1] or 0)),
+                ("clients whitelisted", float(clients[0] or 0)),
+            ]
+        except sqlite3.Error as exc:
+            log.info("greylist counts unavailable: %s", exc)
+    out += [(k, v) for k, v in top_rules(store, since, top=200) if k.startswith("GREYLIST")]
+    return out
 
 
 def model_info(service: Any) -> dict[str, Any]:
@@ -159,7 +182,7 @@ def dashboard(ctx: Any, days: int, now: float) -> dict[str, Any]:
     rules = top_rules(store, since)
     fb = feedback_over_time(store, now, days)
     dnsbl = dnsbl_counts(store, since)
-    grey = greylist_counts(store)
+    grey = greylist_counts(ctx.settings, store, since, now)
     model = model_info(ctx.service)
     q = ctx.quarantine.counts()
     charts: dict[str, Markup] = {

@@ -37,7 +37,9 @@ class MessageView:
 
 
 def _visible(s: str) -> str:
-    """Make control and bidi-override characters visible (no spoofed right-to-left text)."""
+    """Make control and bidi-override characters visible (no spoofed right-to-left text);
+    line ends become plain newlines."""
+    s = s.replace("\r\n", "\n").replace("\r", "\n")
     out = []
     for ch in s:
         cat = unicodedata.category(ch)
