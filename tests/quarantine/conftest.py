@@ -118,3 +118,68 @@ def envelope(sender: str = "spammer@bad.example", *rcpts: str) -> Envelope:
     return Envelope(
         client_ip="192.0.2.1", mail_from=sender, rcpt_to=tuple(rcpts or ("alice@mailsift.test",))
     )
+
+
+HAM_TEXTS = [
+    "Hi team, the meeting moves to Thursday at 10. Agenda attached in the wiki.",
+    "Can you review my patch for the parser? The tests pass locally.",
+    "Lunch tomorrow? The new place near the station opened this week.",
+    "Minutes of the board call: budget approved, hiring plan next month.",
+    "The build is green again after the dependency update, thanks for the fix.",
+    "Please send me the slides from yesterday's talk when you have a moment.",
+]
+SPAM_TEXTS = [
+    "MAKE MONEY FAST!!! Earn $5000 a week from home, 100% GUARANTEED, act now!",
+    "Cheap viagra and cialis, no prescription, lowest prices, order today!!!",
+    "You WON the lottery! Claim your FREE prize now, click here, limited offer!",
+    "Lose weight fast with this miracle pill, FREE trial, buy now and save!!!",
+    "Refinance your mortgage at the lowest rates, no credit check, apply now!",
+    "Hot singles in your area want to meet you, click here for FREE access!!!",
+]
+
+
+def corpus_message(i: int, text: str) -> bytes:
+    return (
+        f"From: sender{i}@example.org\r\nTo: alice@mailsift.test\r\nSubject: note {i}\r\n"
+        f"Message-ID: <m{i}@example.org>\r\n\r\n{text}\r\n"
+    ).encode()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model trained in a second on a dozen synthetic messages (project rules only):
+    enough for the scoring service to score and learn in quarantine tests."""
+    from mailsift.classifier.bootstrap import build_samples
+    from mailsift.classifier.model import train_model
+    from mailsift.classifier.scorer import load_rules
+
+    tmp = tmp_path_factory.mktemp("tiny-model")
+    settings = tiny_settings(tmp)
+    raws = [corpus_message(i, t) for i, t in enumerate(HAM_TEXTS * 3 + SPAM_TEXTS * 3)]
+    y = [0] * (len(HAM_TEXTS) * 3) + [1] * (len(SPAM_TEXTS) * 3)
+    samples = build_samples(raws, settings, load_rules(settings))
+    model = train_model(samples, y, None, settings)
+    out = tmp / "model"
+    model.save(out, {"training_data": {"source": "synthetic", "messages": len(raws)}})
+    return out
+
+
+def tiny_settings(tmp: Path, port: int = 25, **over: object) -> Settings:
+    return make_settings(
+        tmp, port, rules={"use_stock": False, "cache_dir": str(tmp / "rules-cache")}, **over
+    )
+
+
+@pytest.fixture
+def learning_quarantine(
+    tmp_path: Path, next_hop: NextHop, store: Store, tiny_model_dir: Path
+) -> Iterator[Quarantine]:
+    """A Quarantine whose ScoringService (tiny model) learns from its feedback."""
+    from mailsift.classifier.model import SpamModel
+    from mailsift.classifier.scorer import Scorer, load_rules
+    from mailsift.service import ScoringService
+
+    settings = tiny_settings(tmp_path, next_hop.port)
+    scorer = Scorer(SpamModel.load(tiny_model_dir), load_rules(settings), settings)
+    service = ScoringService(settings, scorer=scorer, store=store)
+    yield Quarantine(settings, store, service=service)
