@@ -170,10 +170,24 @@ def learn_cmd(
 
 
 @quarantine_app.command("purge")
-def purge_cmd() -> None:
-    """Remove expired entries and their spool files (run it daily)."""
-    n = _open().purge()
-    typer.echo(f"purged {n}")
+def purge_cmd(
+    every: Annotated[
+        float | None,
+        typer.Option(help="Keep running: purge every N seconds (a job for `make run`)"),
+    ] = None,
+) -> None:
+    """Remove expired entries and their spool files (cron it daily, or use --every)."""
+    import logging
+    import time
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    q = _open()
+    while True:
+        n = q.purge()
+        typer.echo(f"purged {n}")
+        if every is None:
+            return
+        time.sleep(max(1.0, every))
 
 
 def register(app: typer.Typer) -> None:

@@ -308,3 +308,34 @@ def test_dashboard_draws_charts(e2e_server: UiServer, browser: Any) -> None:
     finally:
         context.close()
     assert seen["dialogs"] == [] and seen["console"] == []
+
+
+def test_select_all_and_bulk_delete(ui_server: UiServer, browser: Any) -> None:
+    ids = [
+        ui_server.quarantine.hold(
+            f"From: a@bulk.example\r\nTo: carol@mailsift.test\r\nSubject: bulk {i}\r\n\r\nx\r\n".encode(),
+            envelope("a@bulk.example", "alice@mailsift.test"),
+            sample_verdict(),
+        )
+        for i in range(3)
+    ]
+    context = browser.new_context()
+    page = context.new_page()
+    seen = watch(page)
+    try:
+        login(page, ui_server.base_url, "alice@mailsift.test")
+        page.fill("input[name=sender]", "bulk.example")
+        page.click("#apply-filters")
+        page.wait_for_load_state("networkidle")
+        assert page.locator("tr.row").count() == 3
+        page.check("#select-all")  # ui.js: the only script, from our own origin
+        assert page.locator("input.pick:checked").count() == 3
+        shot(page, "bulk-selected")
+        page.click("#bulk-delete")
+        page.wait_for_selector("#notice")
+        assert "3 messages deleted" in page.locator("#notice").inner_text()
+        shot(page, "bulk-deleted")
+    finally:
+        context.close()
+    assert {ui_server.quarantine.get(i).status for i in ids} == {"deleted"}
+    assert seen["dialogs"] == [] and seen["console"] == []

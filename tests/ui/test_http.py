@@ -171,3 +171,36 @@ def test_list_filters_and_sorting(ui_server: UiServer) -> None:
     assert bob.get("/ui/quarantine", params={"min_score": "abc"}).status_code == 400
     page = bob.get("/ui/quarantine", params={"since": "2099-01-01"}).text
     assert high not in page
+
+
+def test_failed_logins_are_throttled(ui_server: UiServer) -> None:
+    from mailsift.api.ui import routes
+
+    c = ui_server.client()
+    try:
+        for _ in range(5):
+            token = _csrf(c.get("/ui/login").text)
+            r = c.post(
+                "/ui/login", data={"user": "bob@mailsift.test", "password": "guess", "csrf": token}
+            )
+            assert r.status_code == 401
+        token = _csrf(c.get("/ui/login").text)
+        r = c.post(
+            "/ui/login",
+            data={"user": "bob@mailsift.test", "password": "bob-password-2", "csrf": token},
+        )
+        assert r.status_code == 429  # even the right password waits now
+        assert "mailsift_session" not in c.cookies
+    finally:
+        routes.user_throttle.clear("bob@mailsift.test")
+        routes.ip_throttle.clear("127.0.0.1")
+    assert ui_server.login("bob@mailsift.test").get("/ui/quarantine").status_code == 200
+
+
+def test_logout_needs_csrf_and_ends_the_session(ui_server: UiServer) -> None:
+    c = ui_server.login("alice@mailsift.test")
+    assert c.post("/ui/logout", data={}).status_code == 403
+    token = _csrf(c.get("/ui/quarantine").text)
+    r = c.post("/ui/logout", data={"csrf": token})
+    assert r.status_code == 303 and r.headers["location"] == "/ui/login"
+    assert c.get("/ui/quarantine").status_code == 303

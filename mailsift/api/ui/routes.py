@@ -48,7 +48,9 @@ PAGE_SIZE = 50
 ACTIONS = ("release", "delete", "ham", "spam")
 
 router = APIRouter(prefix="/ui", route_class=SecureRoute, include_in_schema=False)
-throttle = LoginThrottle()
+# failed logins: per user name (5 in 5 min) and per client address (20 in 5 min)
+user_throttle = LoginThrottle(limit=5, window=300.0)
+ip_throttle = LoginThrottle(limit=20, window=300.0)
 
 env = Environment(
     loader=FileSystemLoader(HERE / "templates"),
@@ -124,15 +126,15 @@ async def login(request: Request) -> Response:
     client = request.client.host if request.client else "?"
     if not ctx.sessions.check_login_token(request, str(form.get("csrf", ""))):
         return _login_page(request, ctx, user, "Your login form expired; try again.", 403)
-    keys = (f"user:{user}", f"ip:{client}")
-    if throttle.blocked(*keys):
+    if user_throttle.blocked(user) or ip_throttle.blocked(client):
         return _login_page(request, ctx, user, "Too many failed logins; wait a while.", 429)
     ok = await run_in_threadpool(ctx.accounts.verify, user, password)
     if not ok:
-        throttle.fail(*keys)
+        user_throttle.fail(user)
+        ip_throttle.fail(client)
         log.info("ui login failed user=%s ip=%s", user, client)
         return _login_page(request, ctx, user, "Wrong user name or password.", 401)
-    throttle.clear(*keys)
+    user_throttle.clear(user)
     resp = RedirectResponse("/ui/quarantine", status_code=303)
     ctx.sessions.start(resp, user, ctx.accounts.is_admin(user))
     ctx.sessions.end_login(resp)
