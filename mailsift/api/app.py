@@ -13,6 +13,7 @@ size limit. The web UI of area Q (``mailsift.api.ui``) is included when present.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -25,7 +26,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from mailsift import __version__
 from mailsift.api import metrics
 from mailsift.api.keys import ApiKeys
 from mailsift.api.logs import log_event
@@ -119,7 +119,7 @@ def create_app(settings: Settings, service: ScoringService | None = None) -> Fas
 
     app = FastAPI(
         title="mailsift",
-        version=__version__,
+        version=importlib.metadata.version("mailsift"),
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_url="/openapi.json",

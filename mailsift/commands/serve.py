@@ -10,6 +10,7 @@ multiprocess mode under ``<var_dir>/run/prometheus`` so ``/metrics`` counts ever
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 from typing import Annotated
@@ -30,6 +31,15 @@ def _prepare_multiprocess_metrics(var_dir: os.PathLike[str] | str) -> str:
     shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path, exist_ok=True)
     return path
+
+
+def _warm_rules_cache() -> None:
+    """Load the rule set once, so its Hyperscan database is compiled and cached before the
+    workers start (else every worker compiles the same database at the same time)."""
+    from mailsift.classifier.scorer import load_rules
+    from mailsift.config import get_settings
+
+    load_rules(get_settings())
 
 
 @serve_app.command("api")
@@ -61,6 +71,10 @@ def serve_api(
     from mailsift.store import open_store
 
     open_store(settings.store_url, settings.store.pool_size).close()
+    if n > 1:  # in a short-lived child: the supervisor process stays small
+        warm = multiprocessing.get_context("spawn").Process(target=_warm_rules_cache)
+        warm.start()
+        warm.join()
     uvicorn.run(
         APP_FACTORY,
         factory=True,

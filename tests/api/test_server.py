@@ -37,6 +37,12 @@ def score(server: ApiServer, raw: bytes, key: str | None = None, **kw: object) -
         return c.post("/v1/score", content=raw, headers=headers, **kw)  # type: ignore[arg-type]
 
 
+def settle() -> None:
+    """Wait out the sender-list cache of every worker (``StoreListPolicy.ttl``, 2 s): a list
+    edit taken by one worker reaches the other within that time."""
+    time.sleep(2.5)
+
+
 # ---- health, schema ----------------------------------------------------------------------
 
 
@@ -155,11 +161,14 @@ def test_score_envelope_from_query_and_headers(api_server: ApiServer) -> None:
         r = c.post("/v1/lists/users/dave@mailsift.test/trusted", json={"pattern": sender})
         assert r.status_code == 201
     # the recipient comes from the rspamd-style header: dave's trusted list applies
-    v = score(api_server, raw, headers={"Rcpt": "dave@mailsift.test", "IP": "192.0.2.7"}).json()
+    settle()
+    hdrs = {"Rcpt": "dave@mailsift.test", "IP": "192.0.2.7"}
+    v = score(api_server, raw, headers=hdrs).json()
     assert v["list_decision"] == "trusted" and v["action"] == "ham"
-    # ... and from the query string
-    v = score(api_server, raw, params={"rcpt": "dave@mailsift.test", "ip": "2001:db8::1"}).json()
-    assert v["list_decision"] == "trusted"
+    # ... and from the query string (several times: each worker answers some)
+    for _ in range(4):
+        q = {"rcpt": "dave@mailsift.test", "ip": "2001:db8::1"}
+        assert score(api_server, raw, params=q).json()["list_decision"] == "trusted"
     # another recipient: no list applies
     v = score(api_server, raw, params={"rcpt": "erin@mailsift.test"}).json()
     assert v["list_decision"] is None
@@ -348,6 +357,7 @@ def test_user_lists_crud(api_server: ApiServer) -> None:
         assert c.get("/v1/lists/users/frank@mailsift.test/allow").status_code == 422
     # untrusted sender: always spam for frank
     raw = message(sender="news@spammy.example", to="frank@mailsift.test")
+    settle()
     v = score(api_server, raw, params={"rcpt": "frank@mailsift.test"}).json()
     assert v["list_decision"] == "untrusted" and v["action"] != "ham"
     with api_server.client(api_server.keys["feedback"]) as c:
@@ -367,14 +377,16 @@ def test_global_lists_admin_only(api_server: ApiServer) -> None:
             e["pattern"] for e in c.get("/v1/lists/global/block").json()["entries"]
         ]
     raw = message(sender="x@blocked.example")
-    v = score(api_server, raw).json()
-    assert v["list_decision"] == "block" and v["action"] == "reject"
+    settle()
+    for _ in range(4):  # every worker
+        v = score(api_server, raw).json()
+        assert v["list_decision"] == "block" and v["action"] == "reject"
     with api_server.client(api_server.admin_key) as c:
-        assert (
-            c.delete("/v1/lists/global/block", params={"pattern": "*@blocked.example"}).status_code
-            == 200
-        )
-    assert score(api_server, raw).json()["list_decision"] is None
+        r = c.delete("/v1/lists/global/block", params={"pattern": "*@blocked.example"})
+        assert r.status_code == 200
+    settle()
+    for _ in range(4):
+        assert score(api_server, raw).json()["list_decision"] is None
 
 
 # ---- models, metrics, logs ---------------------------------------------------------------

@@ -5,19 +5,20 @@
   user may edit only that user's lists)
 - ``GET|POST|DELETE /v1/lists/global/{kind}``: scope ``admin``
 
-``DELETE`` takes the pattern as a query parameter (patterns hold ``*`` and ``@``). Every
-change is audited (who, what, when).
+``DELETE`` takes the pattern as a query parameter (patterns hold ``*`` and ``@``). Patterns
+are validated and every change is audited by ``mailsift.store.lists.StoreListPolicy``.
+Workers other than the one that took the change see it within the policy's cache time
+(``StoreListPolicy.ttl``, 2 s).
 """
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
-from mailsift.api.deps import AdminKey, FeedbackKey, Principal, StoreDep
+from mailsift.api.deps import AdminKey, FeedbackKey, Principal, ServiceDep
 from mailsift.api.schemas import (
     ErrorResponse,
     GlobalListKind,
@@ -27,13 +28,13 @@ from mailsift.api.schemas import (
     ListResponse,
     UserListKind,
 )
-from mailsift.store.base import ListEntry, Store
+from mailsift.service import ScoringService
+from mailsift.store.base import ListEntry
+from mailsift.store.lists import normalize_address, validate_pattern
 
 router = APIRouter(prefix="/v1/lists", tags=["lists"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {c: {"model": ErrorResponse} for c in (401, 403, 422)}
-# what a pattern may look like: an address, *@domain, a domain, an IP or a CIDR block
-_PATTERN_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.@:\[\]-]+$")
 User = Annotated[str, Path(min_length=1, max_length=320, description="The user (an address)")]
 Pattern = Annotated[str, Query(min_length=1, max_length=512, description="The entry to remove")]
 
@@ -49,44 +50,39 @@ def _out(e: ListEntry) -> ListEntryOut:
     )
 
 
-def _check_pattern(pattern: str) -> str:
-    p = pattern.strip()
-    if not _PATTERN_RE.match(p) or p in {"*", "*@", "@"}:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            "pattern must be an address, *@domain, a domain, an IP address or a CIDR block",
-        )
-    return p
+def _entries(service: ScoringService, kind: str, owner: str) -> list[ListEntry]:
+    return service.lists.entries(kind=kind, owner=normalize_address(owner) if owner else "")
 
 
 def _add(
-    store: Store, kind: str, owner: str, body: ListEntryIn, who: Principal, response: Response
+    service: ScoringService,
+    kind: str,
+    owner: str,
+    body: ListEntryIn,
+    who: Principal,
+    response: Response,
 ) -> ListChange:
-    entry = ListEntry(
-        kind=kind,
-        pattern=_check_pattern(body.pattern),
-        owner=owner,
-        created=time.time(),
-        added_by=who.actor,
-        comment=body.comment,
-    )
     try:
-        changed = store.lists.add(entry)
+        pattern = validate_pattern(body.pattern)
+        changed = service.lists.add(kind, pattern, owner, actor=who.actor, comment=body.comment)
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    store.audit.record(who.actor, "lists.add", f"{kind}:{owner}", {"pattern": entry.pattern})
     response.status_code = status.HTTP_201_CREATED if changed else status.HTTP_200_OK
-    stored = next(
-        (e for e in store.lists.entries(kind, owner) if e.pattern == entry.pattern.lower()), entry
-    )
+    stored = next((e for e in _entries(service, kind, owner) if e.pattern == pattern), None)
+    if stored is None:  # removed again in between
+        stored = ListEntry(kind, pattern, owner, time.time(), who.actor, body.comment)
     return ListChange(changed=changed, entry=_out(stored))
 
 
-def _remove(store: Store, kind: str, owner: str, pattern: str, who: Principal) -> ListChange:
-    changed = store.lists.remove(kind, pattern, owner)
+def _remove(
+    service: ScoringService, kind: str, owner: str, pattern: str, who: Principal
+) -> ListChange:
+    try:
+        changed = service.lists.remove(kind, pattern, owner, actor=who.actor)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     if not changed:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"{pattern!r} is not on that list")
-    store.audit.record(who.actor, "lists.remove", f"{kind}:{owner}", {"pattern": pattern})
     return ListChange(
         changed=True,
         entry=ListEntryOut(kind=kind, pattern=pattern, owner=owner, created=time.time()),
@@ -97,10 +93,12 @@ def _remove(store: Store, kind: str, owner: str, pattern: str, who: Principal) -
 
 
 @router.get("/users/{user}/{kind}", response_model=ListResponse, responses=_ERRORS)
-def user_list(user: User, kind: UserListKind, store: StoreDep, who: FeedbackKey) -> ListResponse:
+def user_list(
+    user: User, kind: UserListKind, service: ServiceDep, who: FeedbackKey
+) -> ListResponse:
     """A user's trusted or untrusted senders."""
     who.check_user(user)
-    return ListResponse(entries=[_out(e) for e in store.lists.entries(kind, user)])
+    return ListResponse(entries=[_out(e) for e in _entries(service, kind, user)])
 
 
 @router.post(
@@ -113,13 +111,13 @@ def user_list_add(
     user: User,
     kind: UserListKind,
     body: ListEntryIn,
-    store: StoreDep,
+    service: ServiceDep,
     who: FeedbackKey,
     response: Response,
 ) -> ListChange:
     """Trust (or distrust) a sender for one user."""
     who.check_user(user)
-    return _add(store, kind, user, body, who, response)
+    return _add(service, kind, user, body, who, response)
 
 
 @router.delete(
@@ -128,19 +126,19 @@ def user_list_add(
     responses={404: {"model": ErrorResponse}, **_ERRORS},
 )
 def user_list_remove(
-    user: User, kind: UserListKind, pattern: Pattern, store: StoreDep, who: FeedbackKey
+    user: User, kind: UserListKind, pattern: Pattern, service: ServiceDep, who: FeedbackKey
 ) -> ListChange:
     who.check_user(user)
-    return _remove(store, kind, user, pattern, who)
+    return _remove(service, kind, user, pattern, who)
 
 
 # ---- global lists --------------------------------------------------------------------------
 
 
 @router.get("/global/{kind}", response_model=ListResponse, responses=_ERRORS)
-def global_list(kind: GlobalListKind, store: StoreDep, _who: AdminKey) -> ListResponse:
+def global_list(kind: GlobalListKind, service: ServiceDep, _who: AdminKey) -> ListResponse:
     """The global allow or block list."""
-    return ListResponse(entries=[_out(e) for e in store.lists.entries(kind, "")])
+    return ListResponse(entries=[_out(e) for e in _entries(service, kind, "")])
 
 
 @router.post(
@@ -150,9 +148,9 @@ def global_list(kind: GlobalListKind, store: StoreDep, _who: AdminKey) -> ListRe
     responses={200: {"model": ListChange, "description": "Already there"}, **_ERRORS},
 )
 def global_list_add(
-    kind: GlobalListKind, body: ListEntryIn, store: StoreDep, who: AdminKey, response: Response
+    kind: GlobalListKind, body: ListEntryIn, service: ServiceDep, who: AdminKey, response: Response
 ) -> ListChange:
-    return _add(store, kind, "", body, who, response)
+    return _add(service, kind, "", body, who, response)
 
 
 @router.delete(
@@ -161,6 +159,6 @@ def global_list_add(
     responses={404: {"model": ErrorResponse}, **_ERRORS},
 )
 def global_list_remove(
-    kind: GlobalListKind, pattern: Pattern, store: StoreDep, who: AdminKey
+    kind: GlobalListKind, pattern: Pattern, service: ServiceDep, who: AdminKey
 ) -> ListChange:
-    return _remove(store, kind, "", pattern, who)
+    return _remove(service, kind, "", pattern, who)

@@ -1,0 +1,469 @@
+"""Throughput and latency of the scoring API over HTTP, side by side with spamd and rspamd.
+
+    .venv/bin/python -m bench.bench_api [--messages 1000] [--concurrency 8] [--seconds 20]
+
+One run, on the same SpamAssassin-corpus messages (a fixed random sample, ham and spam),
+one system after the other (never two at once: they would share the CPUs):
+
+- **mailsift**: ``mailsift serve api --workers 2`` with the serving (default) model, its own
+  SQLite store in a temporary var dir (every verdict is recorded, as in production); clients
+  ``POST /v1/score`` the raw message with an API key over keep-alive HTTP/1.1 connections.
+- **spamd** (SpamAssassin): ``spamd -L`` (local tests only) with 2 children, a temporary
+  helper home dir and a site config dir holding the stock ``.pre`` files plus ``use_bayes 0``;
+  each message is scored by running ``spamc -c`` (how MTAs use it). ``sa-update`` is never run.
+- **rspamd**: the Debian package with its stock configuration, 2 normal workers bound to
+  loopback, run/db/log dirs in a temporary dir, no redis; clients ``POST /checkv2``.
+
+Each system gets a short warm-up, then ``--concurrency`` clients send messages for
+``--seconds`` (spamd: ``--spamd-seconds``). Reported: messages/s, p50/p99 latency, errors,
+mailsift's throughput ratio to each peer, and the RSS of one mailsift worker after the run.
+The load generator runs on the same machine (it costs CPU too): figures are conservative,
+and noisy when other work shares the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mailsift.api.server import ApiProcess, create_key, free_port, rss_mb
+from mailsift.config import Settings, load_settings
+
+TARGET_RATE = 400.0
+TARGET_P99_MS = 50.0
+TARGET_SPAMD_RATIO = 10.0
+TARGET_RSS_MB = 300.0
+
+
+# ---- messages ------------------------------------------------------------------------------
+
+
+def load_messages(settings: Settings, n: int, seed: int) -> list[bytes]:
+    """A fixed random sample of ``n`` corpus messages (ham and spam, in random order)."""
+    from mailsift.pipeline.corpus import iter_corpus
+
+    corpus = settings.paths.corpus
+    if corpus is None or not Path(corpus).exists():
+        sys.exit("no corpus: set MAILSIFT_CORPUS to the SpamAssassin corpus folder")
+    raws = [item.raw for item in iter_corpus(Path(corpus))]
+    rng = random.Random(seed)
+    rng.shuffle(raws)
+    return raws[:n]
+
+
+# ---- load generation -----------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    system: str
+    workers: int
+    concurrency: int
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    note: str = ""
+
+    @property
+    def count(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        xs = sorted(self.latencies)
+        return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))] * 1000.0
+
+
+class HttpConnection:
+    """A minimal keep-alive HTTP/1.1 client connection (cheap, so the load generator leaves
+    the CPU to the servers)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        head += f"Content-Length: {len(body)}\r\n\r\n"
+        self.writer.write(head.encode() + body)
+        status_line_and_headers = await self.reader.readuntil(b"\r\n\r\n")
+        lines = status_line_and_headers.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        length, close = 0, False
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            name = name.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "connection" and value.strip().lower() == "close":
+                close = True
+        data = await self.reader.readexactly(length)
+        if close:
+            await self.close()
+        return status, data
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(OSError):
+                await self.writer.wait_closed()
+        self.reader = self.writer = None
+
+
+Scorer = Callable[[int, bytes], Awaitable[bool]]  # (client number, message) -> ok
+
+
+async def drive(
+    score: Scorer, messages: list[bytes], concurrency: int, seconds: float, warmup: int
+) -> tuple[float, list[float], int]:
+    """Warm up, then run ``concurrency`` clients for ``seconds``; returns (elapsed,
+    latencies, errors)."""
+    for i in range(warmup):
+        await score(0, messages[i % len(messages)])
+    latencies: list[float] = []
+    errors = 0
+    counter = 0
+    deadline = time.perf_counter() + seconds
+
+    async def client(n: int) -> None:
+        nonlocal counter, errors
+        while time.perf_counter() < deadline:
+            msg = messages[counter % len(messages)]
+            counter += 1
+            t0 = time.perf_counter()
+            try:
+                ok = await score(n, msg)
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                ok = False
+            if ok:
+                latencies.append(time.perf_counter() - t0)
+            else:
+                errors += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(concurrency)))
+    return time.perf_counter() - start, latencies, errors
+
+
+def http_scorer(
+    port: int, path: str, headers: dict[str, str], concurrency: int
+) -> tuple[Scorer, Callable[[], Awaitable[None]]]:
+    conns = [HttpConnection("127.0.0.1", port) for _ in range(concurrency)]
+
+    async def score(n: int, raw: bytes) -> bool:
+        status, _ = await conns[n].post(path, raw, headers)
+        return status == 200
+
+    async def close() -> None:
+        for c in conns:
+            await c.close()
+
+    return score, close
+
+
+def run_http(
+    system: str,
+    port: int,
+    path: str,
+    headers: dict[str, str],
+    messages: list[bytes],
+    args: argparse.Namespace,
+    workers: int,
+) -> Result:
+    async def main() -> Result:
+        score, close = http_scorer(port, path, headers, args.concurrency)
+        try:
+            elapsed, lat, errors = await drive(
+                score, messages, args.concurrency, args.seconds, args.warmup
+            )
+        finally:
+            await close()
+        return Result(system, workers, args.concurrency, elapsed, lat, errors)
+
+    return asyncio.run(main())
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.3)
+    raise RuntimeError(f"{what} did not listen on {port} within {timeout}s")
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+# ---- mailsift ------------------------------------------------------------------------------
+
+
+def bench_mailsift(
+    messages: list[bytes], args: argparse.Namespace, tmp: Path
+) -> tuple[Result, float]:
+    from mailsift.pipeline.registry import resolve_serving_model_dir
+
+    base = load_settings()
+    model_dir = args.model or resolve_serving_model_dir(base)
+    if model_dir is None:
+        sys.exit("no serving model: train one first (`mailsift train --default` or `make run`)")
+    var = tmp / "mailsift-var"
+    settings = base.model_copy(
+        update={
+            "paths": base.paths.model_copy(update={"var_dir": var}),
+            "store": base.store.model_copy(update={"url": ""}),
+            "model": base.model.model_copy(update={"path": Path(model_dir).resolve()}),
+            "rules": base.rules.model_copy(update={"cache_dir": base.rules_cache_dir.resolve()}),
+        },
+        deep=True,
+    )
+    server = ApiProcess(settings, workers=args.workers, log=tmp / "mailsift-api.log")
+    key = create_key(server.env, "bench", "score")
+    with server:
+        headers = {"Content-Type": "message/rfc822", "Authorization": f"Bearer {key}"}
+        result = run_http(
+            "mailsift", server.port, "/v1/score", headers, messages, args, args.workers
+        )
+        rss = max((rss_mb(p) for p in server.worker_pids()), default=0.0)
+    result.note = f"model {Path(model_dir).name}"
+    return result, rss
+
+
+# ---- spamd ---------------------------------------------------------------------------------
+
+
+def bench_spamd(messages: list[bytes], args: argparse.Namespace, tmp: Path) -> Result:
+    spamd, spamc = shutil.which("spamd") or "/usr/sbin/spamd", shutil.which("spamc")
+    if not Path(spamd).exists() or spamc is None:
+        raise RuntimeError("spamd/spamc not installed (Debian packages spamd, spamc)")
+    site, home = tmp / "spamd-site", tmp / "spamd-home"
+    site.mkdir()
+    home.mkdir()
+    home.chmod(0o777)  # spamd drops privileges to nobody
+    for pre in Path("/etc/spamassassin").glob("*.pre"):
+        shutil.copy(pre, site)
+    (site / "local.cf").write_text("use_bayes 0\nbayes_auto_learn 0\n")
+    port = free_port()
+    cmd = [
+        spamd,
+        "-L",
+        f"--siteconfigpath={site}",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        f"--max-children={args.workers}",
+        f"--min-children={args.workers}",
+        "-x",
+        f"--helper-home-dir={home}",
+        f"--pidfile={tmp / 'spamd.pid'}",
+        "-s",
+        "stderr",
+    ]
+    if os.geteuid() == 0:
+        cmd += ["-u", "nobody"]
+    with open(tmp / "spamd.log", "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_port(port, proc, 120, "spamd")
+        ok = re.compile(rb"^-?\d+(\.\d+)?/\d+(\.\d+)?\s*$")
+
+        async def score(_: int, raw: bytes) -> bool:
+            p = await asyncio.create_subprocess_exec(
+                spamc,
+                "-d",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-c",
+                "-x",
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+            out, _ = await p.communicate(raw)
+            return p.returncode in (0, 1) and bool(ok.match(out)) and not out.endswith(b"/0\n")
+
+        async def main() -> Result:
+            # spamd answers before its children are ready: wait for a real score
+            deadline = time.monotonic() + 120
+            while not await score(0, messages[0]):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("spamd does not score")
+                await asyncio.sleep(1)
+            elapsed, lat, errors = await drive(
+                score, messages, args.concurrency, args.spamd_seconds, 4
+            )
+            return Result("spamd", args.workers, args.concurrency, elapsed, lat, errors, "spamc -c")
+
+        return asyncio.run(main())
+    finally:
+        stop_group(proc)
+
+
+# ---- rspamd --------------------------------------------------------------------------------
+
+
+def bench_rspamd(messages: list[bytes], args: argparse.Namespace, tmp: Path) -> Result:
+    rspamd = shutil.which("rspamd")
+    if rspamd is None:
+        raise RuntimeError("rspamd not installed (Debian package rspamd)")
+    root = tmp / "rspamd"
+    local, override = root / "local", root / "local" / "override.d"
+    for d in (override, root / "run", root / "db", root / "log"):
+        d.mkdir(parents=True)
+    port, ctl, proxy = free_port(), free_port(), free_port()
+    (override / "worker-normal.inc").write_text(
+        f'bind_socket = "127.0.0.1:{port}";\ncount = {args.workers};\n'
+    )
+    (override / "worker-controller.inc").write_text(
+        f'bind_socket = "127.0.0.1:{ctl}";\ncount = 1;\n'
+    )
+    (override / "worker-proxy.inc").write_text(f'bind_socket = "127.0.0.1:{proxy}";\ncount = 1;\n')
+    (override / "logging.inc").write_text(
+        f'type = "file";\nfilename = "{root}/log/rspamd.log";\nlevel = "error";\n'
+    )
+    cmd = [
+        rspamd,
+        "-f",
+        "-c",
+        "/etc/rspamd/rspamd.conf",
+        "--var",
+        f"LOCAL_CONFDIR={local}",
+        "--var",
+        f"RUNDIR={root}/run",
+        "--var",
+        f"DBDIR={root}/db",
+        "--var",
+        f"LOGDIR={root}/log",
+    ]
+    if os.geteuid() == 0:
+        cmd += ["-i", "-u", "root", "-g", "root"]
+    with open(tmp / "rspamd.out", "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_port(port, proc, 180, "rspamd")
+        time.sleep(2)  # let every worker load its hyperscan database
+        return run_http("rspamd", port, "/checkv2", {}, messages, args, args.workers)
+    finally:
+        stop_group(proc)
+
+
+# ---- report --------------------------------------------------------------------------------
+
+
+def table(results: list[Result], rss: float, args: argparse.Namespace) -> str:
+    ms = next(r for r in results if r.system == "mailsift")
+    rows = [
+        "| system | workers | concurrency | messages scored | msg/s | p50 ms | p99 ms | errors | mailsift ÷ system |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        ratio = ms.rate / r.rate if r.rate else float("inf")
+        rows.append(
+            f"| {r.system} | {r.workers} | {r.concurrency} | {r.count} | {r.rate:.1f} | "
+            f"{r.pct(0.5):.1f} | {r.pct(0.99):.1f} | {r.errors} | {ratio:.1f}x |"
+        )
+    checks = [
+        f"- mailsift throughput {ms.rate:.0f} msg/s (target >= {TARGET_RATE:.0f}): "
+        f"{'PASS' if ms.rate >= TARGET_RATE else 'FAIL'}",
+        f"- mailsift p99 {ms.pct(0.99):.1f} ms (target < {TARGET_P99_MS:.0f}): "
+        f"{'PASS' if ms.pct(0.99) < TARGET_P99_MS else 'FAIL'}",
+    ]
+    spamd = next((r for r in results if r.system == "spamd"), None)
+    if spamd is not None and spamd.rate:
+        ratio = ms.rate / spamd.rate
+        checks.append(
+            f"- mailsift / spamd throughput {ratio:.1f}x (target >= {TARGET_SPAMD_RATIO:.0f}x): "
+            f"{'PASS' if ratio >= TARGET_SPAMD_RATIO else 'FAIL'}"
+        )
+    checks.append(
+        f"- RSS of one mailsift worker after the run {rss:.0f} MB (target < {TARGET_RSS_MB:.0f}): "
+        f"{'PASS' if 0 < rss < TARGET_RSS_MB else 'FAIL'}"
+    )
+    load = os.getloadavg()[0]
+    return "\n".join(
+        [
+            *rows,
+            "",
+            *checks,
+            "",
+            f"{args.messages} corpus messages (seed {args.seed}), cycled; "
+            f"{os.cpu_count()} CPUs, load average {load:.1f} at the end (other work on the "
+            "machine makes these figures noisy).",
+            "",
+            f"Command: `{' '.join(['.venv/bin/python -m bench.bench_api', *sys.argv[1:]])}`",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.bench_api", description=__doc__.split("\n\n")[0]
+    )
+    ap.add_argument("--messages", type=int, default=1000, help="corpus messages to cycle through")
+    ap.add_argument("--seed", type=int, default=20030228)
+    ap.add_argument("--concurrency", type=int, default=8, help="clients in flight")
+    ap.add_argument("--workers", type=int, default=2, help="server workers / children")
+    ap.add_argument("--seconds", type=float, default=20.0, help="measured time per system")
+    ap.add_argument("--spamd-seconds", type=float, default=30.0)
+    ap.add_argument("--warmup", type=int, default=100, help="requests before measuring")
+    ap.add_argument("--model", type=Path, default=None, help="model folder (default: serving)")
+    ap.add_argument("--skip", action="append", default=[], choices=["spamd", "rspamd"])
+    args = ap.parse_args(argv)
+
+    messages = load_messages(load_settings(), args.messages, args.seed)
+    print(f"{len(messages)} messages loaded", file=sys.stderr)
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as d:
+        tmp = Path(d)
+        ms, rss = bench_mailsift(messages, args, tmp)
+        results.append(ms)
+        print(f"mailsift: {ms.rate:.1f} msg/s", file=sys.stderr)
+        for name, fn in (("spamd", bench_spamd), ("rspamd", bench_rspamd)):
+            if name in args.skip:
+                continue
+            r = fn(messages, args, tmp)
+            results.append(r)
+            print(f"{name}: {r.rate:.1f} msg/s", file=sys.stderr)
+    print(table(results, rss, args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
