@@ -60,7 +60,7 @@ class ScoringService:
             scorer.list_policy = self.lists
         self.scorer = scorer
         self.learner = Learner(scorer, self.store, settings)
-        self.learner.sync(force=True)  # feedback the loaded model does not contain yet
+        self.learner.sync()  # feedback the loaded model does not contain yet
 
     @property
     def model_version(self) -> str:
@@ -150,7 +150,7 @@ class ScoringService:
 
         model = SpamModel.load(model_dir or serving_model_dir(self.settings))
         self.scorer.replace_model(model)
-        self.learner.sync(force=True)  # rebases the learner and replays newer feedback
+        self.learner.sync()  # rebases the learner and replays newer feedback
         log.info("model reloaded: %s", model.version)
         return str(model.version)
 

@@ -414,7 +414,7 @@ class Learner:
         if event is not None:
             if sample is not None:
                 self._remember(res.digest, sample)
-            clipped = self.sync(force=True, report_event=event.event_id)
+            clipped = self.sync(report_event=event.event_id)
             if clipped:
                 res.status = "drift_capped"
                 res.detail = (
@@ -428,27 +428,37 @@ class Learner:
 
     # ---- applying the learn log ------------------------------------------------------------
     def maybe_sync(self) -> None:
-        """Apply other processes' events, at most every ``sync_interval`` seconds."""
-        if time.monotonic() - self._last_sync >= self.fs.sync_interval:
-            self.sync()
+        """Apply other processes' events, at most every ``sync_interval`` seconds; never
+        waits (a score goes on with the current model while another thread syncs)."""
+        if time.monotonic() - self._last_sync < self.fs.sync_interval:
+            return
+        if not self._sync_lock.acquire(blocking=False):
+            return
+        try:
+            self._sync_locked(None)
+        finally:
+            self._sync_lock.release()
 
-    def sync(self, force: bool = False, report_event: int | None = None) -> bool:
+    def sync(self, report_event: int | None = None) -> bool:
         """Apply every learn event this process has not applied yet, in order. Returns True
         when applying ``report_event`` hit the drift cap."""
-        clipped_report = False
         with self._sync_lock:
-            if self.scorer.model is not self._model:
-                self.rebase()
-            self._last_sync = time.monotonic()
-            while True:
-                events = self.store.feedback.events_after(self.applied_event_id, limit=500)
-                if not events:
-                    break
-                for ev in events:
-                    clipped = self._apply(ev)
-                    if ev.event_id == report_event:
-                        clipped_report = clipped
-                    self.applied_event_id = ev.event_id
+            return self._sync_locked(report_event)
+
+    def _sync_locked(self, report_event: int | None) -> bool:
+        clipped_report = False
+        if self.scorer.model is not self._model:
+            self.rebase()
+        self._last_sync = time.monotonic()
+        while True:
+            events = self.store.feedback.events_after(self.applied_event_id, limit=500)
+            if not events:
+                break
+            for ev in events:
+                clipped = self._apply(ev)
+                if ev.event_id == report_event:
+                    clipped_report = clipped
+                self.applied_event_id = ev.event_id
         return clipped_report
 
     def _apply(self, ev: LearnEvent) -> bool:
