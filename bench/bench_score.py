@@ -1,0 +1,172 @@
+"""Scoring bench: messages/s per core (parse + rules + model), model load time, process RSS.
+
+    .venv/bin/python -m bench.bench_score [--model DIR] [--n 1000] [--no-stock-rules] [--json OUT]
+
+* **Throughput**: N corpus messages (SpamAssassin archives, read into memory first) scored
+  one after another in this process on one thread; per-stage CPU time (thread time: parse,
+  rules, features, model probability, explanation) and the whole ``Scorer.score`` path
+  (wall clock and process CPU time); messages/s per core = messages / CPU seconds.
+* **Model load**: ``SpamModel.load`` (sha256 check + skops) of the model folder, median of 3.
+* **Rules load**: ``load_ruleset`` with a warm Hyperscan cache.
+* **RSS**: a fresh process that loads the serving Scorer (model + rules) and reports its
+  resident set size (VmRSS), and the same process before loading anything.
+
+The model is ``--model``, else the serving model (``Scorer.from_settings``), else one trained
+here on the whole corpus by the bootstrap trainer into a temporary folder. Figures are noisy
+on a shared 2-core machine: they say what was measured, when.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mailsift.config import Settings, load_settings
+
+RSS_PROBE = """
+import json, os, sys
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+before = rss()
+from mailsift.config import load_settings
+from mailsift.classifier.model import SpamModel
+from mailsift.classifier.scorer import Scorer, load_rules
+s = load_settings(rules={"use_stock": sys.argv[2] == "1"})
+sc = Scorer(SpamModel.load(sys.argv[1]), load_rules(s), s)
+sc.score(b"Subject: hello\\n\\nhello world\\n")
+print(json.dumps({"rss_mb_before": round(before, 1), "rss_mb_loaded": round(rss(), 1)}))
+"""
+
+
+def _model_dir(settings: Settings, explicit: Path | None, tmp: Path) -> Path:
+    from mailsift.classifier.scorer import NoModelError, serving_model_dir
+
+    if explicit is not None:
+        return explicit
+    try:
+        return serving_model_dir(settings)
+    except NoModelError:
+        from mailsift.classifier import bootstrap
+
+        out = tmp / "model"
+        print("no serving model: training one with the bootstrap trainer ...", file=sys.stderr)
+        bootstrap.main(["--out", str(out)])
+        return out
+
+
+def bench(args: argparse.Namespace) -> dict[str, Any]:
+    from mailsift.classifier.bootstrap import load_corpus
+    from mailsift.classifier.features import make_sample
+    from mailsift.classifier.model import SpamModel
+    from mailsift.classifier.scorer import Scorer, load_rules, parse_with
+
+    settings = load_settings(rules={"use_stock": not args.no_stock_rules})
+    assert settings.paths.corpus is not None, "set MAILSIFT_CORPUS"
+    tmp = Path(tempfile.mkdtemp(prefix="bench-score-"))
+    model_dir = _model_dir(settings, args.model, tmp)
+
+    loads = []
+    for _ in range(3):
+        t = time.perf_counter()
+        model = SpamModel.load(model_dir)
+        loads.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    rules = load_rules(settings)
+    rules_load = time.perf_counter() - t
+    scorer = Scorer(model, rules, settings)
+
+    _, raws, _ = load_corpus(Path(settings.paths.corpus))
+    rng = np.random.default_rng(1)
+    pick = rng.choice(len(raws), size=min(args.n, len(raws)), replace=False)
+    msgs = [raws[i] for i in pick]
+    for raw in msgs[:20]:  # warm caches (PSL, regex, hyperscan scratch)
+        scorer.score(raw)
+
+    stages = {"parse": 0.0, "rules": 0.0, "features": 0.0, "model": 0.0, "explain": 0.0}
+    cpu0 = time.process_time()
+    for raw in msgs:
+        t0 = time.thread_time()
+        pm = parse_with(raw, settings)
+        t1 = time.thread_time()
+        hits = rules.evaluate(pm)
+        t2 = time.thread_time()
+        sample = make_sample(pm, hits)
+        t3 = time.thread_time()
+        model.predict_proba([sample])
+        t4 = time.thread_time()
+        model.explain(sample, top=10)
+        t5 = time.thread_time()
+        stages["parse"] += t1 - t0
+        stages["rules"] += t2 - t1
+        stages["features"] += t3 - t2
+        stages["model"] += t4 - t3
+        stages["explain"] += t5 - t4
+    staged_cpu = time.process_time() - cpu0
+
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    for raw in msgs:
+        scorer.score(raw)
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+
+    rss = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", RSS_PROBE, str(model_dir), "0" if args.no_stock_rules else "1"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        ).stdout
+    )
+    n = len(msgs)
+    return {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model_dir": str(model_dir),
+        "model_version": model.version,
+        "model_kind": model.kind,
+        "rules": len(getattr(rules, "names", [])),
+        "stock_rules": not args.no_stock_rules,
+        "messages": n,
+        "score_msgs_per_s_wall": round(n / wall, 1),
+        "score_msgs_per_s_per_core_cpu": round(n / cpu, 1),
+        "stage_cpu_ms_per_msg": {k: round(v / n * 1000.0, 3) for k, v in stages.items()},
+        "staged_msgs_per_s_cpu": round(n / staged_cpu, 1),
+        "model_load_s_median": round(float(np.median(loads)), 3),
+        "model_file_mb": round((model_dir / "model.skops").stat().st_size / 1e6, 2),
+        "rules_load_s_warm_cache": round(rules_load, 3),
+        **rss,
+        "load_average": os.getloadavg(),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.bench_score")
+    ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--no-stock-rules", action="store_true")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    out = bench(args)
+    text = json.dumps(out, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
