@@ -93,4 +93,4 @@ def stock_rules_re() -> RuleSet:
 @pytest.fixture(scope="session")
 def corpus_sample() -> list[bytes]:
     assert CORPUS.is_dir(), f"corpus missing at {CORPUS}"
-    return corpus_messages(40)
+    return corpus_messages(25)

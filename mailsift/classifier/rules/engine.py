@@ -83,6 +83,7 @@ class _Entry:
     negate: bool
     multiple: int  # 0: plain hit; N: count matches up to N
     mode: str = MODE_RE
+    predicted: int = 0  # hyperscan flags we expect to work (see _predict_flags)
     empty_result: int = 0  # result on "" (missing header without if-unset)
     unset_result: int | None = None  # result on the if-unset text
 
@@ -102,10 +103,15 @@ class _Target:
 
 @dataclass(slots=True)
 class _HeaderTarget:
+    """One header request (name + modifiers); its rules live in the shared header target."""
+
     name: str  # as written (case-insensitive), or a pseudo-header
     modifiers: tuple[str, ...]
-    target: _Target
+    entries: list[int] = field(default_factory=list)  # indexes into the header target
     exists_rules: list[int] = field(default_factory=list)
+    member: frozenset[int] = frozenset()
+    re_only: list[int] = field(default_factory=list)
+    negated: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +311,15 @@ class RuleSet:
             max_scan_bytes=max_scan_bytes,
         )
 
+    def variant(self, *, use_hyperscan: bool) -> RuleSet:
+        """The same rules with another engine choice (benchmarks, differential tests)."""
+        return RuleSet(
+            self._parsed,
+            cache_dir=self.cache_dir,
+            use_hyperscan=use_hyperscan,
+            max_scan_bytes=self.max_scan_bytes,
+        )
+
     def __getstate__(self) -> dict[str, Any]:
         return {
             "parsed": self._parsed,
@@ -354,6 +369,9 @@ class RuleSet:
         self._rawbody = _Target("rawbody")
         self._full = _Target("full")
         self._uri = _Target("uri")
+        # all header rules share one database; each request scans its own value and keeps
+        # only the hits of its own rules
+        self._header = _Target("header")
         self._headers: dict[tuple[str, tuple[str, ...]], _HeaderTarget] = {}
         self._evals: list[tuple[int, evals_mod.EvalFn, tuple[Any, ...]]] = []
         metas: dict[str, RuleDef] = {}
@@ -451,6 +469,7 @@ class RuleSet:
             negate=rd.negate,
             multiple=self._multiple(rd.name),
         )
+        entry.predicted = _predict_flags(t.hs, flags, py)
         if rd.kind == "header":
             entry.empty_result = self._match(entry, b"")
             if rd.if_unset is not None:
@@ -476,14 +495,16 @@ class RuleSet:
         key = (name.lower() if name not in ("ALL", "MESSAGEID") else name, tuple(sorted(modifiers)))
         ht = self._headers.get(key)
         if ht is None:
-            ht = _HeaderTarget(name, key[1], _Target(f"header:{key[0]}:{':'.join(key[1])}"))
+            ht = _HeaderTarget(name, key[1])
             self._headers[key] = ht
         return ht
 
     def _target_for(self, rd: RuleDef) -> _Target:
         if rd.kind == "header":
             assert rd.header is not None
-            return self._header_target(rd.header, rd.modifiers).target
+            ht = self._header_target(rd.header, rd.modifiers)
+            ht.entries.append(len(self._header.entries))
+            return self._header
         return {
             "body": self._body,
             "rawbody": self._rawbody,
@@ -548,9 +569,7 @@ class RuleSet:
 
     # -- hyperscan ----------------------------------------------------------------------
     def _all_targets(self) -> list[_Target]:
-        return [self._body, self._rawbody, self._full, self._uri] + [
-            ht.target for ht in self._headers.values()
-        ]
+        return [self._body, self._rawbody, self._full, self._uri, self._header]
 
     def _cache_key(self, targets: Sequence[_Target]) -> str:
         h = hashlib.sha256()
@@ -559,7 +578,20 @@ class RuleSet:
             h.update(json.dumps([t.key, t.spec()]).encode("utf-8"))
         return h.hexdigest()
 
+    def _finish_headers(self) -> None:
+        t = self._header
+        for ht in self._headers.values():
+            ht.member = frozenset(ht.entries)
+            ht.re_only = [i for i in ht.entries if t.entries[i].mode == MODE_RE]
+            ht.negated = [i for i in ht.entries if t.entries[i].negate]
+
     def _compile_targets(self) -> None:
+        try:
+            self._compile_all()
+        finally:
+            self._finish_headers()
+
+    def _compile_all(self) -> None:
         targets = [t for t in self._all_targets() if t.entries]
         self.cached = False
         for t in targets:
@@ -668,14 +700,24 @@ class RuleSet:
             cache[id(t)] = s
         return s
 
-    def _scan(self, t: _Target, data: bytes, h: list[int]) -> None:
+    def _scan(
+        self,
+        t: _Target,
+        data: bytes,
+        h: list[int],
+        subset: _HeaderTarget | None = None,
+    ) -> None:
+        """Scan ``data`` with a target's database (only ``subset``'s rules when given)."""
         entries = t.entries
+        member = subset.member if subset is not None else None
         matched: set[int] = set()
         if t.db is not None:
             found: list[int] = []
             t.db.scan(data, _on_match, context=found, scratch=self._scratch(t))
             for hid in found:
                 ei = t.hs_ids[hid]
+                if member is not None and ei not in member:
+                    continue
                 e = entries[ei]
                 if e.mode == MODE_PREFILTER or e.multiple:
                     n = self._count(e, data)
@@ -687,14 +729,14 @@ class RuleSet:
                     matched.add(ei)
                     if not e.negate:
                         h[e.rule] = 1
-        for ei in t.re_only:
+        for ei in subset.re_only if subset is not None else t.re_only:
             e = entries[ei]
             n = self._count(e, data)
             if n:
                 matched.add(ei)
                 if not e.negate:
                     h[e.rule] = max(h[e.rule], n)
-        for ei in t.negated:
+        for ei in subset.negated if subset is not None else t.negated:
             if ei not in matched:
                 h[entries[ei].rule] = 1
 
@@ -741,20 +783,21 @@ class RuleSet:
         if self._full.entries:
             self._scan(self._full, views.full, h)
         self._scan_uris(views, h)
+        header_entries = self._header.entries
         for ht in self._headers.values():
             value = header_request(views, ht.name, ht.modifiers)
             for ri in ht.exists_rules:
                 h[ri] = 1 if value is not None else 0
-            t = ht.target
-            if not t.entries:
+            if not ht.entries:
                 continue
             if value is None:
-                for e in t.entries:
+                for ei in ht.entries:
+                    e = header_entries[ei]
                     r = e.unset_result if e.unset_result is not None else e.empty_result
                     if r:
                         h[e.rule] = r
             else:
-                self._scan(t, value, h)
+                self._scan(self._header, value, h, ht)
         for ri, fn, args in self._evals:
             try:
                 h[ri] = int(fn(views, args))
@@ -840,7 +883,7 @@ def _child_main(conn: Any) -> None:  # pragma: no cover - runs in the child proc
         except EOFError:
             return
         if msg[0] == "try":
-            conn.send(_try_compile(msg[1], msg[2]))
+            conn.send(_try_compile(msg[1], msg[2], msg[3]))
         elif msg[0] == "db":
             try:
                 db = hs.Database()
@@ -857,14 +900,33 @@ def _child_main(conn: Any) -> None:  # pragma: no cover - runs in the child proc
             return
 
 
-def _try_compile(pattern: bytes, flags: int) -> int | None:
-    """Flags with which hyperscan takes ``pattern`` alone, or None."""
+_NEEDS_PREFILTER_RE = re.compile(rb"\(\?<?[=!]|\\[1-9]|\(\?P=|\(\?>|[*+?}]\+|\(\?\(")
+LARGE_PATTERN = 1500  # bytes: such patterns are tried alone first (a few compile for minutes)
+
+
+def _predict_flags(pattern: bytes, flags: int, py: re.Pattern[bytes]) -> int:
+    """The flags hyperscan most likely accepts: prefilter for what it cannot do exactly."""
+    if hs is None:
+        return 0
+    out = flags | hs.HS_FLAG_SINGLEMATCH
+    if _NEEDS_PREFILTER_RE.search(pattern):
+        return out | hs.HS_FLAG_PREFILTER | hs.HS_FLAG_ALLOWEMPTY
+    if py.search(b"") is not None:
+        out |= hs.HS_FLAG_ALLOWEMPTY
+    return out
+
+
+def _try_compile(pattern: bytes, flags: int, predicted: int = 0) -> int | None:
+    """Flags with which hyperscan takes ``pattern`` alone (predicted ones first), or None."""
     base = flags | hs.HS_FLAG_SINGLEMATCH
     pf = hs.HS_FLAG_PREFILTER
-    for extra in (0, hs.HS_FLAG_ALLOWEMPTY, pf, pf | hs.HS_FLAG_ALLOWEMPTY):
+    options = [base | extra for extra in (0, hs.HS_FLAG_ALLOWEMPTY, pf, pf | hs.HS_FLAG_ALLOWEMPTY)]
+    if predicted:
+        options.insert(0, predicted)
+    for candidate in options:
         try:
-            hs.Database().compile(expressions=[pattern], ids=[0], elements=1, flags=[base | extra])
-            return base | extra
+            hs.Database().compile(expressions=[pattern], ids=[0], elements=1, flags=[candidate])
+            return candidate
         except Exception:  # noqa: S112 - hyperscan.error or MemoryError: try the next mode
             continue
     return None
@@ -902,9 +964,9 @@ class _Compiler:
         self.close()  # timed out or died: kill it, the next call starts a fresh one
         raise TimeoutError
 
-    def trial(self, pattern: bytes, flags: int) -> int | None:
+    def trial(self, pattern: bytes, flags: int, predicted: int = 0) -> int | None:
         try:
-            result: int | None = self._call(("try", pattern, flags), TRIAL_TIMEOUT)
+            result: int | None = self._call(("try", pattern, flags, predicted), TRIAL_TIMEOUT)
             return result
         except TimeoutError:
             log.warning("hyperscan gave up on %r (timeout); using re", pattern[:80])
@@ -932,28 +994,47 @@ class _Compiler:
         self._conn = None
 
 
+def _set_mode(e: _Entry, flags: int | None) -> None:
+    if flags is None:
+        e.mode = MODE_RE
+    else:
+        e.mode = MODE_PREFILTER if flags & hs.HS_FLAG_PREFILTER else MODE_HS
+        e.predicted = flags
+
+
 def _compile_target(t: _Target, compiler: _Compiler) -> None:
-    """Classify each pattern, then build the target's database (or fall back to re)."""
-    exprs: list[bytes] = []
-    flags: list[int] = []
-    t.hs_ids = []
-    for i, e in enumerate(t.entries):
-        fl = compiler.trial(e.hs_pattern, e.hs_flags)
-        if fl is None:
-            e.mode = MODE_RE
-            continue
-        e.mode = MODE_PREFILTER if fl & hs.HS_FLAG_PREFILTER else MODE_HS
-        exprs.append(e.hs_pattern)
-        flags.append(fl)
-        t.hs_ids.append(i)
-    t.db = None
-    if exprs:
-        blob = compiler.database(exprs, flags)
-        if blob is not None:
-            t.db = hs.loadb(blob, hs.HS_MODE_BLOCK)
+    """Build a target's database; patterns hyperscan refuses (or chokes on) run with re.
+
+    Large patterns are first tried alone (a few make the compiler run for minutes); the
+    rest go straight into the database with their predicted flags. Only if that fails is
+    every pattern tried alone to find the culprits.
+    """
+    for e in t.entries:
+        if len(e.hs_pattern) > LARGE_PATTERN:
+            _set_mode(e, compiler.trial(e.hs_pattern, e.hs_flags, e.predicted))
         else:
+            _set_mode(e, e.predicted)
+    if not _build_db(t, compiler):
+        for e in t.entries:
+            if e.mode != MODE_RE and len(e.hs_pattern) <= LARGE_PATTERN:
+                _set_mode(e, compiler.trial(e.hs_pattern, e.hs_flags, e.predicted))
+        if not _build_db(t, compiler):
             log.warning("hyperscan database for %s failed; using re", t.key)
-            for i in t.hs_ids:
-                t.entries[i].mode = MODE_RE
-            t.hs_ids = []
+            for e in t.entries:
+                e.mode = MODE_RE
+            t.db, t.hs_ids = None, []
     t.re_only = [i for i, e in enumerate(t.entries) if e.mode == MODE_RE]
+
+
+def _build_db(t: _Target, compiler: _Compiler) -> bool:
+    t.hs_ids = [i for i, e in enumerate(t.entries) if e.mode != MODE_RE]
+    t.db = None
+    if not t.hs_ids:
+        return True
+    exprs = [t.entries[i].hs_pattern for i in t.hs_ids]
+    flags = [t.entries[i].predicted for i in t.hs_ids]
+    blob = compiler.database(exprs, flags)
+    if blob is None:
+        return False
+    t.db = hs.loadb(blob, hs.HS_MODE_BLOCK)
+    return True

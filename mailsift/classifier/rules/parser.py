@@ -43,6 +43,7 @@ AVAILABLE_PLUGINS = frozenset(
         "Mail::SpamAssassin::Plugin::URIEval",
         "Mail::SpamAssassin::Plugin::RelayEval",
         "Mail::SpamAssassin::Plugin::WLBLEval",
+        "Mail::SpamAssassin::Plugin::VBounce",
     }
 )
 
