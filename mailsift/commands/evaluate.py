@@ -32,7 +32,7 @@ def evaluate_cmd(
 ) -> None:
     """Evaluate a model: ROC AUC, 1-ROCA%, recall at 0.1%/1% FPR, FPR/FNR, confusion, msg/s."""
     from mailsift.config import get_settings
-    from mailsift.pipeline.corpus import CorpusError, index_corpus
+    from mailsift.pipeline.corpus import CorpusError, index_corpus, subsample
     from mailsift.pipeline.evaluate import evaluate_model_dir, evaluate_online, load_model
     from mailsift.pipeline.metrics import format_table
     from mailsift.pipeline.split import time_order
@@ -40,7 +40,7 @@ def evaluate_cmd(
     logging.basicConfig(level=logging.WARNING)
     settings = get_settings()
     try:
-        df = index_corpus(corpus, limit=limit, progress=True)
+        df = subsample(index_corpus(corpus, progress=True), limit, settings.model.seed)
     except CorpusError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

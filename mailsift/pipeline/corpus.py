@@ -491,6 +491,19 @@ def _progress(enabled: bool, desc: str, total: int | None = None) -> Any:
     return tqdm(total=total, desc=desc, unit="msg", leave=False)
 
 
+def subsample(df: pd.DataFrame, n: int | None, seed: int = 42) -> pd.DataFrame:
+    """At most ``n`` rows, stratified by label, corpus order kept (for quick experiments)."""
+    if n is None or n <= 0 or len(df) <= n:
+        return df
+    frac = n / len(df)
+    parts = [
+        g.sample(n=max(1, round(len(g) * frac)), random_state=seed) for _, g in df.groupby("label")
+    ]
+    out = pd.concat(parts).sort_index().reset_index(drop=True)
+    out.attrs = dict(df.attrs)
+    return out
+
+
 # ---- reading messages back ---------------------------------------------------------------
 
 
@@ -670,5 +683,6 @@ __all__ = [
     "iter_raw",
     "parse_spec",
     "read_message",
+    "subsample",
     "summarize",
 ]

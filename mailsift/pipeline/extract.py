@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from mailsift.config import Settings
-from mailsift.pipeline.corpus import iter_raw
+from mailsift.pipeline.corpus import archive_order, iter_raw
 
 CHUNK_SIZE = 200
 
@@ -93,8 +93,18 @@ def extract_raws(
 def extract(
     df: pd.DataFrame, settings: Settings, *, n_jobs: int | None = None, progress: bool = False
 ) -> list[Any]:
-    """Samples for every row of a corpus index, in the index's order."""
-    return extract_raws(iter_raw(df), settings, n_jobs=n_jobs, total=len(df), progress=progress)
+    """Samples for every row of a corpus index, in the index's order.
+
+    Messages are read in storage order (archive members forward, one decompression pass)
+    and the samples put back in the index's order.
+    """
+    ordered = archive_order(df.reset_index(drop=True))
+    perm = ordered.index.to_numpy()
+    got = extract_raws(iter_raw(ordered), settings, n_jobs=n_jobs, total=len(df), progress=progress)
+    out: list[Any] = [None] * len(df)
+    for sample, pos in zip(got, perm, strict=True):
+        out[pos] = sample
+    return out
 
 
 def labels_of(df: pd.DataFrame) -> Any:

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from mailsift.config import Settings
 from mailsift.pipeline import registry, tracking
-from mailsift.pipeline.corpus import CorpusSpec, index_corpus
+from mailsift.pipeline.corpus import CorpusSpec, index_corpus, subsample
 from mailsift.pipeline.evaluate import evaluate_samples
 from mailsift.pipeline.extract import extract, extract_raws, labels_of
 from mailsift.pipeline.metrics import Metrics
@@ -89,11 +90,14 @@ def train(
     split_method: str = "auto",
     also_write: Sequence[Path] = (),
     progress: bool = False,
+    index: pd.DataFrame | None = None,
 ) -> TrainResult:
     """Train, evaluate on a held-out split, save to ``out``, log and register in MLflow.
 
     ``extra``: additional labelled raw messages ``(raw, "spam"|"ham"|Label)`` for the
     training side (feedback for ``retrain``). ``out`` None: ``models/<run name>``.
+    ``index``: an already built corpus index (then ``corpora`` only names it in the logs).
+    ``settings.train.max_messages``: a stratified subsample of that many messages.
     """
     from mailsift.classifier.model import train_model
 
@@ -104,7 +108,9 @@ def train(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
 
-    df = index_corpus(list(corpora), limit=settings.train.max_messages, progress=progress)
+    if index is None:
+        index = index_corpus(list(corpora), progress=progress)
+    df = subsample(index, settings.train.max_messages, settings.model.seed)
     if len(df) < 4:
         raise ValueError(f"only {len(df)} messages in {', '.join(map(str, corpora))}")
     sp = split_index(
