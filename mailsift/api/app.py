@@ -24,6 +24,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from mailsift.api import metrics
@@ -32,6 +33,7 @@ from mailsift.api.logs import log_event
 from mailsift.api.middleware import BodyLimitMiddleware, ObserveMiddleware
 from mailsift.api.reload import ModelSync, generation_file
 from mailsift.api.routes import feedback, health, lists, models, score, verdicts
+from mailsift.api.schemas import BatchRequest
 from mailsift.config import Settings, get_settings
 from mailsift.service import ScoringService
 from mailsift.store import Store, StoreError, open_store
@@ -106,6 +108,25 @@ def _include_ui(app: FastAPI) -> None:
         app.include_router(router)
 
 
+def _document_models(app: FastAPI, *models: type[BaseModel]) -> None:
+    """Add request models that routes read by hand (e.g. the batch JSON body, parsed after a
+    content-type switch) to the OpenAPI components, so ``$ref`` to them resolve."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = build()
+            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+            for model in models:
+                js = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                for name, sub in js.pop("$defs", {}).items():
+                    schemas.setdefault(name, sub)
+                schemas.setdefault(model.__name__, js)
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings, service: ScoringService | None = None) -> FastAPI:
     """The API for ``settings``; with ``service`` given, the caller owns (and closes) it."""
 
@@ -134,6 +155,7 @@ def create_app(settings: Settings, service: ScoringService | None = None) -> Fas
     for module in (score, feedback, lists, verdicts, models, health):
         app.include_router(module.router)
     _include_ui(app)
+    _document_models(app, BatchRequest)
 
     @app.exception_handler(StoreError)
     async def store_down(request: Request, exc: StoreError) -> JSONResponse:

@@ -40,9 +40,7 @@ def test_schemathesis_finds_no_server_errors(api_server: ApiServer, tmp_path: Pa
         "--seed",
         "20261129",
         "--workers",
-        "2",
-        "--exclude-path-regex",
-        "^/ui",
+        "1",
         "--request-timeout",
         "30",
         "--no-shrink",
@@ -54,4 +52,7 @@ def test_schemathesis_finds_no_server_errors(api_server: ApiServer, tmp_path: Pa
     r = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=240)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-8000:]
-    assert "No issues found" in out or "passed" in out.lower(), out[-3000:]
+    summary = out[out.rfind("SUMMARY") :]
+    assert "Tested:" in summary and "generated" in summary, out[-3000:]
+    for problem in ("Errors:", "Failures:", "Unresolvable references", "failed"):
+        assert problem not in summary, out[-8000:]
