@@ -29,15 +29,16 @@ Updating the model (``settings.feedback.mode``):
 
 - ``fast`` (default): a sparse in-place update of the weights the message touches, over the
   same features the scorer uses (``Scorer.sample``). Naive Bayes: the class feature counts
-  of those columns grow by the message's counts, and their log-probabilities are recomputed
-  with the class normalisers of the base model (a report adds a few hundred tokens to
-  millions, so the exact normaliser shift is negligible and is restored by the next full
-  fit); unlearning subtracts the same counts (exact). Logistic regression: one gradient
+  of those columns grow by the message's counts, their log-probabilities are recomputed and
+  the class row's normaliser shift is applied to the whole row (one vectorised add): the
+  same numbers as ``MultinomialNB.partial_fit`` (tested); unlearning subtracts the same
+  counts (exact). Logistic regression: one gradient
   step of the log loss on those columns, scaled so the message's own log-odds move by
   ``step * (p - y)``; unlearning is the same step towards the other label. The blend's
   stacker stays fixed. Cost: well under 5 ms per report (``bench/bench_feedback.py``).
 - ``partial_fit``: ``SpamModel.partial_fit`` / ``SpamModel.unlearn`` (scikit-learn's own
-  update; each call recomputes every weight, tens of ms with 2**20 features).
+  update; each call recomputes every weight, tens of ms with 2**20 features). A reference
+  mode: the drift cap is enforced by the fast path only.
 """
 
 from __future__ import annotations
