@@ -12,7 +12,8 @@ Two blocks of features:
 * **tokens** (counts, log-scaled by the model): header tokens (``s:`` Subject words, ``from:``
   / ``rt:`` / ``to:`` domains and display-name words, ``rcv:`` Received hosts and IPv4 /16
   prefixes, ``xm:`` X-Mailer / User-Agent words, ``ct:`` / ``cs:`` Content-Type and charset,
-  ``mid:`` Message-ID domain and shape, ``h:`` header names), body words ``w:`` and word
+  ``mid:`` Message-ID domain and shape, ``h:`` header names, ``hv:NAME:`` words of the other
+  headers' values), body words ``w:`` and word
   bigrams ``b:`` (case-folded; numbers become shapes, long tokens are cut), URL features
   ``u:`` (registrable domain, host, TLD, IP literal) and attachment features ``att:``.
 * **meta** (binary): rule hits ``rule:NAME``, SMTP check symbols ``sym:NAME`` and
@@ -25,8 +26,8 @@ Only ``ParsedMessage.headers`` is read, which never contains other filters' head
 from __future__ import annotations
 
 import itertools
-import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -38,13 +39,35 @@ from mailsift.message import ParsedMessage, registrable_domain
 from mailsift.verdict import Symbol
 
 # Bump when the token scheme changes: a model is only valid for the version it was trained on.
-FEATURE_SET_VERSION = "1"
+FEATURE_SET_VERSION = "2"
 
 DEFAULT_N_META = 2**16  # hashed space of rule/symbol/structure features
 MAX_BODY_CHARS = 40_000  # body text tokenised per message (spam shows its hand early)
 MAX_TOKEN_LEN = 24
 MAX_RECEIVED = 8
 MAX_URLS = 100
+MAX_HEADERS = 40
+# headers with their own features above (or ids and dates that only add noise)
+_HEADERS_DONE = frozenset(
+    {
+        "received",
+        "date",
+        "message-id",
+        "from",
+        "to",
+        "cc",
+        "subject",
+        "reply-to",
+        "sender",
+        "content-type",
+        "x-mailer",
+        "user-agent",
+        "references",
+        "in-reply-to",
+        "delivered-to",
+        "return-path",
+    }
+)
 
 _WORD_RE = re.compile(r"[\w$€£%!'.@-]+")
 _STRIP = ".'-!@"
@@ -182,7 +205,11 @@ def header_tokens(pm: ParsedMessage) -> list[str]:
         out.append("mid:shape:" + _shape(addr.split("@", 1)[0]))
     else:
         out.append("mid:<none>")
-    out.extend("h:" + k.lower() for k, _ in pm.headers)
+    for k, v in pm.headers[:MAX_HEADERS]:
+        name = k.lower()
+        out.append("h:" + name)
+        if name not in _HEADERS_DONE:
+            out.extend(f"hv:{name}:{w}" for w in words(v, 200)[:8])
     return out
 
 
@@ -310,19 +337,33 @@ class Vectorizer:
         xt, xm = self.transform_blocks(samples)
         return sp.hstack([xt, xm], format="csr")
 
+    def token_columns(self, tokens: Sequence[str]) -> np.ndarray:
+        """Column of each token-block feature string (in the joined matrix)."""
+        if not tokens:
+            return np.zeros(0, dtype=np.int64)
+        return np.asarray(self._tok.transform([t] for t in tokens).indices, dtype=np.int64)
+
+    def meta_columns(self, meta: Sequence[str]) -> np.ndarray:
+        """Column of each meta-block feature string (in the joined matrix)."""
+        if not meta:
+            return np.zeros(0, dtype=np.int64)
+        return (
+            np.asarray(self._meta.transform([m] for m in meta).indices, dtype=np.int64)
+            + self.n_features
+        )
+
     def column_of(self, features: Sequence[str]) -> np.ndarray:
         """Column index (in the joined matrix) of each prefixed feature string."""
-        if not features:
-            return np.zeros(0, dtype=np.int64)
-        cols = np.empty(len(features), dtype=np.int64)
-        tok_pos = [i for i, f in enumerate(features) if not _is_meta(f)]
-        meta_pos = [i for i, f in enumerate(features) if _is_meta(f)]
-        if tok_pos:
-            m = self._tok.transform([[features[i]] for i in tok_pos]).tocsr()
-            cols[tok_pos] = m.indices
-        if meta_pos:
-            m = self._meta.transform([[features[i]] for i in meta_pos]).tocsr()
-            cols[meta_pos] = m.indices + self.n_features
+        cols = np.zeros(len(features), dtype=np.int64)
+        is_meta = np.fromiter((_is_meta(f) for f in features), dtype=bool, count=len(features))
+        if (~is_meta).any():
+            cols[~is_meta] = self.token_columns(
+                [f for f, m in zip(features, is_meta, strict=True) if not m]
+            )
+        if is_meta.any():
+            cols[is_meta] = self.meta_columns(
+                [f for f, m in zip(features, is_meta, strict=True) if m]
+            )
         return cols
 
 
@@ -330,11 +371,9 @@ def _is_meta(feature: str) -> bool:
     return feature.startswith(("rule:", "sym:", "st:"))
 
 
-def feature_counts(sample: Sample) -> dict[str, float]:
-    """Feature string -> the value the vectorizer gives it (log1p count or 1)."""
-    counts: dict[str, int] = {}
-    for t in sample.tokens:
-        counts[t] = counts.get(t, 0) + 1
-    out = {t: math.log1p(c) for t, c in counts.items()}
-    out.update(dict.fromkeys(sample.meta, 1.0))
-    return out
+def feature_values(sample: Sample) -> tuple[list[str], np.ndarray, list[str]]:
+    """(distinct tokens, their values log1p(count), distinct meta features (value 1))."""
+    counts = Counter(sample.tokens)
+    tokens = list(counts)
+    values = np.log1p(np.fromiter(counts.values(), dtype=float, count=len(tokens)))
+    return tokens, values, list(dict.fromkeys(sample.meta))

@@ -46,7 +46,7 @@ from mailsift.classifier.features import (
     FEATURE_SET_VERSION,
     Sample,
     Vectorizer,
-    feature_counts,
+    feature_values,
 )
 from mailsift.config import ModelSettings, Settings
 from mailsift.verdict import TokenContribution
@@ -91,9 +91,10 @@ class ModelLoadError(RuntimeError):
 class Hyper:
     """Hyper-parameters (fixed per kind; measured on the SpamAssassin corpus, see README)."""
 
-    nb_alpha: float = 0.1
+    nb_alpha: float = 0.03
     lr_alpha: float = 2e-6
     lr_epochs: int = 12
+    lr_average: bool = False
     meta_scale: float = 1.0  # value of a rule/symbol/structure feature for logreg
     stack_folds: int = 3
 
@@ -163,7 +164,7 @@ class SpamModel:
             max_iter=self.hyper.lr_epochs,
             tol=None,
             class_weight=None,
-            average=False,
+            average=self.hyper.lr_average,
             random_state=self.seed,
         )
 
@@ -322,13 +323,16 @@ class SpamModel:
             raise RuntimeError("model is not trained: call fit() first")
 
     # ---- explanation -----------------------------------------------------------------------
-    def _weight_parts(self, features: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    def _weight_parts(
+        self, features: Sequence[str], cols: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(naive Bayes, logreg) log-odds weight of each feature per unit of its value in
         that model's view, already scaled by the stacker for ``blend``."""
         self._check_fitted()
-        cols = self.vectorizer.column_of(features)
-        nbw = np.zeros(len(features))
-        lrw = np.zeros(len(features))
+        if cols is None:
+            cols = self.vectorizer.column_of(features)
+        nbw = np.zeros(len(cols))
+        lrw = np.zeros(len(cols))
         if self.uses_nb:
             assert self.nb_ is not None
             flp = self.nb_.feature_log_prob_
@@ -350,19 +354,27 @@ class SpamModel:
         return float(self.stack_.coef_[0, i])
 
     def explain(self, sample: Sample, top: int = 10) -> list[TokenContribution]:
-        """The features that pushed this sample's log-odds most (either way)."""
-        values = feature_counts(sample)
-        feats = list(values)
+        """The features that pushed this sample's log-odds most (either way).
+
+        A contribution is weight x value in each base model's view (logreg sees the token
+        block L2-normalised), summed over the base models (scaled by the stacker for
+        ``blend``): the sample's log-odds are the sum of all contributions plus intercepts.
+        """
+        tokens, tvals, meta = feature_values(sample)
+        feats = tokens + meta
         if not feats:
             return []
-        nbw, lrw = self._weight_parts(feats)
-        vals = np.array([values[f] for f in feats])
-        # logreg sees the token block L2-normalised and the meta block scaled
-        is_tok = np.array([not f.startswith(("rule:", "sym:", "st:")) for f in feats])
-        norm = float(np.sqrt((vals[is_tok] ** 2).sum())) or 1.0
-        lr_vals = np.where(is_tok, vals / norm, vals * self.hyper.meta_scale)
+        v = self.vectorizer
+        cols = np.concatenate([v.token_columns(tokens), v.meta_columns(meta)])
+        nbw, lrw = self._weight_parts(feats, cols)
+        norm = float(np.sqrt((tvals**2).sum())) or 1.0
+        ones = np.ones(len(meta))
+        vals = np.concatenate([tvals, ones])
+        lr_vals = np.concatenate([tvals / norm, ones * self.hyper.meta_scale])
         contrib = nbw * vals + lrw * lr_vals
-        order = np.argsort(-np.abs(contrib))[:top]
+        k = min(top, len(feats))
+        idx = np.argpartition(-np.abs(contrib), k - 1)[:k]
+        order = idx[np.argsort(-np.abs(contrib[idx]))]
         return [TokenContribution(feats[i], round(float(contrib[i]), 4)) for i in order]
 
     # ---- persistence -----------------------------------------------------------------------

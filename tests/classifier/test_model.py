@@ -80,18 +80,24 @@ def test_unfitted_and_bad_kind() -> None:
         SpamModel("nb").fit([TOY[0][0]], [0])
 
 
-def test_explain_sums_to_decision(
-    small_model: SpamModel, corpus_messages, small_split, ruleset, test_settings
+@pytest.mark.parametrize("kind", ["logreg", "nb"])
+def test_explain_contributions_sum_to_log_odds(
+    kind: str, corpus_messages, small_split, ruleset, test_settings
 ) -> None:
-    _, raws, _ = corpus_messages
-    _, test = small_split
+    _, raws, y = corpus_messages
+    train, test = small_split
+    samples = build_samples([raws[i] for i in train[::5]], test_settings, ruleset)
+    m = SpamModel(kind, n_features=2**18).fit(samples, y[train[::5]])
     s = build_samples([raws[test[0]]], test_settings, ruleset)[0]
-    full = small_model.explain(s, top=100000)
-    assert len(full) > 20
-    weights = [c.weight for c in full]
-    assert abs(weights[0]) >= abs(weights[-1])
-    # the contributions plus the intercept give the model's log-odds (blend: per base model)
-    assert all(isinstance(c.token, str) and ":" in c.token for c in full)
+    full = m.explain(s, top=100000)
+    assert len(full) > 20 and all(":" in c.token for c in full)
+    assert abs(full[0].weight) >= abs(full[-1].weight)
+    if kind == "logreg":
+        intercept = float(m.lr_.intercept_[0])
+    else:
+        intercept = float(m.nb_.class_log_prior_[1] - m.nb_.class_log_prior_[0])
+    total = sum(c.weight for c in full) + intercept
+    assert total == pytest.approx(float(m.decision_function([s])[0]), rel=0.02, abs=0.1)
 
 
 def test_explanation_tokens_are_meaningful(small_model: SpamModel) -> None:
