@@ -53,20 +53,17 @@ def test_accounts_commands(tmp_path: Path) -> None:
     assert missing.returncode == 1
 
 
-def test_serve_smtp_subprocess(tmp_path: Path, smtp_sink, smtp_tls_files) -> None:
-    """The command wires store, checks, quarantine and the scorer; needs a served model, so
-    this one scores over HTTP against nothing and must answer 451 (never accept unscored)."""
-    port, sub = free_port(), free_port()
+def _serve_env(tmp_path: Path, port: int, sub: int, sink_port: int, tls: tuple[Path, Path],
+               **extra: str) -> dict[str, str]:  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSIFT_")}
     env.update({
         "MAILSIFT_PATHS__VAR_DIR": str(tmp_path / "var"),
         "MAILSIFT_SMTP__PORT": str(port),
         "MAILSIFT_SMTP__SUBMISSION_PORT": str(sub),
-        "MAILSIFT_SMTP__NEXT_HOP_PORT": str(smtp_sink.port),
+        "MAILSIFT_SMTP__NEXT_HOP_PORT": str(sink_port),
         "MAILSIFT_SMTP__RELAY_NETWORKS": '["127.0.0.1/32"]',
-        "MAILSIFT_SMTP__TLS_CERT": str(smtp_tls_files[0]),
-        "MAILSIFT_SMTP__TLS_KEY": str(smtp_tls_files[1]),
-        "MAILSIFT_API__SCORER_URL": f"http://127.0.0.1:{free_port()}",
+        "MAILSIFT_SMTP__TLS_CERT": str(tls[0]),
+        "MAILSIFT_SMTP__TLS_KEY": str(tls[1]),
         "MAILSIFT_GREYLIST__ENABLED": "false",
         "MAILSIFT_DNSBL__ENABLED": "false",
         "MAILSIFT_RDNS__ENABLED": "false",
@@ -77,12 +74,40 @@ def test_serve_smtp_subprocess(tmp_path: Path, smtp_sink, smtp_tls_files) -> Non
         "MAILSIFT_AUTH__DMARC": "false",
         "MAILSIFT_DNS__NAMESERVERS": '["127.0.0.1"]',
         "MAILSIFT_DNS__PORT": str(free_port()),
+        **extra,
     })  # fmt: skip
-    log = open(tmp_path / "serve.log", "wb")
-    proc = subprocess.Popen([MAILSIFT, "serve", "smtp"], env=env, stdout=log, stderr=log)
+    return env
+
+
+class Serve:
+    """``mailsift serve smtp`` in a subprocess; stopped with SIGTERM, must exit 0."""
+
+    def __init__(self, tmp_path: Path, env: dict[str, str], port: int, sub: int) -> None:
+        self.log_path = tmp_path / "serve.log"
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([MAILSIFT, "serve", "smtp"], env=env, stdout=self.log,
+                                     stderr=self.log)  # fmt: skip
+        try:
+            wait_port("127.0.0.1", port, timeout=180)
+            wait_port("127.0.0.1", sub, timeout=10)
+        except TimeoutError:
+            self.stop()
+            raise AssertionError(self.log_path.read_text()) from None
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(30)
+        self.log.close()
+        return self.proc.returncode
+
+
+def test_serve_smtp_scorer_down_is_a_tempfail(tmp_path: Path, smtp_sink, smtp_tls_files) -> None:
+    """Scoring over HTTP against nothing: every message gets 451, none is accepted unscored."""
+    port, sub = free_port(), free_port()
+    env = _serve_env(tmp_path, port, sub, smtp_sink.port, smtp_tls_files,
+                     MAILSIFT_API__SCORER_URL=f"http://127.0.0.1:{free_port()}")  # fmt: skip
+    serve = Serve(tmp_path, env, port, sub)
     try:
-        wait_port("127.0.0.1", port, timeout=60)
-        wait_port("127.0.0.1", sub, timeout=10)
         r = swaks("--server", f"127.0.0.1:{port}", "--from", "a@example.org",
                   "--to", "bob@mailsift.test", "--local-interface", OUTSIDE_IP)  # fmt: skip
         assert r.returncode != 0
@@ -91,8 +116,35 @@ def test_serve_smtp_subprocess(tmp_path: Path, smtp_sink, smtp_tls_files) -> Non
                   "--to", "x@remote.example", "--local-interface", OUTSIDE_IP)  # fmt: skip
         assert "550 5.7.1 relaying denied" in r.stdout, r.stdout
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(20)
-        log.close()
-    assert proc.returncode == 0, (tmp_path / "serve.log").read_text()
+        code = serve.stop()
+    assert code == 0, serve.log_path.read_text()
     assert smtp_sink.files() == []
+
+
+def test_serve_smtp_scores_in_process(tmp_path: Path, smtp_sink, smtp_tls_files,
+                                      small_model_dir: Path, test_settings) -> None:  # fmt: skip
+    port, sub = free_port(), free_port()
+    env = _serve_env(
+        tmp_path,
+        port,
+        sub,
+        smtp_sink.port,
+        smtp_tls_files,
+        MAILSIFT_MODEL__PATH=str(small_model_dir),
+        MAILSIFT_RULES__CACHE_DIR=str(test_settings.rules_cache_dir),
+        MAILSIFT_RULES__USE_STOCK="false",
+    )  # fmt: skip  (project rules: fast start)
+    serve = Serve(tmp_path, env, port, sub)
+    try:
+        r = swaks("--server", f"127.0.0.1:{port}", "--from", "a@example.org",
+                  "--to", "bob@mailsift.test", "--local-interface", OUTSIDE_IP,
+                  "--header", "Subject: lunch on friday?",
+                  "--body", "Hi Bob, are we still on for lunch on Friday? Cheers, Al")  # fmt: skip
+    finally:
+        code = serve.stop()
+    assert code == 0, serve.log_path.read_text()
+    assert "250 2.0.0 OK: delivered as" in r.stdout, r.stdout
+    (m,) = smtp_sink.wait_for(1)
+    assert m["X-Spam-Status"].startswith("No, score=")
+    assert "version=mailsift-" in m["X-Spam-Status"]
+    assert m["Authentication-Results"] == "mx.mailsift.test; none"

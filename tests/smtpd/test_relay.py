@@ -17,7 +17,7 @@ import pytest
 from mailsift.config import load_settings
 from mailsift.smtpd.addresses import PathSyntaxError, parse_path, split_path
 from mailsift.smtpd.relay import RecipientPolicy
-from tests.fixtures.smtp import INSIDE_IP, OUTSIDE_IP
+from tests.fixtures.smtp import INSIDE_IP, OUTSIDE_IP, swaks
 
 REMOTE = "relay-target.example"
 SERVER_NAME = "mx.mailsift.test"
@@ -229,3 +229,16 @@ def test_sender_path_is_cleaned_never_trusted(smtp_filter, smtp_sink) -> None:
         c.quit()
     (m,) = smtp_sink.wait_for(1)
     assert m["X-Mail-Args"] == "<a@example.org>"  # the route is gone
+
+
+def test_swaks_relay_attempts_from_outside(smtp_filter, smtp_sink) -> None:
+    for to in (
+        f"relaytest@{REMOTE}",
+        f"relaytest%{REMOTE}@{LOCAL}",
+        f"@{LOCAL}:relaytest@{REMOTE}",
+    ):
+        r = swaks("--server", f"127.0.0.1:{smtp_filter.port}", "--local-interface", OUTSIDE_IP,
+                  "--from", f"postmaster@{LOCAL}", "--to", to, "--ehlo", SERVER_NAME)  # fmt: skip
+        assert r.returncode != 0
+        assert "<** 550 5.7.1" in r.stdout, r.stdout
+    assert smtp_sink.files() == []
