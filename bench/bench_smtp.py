@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -60,7 +61,7 @@ class Sink:
         self.dir = root
         self.dir.mkdir(parents=True)
         self.port = free_port()
-        user = os.environ.get("USER") or "root"
+        user = pwd.getpwuid(os.getuid()).pw_name
         self.proc = subprocess.Popen(
             [SMTP_SINK, "-u", user, "-d", f"{self.dir}/%M.", f"127.0.0.1:{self.port}", "1024"],
             stdout=subprocess.DEVNULL,
