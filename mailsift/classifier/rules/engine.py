@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 ENGINE_VERSION = "1"
 MAX_URLS = 200
 MAX_HEADER_BYTES = 64 * 1024
+MAX_ADDRESS_HEADER = 4096  # characters of an address header parsed for :addr / :name
 DEFAULT_SCORE = 1.0
 MAX_MULTIPLE = 1000
 
@@ -142,7 +143,7 @@ class MessageViews:
     @property
     def body(self) -> bytes:
         if self._body is None:
-            self._body = _b(render_body(self.pm))[: self.max]
+            self._body = _b(render_body(self.pm, self.max))[: self.max]
         return self._body
 
     @property
@@ -184,24 +185,24 @@ def _b(text: str) -> bytes:
         return text.encode("utf-8", "replace")
 
 
-_PARA_SPLIT_RE = re.compile(r"\n[ \t\r\f\v\u00a0]*\n")
+_PARA_BREAK_RE = re.compile(r"[ \t\r\f\v\u00a0]*\n(?:[ \t\r\f\v\u00a0]*\n)+[ \t\r\f\v\u00a0\n]*")
+_SPACES_RE = re.compile(r"[ \t\r\n\f\v\u00a0]{2,}|[\t\r\n\f\v\u00a0]")
 _WS_RE = re.compile(r"[ \t\r\n\f\v\u00a0]+")
 
 
-def render_body(pm: ParsedMessage) -> str:
+def render_body(pm: ParsedMessage, max_chars: int | None = None) -> str:
     """SpamAssassin's ``body`` view: Subject first, then one line per paragraph."""
-    lines = [pm.subject]
-    for para in _PARA_SPLIT_RE.split(pm.body):
-        flat = _WS_RE.sub(" ", para).strip()
-        if flat:
-            lines.append(flat)
-    return "\n".join(lines) + "\n"
+    text = pm.body if max_chars is None else pm.body[:max_chars]
+    text = _PARA_BREAK_RE.sub("\x00", text.strip())
+    text = _SPACES_RE.sub(" ", text).replace(" \x00", "\x00").replace("\x00 ", "\x00")
+    return pm.subject + "\n" + text.replace("\x00", "\n") + "\n"
 
 
 # ---- header requests -----------------------------------------------------------------------
 
 
 def _addresses(values: list[str]) -> list[tuple[str, str]]:
+    values = [v[:MAX_ADDRESS_HEADER] for v in values]  # email's address parser is slow
     try:
         return [(n, a) for n, a in email.utils.getaddresses(values) if a or n]
     except Exception:  # odd input: degrade to nothing rather than fail the message
@@ -865,7 +866,7 @@ def _on_match(hid: int, start: int, end: int, flags: int, ctx: list[int]) -> Non
 # wide bounded repeats). Compiling in a child process with a memory cap and a timeout per
 # pattern contains that: a pattern that times out runs with ``re``.
 
-TRIAL_TIMEOUT = 20.0  # seconds for one pattern
+TRIAL_TIMEOUT = 10.0  # seconds for one pattern
 DB_TIMEOUT = 900.0  # seconds for one target's database
 CHILD_MEMORY = 4 * 1024**3
 
