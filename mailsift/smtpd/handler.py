@@ -11,7 +11,8 @@
 * DATA: smuggling forms refused, bare line endings normalised, DATA-stage checks, incoming
   ``X-Spam-*`` and our-id ``Authentication-Results`` removed, scoring, headers stamped, then
   reject (550) / quarantine (250 after its durable write) / next hop (250 only after it
-  accepted, or its own 4xx/5xx) / spool (250 after fsync).
+  accepted, or its own 4xx/5xx) / spool (250 after fsync). Without a quarantine, HOLD is
+  delivered tagged (``X-Spam-Flag: YES``) and logged.
 
 No backscatter: every refusal is an SMTP reply in the dialogue; nothing is ever mailed to
 anyone about blocked mail.
@@ -359,6 +360,8 @@ class FilterHandler:
                 log.exception("quarantine failed for %s", queue_id)
                 return replies.TEMP_LOCAL_ERROR
             return replies.accepted(str(qid), "held in quarantine")
+        if verdict is not None and verdict.action is Action.HOLD:
+            log.warning("%s: verdict HOLD but no quarantine configured: delivered tagged", queue_id)
         return await self._forward(mail_from, st.deliver_to, stamped, queue_id)
 
     async def _forward(self, mail_from: str, rcpts: list[str], data: bytes, queue_id: str) -> str:
