@@ -91,9 +91,9 @@ class ModelLoadError(RuntimeError):
 class Hyper:
     """Hyper-parameters (fixed per kind; measured on the SpamAssassin corpus, see README)."""
 
-    nb_alpha: float = 0.03
-    lr_alpha: float = 2e-6
-    lr_epochs: int = 12
+    nb_alpha: float = 0.01
+    lr_alpha: float = 1e-5
+    lr_epochs: int = 15
     lr_average: bool = False
     meta_scale: float = 1.0  # value of a rule/symbol/structure feature for logreg
     stack_folds: int = 3
