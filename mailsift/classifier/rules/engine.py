@@ -902,7 +902,9 @@ def _child_main(conn: Any) -> None:  # pragma: no cover - runs in the child proc
 
 
 _NEEDS_PREFILTER_RE = re.compile(rb"\(\?<?[=!]|\\[1-9]|\(\?P=|\(\?>|[*+?}]\+|\(\?\(")
-LARGE_PATTERN = 1500  # bytes: such patterns are tried alone first (a few compile for minutes)
+HUGE_PATTERN = 20000  # bytes: left to re (the compiler takes minutes on such expansions)
+LONG_PATTERN = 1500  # bytes: long patterns with nested bounded repeats ...
+MAX_NESTED_REPEAT = 200  # ... unrolling beyond this are left to re
 
 
 def _predict_flags(pattern: bytes, flags: int, py: re.Pattern[bytes]) -> int:
@@ -1003,21 +1005,107 @@ def _set_mode(e: _Entry, flags: int | None) -> None:
         e.predicted = flags
 
 
+def _too_complex(pattern: bytes) -> bool:
+    """Patterns Hyperscan's compiler chokes on (minutes, gigabytes): leave them to re.
+
+    Two kinds show up in the stock rules: huge ReplaceTags expansions, and bounded repeats
+    nested in bounded repeats (``(?:...[...]{1,80}...){5}``), which Hyperscan unrolls.
+    """
+    if len(pattern) > HUGE_PATTERN:
+        return True
+    return len(pattern) > LONG_PATTERN and _nested_repeat_product(pattern) > MAX_NESTED_REPEAT
+
+
+_QUANT_RE = re.compile(rb"\{(\d+)(?:,(\d*))?\}")
+
+
+def _nested_repeat_product(p: bytes) -> int:
+    """Largest product of bounded-repeat counts along one nesting path (1 when none nest)."""
+    stack: list[int] = [1]  # the largest product inside each open group
+    best = 1
+    last_atom = 1  # product of the atom just read (a group's inner product, else 1)
+    i, n = 0, len(p)
+    while i < n:
+        c = p[i : i + 1]
+        if c == b"\\":
+            i += 2
+            last_atom = 1
+            continue
+        if c == b"[":
+            j = i + 1
+            if p[j : j + 1] == b"^":
+                j += 1
+            if p[j : j + 1] == b"]":
+                j += 1
+            while j < n and p[j : j + 1] != b"]":
+                j += 2 if p[j : j + 1] == b"\\" else 1
+            i = j + 1
+            last_atom = 1
+            continue
+        if c == b"(":
+            stack.append(1)
+            i += 1
+            continue
+        if c == b")":
+            inner = stack.pop() if len(stack) > 1 else 1
+            last_atom = inner
+            i += 1
+            continue
+        m = _QUANT_RE.match(p, i) if c == b"{" else None
+        if m:
+            hi = int(m.group(2) or m.group(1)) if m.group(2) != "" else int(m.group(1))
+            product = max(1, hi) * last_atom if last_atom > 1 else max(1, hi)
+            if last_atom > 1:
+                best = max(best, product)
+            stack[-1] = max(stack[-1], product)
+            i = m.end()
+            continue
+        stack[-1] = max(stack[-1], last_atom)
+        last_atom = 1
+        i += 1
+    return best
+
+
+def _inner_anchor(p: bytes) -> bool:
+    """``^`` or ``$`` somewhere other than the pattern's two ends (outside classes)."""
+    i, n = 0, len(p)
+    while i < n:
+        c = p[i : i + 1]
+        if c == b"\\":
+            i += 2
+            continue
+        if c == b"[":
+            j = i + 1
+            if p[j : j + 1] == b"^":
+                j += 1
+            if p[j : j + 1] == b"]":
+                j += 1
+            while j < n and p[j : j + 1] != b"]":
+                j += 2 if p[j : j + 1] == b"\\" else 1
+            i = j + 1
+            continue
+        if (c == b"^" and i > 0) or (c == b"$" and i < n - 1):
+            return True
+        i += 1
+    return False
+
+
 def _compile_target(t: _Target, compiler: _Compiler) -> None:
     """Build a target's database; patterns hyperscan refuses (or chokes on) run with re.
 
-    Large patterns are first tried alone (a few make the compiler run for minutes); the
-    rest go straight into the database with their predicted flags. Only if that fails is
-    every pattern tried alone to find the culprits.
+    Patterns go straight into the database with their predicted flags; only when that
+    fails is each pattern tried alone (in the child, with a timeout) to find the culprits.
     """
     for e in t.entries:
-        if len(e.hs_pattern) > LARGE_PATTERN:
+        if _too_complex(e.hs_pattern):
+            _set_mode(e, None)
+        elif _inner_anchor(e.hs_pattern):  # hyperscan refuses some: find out one by one
             _set_mode(e, compiler.trial(e.hs_pattern, e.hs_flags, e.predicted))
         else:
             _set_mode(e, e.predicted)
     if not _build_db(t, compiler):
         for e in t.entries:
-            if e.mode != MODE_RE and len(e.hs_pattern) <= LARGE_PATTERN:
+            if e.mode != MODE_RE:
                 _set_mode(e, compiler.trial(e.hs_pattern, e.hs_flags, e.predicted))
         if not _build_db(t, compiler):
             log.warning("hyperscan database for %s failed; using re", t.key)

@@ -35,7 +35,6 @@ Tests (arguments in brackets):
 
 from __future__ import annotations
 
-import email.utils
 import re
 import time
 from collections.abc import Callable
