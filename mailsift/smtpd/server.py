@@ -228,6 +228,8 @@ class FilterServer:
         srv = await loop.create_server(self._factory(False), smtp.host, smtp.port)
         self._servers.append(srv)
         self.port = srv.sockets[0].getsockname()[1]
+        if smtp.submission_port is not None and self.tls_context is None:
+            log.warning("no smtp.tls_cert/tls_key: STARTTLS, AUTH and the submission port are off")
         if smtp.submission_port is not None and self.tls_context is not None:
             sub = await loop.create_server(
                 self._factory(True), smtp.host, smtp.submission_port, ssl=self.tls_context
