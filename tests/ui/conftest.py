@@ -138,7 +138,8 @@ def shot(page: object, name: str) -> Path:
 def e2e_server(
     tmp_path_factory: pytest.TempPathFactory, ui_next_hop: Sink, small_model_dir: Path
 ) -> Iterator[UiServer]:
-    """The whole path: a ScoringService over the small test model (thresholds that hold
+    """The whole path: a ScoringService over the shared small corpus-trained test model
+    (``tests.fixtures.model``; realistic, not saturated probabilities; thresholds that hold
     nearly everything: hold at 0.01, reject only at 1.0) recording verdicts in the same store as
     the quarantine, and the API app with the review pages over it."""
     from mailsift.classifier.model import SpamModel

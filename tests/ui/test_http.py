@@ -146,7 +146,7 @@ def test_actions_need_the_csrf_token(ui_server: UiServer) -> None:
     assert r.status_code == 303
     assert q.get(qid).status == "deleted"
     audit = ui_server.store.audit.recent(action="quarantine.delete", actor="ui:alice@mailsift.test")
-    assert [a.target for a in audit] == [qid]
+    assert qid in [a.target for a in audit]
 
 
 def test_list_filters_and_sorting(ui_server: UiServer) -> None:
