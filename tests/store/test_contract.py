@@ -250,3 +250,24 @@ def test_split_statements() -> None:
         "-- c\nCREATE TABLE a (x TEXT DEFAULT ';');",
         "INSERT INTO a VALUES ('1;2');",
     ]
+
+
+def test_concurrent_opens_migrate_once(store_url: str) -> None:
+    """Several processes opening a fresh store at once (API workers): each migration once."""
+    import subprocess
+    import sys
+
+    code = "import sys; from mailsift.store import open_store; open_store(sys.argv[1]).close()"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, store_url], stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    s = open_store(store_url)
+    try:
+        rows = s.query("SELECT version, COUNT(*) AS n FROM schema_migrations GROUP BY version")
+        assert {r["version"] for r in rows} == {m.version for m in discover()}
+        assert all(r["n"] == 1 for r in rows)
+    finally:
+        s.close()
