@@ -6,6 +6,7 @@ session temp dir, which also exercises the cache); everything else builds tiny r
 
 from __future__ import annotations
 
+import os
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -73,9 +74,21 @@ def corpus_messages(limit_per_archive: int, archives: tuple[str, ...] | None = N
     return out
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
 @pytest.fixture(scope="session")
-def stock_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("rules-cache")
+def stock_cache() -> Path:
+    """The project's rules cache (``var/cache/rules``, git-ignored), shared with ``make run``.
+
+    Compiling the stock rules into Hyperscan takes a minute or more on a busy machine; the
+    cache is keyed by a hash of every pattern, so reusing it across sessions is safe (a
+    stale or damaged file is detected and rebuilt). ``MAILSIFT_TEST_RULES_CACHE`` overrides.
+    """
+    env = os.environ.get("MAILSIFT_TEST_RULES_CACHE")
+    path = Path(env) if env else REPO / "var" / "cache" / "rules"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -61,6 +61,7 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_ADDRESS_HEADER = 4096  # characters of an address header parsed for :addr / :name
 DEFAULT_SCORE = 1.0
 MAX_MULTIPLE = 1000
+CACHE_KEEP = 4  # cache files kept per cache directory
 
 try:  # hyperscan is a dependency, but keep the engine usable without it
     import hyperscan as hs
@@ -653,11 +654,23 @@ class RuleSet:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        self._prune_cache()
+
+    def _prune_cache(self) -> None:
+        """Keep the most recently used cache files only (each can weigh ~50 MB)."""
+        assert self.cache_dir is not None
+        files = sorted(
+            self.cache_dir.glob("rules-*.hsdb"), key=lambda f: f.stat().st_mtime, reverse=True
+        )
+        for old in files[CACHE_KEEP:]:
+            with contextlib.suppress(OSError):
+                old.unlink()
 
     def _load_cache(self, key: str, targets: Sequence[_Target]) -> bool:
         path = self._cache_file(key)
         try:
             data = path.read_bytes()
+            os.utime(path)  # most recently used: kept by _prune_cache
         except OSError:
             return False
         try:
