@@ -11,10 +11,14 @@ only approximate (look-arounds, back-references, possessive quantifiers) are com
 pattern Hyperscan refuses even then runs with ``re`` alone. Both engines scan the same
 UTF-8 bytes with the same translated pattern (see :mod:`.perlre`).
 
-Compiling the stock SpamAssassin rules into Hyperscan takes ~20 s, so the serialized
-databases are cached (``cache_dir``), keyed by a sha256 of every translated pattern, its
-flags, the engine version and the Hyperscan version. The cache file is our own format
-(JSON header + database blobs, each sha256-checked), never a pickle.
+Compiling runs in a child process (memory cap, timeouts): each target's database is built
+in one go with predicted flags; patterns with inner anchors (which Hyperscan may refuse) are
+tried alone first, and huge or nested-bounded-repeat patterns (the compiler spends minutes
+on them) are left to ``re``. Compiling the stock SpamAssassin rules still costs a minute or
+two of CPU, so the serialized databases are cached (``cache_dir``), keyed by a sha256 of
+every translated pattern, its flags, the engine version and the Hyperscan version. The
+cache file is our own format (JSON header + database blobs, each sha256-checked), never a
+pickle; the most recently used few are kept.
 
 Header rules: a missing header reads as the ``[if-unset: ...]`` text or the empty string (so
 ``!~`` hits), as in SpamAssassin; ``exists:`` tests presence. Meta rules run last, as one
