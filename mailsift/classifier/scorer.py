@@ -207,7 +207,7 @@ class Scorer:
             score=score,
             required_score=self.settings.thresholds.required_score,
             action=action_for(prob, self.settings),
-            rules=self._weighted_rules(model, hits, symbols),
+            rules=self._weighted_rules(model, sample, hits, symbols),
             tokens=model.explain(sample, top=10),
             model_version=model.version,
             digest=pm.digest,
@@ -219,13 +219,13 @@ class Scorer:
         return verdict
 
     def _weighted_rules(
-        self, model: SpamModel, hits: Sequence[Symbol], symbols: Sequence[Symbol]
+        self, model: SpamModel, sample: Sample, hits: Sequence[Symbol], symbols: Sequence[Symbol]
     ) -> list[Symbol]:
         """Rule hits and check symbols, each with the weight the model gives it."""
         items = [(f"rule:{h.name}", h) for h in hits] + [(f"sym:{s.name}", s) for s in symbols]
         if not items:
             return []
-        weights = model.feature_weights([f for f, _ in items])
+        weights = model.feature_weights([f for f, _ in items], sample)
         out = [
             Symbol(s.name, round(float(w), 4), s.description, s.source)
             for (_, s), w in zip(items, weights, strict=True)

@@ -188,3 +188,19 @@ def test_train_model_uses_settings_kind(test_settings) -> None:
     samples, y = _toy()
     m = train_model(samples, y, "cnb", test_settings)
     assert m.kind == "cnb" and m.vectorizer.n_features == test_settings.model.n_features
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_row_vectors_match_what_partial_fit_learns(binary: bool) -> None:
+    from mailsift.classifier.model import Hyper
+
+    samples, y = _toy()
+    m = SpamModel("blend", n_features=2**16, hyper=Hyper(nb_binary=binary)).fit(samples, y)
+    probe = Sample(("w:lunch", "w:lunch", "w:cheap"), ("st:size:0",))
+    cols, nb_vals, lr_vals = m.row_vectors(probe)
+    before = m.nb_.feature_count_[1].copy()
+    m.partial_fit([probe], [1])
+    delta = m.nb_.feature_count_[1] - before
+    assert np.allclose(delta[cols], nb_vals)
+    assert np.isclose(delta.sum(), nb_vals.sum())
+    assert np.isclose(np.linalg.norm(lr_vals[: len(lr_vals) - 1]), 1.0)
