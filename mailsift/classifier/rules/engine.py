@@ -59,7 +59,7 @@ from mailsift.verdict import Symbol
 
 log = logging.getLogger(__name__)
 
-ENGINE_VERSION = "1"
+ENGINE_VERSION = "2"
 MAX_URLS = 200
 MAX_HEADER_BYTES = 64 * 1024
 MAX_ADDRESS_HEADER = 4096  # characters of an address header parsed for :addr / :name
@@ -90,6 +90,7 @@ class _Entry:
     multiple: int  # 0: plain hit; N: count matches up to N
     mode: str = MODE_RE
     predicted: int = 0  # hyperscan flags we expect to work (see _predict_flags)
+    db_pattern: bytes | None = None  # a relaxed superset put in the database instead
     empty_result: int = 0  # result on "" (missing header without if-unset)
     unset_result: int | None = None  # result on the if-unset text
 
@@ -1022,6 +1023,37 @@ def _set_mode(e: _Entry, flags: int | None) -> None:
         e.predicted = flags
 
 
+def _relax_repeats(p: bytes) -> bytes:
+    """``X{a,b}`` -> ``X+`` (or ``X*`` when a = 0): a superset of what ``p`` matches."""
+    out = bytearray()
+    i, n = 0, len(p)
+    while i < n:
+        c = p[i : i + 1]
+        if c == b"\\":
+            out += p[i : i + 2]
+            i += 2
+            continue
+        if c == b"[":
+            j = i + 1
+            if p[j : j + 1] == b"^":
+                j += 1
+            if p[j : j + 1] == b"]":
+                j += 1
+            while j < n and p[j : j + 1] != b"]":
+                j += 2 if p[j : j + 1] == b"\\" else 1
+            out += p[i : j + 1]
+            i = j + 1
+            continue
+        m = _QUANT_RE.match(p, i) if c == b"{" else None
+        if m:
+            out += b"*" if int(m.group(1)) == 0 else b"+"
+            i = m.end()
+            continue
+        out += c
+        i += 1
+    return bytes(out)
+
+
 def _too_complex(pattern: bytes) -> bool:
     """Patterns Hyperscan's compiler chokes on (minutes, gigabytes): leave them to re.
 
@@ -1114,8 +1146,17 @@ def _compile_target(t: _Target, compiler: _Compiler) -> None:
     fails is each pattern tried alone (in the child, with a timeout) to find the culprits.
     """
     for e in t.entries:
-        if _too_complex(e.hs_pattern):
+        e.db_pattern = None
+        if len(e.hs_pattern) > HUGE_PATTERN:
             _set_mode(e, None)
+        elif _too_complex(e.hs_pattern):
+            # a superset with the bounded repeats opened up compiles fast; hits are confirmed
+            e.db_pattern = _relax_repeats(e.hs_pattern)
+            pf = e.hs_flags | hs.HS_FLAG_SINGLEMATCH | hs.HS_FLAG_PREFILTER | hs.HS_FLAG_ALLOWEMPTY
+            ok = compiler.trial(e.db_pattern, e.hs_flags, pf)
+            _set_mode(e, pf if ok is not None else None)
+            if ok is not None:
+                e.mode = MODE_PREFILTER
         elif _inner_anchor(e.hs_pattern):  # hyperscan refuses some: find out one by one
             _set_mode(e, compiler.trial(e.hs_pattern, e.hs_flags, e.predicted))
         else:
@@ -1137,7 +1178,7 @@ def _build_db(t: _Target, compiler: _Compiler) -> bool:
     t.db = None
     if not t.hs_ids:
         return True
-    exprs = [t.entries[i].hs_pattern for i in t.hs_ids]
+    exprs = [t.entries[i].db_pattern or t.entries[i].hs_pattern for i in t.hs_ids]
     flags = [t.entries[i].predicted for i in t.hs_ids]
     blob = compiler.database(exprs, flags)
     if blob is None:
