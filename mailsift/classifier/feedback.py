@@ -56,7 +56,7 @@ import numpy as np
 from sklearn.naive_bayes import ComplementNB, MultinomialNB
 
 from mailsift.classifier.features import Sample
-from mailsift.classifier.model import SpamModel
+from mailsift.classifier.model import NB_LOGIT_SCALE, SpamModel
 from mailsift.config import FeedbackSettings, Settings
 from mailsift.store.base import FEEDBACK_SOURCES, FeedbackRecord, LearnEvent, Store
 from mailsift.verdict import Label
@@ -196,7 +196,8 @@ class OnlineUpdater:
         stack = getattr(model, "stack_", None)
         nb_scale, lr_scale = 1.0, 1.0
         if model.kind == "blend" and stack is not None:
-            nb_scale = abs(float(stack.coef_[0, 0])) / 10.0 or 1.0  # NB logit enters as /10
+            # NB log-odds enter as arcsinh(z / NB_LOGIT_SCALE): its slope is at most 1
+            nb_scale = abs(float(stack.coef_[0, 0])) / NB_LOGIT_SCALE or 1.0
             lr_scale = abs(float(stack.coef_[0, 1])) or 1.0
         self.nb_cap = self.max_drift / nb_scale
         self.lr_cap = self.max_drift / lr_scale
@@ -221,18 +222,9 @@ class OnlineUpdater:
         return self._update(sample, y, weight, unlearn=True)
 
     def vectors(self, sample: Sample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(columns, naive Bayes values, linear-model values) of one sample: the row the
-        model's own ``_nb_x`` / ``_lr_x`` build (token block as is / L2-normalised, meta block
-        0/1 times ``meta_scale``), without building 2**20-wide intermediate matrices."""
-        m = self.model
-        xt, xm = m.vectorizer.transform_blocks([sample])
-        xt.sum_duplicates()
-        xm.sum_duplicates()
-        cols = np.concatenate([xt.indices, xm.indices + m.vectorizer.n_features])
-        nb_vals = np.concatenate([xt.data, xm.data])
-        norm = float(np.sqrt(xt.data @ xt.data)) or 1.0
-        lr_vals = np.concatenate([xt.data / norm, xm.data * m.hyper.meta_scale])
-        return cols.astype(np.int64), nb_vals, lr_vals
+        """(columns, naive Bayes values, linear-model values) of one sample: the row each base
+        model sees in ``fit`` (``SpamModel.row_vectors``), without 2**20-wide matrices."""
+        return self.model.row_vectors(sample)
 
     def _update(self, sample: Sample, y: int, weight: float, unlearn: bool) -> bool:
         m = self.model

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mailsift.classifier.feedback import FeedbackError
+from mailsift.classifier.model import NB_LOGIT_SCALE
 from mailsift.verdict import Action, Envelope
 
 
@@ -118,7 +119,7 @@ def test_drift_cap(make_service, campaign) -> None:
     # in the model's own log-odds, each weight moved at most max_drift
     stack = model.stack_.coef_[0]
     assert (drift_lr * abs(stack[1])).max() <= 0.02 + 1e-6
-    assert (drift_nb * abs(stack[0]) / 10).max() <= 0.02 + 1e-3
+    assert (drift_nb * abs(stack[0]) / NB_LOGIT_SCALE).max() <= 0.02 + 1e-3
     audit = svc.store.audit.recent(actor="mallory@x.test")
     assert len(audit) == 12 and {e.action for e in audit} == {"feedback"}
     assert any(f.status == "drift_capped" for f in svc.store.feedback.recent())
