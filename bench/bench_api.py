@@ -254,12 +254,15 @@ def bench_mailsift(
     )
     server = ApiProcess(settings, workers=args.workers, log=tmp / "mailsift-api.log")
     key = create_key(server.env, "bench", "score")
-    with server:
+    server.start(timeout=args.ready_timeout)
+    try:
         headers = {"Content-Type": "message/rfc822", "Authorization": f"Bearer {key}"}
         result = run_http(
             "mailsift", server.port, "/v1/score", headers, messages, args, args.workers
         )
         rss = max((rss_mb(p) for p in server.worker_pids()), default=0.0)
+    finally:
+        server.stop()
     result.note = f"model {Path(model_dir).name}"
     return result, rss
 
@@ -444,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spamd-seconds", type=float, default=30.0)
     ap.add_argument("--warmup", type=int, default=100, help="requests before measuring")
     ap.add_argument("--model", type=Path, default=None, help="model folder (default: serving)")
+    ap.add_argument(
+        "--ready-timeout", type=float, default=1200.0, help="seconds to wait for mailsift's start"
+    )
     ap.add_argument("--skip", action="append", default=[], choices=["spamd", "rspamd"])
     args = ap.parse_args(argv)
 
