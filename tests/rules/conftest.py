@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mailsift.classifier.rules import RuleSet
+from mailsift.classifier.rules import RuleSet, load_ruleset
 from mailsift.config import load_settings
 from mailsift.message import ParsedMessage, parse
 
@@ -93,14 +93,18 @@ def stock_cache() -> Path:
 
 @pytest.fixture(scope="session")
 def stock_rules(stock_cache: Path) -> RuleSet:
-    """All stock SpamAssassin rules, Hyperscan, compiled once per session (cached)."""
+    """The configured rule set (stock SpamAssassin rules + ours), Hyperscan, once a session.
+
+    Built exactly as ``load_ruleset`` builds it for ``make run``, so the compiled databases
+    in the shared cache serve both.
+    """
     assert STOCK.is_dir(), "the Debian spamassassin package must be installed"
-    return RuleSet.load([STOCK], cache_dir=stock_cache, use_hyperscan=True)
+    return load_ruleset(load_settings(rules={"cache_dir": str(stock_cache)}))
 
 
 @pytest.fixture(scope="session")
-def stock_rules_re() -> RuleSet:
-    return RuleSet.load([STOCK], use_hyperscan=False)
+def stock_rules_re(stock_rules: RuleSet) -> RuleSet:
+    return stock_rules.variant(use_hyperscan=False)
 
 
 @pytest.fixture(scope="session")

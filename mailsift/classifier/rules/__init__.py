@@ -72,4 +72,5 @@ def load_ruleset(settings: Settings) -> RuleSet:
         cache_dir=settings.rules_cache_dir,
         use_hyperscan=settings.rules.hyperscan,
         max_scan_bytes=settings.rules.max_scan_bytes,
+        exclude=settings.rules.exclude,
     )

@@ -277,11 +277,13 @@ class RuleSet:
         cache_dir: Path | str | None = None,
         use_hyperscan: bool = True,
         max_scan_bytes: int = 262144,
+        exclude: Iterable[str] = (),
     ) -> None:
         self._parsed = parsed
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.use_hyperscan = bool(use_hyperscan and hs is not None)
         self.max_scan_bytes = max_scan_bytes
+        self.exclude = tuple(exclude)
         self._build()
 
     # -- construction -------------------------------------------------------------------
@@ -293,11 +295,20 @@ class RuleSet:
         cache_dir: Path | str | None = None,
         use_hyperscan: bool = True,
         max_scan_bytes: int = 262144,
+        exclude: Iterable[str] = (),
     ) -> RuleSet:
-        """Read ``.cf`` files (directories expand to their sorted ``*.cf``), in order."""
+        """Read ``.cf`` files (directories expand to their sorted ``*.cf``), in order.
+
+        ``exclude``: rule-name globs not to compile (reported as skipped), e.g. stock rules
+        whose regexes are too slow for Python ``re``.
+        """
         parsed = parse_files(rule_files(paths))
         return cls(
-            parsed, cache_dir=cache_dir, use_hyperscan=use_hyperscan, max_scan_bytes=max_scan_bytes
+            parsed,
+            cache_dir=cache_dir,
+            use_hyperscan=use_hyperscan,
+            max_scan_bytes=max_scan_bytes,
+            exclude=exclude,
         )
 
     @classmethod
@@ -325,6 +336,7 @@ class RuleSet:
             cache_dir=self.cache_dir,
             use_hyperscan=use_hyperscan,
             max_scan_bytes=self.max_scan_bytes,
+            exclude=self.exclude,
         )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -333,6 +345,7 @@ class RuleSet:
             "cache_dir": self.cache_dir,
             "use_hyperscan": self.use_hyperscan,
             "max_scan_bytes": self.max_scan_bytes,
+            "exclude": self.exclude,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -340,6 +353,7 @@ class RuleSet:
         self.cache_dir = state["cache_dir"]
         self.use_hyperscan = bool(state["use_hyperscan"] and hs is not None)
         self.max_scan_bytes = state["max_scan_bytes"]
+        self.exclude = tuple(state.get("exclude", ()))
         self._build()
 
     def _build(self) -> None:
@@ -353,6 +367,8 @@ class RuleSet:
         usable: dict[str, RuleDef] = {}
         for name, rd in p.rules.items():
             reason = rd.error
+            if reason is None and any(fnmatch.fnmatchcase(name, g) for g in self.exclude):
+                reason = "excluded by configuration"
             if reason is None and rd.eval_name is not None and rd.eval_name not in evals_mod.EVALS:
                 reason = f"eval test not implemented: {rd.eval_name}"
             if (
@@ -1024,7 +1040,7 @@ def _set_mode(e: _Entry, flags: int | None) -> None:
 
 
 def _relax_repeats(p: bytes) -> bytes:
-    """``X{a,b}`` -> ``X+`` (or ``X*`` when a = 0): a superset of what ``p`` matches."""
+    """``X{a,b}`` -> ``X{a,}`` (``X*``, ``X+``): a superset of what ``p`` matches."""
     out = bytearray()
     i, n = 0, len(p)
     while i < n:
@@ -1046,7 +1062,8 @@ def _relax_repeats(p: bytes) -> bytes:
             continue
         m = _QUANT_RE.match(p, i) if c == b"{" else None
         if m:
-            out += b"*" if int(m.group(1)) == 0 else b"+"
+            low = int(m.group(1))
+            out += b"*" if low == 0 else b"+" if low == 1 else b"{%d,}" % low
             i = m.end()
             continue
         out += c
