@@ -15,6 +15,18 @@ from tests.classifier.messages import GTUBE_MESSAGE, PERSONAL
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def run_inproc(args: list[str], monkeypatch: pytest.MonkeyPatch, cwd: Path | None = None):
+    """The same command in this process (typer's runner): exit code, stdout, stderr."""
+    from typer.testing import CliRunner
+
+    from mailsift.cli import app
+
+    monkeypatch.setenv("MAILSIFT_RULES__USE_STOCK", "false")
+    if cwd is not None:
+        monkeypatch.chdir(cwd)
+    return CliRunner().invoke(app, ["score", *args], catch_exceptions=False)
+
+
 def run(
     args: list[str], stdin: str = "", cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -72,24 +84,31 @@ def test_file_dir_and_stdin_jsonl(small_model_dir: Path, mailbox: Path) -> None:
     assert r.returncode == 2  # an unreadable message is an error
 
 
-def test_exit_codes_and_plain_output(small_model_dir: Path, mailbox: Path) -> None:
-    ham = run(["--model", str(small_model_dir), str(mailbox / "ham" / "personal.eml")])
-    assert ham.returncode == 0, ham.stderr
+def test_exit_codes_and_plain_output(small_model_dir: Path, mailbox: Path, monkeypatch) -> None:
+    ham = run_inproc(
+        ["--model", str(small_model_dir), str(mailbox / "ham" / "personal.eml")], monkeypatch
+    )
+    assert ham.exit_code == 0, ham.output
     path, action, prob, points, _rules = ham.stdout.strip().split("\t")
     assert path == str(mailbox / "ham" / "personal.eml") and action == "ham"
     assert 0.0 <= float(prob) < 0.5 and float(points) < 5.0
-    spam = run(["--model", str(small_model_dir), str(mailbox / "ham"), str(mailbox / "gtube.eml")])
-    assert spam.returncode == 1, spam.stderr
+    spam = run_inproc(
+        ["--model", str(small_model_dir), str(mailbox / "ham"), str(mailbox / "gtube.eml")],
+        monkeypatch,
+    )
+    assert spam.exit_code == 1, spam.output
     assert len(spam.stdout.splitlines()) == 3
-    relative = run(["--model", str(small_model_dir), "gtube.eml"], cwd=mailbox)
+    relative = run_inproc(["--model", str(small_model_dir), "gtube.eml"], monkeypatch, cwd=mailbox)
     assert relative.stdout.startswith("gtube.eml\treject\t")
 
 
-def test_usage_errors(tmp_path: Path, mailbox: Path) -> None:
-    bad_model = run(["--model", str(tmp_path / "nope"), str(mailbox / "gtube.eml")])
-    assert bad_model.returncode == 2 and "not a mailsift model folder" in bad_model.stderr
-    no_args = run([])
-    assert no_args.returncode == 2
+def test_usage_errors(tmp_path: Path, mailbox: Path, monkeypatch) -> None:
+    bad_model = run_inproc(
+        ["--model", str(tmp_path / "nope"), str(mailbox / "gtube.eml")], monkeypatch
+    )
+    assert bad_model.exit_code == 2 and "not a mailsift model folder" in bad_model.stderr
+    no_args = run_inproc([], monkeypatch)
+    assert no_args.exit_code == 2
     no_model = subprocess.run(
         [sys.executable, "-m", "mailsift.cli", "score", str(mailbox / "gtube.eml")],
         capture_output=True,
