@@ -144,9 +144,20 @@ def _run(action: str, ids: list[str], actor: str | None, **kw: Any) -> None:
 
 
 @quarantine_app.command("release")
-def release_cmd(ids: Annotated[list[str], typer.Argument()], actor: ActorOpt = None) -> None:
+def release_cmd(
+    ids: Annotated[list[str], typer.Argument()],
+    actor: ActorOpt = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Also retry entries stuck in 'releasing' (a crash after the next hop's "
+            "answer: check the recipient's mailbox first, this may deliver a second copy)",
+        ),
+    ] = False,
+) -> None:
     """Deliver held messages to their original recipients (once)."""
-    _run("release", ids, actor)
+    _run("release", ids, actor, **({"force": True} if force else {}))
 
 
 @quarantine_app.command("delete")

@@ -75,6 +75,12 @@ def test_cli_list_show_release_delete_purge(qsettings: Settings, next_hop: NextH
         assert q.get(b).status == "deleted"
         bad = run(qsettings, "show", "../../etc/passwd", check=False)
         assert bad.returncode == 1 and "no quarantined message" in bad.stderr
+        c = q.hold(sample_message("CLI stuck"), envelope(), sample_verdict())
+        assert q.repo.transition(c, ("held",), "releasing")  # as after a crash mid-release
+        assert "release in progress" in run(qsettings, "release", c).stdout
+        assert len(next_hop.messages) == 1
+        assert f"{c}  ok  released" in run(qsettings, "release", "--force", c).stdout
+        assert len(next_hop.messages) == 2
         assert run(qsettings, "purge").stdout.strip() == "purged 0"
         acts = [(e.actor, e.action) for e in store.audit.recent()]
         assert ("ops@mailsift.test", "quarantine.release") in acts
