@@ -40,8 +40,8 @@ def drift_corpus(root: Path, n: int = 120) -> Path:
                 label,
                 when=when,
                 body=body,
-                sender=f"news{i}@coin{i % 4}.example",
-                subject=f"{DRIFT_WORDS[i % 9]} update",
+                sender="alice@work.example",  # dressed as ham: only the new words tell
+                subject=f"notes on the {DRIFT_WORDS[i % 9]}",
             )
         else:
             raw = F.message(i, label, when=when)
