@@ -59,13 +59,14 @@ from mailsift.verdict import Symbol
 
 log = logging.getLogger(__name__)
 
-ENGINE_VERSION = "2"
+ENGINE_VERSION = "3"
 MAX_URLS = 200
 MAX_HEADER_BYTES = 64 * 1024
 MAX_ADDRESS_HEADER = 4096  # characters of an address header parsed for :addr / :name
 DEFAULT_SCORE = 1.0
 MAX_MULTIPLE = 1000
 CACHE_KEEP = 4  # cache files kept per cache directory
+HEADER_OWN_DB = 8  # header requests with this many regex rules get their own database
 
 try:  # hyperscan is a dependency, but keep the engine usable without it
     import hyperscan as hs
@@ -119,6 +120,9 @@ class _HeaderTarget:
     member: frozenset[int] = frozenset()
     re_only: list[int] = field(default_factory=list)
     negated: list[int] = field(default_factory=list)
+    pending: list[_Entry] = field(default_factory=list)
+    target: _Target | None = None  # its own database, or the shared header one
+    shared: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,7 +433,12 @@ class RuleSet:
                 continue
             entry = entry_or_reason
             entry.rule = add(name, rd.kind)
-            self._target_for(rd).entries.append(entry)
+            if rd.kind == "header":
+                assert rd.header is not None
+                self._header_target(rd.header, rd.modifiers).pending.append(entry)
+            else:
+                self._target_for(rd).entries.append(entry)
+        self._place_header_rules()
 
         # metas: resolve names, order by dependencies, drop cycles
         self._compile_metas(metas, names, kinds, add)
@@ -522,12 +531,28 @@ class RuleSet:
             self._headers[key] = ht
         return ht
 
+    def _place_header_rules(self) -> None:
+        """Requests with many rules get their own database; the long tail shares one.
+
+        A shared database reports every pattern that matches a value, whoever it belongs
+        to: fine for a few rules, wasteful for Subject's or From's hundred.
+        """
+        self._own_header_targets: list[_Target] = []
+        for key, ht in self._headers.items():
+            if not ht.pending:
+                continue
+            if len(ht.pending) >= HEADER_OWN_DB:
+                ht.target = _Target(f"header:{key[0]}:{':'.join(key[1])}")
+                ht.shared = False
+                self._own_header_targets.append(ht.target)
+            else:
+                ht.target = self._header
+            start = len(ht.target.entries)
+            ht.entries = list(range(start, start + len(ht.pending)))
+            ht.target.entries.extend(ht.pending)
+            ht.pending = []
+
     def _target_for(self, rd: RuleDef) -> _Target:
-        if rd.kind == "header":
-            assert rd.header is not None
-            ht = self._header_target(rd.header, rd.modifiers)
-            ht.entries.append(len(self._header.entries))
-            return self._header
         return {
             "body": self._body,
             "rawbody": self._rawbody,
@@ -592,7 +617,8 @@ class RuleSet:
 
     # -- hyperscan ----------------------------------------------------------------------
     def _all_targets(self) -> list[_Target]:
-        return [self._body, self._rawbody, self._full, self._uri, self._header]
+        own: list[_Target] = getattr(self, "_own_header_targets", [])
+        return [self._body, self._rawbody, self._full, self._uri, self._header, *own]
 
     def _cache_key(self, targets: Sequence[_Target]) -> str:
         h = hashlib.sha256()
@@ -602,8 +628,8 @@ class RuleSet:
         return h.hexdigest()
 
     def _finish_headers(self) -> None:
-        t = self._header
         for ht in self._headers.values():
+            t = ht.target if ht.target is not None else self._header
             ht.member = frozenset(ht.entries)
             ht.re_only = [i for i in ht.entries if t.entries[i].mode == MODE_RE]
             ht.negated = [i for i in ht.entries if t.entries[i].negate]
@@ -818,21 +844,22 @@ class RuleSet:
         if self._full.entries:
             self._scan(self._full, views.full, h)
         self._scan_uris(views, h)
-        header_entries = self._header.entries
         for ht in self._headers.values():
             value = header_request(views, ht.name, ht.modifiers)
             for ri in ht.exists_rules:
                 h[ri] = 1 if value is not None else 0
             if not ht.entries:
                 continue
+            target = ht.target
+            assert target is not None
             if value is None:
                 for ei in ht.entries:
-                    e = header_entries[ei]
+                    e = target.entries[ei]
                     r = e.unset_result if e.unset_result is not None else e.empty_result
                     if r:
                         h[e.rule] = r
             else:
-                self._scan(self._header, value, h, ht)
+                self._scan(target, value, h, ht if ht.shared else None)
         for ri, fn, args in self._evals:
             try:
                 h[ri] = int(fn(views, args))
