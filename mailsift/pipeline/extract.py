@@ -91,19 +91,39 @@ def extract_raws(
 
 
 def extract(
-    df: pd.DataFrame, settings: Settings, *, n_jobs: int | None = None, progress: bool = False
+    df: pd.DataFrame,
+    settings: Settings,
+    *,
+    n_jobs: int | None = None,
+    progress: bool = False,
+    cache: dict[str, Any] | None = None,
 ) -> list[Any]:
     """Samples for every row of a corpus index, in the index's order.
 
     Messages are read in storage order (archive members forward, one decompression pass)
-    and the samples put back in the index's order.
+    and the samples put back in the index's order. ``cache`` (message digest -> sample,
+    for one settings object) skips messages already extracted, e.g. when several models
+    are trained on the same corpus in one process.
     """
-    ordered = archive_order(df.reset_index(drop=True))
-    perm = ordered.index.to_numpy()
-    got = extract_raws(iter_raw(ordered), settings, n_jobs=n_jobs, total=len(df), progress=progress)
     out: list[Any] = [None] * len(df)
+    todo = df.reset_index(drop=True)
+    if cache is not None:
+        digests = todo["digest"].tolist()
+        hit = [d in cache for d in digests]
+        for pos, (d, h) in enumerate(zip(digests, hit, strict=True)):
+            if h:
+                out[pos] = cache[d]
+        todo = todo[[not h for h in hit]]
+    ordered = archive_order(todo)
+    perm = ordered.index.to_numpy()
+    got = extract_raws(
+        iter_raw(ordered), settings, n_jobs=n_jobs, total=len(ordered), progress=progress
+    )
     for sample, pos in zip(got, perm, strict=True):
         out[pos] = sample
+    if cache is not None:
+        for d, sample in zip(ordered["digest"], got, strict=True):
+            cache[d] = sample
     return out
 
 

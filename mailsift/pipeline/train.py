@@ -91,6 +91,7 @@ def train(
     also_write: Sequence[Path] = (),
     progress: bool = False,
     index: pd.DataFrame | None = None,
+    feature_cache: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train, evaluate on a held-out split, save to ``out``, log and register in MLflow.
 
@@ -98,6 +99,8 @@ def train(
     training side (feedback for ``retrain``). ``out`` None: ``models/<run name>``.
     ``index``: an already built corpus index (then ``corpora`` only names it in the logs).
     ``settings.train.max_messages``: a stratified subsample of that many messages.
+    ``feature_cache``: message digest -> sample, shared by several calls with the same
+    settings (e.g. comparing model kinds on one corpus).
     """
     from mailsift.classifier.model import train_model
 
@@ -122,7 +125,7 @@ def train(
     timings["index_s"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    x_train = extract(sp.train, settings, progress=progress)
+    x_train = extract(sp.train, settings, progress=progress, cache=feature_cache)
     y_train = labels_of(sp.train)
     extra = list(extra or [])
     if extra:
@@ -136,7 +139,7 @@ def train(
     del x_train
 
     t3 = time.perf_counter()
-    x_test = extract(sp.test, settings, progress=progress)
+    x_test = extract(sp.test, settings, progress=progress, cache=feature_cache)
     y_test = labels_of(sp.test)
     metrics, scores = evaluate_samples(
         model, x_test, y_test, settings, elapsed_s=time.perf_counter() - t3

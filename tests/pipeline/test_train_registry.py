@@ -136,4 +136,12 @@ def test_extra_messages_join_training(tmp_path: Path, small_corpus: Path) -> Non
 def test_parallel_extraction_matches_serial(tmp_path: Path, small_corpus: Path) -> None:
     settings = make_settings(tmp_path, small_corpus)
     df = index_corpus(small_corpus)
-    assert extract(df, settings, n_jobs=2) == extract(df, settings, n_jobs=1)
+    serial = extract(df, settings, n_jobs=1)
+    assert extract(df, settings, n_jobs=2) == serial
+    # time order is not storage order: samples still come back in the index's order
+    shuffled = df.sample(frac=1.0, random_state=1)
+    cache: dict = {}
+    got = extract(shuffled.iloc[:30], settings, cache=cache)
+    assert len(cache) == 30
+    assert extract(shuffled, settings, cache=cache) == [serial[i] for i in shuffled.index]
+    assert len(cache) == len(df) and got == [serial[i] for i in shuffled.index[:30]]
