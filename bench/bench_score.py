@@ -4,7 +4,7 @@
 
 * **Throughput**: N corpus messages (SpamAssassin archives, read into memory first) scored
   one after another in this process on one thread; per-stage CPU time (thread time: parse,
-  rules, features, model probability, explanation) and the whole ``Scorer.score`` path
+  rules, features, model probability alone, probability + explanation) and the whole ``Scorer.score`` path
   (wall clock and process CPU time); messages/s per core = messages / CPU seconds.
 * **Model load**: ``SpamModel.load`` (sha256 check + skops) of the model folder, median of 3.
 * **Rules load**: ``load_ruleset`` with a warm Hyperscan cache.
@@ -19,6 +19,7 @@ on a shared 2-core machine: they say what was measured, when.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -95,8 +96,14 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     msgs = [raws[i] for i in pick]
     for raw in msgs[:20]:  # warm caches (PSL, regex, hyperscan scratch)
         scorer.score(raw)
+    if args.gc_freeze:
+        # what a server does after start-up: the long-lived rule set and model leave the
+        # collector's view, so collections triggered by per-message garbage stay cheap
+        gc.freeze()
 
-    stages = {"parse": 0.0, "rules": 0.0, "features": 0.0, "model": 0.0, "explain": 0.0}
+    # "model": probability alone; "model_explain": probability + explanation from one
+    # hashing pass (what Scorer.score runs); the staged total counts the latter only
+    stages = {"parse": 0.0, "rules": 0.0, "features": 0.0, "model": 0.0, "model_explain": 0.0}
     cpu0 = time.process_time()
     for raw in msgs:
         t0 = time.thread_time()
@@ -108,14 +115,14 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         t3 = time.thread_time()
         model.predict_proba([sample])
         t4 = time.thread_time()
-        model.explain(sample, top=10)
+        model.predict_explain(sample, top=10)
         t5 = time.thread_time()
         stages["parse"] += t1 - t0
         stages["rules"] += t2 - t1
         stages["features"] += t3 - t2
         stages["model"] += t4 - t3
-        stages["explain"] += t5 - t4
-    staged_cpu = time.process_time() - cpu0
+        stages["model_explain"] += t5 - t4
+    staged_cpu = time.process_time() - cpu0 - stages["model"]
 
     cpu0 = time.process_time()
     t0 = time.perf_counter()
@@ -142,6 +149,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         "rules": len(getattr(rules, "names", [])),
         "stock_rules": not args.no_stock_rules,
         "messages": n,
+        "gc_freeze": args.gc_freeze,
         "score_msgs_per_s_wall": round(n / wall, 1),
         "score_msgs_per_s_per_core_cpu": round(n / cpu, 1),
         "stage_cpu_ms_per_msg": {k: round(v / n * 1000.0, 3) for k, v in stages.items()},
@@ -160,6 +168,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--no-stock-rules", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after loading")
     args = ap.parse_args()
     out = bench(args)
     text = json.dumps(out, indent=2)

@@ -347,8 +347,12 @@ class SpamModel:
         z = _row_l2_normalise(xt) @ w[:n] + (xm @ w[n:]) * self.hyper.meta_scale
         return np.asarray(z + lr.intercept_[0], dtype=float).ravel()
 
+    def _nb_scaled(self, xt: sp.csr_matrix, xm: sp.csr_matrix) -> np.ndarray:
+        """NB log-odds as the blend's stacker takes them, before the squash."""
+        return np.clip(self._nb_logit(xt, xm), -500, 500) / NB_LOGIT_SCALE
+
     def _base_logits(self, xt: sp.csr_matrix, xm: sp.csr_matrix) -> np.ndarray:
-        nb = np.clip(self._nb_logit(xt, xm), -500, 500) / NB_LOGIT_SCALE
+        nb = self._nb_scaled(xt, xm)
         if self.hyper.nb_squash:
             nb = np.arcsinh(nb)
         lr = np.clip(self._lr_logit(xt, xm), -100, 100)
@@ -399,13 +403,25 @@ class SpamModel:
             lrw = self.lr_.coef_[0, cols] * (self._stack_coef(1) if self.kind == "blend" else 1.0)
         return nbw, lrw
 
-    def feature_weights(self, features: Sequence[str], sample: Sample | None = None) -> np.ndarray:
+    def feature_weights(
+        self,
+        features: Sequence[str],
+        sample: Sample | None = None,
+        *,
+        nb_factor: float | None = None,
+    ) -> np.ndarray:
         """Log-odds weight of each feature when present with value 1 (rule / symbol weights);
-        with ``sample``, as it counts in that sample (the blend squashes NB log-odds)."""
+        with ``sample`` (or its ``nb_factor``), as it counts in that sample (the blend
+        squashes NB log-odds)."""
         nbw, lrw = self._weight_parts(features)
-        if sample is not None:
-            nbw = nbw * self._nb_squash_factor(sample)
-        return nbw + lrw * self.hyper.meta_scale
+        if nb_factor is None and sample is not None:
+            nb_factor = self._nb_squash_factor(sample)
+        return nbw * (nb_factor or 1.0) + lrw * self.hyper.meta_scale
+
+    def _squash_factor(self, nb_scaled: float) -> float:
+        if self.kind != "blend" or not self.hyper.nb_squash or abs(nb_scaled) < 1e-9:
+            return 1.0
+        return float(np.arcsinh(nb_scaled) / nb_scaled)
 
     def _nb_squash_factor(self, sample: Sample) -> float:
         """arcsinh(z) / z for this sample's scaled NB log-odds z (1 when not squashed): the
@@ -413,8 +429,28 @@ class SpamModel:
         if self.kind != "blend" or not self.hyper.nb_squash:
             return 1.0
         xt, xm = self._blocks([sample])
-        z = float(np.clip(self._nb_logit(xt, xm), -500, 500)[0]) / NB_LOGIT_SCALE
-        return float(np.arcsinh(z) / z) if abs(z) > 1e-9 else 1.0
+        return self._squash_factor(float(self._nb_scaled(xt, xm)[0]))
+
+    def predict_explain(
+        self, sample: Sample, top: int = 10
+    ) -> tuple[float, list[TokenContribution], float]:
+        """(spam probability, top contributions, NB squash factor) of one sample, hashing it
+        once (the scorer's path; same results as predict_proba + explain)."""
+        self._check_fitted()
+        xt, xm = self._blocks([sample])
+        factor = 1.0
+        if self.kind == "blend":
+            assert self.stack_ is not None
+            base = self._base_logits(xt, xm)
+            z = float(base[0] @ self.stack_.coef_[0] + self.stack_.intercept_[0])
+            if self.hyper.nb_squash:
+                factor = self._squash_factor(float(self._nb_scaled(xt, xm)[0]))
+        elif self.uses_nb:
+            z = float(self._nb_logit(xt, xm)[0])
+        else:
+            z = float(self._lr_logit(xt, xm)[0])
+        prob = float(_sigmoid(np.array([z]))[0])
+        return prob, self._explain(sample, top, factor), factor
 
     def _stack_coef(self, i: int) -> float:
         assert self.stack_ is not None
@@ -428,6 +464,9 @@ class SpamModel:
         stacker for ``blend``, NB part by the squash factor): the sample's log-odds are the sum
         of all contributions plus intercepts.
         """
+        return self._explain(sample, top, self._nb_squash_factor(sample))
+
+    def _explain(self, sample: Sample, top: int, nb_factor: float) -> list[TokenContribution]:
         tokens, tvals, meta = feature_values(sample)
         feats = tokens + meta
         if not feats:
@@ -441,7 +480,7 @@ class SpamModel:
         lr_vals = np.concatenate([tvals / norm, ones * self.hyper.meta_scale])
         if self.hyper.nb_binary:
             vals = np.ones(len(feats))
-        contrib = nbw * vals * self._nb_squash_factor(sample) + lrw * lr_vals
+        contrib = nbw * vals * nb_factor + lrw * lr_vals
         k = min(top, len(feats))
         idx = np.argpartition(-np.abs(contrib), k - 1)[:k]
         order = idx[np.argsort(-np.abs(contrib[idx]))]

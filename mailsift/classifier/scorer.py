@@ -195,20 +195,18 @@ class Scorer:
         t0 = time.perf_counter()
         model = self._model  # one consistent model for this message
         pm, sample, hits = sample_of(raw_or_parsed, self.settings, self.rules, symbols)
-        gtube = has_gtube(pm) or any(h.name == "GTUBE" for h in hits)
-        if gtube:
+        prob, tokens, nb_factor = model.predict_explain(sample, top=10)
+        score, reason = probability_to_score(prob, self.settings), ""
+        if has_gtube(pm) or any(h.name == "GTUBE" for h in hits):
             prob, score, reason = 1.0, GTUBE_SCORE, "GTUBE test string"
-        else:
-            prob = float(model.predict_proba([sample])[0])
-            score, reason = probability_to_score(prob, self.settings), ""
         verdict = Verdict(
             verdict_id=new_verdict_id(),
             probability=round(prob, 6),
             score=score,
             required_score=self.settings.thresholds.required_score,
             action=action_for(prob, self.settings),
-            rules=self._weighted_rules(model, sample, hits, symbols),
-            tokens=model.explain(sample, top=10),
+            rules=self._weighted_rules(model, nb_factor, hits, symbols),
+            tokens=tokens,
             model_version=model.version,
             digest=pm.digest,
             reason=reason,
@@ -219,13 +217,13 @@ class Scorer:
         return verdict
 
     def _weighted_rules(
-        self, model: SpamModel, sample: Sample, hits: Sequence[Symbol], symbols: Sequence[Symbol]
+        self, model: SpamModel, nb_factor: float, hits: Sequence[Symbol], symbols: Sequence[Symbol]
     ) -> list[Symbol]:
         """Rule hits and check symbols, each with the weight the model gives it."""
         items = [(f"rule:{h.name}", h) for h in hits] + [(f"sym:{s.name}", s) for s in symbols]
         if not items:
             return []
-        weights = model.feature_weights([f for f, _ in items], sample)
+        weights = model.feature_weights([f for f, _ in items], nb_factor=nb_factor)
         out = [
             Symbol(s.name, round(float(w), 4), s.description, s.source)
             for (_, s), w in zip(items, weights, strict=True)

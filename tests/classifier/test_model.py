@@ -204,3 +204,11 @@ def test_row_vectors_match_what_partial_fit_learns(binary: bool) -> None:
     assert np.allclose(delta[cols], nb_vals)
     assert np.isclose(delta.sum(), nb_vals.sum())
     assert np.isclose(np.linalg.norm(lr_vals[: len(lr_vals) - 1]), 1.0)
+
+
+def test_predict_explain_matches_separate_calls(small_model: SpamModel) -> None:
+    for raw in (PERSONAL, SPAMMY):
+        s = make_sample(parse(raw))
+        prob, tokens, _ = small_model.predict_explain(s, top=10)
+        assert prob == pytest.approx(float(small_model.predict_proba([s])[0]), abs=1e-12)
+        assert tokens == small_model.explain(s, top=10)
