@@ -134,6 +134,8 @@ class ApiProcess:
                 if r.status_code == 200:
                     return
                 last = r.text
+                if "not started" in r.json().get("detail", ""):  # it will not get better
+                    raise RuntimeError(f"API server cannot serve: {last}")
             except httpx.HTTPError as exc:
                 last = str(exc)
             time.sleep(0.2)
