@@ -1,1 +1,10 @@
+"""The scoring core: no SMTP, HTTP or store in here.
 
+- :mod:`.features`: ParsedMessage + rule hits -> :class:`~.features.Sample` -> hashed
+  sparse features (stateless).
+- :mod:`.model`: :class:`~.model.SpamModel` (nb / cnb / logreg / blend), ``train_model``,
+  skops artifacts with a sha256-checked manifest.
+- :mod:`.scorer`: :class:`~.scorer.Scorer` (raw message -> Verdict), ``load_rules``.
+- :mod:`.rules`: the SpamAssassin-syntax rule engine; :mod:`.feedback`: guarded learning.
+- :mod:`.bootstrap`: a minimal first trainer (``python -m mailsift.classifier.bootstrap``).
+"""
