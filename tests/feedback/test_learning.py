@@ -129,7 +129,7 @@ def test_trusted_sender_wins_over_spam_score(make_service) -> None:
     svc = make_service()
     gtube = (
         b"From: Friend <friend@pals.test>\r\nTo: alice@x.test\r\nSubject: hi\r\n\r\n"
-        b"XJS*C4JDBQADN1.NSBESBL2A5RIH54JPPHQ9RWLOWXKUYR-ZJE\r\n"
+        b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n"
     )
     env = Envelope(client_ip="192.0.2.1", mail_from="friend@pals.test", rcpt_to=("alice@x.test",))
     assert svc.score(gtube, env).action is Action.REJECT

@@ -236,3 +236,26 @@ def test_hostile_mime_never_raises(headers: list[tuple[str, str]], lines: list[s
     pm = parse(raw)
     assert isinstance(pm.body, str)
     assert all(k.lower() != "x-spam-status" for k, _ in pm.headers)
+
+
+def test_thousands_of_empty_mime_parameters_are_tamed() -> None:
+    # A real spam trick: the stdlib's parameter parser is quadratic in their number.
+    raw = _msg(
+        "From: a@example.org\nSubject: s\nContent-Type: text/html" + " ;" * 7000,
+        "<p>buy now</p>",
+    )
+    pm = parse(raw)
+    assert pm.content_type == "text/html"
+    assert "buy now" in pm.html_text
+    assert any("empty parameters" in d for d in pm.defects)
+
+
+def test_folded_content_type_parameters_survive() -> None:
+    raw = _msg(
+        'From: a@example.org\nSubject: s\nContent-Type: multipart/alternative;\n\tboundary="zz"',
+        "--zz\nContent-Type: text/plain; charset=utf-8\n\nplain words\n--zz--\n",
+    )
+    pm = parse(raw)
+    assert pm.content_type == "multipart/alternative"
+    assert "plain words" in pm.text
+    assert not any("empty parameters" in d for d in pm.defects)
