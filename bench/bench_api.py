@@ -36,7 +36,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -233,8 +234,35 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
 # ---- mailsift ------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def store_url(args: argparse.Namespace) -> Iterator[str]:
+    """``sqlite``: a file in the temporary var dir (one fsync'ed commit per verdict);
+    ``postgresql``: a fresh database on ``--pg`` (commits of concurrent requests share
+    fsyncs), dropped afterwards."""
+    if args.store == "sqlite":
+        yield ""
+        return
+    import psycopg
+
+    name = f"mailsift_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(args.pg, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{args.pg.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(args.pg, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def bench_mailsift(
     messages: list[bytes], args: argparse.Namespace, tmp: Path
+) -> tuple[Result, float]:
+    with store_url(args) as url:
+        return _bench_mailsift(messages, args, tmp, url)
+
+
+def _bench_mailsift(
+    messages: list[bytes], args: argparse.Namespace, tmp: Path, url: str
 ) -> tuple[Result, float]:
     from mailsift.pipeline.registry import resolve_serving_model_dir
 
@@ -246,7 +274,7 @@ def bench_mailsift(
     settings = base.model_copy(
         update={
             "paths": base.paths.model_copy(update={"var_dir": var}),
-            "store": base.store.model_copy(update={"url": ""}),
+            "store": base.store.model_copy(update={"url": url}),
             "model": base.model.model_copy(update={"path": Path(model_dir).resolve()}),
             "rules": base.rules.model_copy(update={"cache_dir": base.rules_cache_dir.resolve()}),
         },
@@ -263,7 +291,7 @@ def bench_mailsift(
         rss = max((rss_mb(p) for p in server.worker_pids()), default=0.0)
     finally:
         server.stop()
-    result.note = f"model {Path(model_dir).name}"
+    result.note = f"store {args.store}"
     return result, rss
 
 
@@ -399,7 +427,7 @@ def table(results: list[Result], rss: float, args: argparse.Namespace) -> str:
     for r in results:
         ratio = ms.rate / r.rate if r.rate else float("inf")
         rows.append(
-            f"| {r.system} | {r.workers} | {r.concurrency} | {r.count} | {r.rate:.1f} | "
+            f"| {r.system}{' (' + r.note + ')' if r.note else ''} | {r.workers} | {r.concurrency} | {r.count} | {r.rate:.1f} | "
             f"{r.pct(0.5):.1f} | {r.pct(0.99):.1f} | {r.errors} | {ratio:.1f}x |"
         )
     checks = [
@@ -447,6 +475,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spamd-seconds", type=float, default=30.0)
     ap.add_argument("--warmup", type=int, default=100, help="requests before measuring")
     ap.add_argument("--model", type=Path, default=None, help="model folder (default: serving)")
+    ap.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
+    ap.add_argument(
+        "--pg", default="postgresql://postgres@127.0.0.1:5432/postgres", help="admin URL"
+    )
     ap.add_argument(
         "--ready-timeout", type=float, default=1200.0, help="seconds to wait for mailsift's start"
     )
@@ -458,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="bench-api-") as d:
         tmp = Path(d)
+        tmp.chmod(0o755)  # spamd runs as nobody and reads its config from here
         ms, rss = bench_mailsift(messages, args, tmp)
         results.append(ms)
         print(f"mailsift: {ms.rate:.1f} msg/s", file=sys.stderr)
