@@ -386,6 +386,11 @@ def bench_rspamd(messages: list[bytes], args: argparse.Namespace, tmp: Path) -> 
         f'bind_socket = "127.0.0.1:{ctl}";\ncount = 1;\n'
     )
     (override / "worker-proxy.inc").write_text(f'bind_socket = "127.0.0.1:{proxy}";\ncount = 1;\n')
+    # offline machine: a resolver that refuses at once, so DNS checks fail fast (as
+    # mailsift's scorer, which makes no DNS lookups) instead of waiting for timeouts
+    (override / "options.inc").write_text(
+        'dns {\n  nameserver = ["127.0.0.1:1"];\n  timeout = 0.1s;\n  retransmits = 0;\n}\n'
+    )
     (override / "logging.inc").write_text(
         f'type = "file";\nfilename = "{root}/log/rspamd.log";\nlevel = "error";\n'
     )
