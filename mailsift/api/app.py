@@ -12,6 +12,7 @@ size limit. The web UI of area Q (``mailsift.api.ui``) is included when present.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.metadata
 import importlib.util
@@ -62,6 +63,9 @@ def _start(app: FastAPI, settings: Settings) -> None:
             log_event(log, "scoring service failed to start", logging.ERROR, error=str(exc))
             return
     service: ScoringService = app.state.service
+    # The model and the compiled rules are long-lived: move them out of the cyclic GC's
+    # reach, or every collection walks them (parsing ran ~4x slower without this).
+    gc.freeze()
     if app.state.keys is None:
         app.state.keys = ApiKeys(service.store, settings.api.key_cache_seconds)
     metrics.set_model_version(service.model_version)

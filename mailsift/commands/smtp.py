@@ -10,6 +10,7 @@ mail in ``mailsift.quarantine.Quarantine``, and forwards to ``smtp.next_hop_host
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -41,6 +42,7 @@ def build_server(settings: Any) -> Any:
     from mailsift.quarantine import Quarantine
 
     quarantine = Quarantine(settings, store, service=service)
+    gc.freeze()  # long-lived model and rules: keep them out of every GC pass
     return FilterServer(settings, service, checks=checks, quarantine=quarantine)
 
 
