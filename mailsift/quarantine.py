@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
 import secrets
 import time
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mailsift.config import Settings
+from mailsift.durable import fsync_dir, write_durably
 from mailsift.message import parse
 from mailsift.verdict import Envelope, Label, Verdict
 
@@ -179,22 +179,7 @@ class Spool:
 
     def write(self, qid: str, raw: bytes) -> Path:
         final = self.path(qid)
-        tmp = self.tmp / f"{qid}.{os.getpid()}.{secrets.token_hex(4)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            view = memoryview(raw)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-        os.close(fd)
-        os.replace(tmp, final)
-        _fsync_dir(self.root)
+        write_durably(final, raw, self.tmp)
         return final
 
     def read(self, qid: str) -> bytes:
@@ -211,7 +196,7 @@ class Spool:
             self.path(qid).unlink()
         except FileNotFoundError:
             return False
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         return True
 
     def ids(self) -> Iterator[str]:
@@ -228,14 +213,6 @@ class Spool:
                     p.unlink()
                     n += 1
         return n
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # ---- the store side -------------------------------------------------------------------------

@@ -30,34 +30,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailsift.durable import fsync_dir, write_durably
 from mailsift.smtpd.delivery import DeliveryError, deliver_async
 
 log = logging.getLogger("mailsift.smtpd.spool")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_durably(path: Path, data: bytes, tmp_dir: Path) -> None:
-    tmp = tmp_dir / f".{path.name}.{uuid.uuid4().hex}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-    if tmp_dir != path.parent:
-        _fsync_dir(tmp_dir)
 
 
 @dataclass(slots=True)
@@ -91,9 +67,7 @@ class Spool:
     def put(self, mail_from: str, rcpts: Sequence[str], data: bytes, queue_id: str = "") -> str:
         qid = queue_id or uuid.uuid4().hex
         head = {"mail_from": mail_from, "rcpts": list(rcpts), "received": time.time()}
-        _write_durably(
-            self.queue / f"{qid}.msg", json.dumps(head).encode() + b"\n" + data, self.tmp
-        )
+        write_durably(self.queue / f"{qid}.msg", json.dumps(head).encode() + b"\n" + data, self.tmp)
         return qid
 
     def ids(self) -> list[str]:
@@ -120,7 +94,7 @@ class Spool:
             "attempts": entry.attempts,
             "last_error": entry.last_error,
         }
-        _write_durably(self.queue / f"{entry.id}.state", json.dumps(st).encode(), self.tmp)
+        write_durably(self.queue / f"{entry.id}.state", json.dumps(st).encode(), self.tmp)
 
     def finish(self, entry: SpoolEntry) -> None:
         """All recipients done or failed: delete (failed ones are kept in failed/)."""
@@ -129,11 +103,11 @@ class Spool:
             os.replace(msg, self.failed_dir / msg.name)
             if state.exists():
                 os.replace(state, self.failed_dir / state.name)
-            _fsync_dir(self.failed_dir)
+            fsync_dir(self.failed_dir)
         else:
             msg.unlink(missing_ok=True)  # the .state (all done) outlives the .msg
             state.unlink(missing_ok=True)
-        _fsync_dir(self.queue)
+        fsync_dir(self.queue)
 
     def __len__(self) -> int:
         return len(self.ids())
