@@ -58,24 +58,23 @@ def _ms(ts: list[float], cpu: list[float] | None = None) -> dict[str, float]:
 
 
 def bench_update_cost(settings: Settings, n: int) -> dict[str, Any]:
-    from mailsift.classifier.bootstrap import build_samples, load_corpus
     from mailsift.classifier.feedback import OnlineUpdater
     from mailsift.classifier.model import SpamModel, train_model
     from mailsift.classifier.scorer import Scorer, load_rules
+    from mailsift.pipeline.corpus import load_messages
+    from mailsift.pipeline.extract import extract_raws, samples_of
     from mailsift.service import ScoringService
 
     assert settings.paths.corpus is not None
-    _, raws, y = load_corpus(Path(settings.paths.corpus))
+    _, raws, y = load_messages(Path(settings.paths.corpus))
     rng = np.random.default_rng(7)
     ham, spam = rng.permutation(np.flatnonzero(y == 0)), rng.permutation(np.flatnonzero(y == 1))
     train_idx = np.r_[ham[:1000], spam[:500]]
     learn_idx = rng.permutation(np.r_[ham[1000 : 1000 + n // 2], spam[500 : 500 + n - n // 2]])
     rules = load_rules(settings)
     t0 = time.perf_counter()
-    samples = build_samples(
-        [raws[i] for i in train_idx], settings, rules, n_jobs=settings.train.n_jobs
-    )
-    learn = build_samples([raws[i] for i in learn_idx], settings, rules, n_jobs=1)
+    samples = extract_raws([raws[i] for i in train_idx], settings)
+    learn = samples_of([raws[i] for i in learn_idx], settings, rules)
     features_s = time.perf_counter() - t0
     model = train_model(samples, y[train_idx], None, settings)
     tmp = Path(tempfile.mkdtemp(prefix="bench-feedback-"))

@@ -11,8 +11,8 @@
 * **RSS**: a fresh process that loads the serving Scorer (model + rules) and reports its
   resident set size (VmRSS), and the same process before loading anything.
 
-The model is ``--model``, else the serving model (``Scorer.from_settings``), else one trained
-here on the whole corpus by the bootstrap trainer into a temporary folder. Figures are noisy
+The model is ``--model``, else the serving model (``Scorer.from_settings``; train one with
+``mailsift train --default`` or ``make run``). Figures are noisy
 on a shared 2-core machine: they say what was measured, when.
 """
 
@@ -60,20 +60,15 @@ def _model_dir(settings: Settings, explicit: Path | None, tmp: Path) -> Path:
         return explicit
     try:
         return serving_model_dir(settings)
-    except NoModelError:
-        from mailsift.classifier import bootstrap
-
-        out = tmp / "model"
-        print("no serving model: training one with the bootstrap trainer ...", file=sys.stderr)
-        bootstrap.main(["--out", str(out)])
-        return out
+    except NoModelError as exc:
+        raise SystemExit(f"{exc} (or pass --model DIR)") from exc
 
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:
-    from mailsift.classifier.bootstrap import load_corpus
     from mailsift.classifier.features import make_sample
     from mailsift.classifier.model import SpamModel
     from mailsift.classifier.scorer import Scorer, load_rules, parse_with
+    from mailsift.pipeline.corpus import load_messages
 
     settings = load_settings(rules={"use_stock": not args.no_stock_rules})
     assert settings.paths.corpus is not None, "set MAILSIFT_CORPUS"
@@ -90,7 +85,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     rules_load = time.perf_counter() - t
     scorer = Scorer(model, rules, settings)
 
-    _, raws, _ = load_corpus(Path(settings.paths.corpus))
+    _, raws, _ = load_messages(Path(settings.paths.corpus))
     rng = np.random.default_rng(1)
     pick = rng.choice(len(raws), size=min(args.n, len(raws)), replace=False)
     msgs = [raws[i] for i in pick]

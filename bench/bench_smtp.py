@@ -104,10 +104,10 @@ def settle(sink: Sink, expected: int, timeout: float = 30.0) -> Counter[str]:
 
 def pick_message(settings: Settings, scorer, target_rank: float = 0.5) -> bytes:  # type: ignore[no-untyped-def]
     """A ham of about median corpus size that the model scores HAM."""
-    from mailsift.classifier.bootstrap import load_corpus
+    from mailsift.pipeline.corpus import load_messages
     from mailsift.verdict import Action
 
-    _, raws, y = load_corpus(Path(str(settings.paths.corpus)))
+    _, raws, y = load_messages(Path(str(settings.paths.corpus)))
     sizes = sorted(len(r) for r in raws)
     median = sizes[int(len(sizes) * target_rank)]
     hams = sorted((abs(len(r) - median), i) for i, r in enumerate(raws) if y[i] == 0)
@@ -121,16 +121,15 @@ def quick_model(settings: Settings, out: Path) -> Path:
     """Train a small model (1,500 corpus messages) when no serving model exists."""
     import numpy as np
 
-    from mailsift.classifier.bootstrap import build_samples, load_corpus
     from mailsift.classifier.model import train_model
-    from mailsift.classifier.scorer import load_rules
+    from mailsift.pipeline.corpus import load_messages
+    from mailsift.pipeline.extract import extract_raws
 
-    _, raws, y = load_corpus(Path(str(settings.paths.corpus)))
+    _, raws, y = load_messages(Path(str(settings.paths.corpus)))
     rng = np.random.default_rng(7)
     idx = np.concatenate([rng.permutation(np.flatnonzero(y == 0))[:1000],
                           rng.permutation(np.flatnonzero(y == 1))[:500]])  # fmt: skip
-    rules = load_rules(settings)
-    samples = build_samples([raws[i] for i in idx], settings, rules, n_jobs=2)
+    samples = extract_raws([raws[i] for i in idx], settings, n_jobs=2)
     model = train_model(samples, y[idx], None, settings)
     model.save(out, {"training_data": {"source": "bench quick model", "messages": len(idx)}})
     return out

@@ -6,5 +6,6 @@
   skops artifacts with a sha256-checked manifest.
 - :mod:`.scorer`: :class:`~.scorer.Scorer` (raw message -> Verdict), ``load_rules``.
 - :mod:`.rules`: the SpamAssassin-syntax rule engine; :mod:`.feedback`: guarded learning.
-- :mod:`.bootstrap`: a minimal first trainer (``python -m mailsift.classifier.bootstrap``).
+
+Training (corpus readers, parallel feature extraction, MLflow) is :mod:`mailsift.pipeline`.
 """

@@ -567,6 +567,27 @@ def _read_mbox_message(path: Path, offset: int) -> bytes:
     return _mbox_message(lines)
 
 
+def load_messages(spec: str | Path | CorpusSpec) -> tuple[list[str], list[bytes], Any]:
+    """Every message of a (small) corpus in memory: (ids, raws, labels 1=spam/0=ham),
+    in corpus order, exact duplicates dropped. For tests, notebooks and benches; training
+    streams through :func:`index_corpus` and :mod:`mailsift.pipeline.extract` instead."""
+    import numpy as np
+
+    ids: list[str] = []
+    raws: list[bytes] = []
+    labels: list[int] = []
+    seen: set[str] = set()
+    for item in iter_corpus(spec):
+        digest = hashlib.sha256(item.raw).hexdigest()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        ids.append(item.id)
+        raws.append(item.raw)
+        labels.append(1 if item.label == "spam" else 0)
+    return ids, raws, np.asarray(labels, dtype=np.int64)
+
+
 def iter_raw(df: pd.DataFrame, *, progress: bool = False) -> Iterator[bytes]:
     """Raw bytes of every indexed message, in the DataFrame's order.
 

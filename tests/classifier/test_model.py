@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from mailsift.classifier.bootstrap import build_samples
 from mailsift.classifier.features import Sample, make_sample
 from mailsift.classifier.model import KINDS, ModelLoadError, SpamModel, train_model
 from mailsift.message import parse
+from mailsift.pipeline.extract import samples_of
 from tests.classifier.messages import PERSONAL, SPAMMY
 
 TOY = [
@@ -86,9 +86,9 @@ def test_explain_contributions_sum_to_log_odds(
 ) -> None:
     _, raws, y = corpus_messages
     train, test = small_split
-    samples = build_samples([raws[i] for i in train[::5]], test_settings, ruleset)
+    samples = samples_of([raws[i] for i in train[::5]], test_settings, ruleset)
     m = SpamModel(kind, n_features=2**18).fit(samples, y[train[::5]])
-    s = build_samples([raws[test[0]]], test_settings, ruleset)[0]
+    s = samples_of([raws[test[0]]], test_settings, ruleset)[0]
     full = m.explain(s, top=100000)
     assert len(full) > 20 and all(":" in c.token for c in full)
     assert abs(full[0].weight) >= abs(full[-1].weight)
@@ -176,7 +176,7 @@ def test_heldout_accuracy_floor(
     """A sanity floor on messages the small model never saw (not a benchmark)."""
     _, raws, y = corpus_messages
     _, test = small_split
-    samples = build_samples([raws[i] for i in test], test_settings, ruleset)
+    samples = samples_of([raws[i] for i in test], test_settings, ruleset)
     p = small_model.predict_proba(samples)
     auc = roc_auc_score(y[test], p)
     fpr, tpr, _ = roc_curve(y[test], p)

@@ -26,16 +26,16 @@ def fb_model_dir(
     """A default-kind model trained on a small stratified slice, over the scorer's own
     features without the rule engine (compiling the stock rules takes minutes on a loaded
     machine; rules are features like any other for learning)."""
-    from mailsift.classifier.bootstrap import build_samples
     from mailsift.classifier.model import train_model
     from mailsift.classifier.scorer import NoRules
+    from mailsift.pipeline.extract import samples_of
 
     _, raws, y = corpus_messages
     train, _ = small_split
     ham = [i for i in train if y[i] == 0][:FB_TRAIN_HAM]
     spam = [i for i in train if y[i] == 1][:FB_TRAIN_SPAM]
     idx = sorted(ham + spam)
-    samples = build_samples([raws[i] for i in idx], test_settings, NoRules(), n_jobs=1)
+    samples = samples_of([raws[i] for i in idx], test_settings, NoRules())
     model = train_model(samples, y[idx], None, test_settings)
     out = tmp_path_factory.mktemp("fb-model") / "model"
     model.save(out, {"training_data": {"source": "feedback tests", "messages": len(idx)}})

@@ -149,15 +149,15 @@ def corpus_message(i: int, text: str) -> bytes:
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model trained in a second on a dozen synthetic messages (project rules only):
     enough for the scoring service to score and learn in quarantine tests."""
-    from mailsift.classifier.bootstrap import build_samples
     from mailsift.classifier.model import train_model
     from mailsift.classifier.scorer import load_rules
+    from mailsift.pipeline.extract import samples_of
 
     tmp = tmp_path_factory.mktemp("tiny-model")
     settings = tiny_settings(tmp)
     raws = [corpus_message(i, t) for i, t in enumerate(HAM_TEXTS * 3 + SPAM_TEXTS * 3)]
     y = [0] * (len(HAM_TEXTS) * 3) + [1] * (len(SPAM_TEXTS) * 3)
-    samples = build_samples(raws, settings, load_rules(settings))
+    samples = samples_of(raws, settings, load_rules(settings))
     model = train_model(samples, y, None, settings)
     out = tmp / "model"
     model.save(out, {"training_data": {"source": "synthetic", "messages": len(raws)}})
