@@ -15,33 +15,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tarfile
 import time
 from pathlib import Path
 
 from mailsift.classifier.rules import RuleSet, configured_paths, load_ruleset
 from mailsift.config import load_settings
 from mailsift.message import ParsedMessage, parse
+from mailsift.pipeline.corpus import sample_messages
 
 
 def corpus_messages(corpus: Path, total: int) -> list[bytes]:
-    archives = sorted(corpus.glob("*.tar.bz2"))
-    per_archive = max(1, total // max(1, len(archives)))
-    out: list[bytes] = []
-    for path in archives:
-        n = 0
-        with tarfile.open(path, "r:bz2") as tar:
-            for member in tar:
-                if not member.isfile() or member.name.endswith("cmds"):
-                    continue
-                f = tar.extractfile(member)
-                if f is None:
-                    continue
-                out.append(f.read())
-                n += 1
-                if n >= per_archive:
-                    break
-    return out[:total]
+    """About ``total`` messages, the same number from each archive."""
+    archives = [p for p in corpus.iterdir() if p.name.endswith(".tar.bz2")]
+    return sample_messages(corpus, max(1, total // max(1, len(archives))))[:total]
 
 
 def time_rules(rs: RuleSet, messages: list[ParsedMessage]) -> list[float]:

@@ -40,6 +40,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -565,6 +566,18 @@ def _read_mbox_message(path: Path, offset: int) -> bytes:
             lines.append(line)
             prev_blank = line.strip() == b""
     return _mbox_message(lines)
+
+
+def sample_messages(corpus: Path, per_archive: int, archives: Sequence[str] = ()) -> list[bytes]:
+    """The first ``per_archive`` messages of each corpus archive in ``corpus`` (name order),
+    only of archives whose names contain one of ``archives`` when given. Reads each archive
+    only as far as needed (for tests and benches)."""
+    out: list[bytes] = []
+    for path in sorted(p for p in Path(corpus).iterdir() if _is_archive(p)):
+        if archives and not any(a in path.name for a in archives):
+            continue
+        out.extend(item.raw for item in islice(iter_corpus(path), per_archive))
+    return out
 
 
 def load_messages(spec: str | Path | CorpusSpec) -> tuple[list[str], list[bytes], Any]:

@@ -7,7 +7,6 @@ session temp dir, which also exercises the cache); everything else builds tiny r
 from __future__ import annotations
 
 import os
-import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 from mailsift.classifier.rules import RuleSet, load_ruleset
 from mailsift.config import load_settings
 from mailsift.message import ParsedMessage, parse
+from mailsift.pipeline.corpus import sample_messages
 
 DATA = Path(__file__).parent / "data"
 CORPUS = load_settings().paths.corpus or Path("/work/shared/corpora/spamassassin")
@@ -55,23 +55,7 @@ def hits(rs: RuleSet, pm: ParsedMessage, subrules: bool = True) -> set[str]:
 
 def corpus_messages(limit_per_archive: int, archives: tuple[str, ...] | None = None) -> list[bytes]:
     """Messages read in place from the SpamAssassin public corpus archives."""
-    out: list[bytes] = []
-    for path in sorted(CORPUS.glob("*.tar.bz2")):
-        if archives and not any(a in path.name for a in archives):
-            continue
-        n = 0
-        with tarfile.open(path, "r:bz2") as tar:
-            for member in tar:
-                if not member.isfile() or member.name.endswith("cmds"):
-                    continue
-                f = tar.extractfile(member)
-                if f is None:
-                    continue
-                out.append(f.read())
-                n += 1
-                if n >= limit_per_archive:
-                    break
-    return out
+    return sample_messages(CORPUS, limit_per_archive, archives or ())
 
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1066,6 +1066,19 @@ def _set_mode(e: _Entry, flags: int | None) -> None:
         e.predicted = flags
 
 
+def _class_end(p: bytes, i: int) -> int:
+    """Index of the ``]`` closing the character class that opens at ``p[i]`` (``len(p)`` if
+    unclosed); a leading ``^`` and a ``]`` right after it are literal, escapes are skipped."""
+    j, n = i + 1, len(p)
+    if p[j : j + 1] == b"^":
+        j += 1
+    if p[j : j + 1] == b"]":
+        j += 1
+    while j < n and p[j : j + 1] != b"]":
+        j += 2 if p[j : j + 1] == b"\\" else 1
+    return j
+
+
 def _relax_repeats(p: bytes) -> bytes:
     """``X{a,b}`` -> ``X{a,}`` (``X*``, ``X+``): a superset of what ``p`` matches."""
     out = bytearray()
@@ -1077,13 +1090,7 @@ def _relax_repeats(p: bytes) -> bytes:
             i += 2
             continue
         if c == b"[":
-            j = i + 1
-            if p[j : j + 1] == b"^":
-                j += 1
-            if p[j : j + 1] == b"]":
-                j += 1
-            while j < n and p[j : j + 1] != b"]":
-                j += 2 if p[j : j + 1] == b"\\" else 1
+            j = _class_end(p, i)
             out += p[i : j + 1]
             i = j + 1
             continue
@@ -1125,14 +1132,7 @@ def _nested_repeat_product(p: bytes) -> int:
             last_atom = 1
             continue
         if c == b"[":
-            j = i + 1
-            if p[j : j + 1] == b"^":
-                j += 1
-            if p[j : j + 1] == b"]":
-                j += 1
-            while j < n and p[j : j + 1] != b"]":
-                j += 2 if p[j : j + 1] == b"\\" else 1
-            i = j + 1
+            i = _class_end(p, i) + 1
             last_atom = 1
             continue
         if c == b"(":
@@ -1168,14 +1168,7 @@ def _inner_anchor(p: bytes) -> bool:
             i += 2
             continue
         if c == b"[":
-            j = i + 1
-            if p[j : j + 1] == b"^":
-                j += 1
-            if p[j : j + 1] == b"]":
-                j += 1
-            while j < n and p[j : j + 1] != b"]":
-                j += 2 if p[j : j + 1] == b"\\" else 1
-            i = j + 1
+            i = _class_end(p, i) + 1
             continue
         if (c == b"^" and i > 0) or (c == b"$" and i < n - 1):
             return True
