@@ -233,7 +233,12 @@ def registrable_domain(host: str) -> str:
     return priv or host
 
 
+_NOT_IP_CHAR_RE = re.compile(r"[^0-9a-fA-FxX.:\[\]%]")
+
+
 def _is_ip(host: str) -> bool:
+    if _NOT_IP_CHAR_RE.search(host):  # most host names: letters beyond hex digits
+        return False
     h = host.strip("[]")
     try:
         ipaddress.ip_address(h)
@@ -244,7 +249,9 @@ def _is_ip(host: str) -> bool:
     return bool(re.fullmatch(r"(0x[0-9a-f]+|\d{8,10})", h))
 
 
+@lru_cache(maxsize=16384)
 def make_url(raw_url: str, text: str | None = None, source: str = "text") -> Url | None:
+    """A Url from a link as written (cached: the same links recur across messages)."""
     u = raw_url.strip().rstrip(_TRAILING_PUNCT)
     if not u:
         return None
@@ -360,7 +367,9 @@ def _parse_into(
         )
         data = data[:max_parse_bytes]
     data = _tame_mime_parameters(data, pm)
-    msg = email.message_from_bytes(data, policy=policy.default)
+    # compat32: the modern policy builds a header object (a full RFC 5322 grammar parse) for
+    # every header the walk below asks about and costs ~10x more; headers are decoded here
+    msg = email.message_from_bytes(data, policy=policy.compat32)
     pm.defects.extend(type(d).__name__ for d in getattr(msg, "defects", []))
 
     trusted = {t.lower() for t in trusted_authserv_ids}
@@ -477,8 +486,11 @@ def _authserv_id(value: str) -> str:
     return value.strip().split(";", 1)[0].strip().split()[0].lower() if value.strip() else ""
 
 
+_SURROGATE_RE = re.compile("[\udc80-\udcff]")
+
+
 def _has_surrogates(s: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in s)
+    return not s.isascii() and _SURROGATE_RE.search(s) is not None
 
 
 def _safe(fn, default):  # type: ignore[no-untyped-def]
