@@ -60,6 +60,9 @@ class RulesSettings(BaseModel):
     hyperscan: bool = True
     cache_dir: Path | None = None  # default: <var_dir>/cache/rules
     max_scan_bytes: int = 256 * 1024  # body text scanned by rules
+    # skip rules that cannot change a reported hit (score 0, sub-rules no scoring rule uses),
+    # as SpamAssassin does; `mailsift rules test --subrules` then shows only the used ones
+    prune_unused: bool = True
     # rule-name globs not compiled: by default the few stock rules whose regexes Hyperscan
     # cannot take and Python re needs milliseconds a message for (huge ReplaceTags
     # expansions, nested bounded repeats); see bench/bench_rules.py

@@ -167,6 +167,7 @@ class ParsedMessage:
 # ---- helpers -------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)
 def address_of(value: str) -> str:
     try:
         return email.utils.parseaddr(value)[1].lower()
@@ -174,6 +175,7 @@ def address_of(value: str) -> str:
         return ""
 
 
+@lru_cache(maxsize=4096)
 def parse_date(value: str) -> datetime | None:
     if not value:
         return None

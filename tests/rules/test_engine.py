@@ -351,6 +351,32 @@ def test_scores_describe_tflags_and_reporting(engine: Build) -> None:
     assert rs.stats().disabled == 1
 
 
+def test_prune_unused_keeps_what_reported_rules_need() -> None:
+    text = """
+        body     USED_SUB      /alpha/
+        score    USED_SUB      0
+        body     __SUB         /beta/
+        meta     SCORED_META   USED_SUB && __SUB
+        score    SCORED_META   2.0
+        body     __ORPHAN      /gamma/
+        body     ZERO          /delta/
+        score    ZERO          0
+        meta     ZERO_META     ZERO || __ORPHAN
+        score    ZERO_META     0
+        body     PLAIN         /alpha/
+        """
+    full = RuleSet.from_text(text)
+    pruned = RuleSet(full._parsed, prune_unused=True)
+    reasons = dict(pruned.skipped)
+    for name in ("__ORPHAN", "ZERO", "ZERO_META"):
+        assert reasons[name].startswith("unused"), name
+    assert set(pruned.names) == {"USED_SUB", "__SUB", "SCORED_META", "PLAIN"}
+    pm = make_message("alpha beta gamma delta")
+    assert hits(pruned, pm, subrules=False) == {"SCORED_META", "PLAIN"}
+    # the reported hits are the same with and without pruning
+    assert hits(pruned, pm, subrules=False) == hits(full, pm, subrules=False)
+
+
 def test_builtin_evals(engine: Build) -> None:
     rs = engine(
         """

@@ -73,4 +73,5 @@ def load_ruleset(settings: Settings) -> RuleSet:
         use_hyperscan=settings.rules.hyperscan,
         max_scan_bytes=settings.rules.max_scan_bytes,
         exclude=settings.rules.exclude,
+        prune_unused=settings.rules.prune_unused,
     )

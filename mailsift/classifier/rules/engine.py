@@ -32,7 +32,9 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import fnmatch
+import functools
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -149,6 +151,7 @@ class MessageViews:
         self._raw_head_and_body: bytes | None = None
         self._headers: dict[str, list[str]] | None = None
         self._raw_headers: dict[str, list[str]] | None = None
+        self.memo: dict[Any, Any] = {}  # values eval tests share within one message
 
     @property
     def body(self) -> bytes:
@@ -211,12 +214,18 @@ def render_body(pm: ParsedMessage, max_chars: int | None = None) -> str:
 # ---- header requests -----------------------------------------------------------------------
 
 
-def _addresses(values: list[str]) -> list[tuple[str, str]]:
-    values = [v[:MAX_ADDRESS_HEADER] for v in values]  # email's address parser is slow
+def _addresses(values: list[str]) -> tuple[tuple[str, str], ...]:
+    # email's address parser is slow: cap the input, and remember results (From and
+    # Reply-To are asked for several times a message, and senders recur across messages)
+    return _parse_addresses(tuple(v[:MAX_ADDRESS_HEADER] for v in values))
+
+
+@functools.lru_cache(maxsize=2048)
+def _parse_addresses(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     try:
-        return [(n, a) for n, a in email.utils.getaddresses(values) if a or n]
+        return tuple((n, a) for n, a in email.utils.getaddresses(values) if a or n)
     except Exception:  # odd input: degrade to nothing rather than fail the message
-        return []
+        return ()
 
 
 def header_request(views: MessageViews, name: str, modifiers: tuple[str, ...]) -> bytes | None:
@@ -256,11 +265,11 @@ def header_request(views: MessageViews, name: str, modifiers: tuple[str, ...]) -
     elif "last" in modifiers:
         values = values[-1:]
     if "addr" in modifiers or "name" in modifiers:
-        pairs = _addresses(values)
+        addrs = _addresses(values)
         if "addr" in modifiers:
-            out = [a for _, a in pairs if a]
+            out = [a for _, a in addrs if a]
         else:
-            out = [n if raw else _WS_RE.sub(" ", decode_header_value(n)).strip() for n, _ in pairs]
+            out = [n if raw else _WS_RE.sub(" ", decode_header_value(n)).strip() for n, _ in addrs]
             out = [o for o in out if o]
         if not out:
             return None
@@ -282,12 +291,14 @@ class RuleSet:
         use_hyperscan: bool = True,
         max_scan_bytes: int = 262144,
         exclude: Iterable[str] = (),
+        prune_unused: bool = False,
     ) -> None:
         self._parsed = parsed
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.use_hyperscan = bool(use_hyperscan and hs is not None)
         self.max_scan_bytes = max_scan_bytes
         self.exclude = tuple(exclude)
+        self.prune_unused = prune_unused
         self._build()
 
     # -- construction -------------------------------------------------------------------
@@ -300,11 +311,13 @@ class RuleSet:
         use_hyperscan: bool = True,
         max_scan_bytes: int = 262144,
         exclude: Iterable[str] = (),
+        prune_unused: bool = False,
     ) -> RuleSet:
         """Read ``.cf`` files (directories expand to their sorted ``*.cf``), in order.
 
         ``exclude``: rule-name globs not to compile (reported as skipped), e.g. stock rules
-        whose regexes are too slow for Python ``re``.
+        whose regexes are too slow for Python ``re``. ``prune_unused``: do not compile rules
+        that can never change a reported hit (see :meth:`_unused`).
         """
         parsed = parse_files(rule_files(paths))
         return cls(
@@ -313,6 +326,7 @@ class RuleSet:
             use_hyperscan=use_hyperscan,
             max_scan_bytes=max_scan_bytes,
             exclude=exclude,
+            prune_unused=prune_unused,
         )
 
     @classmethod
@@ -341,6 +355,7 @@ class RuleSet:
             use_hyperscan=use_hyperscan,
             max_scan_bytes=self.max_scan_bytes,
             exclude=self.exclude,
+            prune_unused=self.prune_unused,
         )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -350,6 +365,7 @@ class RuleSet:
             "use_hyperscan": self.use_hyperscan,
             "max_scan_bytes": self.max_scan_bytes,
             "exclude": self.exclude,
+            "prune_unused": self.prune_unused,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -358,6 +374,7 @@ class RuleSet:
         self.use_hyperscan = bool(state["use_hyperscan"] and hs is not None)
         self.max_scan_bytes = state["max_scan_bytes"]
         self.exclude = tuple(state.get("exclude", ()))
+        self.prune_unused = bool(state.get("prune_unused", False))
         self._build()
 
     def _build(self) -> None:
@@ -386,6 +403,10 @@ class RuleSet:
                 self.skipped.append((name, reason))
                 continue
             usable[name] = rd
+        if self.prune_unused:
+            for name in self._unused(usable):
+                del usable[name]
+                self.skipped.append((name, "unused: score 0 or a sub-rule no scoring rule needs"))
         for name, reason in p.unsupported.items():
             if name not in p.rules:
                 self.skipped.append((name, reason))
@@ -455,6 +476,29 @@ class RuleSet:
         self._report_sub = [not d for d in disabled]
         self._compile_targets()
         self.skipped.sort()
+
+    def _unused(self, usable: dict[str, RuleDef]) -> set[str]:
+        """Rules that cannot change any reported hit: disabled (``score NAME 0``) or ``__``
+        sub-rules that no reported rule depends on, through any chain of metas. SpamAssassin
+        skips them too; the stock set has hundreds (the FUZZY_* obfuscation rules, scored 0,
+        alone cost a third of the regex work)."""
+        scores = self._parsed.scores
+        known = list(usable)
+        wanted = [n for n in usable if not n.startswith("__") and scores.get(n) != 0.0]
+        needed: set[str] = set()
+        while wanted:
+            n = wanted.pop()
+            if n in needed:
+                continue
+            needed.add(n)
+            rd = usable[n]
+            if rd.kind == "meta" and rd.expr is not None:
+                try:
+                    deps = meta_mod.names_in(rd.expr, known)
+                except meta_mod.MetaError:
+                    continue  # reported as a bad meta expression later
+                wanted.extend(d for d in deps if d in usable and d not in needed)
+        return set(usable) - needed
 
     def _score(self, name: str) -> float:
         p = self._parsed
@@ -860,9 +904,14 @@ class RuleSet:
                         h[e.rule] = r
             else:
                 self._scan(target, value, h, ht if ht.shared else None)
+        done: dict[tuple[Any, ...], int] = {}  # the same test under two names runs once
         for ri, fn, args in self._evals:
+            key = (fn, args)
+            if key in done:
+                h[ri] = done[key]
+                continue
             try:
-                h[ri] = int(fn(views, args))
+                h[ri] = done[key] = int(fn(views, args))
             except Exception as exc:  # an eval bug must not lose the message
                 log.warning("eval rule %s failed: %s", self.names[ri], exc)
         self._meta_fn(h)
@@ -874,8 +923,8 @@ class RuleSet:
         report = self._report_sub if include_subrules else self._report
         return [
             Symbol(self.names[i], self._scores[i], self._describe[i], "rule")
-            for i, v in enumerate(h)
-            if v and report[i]
+            for i in itertools.compress(range(len(h)), h)  # the few hits, at C speed
+            if report[i]
         ]
 
     # -- introspection ------------------------------------------------------------------

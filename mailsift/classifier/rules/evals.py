@@ -160,7 +160,9 @@ _DOMAINISH_RE = re.compile(
 )
 _CT_PREFIX_RE = re.compile(rb"Content-Type:[ \t]*\"?$", re.IGNORECASE)
 _CTE_RE = re.compile(rb"\nContent-Transfer-Encoding:\s*\"?([\w-]+)", re.IGNORECASE)
-_CHARSET_RE = re.compile(rb"charset\s*=\s*\"?([\w.:-]+)", re.IGNORECASE)
+# matched against the lower-cased message: a case-sensitive pattern starts with a fast
+# literal search, an IGNORECASE one tries every position
+_CHARSET_RE = re.compile(rb"charset\s*=\s*\"?([\w.:-]+)")
 _RECEIVED_DATE_RE = re.compile(r";\s*([^;]+)$")
 
 
@@ -264,13 +266,21 @@ def _date_skew_hours(pm: ParsedMessage, use_clock: bool) -> float | None:
         return None
 
 
+def _skew(v: MessageViews, use_clock: bool) -> float | None:
+    key = ("date_skew", use_clock)
+    if key not in v.memo:  # several date rules ask: parse the dates once a message
+        v.memo[key] = _date_skew_hours(v.pm, use_clock)
+    skew: float | None = v.memo[key]
+    return skew
+
+
 def date_future(v: MessageViews, args: tuple[Any, ...]) -> int:
-    skew = _date_skew_hours(v.pm, use_clock=True)
+    skew = _skew(v, use_clock=True)
     return int(skew is not None and skew > _num(args, 0, 48))
 
 
 def date_past(v: MessageViews, args: tuple[Any, ...]) -> int:
-    skew = _date_skew_hours(v.pm, use_clock=False)
+    skew = _skew(v, use_clock=False)
     return int(skew is not None and -skew > _num(args, 0, 365) * 24)
 
 
@@ -330,11 +340,10 @@ def charset_mismatch(v: MessageViews, args: tuple[Any, ...]) -> int:
     if any(d.startswith("unknown charset") for d in v.pm.defects):
         return 1
     raw = v.raw_head_and_body
-    declared = {m.group(1).lower() for m in _CHARSET_RE.finditer(raw)}
+    declared = {m.group(1) for m in _CHARSET_RE.finditer(raw.lower())}
     if declared and declared <= {b"us-ascii", b"ascii"}:
         sep = raw.find(b"\n\n")
-        body = raw[sep:] if sep >= 0 else b""
-        return int(re.search(rb"[\x80-\xff]", body) is not None)
+        return int(sep >= 0 and not raw[sep:].isascii())
     return 0
 
 
