@@ -29,6 +29,7 @@ but still computed when a meta needs them. ``tflags multiple`` rules count their
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import email.utils
 import fnmatch
@@ -122,6 +123,7 @@ class _HeaderTarget:
     member: frozenset[int] = frozenset()
     re_only: list[int] = field(default_factory=list)
     negated: list[int] = field(default_factory=list)
+    unset_hits: list[tuple[int, int]] = field(default_factory=list)  # (rule, value) if absent
     pending: list[_Entry] = field(default_factory=list)
     target: _Target | None = None  # its own database, or the shared header one
     shared: bool = True
@@ -677,6 +679,12 @@ class RuleSet:
             ht.member = frozenset(ht.entries)
             ht.re_only = [i for i in ht.entries if t.entries[i].mode == MODE_RE]
             ht.negated = [i for i in ht.entries if t.entries[i].negate]
+            ht.unset_hits = []
+            for i in ht.entries:
+                e = t.entries[i]
+                r = e.unset_result if e.unset_result is not None else e.empty_result
+                if r:
+                    ht.unset_hits.append((e.rule, r))
 
     def _compile_targets(self) -> None:
         try:
@@ -809,7 +817,7 @@ class RuleSet:
         self,
         t: _Target,
         data: bytes,
-        h: list[int],
+        h: list[int] | dict[int, int],
         subset: _HeaderTarget | None = None,
     ) -> None:
         """Scan ``data`` with a target's database (only ``subset``'s rules when given)."""
@@ -863,7 +871,7 @@ class RuleSet:
         seen: set[str] = set()
         any_url = False
         # per-URL scans; a negated uri rule hits when some URL does not match it
-        hits = [0] * len(h)
+        hits: dict[int, int] = collections.defaultdict(int)  # the few uri rules that hit
         for u in views.pm.urls:
             if u.url in seen:
                 continue
@@ -873,7 +881,7 @@ class RuleSet:
             any_url = True
             self._scan(t, _b(u.url), hits)
         if any_url:
-            for i, v in enumerate(hits):
+            for i, v in hits.items():
                 if v:
                     h[i] = max(h[i], v)
 
@@ -897,11 +905,8 @@ class RuleSet:
             target = ht.target
             assert target is not None
             if value is None:
-                for ei in ht.entries:
-                    e = target.entries[ei]
-                    r = e.unset_result if e.unset_result is not None else e.empty_result
-                    if r:
-                        h[e.rule] = r
+                for ri, r in ht.unset_hits:
+                    h[ri] = r
             else:
                 self._scan(target, value, h, ht if ht.shared else None)
         done: dict[tuple[Any, ...], int] = {}  # the same test under two names runs once
