@@ -181,6 +181,9 @@ class SmtpSettings(BaseModel):
     delivery_timeout: float = 60.0  # per next-hop SMTP step
     spool_retry_initial: float = 60.0  # store-and-forward backoff: doubles per attempt
     spool_retry_max: float = 3600.0
+    # a message the next hop has not taken after this long stops being retried: it moves to
+    # spool/failed/ for the operator (logged as an error; no bounce). Postfix: 5 days
+    spool_max_age: float = 5 * 86400.0
     spool_concurrency: int = 8
 
 

@@ -211,6 +211,7 @@ class FilterServer:
                 timeout=smtp.delivery_timeout,
                 retry_initial=smtp.spool_retry_initial,
                 retry_max=smtp.spool_retry_max,
+                max_age=smtp.spool_max_age,
                 concurrency=smtp.spool_concurrency,
             )
         self.handler = FilterHandler(

@@ -12,7 +12,10 @@ deleted, and recipients already marked done are never sent again. The remaining 
 the one SMTP itself has (the next hop said 250 but we crashed before writing the mark).
 
 A permanent refusal by the next hop moves the recipient into ``failed`` (kept in
-``failed/`` for the operator, logged); no bounce is generated (no backscatter).
+``failed/`` for the operator, logged); no bounce is generated (no backscatter). So does a
+message still undelivered ``spool_max_age`` after it was accepted (5 days by default, like
+Postfix's ``maximal_queue_lifetime``): it stops being retried and waits in ``failed/``, with
+the last error, for the operator to deliver by hand.
 
 File format: ``<id>.msg`` is one JSON line (envelope) followed by the raw message bytes.
 """
@@ -126,11 +129,13 @@ class SpoolRunner:
         timeout: float,
         retry_initial: float,
         retry_max: float,
+        max_age: float = 5 * 86400.0,
         concurrency: int = 8,
     ) -> None:
         self.spool = spool
         self.host, self.port, self.helo, self.timeout = host, port, helo, timeout
         self.retry_initial, self.retry_max = retry_initial, retry_max
+        self.max_age = max_age
         self._sem = asyncio.Semaphore(concurrency)
         self._next_try: dict[str, float] = {}
         self._inflight: set[str] = set()
@@ -184,6 +189,19 @@ class SpoolRunner:
         delay = min(self.retry_max, self.retry_initial * (2 ** max(0, attempts - 1)))
         self._next_try[qid] = time.monotonic() + delay
 
+    def _expire(self, entry: SpoolEntry) -> None:
+        """Past ``max_age``: the recipients still pending fail (kept in failed/, no bounce)."""
+        age = time.time() - entry.received
+        if not entry.pending or age <= self.max_age:
+            return
+        reason = (
+            f"expired: not delivered {age / 3600.0:.1f} h after it was accepted"
+            f" (last error: {entry.last_error or 'none'})"
+        )
+        for r in entry.pending:
+            entry.failed[r] = reason
+        log.error("spool %s: %s; kept in failed/ for the operator", entry.id, reason)
+
     async def _deliver(self, qid: str) -> None:
         try:
             entry = await asyncio.to_thread(self.spool.load, qid)
@@ -212,6 +230,7 @@ class SpoolRunner:
                     log.warning("spool %s: refused permanently (%s)", qid, exc)
                     for r in pending:
                         entry.failed[r] = str(exc)
+                self._expire(entry)
                 await asyncio.to_thread(self.spool.save_state, entry)
                 if entry.pending:
                     self._backoff_only(qid, entry.attempts)
@@ -222,6 +241,7 @@ class SpoolRunner:
                     if code >= 500:
                         entry.failed[r] = f"{code} {msg}"
                 entry.attempts += 1
+                self._expire(entry)
                 # the durable mark comes before anything is deleted: never delivered twice
                 await asyncio.to_thread(self.spool.save_state, entry)
                 if entry.pending:

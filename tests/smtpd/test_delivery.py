@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import smtplib
 import threading
 import time
@@ -169,6 +170,38 @@ def test_spool_keeps_permanent_failures_without_bouncing(filter_factory, sink_fa
         time.sleep(0.05)
     assert len(list(failed.glob("*.msg"))) == 1
     assert sink.files() == [] or all(b"perm" not in r for r in sink.raw_messages())
+
+
+def test_spool_gives_up_after_max_age_and_keeps_the_message(filter_factory, tmp_path):
+    """Next hop down for longer than spool_max_age: the message stops being retried and
+    waits in failed/ with the reason; nothing is bounced and nothing is deleted."""
+    var = tmp_path / "var"
+    srv = filter_factory(
+        None,
+        mode="spool",
+        next_hop_port=free_port(),  # nothing listens there
+        var_dir=var,
+        spool_retry_initial=0.1,
+        spool_retry_max=0.2,
+        spool_max_age=1.0,
+    )
+    c = client(srv.port)
+    try:
+        assert c.sendmail("a@example.org", ["bob@mailsift.test"], _message("aged")) == {}
+    finally:
+        c.quit()
+    spool = Spool(var / "spool")
+    assert len(spool) == 1  # first attempts fail and are retried, not dropped
+    failed = var / "spool" / "failed"
+    deadline = time.monotonic() + 15
+    while not list(failed.glob("*.msg")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (kept,) = failed.glob("*.msg")
+    assert kept.read_bytes().endswith(_message("aged"))
+    state = json.loads(kept.with_suffix(".state").read_text())
+    assert state["failed"]["bob@mailsift.test"].startswith("expired: not delivered")
+    assert state["attempts"] >= 2
+    assert len(spool) == 0
 
 
 def test_deliver_blocking_api(smtp_sink) -> None:
