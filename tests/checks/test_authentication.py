@@ -223,6 +223,9 @@ async def test_dmarc_unaligned_spf_pass_is_a_fail(settings, resolver) -> None:  
         ("x@monitor.test", {"DMARC_FAIL_NONE"}, "none"),
         ("x@sub.monitor.test", {"DMARC_FAIL_QUARANTINE"}, "quarantine"),  # org record, sp=
         ("x@nospf.test", {"DMARC_NONE"}, None),
+        ("x@np.test", {"DMARC_FAIL_NONE"}, "none"),  # the org itself: p=
+        ("x@real.np.test", {"DMARC_FAIL_QUARANTINE"}, "quarantine"),  # exists: sp=
+        ("x@ghost.np.test", {"DMARC_FAIL_REJECT"}, "reject"),  # NXDOMAIN: np= (RFC 9091)
     ],
 )
 async def test_dmarc_policies(settings, resolver, from_addr, expected, policy) -> None:  # type: ignore[no-untyped-def]
@@ -233,6 +236,7 @@ async def test_dmarc_policies(settings, resolver, from_addr, expected, policy) -
     assert names(res) == expected
     if policy:
         assert res.details["policy"] == policy
+        assert res.details["nonexistent_domain"] == from_addr.endswith("@ghost.np.test")
 
 
 async def test_dmarc_without_single_from_is_permerror(settings, resolver) -> None:  # type: ignore[no-untyped-def]

@@ -12,7 +12,9 @@
 - ``DmarcCheck`` (DATA): DMARC (RFC 7489) is evaluated here rather than with authheaders,
   whose ``dnsfunc`` contract (a string or a dnspython answer) and ``np=`` branch do not fit an
   async resolver: policy discovery at ``_dmarc.<From domain>`` then the organizational domain
-  (public suffix list), ``sp=`` for subdomains, ``pct=`` applied deterministically (hash of the
+  (public suffix list), ``sp=`` for subdomains, ``np=`` (RFC 9091) for subdomains that do not
+  exist (NXDOMAIN or no data for A, AAAA and MX; a lookup that fails counts as existing),
+  ``pct=`` applied deterministically (hash of the
   message), strict/relaxed alignment of the SPF-passed domain and of DKIM-passed ``d=``.
   ``p=reject`` failures are rejected (``550 5.7.1``) when ``settings.auth.reject_dmarc_reject``.
 
@@ -41,7 +43,7 @@ from mailsift.config import AuthChecksSettings, DnsSettings, MessageSettings, Sm
 from mailsift.message import registrable_domain
 from mailsift.smtpd.checks.base import CheckAction, CheckResult, SmtpContext, Stage
 from mailsift.smtpd.checks.context import ar_comment, ar_value, domain_of, parsed_message
-from mailsift.smtpd.checks.dns import SessionDns, parse_ip, session_dns
+from mailsift.smtpd.checks.dns import NODATA, NXDOMAIN, SessionDns, parse_ip, session_dns
 from mailsift.smtpd.checks.rdns import HOSTNAME_RE
 from mailsift.smtpd.checks.scores import symbol
 
@@ -338,12 +340,15 @@ class DmarcRecord:
     tags: dict[str, str]
     domain: str  # where it was found
     from_org: bool  # found at the organizational domain, not the From domain
+    nonexistent: bool = False  # the From domain does not exist (RFC 9091)
 
     @property
     def policy(self) -> str:
         p = self.tags.get("p", "none")
         if self.from_org and "sp" in self.tags:
             p = self.tags["sp"]
+        if self.from_org and self.nonexistent and "np" in self.tags:
+            p = self.tags["np"]
         return p if p in ("none", "quarantine", "reject") else "none"
 
 
@@ -442,7 +447,20 @@ class DmarcCheck:
                 result="none",
                 auth_results=[f"dmarc=none header.from={ar_value(fdom)}"],
             )
+        if rec.from_org and "np" in rec.tags:
+            rec.nonexistent = await self._nonexistent(sd, fdom)
         return self._evaluate(ctx, fdom, rec)
+
+    @staticmethod
+    async def _nonexistent(sd: SessionDns, domain: str) -> bool:
+        """RFC 9091: NXDOMAIN or NODATA for A, AAAA and MX. Unknown answers mean it exists."""
+        for rdtype in ("A", "AAAA", "MX"):
+            lk = await sd.lookup(domain, rdtype)
+            if lk.status not in (NXDOMAIN, NODATA):
+                return False
+            if lk.status == NXDOMAIN:
+                return True  # the name itself does not exist: no need to ask for more
+        return True
 
     def _evaluate(self, ctx: SmtpContext, fdom: str, rec: DmarcRecord) -> CheckResult:
         spf_res = ctx.results.get("spf")
@@ -459,6 +477,7 @@ class DmarcCheck:
             "from_domain": fdom,
             "policy": policy,
             "record_domain": rec.domain,
+            "nonexistent_domain": rec.nonexistent,
             "spf_aligned": spf_ok,
             "dkim_aligned": dkim_ok,
         }
