@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
+import time
+import weakref
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -24,6 +26,9 @@ from psycopg_pool import ConnectionPool
 
 from mailsift.store.base import Dialect, Params, Row, StoreError, Tx
 from mailsift.store.sql import SqlStore
+
+# a pooled connection idle longer than this is checked with a round trip before reuse
+CHECK_AFTER_IDLE_S = 2.0
 
 _TOKEN_RE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?|%")
 
@@ -55,6 +60,11 @@ class _PgTx:
     def execute(self, sql: str, params: Params = ()) -> int:
         return self._run(sql, params).rowcount
 
+    def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        """One statement for many parameter rows (psycopg pipelines them: one round trip)."""
+        with self.conn.cursor() as cur:
+            cur.executemany(translate(sql), [list(r) for r in rows])  # type: ignore[arg-type]
+
     def query(self, sql: str, params: Params = ()) -> list[Row]:
         cur = self._run(sql, params)
         if cur.description is None:
@@ -71,6 +81,10 @@ class PostgresStore(SqlStore):
 
     def __init__(self, url: str, pool_size: int = 4, connect_timeout: float = 10.0) -> None:
         super().__init__(url)
+        # when each pooled connection last finished a statement without error
+        self._last_ok: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
+            weakref.WeakKeyDictionary()
+        )
         try:  # fail fast with a clear error (the pool would keep retrying until its timeout)
             psycopg.connect(url, connect_timeout=max(1, int(connect_timeout))).close()
         except psycopg.Error as exc:
@@ -80,7 +94,7 @@ class PostgresStore(SqlStore):
             min_size=1,
             max_size=max(1, pool_size),
             kwargs={"autocommit": True, "row_factory": dict_row},
-            check=ConnectionPool.check_connection,
+            check=self._check,
             open=False,
             name="mailsift-store",
         )
@@ -91,15 +105,29 @@ class PostgresStore(SqlStore):
             raise StoreError(f"cannot connect to PostgreSQL store: {exc}") from exc
         self.migrate()
 
+    def _check(self, conn: psycopg.Connection[Any]) -> None:
+        """Pool check on checkout: a round trip only for a connection idle for a while (a
+        busy connection just worked; one round trip per statement would cost as much as
+        the statement)."""
+        last = self._last_ok.get(conn)
+        if last is not None and time.monotonic() - last < CHECK_AFTER_IDLE_S:
+            if conn.closed or conn.broken:
+                raise psycopg.OperationalError("connection closed")
+            return
+        ConnectionPool.check_connection(conn)
+
     @contextmanager
     def _begin(self) -> Iterator[Tx]:
-        with self.pool.connection() as conn, conn.transaction():
-            yield _PgTx(conn)
+        with self.pool.connection() as conn:
+            with conn.transaction():
+                yield _PgTx(conn)
+            self._last_ok[conn] = time.monotonic()
 
     @contextmanager
     def _autocommit(self) -> Iterator[Tx]:
         with self.pool.connection() as conn:
             yield _PgTx(conn)
+            self._last_ok[conn] = time.monotonic()
 
     def _lock(self, tx: Tx, name: str) -> None:
         key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)

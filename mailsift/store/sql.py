@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from mailsift.store import migrations
 from mailsift.store.base import (
@@ -156,6 +156,95 @@ class SqlStore:
         return [int(r["version"]) for r in rows]
 
 
+# ---- group commit --------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class _Pending(Generic[T]):
+    __slots__ = ("done", "error", "item", "lead")
+
+    def __init__(self, item: T) -> None:
+        self.item = item
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.lead = False  # woken to lead the next batch rather than because it is written
+
+
+class GroupCommit(Generic[T]):
+    """Writes from concurrent threads that arrive together share one transaction.
+
+    ``submit(item)`` returns once ``item`` is committed (or raises its own error). The first
+    caller to find no batch in flight leads: it writes everything queued so far with
+    ``write_batch(items)`` (one transaction, one commit), wakes the callers whose items were
+    in it, and hands the lead to the oldest caller still queued, if any, so a leader never
+    waits for other callers' batches after its own. Items queue while a commit is in flight,
+    so the batch size follows the load by itself (no timer, no added latency when idle). If
+    a batch fails, its items are written one by one so each caller gets its own outcome
+    (e.g. one duplicate id fails one call, not its neighbours).
+    """
+
+    def __init__(self, write_batch: Callable[[list[T]], None], max_batch: int = 256) -> None:
+        self._write_batch = write_batch
+        self.max_batch = max_batch
+        self._lock = threading.Lock()
+        self._queue: list[_Pending[T]] = []
+        self._leading = False
+
+    def submit(self, item: T) -> None:
+        me = _Pending(item)
+        with self._lock:
+            self._queue.append(me)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            me.done.wait()
+            if not me.lead:
+                if me.error is not None:
+                    raise me.error
+                return
+        self._lead(me)
+        if me.error is not None:
+            raise me.error
+
+    def _lead(self, me: _Pending[T]) -> None:
+        """Write batches until ``me`` is written, then pass the lead on (or drop it)."""
+        while True:
+            with self._lock:
+                batch = self._queue[: self.max_batch]
+                del self._queue[: self.max_batch]
+            try:
+                self._write(batch)
+            finally:
+                mine = me in batch
+                with self._lock:
+                    nxt = self._queue[0] if mine and self._queue else None
+                    if mine and nxt is None:
+                        self._leading = False
+                for p in batch:
+                    if p is not me:
+                        p.done.set()
+                if nxt is not None:
+                    nxt.lead = True
+                    nxt.done.set()
+            if mine:
+                return
+
+    def _write(self, batch: list[_Pending[T]]) -> None:
+        try:
+            self._write_batch([p.item for p in batch])
+            return
+        except BaseException as exc:
+            if len(batch) == 1:
+                batch[0].error = exc
+                return
+        for p in batch:  # find which item(s) failed: one transaction each
+            try:
+                self._write_batch([p.item])
+            except BaseException as exc:
+                p.error = exc
+
+
 # ---- repositories --------------------------------------------------------------------------
 
 
@@ -177,40 +266,71 @@ def _verdict(row: Row) -> VerdictRecord:
     )
 
 
+_VerdictRows = tuple[tuple[Any, ...], tuple[Any, ...] | None]  # (verdict row, sample row)
+
+
+def _executemany(tx: Tx, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    many = getattr(tx, "executemany", None)
+    if many is not None and len(rows) > 1:
+        many(sql, rows)
+    else:
+        for r in rows:
+            tx.execute(sql, r)
+
+
 class SqlVerdictRepo:
     _COLS = (
         "verdict_id, created, digest, recipients, sender, client_ip, score, probability,"
         " action, model_version, rules, list_decision, reason"
     )
 
+    _INSERT = f"INSERT INTO verdicts ({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    _INSERT_SAMPLE = "INSERT INTO verdict_samples (verdict_id, created, raw) VALUES (?, ?, ?)"
+
     def __init__(self, db: SqlStore) -> None:
         self.db = db
+        self._group: GroupCommit[_VerdictRows] = GroupCommit(self._write_batch)
 
     def add(self, rec: VerdictRecord, sample: bytes | None = None) -> None:
+        """Record a verdict durably. Verdicts that arrive together (concurrent scoring
+        threads) share one transaction: one commit, one fsync (group commit). Each call
+        still returns only once its own row is committed, so an answered verdict survives a
+        crash and is readable at once from any process."""
+        row = self._row(rec)
+        sample_row = (rec.verdict_id, rec.created, compress(sample)) if sample is not None else None
+        if getattr(self.db._local, "tx", None) is not None:  # join the caller's transaction
+            self._write(self.db._local.tx, [(row, sample_row)])
+            return
+        self._group.submit((row, sample_row))
+
+    @staticmethod
+    def _row(rec: VerdictRecord) -> tuple[Any, ...]:
+        return (
+            rec.verdict_id,
+            rec.created,
+            rec.digest,
+            dumps(list(rec.recipients)),
+            rec.sender,
+            rec.client_ip,
+            rec.score,
+            rec.probability,
+            rec.action,
+            rec.model_version,
+            dumps([[n, s] for n, s in rec.rules]),
+            rec.list_decision,
+            rec.reason,
+        )
+
+    def _write(self, tx: Tx, items: list[_VerdictRows]) -> None:
+        rows = [r for r, _ in items]
+        samples = [s for _, s in items if s is not None]
+        _executemany(tx, self._INSERT, rows)
+        if samples:
+            _executemany(tx, self._INSERT_SAMPLE, samples)
+
+    def _write_batch(self, items: list[_VerdictRows]) -> None:
         with self.db.transaction() as tx:
-            tx.execute(
-                f"INSERT INTO verdicts ({self._COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    rec.verdict_id,
-                    rec.created,
-                    rec.digest,
-                    dumps(list(rec.recipients)),
-                    rec.sender,
-                    rec.client_ip,
-                    rec.score,
-                    rec.probability,
-                    rec.action,
-                    rec.model_version,
-                    dumps([[n, s] for n, s in rec.rules]),
-                    rec.list_decision,
-                    rec.reason,
-                ],
-            )
-            if sample is not None:
-                tx.execute(
-                    "INSERT INTO verdict_samples (verdict_id, created, raw) VALUES (?, ?, ?)",
-                    [rec.verdict_id, rec.created, compress(sample)],
-                )
+            self._write(tx, items)
 
     def get(self, verdict_id: str) -> VerdictRecord | None:
         row = self.db.query_one(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -28,6 +28,9 @@ class _SqliteTx:
 
     def execute(self, sql: str, params: Params = ()) -> int:
         return self.conn.execute(sql, tuple(params)).rowcount
+
+    def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        self.conn.executemany(sql, [tuple(r) for r in rows])
 
     def query(self, sql: str, params: Params = ()) -> list[Row]:
         cur = self.conn.execute(sql, tuple(params))

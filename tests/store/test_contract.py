@@ -271,3 +271,44 @@ def test_concurrent_opens_migrate_once(store_url: str) -> None:
         assert all(r["n"] == 1 for r in rows)
     finally:
         s.close()
+
+
+def test_group_commit_each_caller_gets_its_own_outcome(store: Store) -> None:
+    """Concurrent verdicts share commits; each add returns once its own row is readable, and
+    a bad row (a duplicate id) fails its own call only."""
+    store.verdicts.add(_verdict("g-dup"))
+    errors: dict[str, BaseException] = {}
+    missing: list[str] = []
+    start = threading.Barrier(8)
+
+    def writer(n: int) -> None:
+        start.wait()
+        for i in range(15):
+            vid = "g-dup" if (n, i) == (3, 7) else f"g{n}-{i}"
+            try:
+                store.verdicts.add(_verdict(vid), sample=b"raw %d" % i)
+            except Exception as exc:
+                errors[vid] = exc
+                continue
+            if store.verdicts.get(vid) is None or store.verdicts.sample(vid) != b"raw %d" % i:
+                missing.append(vid)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert list(errors) == ["g-dup"]
+    assert missing == []
+    assert sum(store.verdicts.count_by_action().values()) == 8 * 15
+
+
+def test_verdict_add_joins_an_open_transaction(store: Store) -> None:
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            store.verdicts.add(_verdict("tx-1"), sample=b"x")
+            raise RuntimeError("roll back")
+    assert store.verdicts.get("tx-1") is None
+    with store.transaction():
+        store.verdicts.add(_verdict("tx-2"))
+    assert store.verdicts.get("tx-2") is not None
