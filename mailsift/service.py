@@ -24,38 +24,69 @@ learns from it. Without a kept sample, feedback must carry the raw message.
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import logging
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mailsift.classifier.feedback import FeedbackError, FeedbackResult, Learner
 from mailsift.config import Settings
 from mailsift.message import address_of
 from mailsift.store import Store, StoreError, VerdictRecord, open_store
 from mailsift.store.lists import StoreListPolicy
 from mailsift.verdict import Envelope, Label, Symbol, Verdict
 
+if TYPE_CHECKING:
+    from mailsift.classifier.feedback import FeedbackError, FeedbackResult
+
 log = logging.getLogger(__name__)
 
 __all__ = ["FeedbackError", "FeedbackResult", "ScoringService"]
+
+
+def __getattr__(name: str) -> Any:
+    # FeedbackError / FeedbackResult on first use: mailsift.classifier imports scikit-learn,
+    # which an API worker imports only once it has set up its process (mailsift.api.app)
+    if name in ("FeedbackError", "FeedbackResult"):
+        from mailsift.classifier import feedback
+
+        return getattr(feedback, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _HEADER_SCAN_BYTES = 64 * 1024
 
 
 class ScoringService:
-    def __init__(self, settings: Settings, scorer: Any = None, store: Store | None = None) -> None:
+    """``model_resolver(settings)``: where the serving model is (default:
+    ``mailsift.classifier.scorer.serving_model_dir``, which asks the MLflow registry in this
+    process); used at start and by ``reload_model()``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        scorer: Any = None,
+        store: Store | None = None,
+        model_resolver: Callable[[Settings], Path] | None = None,
+    ) -> None:
+        from mailsift.classifier.feedback import Learner
+
         self.settings = settings
+        self.model_resolver = model_resolver
         self._own_store = store is None
         self.store: Store = store or open_store(settings.store_url, settings.store.pool_size)
         self.lists = StoreListPolicy(self.store)
         if scorer is None:
             from mailsift.classifier.scorer import Scorer
 
-            scorer = Scorer.from_settings(settings, list_policy=self.lists)
+            scorer_settings = settings
+            if model_resolver is not None and settings.model.path is None:
+                where = model_resolver(settings)
+                scorer_settings = settings.model_copy(
+                    update={"model": settings.model.model_copy(update={"path": where})}
+                )
+            scorer = Scorer.from_settings(scorer_settings, list_policy=self.lists)
         elif getattr(scorer, "list_policy", None) is None:
             scorer.list_policy = self.lists
         self.scorer = scorer
@@ -148,7 +179,8 @@ class ScoringService:
         from mailsift.classifier.model import SpamModel
         from mailsift.classifier.scorer import serving_model_dir
 
-        model = SpamModel.load(model_dir or serving_model_dir(self.settings))
+        resolve = self.model_resolver or serving_model_dir
+        model = SpamModel.load(model_dir or resolve(self.settings))
         self.scorer.replace_model(model)
         self.learner.sync()  # rebases the learner and replays newer feedback
         log.info("model reloaded: %s", model.version)
@@ -166,6 +198,9 @@ class ScoringService:
             self.store.close()
 
 
+_FROM_RE = re.compile(rb"^from[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+
+
 def header_from(raw: bytes) -> str:
     """The From address of a message's header block (cheap: headers only, never raises)."""
     head = raw[:_HEADER_SCAN_BYTES]
@@ -175,8 +210,10 @@ def header_from(raw: bytes) -> str:
             head = head[:i]
             break
     try:
-        msg = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(head)
-        value = msg.get("From")
-        return address_of(str(value)) if value else ""
+        m = _FROM_RE.search(head)
+        if m is None:
+            return ""
+        value = m.group(1).decode("ascii", "replace").strip()
+        return address_of(value) if value else ""
     except Exception:
         return ""

@@ -19,6 +19,7 @@ import importlib.util
 import logging
 import os
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from types import ModuleType
 from typing import Any
@@ -30,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mailsift.api import metrics
 from mailsift.api.keys import ApiKeys
+from mailsift.api.lean import lean_process, resolve_serving_model, trim_heap
 from mailsift.api.logs import log_event
 from mailsift.api.middleware import BodyLimitMiddleware, ObserveMiddleware
 from mailsift.api.reload import ModelSync, generation_file
@@ -40,6 +42,10 @@ from mailsift.service import ScoringService
 from mailsift.store import Store, StoreError, open_store
 
 log = logging.getLogger("mailsift.api")
+
+# threads that score requests (per worker): scoring holds the GIL, so more threads add no
+# CPU, but a few let verdict commits of concurrent requests overlap (and group together)
+SCORE_THREADS = 8
 
 DESCRIPTION = """\
 Score email for spam, explain the verdict, and learn from users' reports.
@@ -57,7 +63,9 @@ def _start(app: FastAPI, settings: Settings) -> None:
         app.state.store = store
         app.state.keys = ApiKeys(store, settings.api.key_cache_seconds)
         try:
-            app.state.service = ScoringService(settings, store=store)
+            app.state.service = ScoringService(
+                settings, store=store, model_resolver=resolve_serving_model
+            )
         except Exception as exc:
             app.state.startup_error = str(exc) or type(exc).__name__
             log_event(log, "scoring service failed to start", logging.ERROR, error=str(exc))
@@ -65,13 +73,16 @@ def _start(app: FastAPI, settings: Settings) -> None:
     service: ScoringService = app.state.service
     # The model and the compiled rules are long-lived: move them out of the cyclic GC's
     # reach, or every collection walks them (parsing ran ~4x slower without this).
+    gc.collect()
     gc.freeze()
+    trim_heap()  # loading the model leaves ~50 MB of freed heap behind
     if app.state.keys is None:
         app.state.keys = ApiKeys(service.store, settings.api.key_cache_seconds)
     metrics.set_model_version(service.model_version)
 
     def follow() -> None:
         service.reload_model()
+        trim_heap()
         metrics.set_model_version(service.model_version)
 
     sync = ModelSync(
@@ -137,9 +148,12 @@ def create_app(settings: Settings, service: ScoringService | None = None) -> Fas
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(_start, app, settings)
+        app.state.score_executor = ThreadPoolExecutor(SCORE_THREADS, thread_name_prefix="score")
         try:
             yield
         finally:
+            app.state.score_executor.shutdown(wait=False)
+            app.state.score_executor = None
             await run_in_threadpool(_stop, app)
 
     app = FastAPI(
@@ -155,6 +169,7 @@ def create_app(settings: Settings, service: ScoringService | None = None) -> Fas
     app.state.store = None
     app.state.model_sync = None
     app.state.startup_error = ""
+    app.state.score_executor = None
 
     for module in (score, feedback, lists, verdicts, models, health):
         app.include_router(module.router)
@@ -191,6 +206,7 @@ def app_from_env() -> FastAPI:
 
     from mailsift.api.logs import log_config
 
+    lean_process()  # before anything imports scikit-learn (in _start)
     settings = get_settings()
     dictConfig(log_config(settings.api.log_level))
     return create_app(settings)

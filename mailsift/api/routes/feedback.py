@@ -13,7 +13,6 @@ from fastapi import APIRouter, HTTPException, Request, status
 
 from mailsift.api.deps import FeedbackKey, ServiceDep
 from mailsift.api.schemas import ErrorResponse, FeedbackRequest, FeedbackResponse, decode_b64
-from mailsift.classifier.feedback import FeedbackError
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 
@@ -40,6 +39,8 @@ def feedback(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the message is empty")
     if body.verdict_id is not None and service.verdict(body.verdict_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no verdict {body.verdict_id}")
+    from mailsift.classifier.feedback import FeedbackError  # not at import: sklearn
+
     try:
         result = service.feedback(
             body.label, user, verdict_id=body.verdict_id, raw=raw, source="api"

@@ -14,8 +14,6 @@ from mailsift.api import metrics
 from mailsift.api.deps import AdminKey, ScoreKey, ServiceDep, SettingsDep
 from mailsift.api.logs import log_event
 from mailsift.api.schemas import ErrorResponse, ModelInfo, ModelsResponse, ReloadResponse
-from mailsift.classifier.scorer import NoModelError, serving_model_dir
-from mailsift.pipeline import registry
 
 router = APIRouter(prefix="/v1", tags=["models"])
 log = logging.getLogger(__name__)
@@ -42,6 +40,10 @@ def _from_registry(v: dict[str, Any]) -> ModelInfo:
 
 @router.get("/models", response_model=ModelsResponse, summary="Models", responses=_ERRORS)
 def list_models(service: ServiceDep, settings: SettingsDep, _key: ScoreKey) -> ModelsResponse:
+    # imported here, not with the module: the registry pulls in MLflow, the scorer sklearn
+    from mailsift.classifier.scorer import NoModelError, serving_model_dir
+    from mailsift.pipeline import registry
+
     manifest: dict[str, Any] = getattr(service.scorer.model, "manifest", None) or {}
     try:
         path: str | None = str(serving_model_dir(settings))

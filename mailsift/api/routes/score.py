@@ -7,12 +7,14 @@ CPU work: it runs in the threadpool so the event loop keeps accepting requests.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -30,6 +32,7 @@ from mailsift.api.schemas import (
 from mailsift.verdict import Envelope, Verdict
 
 router = APIRouter(prefix="/v1", tags=["score"])
+T = TypeVar("T")
 
 MESSAGE_TYPES = ("message/rfc822", "application/octet-stream")
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
@@ -53,61 +56,93 @@ def _record(request: Request, verdicts: list[Verdict]) -> None:
         metrics.SCORE_SECONDS.observe(v.elapsed_ms / 1000.0)
 
 
+# Envelope query parameters: read by hand in ``score`` (one dict lookup each instead of a
+# FastAPI dependency per parameter) and documented here. (name, title, description, list)
+_ENVELOPE_QUERY = (
+    ("ip", "Ip", "Client IP address", False),
+    ("helo", "Helo", "HELO/EHLO name", False),
+    ("from", "From", "MAIL FROM", False),
+    ("rcpt", "Rcpt", "RCPT TO (repeatable)", True),
+    ("user", "User", "Authenticated user", False),
+    ("hostname", "Hostname", "Verified client host name", False),
+)
+
+
+def _query_doc(name: str, title: str, description: str, many: bool) -> dict[str, Any]:
+    item: dict[str, Any] = (
+        {"type": "array", "items": {"type": "string"}} if many else {"type": "string"}
+    )
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": {"anyOf": [item, {"type": "null"}], "description": description, "title": title},
+        "description": description,
+    }
+
+
+def envelope_of(request: Request) -> EnvelopeIn:
+    """The envelope from the query (``ip``, ``helo``, ``from``, ``rcpt``..., which win) or
+    the rspamd-style headers (``IP``, ``Helo``, ``From``, ``Rcpt``...); 422 when invalid."""
+    q, h = request.query_params, request.headers
+    try:
+        return EnvelopeIn(
+            ip=q.get("ip") or h.get("ip"),
+            helo=q.get("helo") or h.get("helo"),
+            mail_from=q.get("from") or h.get("from"),
+            rcpt=q.getlist("rcpt") or _split_rcpt(h.getlist("rcpt")),
+            user=q.get("user") or h.get("user"),
+            hostname=q.get("hostname") or h.get("hostname"),
+        )
+    except ValidationError as exc:
+        raise _bad_input(exc) from None
+
+
+def json_response(model: BaseModel) -> Response:
+    """A response model serialised once (FastAPI would validate a returned model again)."""
+    return Response(model.model_dump_json().encode(), media_type="application/json")
+
+
+async def run_scoring(request: Request, fn: Callable[..., T], *args: Any) -> T:
+    """Run CPU-bound scoring off the event loop: on the app's scoring thread pool when it
+    has one (``app.state.score_executor``, a plain executor: cheaper than anyio's
+    threadpool), else on anyio's threadpool."""
+    executor = getattr(request.app.state, "score_executor", None)
+    if executor is None:
+        return await run_in_threadpool(fn, *args)
+    return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+
+
 @router.post(
     "/score",
     response_model=ScoreResponse,
     summary="Score one raw RFC 5322 message",
     responses=_ERRORS,
     openapi_extra={
+        "parameters": [_query_doc(*p) for p in _ENVELOPE_QUERY],
         "requestBody": {
             "required": True,
             "description": "The raw message, as received (RFC 5322)",
             "content": {t: _BINARY for t in MESSAGE_TYPES},
-        }
+        },
     },
 )
-async def score(
-    request: Request,
-    service: ServiceDep,
-    _key: ScoreKey,
-    ip: Annotated[str | None, Query(description="Client IP address")] = None,
-    helo: Annotated[str | None, Query(description="HELO/EHLO name")] = None,
-    mail_from: Annotated[str | None, Query(alias="from", description="MAIL FROM")] = None,
-    rcpt: Annotated[list[str] | None, Query(description="RCPT TO (repeatable)")] = None,
-    user: Annotated[str | None, Query(description="Authenticated user")] = None,
-    hostname: Annotated[str | None, Query(description="Verified client host name")] = None,
-    h_ip: Annotated[str | None, Header(alias="IP", include_in_schema=False)] = None,
-    h_helo: Annotated[str | None, Header(alias="Helo", include_in_schema=False)] = None,
-    h_from: Annotated[str | None, Header(alias="From", include_in_schema=False)] = None,
-    h_rcpt: Annotated[list[str] | None, Header(alias="Rcpt", include_in_schema=False)] = None,
-    h_user: Annotated[str | None, Header(alias="User", include_in_schema=False)] = None,
-    h_hostname: Annotated[str | None, Header(alias="Hostname", include_in_schema=False)] = None,
-) -> ScoreResponse:
+async def score(request: Request, service: ServiceDep, _key: ScoreKey) -> Response:
     """Score a message; query parameters win over the rspamd-style headers."""
     if media_type(request) not in MESSAGE_TYPES:
         raise HTTPException(
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
             f"send the raw message as {' or '.join(MESSAGE_TYPES)}",
         )
-    try:
-        envelope = EnvelopeIn(
-            ip=ip or h_ip,
-            helo=helo or h_helo,
-            mail_from=mail_from or h_from,
-            rcpt=rcpt or _split_rcpt(h_rcpt),
-            user=user or h_user,
-            hostname=hostname or h_hostname,
-        )
-    except ValidationError as exc:
-        raise _bad_input(exc) from None
+    envelope = envelope_of(request)
     raw = bytearray()
     async for chunk in request.stream():  # BodyLimitMiddleware caps what is read
         raw += chunk
     if not raw.strip():
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "the request body (the message) is empty")
-    verdict = await run_in_threadpool(service.score, bytes(raw), envelope.to_envelope())
+    verdict = await run_scoring(request, service.score, bytes(raw), envelope.to_envelope())
     _record(request, [verdict])
-    return ScoreResponse.from_verdict(verdict)
+    return json_response(ScoreResponse.from_verdict(verdict))
 
 
 def _split_rcpt(values: list[str] | None) -> list[str]:
@@ -147,7 +182,7 @@ def _split_rcpt(values: list[str] | None) -> list[str]:
 )
 async def score_batch(
     request: Request, service: ServiceDep, settings: SettingsDep, _key: ScoreKey
-) -> BatchResponse:
+) -> Response:
     """JSON: ``{"messages": [{"id", "message" (base64), "envelope"}]}``. Multipart: every
     file part is one message (its id is the part's file name)."""
     start = time.perf_counter()
@@ -165,14 +200,16 @@ async def score_batch(
     def run() -> list[Verdict]:
         return [service.score(raw, env) for _, raw, env in items]
 
-    verdicts = await run_in_threadpool(run)
+    verdicts = await run_scoring(request, run)
     _record(request, verdicts)
-    return BatchResponse(
-        results=[
-            BatchResult(id=item_id, verdict=ScoreResponse.from_verdict(v))
-            for (item_id, _, _), v in zip(items, verdicts, strict=True)
-        ],
-        elapsed_ms=round((time.perf_counter() - start) * 1000, 3),
+    return json_response(
+        BatchResponse(
+            results=[
+                BatchResult(id=item_id, verdict=ScoreResponse.from_verdict(v))
+                for (item_id, _, _), v in zip(items, verdicts, strict=True)
+            ],
+            elapsed_ms=round((time.perf_counter() - start) * 1000, 3),
+        )
     )
 
 
