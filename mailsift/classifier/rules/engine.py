@@ -124,6 +124,7 @@ class _HeaderTarget:
     re_only: list[int] = field(default_factory=list)
     negated: list[int] = field(default_factory=list)
     unset_hits: list[tuple[int, int]] = field(default_factory=list)  # (rule, value) if absent
+    plain_name: str | None = None  # lower-cased name when the request reads one real header
     pending: list[_Entry] = field(default_factory=list)
     target: _Target | None = None  # its own database, or the shared header one
     shared: bool = True
@@ -179,6 +180,13 @@ class MessageViews:
         if self._raw_head_and_body is None:
             self._raw_head_and_body = self.pm.raw[: self.max].replace(b"\r\n", b"\n")
         return self._raw_head_and_body
+
+    def header_names(self) -> set[str]:
+        """Lower-cased names of the headers present (other filters' removed)."""
+        if self._headers is None:
+            self.header_values("", False)
+        assert self._headers is not None
+        return set(self._headers)
 
     def header_values(self, name: str, raw: bool) -> list[str]:
         if self._headers is None:
@@ -574,6 +582,8 @@ class RuleSet:
         ht = self._headers.get(key)
         if ht is None:
             ht = _HeaderTarget(name, key[1])
+            special = name in ("ALL", "MESSAGEID") or name.lower() in ("tocc", "envelopefrom")
+            ht.plain_name = None if special else name.lower()
             self._headers[key] = ht
         return ht
 
@@ -896,8 +906,14 @@ class RuleSet:
         if self._full.entries:
             self._scan(self._full, views.full, h)
         self._scan_uris(views, h)
+        present = views.header_names()
         for ht in self._headers.values():
-            value = header_request(views, ht.name, ht.modifiers)
+            # most requests name a header the message does not have: skip the request then
+            plain = ht.plain_name
+            if plain is not None and plain not in present:
+                value = None
+            else:
+                value = header_request(views, ht.name, ht.modifiers)
             for ri in ht.exists_rules:
                 h[ri] = 1 if value is not None else 0
             if not ht.entries:
