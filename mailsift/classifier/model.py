@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 import time
@@ -74,9 +75,9 @@ from sklearn.naive_bayes import ComplementNB, MultinomialNB
 from mailsift.classifier.features import (
     DEFAULT_N_META,
     FEATURE_SET_VERSION,
+    HashedSample,
     Sample,
     Vectorizer,
-    feature_values,
 )
 from mailsift.config import ModelSettings, Settings
 from mailsift.verdict import TokenContribution
@@ -146,6 +147,18 @@ def _row_l2_normalise(x: sp.csr_matrix) -> sp.csr_matrix:
         sq[counts == 0] = 1.0
         x.data /= np.repeat(np.sqrt(sq), counts)
     return x
+
+
+@dataclass(slots=True)
+class _Row:
+    """One hashed sample and what the fitted arrays say about its columns."""
+
+    h: HashedSample
+    z: float  # log-odds of spam
+    factor: float  # NB squash factor (blend), else 1
+    norm: float  # L2 norm of the token block (logreg's view)
+    nbd: np.ndarray | None  # NB log-odds weight per column (tokens then meta), unscaled
+    lrw: np.ndarray | None  # logreg weight per column (tokens then meta), unscaled
 
 
 class SpamModel:
@@ -224,16 +237,13 @@ class SpamModel:
         exactly the row ``fit`` / ``partial_fit`` give each base model (NB: 0/1 or log1p
         tokens, meta 0/1; logreg: L2-normalised tokens, meta x ``meta_scale``). For code
         that updates the fitted arrays in place (mailsift.classifier.feedback)."""
-        xt, xm = self._blocks([sample])
-        xt.sum_duplicates()
-        xm.sum_duplicates()
-        cols = np.concatenate([xt.indices, xm.indices + self.vectorizer.n_features]).astype(
-            np.int64
-        )
-        tok_nb = np.ones_like(xt.data) if self.hyper.nb_binary else xt.data
-        nb_vals = np.concatenate([tok_nb, xm.data])
-        norm = float(np.sqrt(xt.data @ xt.data)) or 1.0
-        lr_vals = np.concatenate([xt.data / norm, xm.data * self.hyper.meta_scale])
+        h = self.vectorizer.hash_sample(sample)
+        cols = np.concatenate([h.cols, h.mcols + self.vectorizer.n_features])
+        ones = np.ones(len(h.mcols))
+        tok_nb = np.ones(len(h.cols)) if self.hyper.nb_binary else h.vals
+        nb_vals = np.concatenate([tok_nb, ones])
+        norm = float(np.sqrt(h.vals @ h.vals)) or 1.0
+        lr_vals = np.concatenate([h.vals / norm, ones * self.hyper.meta_scale])
         return cols, nb_vals, lr_vals
 
     # ---- fitting ---------------------------------------------------------------------------
@@ -367,6 +377,9 @@ class SpamModel:
     def decision_function(self, samples: Sequence[Sample]) -> np.ndarray:
         """Log-odds of spam for each sample."""
         self._check_fitted()
+        if len(samples) == 1:  # one message (the scorer): no sparse matrices
+            row = self._row(self.vectorizer.hash_sample(samples[0]))
+            return np.array([row.z])
         xt, xm = self._blocks(samples)
         if self.kind == "blend":
             assert self.stack_ is not None
@@ -427,15 +440,58 @@ class SpamModel:
     def _squash_factor(self, nb_scaled: float) -> float:
         if self.kind != "blend" or not self.hyper.nb_squash or abs(nb_scaled) < 1e-9:
             return 1.0
-        return float(np.arcsinh(nb_scaled) / nb_scaled)
+        return math.asinh(nb_scaled) / nb_scaled
 
     def _nb_squash_factor(self, sample: Sample) -> float:
         """arcsinh(z) / z for this sample's scaled NB log-odds z (1 when not squashed): the
         factor that keeps per-feature NB contributions summing to what the stacker sees."""
         if self.kind != "blend" or not self.hyper.nb_squash:
             return 1.0
-        xt, xm = self._blocks([sample])
-        return self._squash_factor(float(self._nb_scaled(xt, xm)[0]))
+        return self._row(self.vectorizer.hash_sample(sample)).factor
+
+    # ---- one message: the fast path ---------------------------------------------------------
+    # The scorer's path. One hashing pass (Vectorizer.hash_sample), then the weights of the
+    # sample's own columns are gathered from the fitted arrays (a fancy index per array) and
+    # summed: no sparse matrix, no 2**20-wide row. The arrays are read on every call, so
+    # in-place updates (mailsift.classifier.feedback) count at once. Same numbers as the
+    # batch path (decision_function on several samples) up to float rounding (tested).
+    def _row(self, h: HashedSample) -> _Row:
+        n = self.vectorizer.n_features
+        k = len(h.cols)
+        row_cols = np.concatenate([h.cols, h.mcols + n])
+        nb_z = lr_z = 0.0
+        nbd = lrw = None
+        if self.uses_nb:
+            nb = self.nb_
+            assert nb is not None
+            both = nb.feature_log_prob_[:, row_cols]
+            nbd = both[1] - both[0]
+            tok = nbd[:k].sum() if self.hyper.nb_binary else nbd[:k] @ h.vals
+            nb_z = float(tok + nbd[k:].sum())
+            if isinstance(nb, MultinomialNB):
+                nb_z += float(nb.class_log_prior_[1] - nb.class_log_prior_[0])
+        norm = float(np.sqrt(h.vals @ h.vals)) or 1.0
+        if self.uses_lr:
+            lr = self.lr_
+            assert lr is not None
+            lrw = lr.coef_[0, row_cols]
+            lr_z = float(
+                (lrw[:k] @ (h.vals / norm) + lrw[k:].sum() * self.hyper.meta_scale)
+                + lr.intercept_[0]
+            )
+        factor = 1.0
+        if self.kind == "blend":
+            assert self.stack_ is not None
+            nb_s = min(max(nb_z, -500.0), 500.0) / NB_LOGIT_SCALE
+            c0, c1 = self.stack_.coef_[0].tolist()
+            nb_in = math.asinh(nb_s) if self.hyper.nb_squash else nb_s
+            lr_in = min(max(lr_z, -100.0), 100.0)
+            z = nb_in * c0 + lr_in * c1 + float(self.stack_.intercept_[0])
+            if self.hyper.nb_squash:
+                factor = self._squash_factor(nb_s)
+        else:
+            z = nb_z if self.uses_nb else lr_z
+        return _Row(h, z, factor, norm, nbd, lrw)
 
     def predict_explain(
         self, sample: Sample, top: int = 10
@@ -443,20 +499,9 @@ class SpamModel:
         """(spam probability, top contributions, NB squash factor) of one sample, hashing it
         once (the scorer's path; same results as predict_proba + explain)."""
         self._check_fitted()
-        xt, xm = self._blocks([sample])
-        factor = 1.0
-        if self.kind == "blend":
-            assert self.stack_ is not None
-            base = self._base_logits(xt, xm)
-            z = float(base[0] @ self.stack_.coef_[0] + self.stack_.intercept_[0])
-            if self.hyper.nb_squash:
-                factor = self._squash_factor(float(self._nb_scaled(xt, xm)[0]))
-        elif self.uses_nb:
-            z = float(self._nb_logit(xt, xm)[0])
-        else:
-            z = float(self._lr_logit(xt, xm)[0])
-        prob = float(_sigmoid(np.array([z]))[0])
-        return prob, self._explain(sample, top, factor), factor
+        row = self._row(self.vectorizer.hash_sample(sample))
+        z = min(max(row.z, -2 * LOGIT_CLIP), 2 * LOGIT_CLIP)
+        return 1.0 / (1.0 + math.exp(-z)), self._explain_row(row, top), row.factor
 
     def _stack_coef(self, i: int) -> float:
         assert self.stack_ is not None
@@ -468,29 +513,44 @@ class SpamModel:
         A contribution is weight x value in each base model's view (logreg sees the token
         block L2-normalised, NB may see 0/1), summed over the base models (scaled by the
         stacker for ``blend``, NB part by the squash factor): the sample's log-odds are the sum
-        of all contributions plus intercepts.
+        of all contributions plus intercepts (exactly, unless two of its features share a
+        hashed column).
         """
-        return self._explain(sample, top, self._nb_squash_factor(sample))
+        self._check_fitted()
+        return self._explain_row(self._row(self.vectorizer.hash_sample(sample)), top)
 
-    def _explain(self, sample: Sample, top: int, nb_factor: float) -> list[TokenContribution]:
-        tokens, tvals, meta = feature_values(sample)
-        feats = tokens + meta
-        if not feats:
+    def _explain_row(self, row: _Row, top: int) -> list[TokenContribution]:
+        h = row.h
+        n_tok, n_meta = len(h.tokens), len(h.meta)
+        if not n_tok + n_meta:
             return []
-        v = self.vectorizer
-        cols = np.concatenate([v.token_columns(tokens), v.meta_columns(meta)])
-        nbw, lrw = self._weight_parts(feats, cols)
-        norm = float(np.sqrt((tvals**2).sum())) or 1.0
-        ones = np.ones(len(meta))
-        vals = np.concatenate([tvals, ones])
-        lr_vals = np.concatenate([tvals / norm, ones * self.hyper.meta_scale])
-        if self.hyper.nb_binary:
-            vals = np.ones(len(feats))
-        contrib = nbw * vals * nb_factor + lrw * lr_vals
-        k = min(top, len(feats))
-        idx = np.argpartition(-np.abs(contrib), k - 1)[:k]
-        order = idx[np.argsort(-np.abs(contrib[idx]))]
-        return [TokenContribution(feats[i], round(float(contrib[i]), 4)) for i in order]
+        pos = np.concatenate([h.token_pos, h.meta_pos + len(h.cols)])
+        contrib = np.zeros(n_tok + n_meta)
+        if row.nbd is not None:
+            nbw = row.nbd[pos]
+            if self.kind == "blend":
+                nbw = nbw * (self._stack_coef(0) / NB_LOGIT_SCALE)
+            if not self.hyper.nb_binary:
+                nbw[:n_tok] *= h.token_values
+            contrib += nbw * row.factor
+        if row.lrw is not None:
+            lrw = row.lrw[pos]
+            if self.kind == "blend":
+                lrw = lrw * self._stack_coef(1)
+            lrw[:n_tok] *= h.token_values / row.norm
+            lrw[n_tok:] *= self.hyper.meta_scale
+            contrib += lrw
+        k = min(top, len(contrib))
+        mag = np.abs(contrib)
+        idx = np.argpartition(-mag, k - 1)[:k] if k < len(contrib) else np.arange(k)
+        order = idx[np.argsort(-mag[idx], kind="stable")]
+        feats = h.tokens, h.meta
+        return [
+            TokenContribution(
+                feats[0][i] if i < n_tok else feats[1][i - n_tok], round(float(contrib[i]), 4)
+            )
+            for i in order.tolist()
+        ]
 
     # ---- persistence -----------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:

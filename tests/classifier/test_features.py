@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
+import pytest
 
 from mailsift.classifier.features import (
     Sample,
@@ -82,3 +83,33 @@ def test_structure_buckets() -> None:
     st = structure_features(parse(SPAMMY))
     assert any(f.startswith("st:caps:") for f in st)
     assert "st:urls:2" in st  # two links
+
+
+def test_hash_columns_match_feature_hasher() -> None:
+    from sklearn.feature_extraction import FeatureHasher
+
+    from mailsift.classifier.features import hash_columns
+
+    feats = [*dict.fromkeys(make_sample(parse(SPAMMY)).tokens), "ü:naïve", "w:€", ""]
+    for n in (2**20, 2**16, 7):
+        fh = FeatureHasher(n, input_type="string", alternate_sign=False)
+        ref = [fh.transform([[f]]).indices[0] for f in feats]
+        assert hash_columns(feats, n).tolist() == ref
+
+
+def test_hash_sample_is_the_batch_row() -> None:
+    """Distinct columns and values of Vectorizer.hash_sample == the sparse matrix row, also
+    when distinct strings share a column (a tiny space forces collisions)."""
+    for n in (2**18, 64):
+        v = Vectorizer(n, n_meta=8)
+        for s in (make_sample(parse(PERSONAL)), make_sample(parse(SPAMMY), ["A", "B", "C"])):
+            h = v.hash_sample(s)
+            xt, xm = v.transform_blocks([s])
+            xt.sum_duplicates()
+            xm.sum_duplicates()
+            got = dict(zip(h.cols.tolist(), h.vals.tolist(), strict=True))
+            assert got == pytest.approx(dict(zip(xt.indices.tolist(), xt.data.tolist())))
+            assert sorted(h.mcols.tolist()) == xm.indices.tolist()
+            assert h.tokens == list(dict.fromkeys(s.tokens))
+            assert h.cols[h.token_pos].tolist() == h.token_cols.tolist()
+            assert h.mcols[h.meta_pos].tolist() == h.meta_cols.tolist()

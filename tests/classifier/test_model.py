@@ -212,3 +212,36 @@ def test_predict_explain_matches_separate_calls(small_model: SpamModel) -> None:
         prob, tokens, _ = small_model.predict_explain(s, top=10)
         assert prob == pytest.approx(float(small_model.predict_proba([s])[0]), abs=1e-12)
         assert tokens == small_model.explain(s, top=10)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_single_message_path_matches_batch(
+    kind: str, corpus_messages, small_split, ruleset, test_settings
+) -> None:
+    """predict_explain / decision_function on one sample (no sparse matrices) == the batch
+    path on several samples, for every kind, and after in-place updates of the arrays."""
+    _, raws, y = corpus_messages
+    train, test = small_split
+    samples = samples_of([raws[i] for i in train[::4]], test_settings, ruleset)
+    m = SpamModel(kind, n_features=2**18).fit(samples, y[train[::4]])
+    probe = samples_of([raws[i] for i in test[:12]], test_settings, ruleset)
+    for step in range(2):
+        batch = m.predict_proba(probe)
+        zb = m.decision_function(probe)
+        for s, p, z in zip(probe, batch, zb, strict=True):
+            prob, _, _ = m.predict_explain(s, top=5)
+            assert prob == pytest.approx(p, abs=1e-9)
+            assert float(m.decision_function([s])[0]) == pytest.approx(z, rel=1e-9, abs=1e-9)
+        # feedback-style in-place updates must be seen by the next call
+        if m.nb_ is not None:
+            m.nb_.feature_log_prob_[1] += 0.01 * np.sign(m.nb_.feature_log_prob_[1]) * step + 0.3
+        if m.lr_ is not None:
+            m.lr_.coef_[0] *= 1.5
+
+
+def test_explanation_weights_of_rules_match_feature_weights(small_model: SpamModel) -> None:
+    s = make_sample(parse(SPAMMY), ["HTML_ONLY"])
+    _, contribs, factor = small_model.predict_explain(s, top=100000)
+    by_name = {c.token: c.weight for c in contribs}
+    w = small_model.feature_weights(["rule:HTML_ONLY"], nb_factor=factor)
+    assert by_name["rule:HTML_ONLY"] == pytest.approx(float(w[0]), abs=1e-4)
