@@ -85,6 +85,8 @@ class ParsedMessage:
     digest: str  # sha256 hex of `raw`
     headers: list[tuple[str, str]] = field(default_factory=list)  # decoded, foreign removed
     raw_headers: list[tuple[str, str]] = field(default_factory=list)  # undecoded, unfolded
+    # headers of each MIME part below the top level (walk order), undecoded and unfolded
+    part_headers: list[list[tuple[str, str]]] = field(default_factory=list)
     dropped_headers: list[str] = field(default_factory=list)
     envelope_from: str | None = None  # mbox "From " line sender, if present
     content_type: str = "text/plain"
@@ -403,6 +405,10 @@ def _parse_into(
             pm.truncated = True
             pm.defects.append(f"truncated: more than {max_parts} MIME parts, rest not scanned")
             break
+        if nparts > 1:
+            pm.part_headers.append(
+                [(k, str(v).replace("\r", "").replace("\n", "")) for k, v in part.raw_items()]
+            )
         if part.is_multipart():
             continue
         pm.defects.extend(type(d).__name__ for d in getattr(part, "defects", []))

@@ -302,7 +302,7 @@ def test_skip_reasons_never_crash(engine: Build) -> None:
         body GOOD      /fine/
         header HOSTMOD From:host =~ /x/
         header RELAYS  X-Spam-Relays-External =~ /x/
-        mimeheader MIMEH Content-Type =~ /x/
+        mimeheader MIMEH Content-Type:addr =~ /x/
         uridnsbl URIBL zen.example.org. A
         body BIGCLASS  /[\x{100}-\x{200}]/
         """
@@ -314,7 +314,7 @@ def test_skip_reasons_never_crash(engine: Build) -> None:
     assert skipped["BRESET"] == "unsupported branch reset (?|"
     assert skipped["HOSTMOD"] == "header modifier not supported: :host"
     assert skipped["RELAYS"] == "pseudo-header not available: X-Spam-Relays-External"
-    assert skipped["MIMEH"] == "unsupported rule type: mimeheader"
+    assert skipped["MIMEH"] == "mimeheader modifier not supported: :addr"
     assert skipped["URIBL"] == "unsupported rule type: uridnsbl"
     assert "code point above 0xFF" in skipped["BIGCLASS"]
     assert rs.names == ["GOOD"]
@@ -349,6 +349,39 @@ def test_scores_describe_tflags_and_reporting(engine: Build) -> None:
     with_sub = {s.name for s in rs.evaluate(pm, include_subrules=True)}
     assert "__SUB" in with_sub and "DISABLED" not in with_sub
     assert rs.stats().disabled == 1
+
+
+MULTIPART = (
+    b"From: a@example.org\r\nTo: b@example.net\r\nSubject: pics\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="XX"\r\n\r\n'
+    b"--XX\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+    b'--XX\r\nContent-Type: image/gif;\r\n        name="abcdefghij.gif"\r\n'
+    b"Content-Transfer-Encoding: base64\r\nContent-ID: <=?utf-8?q?caf=C3=A9?=>\r\n\r\n"
+    b"R0lGODlhAQABAAAAACw=\r\n--XX--\r\n"
+)
+
+
+def test_mimeheader_rules_see_every_part(engine: Build) -> None:
+    rs = engine(
+        """
+        mimeheader GIF_NAME   Content-Type =~ /\\bname="[a-z]{8,}\\.gif/
+        mimeheader GIF_FOLDED Content-Type:raw =~ /^image\\/gif;\\s+name=/
+        mimeheader TOP_MIXED  Content-Type =~ /^multipart\\/mixed/
+        mimeheader B64        Content-Transfer-Encoding =~ /^base64$/
+        mimeheader CID_UTF8   Content-ID =~ /café/
+        mimeheader CID_RAW    Content-ID:raw =~ /=\\?utf-8\\?q\\?/
+        mimeheader NO_ZIP     Content-Type !~ /zip/
+        mimeheader NO_GIF     Content-Type !~ /gif/
+        mimeheader UNSET      X-Part-Tag =~ /^none$/ [if-unset: none]
+        mimeheader ABSENT     X-Part-Tag =~ /./
+        """
+    )
+    got = hits(rs, parse(MULTIPART))
+    assert got == {
+        "GIF_NAME", "GIF_FOLDED", "TOP_MIXED", "B64", "CID_UTF8", "CID_RAW", "NO_ZIP", "UNSET"
+    }  # fmt: skip
+    plain = hits(rs, make_message("no parts"))
+    assert plain == {"NO_ZIP", "NO_GIF", "UNSET"}  # the top level is a part too
 
 
 def test_prune_unused_keeps_what_reported_rules_need() -> None:

@@ -66,6 +66,28 @@ def test_header_forms() -> None:
     assert r["H"].error is not None
 
 
+def test_mimeheader_forms() -> None:
+    p = parse_string(
+        """
+        ifplugin Mail::SpamAssassin::Plugin::MIMEHeader
+        mimeheader GIF   Content-Type =~ /\\bname="[a-z]{8,}\\.gif/
+        mimeheader RAWCT Content-Type:raw !~ /^text/ [if-unset: text/plain]
+        mimeheader ADDR  Content-Type:addr =~ /x/
+        endif
+        """
+    )
+    r = p.rules
+    assert (r["GIF"].kind, r["GIF"].header, r["GIF"].negate) == (
+        "mimeheader",
+        "Content-Type",
+        False,
+    )
+    assert (r["RAWCT"].modifiers, r["RAWCT"].negate) == (("raw",), True)
+    assert r["RAWCT"].if_unset == "text/plain"
+    assert r["ADDR"].error == "mimeheader modifier not supported: :addr"
+    assert not p.inactive
+
+
 def test_escaped_hash_and_bad_regex_definitions() -> None:
     p = parse_string("body A /a\\#b/\nbody B /unterminated\nbody C /x/q\n")
     assert p.rules["A"].pattern == "a#b"

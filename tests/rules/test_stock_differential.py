@@ -40,6 +40,19 @@ def test_slow_stock_rules_are_excluded_by_default(stock_rules: RuleSet) -> None:
     assert "GTUBE" in stock_rules.names and "MS_META_PHISH" in stock_rules.names
 
 
+def test_stock_mimeheader_rules_run(stock_rules: RuleSet) -> None:
+    # the MIMEHeader plugin's rules (attachment names and types) and the metas over them
+    assert stock_rules.rule_kind("TVD_FW_GRAPHIC_NAME_LONG") == "mimeheader"
+    assert stock_rules.stats().by_type["mimeheader"] >= 30
+    raw = (
+        b"From: a@example.org\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n--B\r\n'
+        b"Content-Type: text/plain\r\n\r\nhi\r\n--B\r\n"
+        b'Content-Type: image/gif; name="qwertyuiop.gif"\r\n\r\nGIF89a\r\n--B--\r\n'
+    )
+    assert "TVD_FW_GRAPHIC_NAME_LONG" in {s.name for s in stock_rules.evaluate(parse(raw))}
+
+
 def test_unused_stock_rules_are_pruned(stock_rules: RuleSet) -> None:
     reasons = dict(stock_rules.skipped)
     # scored 0 in 50_scores.cf and used by no meta: never run

@@ -21,10 +21,13 @@ cache file is our own format (JSON header + database blobs, each sha256-checked)
 pickle; the most recently used few are kept.
 
 Header rules: a missing header reads as the ``[if-unset: ...]`` text or the empty string (so
-``!~`` hits), as in SpamAssassin; ``exists:`` tests presence. Meta rules run last, as one
-generated Python function in dependency order. Rules scored 0 are disabled (not reported),
-but still computed when a meta needs them. ``tflags multiple`` rules count their matches
-(up to ``maxhits``) and metas see the count.
+``!~`` hits), as in SpamAssassin; ``exists:`` tests presence. ``mimeheader`` rules (the
+MIMEHeader plugin) test the first such header of every MIME part, the top level included,
+with ``re`` (a few dozen rules over short values). Meta rules run last, as one generated
+Python function in dependency order. Rules scored 0 are disabled (not reported), but still
+computed when a meta needs them; with ``prune_unused`` (the configured default) rules that
+no reported rule depends on are not compiled at all. ``tflags multiple`` rules count their
+matches (up to ``maxhits``) and metas see the count.
 """
 
 from __future__ import annotations
@@ -180,6 +183,22 @@ class MessageViews:
         if self._raw_head_and_body is None:
             self._raw_head_and_body = self.pm.raw[: self.max].replace(b"\r\n", b"\n")
         return self._raw_head_and_body
+
+    def part_header_values(self, lname: str, raw: bool) -> list[bytes | None]:
+        """The first ``lname`` header of each MIME part (top level first), None if absent."""
+        key = ("part_headers", lname, raw)
+        cached: list[bytes | None] | None = self.memo.get(key)
+        if cached is not None:
+            return cached
+        top = self.header_values(lname, raw)
+        out: list[bytes | None] = [_b(top[0]) if top else None]
+        for headers in self.pm.part_headers:
+            value = next((v for k, v in headers if k.lower() == lname), None)
+            if value is not None and not raw:
+                value = decode_header_value(value)
+            out.append(None if value is None else _b(value.strip()))
+        self.memo[key] = out
+        return out
 
     def header_names(self) -> set[str]:
         """Lower-cased names of the headers present (other filters' removed)."""
@@ -432,6 +451,8 @@ class RuleSet:
         self._header = _Target("header")
         self._headers: dict[tuple[str, tuple[str, ...]], _HeaderTarget] = {}
         self._evals: list[tuple[int, evals_mod.EvalFn, tuple[Any, ...]]] = []
+        # mimeheader rules (few, short values): (entry, header name, raw, if-unset text)
+        self._mime: list[tuple[_Entry, str, bool, bytes]] = []
         metas: dict[str, RuleDef] = {}
 
         def add(name: str, kind: str) -> int:
@@ -464,7 +485,11 @@ class RuleSet:
                 continue
             entry = entry_or_reason
             entry.rule = add(name, rd.kind)
-            if rd.kind == "header":
+            if rd.kind == "mimeheader":
+                assert rd.header is not None
+                unset = _b(rd.if_unset) if rd.if_unset is not None else b""
+                self._mime.append((entry, rd.header.lower(), "raw" in rd.modifiers, unset))
+            elif rd.kind == "header":
                 assert rd.header is not None
                 self._header_target(rd.header, rd.modifiers).pending.append(entry)
             else:
@@ -925,6 +950,16 @@ class RuleSet:
                     h[ri] = r
             else:
                 self._scan(target, value, h, ht if ht.shared else None)
+        for e, lname, raw, unset in self._mime:
+            # SpamAssassin's MIMEHeader: the first such header of each MIME part (the top
+            # level included; an absent one reads as its if-unset text, else ""); a hit
+            # when some part matches (!~: when none does)
+            found = any(
+                e.py.search(unset if v is None else v) is not None
+                for v in views.part_header_values(lname, raw)
+            )
+            if found != e.negate:
+                h[e.rule] = 1
         done: dict[tuple[Any, ...], int] = {}  # the same test under two names runs once
         for ri, fn, args in self._evals:
             key = (fn, args)

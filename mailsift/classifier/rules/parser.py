@@ -44,14 +44,14 @@ AVAILABLE_PLUGINS = frozenset(
         "Mail::SpamAssassin::Plugin::RelayEval",
         "Mail::SpamAssassin::Plugin::WLBLEval",
         "Mail::SpamAssassin::Plugin::VBounce",
+        "Mail::SpamAssassin::Plugin::MIMEHeader",
     }
 )
 
-RULE_TYPES = ("header", "body", "rawbody", "full", "uri", "meta")
+RULE_TYPES = ("header", "mimeheader", "body", "rawbody", "full", "uri", "meta")
 # rule-defining directives we recognise but cannot run
 UNSUPPORTED_TYPES = frozenset(
     {
-        "mimeheader",
         "uri_detail",
         "askdns",
         "urirhssub",
@@ -84,7 +84,7 @@ class RuleDef:
     """One rule as written (the last definition of its name wins)."""
 
     name: str
-    kind: str  # header body rawbody full uri meta
+    kind: str  # header mimeheader body rawbody full uri meta
     source: str  # "file:line"
     pattern: str | None = None  # Perl pattern text, delimiters removed
     flags: str = ""  # Perl flags
@@ -259,7 +259,22 @@ def _rule(kind: str, name: str, spec: str, where: str) -> RuleDef:
     if m:
         rd.eval_name, rd.eval_args = m.group(1), m.group(2).strip()
         return rd
-    if kind == "header":
+    if kind == "mimeheader":  # MIMEHeader plugin: Name[:raw] =~ /re/ over every MIME part
+        hm = _HEADER_RE.match(spec)
+        if not hm:
+            rd.error = "unparsable mimeheader rule"
+            return rd
+        hdr, op, regex, unset = hm.groups()
+        name_mods = hdr.split(":")
+        rd.header, rd.modifiers = name_mods[0], tuple(m.lower() for m in name_mods[1:] if m)
+        rd.negate = op == "!~"
+        rd.if_unset = unset
+        bad = [m for m in rd.modifiers if m != "raw"]
+        if bad:
+            rd.error = f"mimeheader modifier not supported: :{bad[0]}"
+            return rd
+        spec = regex
+    elif kind == "header":
         if spec.startswith("exists:"):
             rd.exists = True
             rd.header = spec[len("exists:") :].strip()
