@@ -432,6 +432,61 @@ def test_builtin_evals(engine: Build) -> None:
     assert hits(rs, make_message("SHOUTING IN CAPITALS HERE")) == {"CAPS"}
 
 
+SA_EVALS = """
+    header PAST_03_06    eval:check_for_shifted_date('-6', '-3')
+    header FUTURE_24_48  eval:check_for_shifted_date('24', '48')
+    header PAST_96_XX    eval:check_for_shifted_date('undef', '-96')
+    body   UPPER_75_100  eval:check_for_uppercase('75', '100')
+    header SUBJ_CAPS     eval:subject_is_all_caps()
+    header USER_IN_SUBJ  eval:check_for_to_in_subject('user')
+    header TWO_SUBJECTS  eval:check_header_count_range('Subject','2','999')
+    body   BLANK_80_90   eval:check_blank_line_ratio('80','90','4')
+    header SUBJ_ILLEGAL  eval:check_illegal_chars('Subject','0.00','2')
+    header ALL_ILLEGAL   eval:check_illegal_chars('ALL','0.010','2')
+"""
+
+
+def _sa_message(
+    date: str, subject: bytes = b"hello there", body: bytes = b"hi\n", **extra: bytes
+) -> bytes:
+    head = [
+        b"Received: from x by y; Mon, 02 Mar 2026 10:00:00 +0000",
+        b"Received: from w by x; Mon, 02 Mar 2026 09:59:00 +0000",
+        b"From: a@example.org",
+        b"To: jsmith@example.net",
+        b"Subject: " + subject,
+        b"Date: " + date.encode(),
+    ]
+    head += [k.encode() + b": " + v for k, v in extra.items()]
+    return b"\n".join(head) + b"\n\n" + body
+
+
+def test_spamassassin_eval_tests(engine: Build) -> None:
+    rs = engine(SA_EVALS)
+
+    def got(raw: bytes) -> set[str]:
+        return hits(rs, parse(raw))
+
+    assert got(_sa_message("Mon, 02 Mar 2026 06:00:00 +0000")) == {"PAST_03_06"}
+    assert got(_sa_message("Tue, 03 Mar 2026 20:00:00 +0000")) == {"FUTURE_24_48"}
+    assert got(_sa_message("Mon, 02 Feb 2026 10:00:00 +0000")) == {"PAST_96_XX"}
+    assert got(_sa_message("Mon, 02 Mar 2026 10:00:00 +0000")) == set()
+    assert got(_sa_message("no date at all")) == set()
+    ok = "Mon, 02 Mar 2026 10:00:00 +0000"
+    shout = b"THIS IS A VERY LOUD OFFER FOR YOU AND YOUR FRIENDS TODAY ONLY\n" * 5
+    assert got(_sa_message(ok, body=shout)) == {"UPPER_75_100"}
+    cjk = {"Content-Type": b"text/plain; charset=iso-2022-jp"}
+    assert got(_sa_message(ok, body=shout, **cjk)) == set()  # no lower case there: no test
+    assert got(_sa_message(ok, subject=b"Re: BUY CHEAP WATCHES NOW")) == {"SUBJ_CAPS"}
+    assert got(_sa_message(ok, subject=b"OK NOW")) == set()  # too short
+    assert got(_sa_message(ok, subject=b"jsmith, your invoice")) == {"USER_IN_SUBJ"}
+    assert got(_sa_message(ok, Subject=b"second subject")) == {"TWO_SUBJECTS"}
+    airy = b"x\n" + b"\n" * 8 + b"y\n"
+    assert got(_sa_message(ok, body=airy)) == {"BLANK_80_90"}
+    assert got(_sa_message(ok, subject=b"cheap \xe9\xe8 stuff")) == {"SUBJ_ILLEGAL"}
+    assert got(_sa_message(ok, **{"X-Note": b"\x01\x02\x03 bytes"})) == {"ALL_ILLEGAL"}
+
+
 def test_max_scan_bytes_caps_body() -> None:
     text = "x" * 5000 + " needle"
     rs = RuleSet.from_text("body NEEDLE /needle/\n", max_scan_bytes=1000)

@@ -30,7 +30,14 @@ Tests (arguments in brackets):
 - ``mailsift_many_urls([n=20])``: at least ``n`` distinct URLs.
 - SpamAssassin names: ``check_for_mime_html_only``, ``check_for_mime_html``,
   ``check_for_missing_to_header``, ``html_image_only``, ``check_for_faraway_charset``
-  (our charset mismatch), ``check_msg_parse_flags('truncated')``.
+  (our charset mismatch), ``check_msg_parse_flags('truncated')``, and, with SpamAssassin's
+  definitions: ``check_for_shifted_date(min, max)`` (Date minus the closest Received
+  timestamp, in hours, ``'undef'`` for an open end), ``check_for_uppercase(min, max)``
+  (upper-case share of the letters and digits of body lines with an inner space, from 200
+  characters, not for CJK charsets), ``subject_is_all_caps()``,
+  ``check_for_to_in_subject('user'|'address')``, ``check_header_count_range(name, min,
+  max)``, ``check_blank_line_ratio(min, max, min_lines)`` and ``check_illegal_chars(header,
+  ratio, count)`` (8-bit and control bytes in a raw header, ``ALL`` without Subject and From).
 """
 
 from __future__ import annotations
@@ -384,6 +391,168 @@ def missing_to(v: MessageViews, args: tuple[Any, ...]) -> int:
     return int(not v.pm.has_header("To") and not v.pm.has_header("Apparently-To"))
 
 
+# ---- SpamAssassin eval tests, as SpamAssassin defines them --------------------------------
+
+# charsets whose text legitimately has no lower case (SpamAssassin's
+# CHARSETS_LIKELY_TO_FP_AS_CAPS, used by body_charset_is_likely_to_fp too)
+_CAPS_FP_CHARSET = (
+    r"[-_a-z0-9]*(?:koi|jp|jis|euc|gb|big5|isoir|cp1251|windows-1251|georgianps|pt154|tis)"
+    r"[-_a-z0-9]*"
+)
+_CAPS_FP_CHARSET_RE = re.compile(_CAPS_FP_CHARSET, re.IGNORECASE)
+_CAPS_FP_ENCODED_WORD_RE = re.compile(r"=\?" + _CAPS_FP_CHARSET + r"\?", re.IGNORECASE)
+_SUBJECT_PREFIX_RE = re.compile(r"^(?:(?:Re|Fwd|Fw|Aw|Antwort|Sv):\s*)+", re.IGNORECASE)
+_ILLEGAL_RE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\xff]")
+_FOLD_RE = re.compile(rb"\n[ \t]+")
+_SUBJ_FROM_LINE_RE = re.compile(rb"(?im)^(?:Subject|From):.*$")
+_UPPER = bytes(range(65, 91))
+_LOWER_DIGITS = bytes(range(97, 123)) + b"0123456789"
+_ALL_BYTES = bytes(range(256))
+_NOT_UPPER_SA = bytes(b for b in _ALL_BYTES if b not in _UPPER)
+_NOT_LOWER_SA = bytes(b for b in _ALL_BYTES if b not in _LOWER_DIGITS)
+_INNER_SPACE_RE = re.compile(rb"\S\s+\S")
+_B64_LINE_RE = re.compile(rb"^(?:[A-Za-z0-9+/=]{60,76} ){2}")
+
+
+def _bound(args: tuple[Any, ...], i: int) -> float | None:
+    """Argument ``i`` as a number; ``'undef'`` (or missing) is an open end."""
+    if i >= len(args) or str(args[i]).strip().lower() == "undef":
+        return None
+    try:
+        return float(args[i])
+    except (TypeError, ValueError):
+        return None
+
+
+def _received_times(pm: ParsedMessage, limit: int = 20) -> list[datetime]:
+    out = []
+    for value in pm.header_all("Received")[:limit]:
+        m = _RECEIVED_DATE_RE.search(value)
+        if m:
+            dt = parse_date(m.group(1).strip())
+            if dt is not None and dt.tzinfo is not None:
+                out.append(dt)
+    return out
+
+
+def _date_diff_hours(pm: ParsedMessage) -> float | None:
+    """Date header minus the Received timestamp closest to it, in hours (SpamAssassin's
+    ``date_diff``); None without a usable Date or Received timestamp."""
+    dt = pm.date
+    if dt is None or dt.tzinfo is None:
+        return None
+    try:
+        diffs = [(dt - r).total_seconds() / 3600.0 for r in _received_times(pm)]
+    except (OverflowError, ValueError):
+        return None
+    return min(diffs, key=abs) if diffs else None
+
+
+def shifted_date(v: MessageViews, args: tuple[Any, ...]) -> int:
+    if "date_diff" not in v.memo:
+        v.memo["date_diff"] = _date_diff_hours(v.pm)
+    diff: float | None = v.memo["date_diff"]
+    if diff is None:
+        return 0
+    lo, hi = _bound(args, 0), _bound(args, 1)
+    return int((lo is None or diff >= lo) and (hi is None or diff < hi))
+
+
+def _declared_charsets(v: MessageViews) -> set[bytes]:
+    if "charsets" not in v.memo:
+        v.memo["charsets"] = {m.group(1) for m in _CHARSET_RE.finditer(v.raw_head_and_body.lower())}
+    found: set[bytes] = v.memo["charsets"]
+    return found
+
+
+def uppercase(v: MessageViews, args: tuple[Any, ...]) -> int:
+    if "uppercase" not in v.memo:
+        v.memo["uppercase"] = _uppercase_pct(v)
+    pct: float = v.memo["uppercase"]
+    return int(pct > _num(args, 0, 0) and pct <= _num(args, 1, 100))
+
+
+def _uppercase_pct(v: MessageViews) -> float:
+    if any(_CAPS_FP_CHARSET_RE.fullmatch(cs.decode("latin-1")) for cs in _declared_charsets(v)):
+        return 0.0
+    length = lower = upper = 0
+    for line in v.body.split(b"\n"):
+        if not _INNER_SPACE_RE.search(line) or _B64_LINE_RE.match(line):
+            continue
+        length += len(line)
+        lower += len(line.translate(None, _NOT_LOWER_SA))
+        upper += len(line.translate(None, _NOT_UPPER_SA))
+    if length < 200 or not upper + lower:
+        return 0.0
+    return 100.0 * upper / (upper + lower)
+
+
+def subject_all_caps(v: MessageViews, args: tuple[Any, ...]) -> int:
+    subject = _SUBJECT_PREFIX_RE.sub("", v.pm.subject.strip())
+    if not re.search(r"\s", subject) or len(subject) < 10:
+        return 0
+    raw = " ".join(v.header_values("Subject", True))
+    if _CAPS_FP_ENCODED_WORD_RE.search(raw):
+        return 0
+    letters = re.sub(r"[^a-zA-Z]", "", subject)
+    return int(bool(letters) and letters == letters.upper())
+
+
+def to_in_subject(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """The recipient's address (``'address'``) anywhere in the Subject, or its local part
+    (``'user'``) used as a salutation ("jsmith, ...", "jsmith: ...") or closing the line
+    ("... for jsmith"): a spammer's mail merge. A list tag ("[user] ...") does not count."""
+    to = v.pm.to_addrs[0] if v.pm.to_addrs else ""
+    subject = v.pm.subject
+    if not to or not subject:
+        return 0
+    if (str(args[0]) if args else "address").lower() != "user":
+        return int(re.search(r"(?<!\w)" + re.escape(to) + r"(?!\w)", subject, re.I) is not None)
+    user = re.escape(to.split("@", 1)[0])
+    if len(user) < 3:
+        return 0
+    subj = re.sub(r"%\S+", "", subject)
+    salutation = re.search(r"^\s*(?:re:\s*)?" + user + r"(?:\s*[,:;!]|\s+-)", subj, re.I)
+    closing = re.search(r"(?<![\w\[(<@.])" + user + r"[!?.]*\s*$", subj, re.I)
+    return int(salutation is not None or closing is not None)
+
+
+def header_count_range(v: MessageViews, args: tuple[Any, ...]) -> int:
+    if not args:
+        return 0
+    n = len(v.header_values(str(args[0]), True))
+    return int(n >= _num(args, 1, 0) and n <= _num(args, 2, 999))
+
+
+def blank_line_ratio(v: MessageViews, args: tuple[Any, ...]) -> int:
+    lo, hi, min_lines = _num(args, 0, 0), _num(args, 1, 100), int(_num(args, 2, 1))
+    lines = v.rawbody.split(b"\n") if v.rawbody else []
+    if len(lines) < max(min_lines, 1):
+        return 0
+    pct = 100.0 * sum(1 for line in lines if not line.strip()) / len(lines)
+    return int((lo == 0 and pct <= hi) or (lo < pct <= hi))
+
+
+def illegal_chars(v: MessageViews, args: tuple[Any, ...]) -> int:
+    if not args:
+        return 0
+    name = str(args[0])
+    ratio, count = _num(args, 1, 0.0), _num(args, 2, 1)
+    if name == "ALL":
+        text = b"".join(
+            f"{k}: {val}\n".encode("utf-8", "surrogateescape") for k, val in v.pm.raw_headers
+        )
+        text = _SUBJ_FROM_LINE_RE.sub(b"", _FOLD_RE.sub(b"  ", text))
+    else:
+        text = "\n".join(v.header_values(name, True)).encode("utf-8", "surrogateescape")
+    if not text:
+        return 0
+    illegal = len(_ILLEGAL_RE.findall(text))
+    if illegal and name.lower() == "subject" and len(re.findall(rb"[\xa2\xa3\xae]", text)) == 1:
+        illegal -= 1
+    return int(illegal / len(text) >= ratio and illegal >= count)
+
+
 EVALS: dict[str, EvalFn] = {
     "mailsift_html_only": html_only,
     "mailsift_image_only": image_only,
@@ -408,6 +577,13 @@ EVALS: dict[str, EvalFn] = {
     "html_image_only": sa_html_image_only,
     "check_for_faraway_charset": charset_mismatch,
     "check_msg_parse_flags": sa_parse_flags,
+    "check_for_shifted_date": shifted_date,
+    "check_for_uppercase": uppercase,
+    "subject_is_all_caps": subject_all_caps,
+    "check_for_to_in_subject": to_in_subject,
+    "check_header_count_range": header_count_range,
+    "check_blank_line_ratio": blank_line_ratio,
+    "check_illegal_chars": illegal_chars,
 }
 
 _ARG_RE = re.compile(r"""\s*(?:'([^']*)'|"([^"]*)"|([^,\s'"]+))\s*(?:,|$)""")
