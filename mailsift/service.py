@@ -105,12 +105,20 @@ class ScoringService:
         symbols: Sequence[Symbol] = (),
     ) -> Verdict:
         data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
+        verdict = self.evaluate(data, envelope, symbols)
+        self.record(verdict, data, envelope)
+        return verdict
+
+    def evaluate(
+        self, raw: bytes, envelope: Envelope | None = None, symbols: Sequence[Symbol] = ()
+    ) -> Verdict:
+        """The first half of ``score``: the verdict, not yet recorded (the caller must
+        ``record`` it before answering; the API runs the two on different threads)."""
         try:
             self.learner.maybe_sync()
         except Exception as exc:  # a store hiccup must not stop scoring with the current model
             log.warning("feedback sync failed: %s", exc)
-        verdict: Verdict = self.scorer.score(data, envelope, symbols)
-        self.record(verdict, data, envelope)
+        verdict: Verdict = self.scorer.score(raw, envelope, symbols)
         return verdict
 
     def record(self, verdict: Verdict, raw: bytes, envelope: Envelope | None = None) -> None:

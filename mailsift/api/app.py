@@ -33,7 +33,7 @@ from mailsift.api import metrics
 from mailsift.api.keys import ApiKeys
 from mailsift.api.lean import lean_process, resolve_serving_model, trim_heap
 from mailsift.api.logs import log_event
-from mailsift.api.middleware import BodyLimitMiddleware, ObserveMiddleware
+from mailsift.api.middleware import BodyLimitMiddleware, ObserveMiddleware, RecycleMiddleware
 from mailsift.api.reload import ModelSync, generation_file
 from mailsift.api.routes import feedback, health, lists, models, score, verdicts
 from mailsift.api.schemas import BatchRequest
@@ -43,9 +43,14 @@ from mailsift.store import Store, StoreError, open_store
 
 log = logging.getLogger("mailsift.api")
 
-# threads that score requests (per worker): scoring holds the GIL, so more threads add no
-# CPU, but a few let verdict commits of concurrent requests overlap (and group together)
-SCORE_THREADS = 8
+# Threads per worker. Scoring holds the GIL (but for Hyperscan scans), so more scoring
+# threads add no CPU, only per-thread Hyperscan scratch memory and GIL hand-offs; commits
+# wait for the disk, so several record threads let concurrent verdicts share one commit.
+SCORE_THREADS = 1
+RECORD_THREADS = 8
+# requests a keep-alive connection carries before the server closes it (spreads the
+# connections of long-lived clients over the workers: see RecycleMiddleware)
+KEEPALIVE_REQUESTS = 100
 
 DESCRIPTION = """\
 Score email for spam, explain the verdict, and learn from users' reports.
@@ -149,11 +154,13 @@ def create_app(settings: Settings, service: ScoringService | None = None) -> Fas
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(_start, app, settings)
         app.state.score_executor = ThreadPoolExecutor(SCORE_THREADS, thread_name_prefix="score")
+        app.state.record_executor = ThreadPoolExecutor(RECORD_THREADS, thread_name_prefix="rec")
         try:
             yield
         finally:
-            app.state.score_executor.shutdown(wait=False)
-            app.state.score_executor = None
+            for name in ("score_executor", "record_executor"):
+                getattr(app.state, name).shutdown(wait=False)
+                setattr(app.state, name, None)
             await run_in_threadpool(_stop, app)
 
     app = FastAPI(
@@ -170,6 +177,7 @@ def create_app(settings: Settings, service: ScoringService | None = None) -> Fas
     app.state.model_sync = None
     app.state.startup_error = ""
     app.state.score_executor = None
+    app.state.record_executor = None
 
     for module in (score, feedback, lists, verdicts, models, health):
         app.include_router(module.router)
@@ -196,6 +204,7 @@ def create_app(settings: Settings, service: ScoringService | None = None) -> Fas
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
     app.add_middleware(ObserveMiddleware)
+    app.add_middleware(RecycleMiddleware, max_requests=KEEPALIVE_REQUESTS)
     return app
 
 

@@ -4,14 +4,14 @@ Where a worker's memory went (VmRSS, measured on the default blend model with th
 SpamAssassin rules): Python + FastAPI + pydantic + uvicorn + psycopg ~80 MB; numpy, scipy
 and scikit-learn ~65 MB more, plus ~63 MB of pandas and pyarrow that scikit-learn imports
 only because they are installed (``sklearn.utils.fixes``: ``try: import pandas``); skops
-~20 MB; the model's arrays ~45 MB (a 2**20 + 2**16 column hashed feature space, float64:
+~20 MB (it imports every scikit-learn estimator, and so pytest and rich, ~8 MB of it); the model's arrays ~45 MB (a 2**20 + 2**16 column hashed feature space, float64:
 NB counts and log-probabilities 2 x 17.8 MB, logistic weights 8.9 MB), with ~50 MB of
 garbage left on the heap by loading it; the compiled rules ~45 MB; MLflow, when the worker
 asks the registry for the champion itself, ~90 MB.
 
 - :func:`lean_process` (called first thing in a uvicorn worker, before scikit-learn is
-  imported) marks pandas and pyarrow as not importable in that process, so optional
-  imports skip them, and caps glibc's malloc arenas at two (one per thread otherwise,
+  imported) marks pandas, pyarrow, pytest and rich as not importable in that process, so
+  optional imports skip them (MLflow, skops and scikit-learn serve without them), and caps glibc's malloc arenas at two (one per thread otherwise,
   each holding freed memory of its own).
 - :func:`trim_heap` returns freed heap pages to the system (after the model is loaded).
 - :func:`resolve_serving_model` asks the MLflow registry for the champion in a short-lived
@@ -33,7 +33,7 @@ from mailsift.config import Settings
 log = logging.getLogger(__name__)
 
 # optional dependencies of libraries a worker imports, which it never uses
-UNUSED_IN_WORKER = ("pandas", "pyarrow")
+UNUSED_IN_WORKER = ("pandas", "pyarrow", "pytest", "rich")
 MALLOC_ARENAS = 2
 _M_ARENA_MAX = -8  # glibc mallopt parameter
 

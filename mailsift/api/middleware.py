@@ -4,6 +4,14 @@
 it when ``Content-Length`` says so, and otherwise counts bytes while the application reads
 the stream (chunked uploads), so a 1 GB body is never held in memory.
 
+``RecycleMiddleware`` asks the client to close a keep-alive connection after it has carried
+``max_requests`` requests (``Connection: close``, as nginx's ``keepalive_requests``). With
+several uvicorn workers sharing one listening socket, whichever worker wakes first accepts
+a new connection (often all of a burst of them), and a keep-alive connection stays with it
+for good: one worker could serve every client while the other idles. Recycling connections
+lets the less busy worker (the one quicker to accept) pick up the reconnections, so the load
+evens out within seconds; a reconnect costs a TCP handshake per ``max_requests`` requests.
+
 ``ObserveMiddleware`` counts requests and latency per route template (Prometheus) and
 writes one JSON access-log line per request, with the verdict id of a scoring request
 (``request.state.verdict_ids``); never a message body.
@@ -94,6 +102,38 @@ class BodyLimitMiddleware:
             if started:
                 raise
             await _send_json(send, 413, {"detail": exc.detail})
+
+
+class RecycleMiddleware:
+    """Close a keep-alive connection after ``max_requests`` requests (see above)."""
+
+    def __init__(self, app: ASGIApp, max_requests: int = 100) -> None:
+        self.app = app
+        self.max_requests = max_requests
+        self._served: dict[tuple[str, int], int] = {}  # client (host, port) -> requests
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        if scope["type"] != "http" or not client or scope.get("http_version") == "2":
+            await self.app(scope, receive, send)
+            return
+        key = (client[0], client[1])
+        served = self._served
+        n = served.pop(key, 0) + 1
+        if n < self.max_requests:
+            if len(served) >= 4096:  # connections the clients closed themselves
+                served.clear()
+            served[key] = n
+            await self.app(scope, receive, send)
+            return
+
+        async def closing_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0].lower() != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, closing_send)
 
 
 def _route_template(scope: Scope) -> str:

@@ -103,11 +103,13 @@ def json_response(model: BaseModel) -> Response:
     return Response(model.model_dump_json().encode(), media_type="application/json")
 
 
-async def run_scoring(request: Request, fn: Callable[..., T], *args: Any) -> T:
-    """Run CPU-bound scoring off the event loop: on the app's scoring thread pool when it
-    has one (``app.state.score_executor``, a plain executor: cheaper than anyio's
-    threadpool), else on anyio's threadpool."""
-    executor = getattr(request.app.state, "score_executor", None)
+async def run_scoring(
+    request: Request, fn: Callable[..., T], *args: Any, pool: str = "score_executor"
+) -> T:
+    """Run blocking work off the event loop: on one of the app's thread pools when it has
+    them (``app.state.score_executor`` for CPU-bound scoring, ``record_executor`` for the
+    verdict commit: plain executors, cheaper than anyio's threadpool), else on anyio's."""
+    executor = getattr(request.app.state, pool, None)
     if executor is None:
         return await run_in_threadpool(fn, *args)
     return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
@@ -140,7 +142,11 @@ async def score(request: Request, service: ServiceDep, _key: ScoreKey) -> Respon
         raw += chunk
     if not raw.strip():
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "the request body (the message) is empty")
-    verdict = await run_scoring(request, service.score, bytes(raw), envelope.to_envelope())
+    data, env = bytes(raw), envelope.to_envelope()
+    # scoring on the few scoring threads; the commit (which waits for the disk) on others,
+    # so a scoring thread never idles while verdicts of concurrent requests commit together
+    verdict = await run_scoring(request, service.evaluate, data, env)
+    await run_scoring(request, service.record, verdict, data, env, pool="record_executor")
     _record(request, [verdict])
     return json_response(ScoreResponse.from_verdict(verdict))
 
