@@ -48,7 +48,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from mailsift.message import ParsedMessage, parse_date, registrable_domain
+from mailsift.message import ParsedMessage, address_of, parse_date, registrable_domain
 
 if TYPE_CHECKING:
     from mailsift.classifier.rules.engine import MessageViews
@@ -499,22 +499,42 @@ def subject_all_caps(v: MessageViews, args: tuple[Any, ...]) -> int:
 
 
 def to_in_subject(v: MessageViews, args: tuple[Any, ...]) -> int:
-    """The recipient's address (``'address'``) anywhere in the Subject, or its local part
+    """The first To address (``'address'``) anywhere in the Subject, or its local part
     (``'user'``) used as a salutation ("jsmith, ...", "jsmith: ...") or closing the line
     ("... for jsmith"): a spammer's mail merge. A list tag ("[user] ...") does not count."""
-    to = v.pm.to_addrs[0] if v.pm.to_addrs else ""
-    subject = v.pm.subject
+    to = address_of(v.pm.header("To"))
+    subject = v.pm.subject.lower()
     if not to or not subject:
         return 0
     if (str(args[0]) if args else "address").lower() != "user":
-        return int(re.search(r"(?<!\w)" + re.escape(to) + r"(?!\w)", subject, re.I) is not None)
-    user = re.escape(to.split("@", 1)[0])
+        return int(_word_at(subject, to, subject.find(to)))
+    user = to.split("@", 1)[0]
     if len(user) < 3:
         return 0
-    subj = re.sub(r"%\S+", "", subject)
-    salutation = re.search(r"^\s*(?:re:\s*)?" + user + r"(?:\s*[,:;!]|\s+-)", subj, re.I)
-    closing = re.search(r"(?<![\w\[(<@.])" + user + r"[!?.]*\s*$", subj, re.I)
-    return int(salutation is not None or closing is not None)
+    subj = subject.strip()
+    if subj.startswith("re:"):
+        subj = subj[3:].lstrip()
+    if subj.startswith(user):
+        rest = subj[len(user) :]
+        if rest.lstrip()[:1] in (",", ":", ";", "!") or rest.startswith((" -", "\t-")):
+            return 1
+    tail = subj.rstrip("!?. \t")
+    if tail.endswith(user):
+        before = tail[-len(user) - 1] if len(tail) > len(user) else " "
+        return int(not (before.isalnum() or before in "_[(<@."))
+    return 0
+
+
+def _word_at(text: str, word: str, pos: int) -> bool:
+    """``word`` found at ``pos`` (>= 0) with no word character on either side."""
+    while pos >= 0:
+        end = pos + len(word)
+        left = text[pos - 1] if pos else " "
+        right = text[end] if end < len(text) else " "
+        if not (left.isalnum() or left == "_") and not (right.isalnum() or right == "_"):
+            return True
+        pos = text.find(word, pos + 1)
+    return False
 
 
 def header_count_range(v: MessageViews, args: tuple[Any, ...]) -> int:
