@@ -10,12 +10,19 @@ Kinds (``settings.model.kind``):
 * ``logreg``: logistic regression trained by SGD (``SGDClassifier(loss="log_loss")``, several
   epochs in ``fit``, one step per message in ``partial_fit``). The token block is
   L2-normalised per message (like TF-IDF), the rule / symbol / structure block stays 0/1.
-* ``blend`` (default): NB and logreg joined by a two-input logistic regression (a stacker)
-  fitted on 3-fold out-of-fold log-odds of the training set, so the blend is calibrated.
-  NB log-odds are huge (hundreds): they enter the stacker as ``arcsinh(z / 10)``, which
-  keeps their sign and ranking but stops one over-confident NB vote from drowning the
-  linear model. ``partial_fit`` updates both base models; the stacker stays fixed until the
-  next full fit.
+* ``blend`` (default): NB, logreg and a third, small logistic regression over the rule /
+  symbol / structure block alone (``Hyper.meta_c``: strongly regularised, liblinear) joined
+  by a three-input logistic regression (a stacker) fitted on 3-fold out-of-fold log-odds of
+  the training set, so the blend is calibrated. NB log-odds are huge (hundreds): they enter
+  the stacker as ``arcsinh(z / 10)``, which keeps their sign and ranking but stops one
+  over-confident NB vote from drowning the linear model. The stacker gives the
+  rules/structure model a *negative* weight (-0.70 on the whole corpus; NB +0.51, logreg
+  +1.15): it discounts rule / structure evidence that NB and logreg have already counted,
+  so a ham that trips many correlated rules (an HTML newsletter: "click here", images,
+  no text part) no longer outscores spam on that alone. It lifts cross-validation and the
+  time-ordered split, but costs on other sources (see below). ``partial_fit`` updates NB
+  and logreg; the stacker and the rules/structure model stay fixed until the next full
+  fit.
 
 Measured on the SpamAssassin corpus (6,046 messages, 5-fold stratified CV, fixed seed;
 1-ROCA% as the mean over folds / spam recall at 0.1% ham FPR pooled over folds):
@@ -38,14 +45,68 @@ The TF-IDF + logistic regression baseline of the pipeline issue: 0.043 / 94.3.
 
 Time-ordered split (stock rules; train on the oldest 80 % by Date, test on the newest 20 %,
 which holds only 62 spam): ``blend`` 0.077 / 87.1, ``logreg`` 0.050 / 88.7, ``nb`` 2.9 / 79.0.
-Naive Bayes ages worst; the linear model, which leans on rules and structure, ages best. The
-blend stays the default (best on cross-validation, and the stacker bounds the NB vote), but
-``logreg`` is the kind to compare when the serving mail is far from the training years.
+Naive Bayes ages worst; the linear model, which leans on rules and structure, ages best.
+
+Generalisation (issue 3), measured on the corpus as ``pipeline.corpus`` indexes it now (5,839
+messages, 1,729 spam), every figure 1-ROCA% / spam recall at 0.1 % ham FPR, **means over
+folds** (as ``bench/bench_accuracy.py`` prints them): **cv** 5-fold stratified; **time** the
+time-ordered split (1,168 test messages, 69 spam: one spam is 1.4 points of recall, and at
+0.1 % FPR no test ham may outscore a caught spam); **src** (scratch protocol, not in the
+bench) trained on ``easy_ham`` + ``spam`` + half of ``hard_ham``, tested on ``easy_ham_2`` +
+``spam_2`` + the other half (2,780 test messages, 1,267 spam): other sources, later spam.
+Rows other than the default have no third stacker input unless they say so.
+
+=========================================================  ============  ============  ============
+``blend``, change                                          cv            time          src
+=========================================================  ============  ============  ============
+feature set 2 (before issue 3)                             0.031 / 92.5  0.062 / 88.4  0.410 / 89.5
+feature set 2, ``logreg``                                  0.046 / 89.3  0.048 / 89.9  0.440 / 84.9
+set 2 + SpamAssassin score sum of the hits, 3rd input (*)  0.031 / 92.7  0.077 / 89.9
+set 2 without ``rcv:ip16:``                                0.031 / 92.5  0.071 / 88.4  0.400 / 89.3
+set 2 without ``rcv:`` (all Received tokens)               0.035 / 92.3  0.088 / 88.4  0.345 / 88.7
+set 2, ``lr_alpha`` 1e-5                                   0.033 / 92.5  0.080 / 88.4  0.462 / 88.2
+set 2, ``meta_scale`` 0.25                                 0.037 / 90.2  0.149 / 88.4  0.415 / 90.7
+set 2, ``nb_alpha`` 0.03                                   0.033 / 91.3  0.045 / 89.9  0.406 / 83.7
+**set 3: no words of other headers' values** (``hv:``)     0.028 / 92.9  0.059 / 88.4  0.259 / 91.4
+set 3 + SpamAssassin score sum, 3rd input (*)              0.028 / 92.9  0.070 / 88.4  0.252 / 91.6
+set 3 + rules/structure-only logreg C 0.1, 3rd input       0.026 / 94.2  0.054 / 88.4  0.315 / 88.5
+set 3 + rules/structure-only logreg C 1, 3rd input         0.028 / 92.9  0.054 / 89.9  0.300 / 88.0
+**set 3 + rules/structure-only logreg C 0.03** (default)   0.025 / 94.6  0.049 / 91.3  0.316 / 89.2
+set 3, stacker on 5 folds (not 3)                          0.028 / 92.9  0.053 / 88.4  0.243 / 90.8
+set 3 without ``rcv:ip16:``                                0.030 / 92.7  0.071 / 88.4  0.247 / 91.2
+set 3 without ``rcv:ip16:``, ``mid:shape:`` (= D)          0.030 / 92.7  0.065 / 88.4  0.250 / 90.9
+D without ``h:`` (header names)                            0.030 / 92.9  0.053 / 88.4  0.229 / 89.7
+D without ``bw:`` (body bigrams)                           0.028 / 91.8  0.053 / 88.4  0.259 / 85.2
+D without ``from:local:``, ``to:``                         0.030 / 92.6  0.071 / 88.4  0.236 / 89.7
+D, ``nb_alpha`` 0.01                                       0.030 / 92.3  0.071 / 88.4  0.233 / 86.6
+D, ``lr_alpha`` 1e-6                                       0.028 / 92.3  0.073 / 88.4  0.250 / 88.7
+D, ``meta_scale`` 0.06                                     0.031 / 93.2  0.074 / 88.4  0.261 / 88.6
+D, NB log-odds / 30 before the squash (not / 10)           0.030 / 92.9  0.111 / 89.9  0.240 / 91.2
+=========================================================  ============  ============  ============
+
+(*) the stacker gives the score sum a *negative* weight: next to NB and logreg it adds
+nothing that lasts (the rule score sums alone, without Bayes, score 1-ROCA% ~3.6 here).
+
+Default since issue 3: feature set 3 **+ the rules/structure-only model as a third stacker
+input, C 0.03**: cv **0.025 / 94.6**, time **0.049 / 91.3**, src 0.316 / 89.2 (C 0.1 and 1:
+see the table). Dropping the ``hv:`` tokens is the one change better on all three
+protocols; the third input then helps cross-validation (per-fold recall 92.9 -> 94.6) and
+the time split but costs about a fifth of the gain on other sources (src 0.259 -> 0.316,
+still better than feature set 2). NB over tokens only (no meta block; no third input):
+0.028 / 93.0, 0.067 / 88.4, 0.263 / 90.1. On the time split the missed spam sit below a few
+``hard_ham`` newsletters; the same hams set the per-fold recall at 0.1 % FPR on
+cross-validation (one ham per fold decides it), so those figures move in steps.
 
 Label flip: naive Bayes unlearns the wrong label exactly, then learns the right one. A linear
 model cannot subtract a past gradient step: :meth:`SpamModel.unlearn` on ``logreg`` takes a
 step with the opposite label instead (the weight it had moved is pushed back towards, and
 past, where the corrected label wants it); repeated feedback keeps moving it the right way.
+
+One message (the scorer: :meth:`SpamModel.predict_explain`, :meth:`SpamModel.feature_weights`,
+and ``decision_function`` / ``predict_proba`` of a single sample) takes a fast path: each
+distinct feature string is hashed once, the fitted weights of the sample's own columns are
+gathered and summed; no sparse matrix is built. It reads the fitted arrays on every call
+(in-place feedback updates count at once) and gives the batch path's numbers (tested).
 
 Artifacts: ``model.skops`` (``skops.io``, never pickle) + ``manifest.json`` (sha256 of the
 skops file, version, kind, feature sizes, training summary, metrics). :meth:`SpamModel.load`
@@ -112,6 +173,7 @@ TRUSTED_TYPES = frozenset(
 
 LOGIT_CLIP = 30.0
 NB_LOGIT_SCALE = 10.0  # naive Bayes log-odds are large: scaled before the stacker
+META_CLIP = 30.0  # rules/structure-only model log-odds, clipped before the stacker
 
 
 class ModelLoadError(RuntimeError):
@@ -132,6 +194,9 @@ class Hyper:
     # their values are ~0.05: at 1.0 the ~2,500 stock-rule features crowd the tokens out)
     meta_scale: float = 0.12
     stack_folds: int = 3
+    # blend: C of a third base model, a logistic regression over the rule / symbol /
+    # structure block alone (0 = none); the stacker weighs it next to NB and logreg
+    meta_c: float = 0.03
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -159,6 +224,7 @@ class _Row:
     norm: float  # L2 norm of the token block (logreg's view)
     nbd: np.ndarray | None  # NB log-odds weight per column (tokens then meta), unscaled
     lrw: np.ndarray | None  # logreg weight per column (tokens then meta), unscaled
+    mw: np.ndarray | None  # rules/structure model weight per meta column (blend), unscaled
 
 
 class SpamModel:
@@ -181,6 +247,7 @@ class SpamModel:
         self.nb_: MultinomialNB | ComplementNB | None = None
         self.lr_: SGDClassifier | None = None
         self.stack_: LogisticRegression | None = None
+        self.meta_: LogisticRegression | None = None  # blend: rules/structure-only model
         self.version = ""
         self.manifest: dict[str, Any] = {}
         self.n_learned_ = 0  # partial_fit / unlearn updates since the last full fit
@@ -198,6 +265,10 @@ class SpamModel:
     @property
     def uses_lr(self) -> bool:
         return self.kind in ("logreg", "blend")
+
+    @property
+    def uses_meta(self) -> bool:
+        return self.kind == "blend" and self.hyper.meta_c > 0
 
     def _new_nb(self) -> MultinomialNB | ComplementNB:
         if self.kind == "cnb":
@@ -263,12 +334,14 @@ class SpamModel:
             self.nb_ = self._new_nb().fit(self._nb_x(xt, xm), y)
         if self.uses_lr:
             self.lr_ = self._new_lr().fit(self._lr_x(xt, xm), y)
+        if self.uses_meta:
+            self.meta_ = LogisticRegression(C=self.hyper.meta_c, solver="liblinear").fit(xm, y)
 
     def _fit_stacker(
         self, xt: sp.csr_matrix, xm: sp.csr_matrix, y: np.ndarray
     ) -> LogisticRegression:
-        """Out-of-fold base log-odds -> a 2-input logistic regression (calibrated blend)."""
-        oof = np.zeros((len(y), 2))
+        """Out-of-fold base log-odds -> a 2- (3-) input logistic regression (calibrated)."""
+        oof = np.zeros((len(y), 3 if self.uses_meta else 2))
         folds = StratifiedKFold(self.hyper.stack_folds, shuffle=True, random_state=self.seed)
         for tr, te in folds.split(np.zeros(len(y)), y):
             self._fit_base(xt[tr], xm[tr], y[tr])
@@ -367,11 +440,19 @@ class SpamModel:
         """NB log-odds as the blend's stacker takes them, before the squash."""
         return np.clip(self._nb_logit(xt, xm), -500, 500) / NB_LOGIT_SCALE
 
+    def _meta_logit(self, xm: sp.csr_matrix) -> np.ndarray:
+        m = self.meta_
+        assert m is not None
+        z = xm @ m.coef_[0] + m.intercept_[0]
+        return np.clip(np.asarray(z, dtype=float).ravel(), -META_CLIP, META_CLIP)
+
     def _base_logits(self, xt: sp.csr_matrix, xm: sp.csr_matrix) -> np.ndarray:
         nb = self._nb_scaled(xt, xm)
         if self.hyper.nb_squash:
             nb = np.arcsinh(nb)
         lr = np.clip(self._lr_logit(xt, xm), -100, 100)
+        if self.meta_ is not None:
+            return np.column_stack([nb, lr, self._meta_logit(xm)])
         return np.column_stack([nb, lr])
 
     def decision_function(self, samples: Sequence[Sample]) -> np.ndarray:
@@ -403,9 +484,10 @@ class SpamModel:
     # ---- explanation -----------------------------------------------------------------------
     def _weight_parts(
         self, features: Sequence[str], cols: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(naive Bayes, logreg) log-odds weight of each feature per unit of its value in
-        that model's view, already scaled by the stacker for ``blend``."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(naive Bayes, logreg, rules/structure model) log-odds weight of each feature per
+        unit of its value in that model's view, already scaled by the stacker for ``blend``
+        (the third is zero for tokens and for kinds without that model)."""
         self._check_fitted()
         if cols is None:
             cols = self.vectorizer.column_of(features)
@@ -420,7 +502,12 @@ class SpamModel:
         if self.uses_lr:
             assert self.lr_ is not None
             lrw = self.lr_.coef_[0, cols] * (self._stack_coef(1) if self.kind == "blend" else 1.0)
-        return nbw, lrw
+        mw = np.zeros(len(cols))
+        if self.meta_ is not None:
+            n = self.vectorizer.n_features
+            is_meta = cols >= n
+            mw[is_meta] = self.meta_.coef_[0, cols[is_meta] - n] * self._stack_coef(2)
+        return nbw, lrw, mw
 
     def feature_weights(
         self,
@@ -432,10 +519,10 @@ class SpamModel:
         """Log-odds weight of each feature when present with value 1 (rule / symbol weights);
         with ``sample`` (or its ``nb_factor``), as it counts in that sample (the blend
         squashes NB log-odds)."""
-        nbw, lrw = self._weight_parts(features)
+        nbw, lrw, mw = self._weight_parts(features)
         if nb_factor is None and sample is not None:
             nb_factor = self._nb_squash_factor(sample)
-        return nbw * (nb_factor or 1.0) + lrw * self.hyper.meta_scale
+        return nbw * (nb_factor or 1.0) + lrw * self.hyper.meta_scale + mw
 
     def _squash_factor(self, nb_scaled: float) -> float:
         if self.kind != "blend" or not self.hyper.nb_squash or abs(nb_scaled) < 1e-9:
@@ -480,18 +567,23 @@ class SpamModel:
                 + lr.intercept_[0]
             )
         factor = 1.0
+        mw = None
         if self.kind == "blend":
             assert self.stack_ is not None
             nb_s = min(max(nb_z, -500.0), 500.0) / NB_LOGIT_SCALE
-            c0, c1 = self.stack_.coef_[0].tolist()
+            c = self.stack_.coef_[0].tolist()
             nb_in = math.asinh(nb_s) if self.hyper.nb_squash else nb_s
             lr_in = min(max(lr_z, -100.0), 100.0)
-            z = nb_in * c0 + lr_in * c1 + float(self.stack_.intercept_[0])
+            z = nb_in * c[0] + lr_in * c[1] + float(self.stack_.intercept_[0])
+            if self.meta_ is not None:
+                mw = self.meta_.coef_[0, h.mcols]
+                m_z = float(mw.sum() + self.meta_.intercept_[0])
+                z += min(max(m_z, -META_CLIP), META_CLIP) * c[2]
             if self.hyper.nb_squash:
                 factor = self._squash_factor(nb_s)
         else:
             z = nb_z if self.uses_nb else lr_z
-        return _Row(h, z, factor, norm, nbd, lrw)
+        return _Row(h, z, factor, norm, nbd, lrw, mw)
 
     def predict_explain(
         self, sample: Sample, top: int = 10
@@ -540,6 +632,8 @@ class SpamModel:
             lrw[:n_tok] *= h.token_values / row.norm
             lrw[n_tok:] *= self.hyper.meta_scale
             contrib += lrw
+        if row.mw is not None:
+            contrib[n_tok:] += row.mw[h.meta_pos] * self._stack_coef(2)
         k = min(top, len(contrib))
         mag = np.abs(contrib)
         idx = np.argpartition(-mag, k - 1)[:k] if k < len(contrib) else np.arange(k)
@@ -554,7 +648,7 @@ class SpamModel:
 
     # ---- persistence -----------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
-        return {"nb": self.nb_, "lr": self.lr_, "stack": self.stack_}
+        return {"nb": self.nb_, "lr": self.lr_, "stack": self.stack_, "meta": self.meta_}
 
     def save(self, directory: str | Path, extra_manifest: dict[str, Any] | None = None) -> Path:
         """Write model.skops + manifest.json into ``directory`` (created; files replaced)."""
@@ -641,6 +735,7 @@ class SpamModel:
             hyper=hyper,
         )
         model.nb_, model.lr_, model.stack_ = state.get("nb"), state.get("lr"), state.get("stack")
+        model.meta_ = state.get("meta")
         model._check_fitted()
         model.version = str(manifest.get("version", digest[:12]))
         model.manifest = manifest

@@ -245,3 +245,18 @@ def test_explanation_weights_of_rules_match_feature_weights(small_model: SpamMod
     by_name = {c.token: c.weight for c in contribs}
     w = small_model.feature_weights(["rule:HTML_ONLY"], nb_factor=factor)
     assert by_name["rule:HTML_ONLY"] == pytest.approx(float(w[0]), abs=1e-4)
+
+
+def test_blend_has_a_rules_structure_model_and_it_survives_save_load(tmp_path: Path) -> None:
+    from mailsift.classifier.model import Hyper
+
+    samples, y = _toy()
+    m = SpamModel("blend", n_features=2**16).fit(samples, y)
+    assert m.meta_ is not None and m.stack_ is not None and m.stack_.coef_.shape == (1, 3)
+    loaded = SpamModel.load(m.save(tmp_path / "m"))
+    assert loaded.meta_ is not None
+    assert np.allclose(loaded.predict_proba(samples), m.predict_proba(samples))
+    w = loaded.feature_weights(["rule:HTML_ONLY", "w:cheap"], nb_factor=1.0)
+    assert w.shape == (2,)
+    plain = SpamModel("blend", n_features=2**16, hyper=Hyper(meta_c=0)).fit(samples, y)
+    assert plain.meta_ is None and plain.stack_ is not None and plain.stack_.coef_.shape == (1, 2)
