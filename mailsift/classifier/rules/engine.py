@@ -469,6 +469,7 @@ class RuleSet:
             if rd.eval_name is not None:
                 try:
                     args = evals_mod.parse_args(rd.eval_args)
+                    evals_mod.check_args(rd.eval_name, args)
                 except ValueError as exc:
                     self.skipped.append((name, str(exc)))
                     continue

@@ -37,7 +37,14 @@ Tests (arguments in brackets):
   characters, not for CJK charsets), ``subject_is_all_caps()``,
   ``check_for_to_in_subject('user'|'address')``, ``check_header_count_range(name, min,
   max)``, ``check_blank_line_ratio(min, max, min_lines)`` and ``check_illegal_chars(header,
-  ratio, count)`` (8-bit and control bytes in a raw header, ``ALL`` without Subject and From).
+  ratio, count)`` (8-bit and control bytes in a raw header, ``ALL`` without Subject and From),
+  ``html_test('html'|'embeds'|'form_action_mailto')``, ``html_tag_exists(tag)`` (a tag
+  written in the HTML source), ``check_mime_multipart_ratio(min, max)`` (plain text length
+  over rendered HTML length when a message has both) and ``check_for_mime(test)`` for
+  ``mime_base64_count``, ``mime_qp_count``, ``mime_base64_encoded_text``,
+  ``mime_attachment``, ``mime_bad_iso_charset``, ``mimepart_limit_exceeded`` and
+  ``mime_faraway_charset`` (never: like SpamAssassin with its default ``ok_locales all``).
+  Other sub-tests are skipped at load with a reason (:func:`check_args`).
 """
 
 from __future__ import annotations
@@ -573,6 +580,109 @@ def illegal_chars(v: MessageViews, args: tuple[Any, ...]) -> int:
     return int(illegal / len(text) >= ratio and illegal >= count)
 
 
+_TAG_RE = re.compile(r"<\s*([a-zA-Z][a-zA-Z0-9]{0,20})")
+_FORM_MAILTO_RE = re.compile(r"<\s*form\b[^>]*\baction\s*=\s*[\"']?\s*mailto:", re.IGNORECASE)
+_BAD_ISO_RE = re.compile(r"iso-\S+-\S+\b", re.IGNORECASE)
+_GOOD_ISO_RE = re.compile(r"iso-(?:8859-\d{1,2}|2022-(?:kr|jp(?:-\d)?)(?:-\d)?)\b", re.IGNORECASE)
+_PARAM_CHARSET_RE = re.compile(r"charset\s*=\s*[\"']?([^\s\"';]+)", re.IGNORECASE)
+HTML_TESTS = frozenset({"html", "embeds", "form_action_mailto"})
+MIME_TESTS = frozenset(
+    {
+        "mime_base64_count",
+        "mime_qp_count",
+        "mime_base64_encoded_text",
+        "mime_attachment",
+        "mime_bad_iso_charset",
+        "mimepart_limit_exceeded",
+        "mime_faraway_charset",
+    }
+)
+
+
+def _html_tags(v: MessageViews) -> set[str]:
+    """Tag names written in the HTML source (not the ones a parser would add)."""
+    if "html_tags" not in v.memo:
+        v.memo["html_tags"] = {t.lower() for t in _TAG_RE.findall(v.pm.html)}
+    tags: set[str] = v.memo["html_tags"]
+    return tags
+
+
+def html_test(v: MessageViews, args: tuple[Any, ...]) -> int:
+    test = str(args[0]) if args else ""
+    if not v.pm.html:
+        return 0
+    if test == "html":
+        return 1
+    if test == "embeds":
+        return int(bool(_html_tags(v) & {"embed", "object", "applet"}))
+    if test == "form_action_mailto":
+        return int(_FORM_MAILTO_RE.search(v.pm.html) is not None)
+    return 0
+
+
+def html_tag_exists(v: MessageViews, args: tuple[Any, ...]) -> int:
+    return int(bool(args) and bool(v.pm.html) and str(args[0]).lower() in _html_tags(v))
+
+
+def multipart_ratio(v: MessageViews, args: tuple[Any, ...]) -> int:
+    pm = v.pm
+    if not pm.html_text or not pm.text:
+        return 0
+    ratio = len(pm.text.strip()) / max(len(pm.html_text.strip()), 1)
+    return int(ratio >= _num(args, 0, 0) and ratio < _num(args, 1, 1))
+
+
+def _mime_parts(v: MessageViews) -> list[tuple[str, str, str]]:
+    """(content type, transfer encoding, disposition) of every MIME part, lower-cased."""
+    if "mime_parts" not in v.memo:
+        blocks = [v.pm.raw_headers, *v.pm.part_headers]
+        out = []
+        for headers in blocks:
+            fields = {k.lower(): val for k, val in reversed(headers)}
+            out.append(
+                (
+                    fields.get("content-type", "text/plain").strip().lower(),
+                    fields.get("content-transfer-encoding", "").strip().lower(),
+                    fields.get("content-disposition", "").strip().lower(),
+                )
+            )
+        v.memo["mime_parts"] = out
+    parts: list[tuple[str, str, str]] = v.memo["mime_parts"]
+    return parts
+
+
+def check_for_mime(v: MessageViews, args: tuple[Any, ...]) -> int:
+    test = str(args[0]) if args else ""
+    parts = _mime_parts(v)
+    if test == "mime_base64_count":
+        return sum(1 for _, cte, _ in parts if cte.startswith("base64"))
+    if test == "mime_qp_count":
+        return sum(1 for _, cte, _ in parts if cte.startswith("quoted-printable"))
+    if test == "mime_base64_encoded_text":
+        return int(any(ct.startswith("text/") and cte.startswith("base64") for ct, cte, _ in parts))
+    if test == "mime_attachment":
+        return int(bool(v.pm.attachments) or any("attachment" in cd for _, _, cd in parts))
+    if test == "mime_bad_iso_charset":
+        for ct, _, _ in parts:
+            m = _PARAM_CHARSET_RE.search(ct)
+            if m and _BAD_ISO_RE.search(m.group(1)) and not _GOOD_ISO_RE.search(m.group(1)):
+                return 1
+        return 0
+    if test == "mimepart_limit_exceeded":
+        return int(any(d.startswith("truncated: more than") for d in v.pm.defects))
+    return 0  # mime_faraway_charset: all locales are fine (SpamAssassin's default)
+
+
+def check_args(name: str, args: tuple[Any, ...]) -> None:
+    """Refuse (ValueError, the skip reason) eval sub-tests we do not compute, so that their
+    rules are reported as skipped rather than silently never hitting."""
+    sub = str(args[0]) if args else ""
+    if (name == "check_for_mime" and sub not in MIME_TESTS) or (
+        name == "html_test" and sub not in HTML_TESTS
+    ):
+        raise ValueError(f"eval test not implemented: {name}('{sub}')")
+
+
 EVALS: dict[str, EvalFn] = {
     "mailsift_html_only": html_only,
     "mailsift_image_only": image_only,
@@ -604,6 +714,10 @@ EVALS: dict[str, EvalFn] = {
     "check_header_count_range": header_count_range,
     "check_blank_line_ratio": blank_line_ratio,
     "check_illegal_chars": illegal_chars,
+    "html_test": html_test,
+    "html_tag_exists": html_tag_exists,
+    "check_mime_multipart_ratio": multipart_ratio,
+    "check_for_mime": check_for_mime,
 }
 
 _ARG_RE = re.compile(r"""\s*(?:'([^']*)'|"([^"]*)"|([^,\s'"]+))\s*(?:,|$)""")
