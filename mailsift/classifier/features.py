@@ -149,12 +149,20 @@ def _bucket(n: float, edges: Sequence[float]) -> int:
 
 def header_tokens(pm: ParsedMessage) -> list[str]:
     out: list[str] = []
-    subj = pm.subject
+    # one pass over the headers (ParsedMessage.header scans them all for each lookup)
+    names = [k.lower() for k, _ in pm.headers]
+    first: dict[str, str] = {}
+    received: list[str] = []
+    for n, (_, v) in zip(names, pm.headers, strict=True):
+        first.setdefault(n, v)
+        if n == "received":
+            received.append(v)
+    subj = first.get("subject", "")  # = pm.subject
     _add_words(out, "s:", words(subj, 500), bigrams=True)
     if not subj:
         out.append("s:<none>")
-    for field, prefix in (("From", "from"), ("Reply-To", "rt"), ("Sender", "snd")):
-        value = pm.header(field)
+    for field, prefix in (("from", "from"), ("reply-to", "rt"), ("sender", "snd")):
+        value = first.get(field, "")
         if not value:
             continue
         addr = _addr(value)
@@ -172,22 +180,22 @@ def header_tokens(pm: ParsedMessage) -> list[str]:
         out.append(f"to:dom:{dom}")
     if not to_addrs:
         out.append("to:<none>")
-    for rcv in pm.header_all("Received")[:MAX_RECEIVED]:
+    for rcv in received[:MAX_RECEIVED]:
         low = rcv.lower()
         for a, b in _IPV4_RE.findall(low):
             out.append(f"rcv:ip16:{a}.{b}")
         for host in _HOST_RE.findall(low):
             out.append(f"rcv:dom:{registrable_domain(host)}")
-    for field in ("X-Mailer", "User-Agent"):
-        value = pm.header(field)
+    for field in ("x-mailer", "user-agent"):
+        value = first.get(field, "")
         if value:
             out.extend("xm:" + w for w in words(value, 200)[:6])
-    ctype = pm.header("Content-Type").lower()
+    ctype = first.get("content-type", "").lower()
     out.append("ct:" + pm.content_type)
     m = re.search(r'charset\s*=\s*"?([\w.:-]+)', ctype)
     if m:
         out.append("cs:" + m.group(1))
-    mid = pm.message_id
+    mid = first.get("message-id", "").strip()  # = pm.message_id
     if mid:
         addr = mid.strip("<>")
         out.append("mid:dom:" + (_domain_of(addr) or "<none>"))
@@ -198,7 +206,7 @@ def header_tokens(pm: ParsedMessage) -> list[str]:
     # versions, dates) describe where the training mail came from and age badly (dropping
     # them: 1-ROCA% 0.0307 -> 0.0281 on CV, 0.062 -> 0.059 on the time split and
     # 0.41 -> 0.26 training on one half of the corpus's sources, testing on the other)
-    out += ["h:" + k.lower() for k, _ in pm.headers[:MAX_HEADERS]]
+    out += ["h:" + n for n in names[:MAX_HEADERS]]
     return out
 
 
@@ -271,9 +279,12 @@ def structure_features(pm: ParsedMessage) -> list[str]:
         if any(u.is_ip for u in pm.urls):
             out.append("st:url_ip")
     sample = body[:20000]
-    wordish = len(_WORDISH_RE.findall(sample))
+    found = _WORDISH_RE.findall(sample)
+    wordish = len(found)
     if wordish >= 10:
-        caps = len(_CAPS_RE.findall(sample)) / wordish
+        # = len(_CAPS_RE.findall(sample)): an all-capitals run bounded by \b is exactly a
+        # wordish match that is upper case (one regex pass instead of two)
+        caps = sum(map(str.isupper, found)) / wordish
         out.append(f"st:caps:{_bucket(caps, (0.02, 0.05, 0.15, 0.4))}")
     for d in sorted(set(pm.defects))[:10]:
         out.append("st:defect:" + d.split(":", 1)[0][:40])

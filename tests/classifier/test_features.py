@@ -113,3 +113,11 @@ def test_hash_sample_is_the_batch_row() -> None:
             assert h.tokens == list(dict.fromkeys(s.tokens))
             assert h.cols[h.token_pos].tolist() == h.token_cols.tolist()
             assert h.mcols[h.meta_pos].tolist() == h.meta_cols.tolist()
+
+
+def test_caps_count_is_the_capitals_regex() -> None:
+    from mailsift.classifier.features import _CAPS_RE, _WORDISH_RE
+
+    text = "FREE money NOW!!! ABC1 _ABC ABC_ ÉTAT ABCÉ AB ABCD x-RAY X-RAY MNOpq " * 3
+    caps = sum(map(str.isupper, _WORDISH_RE.findall(text)))
+    assert caps == len(_CAPS_RE.findall(text)) > 0
