@@ -284,6 +284,11 @@ def test_batch_malformed_json_and_content_type(api_server: ApiServer) -> None:
             "/v1/score/batch", content=b"{nope", headers={"Content-Type": "application/json"}
         )
         assert r.status_code == 422
+        # not UTF-8: the 422 echoes the input, it must still render (was a 500)
+        r = c.post(
+            "/v1/score/batch", content=b"x\xff\xfe", headers={"Content-Type": "application/json"}
+        )
+        assert r.status_code == 422 and r.json()["detail"][0]["type"] == "json_invalid"
         r = c.post("/v1/score/batch", content=b"x", headers={"Content-Type": "text/plain"})
         assert r.status_code == 415
         r = c.post(

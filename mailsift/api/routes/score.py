@@ -46,7 +46,11 @@ def media_type(request: Request) -> str:
 
 
 def _bad_input(exc: ValidationError) -> RequestValidationError:
-    return RequestValidationError(exc.errors(include_url=False, include_context=False))
+    errors = exc.errors(include_url=False, include_context=False)
+    for e in errors:  # invalid JSON echoes the raw body: bytes, maybe not UTF-8 (500 else)
+        if isinstance(e.get("input"), bytes | bytearray):
+            e["input"] = bytes(e["input"]).decode("utf-8", "replace")
+    return RequestValidationError(errors)
 
 
 def _record(request: Request, verdicts: list[Verdict]) -> None:
