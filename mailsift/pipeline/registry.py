@@ -15,6 +15,10 @@ The decision and the figures are logged as an MLflow run and as tags of the vers
 
 Serving (:func:`resolve_serving_model_dir`): the champion's local folder, else
 ``settings.default_model_dir`` when it holds a model.
+
+A champion this mailsift cannot serve (trained on another feature set, after an upgrade, or
+of an unknown kind: :func:`incompatibility`) is passed over by serving, with a warning, and
+any new version replaces it at promotion (the gate cannot score a model it cannot load).
 """
 
 from __future__ import annotations
@@ -54,6 +58,24 @@ class GateResult:
 
 def is_model_dir(path: Path) -> bool:
     return (path / MANIFEST).is_file()
+
+
+def incompatibility(path: Path) -> str | None:
+    """Why this mailsift cannot serve the model in ``path`` (from its manifest), or None."""
+    from mailsift.classifier import model as model_mod
+
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        return f"unreadable manifest: {exc}"
+    fs = manifest.get("feature_set_version")
+    if fs != model_mod.FEATURE_SET_VERSION:
+        return (
+            f"trained on feature set {fs!r}, this mailsift uses {model_mod.FEATURE_SET_VERSION!r}"
+        )
+    if manifest.get("kind") not in model_mod.KINDS:
+        return f"unknown model kind {manifest.get('kind')!r}"
+    return None
 
 
 # ---- the gate (pure) -----------------------------------------------------------------------
@@ -194,7 +216,16 @@ def resolve_serving_model_dir(settings: Settings) -> Path | None:
     try:
         mv = champion_version(settings)
         if mv is not None:
-            return model_dir_for_version(settings, mv)
+            d = model_dir_for_version(settings, mv)
+            why = incompatibility(d)
+            if why is None:
+                return d
+            log.warning(
+                "champion v%s cannot be served (%s); falling back to %s",
+                mv.version,
+                why,
+                settings.default_model_dir,
+            )
     except Exception as e:  # a broken store must not stop serving the default model
         log.warning(
             "MLflow champion unavailable (%s); falling back to %s", e, settings.default_model_dir
@@ -300,6 +331,19 @@ def promote(
     result = GateResult(promoted=False, reason="", version=str(mv.version), previous=previous)
     if cur is not None and str(cur.version) == str(mv.version):
         result.promoted, result.reason = True, "already the champion"
+        return result
+    stale = None if cur is None else incompatibility(model_dir_for_version(settings, cur, client))
+    if stale is not None and not force:
+        # the gate cannot score a champion this mailsift cannot load; serving passes it over
+        result.promoted = True
+        result.reason = f"champion v{previous} cannot be served by this mailsift ({stale})"
+        if evaluator is None and mv.run_id:
+            evaluator = heldout_evaluator(settings, mv.run_id)
+        if evaluator is not None:
+            result.challenger = evaluator(model_dir_for_version(settings, mv, client))
+        client.set_registered_model_alias(name, alias, str(mv.version))
+        _log_decision(client, settings, mv, result)
+        log.info("promotion of v%s: %s (%s)", mv.version, result.promoted, result.reason)
         return result
     if evaluator is None and cur is not None and not force:
         if not mv.run_id:

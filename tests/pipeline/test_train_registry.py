@@ -124,6 +124,39 @@ def test_serving_falls_back_to_artifacts_then_default(tmp_path: Path, small_corp
     assert registry.resolve_serving_model_dir(other) == other.default_model_dir
 
 
+def test_a_champion_from_an_older_feature_set_is_passed_over_and_replaced(
+    tmp_path: Path, small_corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After an upgrade that changed the feature set: serving falls back to the default
+    model instead of failing, and the next trained version replaces the old champion."""
+    from mailsift.classifier import model as model_mod
+
+    settings = make_settings(tmp_path, small_corpus)
+    current = model_mod.FEATURE_SET_VERSION
+    with monkeypatch.context() as m:  # a model written by an older mailsift
+        m.setattr(model_mod, "FEATURE_SET_VERSION", "0-older")
+        old = train([small_corpus], "nb", tmp_path / "old", settings, promote=True)
+    assert json.loads((old.model_dir / "manifest.json").read_text())["feature_set_version"] == (
+        "0-older"
+    )
+    assert str(registry.champion_version(settings).version) == old.registered_version
+    why = registry.incompatibility(old.model_dir)
+    assert why is not None and "0-older" in why and current in why
+    assert registry.resolve_serving_model_dir(settings) is None  # no usable default either
+    shutil.copytree(old.model_dir, settings.default_model_dir)
+    # the default folder is as stale as the champion: nothing servable is invented
+    assert registry.resolve_serving_model_dir(settings) == settings.default_model_dir
+
+    new = train([small_corpus], "nb", tmp_path / "new", settings, promote=True)
+    assert new.promotion is not None and new.promotion.promoted
+    assert new.promotion.reason.startswith(f"champion v{old.registered_version} cannot be served")
+    assert new.promotion.challenger  # still scored on its held-out split, and logged
+    assert str(registry.champion_version(settings).version) == new.registered_version
+    assert SpamModel.load(registry.resolve_serving_model_dir(settings)).version == (
+        new.model_version
+    )
+
+
 def test_extra_messages_join_training(tmp_path: Path, small_corpus: Path) -> None:
     settings = make_settings(tmp_path, small_corpus)
     extra = [(F.message(500 + i, "spam"), "spam") for i in range(5)]
