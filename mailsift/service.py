@@ -159,6 +159,8 @@ class ScoringService:
         source: str = "user",
     ) -> FeedbackResult:
         """Teach the model that a message is spam or ham (see the module docstring)."""
+        from mailsift.classifier.feedback import FeedbackError  # lazily: see __getattr__
+
         digest: str | None = None
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")

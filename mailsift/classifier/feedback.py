@@ -201,16 +201,17 @@ class OnlineUpdater:
             lr_scale = abs(float(stack.coef_[0, 1])) or 1.0
         self.nb_cap = self.max_drift / nb_scale
         self.lr_cap = self.max_drift / lr_scale
-        self.base_lr: np.ndarray | None = None
+        self.base_lr: _Baseline | None = None
         self.base_lr_intercept = 0.0
-        self.base_nb: np.ndarray | None = None
+        self.base_nb: _Baseline | None = None
         self.nb_tot = np.zeros(2)
-        if model.uses_lr and model.lr_ is not None:
-            self.base_lr = model.lr_.coef_[0].copy()
+        lr = model.lr_
+        if model.uses_lr and lr is not None:
+            self.base_lr = _Baseline(lambda cols: lr.coef_[0, cols])
         nb = model.nb_
         if model.uses_nb and nb is not None:
             self.nb_tot = nb.feature_count_.sum(axis=1).astype(float)
-            self.base_nb = self._nb_ratio(np.arange(nb.feature_count_.shape[1]))
+            self.base_nb = _Baseline(self._nb_ratio)
 
     # ---- updates ---------------------------------------------------------------------------
     def learn(self, sample: Sample, y: int, weight: float = 1.0) -> bool:
@@ -242,6 +243,8 @@ class OnlineUpdater:
         nb = self.model.nb_
         assert nb is not None
         fc = nb.feature_count_
+        if self.base_nb is not None:
+            self.base_nb.record(cols)  # before the first change of a column
         old_norms = self._nb_norms()
         before = fc[y, cols].copy()
         if unlearn:
@@ -325,6 +328,8 @@ class OnlineUpdater:
         lr = self.model.lr_
         assert lr is not None
         coef = lr.coef_
+        if self.base_lr is not None:
+            self.base_lr.record(cols)  # before the first change of a column
         z = float(coef[0, cols] @ vals) + float(lr.intercept_[0])
         p = _sigmoid(z)
         norm2 = float(vals @ vals) or 1.0
@@ -338,6 +343,38 @@ class OnlineUpdater:
             coef[0, cols] = np.clip(cur, lo, hi)
             return True
         return False
+
+
+class _Baseline:
+    """The base model's value of each weight (the drift cap's reference), recorded when
+    feedback first changes it: until then a weight still holds its base value. The same
+    answers as a full copy of the weight vector, without two 2**20-wide copies per process.
+    """
+
+    def __init__(self, current: Callable[[np.ndarray], np.ndarray]) -> None:
+        self._current = current
+        self._vals: dict[int, float] = {}
+
+    def record(self, cols: np.ndarray) -> None:
+        """Call before changing ``cols``: keeps the value of those not changed before."""
+        vals = self._vals
+        new = [c for c in cols.tolist() if c not in vals]
+        if new:
+            now = self._current(np.asarray(new, dtype=np.int64)).tolist()
+            vals.update(zip(new, now, strict=True))
+
+    def __getitem__(self, cols: np.ndarray) -> np.ndarray:
+        cols = np.asarray(cols, dtype=np.int64)
+        out = np.asarray(self._current(cols), dtype=float).copy()
+        vals = self._vals
+        for i, c in enumerate(cols.tolist()):
+            v = vals.get(c)
+            if v is not None:
+                out[i] = v
+        return out
+
+    def __len__(self) -> int:
+        return len(self._vals)
 
 
 class Learner:
