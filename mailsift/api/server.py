@@ -92,6 +92,7 @@ class ApiProcess:
 
     def start(self, timeout: float = 300.0) -> ApiProcess:
         self.settings.paths.var_dir.mkdir(parents=True, exist_ok=True)
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
             [
@@ -131,7 +132,9 @@ class ApiProcess:
                 )
             try:
                 r = httpx.get(self.base_url + "/readyz", timeout=5)
-                if r.status_code == 200:
+                # one worker answering is not enough: connections opened while another is
+                # still loading all go to the first, and keep-alive keeps them there
+                if r.status_code == 200 and self.ready_workers() >= self.workers:
                     return
                 last = r.text
                 if "not started" in r.json().get("detail", ""):  # it will not get better
@@ -140,6 +143,15 @@ class ApiProcess:
                 last = str(exc)
             time.sleep(0.2)
         raise RuntimeError(f"API server not ready after {timeout}s: {last}\n{self.logs()[-4000:]}")
+
+    def ready_workers(self) -> int:
+        """Workers that logged "api worker ready" since this start."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(getattr(self, "_log_start", 0))
+                return f.read().count(b"api worker ready")
+        except OSError:
+            return 0
 
     def worker_pids(self) -> list[int]:
         """The uvicorn worker processes (children of the server process)."""
