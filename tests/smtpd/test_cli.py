@@ -136,10 +136,16 @@ def test_serve_smtp_scores_in_process(tmp_path: Path, smtp_sink, smtp_tls_files,
     )  # fmt: skip  (project rules: fast start)
     serve = Serve(tmp_path, env, port, sub)
     try:
+        # a personal note as a mail client writes one (names on the addresses, a few lines):
+        # the small test model calls a one-line body from a bare address spammy
         r = swaks("--server", f"127.0.0.1:{port}", "--from", "a@example.org",
                   "--to", "bob@mailsift.test", "--local-interface", OUTSIDE_IP,
                   "--header", "Subject: lunch on friday?",
-                  "--body", "Hi Bob, are we still on for lunch on Friday? Cheers, Al")  # fmt: skip
+                  "--header", "From: Al Smith <a@example.org>",
+                  "--header", "To: Bob Jones <bob@mailsift.test>",
+                  "--body", "Hi Bob,\n\nare we still on for lunch on Friday? I booked a table at"
+                            " the Italian place\nnear the office for half past twelve.\n\n"
+                            "Cheers,\nAl\n")  # fmt: skip
     finally:
         code = serve.stop()
     assert code == 0, serve.log_path.read_text()
