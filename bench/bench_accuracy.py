@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
-from bench.bench_api import free_port, stop_group, wait_port
+from bench.bench_api import free_port, spamd_command, stop_group, wait_port
 from mailsift.config import Settings, load_settings
 from mailsift.pipeline.corpus import index_corpus, iter_raw, subsample
 from mailsift.pipeline.extract import extract
@@ -187,25 +187,15 @@ class SpamAssassin:
         home = root / "home"
         home.mkdir(mode=0o777)
         port = free_port()
-        cmd = [
+        cmd = spamd_command(
             self.spamd,
-            "-L",
-            f"--siteconfigpath={site}",
-            "--configpath=/usr/share/spamassassin",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            f"--max-children={self.clients}",
-            f"--min-children={self.clients}",
-            "-x",
-            f"--helper-home-dir={home}",
-            f"--pidfile={root / 'spamd.pid'}",
-            "-s",
-            "stderr",
-        ]
-        if os.geteuid() == 0:
-            cmd += ["-u", "nobody"]
+            site,
+            port,
+            self.clients,
+            home,
+            root / "spamd.pid",
+            configpath="/usr/share/spamassassin",
+        )
         self.commands.append(shlex.join(cmd).replace(str(root), "TMP"))
         with open(root / "spamd.log", "wb") as fh:
             proc = subprocess.Popen(

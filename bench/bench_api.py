@@ -60,6 +60,38 @@ TARGET_RSS_MB = 300.0
 # ---- messages ------------------------------------------------------------------------------
 
 
+def spamd_command(
+    spamd: str,
+    site: Path,
+    port: int,
+    children: int,
+    home: Path,
+    pidfile: Path,
+    configpath: str | None = None,
+) -> list[str]:
+    """``spamd -L`` (no network tests) on a loopback port with a private site config and
+    ``children`` fixed children; as ``nobody`` when run as root (spamd refuses root)."""
+    cmd = [spamd, "-L", f"--siteconfigpath={site}"]
+    if configpath:
+        cmd.append(f"--configpath={configpath}")
+    cmd += [
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        f"--max-children={children}",
+        f"--min-children={children}",
+        "-x",
+        f"--helper-home-dir={home}",
+        f"--pidfile={pidfile}",
+        "-s",
+        "stderr",
+    ]
+    if os.geteuid() == 0:
+        cmd += ["-u", "nobody"]
+    return cmd
+
+
 def load_messages(settings: Settings, n: int, seed: int) -> list[bytes]:
     """A fixed random sample of ``n`` corpus messages (ham and spam, in random order)."""
     from mailsift.pipeline.corpus import iter_corpus
@@ -324,24 +356,7 @@ def bench_spamd(messages: list[bytes], args: argparse.Namespace, tmp: Path) -> R
         shutil.copy(pre, site)
     (site / "local.cf").write_text("use_bayes 0\nbayes_auto_learn 0\n")
     port = free_port()
-    cmd = [
-        spamd,
-        "-L",
-        f"--siteconfigpath={site}",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        f"--max-children={args.workers}",
-        f"--min-children={args.workers}",
-        "-x",
-        f"--helper-home-dir={home}",
-        f"--pidfile={tmp / 'spamd.pid'}",
-        "-s",
-        "stderr",
-    ]
-    if os.geteuid() == 0:
-        cmd += ["-u", "nobody"]
+    cmd = spamd_command(spamd, site, port, args.workers, home, tmp / "spamd.pid")
     with open(tmp / "spamd.log", "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:

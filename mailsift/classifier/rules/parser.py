@@ -259,41 +259,27 @@ def _rule(kind: str, name: str, spec: str, where: str) -> RuleDef:
     if m:
         rd.eval_name, rd.eval_args = m.group(1), m.group(2).strip()
         return rd
-    if kind == "mimeheader":  # MIMEHeader plugin: Name[:raw] =~ /re/ over every MIME part
-        hm = _HEADER_RE.match(spec)
-        if not hm:
-            rd.error = "unparsable mimeheader rule"
-            return rd
-        hdr, op, regex, unset = hm.groups()
-        name_mods = hdr.split(":")
-        rd.header, rd.modifiers = name_mods[0], tuple(m.lower() for m in name_mods[1:] if m)
-        rd.negate = op == "!~"
-        rd.if_unset = unset
-        bad = [m for m in rd.modifiers if m != "raw"]
-        if bad:
-            rd.error = f"mimeheader modifier not supported: :{bad[0]}"
-            return rd
-        spec = regex
-    elif kind == "header":
-        if spec.startswith("exists:"):
+    if kind in ("header", "mimeheader"):  # mimeheader: the MIMEHeader plugin, every MIME part
+        if kind == "header" and spec.startswith("exists:"):
             rd.exists = True
             rd.header = spec[len("exists:") :].strip()
             return rd
-        if re.match(r"^\w+eval:", spec):
+        if kind == "header" and re.match(r"^\w+eval:", spec):
             rd.error = f"unsupported header test {spec.split(':', 1)[0]}:"
             return rd
         hm = _HEADER_RE.match(spec)
         if not hm:
-            rd.error = "unparsable header rule"
+            rd.error = f"unparsable {kind} rule"
             return rd
         hdr, op, regex, unset = hm.groups()
         name_mods = hdr.split(":")
         rd.header, rd.modifiers = name_mods[0], tuple(m.lower() for m in name_mods[1:] if m)
         rd.negate = op == "!~"
         rd.if_unset = unset
-        bad = [m for m in rd.modifiers if m not in SUPPORTED_MODIFIERS]
+        allowed = SUPPORTED_MODIFIERS if kind == "header" else frozenset({"raw"})
+        bad = [m for m in rd.modifiers if m not in allowed]
         if bad:
-            rd.error = f"header modifier not supported: :{bad[0]}"
+            rd.error = f"{kind} modifier not supported: :{bad[0]}"
             return rd
         spec = regex
     try:
