@@ -49,9 +49,10 @@ Tests (arguments in brackets):
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -178,6 +179,7 @@ _CTE_RE = re.compile(rb"\nContent-Transfer-Encoding:\s*\"?([\w-]+)", re.IGNORECA
 # literal search, an IGNORECASE one tries every position
 _CHARSET_RE = re.compile(rb"charset\s*=\s*\"?([\w.:-]+)")
 _RECEIVED_DATE_RE = re.compile(r";\s*([^;]+)$")
+MAX_RECEIVED_DATES = 20  # Received timestamps compared with Date (check_for_shifted_date)
 
 
 def _num(args: tuple[Any, ...], i: int, default: float) -> float:
@@ -255,14 +257,18 @@ def replyto_mismatch(v: MessageViews, args: tuple[Any, ...]) -> int:
     )
 
 
-def _reference_time(pm: ParsedMessage) -> datetime | None:
+def _received_dates(pm: ParsedMessage) -> Iterator[datetime]:
+    """The timestamps of the Received headers (newest first), those with a time zone."""
     for value in pm.header_all("Received"):
         m = _RECEIVED_DATE_RE.search(value)
         if m:
             dt = parse_date(m.group(1).strip())
             if dt is not None and dt.tzinfo is not None:
-                return dt
-    return None
+                yield dt
+
+
+def _reference_time(pm: ParsedMessage) -> datetime | None:
+    return next(_received_dates(pm), None)
 
 
 def _date_skew_hours(pm: ParsedMessage, use_clock: bool) -> float | None:
@@ -354,7 +360,7 @@ def charset_mismatch(v: MessageViews, args: tuple[Any, ...]) -> int:
     if any(d.startswith("unknown charset") for d in v.pm.defects):
         return 1
     raw = v.raw_head_and_body
-    declared = {m.group(1) for m in _CHARSET_RE.finditer(raw.lower())}
+    declared = _declared_charsets(v)
     if declared and declared <= {b"us-ascii", b"ascii"}:
         sep = raw.find(b"\n\n")
         return int(sep >= 0 and not raw[sep:].isascii())
@@ -431,17 +437,6 @@ def _bound(args: tuple[Any, ...], i: int) -> float | None:
         return None
 
 
-def _received_times(pm: ParsedMessage, limit: int = 20) -> list[datetime]:
-    out = []
-    for value in pm.header_all("Received")[:limit]:
-        m = _RECEIVED_DATE_RE.search(value)
-        if m:
-            dt = parse_date(m.group(1).strip())
-            if dt is not None and dt.tzinfo is not None:
-                out.append(dt)
-    return out
-
-
 def _date_diff_hours(pm: ParsedMessage) -> float | None:
     """Date header minus the Received timestamp closest to it, in hours (SpamAssassin's
     ``date_diff``); None without a usable Date or Received timestamp."""
@@ -449,7 +444,8 @@ def _date_diff_hours(pm: ParsedMessage) -> float | None:
     if dt is None or dt.tzinfo is None:
         return None
     try:
-        diffs = [(dt - r).total_seconds() / 3600.0 for r in _received_times(pm)]
+        received = itertools.islice(_received_dates(pm), MAX_RECEIVED_DATES)
+        diffs = [(dt - r).total_seconds() / 3600.0 for r in received]
     except (OverflowError, ValueError):
         return None
     return min(diffs, key=abs) if diffs else None
