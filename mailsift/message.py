@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import email
 import email.header
+import email.parser
 import email.utils
 import hashlib
 import ipaddress
@@ -44,12 +45,20 @@ FOREIGN_HEADER_RE = re.compile(
     re.IGNORECASE,
 )
 
+# A link as written: ``(?:(?:https?|ftp)://|www\.)`` case-insensitively, then 2-2000 URL
+# characters. Spelt without re.IGNORECASE and starting with one character class, so that the
+# regex engine skips every character that is not h, f or w in C instead of trying a match at
+# each position (4x faster on the corpus). The classes list exactly what IGNORECASE matches,
+# U+017F (long s, which case-folds to s) included: tests/message checks both spellings agree.
 _URL_RE = re.compile(
-    r"""(?:(?:https?|ftp)://|www\.)[^\s<>"'`{}|\\^]{2,2000}""",
-    re.IGNORECASE,
+    r"""[hHfFwW](?:(?<=[hH])[tT][tT][pP][sS\u017f]?://|(?<=[fF])[tT][pP]://|(?<=[wW])[wW][wW]\.)"""
+    r"""[^\s<>"'`{}|\\^]{2,2000}"""
 )
 _TRAILING_PUNCT = ".,;:!?)]}>'\""
 _FROM_LINE_RE = re.compile(rb"^From [^\r\n]*\r?\n")
+# the start of a blank line (the character before it): the feed parser splits lines at
+# "\r\n", "\r" and "\n"
+_BLANK_LINE_RE = re.compile(r"\n[\r\n]|\r\r")
 _ENCODED_WORD_RE = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 # MIME parameter headers, folded lines included. The stdlib's parameter parser is quadratic
 # in the number of parameters: a spam with 7,000 empty ones ("; ; ; ...") costs it seconds.
@@ -292,6 +301,11 @@ def urls_from_text(text: str, limit: int = 500) -> list[Url]:
     return out
 
 
+_HTML_BLANKS = ("\t", "\r", "\f", "\v", "\u00a0")
+_SPACES_RE = re.compile("  +")
+_BLANK_LINES_RE = re.compile(r"\n\s*\n+")
+
+
 def html_to_text(html: str) -> tuple[str, list[Url], int, int]:
     """Render HTML to text; return (text, anchor urls, <img> count, tag count)."""
     tree = HTMLParser(html)
@@ -318,8 +332,14 @@ def html_to_text(html: str) -> tuple[str, list[Url], int, int]:
     tree.strip_tags(["script", "style", "head", "title", "noscript", "template"])
     body = tree.body or tree.root
     text = body.text(separator=" ", strip=False) if body is not None else ""
-    text = re.sub(r"[ \t\r\f\v\u00a0]+", " ", text)
-    text = re.sub(r"\n\s*\n+", "\n\n", text)
+    # = re.sub(r"[ \t\r\f\v\u00a0]+", " ", text): the other blanks become spaces (str.replace
+    # scans are cheap), then only runs of two or more are rewritten (single spaces are most
+    # of the matches of the one-pass regex, each replaced by itself): 2x faster
+    for blank in _HTML_BLANKS:
+        if blank in text:
+            text = text.replace(blank, " ")
+    text = _SPACES_RE.sub(" ", text)
+    text = _BLANK_LINES_RE.sub("\n\n", text)
     return text.strip(), urls, images, tags
 
 
@@ -373,7 +393,7 @@ def _parse_into(
     data = _tame_mime_parameters(data, pm)
     # compat32: the modern policy builds a header object (a full RFC 5322 grammar parse) for
     # every header the walk below asks about and costs ~10x more; headers are decoded here
-    msg = email.message_from_bytes(data, policy=policy.compat32)
+    msg = _message_from_bytes(data)
     pm.defects.extend(type(d).__name__ for d in getattr(msg, "defects", []))
 
     trusted = {t.lower() for t in trusted_authserv_ids}
@@ -452,7 +472,7 @@ def _parse_into(
     pm.parts = nparts
     pm.text = "\n".join(text_parts)
     pm.html = "\n".join(html_parts)
-    urls = urls_from_text(pm.text)
+    urls = text_urls = urls_from_text(pm.text)
     if pm.html:
         try:
             pm.html_text, html_urls, imgs, tags = html_to_text(pm.html)
@@ -465,29 +485,75 @@ def _parse_into(
         seen = {u.url for u in html_urls}
         urls = html_urls + [u for u in urls_from_text(pm.html_text) if u.url not in seen]
         seen.update(u.url for u in urls)
-        urls += [u for u in urls_from_text(pm.text) if u.url not in seen]
+        urls += [u for u in text_urls if u.url not in seen]
     pm.urls = urls[:1000]
 
 
-def _tame_mime_parameters(data: bytes, pm: ParsedMessage) -> bytes:
-    """Collapse runs of empty MIME parameters and cap parameter headers (bounded work)."""
-    changed = False
+def _message_from_bytes(data: bytes) -> Message:
+    """``email.message_from_bytes(data, policy=policy.compat32)``, with the body of a
+    single-part message taken in one slice.
 
-    def fix(m: re.Match[bytes]) -> bytes:
-        nonlocal changed
+    The feed parser reads a body line by line even when it only joins the lines back (every
+    type but ``multipart/*`` and ``message/*``). When the header block names neither, only the
+    header block is parsed (``headersonly``) and the rest of the message set as the payload.
+    The header block is cut after its first blank line (a line that is only ``\r\n``,
+    ``\n`` or ``\r``: the parser's line ends), where the parser's header loop has stopped at
+    the latest, so the parser sees the same lines up to there and takes the same decisions; when
+    it put anything of the cut part in the body (a line that is no header, a trailing
+    ``From`` line), the whole message is parsed the usual way."""
+    text = data.decode("ascii", "surrogateescape")  # as BytesParser does
+    if text[:1] in ("\r", "\n"):
+        end = 0
+    else:
+        m = _BLANK_LINE_RE.search(text)
+        end = m.start() + 1 if m is not None else -1
+    if end >= 0:
+        end += 2 if text.startswith("\r\n", end) else 1
+        head = text[:end].lower()
+        if "multipart/" not in head and "message/" not in head:
+            parser = email.parser.Parser(policy=policy.compat32)
+            msg = parser.parsestr(text[:end], headersonly=True)
+            if msg.get_content_maintype() not in ("multipart", "message") and (
+                msg.get_payload() == ""
+            ):
+                msg.set_payload(text[end:])
+                return msg
+    return email.parser.Parser(policy=policy.compat32).parsestr(text)
+
+
+def _tame_mime_parameters(data: bytes, pm: ParsedMessage) -> bytes:
+    """Collapse runs of empty MIME parameters and cap parameter headers (bounded work).
+
+    Every match of ``_MIME_PARAM_HEADER_RE`` starts a line with ``content-`` (any case), so
+    only those places are tried (found with ``bytes.find`` on the lower-cased message) instead
+    of letting the regex engine attempt a match at every byte; matches cannot overlap (a match
+    only spans continuation lines, which start with a blank), so the result is what
+    ``_MIME_PARAM_HEADER_RE.sub`` gives."""
+    low = data.lower()  # ASCII case folding, as re.IGNORECASE does for a bytes pattern
+    find = low.find
+    match = _MIME_PARAM_HEADER_RE.match
+    pieces: list[bytes] = []
+    done = 0
+    at = find(b"content-")
+    while at >= 0:
+        m = match(data, at) if at == 0 or data[at - 1] == 0x0A else None  # ^ under re.M
+        if m is None:
+            at = find(b"content-", at + 1)
+            continue
         value = m.group(0)
         tamed = _EMPTY_PARAMS_RE.sub(b";", value)[:MAX_MIME_PARAM_HEADER]
         if tamed != value:
-            changed = True
-        return tamed
-
-    out = _MIME_PARAM_HEADER_RE.sub(fix, data)
-    if changed:
-        pm.defects.append(
-            f"MIME parameter header with empty parameters or over {MAX_MIME_PARAM_HEADER}"
-            " bytes: tidied before parsing"
-        )
-    return out
+            pieces += (data[done:at], tamed)
+            done = m.end()
+        at = find(b"content-", m.end())
+    if not pieces:
+        return data
+    pm.defects.append(
+        f"MIME parameter header with empty parameters or over {MAX_MIME_PARAM_HEADER}"
+        " bytes: tidied before parsing"
+    )
+    pieces.append(data[done:])
+    return b"".join(pieces)
 
 
 def _authserv_id(value: str) -> str:
