@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from mailsift.classifier.rules import RuleSet
@@ -545,3 +546,34 @@ def test_hostile_messages_do_not_break_evaluation(engine: Build) -> None:
         b"From: <<<@@@>>>\n\n",
     ):
         rs.evaluate(parse(raw))
+
+
+def test_confirmation_starts_where_hyperscan_first_reports(engine: Build) -> None:
+    # look-arounds make these prefilter rules: hyperscan's superset reports the first bare
+    # "foo"; re confirms from there minus the pattern's reach (look-behind included), and
+    # must still find a true match that lies later, count every match, and miss none
+    rs = engine(
+        r"""
+        body     LATE     /(?<=x)foo(?!bar)/
+        body     __COUNT  /(?<=x)fo(?=o)/
+        tflags   __COUNT  multiple maxhits=5
+        meta     COUNT_IS_3  __COUNT == 3
+        body     WIDE     /\bfoo\s+baz\b/
+        """
+    )
+    pm = make_message("foo " * 50 + "foobar yfoo xfoobar xfoo xfoo end foo baz")
+    got = hits(rs, pm)
+    assert {"LATE", "COUNT_IS_3", "WIDE"} <= got
+    assert hits(rs, make_message("foobar foo xfoobar yfoo")) & {"LATE", "COUNT_IS_3"} == set()
+    if rs.use_hyperscan:
+        assert rs.regex_mode("LATE") == "prefilter" and rs.regex_mode("WIDE") == "hs"
+
+
+def test_reach_bounds_match_length_with_lookarounds() -> None:
+    from mailsift.classifier.rules.engine import _reach
+
+    assert _reach(re.compile(rb"e")) == 1
+    assert _reach(re.compile(rb"(?<=ab)c|d{2,5}")) == 7  # 5 consumed + 2 looked behind
+    assert _reach(re.compile(rb"(?!credit)c[r4]e{1,3}(?=xy)")) == 13
+    assert _reach(re.compile(rb"a.*b")) == -1  # unbounded: confirm from the start
+    assert _reach(re.compile(rb"x{1,100000}")) == -1  # beyond MAX_REACH
