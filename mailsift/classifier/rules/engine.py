@@ -495,6 +495,10 @@ class RuleSet:
         self._compile_metas(metas, names, kinds, add)
         self.names: list[str] = names
         self._kinds = kinds
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for ri, fn, args in self._evals:
+            groups.setdefault((fn, args), []).append(ri)
+        self._eval_groups = [(fn, args, ris) for (fn, args), ris in groups.items()]
         self._scores = [self._score(n) for n in names]
         self._describe = [p.describe.get(n, "") for n in names]
         # "score NAME 0" disables a rule: computed for metas, never reported
@@ -912,6 +916,8 @@ class RuleSet:
             plain = ht.plain_name
             if plain is not None and plain not in present:
                 value = None
+            elif plain is not None and ht.target is None:
+                value = b""  # exists: tests only: the header is there, its text is not needed
             else:
                 value = header_request(views, ht.name, ht.modifiers)
             for ri in ht.exists_rules:
@@ -933,16 +939,14 @@ class RuleSet:
             )
             if found != e.negate:
                 h[e.rule] = 1
-        done: dict[tuple[Any, ...], int] = {}  # the same test under two names runs once
-        for ri, fn, args in self._evals:
-            key = (fn, args)
-            if key in done:
-                h[ri] = done[key]
-                continue
+        for fn, args, rule_ids in self._eval_groups:  # the same test under two names runs once
             try:
-                h[ri] = done[key] = int(fn(views, args))
+                result = int(fn(views, args))
             except Exception as exc:  # an eval bug must not lose the message
-                log.warning("eval rule %s failed: %s", self.names[ri], exc)
+                log.warning("eval rule %s failed: %s", self.names[rule_ids[0]], exc)
+                continue
+            for ri in rule_ids:
+                h[ri] = result
         self._meta_fn(h)
         return h
 
