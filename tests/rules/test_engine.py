@@ -577,3 +577,46 @@ def test_reach_bounds_match_length_with_lookarounds() -> None:
     assert _reach(re.compile(rb"(?!credit)c[r4]e{1,3}(?=xy)")) == 13
     assert _reach(re.compile(rb"a.*b")) == -1  # unbounded: confirm from the start
     assert _reach(re.compile(rb"x{1,100000}")) == -1  # beyond MAX_REACH
+
+
+ADDRESS_VALUES = [
+    "a@b.c",
+    "  a@b.c  ",
+    "<a@b.c>",
+    "John Smith <j.s@ex.org>",
+    "John\t  Q  Smith<j@x.org>",
+    '"Smith, John" <j@x.org>',
+    '"" <j@x.org>',
+    '"  spaced  " <j@x>',
+    "o'brien@x.ie",
+    "A-B_C <a+b@x-y.z>",
+    # not simple: the stdlib parser decides
+    "John Q. Public <j@x.org>",
+    "a@b.c (Comment Name)",
+    "a@b.c, d@e.f",
+    '"Quote \\" inside" <q@x.org>',
+    "=?utf-8?q?Jos=C3=A9?= <jose@x.es>",
+    "undisclosed-recipients:;",
+    "Group: a@b.c, d@e.f;",
+    "broken <a@b.c",
+    "<@route.example:a@b.c>",
+    "a..b@c.d",
+    "",
+]
+
+
+def test_simple_address_fast_path_agrees_with_the_stdlib() -> None:
+    import email.utils
+
+    from mailsift.classifier.rules.engine import _parse_addresses, _simple_addresses
+
+    fast = 0
+    for value in ADDRESS_VALUES:
+        for values in ((value,), (value, "x@y.z"), ("Ann <ann@x.org>", value)):
+            want = tuple((n, a) for n, a in email.utils.getaddresses(values) if a or n)
+            got = _simple_addresses(values)
+            if got is not None:
+                fast += 1
+                assert got == want, values
+            assert _parse_addresses(values) == want, values
+    assert fast >= 30  # the simple shapes do take the fast path
