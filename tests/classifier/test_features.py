@@ -6,6 +6,8 @@ import pickle
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mailsift.classifier.features import (
     Sample,
@@ -121,3 +123,108 @@ def test_caps_count_is_the_capitals_regex() -> None:
     text = "FREE money NOW!!! ABC1 _ABC ABC_ ÉTAT ABCÉ AB ABCD x-RAY X-RAY MNOpq " * 3
     caps = sum(map(str.isupper, _WORDISH_RE.findall(text)))
     assert caps == len(_CAPS_RE.findall(text)) > 0
+
+
+# ---- fast paths: each gives what the plain regex gives ------------------------------------
+
+_TOKEN_TEXTS = [
+    "",
+    "Hello, WORLD! hello. it's $100 (50%) at a@b.c -- x_y \t\x0b\x0c\x1c\x1d\x1e\x1f end",
+    "caf\u00e9 na\u00efve \u00e9t\u00e9 \u20ac5 \u00a35 \u00a0nbsp\u00a0 \u0661\u0662 \u017f \u212a",
+    "ABC1 _ABC ABC_ \u00c9TAT ABC\u00c9 AB ABCD x-RAY X-RAY MNOpq abc\u0301 ...!!!'''@@@---",
+    "1999 123456789 3d7dce2a50604059 " + "a" * 40 + " " + "x1 " * 5,
+    "\u4e2d\u6587 \u65e5\u672c\u8a9e text mixed\u3000ideographic\u3000space",
+]
+_token_alphabet = st.sampled_from(
+    [
+        *"aZq9_$%!'.@- \t\n\x0b\x1c,;:()<>/",
+        *("\u00e9", "\u20ac", "\u00a3", "\u00a0", "\u0661", "\u017f", "\u212a", "\u3000"),
+        *("ABC", "free", "http://x.example/"),
+    ]
+)
+
+
+@pytest.mark.parametrize("text", _TOKEN_TEXTS)
+def test_words_fast_path_is_the_word_regex(text: str) -> None:
+    from mailsift.classifier.features import _WORD_RE, raw_words
+
+    for t in (text, text.lower(), text.encode("ascii", "ignore").decode()):
+        assert raw_words(t) == _WORD_RE.findall(t)
+        expected = [w for w in map(normalise_word, _WORD_RE.findall(t.lower())) if w]
+        assert words(t) == expected
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_token_alphabet, max_size=50).map("".join))
+def test_words_fast_path_is_the_word_regex_generated(text: str) -> None:
+    from mailsift.classifier.features import _WORD_RE, raw_words
+
+    assert raw_words(text) == _WORD_RE.findall(text)
+    assert words(text) == [w for w in map(normalise_word, _WORD_RE.findall(text.lower())) if w]
+
+
+@pytest.mark.parametrize("text", _TOKEN_TEXTS)
+def test_wordish_fast_path_is_the_wordish_regex(text: str) -> None:
+    from mailsift.classifier.features import _WORDISH_RE, _wordish
+
+    for t in (text, text.encode("ascii", "ignore").decode()):
+        assert _wordish(t) == _WORDISH_RE.findall(t)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_token_alphabet, max_size=50).map("".join))
+def test_wordish_fast_path_is_the_wordish_regex_generated(text: str) -> None:
+    from mailsift.classifier.features import _WORDISH_RE, _wordish
+
+    assert _wordish(text) == _WORDISH_RE.findall(text)
+
+
+def test_normalise_cache_is_bounded_and_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailsift.classifier.features import _NORMALISED, _NormaliseCache
+
+    monkeypatch.setattr(_NormaliseCache, "MAX", 4)
+    _NORMALISED.clear()
+    ws = ["Hello", "x1", "--", "1999", "a" * 40, "b", "3d7dce2a50604059", "hello"] * 3
+    assert [_NORMALISED[w] for w in ws] == [normalise_word(w) for w in ws]
+    assert len(_NORMALISED) <= 4
+    _NORMALISED.clear()
+
+
+_RECEIVED = [
+    "from mail.example.com (mail.example.com [192.0.2.7]) by mx.example.org (postfix)"
+    " with esmtp id 1a2b; tue, 1 oct 2002 10:00:00 +0000",
+    "from [10.1.2.3] (helo=x-1.y--z.example.co.uk) by 1.2.3.4.5 with smtp; a.b.c1 9.9.9.9x",
+    "from 0.0.0.0 ([::1]) _host.example.com host_.example.com a-.b.com -a.b.com a.b-.com",
+    "from \u00e9host.example.com \u0661.2.3.4 12.34.56.789 1234.5.6.7 x1.2.3.4 "
+    + "a" * 70
+    + ".com",
+    "by " + "a." * 200 + "com; from " + "1." * 10 + "1",
+]
+
+
+@pytest.mark.parametrize("text", _RECEIVED)
+def test_received_regexes_are_the_word_boundary_spellings(text: str) -> None:
+    import re
+
+    from mailsift.classifier.features import _HOST_RE, _IPV4_RE
+
+    ipv4 = re.compile(r"\b(\d{1,3})\.(\d{1,3})\.\d{1,3}\.\d{1,3}\b")
+    host = re.compile(r"\b((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24})\b")
+    assert _IPV4_RE.findall(text) == ipv4.findall(text)
+    assert _HOST_RE.findall(text) == host.findall(text)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from([*"ab9z0.-_ []x;", "\u00e9", "\u0661", "com"]), max_size=40))
+def test_received_regexes_are_the_word_boundary_spellings_generated(parts: list[str]) -> None:
+    test_received_regexes_are_the_word_boundary_spellings("".join(parts))
+
+
+def test_has_repeats_is_the_set_test() -> None:
+    from mailsift.classifier.features import _has_repeats
+
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 2, 63, 64, 65, 500):
+        for space in (7, 1 << 20):
+            cols = rng.integers(0, space, size=n).astype(np.int64)
+            assert _has_repeats(cols) == (len(set(cols.tolist())) < n)
