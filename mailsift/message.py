@@ -148,8 +148,15 @@ class ParsedMessage:
 
     @property
     def to_addrs(self) -> list[str]:
-        vals = self.header_all("To") + self.header_all("Cc")
-        return [a.lower() for _, a in email.utils.getaddresses(vals) if a]
+        to: list[str] = []
+        cc: list[str] = []
+        for k, v in self.headers:  # = header_all("To") + header_all("Cc"), one pass
+            n = k.lower()
+            if n == "to":
+                to.append(v)
+            elif n == "cc":
+                cc.append(v)
+        return list(recipients(tuple(to + cc)))
 
     @property
     def message_id(self) -> str:
@@ -184,6 +191,26 @@ def address_of(value: str) -> str:
         return email.utils.parseaddr(value)[1].lower()
     except Exception:
         return ""
+
+
+# To / Cc values longer than this are not cached (bounds the cache at ~10 MB)
+MAX_CACHED_RECIPIENTS = 1024
+
+
+def recipients(values: tuple[str, ...]) -> tuple[str, ...]:
+    """The lower-cased addresses of To / Cc header values (``email.utils.getaddresses``:
+    the values joined with ", " and parsed as one list). The same values recur from message
+    to message (a site's own addresses, lists): short ones are parsed once."""
+    if sum(map(len, values)) <= MAX_CACHED_RECIPIENTS:
+        return _recipients_cached(values)
+    return _recipients(values)
+
+
+def _recipients(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(a.lower() for _, a in email.utils.getaddresses(values) if a)
+
+
+_recipients_cached = lru_cache(maxsize=8192)(_recipients)
 
 
 @lru_cache(maxsize=4096)
@@ -400,7 +427,8 @@ def _parse_into(
     for name, value in msg.raw_items():
         sval = value if isinstance(value, str) else str(value)
         lname = name.lower()
-        if FOREIGN_HEADER_RE.match(lname) or (
+        # every FOREIGN_HEADER_RE name starts with "x-": the regex is only tried on those
+        if (lname.startswith("x-") and FOREIGN_HEADER_RE.match(lname)) or (
             lname in ("authentication-results", "arc-authentication-results")
             and _authserv_id(sval) not in trusted
         ):

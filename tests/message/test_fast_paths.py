@@ -9,6 +9,7 @@ ones.
 from __future__ import annotations
 
 import email
+import email.utils
 import re
 from email import policy
 from email.message import Message
@@ -262,3 +263,42 @@ def test_html_text_blanks_collapse_as_the_regex_did(html: str) -> None:
     body = tree.body or tree.root
     raw_text = body.text(separator=" ", strip=False) if body is not None else ""
     assert html_to_text(html)[0] == ref_blanks(raw_text)
+
+
+# ---- foreign headers -------------------------------------------------------------------------
+
+
+def test_every_foreign_header_name_starts_with_x_dash() -> None:
+    # _parse_into only tries FOREIGN_HEADER_RE on names starting with "x-"
+    from mailsift.message import FOREIGN_HEADER_RE
+
+    pattern = FOREIGN_HEADER_RE.pattern
+    assert pattern.startswith("^(") and pattern.endswith(")")
+    names = pattern[2:-1].split("|")
+    assert len(names) > 40 and all(n.startswith("x-") for n in names)
+    assert FOREIGN_HEADER_RE.flags & re.IGNORECASE
+
+
+# ---- recipients ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        (),
+        ("Bob <BOB@Example.COM>", "carol@example.org, dave@x"),
+        ('"unbalanced <a@b', "c@d>"),  # joined with ", " and parsed as one list
+        ("undisclosed-recipients:;", ""),
+        ("a@b, " * 600,),  # too long to be cached
+    ],
+)
+def test_recipients_are_getaddresses_of_the_joined_values(values: tuple[str, ...]) -> None:
+    from mailsift.message import parse, recipients
+
+    expected = tuple(a.lower() for _, a in email.utils.getaddresses(list(values)) if a)
+    assert recipients(values) == expected
+    assert recipients(values) == expected  # from the cache when short
+    head = "".join(f"{'To' if i % 2 == 0 else 'Cc'}: {v}\r\n" for i, v in enumerate(values))
+    pm = parse(("Subject: s\r\n" + head + "\r\nbody").encode())
+    to = tuple(pm.header_all("To")) + tuple(pm.header_all("Cc"))
+    assert pm.to_addrs == [a.lower() for _, a in email.utils.getaddresses(list(to)) if a]
