@@ -620,3 +620,36 @@ def test_simple_address_fast_path_agrees_with_the_stdlib() -> None:
                 assert got == want, values
             assert _parse_addresses(values) == want, values
     assert fast >= 30  # the simple shapes do take the fast path
+
+
+DATE_TEXTS = [
+    "Tue, 20 Aug 2002 16:21:22 +0100",
+    "Tue, 20 Aug 2002 16:21:22 +0100 (IST)",
+    "20 aug 2002 16:21 -0530",
+    "Sat,3 Feb 2001 01:02:03 +1345",
+    "Mon, 32 Jan 2002 10:00:00 +0000",  # no such day
+    "Mon, 1 Jan 2002 25:00:00 +0000",  # no such hour
+    "1 Jan 2002 10:00:00 -0000",  # "no zone": a naive time, never used by the tests
+    "1 Jan 2002 10:00:00 +2400",  # out of range
+    "1 Jan 02 10:00:00 +0000",  # two-digit year: the stdlib's rules
+    "Tue, 20 Aug 2002 16:21:22 EST",  # named zone: the stdlib
+    "20 Aug 2002 16:21:22",  # no zone
+    "garbage",
+]
+
+
+def test_fast_received_date_agrees_with_the_stdlib() -> None:
+    from mailsift.classifier.rules.evals import _fast_date, _received_date
+    from mailsift.message import parse_date
+
+    fast = 0
+    for text in DATE_TEXTS:
+        want = parse_date(text)
+        got = _fast_date(text)
+        if got is not None:
+            fast += 1
+            assert want is not None and got == want and got.utcoffset() == want.utcoffset()
+        via_received = _received_date(f"from a by b; {text}")
+        aware = want if want is not None and want.tzinfo is not None else None
+        assert via_received == aware, text
+    assert fast == 4
