@@ -6,8 +6,9 @@ given), the API key store, and the model-generation watcher that makes every wor
 a model reload. ``app_from_env()`` is the factory uvicorn workers import
 (``mailsift.api.app:app_from_env``): it reads settings from the environment / TOML file.
 
-Middleware (pure ASGI, outermost first): request metrics + JSON access log, then the body
-size limit. The web UI of area Q (``mailsift.api.ui``) is included when present.
+Middleware (pure ASGI, outermost first): keep-alive recycling, request metrics + JSON
+access log, the body size limit, then the fast path of ``POST /v1/score``
+(``mailsift.api.fastpath``). The web UI of area Q (``mailsift.api.ui``) is included when present.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from mailsift.api import metrics
+from mailsift.api.fastpath import ScoreFastPath
 from mailsift.api.keys import ApiKeys
 from mailsift.api.lean import lean_process, resolve_serving_model, trim_heap
 from mailsift.api.logs import log_event
@@ -147,8 +149,13 @@ def _document_models(app: FastAPI, *models: type[BaseModel]) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def create_app(settings: Settings, service: ScoringService | None = None) -> FastAPI:
-    """The API for ``settings``; with ``service`` given, the caller owns (and closes) it."""
+def create_app(
+    settings: Settings, service: ScoringService | None = None, fast_path: bool = True
+) -> FastAPI:
+    """The API for ``settings``; with ``service`` given, the caller owns (and closes) it.
+    ``fast_path``: answer ``POST /v1/score`` in ``ScoreFastPath`` (the same behaviour as the
+    FastAPI route, without its routing and dependency injection); off, the route serves it
+    (tests compare the two)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -202,6 +209,8 @@ def create_app(settings: Settings, service: ScoringService | None = None) -> Fas
         )
         return JSONResponse({"detail": "internal error (logged)"}, status_code=500)
 
+    if fast_path:  # innermost: the body limit, metrics, access log and recycling apply
+        app.add_middleware(ScoreFastPath)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
     app.add_middleware(ObserveMiddleware)
     app.add_middleware(RecycleMiddleware, max_requests=KEEPALIVE_REQUESTS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -49,30 +49,89 @@ class Principal:
             )
 
 
-def get_settings(request: Request) -> Settings:
+# The getters are ``async`` though they never wait: FastAPI runs a plain ``def`` dependency
+# on its thread pool, a thread hop per request for a dictionary lookup.
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_service(request: Request) -> ScoringService:
-    service = request.app.state.service
+def service_or_503(state: Any) -> ScoringService:
+    """The app's scoring service (``app.state``), or 503 while it is not available."""
+    service = state.service
     if service is None:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            f"the scoring service is not available: {request.app.state.startup_error}",
+            f"the scoring service is not available: {state.startup_error}",
         )
     return service  # type: ignore[no-any-return]
 
 
-def get_store(service: Annotated[ScoringService, Depends(get_service)]) -> Store:
+async def get_service(request: Request) -> ScoringService:
+    return service_or_503(request.app.state)
+
+
+async def get_store(service: Annotated[ScoringService, Depends(get_service)]) -> Store:
     return service.store
 
 
-def get_keys(request: Request) -> ApiKeys:
-    keys = request.app.state.keys
+def keys_or_503(state: Any) -> ApiKeys:
+    keys = state.keys
     if keys is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the key store is not available")
     return keys  # type: ignore[no-any-return]
+
+
+async def get_keys(request: Request) -> ApiKeys:
+    return keys_or_503(request.app.state)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The credentials of an ``Authorization: Bearer <token>`` header, or None: what
+    ``HTTPBearer(auto_error=False)`` (``bearer`` above) reads, for callers without it."""
+    if not authorization:
+        return None
+    scheme, _, param = authorization.partition(" ")
+    token = param.strip()
+    if not scheme or not token or scheme.lower() != "bearer":
+        return None
+    return token
+
+
+async def authorize(
+    state: Any, token: str | None, scope: str, req_state: dict[str, Any]
+) -> Principal:
+    """Admit a bearer ``token`` holding ``scope`` (``state``: ``app.state``; the key id goes
+    into ``req_state``, the request's ``scope["state"]``, for the access log), else raise
+    401/403 (503 without a key store). Shared by ``require_scope`` and the raw ASGI fast
+    path of ``POST /v1/score`` (``mailsift.api.fastpath``)."""
+    settings: Settings = state.settings
+    if not settings.api.require_keys:
+        return Principal(None)
+    if not token:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "an API key is required: send 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": _REALM},
+        )
+    keys = keys_or_503(state)
+    hit, key = keys.cached(token)
+    if not hit:  # a store round trip: off the event loop
+        key = await run_in_threadpool(keys.verify, token)
+    if key is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "invalid or revoked API key",
+            headers={"WWW-Authenticate": f'{_REALM}, error="invalid_token"'},
+        )
+    req_state["key_id"] = key.key_id
+    if not key.allows(scope):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"this API key lacks the '{scope}' scope",
+            headers={"WWW-Authenticate": f'{_REALM}, error="insufficient_scope", scope="{scope}"'},
+        )
+    return Principal(key)
 
 
 def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
@@ -82,35 +141,10 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
         request: Request,
         creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
-        settings: Settings = request.app.state.settings
-        if not settings.api.require_keys:
-            return Principal(None)
-        if creds is None or not creds.credentials:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "an API key is required: send 'Authorization: Bearer <key>'",
-                headers={"WWW-Authenticate": _REALM},
-            )
-        keys = get_keys(request)
-        hit, key = keys.cached(creds.credentials)
-        if not hit:  # a store round trip: off the event loop
-            key = await run_in_threadpool(keys.verify, creds.credentials)
-        if key is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "invalid or revoked API key",
-                headers={"WWW-Authenticate": f'{_REALM}, error="invalid_token"'},
-            )
-        request.state.key_id = key.key_id
-        if not key.allows(scope):
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                f"this API key lacks the '{scope}' scope",
-                headers={
-                    "WWW-Authenticate": f'{_REALM}, error="insufficient_scope", scope="{scope}"'
-                },
-            )
-        return Principal(key)
+        token = creds.credentials if creds is not None else None
+        return await authorize(
+            request.app.state, token, scope, request.scope.setdefault("state", {})
+        )
 
     check.__name__ = f"require_{scope}"
     return check

@@ -14,6 +14,7 @@ worker then writes its values to files there and ``/metrics`` aggregates them al
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -64,6 +65,37 @@ MODEL_INFO = Gauge(
 )
 
 _current_version: str | None = None
+
+# Labelled children, looked up once per label values (``labels()`` validates and locks on
+# every call); a handful of label combinations per route, so the caches stay small.
+_verdicts: dict[str, Any] = {}
+_requests: dict[tuple[str, str, int], Any] = {}
+_latency: dict[tuple[str, str], Any] = {}
+
+
+def verdict_counter(action: str) -> Any:
+    """``VERDICTS.labels(action=action)``, cached."""
+    child = _verdicts.get(action)
+    if child is None:
+        child = _verdicts[action] = VERDICTS.labels(action=action)
+    return child
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count a request and its latency (``REQUESTS`` and ``LATENCY``, children cached)."""
+    key = (method, route, status)
+    counter = _requests.get(key)
+    if counter is None:
+        if len(_requests) > 4096:  # arbitrary methods x statuses: keep the cache bounded
+            _requests.clear()
+        counter = _requests[key] = REQUESTS.labels(method=method, route=route, status=str(status))
+    counter.inc()
+    hist = _latency.get(key[:2])
+    if hist is None:
+        if len(_latency) > 4096:
+            _latency.clear()
+        hist = _latency[key[:2]] = LATENCY.labels(method=method, route=route)
+    hist.observe(seconds)
 
 
 def set_model_version(version: str) -> None:

@@ -169,8 +169,7 @@ class ObserveMiddleware:
             elapsed = time.perf_counter() - start
             route = _route_template(scope)
             method = scope["method"]
-            metrics.REQUESTS.labels(method=method, route=route, status=str(status)).inc()
-            metrics.LATENCY.labels(method=method, route=route).observe(elapsed)
+            metrics.observe_request(method, route, status, elapsed)
             state = scope.get("state") or {}
             client = scope.get("client")
             log_event(

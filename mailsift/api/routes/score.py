@@ -8,13 +8,16 @@ CPU work: it runs in the threadpool so the event loop keeps accepting requests.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -29,7 +32,8 @@ from mailsift.api.schemas import (
     ScoreResponse,
     decode_b64,
 )
-from mailsift.verdict import Envelope, Verdict
+from mailsift.service import ScoringService
+from mailsift.verdict import Action, Envelope, Verdict
 
 router = APIRouter(prefix="/v1", tags=["score"])
 T = TypeVar("T")
@@ -53,11 +57,16 @@ def _bad_input(exc: ValidationError) -> RequestValidationError:
     return RequestValidationError(errors)
 
 
-def _record(request: Request, verdicts: list[Verdict]) -> None:
-    request.state.verdict_ids = [v.verdict_id for v in verdicts]
+def count_verdicts(req_state: dict[str, Any], verdicts: list[Verdict]) -> None:
+    """Verdict metrics, and the verdict ids for the access log (``scope["state"]``)."""
+    req_state["verdict_ids"] = [v.verdict_id for v in verdicts]
     for v in verdicts:
-        metrics.VERDICTS.labels(action=v.action.value).inc()
+        metrics.verdict_counter(v.action.value).inc()
         metrics.SCORE_SECONDS.observe(v.elapsed_ms / 1000.0)
+
+
+def _record(request: Request, verdicts: list[Verdict]) -> None:
+    count_verdicts(request.scope.setdefault("state", {}), verdicts)
 
 
 # Envelope query parameters: read by hand in ``score`` (one dict lookup each instead of a
@@ -85,21 +94,48 @@ def _query_doc(name: str, title: str, description: str, many: bool) -> dict[str,
     }
 
 
-def envelope_of(request: Request) -> EnvelopeIn:
+_NO_ENVELOPE = Envelope()
+
+
+def envelope_from(
+    ip: str | None,
+    helo: str | None,
+    mail_from: str | None,
+    rcpt: list[str],
+    user: str | None,
+    hostname: str | None,
+) -> Envelope:
+    """The envelope of these facts, validated as ``EnvelopeIn`` (422 when invalid); none at
+    all (the common case) needs no validation."""
+    if (
+        ip is None
+        and helo is None
+        and mail_from is None
+        and not rcpt
+        and user is None
+        and hostname is None
+    ):
+        return _NO_ENVELOPE
+    try:
+        return EnvelopeIn(
+            ip=ip, helo=helo, mail_from=mail_from, rcpt=rcpt, user=user, hostname=hostname
+        ).to_envelope()
+    except ValidationError as exc:
+        raise _bad_input(exc) from None
+
+
+def envelope_of(request: Request) -> Envelope:
     """The envelope from the query (``ip``, ``helo``, ``from``, ``rcpt``..., which win) or
     the rspamd-style headers (``IP``, ``Helo``, ``From``, ``Rcpt``...); 422 when invalid."""
     q, h = request.query_params, request.headers
-    try:
-        return EnvelopeIn(
-            ip=q.get("ip") or h.get("ip"),
-            helo=q.get("helo") or h.get("helo"),
-            mail_from=q.get("from") or h.get("from"),
-            rcpt=q.getlist("rcpt") or _split_rcpt(h.getlist("rcpt")),
-            user=q.get("user") or h.get("user"),
-            hostname=q.get("hostname") or h.get("hostname"),
-        )
-    except ValidationError as exc:
-        raise _bad_input(exc) from None
+    return envelope_from(
+        ip=q.get("ip") or h.get("ip"),
+        helo=q.get("helo") or h.get("helo"),
+        mail_from=q.get("from") or h.get("from"),
+        rcpt=q.getlist("rcpt") or split_rcpt(h.getlist("rcpt")),
+        user=q.get("user") or h.get("user"),
+        hostname=q.get("hostname") or h.get("hostname"),
+    )
 
 
 def json_response(model: BaseModel) -> Response:
@@ -107,16 +143,103 @@ def json_response(model: BaseModel) -> Response:
     return Response(model.model_dump_json().encode(), media_type="application/json")
 
 
-async def run_scoring(
-    request: Request, fn: Callable[..., T], *args: Any, pool: str = "score_executor"
-) -> T:
+_FLOAT, _STR = frozenset((float,)), frozenset((str,))
+_rule_name, _rule_score = attrgetter("name"), attrgetter("score")
+_rule_desc, _rule_source = attrgetter("description"), attrgetter("source")
+_token, _weight = attrgetter("token"), attrgetter("weight")
+
+
+def _plain(v: Verdict) -> bool:
+    """True when every value of ``v`` already has the type ``ScoreResponse`` validation
+    gives it (floats finite, the probability within [0, 1]): nothing would be converted."""
+    rules, tokens = v.rules, v.tokens
+    floats = [v.probability, v.score, v.required_score, v.elapsed_ms]
+    floats += map(_rule_score, rules)
+    floats += map(_weight, tokens)
+    strs = [v.verdict_id, v.model_version, v.digest, v.reason]
+    strs += map(_rule_name, rules)
+    strs += map(_rule_desc, rules)
+    strs += map(_rule_source, rules)
+    strs += map(_token, tokens)
+    return (
+        _FLOAT.issuperset(map(type, floats))
+        and math.isfinite(sum(floats))  # NaN and inf propagate (an overflow only costs time)
+        and 0.0 <= v.probability <= 1.0
+        and _STR.issuperset(map(type, strs))
+        and type(v.action) is Action
+        and (v.list_decision is None or type(v.list_decision) is str)
+        and type(v.truncated) is bool
+    )
+
+
+def score_json(v: Verdict) -> bytes:
+    """``ScoreResponse.from_verdict(v).model_dump_json()``, byte for byte, without building
+    and validating the models (most of the time it took): the same fields in the same
+    order, serialised by the same pydantic-core serialiser. A verdict with a value that
+    validation would convert or refuse (an int or numpy float for a float, NaN, a
+    probability out of range, a str for an Action...) takes the model path instead, to the
+    same outcome."""
+    if not _plain(v):
+        return ScoreResponse.from_verdict(v).model_dump_json().encode()
+    return to_json(
+        {
+            "verdict_id": v.verdict_id,
+            "probability": v.probability,
+            "score": v.score,
+            "required_score": v.required_score,
+            "action": v.action.value,
+            "is_spam": v.action is not Action.HAM,
+            "rules": [
+                {"name": r.name, "score": r.score, "description": r.description, "source": r.source}
+                for r in v.rules
+            ],
+            "tokens": [{"token": t.token, "weight": t.weight} for t in v.tokens],
+            "model_version": v.model_version,
+            "elapsed_ms": v.elapsed_ms,
+            "digest": v.digest,
+            "reason": v.reason,
+            "list_decision": v.list_decision,
+            "truncated": v.truncated,
+        }
+    )
+
+
+async def run_on(state: Any, pool: str, fn: Callable[..., T], *args: Any) -> T:
     """Run blocking work off the event loop: on one of the app's thread pools when it has
     them (``app.state.score_executor`` for CPU-bound scoring, ``record_executor`` for the
     verdict commit: plain executors, cheaper than anyio's threadpool), else on anyio's."""
-    executor = getattr(request.app.state, pool, None)
+    executor = getattr(state, pool, None)
     if executor is None:
         return await run_in_threadpool(fn, *args)
     return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+
+
+async def run_scoring(
+    request: Request, fn: Callable[..., T], *args: Any, pool: str = "score_executor"
+) -> T:
+    return await run_on(request.app.state, pool, fn, *args)
+
+
+async def score_and_record(
+    state: Any, service: ScoringService, data: bytes, env: Envelope
+) -> Verdict:
+    """Score on the few scoring threads, then commit the verdict on others (the commit
+    waits for the disk), so a scoring thread never idles while verdicts of concurrent
+    requests commit together; returns once the verdict is durable."""
+    verdict = await run_on(state, "score_executor", service.evaluate, data, env)
+    await run_on(state, "record_executor", service.record, verdict, data, env)
+    return verdict
+
+
+def unsupported_media() -> HTTPException:
+    return HTTPException(
+        status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+        f"send the raw message as {' or '.join(MESSAGE_TYPES)}",
+    )
+
+
+def empty_body() -> HTTPException:
+    return HTTPException(status.HTTP_400_BAD_REQUEST, "the request body (the message) is empty")
 
 
 @router.post(
@@ -134,28 +257,25 @@ async def run_scoring(
     },
 )
 async def score(request: Request, service: ServiceDep, _key: ScoreKey) -> Response:
-    """Score a message; query parameters win over the rspamd-style headers."""
+    """Score a message; query parameters win over the rspamd-style headers.
+
+    The app answers this route through ``mailsift.api.fastpath`` (the same steps, without
+    FastAPI's routing and dependency injection); this endpoint documents it and serves
+    when the fast path is off (``create_app(..., fast_path=False)``)."""
     if media_type(request) not in MESSAGE_TYPES:
-        raise HTTPException(
-            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-            f"send the raw message as {' or '.join(MESSAGE_TYPES)}",
-        )
-    envelope = envelope_of(request)
+        raise unsupported_media()
+    env = envelope_of(request)
     raw = bytearray()
     async for chunk in request.stream():  # BodyLimitMiddleware caps what is read
         raw += chunk
     if not raw.strip():
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "the request body (the message) is empty")
-    data, env = bytes(raw), envelope.to_envelope()
-    # scoring on the few scoring threads; the commit (which waits for the disk) on others,
-    # so a scoring thread never idles while verdicts of concurrent requests commit together
-    verdict = await run_scoring(request, service.evaluate, data, env)
-    await run_scoring(request, service.record, verdict, data, env, pool="record_executor")
+        raise empty_body()
+    verdict = await score_and_record(request.app.state, service, bytes(raw), env)
     _record(request, [verdict])
-    return json_response(ScoreResponse.from_verdict(verdict))
+    return Response(score_json(verdict), media_type="application/json")
 
 
-def _split_rcpt(values: list[str] | None) -> list[str]:
+def split_rcpt(values: list[str] | None) -> list[str]:
     """Rcpt headers may each hold one address or a comma-separated list."""
     out: list[str] = []
     for v in values or []:

@@ -1,0 +1,423 @@
+"""``POST /v1/score`` through the raw ASGI fast path (``mailsift.api.fastpath``) answers
+exactly as the FastAPI route does: the same app built twice over one scoring service
+(``create_app(..., fast_path=True / False)``), in-process, the same requests to both; status,
+headers and body must match (a 200's verdict id and timing aside). Also: the hand-built
+response JSON is byte for byte the model's ``model_dump_json()``."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import math
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from mailsift.api import metrics
+from mailsift.api.app import create_app
+from mailsift.api.keys import ApiKeys
+from mailsift.api.logs import ACCESS_LOGGER
+from mailsift.api.routes.score import score_json
+from mailsift.api.schemas import ScoreResponse
+from mailsift.config import Settings
+from mailsift.service import ScoringService
+from mailsift.store import open_store
+from mailsift.verdict import Action, Envelope, Symbol, TokenContribution, Verdict
+from tests.api.messages import GTUBE_MSG, HAM, SPAM, message
+from tests.fixtures.api import api_test_settings
+
+LIMIT = 64 * 1024
+
+
+@dataclass
+class Apps:
+    settings: Settings
+    service: ScoringService
+    keys: dict[str, str]
+    envelopes: list[Envelope]  # what service.evaluate was given, in order
+
+
+@pytest.fixture(scope="module")
+def apps(
+    tmp_path_factory: pytest.TempPathFactory, test_settings: Settings, small_model_dir: Path
+) -> Iterator[Apps]:
+    var = tmp_path_factory.mktemp("fastpath-var")
+    settings = api_test_settings(test_settings, var, small_model_dir, max_body_bytes=LIMIT)
+    store = open_store(settings.store_url, settings.store.pool_size)
+    service = ScoringService(settings, store=store)
+    envelopes: list[Envelope] = []
+    evaluate = service.evaluate
+
+    def spy(raw: bytes, envelope: Envelope | None = None, symbols: Any = ()) -> Verdict:
+        envelopes.append(envelope or Envelope())
+        return evaluate(raw, envelope, symbols)
+
+    service.evaluate = spy  # type: ignore[method-assign]
+    keys = ApiKeys(store, 0.0)
+    tokens = {s: keys.create(f"fp-{s}", s)[1] for s in ("score", "feedback", "admin")}
+    revoked_key, revoked = keys.create("fp-revoked", "score")
+    keys.revoke(revoked_key.key_id)
+    tokens["revoked"] = revoked
+    try:
+        yield Apps(settings, service, tokens, envelopes)
+    finally:
+        service.close()
+        gc.unfreeze()  # the app's start-up froze what was alive then
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://mailsift.test") as c:
+            yield c
+
+
+@asynccontextmanager
+async def both(apps: Apps, **settings_api: Any) -> AsyncIterator[tuple[Any, Any]]:
+    settings = apps.settings
+    if settings_api:
+        api = settings.api.model_copy(update=settings_api)
+        settings = settings.model_copy(update={"api": api})
+    fast = create_app(settings, apps.service, fast_path=True)
+    slow = create_app(settings, apps.service, fast_path=False)
+    async with running(fast) as f, running(slow) as s:
+        yield f, s
+
+
+def normalised(r: httpx.Response) -> tuple[int, list[tuple[str, str]], Any]:
+    headers = [(k, v) for k, v in r.headers.multi_items() if k != "content-length"]
+    if r.status_code == 200:
+        body = r.json()
+        ScoreResponse.model_validate(body)  # the documented response model
+        body.pop("verdict_id")
+        body.pop("elapsed_ms")
+        return r.status_code, headers, body
+    return r.status_code, [*headers, ("content-length", r.headers["content-length"])], r.content
+
+
+async def same(
+    f: httpx.AsyncClient, s: httpx.AsyncClient, method: str = "POST", **kw: Any
+) -> httpx.Response:
+    """Send one request to both apps; they must answer alike. Returns the fast path's."""
+    path = kw.pop("path", "/v1/score")
+    rf = await f.request(method, path, **kw)
+    rs = await s.request(method, path, **kw)
+    assert normalised(rf) == normalised(rs), (rf.content, rs.content)
+    return rf
+
+
+def auth(token: str, ctype: str = "message/rfc822", **headers: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Content-Type": ctype, **headers}
+
+
+async def test_scores_alike_and_records(apps: Apps) -> None:
+    async with both(apps) as (f, s):
+        for raw in (HAM, SPAM, GTUBE_MSG, b"no headers at all", b"\x00\xff\xfe garbage"):
+            r = await same(f, s, content=raw, headers=auth(apps.keys["score"]))
+            assert r.status_code == 200
+            assert r.headers["content-type"] == "application/json"
+            v = r.json()
+            assert apps.service.verdict(v["verdict_id"]) is not None  # durable before the answer
+        assert (await same(f, s, content=HAM, headers=auth(apps.keys["admin"]))).status_code == 200
+        r = await same(
+            f, s, content=HAM, headers=auth(apps.keys["score"], "Application/Octet-Stream; x=1")
+        )
+        assert r.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("authorization", "status"),
+    [
+        (None, 401),
+        ("", 401),
+        ("Bearer", 401),
+        ("Bearer ", 401),
+        ("Bearer nonsense", 401),
+        ("Basic dXNlcjpwYXNz", 401),
+        ("Basic SCORE", 401),
+        ("Bearer msk_000000000000_" + "A" * 43, 401),
+        ("Bearer REVOKED", 401),
+        ("Bearer FEEDBACK", 403),
+        ("bearer SCORE", 200),  # the scheme is case-insensitive
+        ("Bearer   SCORE  ", 200),
+    ],
+)
+async def test_auth_alike(apps: Apps, authorization: str | None, status: int) -> None:
+    headers = {"Content-Type": "message/rfc822"}
+    if authorization is not None:
+        for name in ("SCORE", "FEEDBACK", "REVOKED"):
+            authorization = authorization.replace(name, apps.keys[name.lower()])
+        headers["Authorization"] = authorization
+    async with both(apps) as (f, s):
+        r = await same(f, s, content=HAM, headers=headers)
+    assert r.status_code == status
+    if status == 401:
+        assert r.headers["www-authenticate"].startswith("Bearer")
+    elif status == 403:
+        assert 'error="insufficient_scope"' in r.headers["www-authenticate"]
+
+
+async def test_auth_before_media_type_and_body(apps: Apps) -> None:
+    async with both(apps) as (f, s):
+        r = await same(f, s, content=b"", headers={"Content-Type": "text/plain"})
+        assert r.status_code == 401
+        r = await same(f, s, content=b"", headers=auth(apps.keys["feedback"], "text/plain"))
+        assert r.status_code == 403
+
+
+async def test_no_service_is_503_before_auth_alike(apps: Apps) -> None:
+    fast = create_app(apps.settings, apps.service, fast_path=True)
+    slow = create_app(apps.settings, apps.service, fast_path=False)
+    async with running(fast) as f, running(slow) as s:
+        for app in (fast, slow):  # as when the model failed to load at start-up
+            app.state.service, app.state.startup_error = None, "model missing"
+        r = await same(f, s, content=HAM, headers={"Content-Type": "message/rfc822"})
+        assert r.status_code == 503 and "model missing" in r.json()["detail"]
+        r = await same(f, s, content=HAM, headers=auth(apps.keys["score"]))
+        assert r.status_code == 503
+        for app in (fast, slow):  # the lifespan's shutdown needs none of it
+            app.state.service = apps.service
+
+
+async def test_keys_not_required_alike(apps: Apps) -> None:
+    async with both(apps, require_keys=False) as (f, s):
+        r = await same(f, s, content=HAM, headers={"Content-Type": "message/rfc822"})
+        assert r.status_code == 200
+
+
+@pytest.mark.parametrize("ctype", ["text/plain", "application/json", "", "message/rfc8222"])
+async def test_media_type_415_alike(apps: Apps, ctype: str) -> None:
+    async with both(apps) as (f, s):
+        r = await same(f, s, content=HAM, headers=auth(apps.keys["score"], ctype))
+    assert r.status_code == 415
+
+
+async def test_no_content_type_is_415_alike(apps: Apps) -> None:
+    async with both(apps) as (f, s):
+        headers = {"Authorization": f"Bearer {apps.keys['score']}"}
+        r = await same(f, s, content=HAM, headers=headers)
+    assert r.status_code == 415
+
+
+@pytest.mark.parametrize("raw", [b"", b"  \r\n\t "])
+async def test_empty_body_400_alike(apps: Apps, raw: bytes) -> None:
+    async with both(apps) as (f, s):
+        r = await same(f, s, content=raw, headers=auth(apps.keys["score"]))
+    assert r.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("params", "headers"),
+    [
+        ({"ip": "999.1.1.1"}, {}),
+        ({}, {"IP": "not-an-ip"}),
+        ({"ip": ""}, {"IP": ""}),
+        ({"helo": "x" * 600}, {}),
+        ({"rcpt": ""}, {}),
+        ({"rcpt": ["a@b.c", "x" * 600]}, {}),
+        ({"surprise": "1"}, {"Helo": "h" * 513}),
+    ],
+)
+async def test_bad_envelope_422_alike(
+    apps: Apps, params: dict[str, Any], headers: dict[str, str]
+) -> None:
+    async with both(apps) as (f, s):
+        r = await same(
+            f, s, content=HAM, params=params, headers=auth(apps.keys["score"], **headers)
+        )
+    assert r.status_code == 422
+
+
+async def test_envelope_from_query_and_headers_alike(apps: Apps) -> None:
+    cases: list[tuple[dict[str, Any], list[tuple[str, str]]]] = [
+        ({}, []),
+        ({"ip": "192.0.2.7", "rcpt": ["a@x.test", "b@x.test"]}, []),
+        ({}, [("IP", "2001:db8::1"), ("Rcpt", "a@x.test, b@x.test"), ("Rcpt", "c@x.test")]),
+        ({}, [("Helo", "mx.example"), ("From", "s@example.org"), ("User", "u"), ("Hostname", "h")]),
+        ({"ip": "192.0.2.8", "from": "q@x.test"}, [("IP", "192.0.2.9"), ("From", "h@x.test")]),
+        ({"ip": ""}, [("IP", "192.0.2.10")]),
+        ({"ip": "192.0.2.11", "rcpt": "q@x.test"}, [("Rcpt", "h@x.test"), ("IP", "bad")]),
+        ({"ip": ["192.0.2.1", "192.0.2.2"]}, [("IP", "192.0.2.3"), ("IP", "192.0.2.4")]),
+    ]
+    async with both(apps) as (f, s):
+        for params, extra in cases:
+            headers = [*auth(apps.keys["score"]).items(), *extra]
+            apps.envelopes.clear()
+            r = await same(f, s, content=HAM, params=params, headers=headers)
+            assert r.status_code == 200, r.text
+            assert len(apps.envelopes) == 2 and apps.envelopes[0] == apps.envelopes[1]
+    assert apps.envelopes[0] == Envelope(client_ip="192.0.2.2")  # the last query value wins
+
+
+async def test_body_limits_alike(apps: Apps) -> None:
+    async with both(apps) as (f, s):
+        # declared too large: refused before reading
+        r = await same(f, s, content=b"x" * (LIMIT + 1), headers=auth(apps.keys["score"]))
+        assert r.status_code == 413 and r.headers["connection"] == "close"
+
+        # no Content-Length (chunked): refused while the body streams in
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"Subject: big\r\n\r\n"
+            for _ in range(4):
+                yield b"y" * (LIMIT // 2)
+
+        rf = await f.post("/v1/score", content=chunks(), headers=auth(apps.keys["score"]))
+        rs = await s.post("/v1/score", content=chunks(), headers=auth(apps.keys["score"]))
+        assert normalised(rf) == normalised(rs)
+        assert rf.status_code == 413 and "too large" in rf.json()["detail"]
+        # just under the limit, in pieces: scored
+        body = message(body="z" * (LIMIT - 1000))
+
+        async def pieces() -> AsyncIterator[bytes]:
+            for i in range(0, len(body), 5000):
+                yield body[i : i + 5000]
+
+        rf = await f.post("/v1/score", content=pieces(), headers=auth(apps.keys["score"]))
+        rs = await s.post("/v1/score", content=pieces(), headers=auth(apps.keys["score"]))
+        assert rf.status_code == rs.status_code == 200
+        assert normalised(rf) == normalised(rs)
+
+
+async def test_other_methods_and_paths_alike(apps: Apps) -> None:
+    async with both(apps) as (f, s):
+        for method in ("GET", "PUT", "HEAD", "OPTIONS"):
+            r = await same(f, s, method, content=HAM, headers=auth(apps.keys["score"]))
+            assert r.status_code == 405
+        r = await same(f, s, path="/v1/score/", content=HAM, headers=auth(apps.keys["score"]))
+        assert r.status_code in (307, 404)
+        r = await same(f, s, path="/v1/Score", content=HAM, headers=auth(apps.keys["score"]))
+        assert r.status_code == 404
+        spec = (await f.get("/openapi.json")).json()
+        assert spec == (await s.get("/openapi.json")).json()
+        op = spec["paths"]["/v1/score"]["post"]
+        assert op["requestBody"]["content"].keys() == {"message/rfc822", "application/octet-stream"}
+        assert op["responses"]["200"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/ScoreResponse"
+        }
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _count(route: str, status: str) -> float:
+    value = metrics.REGISTRY.get_sample_value(
+        "mailsift_http_requests_total", {"method": "POST", "route": route, "status": status}
+    )
+    return value or 0.0
+
+
+def _verdicts(action: str) -> float:
+    value = metrics.REGISTRY.get_sample_value("mailsift_verdicts_total", {"action": action})
+    return value or 0.0
+
+
+async def test_metrics_and_access_log_alike(apps: Apps) -> None:
+    access = logging.getLogger(ACCESS_LOGGER)
+    handler, level = _Records(), access.level
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    before = {st: _count("/v1/score", st) for st in ("200", "401", "403")}
+    counts = {a.value: _verdicts(a.value) for a in Action}
+    try:
+        async with both(apps) as (f, s):
+            r = await same(f, s, content=HAM, headers=auth(apps.keys["score"]))
+            await same(f, s, content=HAM, headers={"Content-Type": "message/rfc822"})
+            await same(f, s, content=HAM, headers=auth(apps.keys["feedback"]))
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(level)
+    assert _count("/v1/score", "200") - before["200"] == 2
+    assert _count("/v1/score", "401") - before["401"] == 2
+    assert _count("/v1/score", "403") - before["403"] == 2
+    action = r.json()["action"]
+    assert {a: _verdicts(a) - n for a, n in counts.items()} == {
+        a.value: 2 if a.value == action else 0 for a in Action
+    }
+    fields = [r.fields for r in handler.records]  # type: ignore[attr-defined]
+    assert len(fields) == 6
+    for fast, slow in zip(fields[0::2], fields[1::2], strict=True):
+        assert fast.keys() == slow.keys()
+        for k in ("method", "path", "route", "status", "client", "key_id"):
+            assert fast[k] == slow[k], k
+        assert (fast["verdict_ids"] is None) == (slow["verdict_ids"] is None)
+    assert fields[0]["route"] == "/v1/score" and len(fields[0]["verdict_ids"]) == 1
+    assert fields[0]["key_id"] == apps.keys["score"].split("_")[1]
+    assert fields[2]["key_id"] is None and fields[2]["status"] == 401
+    assert fields[4]["key_id"] == apps.keys["feedback"].split("_")[1]
+
+
+# ---- the response JSON -----------------------------------------------------------------------
+
+
+def test_score_json_is_the_models_json(scorer: Any, corpus_messages: Any) -> None:
+    _, raws, _ = corpus_messages
+    for raw in [HAM, SPAM, GTUBE_MSG, *raws[::97]]:
+        v = scorer.score(raw)
+        assert score_json(v) == ScoreResponse.from_verdict(v).model_dump_json().encode()
+
+
+def _verdict(**kw: Any) -> Verdict:
+    base = Verdict(
+        "0123456789abcdef0123456789abcdef",
+        0.25,
+        -1.5,
+        5.0,
+        Action.HAM,
+        rules=[Symbol("RULE_A", 2.5, 'déjà vu \u2603 "quoted" \\ </script>', "rule")],
+        tokens=[TokenContribution("body:ünï", -0.75), TokenContribution("url:x", 1e-7)],
+        model_version="v1",
+        elapsed_ms=3.25,
+        digest="f" * 64,
+    )
+    return replace(base, **kw)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"action": Action.REJECT, "probability": 1.0, "list_decision": "block", "reason": "r"},
+        {"probability": 0.0, "truncated": True, "score": 1e300, "elapsed_ms": 1e-9},
+        {"score": 5},  # an int: validation makes it 5.0
+        {"probability": np.float64(0.5), "score": np.float32(2.5)},
+        {"rules": [Symbol("R", 3, "", "rule")], "tokens": [TokenContribution("t", np.float64(1))]},
+        {"elapsed_ms": math.nan},  # NaN: null in the model's JSON
+        {"score": math.inf},
+        {"action": "spam"},  # a plain str: validated into the Action
+        {"rules": [], "tokens": []},
+        {"score": 1.7976931348623157e308, "required_score": 1.7976931348623157e308},
+    ],
+)
+def test_score_json_edge_values(kw: dict[str, Any]) -> None:
+    v = _verdict(**kw)
+    assert score_json(v) == ScoreResponse.from_verdict(v).model_dump_json().encode()
+
+
+@pytest.mark.parametrize("kw", [{"probability": 1.5}, {"probability": math.nan}, {"action": "x"}])
+def test_score_json_refuses_what_the_model_refuses(kw: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        score_json(_verdict(**kw))
+    with pytest.raises(ValidationError):
+        ScoreResponse.from_verdict(_verdict(**kw))
+
+
+def test_json_dump_matches_json_module() -> None:
+    """Sanity: the JSON parses to what the json module would have written."""
+    v = _verdict()
+    assert json.loads(score_json(v)) == json.loads(ScoreResponse.from_verdict(v).model_dump_json())
