@@ -187,13 +187,26 @@ class MessageViews:
             return cached
         top = self.header_values(lname, raw)
         out: list[bytes | None] = [_b(top[0]) if top else None]
-        for headers in self.pm.part_headers:
-            value = next((v for k, v in headers if k.lower() == lname), None)
+        for first in self._part_first_headers():
+            value = first.get(lname)
             if value is not None and not raw:
                 value = decode_header_value(value)
             out.append(None if value is None else _b(value.strip()))
         self.memo[key] = out
         return out
+
+    def _part_first_headers(self) -> list[dict[str, str]]:
+        """Each MIME part's headers as lower-cased name -> first value."""
+        parts: list[dict[str, str]] | None = self.memo.get("part_first_headers")
+        if parts is None:
+            parts = []
+            for headers in self.pm.part_headers:
+                first: dict[str, str] = {}
+                for k, v in headers:
+                    first.setdefault(k.lower(), v)
+                parts.append(first)
+            self.memo["part_first_headers"] = parts
+        return parts
 
     def header_names(self) -> set[str]:
         """Lower-cased names of the headers present (other filters' removed)."""

@@ -347,6 +347,7 @@ def date_past(v: MessageViews, args: tuple[Any, ...]) -> int:
     return int(skew is not None and -skew > _num(args, 0, 365) * 24)
 
 
+@functools.lru_cache(maxsize=1024)  # the rules' arguments: a few distinct tuples
 def _ext_list(args: tuple[Any, ...]) -> frozenset[str]:
     words = " ".join(str(a) for a in args).replace(",", " ").lower().split()
     return frozenset(w.lstrip(".") for w in words) or EXECUTABLE_EXTS
@@ -470,6 +471,7 @@ _INNER_SPACE_RE = re.compile(rb"\S\s+\S")
 _B64_LINE_RE = re.compile(rb"^(?:[A-Za-z0-9+/=]{60,76} ){2}")
 
 
+@functools.lru_cache(maxsize=1024)  # the rules' arguments: a few distinct tuples
 def _bound(args: tuple[Any, ...], i: int) -> float | None:
     """Argument ``i`` as a number; ``'undef'`` (or missing) is an open end."""
     if i >= len(args) or str(args[i]).strip().lower() == "undef":
