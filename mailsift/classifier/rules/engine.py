@@ -546,6 +546,11 @@ class RuleSet:
         self._eval_groups = [(fn, args, ris) for (fn, args), ris in groups.items()]
         self._scores = [self._score(n) for n in names]
         self._describe = [p.describe.get(n, "") for n in names]
+        # Symbols are immutable: one per rule, handed out on every hit
+        self._symbols = [
+            Symbol(n, sc, d, "rule")
+            for n, sc, d in zip(names, self._scores, self._describe, strict=True)
+        ]
         # "score NAME 0" disables a rule: computed for metas, never reported
         disabled = [self._parsed.scores.get(n) == 0.0 for n in names]
         self._disabled = disabled
@@ -999,8 +1004,9 @@ class RuleSet:
         """Rules that hit, as Symbols (source "rule"), in rule order."""
         h = self.hit_values(pm)
         report = self._report_sub if include_subrules else self._report
+        symbols = self._symbols
         return [
-            Symbol(self.names[i], self._scores[i], self._describe[i], "rule")
+            symbols[i]
             for i in itertools.compress(range(len(h)), h)  # the few hits, at C speed
             if report[i]
         ]
