@@ -119,10 +119,13 @@ class _NormaliseCache(dict[str, str | None]):
     """normalise_word of each raw word seen, computed on first use. Words repeat across
     messages: normalising each distinct raw word once per process is the largest saving of
     make_sample. A dict looked up from C (``map(cache.__getitem__, ...)``) costs half what
-    ``functools.lru_cache`` does; bounded (~5 MB at most) by starting afresh when full."""
+    ``functools.lru_cache`` does per word; bounded by starting afresh when full. 2**16
+    entries take what the former lru_cache of 2**15 took (~5 MB with the words themselves;
+    no link objects) and hit more often on a shuffled corpus stream (92.9% of words against
+    92.6%; 89.2% with 2**15 entries)."""
 
     __slots__ = ()
-    MAX = 1 << 15
+    MAX = 1 << 16
 
     def __missing__(self, word: str) -> str | None:
         value = normalise_word(word)
@@ -137,17 +140,35 @@ _NORMALISED = _NormaliseCache()
 # The ASCII characters _WORD_RE does not match, as spaces: for an ASCII text,
 # ``text.translate(_NOT_WORD_ASCII).split()`` is ``_WORD_RE.findall(text)`` (the maximal runs
 # of word characters; no word character is white space), without the regex engine's per
-# character cost: 5x faster. Other texts take the regex (``\w`` is Unicode-wide there).
+# character cost: 5x faster. ``\w`` is Unicode-wide: see raw_words for other texts.
 _NOT_WORD_ASCII = {c: " " for c in range(128) if not _WORD_RE.fullmatch(chr(c))}
-# likewise for ``\w`` (ASCII: letters, digits, underscore), see structure_features
+# likewise for ``\w`` (ASCII: letters, digits, underscore), see _wordish
 _NOT_W_ASCII = {c: " " for c in range(128) if not re.fullmatch(r"\w", chr(c))}
+# the same tables for UTF-8 bytes (bytes >= 0x80 kept: they only encode non-ASCII characters)
+_NOT_WORD_BYTES = bytes(0x20 if c in _NOT_WORD_ASCII else c for c in range(256))
+_NOT_W_BYTES = bytes(0x20 if c in _NOT_W_ASCII else c for c in range(256))
+
+
+def _segments(text: str, table: bytes) -> list[str]:
+    """``text`` cut at its ASCII characters that ``table`` maps to a space and at white space
+    (str.translate is slow on a non-ASCII text, bytes.translate is not). A segment is all
+    word characters when it is ASCII; only the others still need the regex, whose matches
+    never straddle a cut (the cuts are at non-word characters)."""
+    data = text.encode("utf-8", "surrogatepass").translate(table)
+    return data.decode("utf-8", "surrogatepass").split()
 
 
 def raw_words(text: str) -> list[str]:
     """``_WORD_RE.findall(text)``."""
     if text.isascii():
         return text.translate(_NOT_WORD_ASCII).split()
-    return _WORD_RE.findall(text)
+    out: list[str] = []
+    for seg in _segments(text, _NOT_WORD_BYTES):
+        if seg.isascii():
+            out.append(seg)
+        else:
+            out += _WORD_RE.findall(seg)
+    return out
 
 
 def words(text: str, limit: int = MAX_BODY_CHARS) -> list[str]:
@@ -335,10 +356,19 @@ def structure_features(pm: ParsedMessage) -> list[str]:
 def _wordish(text: str) -> list[str]:
     """``_WORDISH_RE.findall(text)``. A match is a maximal run of word characters (``\b`` on
     both sides) made of 3 or more ASCII letters: for an ASCII text, the runs come from
-    ``str.split`` (see ``_NOT_W_ASCII``) and are kept when alphabetic (ASCII letters then)."""
+    ``str.split`` (see ``_NOT_W_ASCII``) and are kept when alphabetic (ASCII letters then);
+    otherwise the non-ASCII segments (see _segments: cut at non-word characters, where ``\b``
+    holds on both sides) go through the regex."""
     if text.isascii():
         return [w for w in filter(str.isalpha, text.translate(_NOT_W_ASCII).split()) if len(w) > 2]
-    return _WORDISH_RE.findall(text)
+    out: list[str] = []
+    for seg in _segments(text, _NOT_W_BYTES):
+        if seg.isascii():
+            if len(seg) > 2 and seg.isalpha():
+                out.append(seg)
+        else:
+            out += _WORDISH_RE.findall(seg)
+    return out
 
 
 def _names(items: Iterable[Symbol | str]) -> list[str]:

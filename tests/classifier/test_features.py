@@ -134,11 +134,13 @@ _TOKEN_TEXTS = [
     "ABC1 _ABC ABC_ \u00c9TAT ABC\u00c9 AB ABCD x-RAY X-RAY MNOpq abc\u0301 ...!!!'''@@@---",
     "1999 123456789 3d7dce2a50604059 " + "a" * 40 + " " + "x1 " * 5,
     "\u4e2d\u6587 \u65e5\u672c\u8a9e text mixed\u3000ideographic\u3000space",
+    "lone\ud800surrogate caf\udcff\u00e9 \u2019quoted\u2019 \u2022 bullet\u2028line \x85next",
 ]
 _token_alphabet = st.sampled_from(
     [
         *"aZq9_$%!'.@- \t\n\x0b\x1c,;:()<>/",
         *("\u00e9", "\u20ac", "\u00a3", "\u00a0", "\u0661", "\u017f", "\u212a", "\u3000"),
+        *("\u2019", "\u2022", "\u2028", "\x85", "\ud800", "\U0001f600", "\u4e2d"),
         *("ABC", "free", "http://x.example/"),
     ]
 )
