@@ -169,7 +169,7 @@ class ParsedMessage:
     @property
     def body(self) -> str:
         """The visible text: plain parts, else the rendered HTML (what a reader sees)."""
-        if self.text.strip():
+        if self.text and not self.text.isspace():  # = self.text.strip(), without the copy
             return self.text if not self.html_text else self.text + "\n" + self.html_text
         return self.html_text
 
@@ -179,7 +179,7 @@ class ParsedMessage:
 
     @property
     def is_html_only(self) -> bool:
-        return bool(self.html) and not self.text.strip()
+        return bool(self.html) and (not self.text or self.text.isspace())
 
 
 # ---- helpers -------------------------------------------------------------------------------
@@ -436,6 +436,10 @@ def _parse_into(
             continue
         unfolded = sval.replace("\r", "").replace("\n", "")
         pm.raw_headers.append((name, unfolded))
+        if unfolded.isascii():  # most headers: no 8-bit bytes, mostly no encoded words
+            decoded = decode_header_value(unfolded) if "=?" in unfolded else unfolded.strip()
+            pm.headers.append((name, decoded))
+            continue
         # 8-bit header bytes arrive as surrogates: make them visible characters
         if _has_surrogates(unfolded):
             unfolded = unfolded.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

@@ -302,3 +302,17 @@ def test_recipients_are_getaddresses_of_the_joined_values(values: tuple[str, ...
     pm = parse(("Subject: s\r\n" + head + "\r\nbody").encode())
     to = tuple(pm.header_all("To")) + tuple(pm.header_all("Cc"))
     assert pm.to_addrs == [a.lower() for _, a in email.utils.getaddresses(list(to)) if a]
+
+
+# ---- body -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["", " ", " \t\r\n", "\u3000\u2028\x85\x1c", "x", " x ", "\u200b"])
+@pytest.mark.parametrize("html_text", ["", "rendered"])
+def test_body_and_html_only_test_the_text_as_strip_did(text: str, html_text: str) -> None:
+    pm = ParsedMessage(raw=b"", size=0, digest="", text=text, html="<p>", html_text=html_text)
+    if text.strip():
+        assert pm.body == (text if not html_text else text + "\n" + html_text)
+    else:
+        assert pm.body == html_text
+    assert pm.is_html_only == (not text.strip())
