@@ -30,7 +30,7 @@ from mailsift.api.routes.score import score_json
 from mailsift.api.schemas import ScoreResponse
 from mailsift.config import Settings
 from mailsift.service import ScoringService
-from mailsift.store import open_store
+from mailsift.store import StoreError, open_store
 from mailsift.verdict import Action, Envelope, Symbol, TokenContribution, Verdict
 from tests.api.messages import GTUBE_MSG, HAM, SPAM, message
 from tests.fixtures.api import api_test_settings
@@ -77,7 +77,8 @@ def apps(
 @asynccontextmanager
 async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+        # a 500 is answered, then the error re-raised to the server (which logs it)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://mailsift.test") as c:
             yield c
 
@@ -187,6 +188,28 @@ async def test_no_service_is_503_before_auth_alike(apps: Apps) -> None:
         assert r.status_code == 503
         for app in (fast, slow):  # the lifespan's shutdown needs none of it
             app.state.service = apps.service
+
+
+async def test_store_and_scoring_failures_alike(
+    apps: Apps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def store_down(*args: Any) -> None:
+        raise StoreError("could not record verdict: connection refused")
+
+    def scorer_bug(*args: Any) -> Verdict:
+        raise ValueError("a scorer bug")
+
+    async with both(apps) as (f, s):
+        with monkeypatch.context() as m:
+            m.setattr(apps.service, "record", store_down)
+            r = await same(f, s, content=HAM, headers=auth(apps.keys["score"]))
+            assert r.status_code == 503 and r.headers["retry-after"] == "5"
+        with monkeypatch.context() as m:
+            m.setattr(apps.service, "evaluate", scorer_bug)
+            r = await same(f, s, content=HAM, headers=auth(apps.keys["score"]))
+            assert r.status_code == 500 and r.json() == {"detail": "internal error (logged)"}
+        r = await same(f, s, content=HAM, headers=auth(apps.keys["score"]))
+        assert r.status_code == 200  # and both carry on
 
 
 async def test_keys_not_required_alike(apps: Apps) -> None:

@@ -8,6 +8,7 @@ CPU work: it runs in the threadpool so the event loop keeps accepting requests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -225,10 +226,48 @@ async def score_and_record(
 ) -> Verdict:
     """Score on the few scoring threads, then commit the verdict on others (the commit
     waits for the disk), so a scoring thread never idles while verdicts of concurrent
-    requests commit together; returns once the verdict is durable."""
-    verdict = await run_on(state, "score_executor", service.evaluate, data, env)
-    await run_on(state, "record_executor", service.record, verdict, data, env)
-    return verdict
+    requests commit together; returns once the verdict is durable.
+
+    With the app's executors, the scoring thread hands the verdict to a commit thread
+    itself and the event loop wakes once, when the commit is done (not once per step)."""
+    scoring, recording = state.score_executor, state.record_executor
+    if scoring is None or recording is None:
+        verdict = await run_on(state, "score_executor", service.evaluate, data, env)
+        await run_on(state, "record_executor", service.record, verdict, data, env)
+        return verdict
+
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Verdict] = loop.create_future()
+
+    def settle(verdict: Verdict | None, exc: BaseException | None) -> None:  # on the loop
+        if done.done():  # the request was cancelled meanwhile
+            return
+        if exc is not None:
+            done.set_exception(exc)
+        else:
+            done.set_result(verdict)  # type: ignore[arg-type]
+
+    def report(verdict: Verdict | None, exc: BaseException | None) -> None:  # any thread
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            loop.call_soon_threadsafe(settle, verdict, exc)
+
+    def record(verdict: Verdict) -> None:
+        try:
+            service.record(verdict, data, env)
+        except BaseException as exc:
+            report(None, exc)
+        else:
+            report(verdict, None)
+
+    def evaluate() -> None:
+        try:
+            verdict = service.evaluate(data, env)
+            recording.submit(record, verdict)
+        except BaseException as exc:  # scoring failed, or the pool is shut down
+            report(None, exc)
+
+    scoring.submit(evaluate)
+    return await done
 
 
 def unsupported_media() -> HTTPException:
