@@ -190,6 +190,7 @@ def _shape(value: str) -> str:
 
 
 _LETTERS_RE = re.compile(r"[A-Za-z]+")
+_CHARSET_RE = re.compile(r'charset\s*=\s*"?([\w.:-]+)')
 _DIGITS_RE = re.compile(r"\d+")
 
 
@@ -255,7 +256,7 @@ def header_tokens(pm: ParsedMessage) -> list[str]:
             out.extend("xm:" + w for w in words(value, 200)[:6])
     ctype = first.get("content-type", "").lower()
     out.append("ct:" + pm.content_type)
-    m = re.search(r'charset\s*=\s*"?([\w.:-]+)', ctype)
+    m = _CHARSET_RE.search(ctype)
     if m:
         out.append("cs:" + m.group(1))
     mid = first.get("message-id", "").strip()  # = pm.message_id
@@ -311,13 +312,20 @@ def attachment_tokens(pm: ParsedMessage) -> list[str]:
 
 
 def body_tokens(pm: ParsedMessage) -> list[str]:
+    return _body_tokens(pm.body)
+
+
+def _body_tokens(body: str) -> list[str]:
     out: list[str] = []
-    _add_words(out, "w:", words(pm.body), bigrams=True)
+    _add_words(out, "w:", words(body), bigrams=True)
     return out
 
 
 def structure_features(pm: ParsedMessage) -> list[str]:
-    body = pm.body
+    return _structure_features(pm, pm.body)
+
+
+def _structure_features(pm: ParsedMessage, body: str) -> list[str]:
     out = [
         f"st:img:{_bucket(pm.images, (0, 1, 3, 10))}",
         f"st:urls:{_bucket(len(pm.urls), (0, 1, 3, 10, 30))}",
@@ -329,7 +337,7 @@ def structure_features(pm: ParsedMessage) -> list[str]:
         out.append("st:html_only")
     elif pm.html:
         out.append("st:html_alt")
-    if not body.strip():
+    if not body or body.isspace():  # = not body.strip(), without the copy
         out.append("st:no_text")
     if pm.attachments:
         out.append("st:attachments")
@@ -381,13 +389,14 @@ def make_sample(
     symbols: Iterable[Symbol | str] = (),
 ) -> Sample:
     """Everything the model needs about one message (no raw text kept)."""
+    body = pm.body  # built once (text + rendered HTML when a message has both)
     tokens = header_tokens(pm)
-    tokens += body_tokens(pm)
+    tokens += _body_tokens(body)
     tokens += url_tokens(pm)
     tokens += attachment_tokens(pm)
     meta = ["rule:" + n for n in sorted(set(_names(rule_hits)))]
     meta += ["sym:" + n for n in sorted(set(_names(symbols)))]
-    meta += structure_features(pm)
+    meta += _structure_features(pm, body)
     return Sample(tuple(tokens), tuple(meta))
 
 
@@ -441,7 +450,7 @@ class Vectorizer:
             tcounts = np.fromiter(counts.values(), dtype=float, count=len(tokens))
             tcols = hash_columns(tokens, self.n_features)
         meta = list(dict.fromkeys(sample.meta))
-        mcols = hash_columns(meta, self.n_meta)
+        mcols = _meta_columns(meta, self.n_meta)
         tvals = np.log1p(tcounts)
         cols, vals, tpos = tcols, tvals, _identity(len(tcols))
         if _has_repeats(tcols):  # distinct strings sharing a column
@@ -483,6 +492,37 @@ _IDENTITY.flags.writeable = False
 
 def _identity(n: int) -> np.ndarray:
     return _IDENTITY[:n] if n <= len(_IDENTITY) else np.arange(n)
+
+
+class _ColumnCache(dict[str, int]):
+    """hash_columns of single strings in one space, computed on first use (bounded)."""
+
+    __slots__ = ("n",)
+    MAX = 1 << 14
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+
+    def __missing__(self, feature: str) -> int:
+        col = int(hash_columns([feature], self.n)[0])
+        if len(self) >= self.MAX:
+            self.clear()
+        self[feature] = col
+        return col
+
+
+# meta features (rule:, sym:, st:) come from a small vocabulary (the rule set, the checks'
+# symbols, a few dozen structure values): their columns are looked up, not hashed, for each
+# message (hash_columns costs ~14 us for a dozen strings, mostly the hasher call)
+_META_COLUMNS: dict[int, _ColumnCache] = {}
+
+
+def _meta_columns(meta: Sequence[str], n: int) -> np.ndarray:
+    cache = _META_COLUMNS.get(n)
+    if cache is None:
+        cache = _META_COLUMNS.setdefault(n, _ColumnCache(n))
+    return np.fromiter(map(cache.__getitem__, meta), dtype=np.int64, count=len(meta))
 
 
 def hash_columns(features: Sequence[str], n: int) -> np.ndarray:

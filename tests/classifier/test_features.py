@@ -230,3 +230,23 @@ def test_has_repeats_is_the_set_test() -> None:
         for space in (7, 1 << 20):
             cols = rng.integers(0, space, size=n).astype(np.int64)
             assert _has_repeats(cols) == (len(set(cols.tolist())) < n)
+
+
+def test_meta_columns_are_hash_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailsift.classifier.features import (
+        _META_COLUMNS,
+        _ColumnCache,
+        _meta_columns,
+        hash_columns,
+    )
+
+    monkeypatch.setattr(_ColumnCache, "MAX", 3)
+    meta = [*make_sample(parse(SPAMMY), ["A", "B"], ["SPF_FAIL"]).meta, "ü:naïve", ""]
+    for n in (2**16, 7):
+        for _ in range(2):  # computed, then (partly) cached
+            got = _meta_columns(meta, n)
+            assert got.dtype == np.int64
+            assert got.tolist() == hash_columns(meta, n).tolist()
+        assert len(_META_COLUMNS[n]) <= 3
+    assert _meta_columns([], 2**16).tolist() == []
+    _META_COLUMNS.clear()
