@@ -99,7 +99,7 @@ def normalise_word(word: str) -> str | None:
     w = word.strip(_STRIP)
     if not w:
         return None
-    if _DIGIT_RE.search(w):
+    if not w.isalpha() and _DIGIT_RE.search(w):  # letters are never \d (most words)
         if w.isdigit():
             return "#" + ("9" * len(w) if len(w) <= 4 else "9+")
         if len(w) > 10:  # ids, hashes, tracking numbers: keep only the shape

@@ -250,3 +250,12 @@ def test_meta_columns_are_hash_columns(monkeypatch: pytest.MonkeyPatch) -> None:
         assert len(_META_COLUMNS[n]) <= 3
     assert _meta_columns([], 2**16).tolist() == []
     _META_COLUMNS.clear()
+
+
+def test_no_letter_is_a_digit() -> None:
+    # normalise_word skips the \d search for alphabetic words
+    import re
+    import sys
+
+    digit = re.compile(r"\d")
+    assert not [c for c in range(sys.maxunicode + 1) if chr(c).isalpha() and digit.match(chr(c))]
