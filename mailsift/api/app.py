@@ -222,9 +222,10 @@ def app_from_env() -> FastAPI:
     environment and the TOML file, the service built in each worker."""
     from logging.config import dictConfig
 
-    from mailsift.api.logs import log_config
+    from mailsift.api.logs import lean_logging, log_config
 
     lean_process()  # before anything imports scikit-learn (in _start)
     settings = get_settings()
     dictConfig(log_config(settings.api.log_level))
+    lean_logging()
     return create_app(settings)
