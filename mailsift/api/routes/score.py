@@ -296,11 +296,10 @@ def empty_body() -> HTTPException:
     },
 )
 async def score(request: Request, service: ServiceDep, _key: ScoreKey) -> Response:
-    """Score a message; query parameters win over the rspamd-style headers.
-
-    The app answers this route through ``mailsift.api.fastpath`` (the same steps, without
-    FastAPI's routing and dependency injection); this endpoint documents it and serves
-    when the fast path is off (``create_app(..., fast_path=False)``)."""
+    """Score a message; query parameters win over the rspamd-style headers."""
+    # (the OpenAPI description above). The app answers this route in mailsift.api.fastpath
+    # (the same steps without FastAPI's routing and dependency injection); this endpoint
+    # documents it and serves when the fast path is off (create_app(..., fast_path=False)).
     if media_type(request) not in MESSAGE_TYPES:
         raise unsupported_media()
     env = envelope_of(request)
