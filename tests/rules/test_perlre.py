@@ -5,9 +5,17 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailsift.classifier.rules.engine import _inner_anchor, _nested_repeat_product
-from mailsift.classifier.rules.perlre import RegexError, compile_python, split_delimited, translate
+from mailsift.classifier.rules.perlre import (
+    RegexError,
+    compile_python,
+    possessive,
+    split_delimited,
+    translate,
+)
 
 
 @pytest.mark.parametrize(
@@ -66,3 +74,64 @@ def test_complexity_helpers() -> None:
     assert _nested_repeat_product(rb".{0,300}") == 1
     assert _inner_anchor(rb"(?:$|\W)x") and _inner_anchor(rb"a^b")
     assert not _inner_anchor(rb"^abc$") and not _inner_anchor(rb"[$^]x")
+
+
+# ---- auto-possessification: same spans as the original, on random patterns and texts ------
+
+_ATOMS = ["a", "b", "\\n", "[ab]", "[^a]", "[^\\n]", "\\s", "\\S", "\\d", "\\w", "\\W", ".", "x"]
+_QUANTS = ["", "+", "*", "?", "{1,3}", "{0,2}", "+?", "*?"]
+_GROUP_QUANTS = ["", "?", "{0,3}", "{1,2}", "{0,3}?"]
+
+
+@st.composite
+def _patterns(draw: st.DrawFn, depth: int = 0) -> str:
+    items = []
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.integers(0, 9 if depth < 2 else 6))
+        if kind <= 6:
+            item = draw(st.sampled_from(_ATOMS))
+        elif kind == 7:
+            item = "(?:" + draw(_patterns(depth + 1)) + "|" + draw(_patterns(depth + 1)) + ")"
+        elif kind == 8:
+            item = "(" + draw(_patterns(depth + 1)) + ")"
+        else:
+            item = "(?=" + draw(_patterns(depth + 1)) + ")"
+        # groups repeat a bounded number of times: nested unbounded repeats can take re
+        # exponential time on some texts, rewritten or not
+        quants = _QUANTS if kind <= 6 else _GROUP_QUANTS
+        items.append(item + draw(st.sampled_from(quants)))
+    return "".join(items)
+
+
+@given(
+    pattern=_patterns(),
+    flags=st.sampled_from([0, re.I, re.S, re.M | re.S, re.I | re.M]),
+    text=st.lists(st.sampled_from([b"a", b"b", b"A", b"x", b"1", b" ", b"\n"]), max_size=30).map(
+        b"".join
+    ),
+)
+@settings(max_examples=400, deadline=None)
+def test_possessive_rewrite_keeps_every_match(pattern: str, flags: int, text: bytes) -> None:
+    py = re.compile(pattern.encode(), flags)
+    fast = possessive(py)
+    want = [(m.span(), m.groups()) for m in py.finditer(text)]
+    assert [(m.span(), m.groups()) for m in fast.finditer(text)] == want
+
+
+def test_possessive_rewrite_where_it_is_safe_only() -> None:
+    def changed(pattern: bytes, flags: int = 0) -> bool:
+        py = re.compile(pattern, flags)
+        return possessive(py) is not py
+
+    assert changed(rb"(?:[^\n]+\n+)*Subject:")  # the header rules' line skipper
+    assert changed(rb"\d+\.")
+    assert not changed(rb"[a-z]+teen")  # t is a letter: backtracking can succeed
+    assert not changed(rb"a+A", re.I)  # same letter when caseless
+    assert changed(rb"a+A")
+    assert not changed(rb"(?i:a+)B")  # the follower is outside the group: left alone
+    assert not changed(rb"a+(?=b)")  # not a character item
+    slow = re.compile(
+        rb"\nReceived:[^\n]{0,200} for <?([^\n\s>;]+)>?;(?:[^\n]+\n+)*Subject: \1x", re.I
+    )
+    text = b"\nReceived: from a by b for <u@x>;\n" + b"X-Filler: " + b"y" * 60 + b"\n" * 2
+    assert bool(possessive(slow).search(text * 5)) == bool(slow.search(text * 5))

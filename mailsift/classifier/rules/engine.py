@@ -59,7 +59,13 @@ from mailsift.classifier.rules.parser import (
     parse_string,
     rule_files,
 )
-from mailsift.classifier.rules.perlre import RegexError, compile_python, translate
+from mailsift.classifier.rules.perlre import (
+    RegexError,
+    compile_python,
+    parse_tree,
+    possessive,
+    translate,
+)
 from mailsift.message import ParsedMessage, decode_header_value
 from mailsift.verdict import Symbol
 
@@ -630,7 +636,10 @@ class RuleSet:
             multiple=self._multiple(rd.name),
         )
         entry.predicted = _predict_flags(t.hs, flags, py)
-        entry.reach = _reach(py)
+        tree = parse_tree(py)
+        entry.reach = _reach(py, tree)
+        # the same matches, without the backtracking that can only fail (rewrites the tree)
+        entry.py = possessive(py, tree)
         if rd.kind == "header":
             entry.empty_result = self._match(entry, b"")
             if rd.if_unset is not None:
@@ -1104,7 +1113,7 @@ MAX_NESTED_REPEAT = 200  # ... unrolling beyond this are left to re
 MAX_REACH = 1 << 16  # bytes: longer bounds are treated as unbounded
 
 
-def _reach(py: re.Pattern[bytes]) -> int:
+def _reach(py: re.Pattern[bytes], tree: Any = None) -> int:
     """Most bytes a match of ``py`` spans, plus every look-around's width (-1: unbounded).
 
     A match ending at or after offset E then starts at or after E minus this: confirming a
@@ -1116,7 +1125,8 @@ def _reach(py: re.Pattern[bytes]) -> int:
         sre_c = importlib.import_module("re._constants")  # stdlib internals: guarded
         sre_parse = importlib.import_module("re._parser")
 
-        tree = sre_parse.parse(py.pattern, py.flags)
+        if tree is None:
+            tree = sre_parse.parse(py.pattern, py.flags)
         total = tree.getwidth()[1]
         stack: list[Any] = [tree]
         while stack:

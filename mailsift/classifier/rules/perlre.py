@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 _FLAG_CHARS = set("imsxgoaludnpcre")
 _OPENERS = {"{": "}", "(": ")", "[": "]", "<": ">"}
@@ -445,3 +446,119 @@ def compile_python(t: Translated) -> re.Pattern[bytes]:
     except (re.error, OverflowError, RecursionError, ValueError) as exc:
         msg = str(exc).split(" at position")[0]
         raise RegexError(f"regex error: {msg}") from exc
+
+
+# ---- auto-possessification -----------------------------------------------------------------
+#
+# PCRE (and so SpamAssassin's Perl) turns ``X+`` into ``X++`` when what follows can never
+# match a character X matches: backtracking into the repeat could only fail. Python's re
+# does not, and SpamAssassin's header rules are full of ``(?:[^\n]+\n+)*`` that re then
+# backtracks through character by character. :func:`possessive` applies the same rewrite
+# to a compiled pattern: a greedy repeat of one character item, directly followed in its
+# sequence by a mandatory character item with a disjoint character set, becomes
+# possessive. Only paths that always fail are cut, so every search, match and count gives
+# the same spans (tested against the original on random patterns and on the corpus).
+
+_SINGLE_OPS = ("LITERAL", "NOT_LITERAL", "IN", "ANY")
+_CHARSET_FLAGS = re.IGNORECASE | re.DOTALL | re.ASCII | re.LOCALE
+_CHARSETS: dict[tuple[str, int], frozenset[int]] = {}
+
+
+def _sre() -> tuple[Any, Any, Any]:
+    """The interpreter's regex parser, compiler and constants (internals; callers guard)."""
+    import importlib
+
+    return (
+        importlib.import_module("re._parser"),
+        importlib.import_module("re._compiler"),
+        importlib.import_module("re._constants"),
+    )
+
+
+def parse_tree(py: re.Pattern[bytes]) -> Any:
+    """The interpreter's parse of ``py`` (internals: None when unavailable)."""
+    try:
+        return _sre()[0].parse(py.pattern, py.flags)
+    except Exception:
+        return None
+
+
+def possessive(py: re.Pattern[bytes], tree: Any = None) -> re.Pattern[bytes]:
+    """``py`` with auto-possessified repeats, or ``py`` itself when nothing changes (or the
+    interpreter's regex internals are not the ones this was written for). ``tree``: its
+    :func:`parse_tree`, which this rewrites in place."""
+    try:
+        parser, compiler, const = _sre()
+        if tree is None:
+            tree = parser.parse(py.pattern, py.flags)
+        if not _possessify(tree, py.flags, const):
+            return py
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out: re.Pattern[bytes] = compiler.compile(tree, py.flags)
+        return out
+    except Exception:  # internals moved, or an odd pattern: keep the original
+        return py
+
+
+def _possessify(sp: Any, flags: int, c: Any) -> bool:
+    changed = False
+    data = sp.data
+    for i, (op, av) in enumerate(data):
+        if op is c.MAX_REPEAT:
+            lo, hi, sub = av
+            if hi > lo and _single(sub) and i + 1 < len(data):
+                nxt = _first_char_item(data[i + 1], c)
+                if nxt is not None and not (
+                    _charset(sub.data[0], flags, sp) & _charset(nxt, flags, sp)
+                ):
+                    data[i] = (c.POSSESSIVE_REPEAT, av)
+                    changed = True
+                    continue
+            changed |= _possessify(sub, flags, c)
+        elif op in (c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
+            changed |= _possessify(av[2], flags, c)
+        elif op is c.SUBPATTERN:
+            _group, add, remove, sub = av
+            changed |= _possessify(sub, (flags | add) & ~remove, c)
+        elif op is c.BRANCH:
+            for branch in av[1]:
+                changed |= _possessify(branch, flags, c)
+        elif op in (c.ASSERT, c.ASSERT_NOT):
+            changed |= _possessify(av[1], flags, c)
+        elif op is c.ATOMIC_GROUP:
+            changed |= _possessify(av, flags, c)
+        elif op is c.GROUPREF_EXISTS:
+            for branch in av[1:]:
+                if branch is not None:
+                    changed |= _possessify(branch, flags, c)
+    return changed
+
+
+def _single(sub: Any) -> bool:
+    return len(sub.data) == 1 and str(sub.data[0][0]) in _SINGLE_OPS
+
+
+def _first_char_item(node: tuple[Any, Any], c: Any) -> tuple[Any, Any] | None:
+    """The character item ``node`` must start with (a single item, or a repeat of one with
+    a minimum of at least one), else None."""
+    op, av = node
+    if str(op) in _SINGLE_OPS:
+        return node
+    if op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT) and av[0] >= 1 and _single(av[2]):
+        item: tuple[Any, Any] = av[2].data[0]
+        return item
+    return None
+
+
+def _charset(item: tuple[Any, Any], flags: int, sp: Any) -> frozenset[int]:
+    """The bytes one character item matches (flags as in effect there), asked of re itself."""
+    key = (repr(item), flags & _CHARSET_FLAGS)
+    found = _CHARSETS.get(key)
+    if found is None:
+        parser, compiler, _const = _sre()
+        one = compiler.compile(parser.SubPattern(sp.state, [item]), flags & _CHARSET_FLAGS)
+        found = frozenset(b for b in range(256) if one.fullmatch(bytes((b,))) is not None)
+        if len(_CHARSETS) < 65536:
+            _CHARSETS[key] = found
+    return found
