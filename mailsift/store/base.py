@@ -270,7 +270,9 @@ class Store(Protocol):
 
 
 def compress(raw: bytes) -> bytes:
-    return zlib.compress(raw, 6)
+    # level 1: a verdict's sample is written on every scoring request and read rarely; on
+    # corpus mail it costs 94 us a message against level 6's 143 us, for 6% more bytes
+    return zlib.compress(raw, 1)
 
 
 def decompress(blob: bytes | memoryview | None) -> bytes | None:
