@@ -9,7 +9,12 @@ modifiers, e.g. ``From:addr``). All patterns of a target go into one Hyperscan d
 only approximate (look-arounds, back-references, possessive quantifiers) are compiled in
 ``HS_FLAG_PREFILTER`` mode and a Hyperscan hit is confirmed with Python ``re``; the rare
 pattern Hyperscan refuses even then runs with ``re`` alone. Both engines scan the same
-UTF-8 bytes with the same translated pattern (see :mod:`.perlre`).
+UTF-8 bytes with the same translated pattern (see :mod:`.perlre`). Three things keep the
+confirmation cheap without changing a result: a prefilter pattern enters the database with
+its bounded repeats opened up (a superset Hyperscan scans much faster); ``re`` starts at
+Hyperscan's first report minus the pattern's longest possible match (:func:`_reach`), since
+no match ends before that report; and the ``re`` pattern is auto-possessified as PCRE does
+(:func:`.perlre.possessive`).
 
 Compiling runs in a child process (memory cap, timeouts): each target's database is built
 in one go with predicted flags; patterns with inner anchors (which Hyperscan may refuse) are
