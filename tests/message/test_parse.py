@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import email.utils
 import hashlib
+from datetime import datetime
 from email.message import EmailMessage
 
 from hypothesis import HealthCheck, given, settings
@@ -259,3 +261,84 @@ def test_folded_content_type_parameters_survive() -> None:
     assert pm.content_type == "multipart/alternative"
     assert "plain words" in pm.text
     assert not any("empty parameters" in d for d in pm.defects)
+
+
+ADDRESS_VALUES = [
+    "a@b.c",
+    "  a@b.c  ",
+    "<a@b.c>",
+    "John Smith <j.s@ex.org>",
+    "John\t  Q  Smith<j@x.org>",
+    '"Smith, John" <j@x.org>',
+    '"" <j@x.org>',
+    '"  spaced  " <j@x>',
+    "o'brien@x.ie",
+    "A-B_C <a+b@x-y.z>",
+    # not simple: the stdlib parser decides
+    "John Q. Public <j@x.org>",
+    "a@b.c (Comment Name)",
+    "a@b.c, d@e.f",
+    '"Quote \\" inside" <q@x.org>',
+    "=?utf-8?q?Jos=C3=A9?= <jose@x.es>",
+    "undisclosed-recipients:;",
+    "Group: a@b.c, d@e.f;",
+    "broken <a@b.c",
+    "<@route.example:a@b.c>",
+    "a..b@c.d",
+    "",
+]
+
+
+def test_simple_address_fast_path_agrees_with_the_stdlib() -> None:
+    from mailsift.message import _simple_addresses, parse_addresses
+
+    fast = 0
+    for value in ADDRESS_VALUES:
+        for values in ((value,), (value, "x@y.z"), ("Ann <ann@x.org>", value)):
+            want = tuple((n, a) for n, a in email.utils.getaddresses(values) if a or n)
+            got = _simple_addresses(values)
+            if got is not None:
+                fast += 1
+                assert got == want, values
+            assert parse_addresses(values) == want, values
+    assert fast >= 30  # the simple shapes do take the fast path
+
+
+DATE_TEXTS = [
+    "Tue, 20 Aug 2002 16:21:22 +0100",
+    "Tue, 20 Aug 2002 16:21:22 +0100 (IST)",
+    "20 aug 2002 16:21 -0530",
+    "Sat,3 Feb 2001 01:02:03 +1345",
+    "Mon, 32 Jan 2002 10:00:00 +0000",  # no such day
+    "Mon, 1 Jan 2002 25:00:00 +0000",  # no such hour
+    "1 Jan 2002 10:00:00 -0000",  # "no zone": a naive time, never used by the tests
+    "1 Jan 2002 10:00:00 +2400",  # out of range
+    "1 Jan 02 10:00:00 +0000",  # two-digit year: the stdlib's rules
+    "Tue, 20 Aug 2002 16:21:22 EST",  # named zone: the stdlib
+    "20 Aug 2002 16:21:22",  # no zone
+    "garbage",
+]
+
+
+def test_fast_received_date_agrees_with_the_stdlib() -> None:
+    from mailsift.classifier.rules.evals import _received_date
+    from mailsift.message import _fast_date, parse_date
+
+    def stdlib(text: str) -> datetime | None:
+        try:
+            return email.utils.parsedate_to_datetime(text)
+        except Exception:
+            return None
+
+    fast = 0
+    for text in DATE_TEXTS:
+        want = stdlib(text)
+        assert parse_date(text) == want
+        got = _fast_date(text)
+        if got is not None:
+            fast += 1
+            assert want is not None and got == want and got.utcoffset() == want.utcoffset()
+        via_received = _received_date(f"from a by b; {text}")
+        aware = want if want is not None and want.tzinfo is not None else None
+        assert via_received == aware, text
+    assert fast == 4

@@ -54,7 +54,7 @@ import itertools
 import re
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from mailsift.message import ParsedMessage, address_of, parse_date, registrable_domain
@@ -258,47 +258,12 @@ def replyto_mismatch(v: MessageViews, args: tuple[Any, ...]) -> int:
     )
 
 
-_MONTHS = {
-    m: i
-    for i, m in enumerate(
-        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1
-    )
-}
-# the date as nearly every MTA writes it: [Day,] D Mon YYYY HH:MM[:SS] +HHMM [(comment)]
-_CANONICAL_DATE_RE = re.compile(
-    r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),\s*)?(\d{1,2})\s+([A-Za-z]{3})\s+(\d{4})\s+"
-    r"(\d{1,2}):(\d{2})(?::(\d{2}))?\s+([+-])(\d{2})(\d{2})(?:\s+\([^()]*\))?",
-    re.ASCII,
-)
-
-
-def _fast_date(text: str) -> datetime | None:
-    """``email.utils.parsedate_to_datetime`` for the canonical shape (tested equal on every
-    Received date of the corpus), else None: the caller falls back to the stdlib."""
-    m = _CANONICAL_DATE_RE.fullmatch(text)
-    if m is None:
-        return None
-    day, mon, year, hh, mm, ss, sign, tzh, tzm = m.groups()
-    month = _MONTHS.get(mon.lower())
-    offset = int(tzh) * 3600 + int(tzm) * 60
-    if month is None or (sign == "-" and offset == 0):  # -0000: "no zone" (a naive time)
-        return None
-    try:
-        zone = timezone(timedelta(seconds=-offset if sign == "-" else offset))
-        return datetime(int(year), month, int(day), int(hh), int(mm), int(ss or 0), tzinfo=zone)
-    except ValueError:
-        return None
-
-
-@functools.lru_cache(maxsize=4096)
 def _received_date(value: str) -> datetime | None:
-    """The timestamp after the last ``;`` of a Received header, None without a time zone
-    (cached: three date tests read the same headers)."""
+    """The timestamp after the last ``;`` of a Received header, None without a time zone."""
     m = _RECEIVED_DATE_RE.search(value)
     if m is None:
         return None
-    text = m.group(1).strip()
-    dt = _fast_date(text) or parse_date(text)
+    dt = parse_date(m.group(1).strip())
     return dt if dt is not None and dt.tzinfo is not None else None
 
 
