@@ -30,8 +30,9 @@ import functools
 import itertools
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -115,27 +116,31 @@ def normalise_word(word: str) -> str | None:
     return w
 
 
-class _NormaliseCache(dict[str, str | None]):
-    """normalise_word of each raw word seen, computed on first use. Words repeat across
-    messages: normalising each distinct raw word once per process is the largest saving of
-    make_sample. A dict looked up from C (``map(cache.__getitem__, ...)``) costs half what
-    ``functools.lru_cache`` does per word; bounded by starting afresh when full. 2**16
-    entries take what the former lru_cache of 2**15 took (~5 MB with the words themselves;
-    no link objects) and hit more often on a shuffled corpus stream (92.9% of words against
-    92.6%; 89.2% with 2**15 entries)."""
+class _Memo(dict[Any, Any]):
+    """``fn(key)`` of each key seen, computed on first use and kept until ``limit`` keys are
+    held, then started afresh. Looked up from C (``map(memo.__getitem__, ...)``), it costs half
+    what ``functools.lru_cache`` does per call."""
 
-    __slots__ = ()
-    MAX = 1 << 16
+    __slots__ = ("fn", "limit")
 
-    def __missing__(self, word: str) -> str | None:
-        value = normalise_word(word)
-        if len(self) >= self.MAX:
+    def __init__(self, fn: Callable[[Any], Any], limit: int) -> None:
+        super().__init__()
+        self.fn = fn
+        self.limit = limit
+
+    def __missing__(self, key: Any) -> Any:
+        value = self.fn(key)
+        if len(self) >= self.limit:
             self.clear()
-        self[word] = value
+        self[key] = value
         return value
 
 
-_NORMALISED = _NormaliseCache()
+# normalise_word of each raw word: words repeat across messages, and normalising each distinct
+# one once per process is the largest saving of make_sample. 2**16 entries take what the
+# former lru_cache of 2**15 took (~5 MB with the words; no link objects) and hit more often on
+# a shuffled corpus stream (92.9% of words against 92.6%; 89.2% with 2**15 entries).
+_NORMALISED = _Memo(normalise_word, 1 << 16)
 
 # The ASCII characters _WORD_RE does not match, as spaces: for an ASCII text,
 # ``text.translate(_NOT_WORD_ASCII).split()`` is ``_WORD_RE.findall(text)`` (the maximal runs
@@ -494,34 +499,19 @@ def _identity(n: int) -> np.ndarray:
     return _IDENTITY[:n] if n <= len(_IDENTITY) else np.arange(n)
 
 
-class _ColumnCache(dict[str, int]):
-    """hash_columns of single strings in one space, computed on first use (bounded)."""
-
-    __slots__ = ("n",)
-    MAX = 1 << 14
-
-    def __init__(self, n: int) -> None:
-        super().__init__()
-        self.n = n
-
-    def __missing__(self, feature: str) -> int:
-        col = int(hash_columns([feature], self.n)[0])
-        if len(self) >= self.MAX:
-            self.clear()
-        self[feature] = col
-        return col
-
-
 # meta features (rule:, sym:, st:) come from a small vocabulary (the rule set, the checks'
 # symbols, a few dozen structure values): their columns are looked up, not hashed, for each
 # message (hash_columns costs ~14 us for a dozen strings, mostly the hasher call)
-_META_COLUMNS: dict[int, _ColumnCache] = {}
+_META_COLUMNS: dict[int, _Memo] = {}
+META_COLUMNS_LIMIT = 1 << 14  # strings kept per hashed space
 
 
 def _meta_columns(meta: Sequence[str], n: int) -> np.ndarray:
     cache = _META_COLUMNS.get(n)
     if cache is None:
-        cache = _META_COLUMNS.setdefault(n, _ColumnCache(n))
+        cache = _META_COLUMNS.setdefault(
+            n, _Memo(lambda feature: int(hash_columns([feature], n)[0]), META_COLUMNS_LIMIT)
+        )
     return np.fromiter(map(cache.__getitem__, meta), dtype=np.int64, count=len(meta))
 
 

@@ -182,9 +182,9 @@ def test_wordish_fast_path_is_the_wordish_regex_generated(text: str) -> None:
 
 
 def test_normalise_cache_is_bounded_and_exact(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mailsift.classifier.features import _NORMALISED, _NormaliseCache
+    from mailsift.classifier.features import _NORMALISED
 
-    monkeypatch.setattr(_NormaliseCache, "MAX", 4)
+    monkeypatch.setattr(_NORMALISED, "limit", 4)
     _NORMALISED.clear()
     ws = ["Hello", "x1", "--", "1999", "a" * 40, "b", "3d7dce2a50604059", "hello"] * 3
     assert [_NORMALISED[w] for w in ws] == [normalise_word(w) for w in ws]
@@ -235,12 +235,12 @@ def test_has_repeats_is_the_set_test() -> None:
 def test_meta_columns_are_hash_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     from mailsift.classifier.features import (
         _META_COLUMNS,
-        _ColumnCache,
         _meta_columns,
         hash_columns,
     )
 
-    monkeypatch.setattr(_ColumnCache, "MAX", 3)
+    monkeypatch.setattr("mailsift.classifier.features.META_COLUMNS_LIMIT", 3)
+    _META_COLUMNS.clear()  # caches made before the patch keep their limit
     meta = [*make_sample(parse(SPAMMY), ["A", "B"], ["SPF_FAIL"]).meta, "ü:naïve", ""]
     for n in (2**16, 7):
         for _ in range(2):  # computed, then (partly) cached
