@@ -6,9 +6,11 @@ Loads the configured rule set (``load_ruleset``: stock rules when installed, our
 the Hyperscan databases come from the cache under ``var/cache/rules`` after the first run),
 parses ~500 messages read in place from the SpamAssassin public corpus archives (parsing is
 not timed), then times ``RuleSet.hit_values`` per message: mean / p50 / p99 in ms, with the
-split of regex rules between Hyperscan (exact), Hyperscan prefilter + ``re`` confirmation,
-and ``re`` alone. The same rules with Python ``re`` only are timed on fewer messages for
-comparison. Figures are noisy on a shared machine: run it when the machine is quiet.
+split of regex rules between Hyperscan (exact), Hyperscan prefilter + confirmation, and
+no Hyperscan. What Hyperscan cannot decide alone is decided by the native PCRE2 matcher
+(``rules.pcre``, the default) or Python ``re``: both are timed, and the same rules with
+PCRE2 alone and with ``re`` alone on fewer messages, for comparison. Figures are noisy on
+a shared machine: run it when the machine is quiet.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import statistics
 import time
 from pathlib import Path
 
-from mailsift.classifier.rules import RuleSet, configured_paths, load_ruleset
+from mailsift.classifier.rules import RuleSet, configured_paths, engine, load_ruleset
 from mailsift.config import load_settings
 from mailsift.message import ParsedMessage, parse
 from mailsift.pipeline.corpus import sample_messages
@@ -72,8 +74,9 @@ def main() -> None:
         f"{len(rs.skipped)} skipped; loaded in {load_s:.1f} s (cache {'hit' if st.cached else 'miss'})"
     )
     print(
-        f"regex rules: {st.hyperscan} hyperscan exact, {st.prefilter} hyperscan prefilter + re, "
-        f"{st.re_only} re only"
+        f"regex rules: {st.hyperscan} hyperscan exact, {st.prefilter} hyperscan prefilter + "
+        f"confirmation, {st.re_only} without hyperscan; decided by "
+        f"{'PCRE2 ' + str(engine.PCRE_VERSION) if rs.use_pcre else 'Python re'}"
     )
 
     raws = corpus_messages(corpus, args.messages)
@@ -85,8 +88,12 @@ def main() -> None:
         f"messages: {len(parsed)}, median size {sizes[len(sizes) // 2]} bytes, parse {parse_ms:.2f} ms/msg (not timed below)"
     )
 
-    print(summary("hyperscan + re", time_rules(rs, parsed)))
-    rs_re = rs.variant(use_hyperscan=False)
+    print(summary("hyperscan + pcre2" if rs.use_pcre else "hyperscan + re", time_rules(rs, parsed)))
+    if rs.use_pcre:
+        print(summary("hyperscan + re", time_rules(rs.variant(use_pcre=False), parsed)))
+        rs_pcre = rs.variant(use_hyperscan=False)
+        print(summary("pcre2 only", time_rules(rs_pcre, parsed[: args.re_messages])))
+    rs_re = rs.variant(use_hyperscan=False, use_pcre=False)
     print(summary("python re only", time_rules(rs_re, parsed[: args.re_messages])))
 
 

@@ -58,6 +58,9 @@ class RulesSettings(BaseModel):
     use_stock: bool = True
     extra_paths: list[Path] = Field(default_factory=list)
     hyperscan: bool = True
+    # decide prefilter hits, counts and the patterns Hyperscan refuses with the native PCRE2
+    # (JIT) matcher; False: Python re (the same results, measured on the corpus; slower)
+    pcre: bool = True
     cache_dir: Path | None = None  # default: <var_dir>/cache/rules
     max_scan_bytes: int = 256 * 1024  # body text scanned by rules
     # skip rules that cannot change a reported hit (score 0, sub-rules no scoring rule uses),

@@ -39,12 +39,16 @@ def make_message(
     return parse("\r\n".join(lines).encode("utf-8"))
 
 
-@pytest.fixture(params=[True, False], ids=["hyperscan", "re"])
+@pytest.fixture(
+    params=[(True, True), (False, True), (False, False)], ids=["hyperscan", "pcre", "re"]
+)
 def engine(request: pytest.FixtureRequest) -> Callable[[str], RuleSet]:
-    """Build a RuleSet from .cf text, once with Hyperscan and once with Python re only."""
+    """Build a RuleSet from .cf text three ways: Hyperscan (hits decided by PCRE2 where it
+    cannot answer alone), PCRE2 alone, Python re alone."""
+    use_hyperscan, use_pcre = request.param
 
     def build(text: str) -> RuleSet:
-        return RuleSet.from_text(text, use_hyperscan=request.param)
+        return RuleSet.from_text(text, use_hyperscan=use_hyperscan, use_pcre=use_pcre)
 
     return build
 
@@ -88,7 +92,8 @@ def stock_rules(stock_cache: Path) -> RuleSet:
 
 @pytest.fixture(scope="session")
 def stock_rules_re(stock_rules: RuleSet) -> RuleSet:
-    return stock_rules.variant(use_hyperscan=False)
+    """The same rules decided by Python re alone: the reference the fast engines must equal."""
+    return stock_rules.variant(use_hyperscan=False, use_pcre=False)
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,9 @@
 
 The differential test is the strong one: every compiled stock rule (the sub-rules and
 score-0 rules a scoring rule depends on included; the others are pruned, as SpamAssassin
-does) must give the same value with the Hyperscan databases (exact + prefilter with
-re confirmation) as with Python ``re`` alone, over a sample of the public corpus.
+does) must give the same value with the serving engine (Hyperscan databases, exact +
+prefilter, with PCRE2 deciding what Hyperscan cannot) as with Python ``re`` alone, over a
+sample of the public corpus.
 """
 
 from __future__ import annotations

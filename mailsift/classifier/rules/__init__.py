@@ -74,4 +74,5 @@ def load_ruleset(settings: Settings) -> RuleSet:
         max_scan_bytes=settings.rules.max_scan_bytes,
         exclude=settings.rules.exclude,
         prune_unused=settings.rules.prune_unused,
+        use_pcre=settings.rules.pcre,
     )
