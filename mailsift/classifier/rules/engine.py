@@ -84,6 +84,9 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_ADDRESS_HEADER = 4096  # characters of an address header parsed for :addr / :name
 DEFAULT_SCORE = 1.0
 MAX_MULTIPLE = 1000
+# a target of at most this many patterns, all compiled by PCRE2, skips its Hyperscan
+# database: on header values, a few PCRE2 searches cost less than one scan and its set-up
+DIRECT_MAX = 4
 CACHE_KEEP = 4  # cache files kept per cache directory
 
 try:  # hyperscan is a dependency, but keep the engine usable without it
@@ -133,6 +136,8 @@ class _Target:
     hs_ids: list[int] = field(default_factory=list)  # hyperscan id -> entry index
     re_only: list[int] = field(default_factory=list)  # entry indexes run with re alone
     negated: list[int] = field(default_factory=list)
+    # a few patterns, all in PCRE2: each runs on its own (cheaper than a database scan)
+    direct: bool = False
 
     def spec(self) -> list[tuple[str, int]]:
         return [(e.hs_pattern.decode("latin-1"), e.hs_flags) for e in self.entries]
@@ -749,19 +754,36 @@ class RuleSet:
             h.update(json.dumps([t.key, t.spec()]).encode("utf-8"))
         return h.hexdigest()
 
-    def _finish_headers(self) -> None:
+    def _plan_evaluation(self) -> None:
+        # requests for one real header, by its name (most name a header a message lacks:
+        # their if-unset values are set up front, and only present headers are read)
+        self._by_header: dict[str, list[_HeaderTarget]] = {}
+        self._special_requests: list[_HeaderTarget] = []
+        self._absent_hits: list[tuple[int, int]] = []
         for ht in self._headers.values():
             ht.unset_hits = []
             for e in ht.target.entries if ht.target is not None else ():
                 r = e.unset_result if e.unset_result is not None else e.empty_result
                 if r:
                     ht.unset_hits.append((e.rule, r))
+            if ht.plain_name is None:
+                self._special_requests.append(ht)
+            else:
+                self._by_header.setdefault(ht.plain_name, []).append(ht)
+                self._absent_hits.extend(ht.unset_hits)
+        self._header_set = frozenset(self._by_header)
+        for t in self._all_targets():
+            t.direct = (
+                0 < len(t.entries) <= DIRECT_MAX
+                and t is not self._body
+                and all(e.pc is not None for e in t.entries)
+            )
 
     def _compile_targets(self) -> None:
         try:
             self._compile_all()
         finally:
-            self._finish_headers()
+            self._plan_evaluation()
 
     def _compile_all(self) -> None:
         targets = [t for t in self._all_targets() if t.entries]
@@ -885,8 +907,18 @@ class RuleSet:
         return s
 
     def _scan(self, t: _Target, data: bytes, h: list[int] | dict[int, int]) -> None:
-        """Scan ``data`` with a target's database, confirm and count with ``re``."""
+        """Scan ``data`` with a target's database; confirm and count with PCRE2 (or re)."""
         entries = t.entries
+        if t.direct:
+            count = self._count
+            for e in entries:
+                n = count(e, data)
+                if e.negate:
+                    if not n:
+                        h[e.rule] = 1
+                elif n:
+                    h[e.rule] = max(h[e.rule], n)
+            return
         matched: set[int] = set()
         if t.db is not None:
             found: list[tuple[int, int]] = []
@@ -954,6 +986,20 @@ class RuleSet:
                 if v:
                     h[i] = max(h[i], v)
 
+    def _request(self, views: MessageViews, ht: _HeaderTarget, h: list[int]) -> None:
+        """One header request: its exists: rules, then its regex rules on the value (or
+        their if-unset results when the message gives no value)."""
+        value = header_request(views, ht.name, ht.modifiers)
+        for ri in ht.exists_rules:
+            h[ri] = 1 if value is not None else 0
+        if ht.target is None:
+            return
+        if value is None:
+            for ri, r in ht.unset_hits:
+                h[ri] = r
+        else:
+            self._scan(ht.target, value, h)
+
     def hit_values(self, pm: ParsedMessage) -> list[int]:
         """Raw per-rule values (index as in :attr:`names`), metas included."""
         views = MessageViews(pm, self.max_scan_bytes)
@@ -965,25 +1011,21 @@ class RuleSet:
         if self._full.entries:
             self._scan(self._full, views.full, h)
         self._scan_uris(views, h)
-        present = views.header_names()
-        for ht in self._headers.values():
-            # most requests name a header the message does not have: skip the request then
-            plain = ht.plain_name
-            if plain is not None and plain not in present:
-                value = None
-            elif plain is not None and ht.target is None:
-                value = b""  # exists: tests only: the header is there, its text is not needed
-            else:
-                value = header_request(views, ht.name, ht.modifiers)
-            for ri in ht.exists_rules:
-                h[ri] = 1 if value is not None else 0
-            if ht.target is None:
-                continue
-            if value is None:
-                for ri, r in ht.unset_hits:
-                    h[ri] = r
-            else:
-                self._scan(ht.target, value, h)
+        # every request for a real header first reads as absent (its exists: rules 0, its
+        # rules their if-unset value); then the headers the message has are read
+        for ri, r in self._absent_hits:
+            h[ri] = r
+        for name in self._header_set.intersection(views.header_names()):
+            for ht in self._by_header[name]:
+                if ht.target is None:  # exists: tests only: its text is not needed
+                    for ri in ht.exists_rules:
+                        h[ri] = 1
+                    continue
+                for ri, _ in ht.unset_hits:
+                    h[ri] = 0
+                self._request(views, ht, h)
+        for ht in self._special_requests:
+            self._request(views, ht, h)
         for e, lname, raw, unset in self._mime:
             # SpamAssassin's MIMEHeader: the first such header of each MIME part (the top
             # level included; an absent one reads as its if-unset text, else ""); a hit
