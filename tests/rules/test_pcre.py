@@ -124,3 +124,19 @@ def test_match_limit_raises_and_the_engine_asks_re(low_match_limit: None) -> Non
     assert hits(rs, make_message(text + "\n")) >= {"OTHER"}
     assert "SLOW_RULE" not in hits(rs, make_message(text + "\n"))
     assert "SLOW_RULE" in hits(rs, make_message("a" * 24 + "b aac\n"))
+
+
+def test_pcre_compiles_only_what_hyperscan_cannot_answer_alone() -> None:
+    rs = RuleSet.from_text(
+        "body EXACT /cheap\\s+pills/\n"
+        "body LOOKAHEAD /cheap(?!\\s+talk)/\n"
+        "body COUNTED /pills/\ntflags COUNTED multiple\n"
+        "header SUBJ Subject =~ /offer/\n"
+    )
+    pc = {rs.names[e.rule]: e.pc is not None for e in rs._body.entries}
+    assert pc == {"EXACT": False, "LOOKAHEAD": True, "COUNTED": True}
+    # a target of a few patterns runs them in PCRE2 without its database
+    (subject,) = [t for t in rs._header_targets if t.key.startswith("header:subject")]
+    assert subject.direct and all(e.pc is not None for e in subject.entries)
+    got = hits(rs, make_message("cheap pills, cheap talk, pills\n", subject="an offer"))
+    assert got >= {"EXACT", "LOOKAHEAD", "COUNTED", "SUBJ"}

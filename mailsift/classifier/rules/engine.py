@@ -629,8 +629,6 @@ class RuleSet:
             multiple=self._multiple(rd.name),
         )
         entry.predicted = _predict_flags(t.hs, flags, py)
-        if self.use_pcre:
-            entry.pc = _native(t)
         tree = parse_tree(py)
         entry.reach = _reach(py, tree)
         # the same matches, without the backtracking that can only fail (rewrites the tree)
@@ -772,12 +770,18 @@ class RuleSet:
                 self._by_header.setdefault(ht.plain_name, []).append(ht)
                 self._absent_hits.extend(ht.unset_hits)
         self._header_set = frozenset(self._by_header)
+        if not self.use_pcre:
+            return
+        # PCRE2 compiles (and JITs) only what it will run: Hyperscan answers its exact
+        # patterns alone (a JIT copy of every pattern would cost 6 MB a process for nothing)
         for t in self._all_targets():
-            t.direct = (
-                0 < len(t.entries) <= DIRECT_MAX
-                and t is not self._body
-                and all(e.pc is not None for e in t.entries)
-            )
+            small = 0 < len(t.entries) <= DIRECT_MAX and t is not self._body
+            for e in t.entries:
+                if small or e.mode != MODE_HS or e.multiple:
+                    e.pc = _native(e)
+            t.direct = small and all(e.pc is not None for e in t.entries)
+        for e, *_ in self._mime:
+            e.pc = _native(e)
 
     def _compile_targets(self) -> None:
         try:
@@ -1097,13 +1101,20 @@ class RuleSet:
         return len(self.names)
 
 
-def _native(t: Any) -> Any:
-    """The translated pattern compiled by PCRE2 with JIT (Perl's own semantics: the PCRE
-    variant, as Hyperscan reads it), or None when PCRE2 refuses it (``re`` decides then)."""
+def _native(e: _Entry) -> Any:
+    """An entry's pattern compiled by PCRE2 with JIT (the PCRE variant of the translation,
+    as Hyperscan reads it: Perl's own semantics; the flags are its ``re`` pattern's), or
+    None when PCRE2 refuses it (``re`` decides then)."""
     if _pcre is None:
         return None
+    fl = e.py.flags
     try:
-        return _pcre.Regex(t.hs, caseless=t.caseless, multiline=t.multiline, dotall=t.dotall)
+        return _pcre.Regex(
+            e.hs_pattern,
+            caseless=bool(fl & re.IGNORECASE),
+            multiline=bool(fl & re.MULTILINE),
+            dotall=bool(fl & re.DOTALL),
+        )
     except _pcre.RegexError:
         return None
 
