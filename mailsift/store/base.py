@@ -281,8 +281,12 @@ def decompress(blob: bytes | memoryview | None) -> bytes | None:
     return zlib.decompress(bytes(blob))
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
+
 def dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), sort_keys=True)
+    # json.dumps with these options would build a new JSONEncoder per call
+    return _ENCODER.encode(obj)
 
 
 def loads(text: str | None, default: Any = None) -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import time
 import weakref
 from collections.abc import Iterator, Sequence
@@ -76,11 +77,30 @@ class _PgTx:
         return rows[0] if rows else None
 
 
+class _PgWriterTx(_PgTx):
+    """The writer's ``Tx``: one cursor for the connection's life (no cursor built a write)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        super().__init__(conn)
+        self.cur = conn.cursor()
+
+    def _run(self, sql: str, params: Params) -> psycopg.Cursor[Any]:
+        if params:
+            return self.cur.execute(translate(sql), params)  # type: ignore[arg-type]
+        return self.cur.execute(sql)  # type: ignore[arg-type]
+
+
 class PostgresStore(SqlStore):
     dialect: Dialect = "postgresql"
 
     def __init__(self, url: str, pool_size: int = 4, connect_timeout: float = 10.0) -> None:
         super().__init__(url)
+        self._connect_timeout = connect_timeout
+        # the group-commit writer's own connection (opened at its first write), so a verdict
+        # write costs no pool checkout; statements are prepared from their first use
+        self._writer_lock = threading.Lock()
+        self._writer_tx: _PgWriterTx | None = None
+        self._writer_last = 0.0
         # when each pooled connection last finished a statement without error
         self._last_ok: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
             weakref.WeakKeyDictionary()
@@ -129,9 +149,47 @@ class PostgresStore(SqlStore):
             yield _PgTx(conn)
             self._last_ok[conn] = time.monotonic()
 
+    @contextmanager
+    def _writer(self) -> Iterator[Tx]:
+        """The writer's connection (autocommit), reopened when it broke; checked with a round
+        trip after ``CHECK_AFTER_IDLE_S`` idle, as pooled connections are."""
+        with self._writer_lock:
+            tx = self._writer_tx
+            if tx is None or tx.conn.broken or tx.conn.closed:
+                tx = self._open_writer()
+            elif time.monotonic() - self._writer_last >= CHECK_AFTER_IDLE_S:
+                try:
+                    ConnectionPool.check_connection(tx.conn)
+                except Exception:
+                    tx = self._open_writer()
+            yield tx
+            self._writer_last = time.monotonic()
+
+    def _open_writer(self) -> _PgWriterTx:
+        if self._writer_tx is not None:
+            self._writer_tx.conn.close()
+            self._writer_tx = None
+        if self.pool.closed:
+            raise StoreError("store is closed")
+        try:
+            conn = psycopg.connect(
+                self.url,
+                autocommit=True,
+                prepare_threshold=0,
+                connect_timeout=max(1, int(self._connect_timeout)),
+            )
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to PostgreSQL store: {exc}") from exc
+        self._writer_tx = _PgWriterTx(conn)
+        return self._writer_tx
+
     def _lock(self, tx: Tx, name: str) -> None:
         key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
         tx.query("SELECT pg_advisory_xact_lock(?)", [key])
 
     def close(self) -> None:
         self.pool.close()
+        with self._writer_lock:
+            if self._writer_tx is not None:
+                self._writer_tx.conn.close()
+                self._writer_tx = None

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
 from mailsift.store import migrations
@@ -62,6 +63,12 @@ class SqlStore:
 
     def _lock(self, tx: Tx, name: str) -> None:
         raise NotImplementedError
+
+    def _writer(self) -> AbstractContextManager[Tx]:
+        """A ``Tx`` in autocommit mode for the group-commit writer's one-statement writes
+        (one writer at a time). Default: ``_autocommit()``; a backend may keep a connection
+        of its own for it."""
+        return self._autocommit()
 
     def close(self) -> None:
         raise NotImplementedError
@@ -268,6 +275,29 @@ def _verdict(row: Row) -> VerdictRecord:
 
 _VerdictRows = tuple[tuple[Any, ...], tuple[Any, ...] | None]  # (verdict row, sample row)
 
+_VERDICT_COLS = (
+    "verdict_id, created, digest, recipients, sender, client_ip, score, probability,"
+    " action, model_version, rules, list_decision, reason"
+)
+_VERDICT_VALUES = "(?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_SAMPLE_VALUES = "(?,?,?)"
+
+
+@lru_cache(maxsize=128)
+def _one_statement(n_verdicts: int, n_samples: int) -> str:
+    """PostgreSQL: ``n_verdicts`` verdict rows and ``n_samples`` sample rows in one statement
+    (a data-modifying CTE), so a group commit is one round trip and one implicit transaction
+    (no BEGIN/COMMIT); the text depends only on the two counts, so psycopg prepares it."""
+    verdicts = f"INSERT INTO verdicts ({_VERDICT_COLS}) VALUES " + ",".join(
+        [_VERDICT_VALUES] * n_verdicts
+    )
+    if not n_samples:
+        return verdicts
+    samples = "INSERT INTO verdict_samples (verdict_id, created, raw) VALUES " + ",".join(
+        [_SAMPLE_VALUES] * n_samples
+    )
+    return f"WITH v AS ({verdicts}) {samples}"
+
 
 def _executemany(tx: Tx, sql: str, rows: list[tuple[Any, ...]]) -> None:
     many = getattr(tx, "executemany", None)
@@ -279,16 +309,16 @@ def _executemany(tx: Tx, sql: str, rows: list[tuple[Any, ...]]) -> None:
 
 
 class SqlVerdictRepo:
-    _COLS = (
-        "verdict_id, created, digest, recipients, sender, client_ip, score, probability,"
-        " action, model_version, rules, list_decision, reason"
-    )
+    _COLS = _VERDICT_COLS
 
-    _INSERT = f"INSERT INTO verdicts ({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
-    _INSERT_SAMPLE = "INSERT INTO verdict_samples (verdict_id, created, raw) VALUES (?, ?, ?)"
+    _INSERT = f"INSERT INTO verdicts ({_COLS}) VALUES {_VERDICT_VALUES}"
+    _INSERT_SAMPLE = (
+        f"INSERT INTO verdict_samples (verdict_id, created, raw) VALUES {_SAMPLE_VALUES}"
+    )
 
     def __init__(self, db: SqlStore) -> None:
         self.db = db
+        self._one_statement = db.dialect == "postgresql"
         self._group: GroupCommit[_VerdictRows] = GroupCommit(self._write_batch)
 
     def add(self, rec: VerdictRecord, sample: bytes | None = None) -> None:
@@ -298,8 +328,9 @@ class SqlVerdictRepo:
         crash and is readable at once from any process."""
         row = self._row(rec)
         sample_row = (rec.verdict_id, rec.created, compress(sample)) if sample is not None else None
-        if getattr(self.db._local, "tx", None) is not None:  # join the caller's transaction
-            self._write(self.db._local.tx, [(row, sample_row)])
+        tx: Tx | None = getattr(self.db._local, "tx", None)
+        if tx is not None:  # join the caller's transaction
+            self._write(tx, [(row, sample_row)])
             return
         self._group.submit((row, sample_row))
 
@@ -316,19 +347,36 @@ class SqlVerdictRepo:
             rec.probability,
             rec.action,
             rec.model_version,
-            dumps([[n, s] for n, s in rec.rules]),
+            dumps(rec.rules),  # (name, score) pairs: JSON arrays, as lists would be
             rec.list_decision,
             rec.reason,
         )
 
     def _write(self, tx: Tx, items: list[_VerdictRows]) -> None:
+        if self._one_statement:
+            tx.execute(*self._statement(items))
+            return
         rows = [r for r, _ in items]
         samples = [s for _, s in items if s is not None]
         _executemany(tx, self._INSERT, rows)
         if samples:
             _executemany(tx, self._INSERT_SAMPLE, samples)
 
+    @staticmethod
+    def _statement(items: list[_VerdictRows]) -> tuple[str, list[Any]]:
+        params = [v for r, _ in items for v in r]
+        n_samples = 0
+        for _, s in items:
+            if s is not None:
+                params += s
+                n_samples += 1
+        return _one_statement(len(items), n_samples), params
+
     def _write_batch(self, items: list[_VerdictRows]) -> None:
+        if self._one_statement:  # atomic on its own: no transaction around it
+            with self.db._writer() as tx:
+                tx.execute(*self._statement(items))
+            return
         with self.db.transaction() as tx:
             self._write(tx, items)
 
