@@ -50,7 +50,6 @@ Tests (arguments in brackets):
 from __future__ import annotations
 
 import functools
-import itertools
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -174,8 +173,9 @@ _DOMAINISH_RE = re.compile(
     r"[a-z0-9])?)*\.[a-z]{2,24})(?:[:/?#]\S*)?$",
     re.IGNORECASE,
 )
-_CT_PREFIX_RE = re.compile(rb"Content-Type:[ \t]*\"?$", re.IGNORECASE)
-_CTE_RE = re.compile(rb"\nContent-Transfer-Encoding:\s*\"?([\w-]+)", re.IGNORECASE)
+# matched against lower-cased text (case-insensitive, in effect)
+_CT_PREFIX_LOWER_RE = re.compile(rb"content-type:[ \t]*\"?$")
+_CTE_LOWER_RE = re.compile(rb"\ncontent-transfer-encoding:\s*\"?([\w-]+)")
 # matched against the lower-cased message: a case-sensitive pattern starts with a fast
 # literal search, an IGNORECASE one tries every position
 _CHARSET_RE = re.compile(rb"charset\s*=\s*\"?([\w.:-]+)")
@@ -190,6 +190,19 @@ def _num(args: tuple[Any, ...], i: int, default: float) -> float:
         return default
 
 
+@functools.lru_cache(maxsize=1024)  # the rules' arguments: a few distinct tuples
+def _nums(args: tuple[Any, ...], defaults: tuple[float, ...]) -> tuple[float, ...]:
+    """``_num`` of each argument (``defaults[i]`` when missing or not a number), parsed once."""
+    return tuple(_num(args, i, d) for i, d in enumerate(defaults))
+
+
+def _header(v: MessageViews, lname: str) -> str:
+    """``pm.header(name)`` (the first decoded value, else ""), from the views' header index
+    (a dict lookup instead of a scan of every header)."""
+    values = v.header_values(lname, False)
+    return values[0] if values else ""
+
+
 def html_only(v: MessageViews, args: tuple[Any, ...]) -> int:
     return int(v.pm.is_html_only)
 
@@ -198,10 +211,13 @@ def has_html(v: MessageViews, args: tuple[Any, ...]) -> int:
     return int(bool(v.pm.html))
 
 
+_SPACE_CHARS = " \t\r\n\f\v\u00a0"
+
+
 def _visible_chars(text: str, limit: float) -> int:
     """Non-space characters, counted only as far as needed to compare with ``limit``."""
     head = text[: int(limit) * 20 + 1000]
-    n = len(head) - sum(head.count(c) for c in " \t\r\n\f\v\u00a0")
+    n = len(head) - sum(head.count(c) for c in _SPACE_CHARS)
     return n if len(head) == len(text) else max(n, int(limit) + 1)
 
 
@@ -213,10 +229,19 @@ def image_only(v: MessageViews, args: tuple[Any, ...]) -> int:
 
 
 def sa_html_image_only(v: MessageViews, args: tuple[Any, ...]) -> int:
-    lo, hi = _num(args, 0, 0), _num(args, 1, 400)
-    if not v.pm.html or v.pm.images <= 0:
+    pm = v.pm
+    if not pm.html or pm.images <= 0:
         return 0
-    return int(lo <= _visible_chars(v.pm.html_text, hi) < hi)
+    lo, hi = _nums(args, (0, 400))
+    text = pm.html_text
+    if len(text) <= int(hi) * 20 + 1000:
+        # _visible_chars reads all of the text: count it once for the eight range tests
+        n: int | None = v.memo.get("html_visible")
+        if n is None:
+            n = v.memo["html_visible"] = len(text) - sum(text.count(c) for c in _SPACE_CHARS)
+    else:
+        n = _visible_chars(text, hi)
+    return int(lo <= n < hi)
 
 
 def _shown_domain(text: str | None) -> str:
@@ -250,7 +275,10 @@ def many_urls(v: MessageViews, args: tuple[Any, ...]) -> int:
 
 
 def replyto_mismatch(v: MessageViews, args: tuple[Any, ...]) -> int:
-    rt, frm = v.pm.reply_to, v.pm.from_addr
+    reply_to = _header(v, "reply-to")
+    if not reply_to:  # address_of("") is "": most messages stop here, From not parsed
+        return 0
+    rt, frm = address_of(reply_to), address_of(_header(v, "from"))
     if "@" not in rt or "@" not in frm:
         return 0
     return int(
@@ -259,11 +287,15 @@ def replyto_mismatch(v: MessageViews, args: tuple[Any, ...]) -> int:
 
 
 def _received_date(value: str) -> datetime | None:
-    """The timestamp after the last ``;`` of a Received header, None without a time zone."""
-    m = _RECEIVED_DATE_RE.search(value)
-    if m is None:
+    """The timestamp after the last ``;`` of a Received header, None without a time zone.
+
+    (What ``;\\s*([^;]+)$`` captures, stripped, is exactly the text after the last ``;``
+    stripped: ``str.rpartition`` finds it without a regex.)
+    """
+    _, semicolon, tail = value.rpartition(";")
+    if not semicolon:
         return None
-    dt = parse_date(m.group(1).strip())
+    dt = parse_date(tail.strip())
     return dt if dt is not None and dt.tzinfo is not None else None
 
 
@@ -275,15 +307,39 @@ def _received_dates(pm: ParsedMessage) -> Iterator[datetime]:
             yield dt
 
 
-def _reference_time(pm: ParsedMessage) -> datetime | None:
-    return next(_received_dates(pm), None)
-
-
-def _date_skew_hours(pm: ParsedMessage, use_clock: bool) -> float | None:
-    dt = pm.date
+def _dates(v: MessageViews) -> tuple[datetime, list[datetime]] | None:
+    """The Date header and the first ``MAX_RECEIVED_DATES`` Received timestamps (newest
+    first, those with a time zone), read once a message for the thirteen date tests; None
+    without a Date that has a time zone (every date test is then 0)."""
+    memo = v.memo
+    if "dates" in memo:
+        found: tuple[datetime, list[datetime]] | None = memo["dates"]
+        return found
+    date = _header(v, "date")
+    dt = parse_date(date) if date else None  # = pm.date
     if dt is None or dt.tzinfo is None:
+        found = None
+    else:
+        received: list[datetime] = []
+        for value in v.header_values("received", False):  # = pm.header_all("Received")
+            r = _received_date(value)
+            if r is not None:
+                received.append(r)
+                if len(received) == MAX_RECEIVED_DATES:
+                    break
+        found = (dt, received)
+    memo["dates"] = found
+    return found
+
+
+def _date_skew_hours(v: MessageViews, use_clock: bool) -> float | None:
+    """Date minus the newest Received timestamp (the clock when there is none and
+    ``use_clock``), in hours."""
+    dates = _dates(v)
+    if dates is None:
         return None
-    ref = _reference_time(pm)
+    dt, received = dates
+    ref = received[0] if received else None
     try:
         if ref is None:
             if not use_clock:
@@ -297,7 +353,7 @@ def _date_skew_hours(pm: ParsedMessage, use_clock: bool) -> float | None:
 def _skew(v: MessageViews, use_clock: bool) -> float | None:
     key = ("date_skew", use_clock)
     if key not in v.memo:  # several date rules ask: parse the dates once a message
-        v.memo[key] = _date_skew_hours(v.pm, use_clock)
+        v.memo[key] = _date_skew_hours(v, use_clock)
     skew: float | None = v.memo[key]
     return skew
 
@@ -319,10 +375,13 @@ def _ext_list(args: tuple[Any, ...]) -> frozenset[str]:
 
 
 def attachment_ext(v: MessageViews, args: tuple[Any, ...]) -> int:
+    attachments = v.pm.attachments
+    if not attachments:
+        return 0
     exts = _ext_list(args)
     return sum(
         1
-        for a in v.pm.attachments
+        for a in attachments
         if "." in a.filename and a.filename.rsplit(".", 1)[1].strip().lower() in exts
     )
 
@@ -336,31 +395,55 @@ def double_extension(v: MessageViews, args: tuple[Any, ...]) -> int:
     return n
 
 
-def _text_plain_heads(raw: bytes, limit: int = 50) -> list[bytes]:
-    """The header blocks (message or MIME part) whose Content-Type is text/plain.
+# the spellings of text/plain looked for, in the order they are taken (up to the limit)
+_TEXT_PLAIN_SPELLINGS = {b"text/plain": 0, b"TEXT/PLAIN": 1, b"Text/Plain": 2, b"Text/plain": 3}
 
-    Plain ``bytes.find`` for the usual spellings is much faster than a case-insensitive
-    regex over the whole message.
+
+def _text_plain_heads(raw: bytes, limit: int = 50, lower: bytes | None = None) -> list[bytes]:
+    """The header blocks (message or MIME part) whose Content-Type is text/plain, written in
+    one of the usual spellings (the first ``limit``, taken spelling by spelling), from
+    ``lower`` (``raw.lower()``, computed when not given).
+
+    One ``bytes.find`` over the lower-cased message finds every spelling (the original
+    bytes tell which); on lower-cased text, the case-insensitive regexes become
+    case-sensitive ones, which start with a fast literal search.
     """
+    if lower is None:
+        lower = raw.lower()
+    found: list[tuple[int, int]] = []
+    pos = lower.find(b"text/plain")
+    while pos >= 0:
+        rank = _TEXT_PLAIN_SPELLINGS.get(raw[pos : pos + 10])
+        if rank is not None:
+            found.append((rank, pos))
+        pos = lower.find(b"text/plain", pos + 10)
+    found.sort()
     out: list[bytes] = []
-    for spelling in (b"text/plain", b"TEXT/PLAIN", b"Text/Plain", b"Text/plain"):
-        pos = raw.find(spelling)
-        while pos >= 0 and len(out) < limit:
-            line_start = raw.rfind(b"\n", 0, pos) + 1
-            if _CT_PREFIX_RE.match(raw, line_start, pos):
-                start = raw.rfind(b"\n\n", 0, pos)
-                end = raw.find(b"\n\n", pos)
-                out.append(raw[start + 1 if start >= 0 else 0 : end if end >= 0 else len(raw)])
-            pos = raw.find(spelling, pos + len(spelling))
+    for _, pos in found:
+        if len(out) >= limit:
+            break
+        line_start = lower.rfind(b"\n", 0, pos) + 1
+        if _CT_PREFIX_LOWER_RE.match(lower, line_start, pos):
+            start = lower.rfind(b"\n\n", 0, pos)
+            end = lower.find(b"\n\n", pos)
+            out.append(lower[start + 1 if start >= 0 else 0 : end if end >= 0 else len(lower)])
     return out
+
+
+def _raw_lower(v: MessageViews) -> bytes:
+    """``raw_head_and_body.lower()``, once a message (charsets, text/plain heads)."""
+    lower: bytes | None = v.memo.get("raw_lower")
+    if lower is None:
+        lower = v.memo["raw_lower"] = v.raw_head_and_body.lower()
+    return lower
 
 
 def text_encoding(v: MessageViews, args: tuple[Any, ...]) -> int:
     want = str(args[0]).lower().encode() if args else b"base64"
     n = 0
-    for head in _text_plain_heads(v.raw_head_and_body):
-        m = _CTE_RE.search(b"\n" + head)
-        if m and m.group(1).lower() == want:
+    for head in _text_plain_heads(v.raw_head_and_body, lower=_raw_lower(v)):
+        m = _CTE_LOWER_RE.search(b"\n" + head)  # head is lower-cased: so is the group
+        if m and m.group(1) == want:
             n += 1
     return n
 
@@ -368,9 +451,11 @@ def text_encoding(v: MessageViews, args: tuple[Any, ...]) -> int:
 def charset_mismatch(v: MessageViews, args: tuple[Any, ...]) -> int:
     if any(d.startswith("unknown charset") for d in v.pm.defects):
         return 1
-    raw = v.raw_head_and_body
     declared = _declared_charsets(v)
     if declared and declared <= {b"us-ascii", b"ascii"}:
+        raw = v.raw_head_and_body
+        if raw.isascii():  # no 8-bit byte anywhere: no copy of the body needed
+            return 0
         sep = raw.find(b"\n\n")
         return int(sep >= 0 and not raw[sep:].isascii())
     return 0
@@ -395,22 +480,55 @@ def sa_parse_flags(v: MessageViews, args: tuple[Any, ...]) -> int:
     return 0
 
 
-_NOT_UPPER = bytes(c for c in range(256) if not ord("A") <= c <= ord("Z"))
-_NOT_LOWER = bytes(c for c in range(256) if not ord("a") <= c <= ord("z"))
+# each byte as its class: upper-case letter, lower-case letter, digit, other. Counting
+# classes in one translated copy is faster than deleting all other bytes once a class.
+_CLASS_UPPER, _CLASS_LOWER, _CLASS_DIGIT = b"U", b"l", b"d"
+_CLASSES = bytes(
+    ord(_CLASS_UPPER)
+    if 65 <= c <= 90
+    else ord(_CLASS_LOWER)
+    if 97 <= c <= 122
+    else ord(_CLASS_DIGIT)
+    if 48 <= c <= 57
+    else ord(".")
+    for c in range(256)
+)
+
+
+def _class_counts(data: bytes) -> tuple[int, int, int]:
+    """Upper-case letters, lower-case letters and digits (ASCII) in ``data``."""
+    classes = data.translate(_CLASSES)
+    return (
+        classes.count(_CLASS_UPPER),
+        classes.count(_CLASS_LOWER),
+        classes.count(_CLASS_DIGIT),
+    )
+
+
+def _body_counts(v: MessageViews) -> tuple[int, int, int]:
+    """``_class_counts`` of the body view, once a message (the two caps tests)."""
+    counts: tuple[int, int, int] | None = v.memo.get("body_counts")
+    if counts is None:
+        counts = v.memo["body_counts"] = _class_counts(v.body)
+    return counts
 
 
 def body_caps(v: MessageViews, args: tuple[Any, ...]) -> int:
-    ratio, min_letters = _num(args, 0, 0.5), _num(args, 1, 100)
+    ratio, min_letters = _nums(args, (0.5, 100))
     body = v.body
-    text = body[body.find(b"\n") + 1 :][:20000]  # without the Subject line
-    upper = len(text.translate(None, _NOT_UPPER))
-    lower = len(text.translate(None, _NOT_LOWER))
+    start = body.find(b"\n") + 1  # without the Subject line
+    if len(body) - start <= 20000:  # the whole body but its first line: counted already
+        upper, lower, _ = _body_counts(v)
+        head_upper, head_lower, _ = _class_counts(body[:start])
+        upper, lower = upper - head_upper, lower - head_lower
+    else:
+        upper, lower, _ = _class_counts(body[start : start + 20000])
     letters = upper + lower
     return int(letters >= min_letters and upper / letters >= ratio)
 
 
 def missing_to(v: MessageViews, args: tuple[Any, ...]) -> int:
-    return int(not v.pm.has_header("To") and not v.pm.has_header("Apparently-To"))
+    return int(not v.header_values("to", False) and not v.header_values("apparently-to", False))
 
 
 # ---- SpamAssassin eval tests, as SpamAssassin defines them --------------------------------
@@ -424,16 +542,22 @@ _CAPS_FP_CHARSET = (
 _CAPS_FP_CHARSET_RE = re.compile(_CAPS_FP_CHARSET, re.IGNORECASE)
 _CAPS_FP_ENCODED_WORD_RE = re.compile(r"=\?" + _CAPS_FP_CHARSET + r"\?", re.IGNORECASE)
 _SUBJECT_PREFIX_RE = re.compile(r"^(?:(?:Re|Fwd|Fw|Aw|Antwort|Sv):\s*)+", re.IGNORECASE)
+_SPACE_RE = re.compile(r"\s")
+_ASCII_LOWER_RE = re.compile(r"[a-z]")
+_ASCII_UPPER_RE = re.compile(r"[A-Z]")
 _ILLEGAL_RE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\xff]")
 _FOLD_RE = re.compile(rb"\n[ \t]+")
 _SUBJ_FROM_LINE_RE = re.compile(rb"(?im)^(?:Subject|From):.*$")
-_UPPER = bytes(range(65, 91))
-_LOWER_DIGITS = bytes(range(97, 123)) + b"0123456789"
-_ALL_BYTES = bytes(range(256))
-_NOT_UPPER_SA = bytes(b for b in _ALL_BYTES if b not in _UPPER)
-_NOT_LOWER_SA = bytes(b for b in _ALL_BYTES if b not in _LOWER_DIGITS)
 _INNER_SPACE_RE = re.compile(rb"\S\s+\S")
 _B64_LINE_RE = re.compile(rb"^(?:[A-Za-z0-9+/=]{60,76} ){2}")
+# a line the uppercase test counts, in one anchored match: not _B64_LINE_RE, and with an
+# inner space (two words: the first, blanks, then a non-blank), read from the line's start
+_COUNTED_LINE_RE = re.compile(rb"(?!(?:[A-Za-z0-9+/=]{60,76} ){2})\s*\S+\s+\S")
+
+
+@functools.lru_cache(maxsize=1024)  # a few dozen charset names recur
+def _caps_fp_charset(charset: bytes) -> bool:
+    return _CAPS_FP_CHARSET_RE.fullmatch(charset.decode("latin-1")) is not None
 
 
 @functools.lru_cache(maxsize=1024)  # the rules' arguments: a few distinct tuples
@@ -447,14 +571,19 @@ def _bound(args: tuple[Any, ...], i: int) -> float | None:
         return None
 
 
-def _date_diff_hours(pm: ParsedMessage) -> float | None:
+@functools.lru_cache(maxsize=1024)
+def _bounds(args: tuple[Any, ...]) -> tuple[float | None, float | None]:
+    return _bound(args, 0), _bound(args, 1)
+
+
+def _date_diff_hours(v: MessageViews) -> float | None:
     """Date header minus the Received timestamp closest to it, in hours (SpamAssassin's
     ``date_diff``); None without a usable Date or Received timestamp."""
-    dt = pm.date
-    if dt is None or dt.tzinfo is None:
+    dates = _dates(v)
+    if dates is None:
         return None
+    dt, received = dates
     try:
-        received = itertools.islice(_received_dates(pm), MAX_RECEIVED_DATES)
         diffs = [(dt - r).total_seconds() / 3600.0 for r in received]
     except (OverflowError, ValueError):
         return None
@@ -462,18 +591,20 @@ def _date_diff_hours(pm: ParsedMessage) -> float | None:
 
 
 def shifted_date(v: MessageViews, args: tuple[Any, ...]) -> int:
-    if "date_diff" not in v.memo:
-        v.memo["date_diff"] = _date_diff_hours(v.pm)
-    diff: float | None = v.memo["date_diff"]
+    memo = v.memo
+    if "date_diff" in memo:  # eleven ranges ask: the dates are read once a message
+        diff: float | None = memo["date_diff"]
+    else:
+        diff = memo["date_diff"] = _date_diff_hours(v)
     if diff is None:
         return 0
-    lo, hi = _bound(args, 0), _bound(args, 1)
+    lo, hi = _bounds(args)
     return int((lo is None or diff >= lo) and (hi is None or diff < hi))
 
 
 def _declared_charsets(v: MessageViews) -> set[bytes]:
     if "charsets" not in v.memo:
-        v.memo["charsets"] = {m.group(1) for m in _CHARSET_RE.finditer(v.raw_head_and_body.lower())}
+        v.memo["charsets"] = set(_CHARSET_RE.findall(_raw_lower(v)))
     found: set[bytes] = v.memo["charsets"]
     return found
 
@@ -482,42 +613,66 @@ def uppercase(v: MessageViews, args: tuple[Any, ...]) -> int:
     if "uppercase" not in v.memo:
         v.memo["uppercase"] = _uppercase_pct(v)
     pct: float = v.memo["uppercase"]
-    return int(pct > _num(args, 0, 0) and pct <= _num(args, 1, 100))
+    lo, hi = _nums(args, (0, 100))
+    return int(pct > lo and pct <= hi)
 
 
 def _uppercase_pct(v: MessageViews) -> float:
-    if any(_CAPS_FP_CHARSET_RE.fullmatch(cs.decode("latin-1")) for cs in _declared_charsets(v)):
+    """Upper-case share of the letters and digits of the body lines with an inner space
+    (base64-looking lines left out), when they hold at least 200 characters.
+
+    Counted on the whole body (newlines are neither), minus the lines left out, which are
+    few and short: one translate for the lot instead of two per line.
+    """
+    body = v.body
+    if len(body) < 200:  # the lines counted hold fewer characters still
         return 0.0
-    length = lower = upper = 0
-    for line in v.body.split(b"\n"):
-        if not _INNER_SPACE_RE.search(line) or _B64_LINE_RE.match(line):
-            continue
-        length += len(line)
-        lower += len(line.translate(None, _NOT_LOWER_SA))
-        upper += len(line.translate(None, _NOT_UPPER_SA))
+    if any(map(_caps_fp_charset, _declared_charsets(v))):
+        return 0.0
+    lines = body.split(b"\n")
+    length = len(body) - (len(lines) - 1)  # without the newlines
+    if length < 200:
+        return 0.0
+    upper, lower, digits = _body_counts(v)
+    lower += digits
+    counted = _COUNTED_LINE_RE.match
+    left_out = [line for line in lines if line and not counted(line)]
+    if left_out:
+        rest = b"".join(left_out)
+        rest_upper, rest_lower, rest_digits = _class_counts(rest)
+        length -= len(rest)
+        upper -= rest_upper
+        lower -= rest_lower + rest_digits
     if length < 200 or not upper + lower:
         return 0.0
     return 100.0 * upper / (upper + lower)
 
 
 def subject_all_caps(v: MessageViews, args: tuple[Any, ...]) -> int:
-    subject = _SUBJECT_PREFIX_RE.sub("", v.pm.subject.strip())
-    if not re.search(r"\s", subject) or len(subject) < 10:
+    """The Subject, reply prefixes removed, has a space, at least 10 characters and ASCII
+    letters, all upper case (and no CJK-like charset in an encoded word)."""
+    subject = _header(v, "subject").strip()
+    prefix = _SUBJECT_PREFIX_RE.match(subject)  # anchored: the one match sub() could remove
+    if prefix is not None:
+        subject = subject[prefix.end() :]
+    # (the letters all upper case = an A-Z and no a-z; the cheapest tests first)
+    if len(subject) < 10 or _ASCII_LOWER_RE.search(subject) or not _ASCII_UPPER_RE.search(subject):
+        return 0
+    if not _SPACE_RE.search(subject):
         return 0
     raw = " ".join(v.header_values("Subject", True))
-    if _CAPS_FP_ENCODED_WORD_RE.search(raw):
-        return 0
-    letters = re.sub(r"[^a-zA-Z]", "", subject)
-    return int(bool(letters) and letters == letters.upper())
+    return int(_CAPS_FP_ENCODED_WORD_RE.search(raw) is None)
 
 
 def to_in_subject(v: MessageViews, args: tuple[Any, ...]) -> int:
     """The first To address (``'address'``) anywhere in the Subject, or its local part
     (``'user'``) used as a salutation ("jsmith, ...", "jsmith: ...") or closing the line
     ("... for jsmith"): a spammer's mail merge. A list tag ("[user] ...") does not count."""
-    to = address_of(v.pm.header("To"))
-    subject = v.pm.subject.lower()
-    if not to or not subject:
+    subject = _header(v, "subject").lower()
+    if not subject:  # (before the To address is parsed)
+        return 0
+    to = address_of(_header(v, "to"))
+    if not to:
         return 0
     if (str(args[0]) if args else "address").lower() != "user":
         return int(_word_at(subject, to, subject.find(to)))
@@ -570,7 +725,7 @@ def illegal_chars(v: MessageViews, args: tuple[Any, ...]) -> int:
     if not args:
         return 0
     name = str(args[0])
-    ratio, count = _num(args, 1, 0.0), _num(args, 2, 1)
+    _, ratio, count = _nums(args, (0.0, 0.0, 1))
     if name == "ALL":
         text = b"".join(
             f"{k}: {val}\n".encode("utf-8", "surrogateescape") for k, val in v.pm.raw_headers
@@ -608,7 +763,8 @@ MIME_TESTS = frozenset(
 def _html_tags(v: MessageViews) -> set[str]:
     """Tag names written in the HTML source (not the ones a parser would add)."""
     if "html_tags" not in v.memo:
-        v.memo["html_tags"] = {t.lower() for t in _TAG_RE.findall(v.pm.html)}
+        # the same few names recur: lower-case each distinct one once
+        v.memo["html_tags"] = {t.lower() for t in set(_TAG_RE.findall(v.pm.html))}
     tags: set[str] = v.memo["html_tags"]
     return tags
 
@@ -639,12 +795,23 @@ def multipart_ratio(v: MessageViews, args: tuple[Any, ...]) -> int:
 
 
 def _mime_parts(v: MessageViews) -> list[tuple[str, str, str]]:
-    """(content type, transfer encoding, disposition) of every MIME part, lower-cased."""
+    """(content type, transfer encoding, disposition) of every MIME part, lower-cased: the
+    first such header of the message, then of each part (the views index them once, for the
+    mimeheader rules too)."""
     if "mime_parts" not in v.memo:
-        blocks = [v.pm.raw_headers, *v.pm.part_headers]
-        out = []
-        for headers in blocks:
-            fields = {k.lower(): val for k, val in reversed(headers)}
+
+        def top(lname: str, default: str) -> str:
+            values = v.header_values(lname, True)
+            return values[0] if values else default
+
+        out = [
+            (
+                top("content-type", "text/plain").strip().lower(),
+                top("content-transfer-encoding", "").strip().lower(),
+                top("content-disposition", "").strip().lower(),
+            )
+        ]
+        for fields in v._part_first_headers():
             out.append(
                 (
                     fields.get("content-type", "text/plain").strip().lower(),
@@ -657,15 +824,38 @@ def _mime_parts(v: MessageViews) -> list[tuple[str, str, str]]:
     return parts
 
 
+_MIME_ENCODING_TESTS = frozenset({"mime_base64_count", "mime_qp_count", "mime_base64_encoded_text"})
+
+
+def _mime_encodings(v: MessageViews) -> dict[str, int]:
+    """The three transfer-encoding tests, in one pass over the parts, once a message."""
+    found: dict[str, int] | None = v.memo.get("mime_encodings")
+    if found is None:
+        base64 = qp = base64_text = 0
+        for ct, cte, _ in _mime_parts(v):
+            if cte.startswith("base64"):
+                base64 += 1
+                if ct.startswith("text/"):
+                    base64_text = 1
+            elif cte.startswith("quoted-printable"):
+                qp += 1
+        found = v.memo["mime_encodings"] = {
+            "mime_base64_count": base64,
+            "mime_qp_count": qp,
+            "mime_base64_encoded_text": base64_text,
+        }
+    return found
+
+
 def check_for_mime(v: MessageViews, args: tuple[Any, ...]) -> int:
     test = str(args[0]) if args else ""
+    if test == "mimepart_limit_exceeded":
+        return int(any(d.startswith("truncated: more than") for d in v.pm.defects))
+    if test == "mime_faraway_charset" or test not in MIME_TESTS:
+        return 0  # mime_faraway_charset: all locales are fine (SpamAssassin's default)
+    if test in _MIME_ENCODING_TESTS:
+        return _mime_encodings(v)[test]
     parts = _mime_parts(v)
-    if test == "mime_base64_count":
-        return sum(1 for _, cte, _ in parts if cte.startswith("base64"))
-    if test == "mime_qp_count":
-        return sum(1 for _, cte, _ in parts if cte.startswith("quoted-printable"))
-    if test == "mime_base64_encoded_text":
-        return int(any(ct.startswith("text/") and cte.startswith("base64") for ct, cte, _ in parts))
     if test == "mime_attachment":
         return int(bool(v.pm.attachments) or any("attachment" in cd for _, _, cd in parts))
     if test == "mime_bad_iso_charset":
@@ -674,9 +864,7 @@ def check_for_mime(v: MessageViews, args: tuple[Any, ...]) -> int:
             if m and _BAD_ISO_RE.search(m.group(1)) and not _GOOD_ISO_RE.search(m.group(1)):
                 return 1
         return 0
-    if test == "mimepart_limit_exceeded":
-        return int(any(d.startswith("truncated: more than") for d in v.pm.defects))
-    return 0  # mime_faraway_charset: all locales are fine (SpamAssassin's default)
+    return 0
 
 
 def check_args(name: str, args: tuple[Any, ...]) -> None:
