@@ -7,6 +7,14 @@ critical sections (``store.lock``) are transaction-scoped advisory locks, so lea
 gap-free, commit-ordered ids and migrations are applied once even when several processes open
 the store at the same moment. Commits are durable with PostgreSQL's default
 ``synchronous_commit = on``.
+
+Verdicts (the one write of every scoring request) bypass the pool: the group-commit writer
+has a connection of its own and writes a whole group as one prepared statement (a
+data-modifying CTE inserting the verdicts and their samples: see ``SqlVerdictRepo``), which
+in autocommit mode is one atomic transaction and one round trip. Measured in one process,
+old and new alternating: ~0.55-0.95 ms of client CPU and ~0.7 ms of server CPU per verdict
+with BEGIN + two executemany + COMMIT on a pooled connection, ~0.3-0.45 ms and ~0.5 ms now
+(of which zlib of the sample ~0.08 ms and the round trip ~0.05 ms).
 """
 
 from __future__ import annotations
