@@ -70,6 +70,7 @@ from mailsift.classifier.rules.perlre import (
     RegexError,
     compile_python,
     parse_tree,
+    pcre_agrees,
     possessive,
     translate,
 )
@@ -126,6 +127,7 @@ class _Entry:
     # longest a match (with its look-arounds) can be, in bytes; -1 when unbounded
     reach: int = -1
     pc: Any = None  # the same pattern in PCRE2 (JIT), which decides when set (else ``py``)
+    pcre_ok: bool = False  # PCRE2 gives re's answers for it (see perlre.pcre_agrees)
 
 
 @dataclass(slots=True)
@@ -631,6 +633,7 @@ class RuleSet:
         entry.predicted = _predict_flags(t.hs, flags, py)
         tree = parse_tree(py)
         entry.reach = _reach(py, tree)
+        entry.pcre_ok = tree is not None and pcre_agrees(py, tree)
         # the same matches, without the backtracking that can only fail (rewrites the tree)
         entry.py = possessive(py, tree)
         if rd.kind == "header":
@@ -1104,8 +1107,8 @@ class RuleSet:
 def _native(e: _Entry) -> Any:
     """An entry's pattern compiled by PCRE2 with JIT (the PCRE variant of the translation,
     as Hyperscan reads it: Perl's own semantics; the flags are its ``re`` pattern's), or
-    None when PCRE2 refuses it (``re`` decides then)."""
-    if _pcre is None:
+    None when PCRE2 refuses it or might answer otherwise than ``re`` (``re`` decides then)."""
+    if _pcre is None or not e.pcre_ok:
         return None
     fl = e.py.flags
     try:

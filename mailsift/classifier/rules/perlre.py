@@ -562,3 +562,45 @@ def _charset(item: tuple[Any, Any], flags: int, sp: Any) -> frozenset[int]:
         if len(_CHARSETS) < 65536:
             _CHARSETS[key] = found
     return found
+
+
+# ---- where PCRE2 (Perl) and Python re may disagree -------------------------------------------
+#
+# The engine decides with PCRE2 where it can, and must give re's answers. The two differ on
+# one family of patterns: a group repeated more than once whose body can match the empty
+# string (``(?:\W*|.*){0,3}``, a repeated look-ahead ``(?=x){1,2}``). Perl stops or
+# backtracks such an iteration by other rules than re does, so counts (and, rarely, whether
+# there is a match) can differ. No stock rule's result differs on the corpus, but such
+# patterns are left to re rather than trusted to luck.
+
+
+def pcre_agrees(py: re.Pattern[bytes], tree: Any = None) -> bool:
+    """Whether PCRE2 can stand in for ``py`` (no repeat of more than one iteration over a
+    body that can match empty). ``tree``: its :func:`parse_tree`, before any rewrite.
+    False when the interpreter's regex internals are not the expected ones."""
+    try:
+        parser, _compiler, c = _sre()
+        if tree is None:
+            tree = parser.parse(py.pattern, py.flags)
+        stack: list[Any] = [tree]
+        while stack:
+            sp = stack.pop()
+            for op, av in sp.data:
+                if op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
+                    _lo, hi, sub = av
+                    if hi > 1 and sub.getwidth()[0] == 0:
+                        return False
+                    stack.append(sub)
+                elif op is c.SUBPATTERN:
+                    stack.append(av[3])
+                elif op is c.BRANCH:
+                    stack.extend(av[1])
+                elif op in (c.ASSERT, c.ASSERT_NOT):
+                    stack.append(av[1])
+                elif op is c.ATOMIC_GROUP:
+                    stack.append(av)
+                elif op is c.GROUPREF_EXISTS:
+                    stack.extend(b for b in av[1:] if b is not None)
+        return True
+    except Exception:
+        return False
