@@ -107,8 +107,8 @@ except ImportError:  # pragma: no cover - exercised only where the extension was
     PCRE_VERSION = None
 
 MODE_HS = "hs"  # hyperscan answers exactly
-MODE_PREFILTER = "prefilter"  # hyperscan hit confirmed by re
-MODE_RE = "re"  # re only
+MODE_PREFILTER = "prefilter"  # hyperscan hit confirmed (by PCRE2, else re)
+MODE_RE = "re"  # no hyperscan: PCRE2 (else re) alone
 
 
 @dataclass(slots=True)
