@@ -216,7 +216,7 @@ class MessageViews:
             return cached
         top = self.header_values(lname, raw)
         out: list[bytes | None] = [_b(top[0]) if top else None]
-        for first in self._part_first_headers():
+        for first in self.part_first_headers():
             value = first.get(lname)
             if value is not None and not raw:
                 value = decode_header_value(value)
@@ -224,7 +224,7 @@ class MessageViews:
         self.memo[key] = out
         return out
 
-    def _part_first_headers(self) -> list[dict[str, str]]:
+    def part_first_headers(self) -> list[dict[str, str]]:
         """Each MIME part's headers as lower-cased name -> first value."""
         parts: list[dict[str, str]] | None = self.memo.get("part_first_headers")
         if parts is None:

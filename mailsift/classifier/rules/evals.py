@@ -52,11 +52,11 @@ from __future__ import annotations
 import functools
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from mailsift.message import ParsedMessage, address_of, parse_date, registrable_domain
+from mailsift.message import address_of, parse_date, registrable_domain
 
 if TYPE_CHECKING:
     from mailsift.classifier.rules.engine import MessageViews
@@ -179,7 +179,6 @@ _CTE_LOWER_RE = re.compile(rb"\ncontent-transfer-encoding:\s*\"?([\w-]+)")
 # matched against the lower-cased message: a case-sensitive pattern starts with a fast
 # literal search, an IGNORECASE one tries every position
 _CHARSET_RE = re.compile(rb"charset\s*=\s*\"?([\w.:-]+)")
-_RECEIVED_DATE_RE = re.compile(r";\s*([^;]+)$")
 MAX_RECEIVED_DATES = 20  # Received timestamps compared with Date (check_for_shifted_date)
 
 
@@ -297,14 +296,6 @@ def _received_date(value: str) -> datetime | None:
         return None
     dt = parse_date(tail.strip())
     return dt if dt is not None and dt.tzinfo is not None else None
-
-
-def _received_dates(pm: ParsedMessage) -> Iterator[datetime]:
-    """The timestamps of the Received headers (newest first), those with a time zone."""
-    for value in pm.header_all("Received"):
-        dt = _received_date(value)
-        if dt is not None:
-            yield dt
 
 
 def _dates(v: MessageViews) -> tuple[datetime, list[datetime]] | None:
@@ -811,7 +802,7 @@ def _mime_parts(v: MessageViews) -> list[tuple[str, str, str]]:
                 top("content-disposition", "").strip().lower(),
             )
         ]
-        for fields in v._part_first_headers():
+        for fields in v.part_first_headers():
             out.append(
                 (
                     fields.get("content-type", "text/plain").strip().lower(),
