@@ -375,7 +375,7 @@ class SqlVerdictRepo:
     def _write_batch(self, items: list[_VerdictRows]) -> None:
         if self._one_statement:  # atomic on its own: no transaction around it
             with self.db._writer() as tx:
-                tx.execute(*self._statement(items))
+                self._write(tx, items)
             return
         with self.db.transaction() as tx:
             self._write(tx, items)
