@@ -3,6 +3,9 @@
 Nothing here is fitted: every feature is a string token hashed into a fixed-size space
 (scikit-learn's ``FeatureHasher``, murmurhash3), so the model can ``partial_fit`` on live
 feedback without a vocabulary refit and two processes always agree on a message's features.
+The single-message paths hash with :mod:`mailsift.classifier._hashing` (the same columns, in
+C), so scoring never imports scikit-learn; only the batch :meth:`Vectorizer.transform_blocks`
+(training) does.
 
 A :class:`Sample` keeps the token strings themselves (cheap to pickle for joblib workers),
 so an explanation can map the weights back to human-readable tokens.
@@ -32,20 +35,17 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction import FeatureHasher
-from sklearn.utils import murmurhash3_32
 
-try:  # FeatureHasher's own loop (private): ~1.5x faster than murmurhash3_32 per string
-    from sklearn.feature_extraction._hashing_fast import transform as _hasher_loop
-except ImportError:  # pragma: no cover - a scikit-learn without it: the public function
-    _hasher_loop = None
-
+from mailsift.classifier import _hashing
 from mailsift.message import ParsedMessage, registrable_domain
 from mailsift.verdict import Symbol
+
+if TYPE_CHECKING:
+    from sklearn.feature_extraction import FeatureHasher
 
 # Bump when the token scheme changes: a model is only valid for the version it was trained on.
 FEATURE_SET_VERSION = "3"
@@ -418,17 +418,26 @@ class Vectorizer:
     def __init__(self, n_features: int, n_meta: int = DEFAULT_N_META) -> None:
         self.n_features = n_features
         self.n_meta = n_meta
-        self._tok = FeatureHasher(n_features, input_type="string", alternate_sign=False)
-        self._meta = FeatureHasher(n_meta, input_type="string", alternate_sign=False)
+        # scikit-learn's hashers, made on the first batch transform (importing scikit-learn
+        # costs a scoring worker ~70 MB; the single-message paths use _hashing)
+        self._hashers: tuple[FeatureHasher, FeatureHasher] | None = None
 
     @property
     def width(self) -> int:
         return self.n_features + self.n_meta
 
     def transform_blocks(self, samples: Sequence[Sample]) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-        xt = self._tok.transform(s.tokens for s in samples).tocsr()
+        if self._hashers is None:
+            from sklearn.feature_extraction import FeatureHasher
+
+            self._hashers = (
+                FeatureHasher(self.n_features, input_type="string", alternate_sign=False),
+                FeatureHasher(self.n_meta, input_type="string", alternate_sign=False),
+            )
+        tok, meta = self._hashers
+        xt = tok.transform(s.tokens for s in samples).tocsr()
         xt.data = np.log1p(xt.data)
-        xm = self._meta.transform(s.meta for s in samples).tocsr()
+        xm = meta.transform(s.meta for s in samples).tocsr()
         xm.data = np.minimum(xm.data, 1.0)
         return xt, xm
 
@@ -448,12 +457,8 @@ class Vectorizer:
         """The sample's features hashed once (see :class:`HashedSample`)."""
         counts = Counter(sample.tokens)
         tokens = list(counts)
-        if _hasher_loop is not None:  # columns and counts in one pass
-            idx, _, tcounts = _hasher_loop([counts.items()], self.n_features, np.float64, False, 0)
-            tcols = np.asarray(idx, dtype=np.int64)
-        else:  # pragma: no cover
-            tcounts = np.fromiter(counts.values(), dtype=float, count=len(tokens))
-            tcols = hash_columns(tokens, self.n_features)
+        tcounts = np.fromiter(counts.values(), dtype=np.float64, count=len(tokens))
+        tcols = hash_columns(tokens, self.n_features)
         meta = list(dict.fromkeys(sample.meta))
         mcols = _meta_columns(meta, self.n_meta)
         tvals = np.log1p(tcounts)
@@ -501,7 +506,8 @@ def _identity(n: int) -> np.ndarray:
 
 # meta features (rule:, sym:, st:) come from a small vocabulary (the rule set, the checks'
 # symbols, a few dozen structure values): their columns are looked up, not hashed, for each
-# message (hash_columns costs ~14 us for a dozen strings, mostly the hasher call)
+# message (sklearn's hasher took ~14 us for a dozen strings; _hashing.columns takes ~0.5 us,
+# less than this lookup's ~0.9 us: the memo could go)
 _META_COLUMNS: dict[int, _Memo] = {}
 META_COLUMNS_LIMIT = 1 << 14  # strings kept per hashed space
 
@@ -517,19 +523,10 @@ def _meta_columns(meta: Sequence[str], n: int) -> np.ndarray:
 
 def hash_columns(features: Sequence[str], n: int) -> np.ndarray:
     """Column of each string in a hashed space of width ``n``: exactly FeatureHasher's
-    (``alternate_sign=False``: murmurhash3_32 of the UTF-8 bytes, seed 0, ``abs``, modulo),
-    without building a sparse matrix."""
-    if not features:
-        return np.zeros(0, dtype=np.int64)
-    if _hasher_loop is not None:
-        idx = _hasher_loop(
-            [zip(features, itertools.repeat(1), strict=False)], n, np.float64, False, 0
-        )[0]
-        return np.asarray(idx, dtype=np.int64)
-    h = np.fromiter(
-        (murmurhash3_32(f, 0, False) for f in features), dtype=np.int64, count=len(features)
-    )
-    return np.abs(h) % n  # int64: abs(-2**31) is 2**31, as FeatureHasher defines it
+    (``alternate_sign=False``: murmurhash3_32 of the UTF-8 bytes, seed 0, ``abs`` with
+    ``abs(-2**31) = 2**31``, modulo), without building a sparse matrix or importing
+    scikit-learn (see ``_hashing.c``)."""
+    return np.frombuffer(_hashing.columns(features, n), dtype=np.int64)
 
 
 @dataclass(slots=True)
