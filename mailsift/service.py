@@ -190,7 +190,7 @@ class ScoringService:
         from mailsift.classifier.scorer import serving_model_dir
 
         resolve = self.model_resolver or serving_model_dir
-        model = SpamModel.load(model_dir or resolve(self.settings))
+        model = SpamModel.load(model_dir or resolve(self.settings), serving=True)
         self.scorer.replace_model(model)
         self.learner.sync()  # rebases the learner and replays newer feedback
         log.info("model reloaded: %s", model.version)

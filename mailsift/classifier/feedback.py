@@ -53,7 +53,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.naive_bayes import ComplementNB, MultinomialNB
 
 from mailsift.classifier.features import Sample
 from mailsift.classifier.model import NB_LOGIT_SCALE, SpamModel
@@ -183,8 +182,7 @@ class OnlineUpdater:
     @staticmethod
     def supports(model: SpamModel) -> bool:
         nb_ok = not model.uses_nb or (
-            isinstance(model.nb_, MultinomialNB | ComplementNB)
-            and not getattr(model.nb_, "norm", False)
+            model.nb_ is not None and not getattr(model.nb_, "norm", False)
         )
         lr_ok = not model.uses_lr or (model.lr_ is not None and model.lr_.coef_.shape[0] == 1)
         return nb_ok and lr_ok
@@ -192,6 +190,7 @@ class OnlineUpdater:
     def rebase(self, model: SpamModel) -> None:
         """Take ``model`` as the base the drift is measured from (after a full training)."""
         self.model = model
+        self.complement = model.kind == "cnb"  # ComplementNB's formulas (else MultinomialNB)
         # the cap is in the model's log-odds: in a blend, the stacker scales each base model
         stack = getattr(model, "stack_", None)
         nb_scale, lr_scale = 1.0, 1.0
@@ -257,7 +256,7 @@ class OnlineUpdater:
         clipped = self._nb_clip(cols)
         self._nb_shift_rows(old_norms, self._nb_norms())
         self._nb_refresh(cols)
-        if not isinstance(nb, ComplementNB):
+        if not self.complement:
             nb._update_class_log_prior()
         return clipped
 
@@ -267,7 +266,7 @@ class OnlineUpdater:
         nb = self.model.nb_
         assert nb is not None
         an = float(nb.alpha) * nb.feature_count_.shape[1]
-        tot = self.nb_tot[::-1] if isinstance(nb, ComplementNB) else self.nb_tot
+        tot = self.nb_tot[::-1] if self.complement else self.nb_tot
         return np.asarray(np.log(tot + an))
 
     def _nb_shift_rows(self, old: np.ndarray, new: np.ndarray) -> None:
@@ -275,7 +274,7 @@ class OnlineUpdater:
         (one vectorised add per changed row, ~1 ms)."""
         nb = self.model.nb_
         assert nb is not None
-        sign = 1.0 if isinstance(nb, ComplementNB) else -1.0
+        sign = 1.0 if self.complement else -1.0
         for c in (0, 1):
             if new[c] != old[c]:
                 nb.feature_log_prob_[c] += sign * (new[c] - old[c])
@@ -286,7 +285,8 @@ class OnlineUpdater:
         assert nb is not None
         a = float(nb.alpha)
         fc, flp, norms = nb.feature_count_, nb.feature_log_prob_, self._nb_norms()
-        if isinstance(nb, ComplementNB):
+        if self.complement:
+            assert nb.feature_all_ is not None
             nb.feature_all_[cols] = fc[0, cols] + fc[1, cols]
             for c in (0, 1):
                 flp[c, cols] = norms[c] - np.log(fc[1 - c, cols] + a)

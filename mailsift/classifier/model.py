@@ -111,6 +111,11 @@ gathered and summed; no sparse matrix is built. It reads the fitted arrays on ev
 Artifacts: ``model.skops`` (``skops.io``, never pickle) + ``manifest.json`` (sha256 of the
 skops file, version, kind, feature sizes, training summary, metrics). :meth:`SpamModel.load`
 refuses a file whose hash does not match and loads only an explicit list of trusted types.
+Serving (``load(..., serving=True)``: the scorer, API workers, the SMTP filter) reads only
+the fitted arrays from the same file (its ``.npy`` members, ``numpy.load`` without pickle)
+into :class:`ServingNB` / :class:`ServingLinear`, so a serving process never imports
+scikit-learn or skops (~85 MB of RSS per process); the numbers are the estimators' own
+(tested), and training further loads the estimators, which take over the current arrays.
 """
 
 from __future__ import annotations
@@ -125,13 +130,10 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.linear_model import LogisticRegression, SGDClassifier
-from sklearn.model_selection import StratifiedKFold
-from sklearn.naive_bayes import ComplementNB, MultinomialNB
 
 from mailsift.classifier.features import (
     DEFAULT_N_META,
@@ -142,6 +144,10 @@ from mailsift.classifier.features import (
 )
 from mailsift.config import ModelSettings, Settings
 from mailsift.verdict import TokenContribution
+
+if TYPE_CHECKING:  # scikit-learn is imported where a model is fitted, not to serve one
+    from sklearn.linear_model import LogisticRegression, SGDClassifier
+    from sklearn.naive_bayes import ComplementNB, MultinomialNB
 
 KINDS = ("nb", "cnb", "logreg", "blend")
 MODEL_FILE = "model.skops"
@@ -244,10 +250,13 @@ class SpamModel:
         self.seed = seed
         self.hyper = hyper or Hyper()
         self.vectorizer = Vectorizer(n_features, n_meta)
-        self.nb_: MultinomialNB | ComplementNB | None = None
-        self.lr_: SGDClassifier | None = None
-        self.stack_: LogisticRegression | None = None
-        self.meta_: LogisticRegression | None = None  # blend: rules/structure-only model
+        # scikit-learn estimators, or (a model loaded with ``serving=True``) their fitted
+        # arrays alone: ServingNB / ServingLinear (see :meth:`load`)
+        self.nb_: MultinomialNB | ComplementNB | ServingNB | None = None
+        self.lr_: SGDClassifier | ServingLinear | None = None
+        self.stack_: LogisticRegression | ServingLinear | None = None
+        self.meta_: LogisticRegression | ServingLinear | None = None  # blend: rules/structure
+        self._source: tuple[Path, str] | None = None  # (model.skops, its sha256) when loaded
         self.version = ""
         self.manifest: dict[str, Any] = {}
         self.n_learned_ = 0  # partial_fit / unlearn updates since the last full fit
@@ -271,11 +280,15 @@ class SpamModel:
         return self.kind == "blend" and self.hyper.meta_c > 0
 
     def _new_nb(self) -> MultinomialNB | ComplementNB:
+        from sklearn.naive_bayes import ComplementNB, MultinomialNB
+
         if self.kind == "cnb":
             return ComplementNB(alpha=self.hyper.nb_alpha)
         return MultinomialNB(alpha=self.hyper.nb_alpha)
 
     def _new_lr(self) -> SGDClassifier:
+        from sklearn.linear_model import SGDClassifier
+
         return SGDClassifier(
             loss="log_loss",
             alpha=self.hyper.lr_alpha,
@@ -335,12 +348,17 @@ class SpamModel:
         if self.uses_lr:
             self.lr_ = self._new_lr().fit(self._lr_x(xt, xm), y)
         if self.uses_meta:
+            from sklearn.linear_model import LogisticRegression
+
             self.meta_ = LogisticRegression(C=self.hyper.meta_c, solver="liblinear").fit(xm, y)
 
     def _fit_stacker(
         self, xt: sp.csr_matrix, xm: sp.csr_matrix, y: np.ndarray
     ) -> LogisticRegression:
         """Out-of-fold base log-odds -> a 2- (3-) input logistic regression (calibrated)."""
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold
+
         oof = np.zeros((len(y), 3 if self.uses_meta else 2))
         folds = StratifiedKFold(self.hyper.stack_folds, shuffle=True, random_state=self.seed)
         for tr, te in folds.split(np.zeros(len(y)), y):
@@ -365,16 +383,15 @@ class SpamModel:
             y, w = y[keep], w[keep]
             if not len(y):
                 return self
+        self._ensure_estimators()
         xt, xm = self._blocks(samples)
         classes = np.array([0, 1])
         if self.uses_nb:
-            if self.nb_ is None:
-                self.nb_ = self._new_nb()
-            self.nb_.partial_fit(self._nb_x(xt, xm), y, classes=classes, sample_weight=w)
+            nb = cast("MultinomialNB | ComplementNB | None", self.nb_) or self._new_nb()
+            self.nb_ = nb.partial_fit(self._nb_x(xt, xm), y, classes=classes, sample_weight=w)
         if self.uses_lr:
-            if self.lr_ is None:
-                self.lr_ = self._new_lr()
-            self.lr_.partial_fit(self._lr_x(xt, xm), y, classes=classes, sample_weight=w)
+            lr = cast("SGDClassifier | None", self.lr_) or self._new_lr()
+            self.lr_ = lr.partial_fit(self._lr_x(xt, xm), y, classes=classes, sample_weight=w)
         self.n_learned_ += len(y)
         return self
 
@@ -390,9 +407,10 @@ class SpamModel:
         w = np.ones(len(y)) if sample_weight is None else np.abs(np.asarray(sample_weight, float))
         if not len(y):
             return self
+        self._ensure_estimators()
         xt, xm = self._blocks(samples)
         if self.uses_nb and self.nb_ is not None:
-            nb = self.nb_
+            nb = cast("MultinomialNB | ComplementNB", self.nb_)
             x = self._nb_x(xt, xm)
             for cls in (0, 1):
                 mask = y == cls
@@ -401,12 +419,12 @@ class SpamModel:
                 counts = np.asarray(x[mask].T @ w[mask]).ravel()
                 nb.feature_count_[cls] = np.maximum(nb.feature_count_[cls] - counts, 0.0)
                 nb.class_count_[cls] = max(nb.class_count_[cls] - w[mask].sum(), 1.0)
-            if isinstance(nb, ComplementNB):
+            if self.kind == "cnb":
                 nb.feature_all_ = nb.feature_count_.sum(axis=0)
             nb._update_feature_log_prob(nb.alpha)
             nb._update_class_log_prior()
         if self.uses_lr and self.lr_ is not None:
-            self.lr_.partial_fit(
+            cast("SGDClassifier", self.lr_).partial_fit(
                 self._lr_x(xt, xm), 1 - y, classes=np.array([0, 1]), sample_weight=w
             )
         self.n_learned_ += len(y)
@@ -424,7 +442,7 @@ class SpamModel:
         flp = nb.feature_log_prob_
         xt = self._nb_tokens(xt)
         z = xt @ flp[1, :n] - xt @ flp[0, :n] + xm @ flp[1, n:] - xm @ flp[0, n:]
-        if isinstance(nb, MultinomialNB):
+        if self.kind != "cnb":  # MultinomialNB (ComplementNB's prior plays no part)
             z = z + (nb.class_log_prior_[1] - nb.class_log_prior_[0])
         return np.asarray(z, dtype=float).ravel()
 
@@ -555,7 +573,7 @@ class SpamModel:
             nbd = both[1] - both[0]
             tok = nbd[:k].sum() if self.hyper.nb_binary else nbd[:k] @ h.vals
             nb_z = float(tok + nbd[k:].sum())
-            if isinstance(nb, MultinomialNB):
+            if self.kind != "cnb":
                 nb_z += float(nb.class_log_prior_[1] - nb.class_log_prior_[0])
         norm = float(np.sqrt(h.vals @ h.vals)) or 1.0
         if self.uses_lr:
@@ -650,11 +668,41 @@ class SpamModel:
     def _state(self) -> dict[str, Any]:
         return {"nb": self.nb_, "lr": self.lr_, "stack": self.stack_, "meta": self.meta_}
 
+    def _ensure_estimators(self) -> None:
+        """Make the base models scikit-learn estimators again (``fit``, ``partial_fit``,
+        ``unlearn`` and ``save`` need them). A model loaded with ``serving=True`` holds
+        only their fitted arrays: the estimators are read from the same file (its hash
+        checked again) and take over the arrays as they are now, in-place feedback updates
+        included (the arrays themselves, not copies)."""
+        state = self._state()
+        if not any(isinstance(v, ServingNB | ServingLinear) for v in state.values()):
+            return
+        if self._source is None:  # pragma: no cover - serving parts come only from load
+            raise RuntimeError("a serving model without its file cannot be trained further")
+        path, digest = self._source
+        full = _load_estimators(_read_verified(path, digest)[0], path)
+        for name, part in state.items():
+            est = full.get(name)
+            if isinstance(part, ServingNB | ServingLinear):
+                if est is None or type(est).__name__ not in part.KINDS:
+                    raise ModelLoadError(f"{path}: {name!r} differs from the loaded model")
+                for attr in part.ARRAYS:
+                    if getattr(part, attr) is not None:
+                        setattr(est, attr, getattr(part, attr))
+                state[name] = est
+        self.nb_, self.lr_, self.stack_, self.meta_ = (
+            state["nb"],
+            state["lr"],
+            state["stack"],
+            state["meta"],
+        )
+
     def save(self, directory: str | Path, extra_manifest: dict[str, Any] | None = None) -> Path:
         """Write model.skops + manifest.json into ``directory`` (created; files replaced)."""
         import skops.io as sio
 
         self._check_fitted()
+        self._ensure_estimators()
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkstemp(dir=d, prefix=".model-", suffix=".skops")[1])
@@ -689,10 +737,15 @@ class SpamModel:
         return d
 
     @classmethod
-    def load(cls, directory: str | Path) -> SpamModel:
-        """Load a saved model, verifying the manifest hash and the types in the file."""
-        import skops.io as sio
+    def load(cls, directory: str | Path, *, serving: bool = False) -> SpamModel:
+        """Load a saved model, verifying the manifest hash and the types in the file.
 
+        ``serving=True`` (the scorer, the API workers, the SMTP filter) reads only the fitted
+        arrays the scorer and the fast feedback path use (:class:`ServingNB`,
+        :class:`ServingLinear`) straight from the file's ``.npy`` members, without skops
+        or scikit-learn: importing scikit-learn costs a worker ~70 MB (it imports
+        ``scipy.stats``) and skops ~15 MB more. Predictions are the same numbers; training
+        further (``partial_fit``, ``unlearn``, ``save``) loads the estimators first."""
         d = Path(directory)
         mpath, fpath = d / MANIFEST_FILE, d / MODEL_FILE
         if not mpath.is_file() or not fpath.is_file():
@@ -703,29 +756,15 @@ class SpamModel:
             manifest = json.loads(mpath.read_text())
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"{mpath}: unreadable manifest: {exc}") from exc
-        data = fpath.read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != manifest.get("sha256"):
-            raise ModelLoadError(
-                f"{fpath}: sha256 {digest[:16]}... does not match the manifest "
-                f"({str(manifest.get('sha256'))[:16]}...): refusing a modified model file"
-            )
         if manifest.get("feature_set_version") != FEATURE_SET_VERSION:
             raise ModelLoadError(
                 f"{d}: trained on feature set {manifest.get('feature_set_version')!r}, this "
                 f"mailsift uses {FEATURE_SET_VERSION!r}: retrain the model"
             )
-        found = _skops_types(data, fpath)
-        unexpected = sorted(found - TRUSTED_TYPES)
-        if unexpected:
-            raise ModelLoadError(f"{fpath}: contains types outside the trusted list: {unexpected}")
-        try:
-            untrusted = sio.get_untrusted_types(data=data)
-            state = sio.loads(data, trusted=[t for t in untrusted if t in TRUSTED_TYPES])
-        except Exception as exc:
-            raise ModelLoadError(f"{fpath}: cannot load model: {exc}") from exc
-        if not isinstance(state, dict):
-            raise ModelLoadError(f"{fpath}: unexpected content")
+        data, digest = _read_verified(fpath, manifest.get("sha256"))
+        state = _load_serving(data, fpath) if serving else None
+        if state is None:  # not asked, or a part the serving reader does not take
+            state = _load_estimators(data, fpath)
         hyper = Hyper(**manifest.get("hyper", {}))
         model = cls(
             manifest.get("kind", "blend"),
@@ -737,9 +776,171 @@ class SpamModel:
         model.nb_, model.lr_, model.stack_ = state.get("nb"), state.get("lr"), state.get("stack")
         model.meta_ = state.get("meta")
         model._check_fitted()
+        model._source = (fpath, digest)
         model.version = str(manifest.get("version", digest[:12]))
         model.manifest = manifest
         return model
+
+
+class ServingNB:
+    """The fitted arrays of a ``MultinomialNB`` / ``ComplementNB``, as the scorer and the
+    fast feedback path (:mod:`mailsift.classifier.feedback`) read and update them in place;
+    ``_update_class_log_prior`` is scikit-learn's formula (``fit_prior``, no ``class_prior``)."""
+
+    KINDS = ("MultinomialNB", "ComplementNB")
+    ARRAYS = (
+        "classes_",
+        "class_count_",
+        "feature_count_",
+        "feature_log_prob_",
+        "class_log_prior_",
+        "feature_all_",
+    )
+    __slots__ = (
+        "alpha",
+        "class_count_",
+        "class_log_prior_",
+        "classes_",
+        "feature_all_",
+        "feature_count_",
+        "feature_log_prob_",
+        "fit_prior",
+        "norm",
+    )
+    classes_: np.ndarray
+    class_count_: np.ndarray
+    feature_count_: np.ndarray
+    feature_log_prob_: np.ndarray
+    class_log_prior_: np.ndarray
+    feature_all_: np.ndarray | None  # ComplementNB only
+
+    def __init__(self, attrs: dict[str, Any], complement: bool) -> None:
+        self.alpha = float(attrs["alpha"])
+        self.fit_prior = bool(attrs.get("fit_prior", True))
+        self.norm = bool(attrs.get("norm", False))
+        for name in self.ARRAYS:
+            value = attrs.get(name)
+            if not isinstance(value, np.ndarray) and (name != "feature_all_" or complement):
+                raise ValueError(f"naive Bayes without {name}")
+            setattr(self, name, value)
+
+    def _update_class_log_prior(self) -> None:
+        n = len(self.classes_)
+        if self.fit_prior:
+            with np.errstate(divide="ignore"):  # a class not seen yet: log(0), as sklearn
+                log_count = np.log(self.class_count_)
+            self.class_log_prior_ = log_count - np.log(self.class_count_.sum())
+        else:
+            self.class_log_prior_ = np.full(n, -np.log(n))
+
+
+class ServingLinear:
+    """The fitted arrays of an ``SGDClassifier`` / ``LogisticRegression`` (binary)."""
+
+    KINDS = ("SGDClassifier", "LogisticRegression")
+    ARRAYS = ("classes_", "coef_", "intercept_")
+    __slots__ = ARRAYS
+    classes_: np.ndarray
+    coef_: np.ndarray
+    intercept_: np.ndarray
+
+    def __init__(self, attrs: dict[str, Any]) -> None:
+        for name in self.ARRAYS:
+            if not isinstance(attrs.get(name), np.ndarray):
+                raise ValueError(f"linear model without {name}")
+            setattr(self, name, attrs[name])
+
+
+def _read_verified(fpath: Path, expected: object) -> tuple[bytes, str]:
+    """The model file's bytes, refused unless their sha256 is the manifest's."""
+    try:
+        data = fpath.read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(f"{fpath}: unreadable: {exc}") from exc
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != expected:
+        raise ModelLoadError(
+            f"{fpath}: sha256 {digest[:16]}... does not match the manifest "
+            f"({str(expected)[:16]}...): refusing a modified model file"
+        )
+    return data, digest
+
+
+def _load_estimators(data: bytes, fpath: Path) -> dict[str, Any]:
+    """The scikit-learn estimators of a verified file (skops, trusted types only)."""
+    import skops.io as sio
+
+    found = _skops_types(data, fpath)
+    unexpected = sorted(found - TRUSTED_TYPES)
+    if unexpected:
+        raise ModelLoadError(f"{fpath}: contains types outside the trusted list: {unexpected}")
+    try:
+        untrusted = sio.get_untrusted_types(data=data)
+        state = sio.loads(data, trusted=[t for t in untrusted if t in TRUSTED_TYPES])
+    except Exception as exc:
+        raise ModelLoadError(f"{fpath}: cannot load model: {exc}") from exc
+    if not isinstance(state, dict):
+        raise ModelLoadError(f"{fpath}: unexpected content")
+    return state
+
+
+def _load_serving(data: bytes, fpath: Path) -> dict[str, Any] | None:
+    """The base models' fitted arrays of a verified file, read from its schema and ``.npy``
+    members (``numpy.load`` without pickle): {"nb": ServingNB, "lr"/"stack"/"meta":
+    ServingLinear or None}. None when a part is not one the serving path can stand in for
+    (the caller then loads the estimators)."""
+    import io
+
+    found = _skops_types(data, fpath)
+    unexpected = sorted(found - TRUSTED_TYPES)
+    if unexpected:
+        raise ModelLoadError(f"{fpath}: contains types outside the trusted list: {unexpected}")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            schema = json.loads(zf.read("schema.json"))
+            if schema.get("__loader__") != "DictNode":
+                raise ModelLoadError(f"{fpath}: unexpected content")
+            out: dict[str, Any] = {}
+            for key, node in schema.get("content", {}).items():
+                if key not in ("nb", "lr", "stack", "meta"):
+                    return None
+                if node.get("__loader__") == "JsonNode" and json.loads(node["content"]) is None:
+                    out[key] = None
+                    continue
+                cls_name = node.get("__class__")
+                if node.get("__loader__") != "ObjectNode" or not isinstance(cls_name, str):
+                    return None
+                attrs = _serving_attrs(zf, node)
+                if cls_name in ServingNB.KINDS and key == "nb":
+                    if attrs.get("class_prior") is not None:
+                        return None
+                    out[key] = ServingNB(attrs, complement=cls_name == "ComplementNB")
+                elif cls_name in ServingLinear.KINDS and key != "nb":
+                    out[key] = ServingLinear(attrs)
+                else:
+                    return None
+    except ModelLoadError:
+        raise
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError) as exc:
+        raise ModelLoadError(f"{fpath}: cannot load model: {exc}") from exc
+    return out
+
+
+def _serving_attrs(zf: zipfile.ZipFile, node: dict[str, Any]) -> dict[str, Any]:
+    """An estimator node's plain attributes: JSON values and numeric ``.npy`` arrays (other
+    node kinds, e.g. SGD's loss object, are left out: serving does not read them)."""
+    attrs: dict[str, Any] = {}
+    for name, child in node["content"]["content"].items():
+        loader = child.get("__loader__")
+        if loader == "JsonNode":
+            attrs[name] = json.loads(child["content"])
+        elif loader == "NdArrayNode" and child.get("type") == "numpy":
+            with zf.open(child["file"]) as fh:
+                arr = np.load(fh, allow_pickle=False)
+            if arr.dtype.kind not in "biuf":
+                raise ValueError(f"{name}: {arr.dtype} array")
+            attrs[name] = arr
+    return attrs
 
 
 def _skops_types(data: bytes, fpath: Path) -> set[str]:

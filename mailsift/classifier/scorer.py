@@ -167,7 +167,7 @@ class Scorer:
         list_policy: ListPolicy | None = None,
         rules: RuleEvaluator | None = None,
     ) -> Scorer:
-        model = SpamModel.load(serving_model_dir(settings))
+        model = SpamModel.load(serving_model_dir(settings), serving=True)
         return cls(
             model, rules if rules is not None else load_rules(settings), settings, list_policy
         )

@@ -80,7 +80,7 @@ def run_score(paths: Sequence[str], model: str | None, jsonl: bool, config: str 
     try:
         settings = load_settings()
         if model:
-            scorer = Scorer(SpamModel.load(model), load_rules(settings), settings)
+            scorer = Scorer(SpamModel.load(model, serving=True), load_rules(settings), settings)
         else:
             scorer = Scorer.from_settings(settings)
     except (ModelLoadError, NoModelError, OSError, ValueError) as exc:
