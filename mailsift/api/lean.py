@@ -1,18 +1,22 @@
 """Keeping an API worker's memory small (RSS per worker, issue 5).
 
-Where a worker's memory went (VmRSS, measured on the default blend model with the stock
-SpamAssassin rules): Python + FastAPI + pydantic + uvicorn + psycopg ~80 MB; numpy, scipy
-and scikit-learn ~65 MB more, plus ~63 MB of pandas and pyarrow that scikit-learn imports
-only because they are installed (``sklearn.utils.fixes``: ``try: import pandas``); skops
-~20 MB (it imports every scikit-learn estimator, and so pytest and rich, ~8 MB of it); the model's arrays ~45 MB (a 2**20 + 2**16 column hashed feature space, float64:
-NB counts and log-probabilities 2 x 17.8 MB, logistic weights 8.9 MB), with ~50 MB of
-garbage left on the heap by loading it; the compiled rules ~45 MB; MLflow, when the worker
-asks the registry for the champion itself, ~90 MB.
+Where a worker's memory goes (VmRSS, default blend model, stock SpamAssassin rules):
+Python + FastAPI + pydantic + uvicorn + psycopg ~50 MB, numpy and scipy.sparse ~25 MB, the
+model's arrays ~45 MB (a 2**20 + 2**16 column hashed feature space, float64: NB counts and
+log-probabilities 2 x 17.8 MB, logistic weights 8.9 MB; loading leaves ~50 MB of freed
+heap behind, given back by :func:`trim_heap`), the compiled rules ~45 MB (Hyperscan
+databases 34 MB), per-message caches ~15 MB. Not in it: scikit-learn (~70 MB: it imports
+``scipy.stats``, and pandas and pyarrow, ~63 MB more, only because they are installed) and
+skops (~15 MB): a worker loads the model with ``SpamModel.load(..., serving=True)``, which
+reads the fitted arrays without them, and hashes features with the package's own
+murmurhash3 (``mailsift.classifier._hashing``). They are imported only if the worker
+trains (``feedback.mode = "partial_fit"``); MLflow (~90 MB) never is.
 
 - :func:`lean_process` (called first thing in a uvicorn worker, before scikit-learn is
   imported) marks pandas, pyarrow, pytest and rich as not importable in that process, so
-  optional imports skip them (MLflow, skops and scikit-learn serve without them), and caps glibc's malloc arenas at two (one per thread otherwise,
-  each holding freed memory of its own).
+  optional imports skip them (should scikit-learn or skops be imported, they work without
+  them), and caps glibc's malloc arenas at two (one per thread otherwise, each holding freed
+  memory of its own).
 - :func:`trim_heap` returns freed heap pages to the system (after the model is loaded).
 - :func:`resolve_serving_model` asks the MLflow registry for the champion in a short-lived
   child process, so MLflow is never imported in the worker.

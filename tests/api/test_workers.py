@@ -4,6 +4,7 @@ answering."""
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import threading
@@ -65,6 +66,24 @@ def test_a_burst_of_keep_alive_clients_reaches_both_workers(two_workers: ApiServ
     assert total > 0
     # 16 connections opened at once, each kept for its 15 requests: both workers take some
     assert min(used.values()) >= 0.15 * total, used
+
+
+def test_workers_score_and_learn_without_scikit_learn_in_memory(two_workers: ApiServer) -> None:
+    """Each worker scores and takes feedback (the fast path) from the model's fitted arrays:
+    no scikit-learn or scipy.stats extension (~70 MB of RSS) is mapped in its memory."""
+    for i in range(6):  # keep-alive off: the requests spread over both workers
+        with two_workers.client(two_workers.keys["score"]) as c:
+            r = c.post("/v1/score", content=HAM, headers={"Content-Type": "message/rfc822"})
+            assert r.status_code == 200, r.text
+        with two_workers.client(two_workers.keys["feedback"]) as c:
+            raw = HAM.replace(b"Subject: ", f"Subject: {i} ".encode(), 1)
+            body = {"message": base64.b64encode(raw).decode(), "label": "ham", "user": "t@x.y"}
+            r = c.post("/v1/feedback", json=body)
+            assert r.status_code == 200 and r.json()["status"] in ("learned", "duplicate"), r.text
+    for pid in _workers(two_workers):
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        assert "_pcre" in maps and "numpy" in maps  # it has loaded the scorer
+        assert "/sklearn/" not in maps and "/scipy/stats/" not in maps, pid
 
 
 def test_a_dead_worker_is_replaced_and_service_continues(two_workers: ApiServer) -> None:
