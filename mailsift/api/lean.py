@@ -1,16 +1,18 @@
 """Keeping an API worker's memory small (RSS per worker, issue 5).
 
 Where a worker's memory goes (VmRSS, default blend model, stock SpamAssassin rules):
-Python + FastAPI + pydantic + uvicorn + psycopg ~50 MB, numpy and scipy.sparse ~25 MB, the
+Python + FastAPI + pydantic + uvicorn + psycopg ~50 MB, numpy ~12 MB, the
 model's arrays ~45 MB (a 2**20 + 2**16 column hashed feature space, float64: NB counts and
 log-probabilities 2 x 17.8 MB, logistic weights 8.9 MB; loading leaves ~50 MB of freed
 heap behind, given back by :func:`trim_heap`), the compiled rules ~45 MB (Hyperscan
 databases 34 MB), per-message caches ~15 MB. Not in it: scikit-learn (~70 MB: it imports
-``scipy.stats``, and pandas and pyarrow, ~63 MB more, only because they are installed) and
-skops (~15 MB): a worker loads the model with ``SpamModel.load(..., serving=True)``, which
-reads the fitted arrays without them, and hashes features with the package's own
+``scipy.stats``, and pandas and pyarrow, ~63 MB more, only because they are installed),
+skops (~15 MB) and scipy (``scipy.sparse`` ~13 MB): a worker loads the model with
+``SpamModel.load(..., serving=True)``, which reads the fitted arrays without them, scores
+one message at a time without sparse matrices, and hashes features with the package's own
 murmurhash3 (``mailsift.classifier._hashing``). They are imported only if the worker
-trains (``feedback.mode = "partial_fit"``); MLflow (~90 MB) never is.
+trains (``feedback.mode = "partial_fit"``) or scores a batch through the model at once;
+MLflow (~90 MB) never is.
 
 - :func:`lean_process` (called first thing in a uvicorn worker, before scikit-learn is
   imported) marks pandas, pyarrow, pytest and rich as not importable in that process, so

@@ -38,13 +38,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from mailsift.classifier import _hashing
 from mailsift.message import ParsedMessage, registrable_domain
 from mailsift.verdict import Symbol
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the batch (training) path's: one message at a time needs neither
+    import scipy.sparse as sp
     from sklearn.feature_extraction import FeatureHasher
 
 # Bump when the token scheme changes: a model is only valid for the version it was trained on.
@@ -442,6 +442,8 @@ class Vectorizer:
         return xt, xm
 
     def transform(self, samples: Sequence[Sample]) -> sp.csr_matrix:
+        import scipy.sparse as sp
+
         xt, xm = self.transform_blocks(samples)
         return sp.hstack([xt, xm], format="csr")
 

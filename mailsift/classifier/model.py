@@ -133,7 +133,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-import scipy.sparse as sp
 
 from mailsift.classifier.features import (
     DEFAULT_N_META,
@@ -145,7 +144,9 @@ from mailsift.classifier.features import (
 from mailsift.config import ModelSettings, Settings
 from mailsift.verdict import TokenContribution
 
-if TYPE_CHECKING:  # scikit-learn is imported where a model is fitted, not to serve one
+if TYPE_CHECKING:  # scikit-learn and scipy.sparse: imported where a model is fitted or
+    # several samples are scored at once, not to serve one message at a time
+    import scipy.sparse as sp
     from sklearn.linear_model import LogisticRegression, SGDClassifier
     from sklearn.naive_bayes import ComplementNB, MultinomialNB
 
@@ -211,6 +212,8 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 def _row_l2_normalise(x: sp.csr_matrix) -> sp.csr_matrix:
     """Each row divided by its L2 norm (rows of zeros stay zero); a new matrix."""
+    import scipy.sparse as sp
+
     x = sp.csr_matrix(x, copy=True)
     if x.nnz:
         sq = np.add.reduceat(x.data**2, x.indptr[:-1]) if x.shape[0] else np.zeros(0)
@@ -306,14 +309,20 @@ class SpamModel:
     def _nb_tokens(self, xt: sp.csr_matrix) -> sp.csr_matrix:
         if not self.hyper.nb_binary:
             return xt
+        import scipy.sparse as sp
+
         xb = sp.csr_matrix(xt, copy=True)
         xb.data[:] = 1.0
         return xb
 
     def _nb_x(self, xt: sp.csr_matrix, xm: sp.csr_matrix) -> sp.csr_matrix:
+        import scipy.sparse as sp
+
         return sp.hstack([self._nb_tokens(xt), xm], format="csr")
 
     def _lr_x(self, xt: sp.csr_matrix, xm: sp.csr_matrix) -> sp.csr_matrix:
+        import scipy.sparse as sp
+
         return sp.hstack([_row_l2_normalise(xt), xm * self.hyper.meta_scale], format="csr")
 
     def row_vectors(self, sample: Sample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

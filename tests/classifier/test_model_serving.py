@@ -172,12 +172,12 @@ def test_a_file_changed_after_a_serving_load_is_not_trained_on(tmp_path: Path) -
         lite.partial_fit([NEW], [1])
 
 
-def test_scoring_from_settings_imports_neither_scikit_learn_nor_skops(
+def test_scoring_from_settings_imports_no_scikit_learn_skops_or_scipy(
     small_model_dir: Path, test_settings
 ) -> None:
     """What an API worker and the SMTP filter run: load the serving model, score, learn
     from feedback on the fast path; scikit-learn (~70 MB of RSS per worker, via
-    scipy.stats) and skops are never imported."""
+    scipy.stats), skops and scipy (scipy.sparse: ~13 MB) are never imported."""
     code = f"""
 import sys
 from mailsift.config import load_settings
@@ -188,7 +188,7 @@ s = load_settings(model={{"path": {str(small_model_dir)!r}}},
 sc = Scorer.from_settings(s)
 v = sc.score({SPAMMY!r})
 OnlineUpdater(sc.model, max_drift=5.0, step=2.0).learn(sc.sample({PERSONAL!r}), 0)
-print(v.probability > 0.5, sorted({{m.split(".")[0] for m in sys.modules}} & {{"sklearn", "skops"}}))
+print(v.probability > 0.5, sorted({{m.split(".")[0] for m in sys.modules}} & {{"sklearn", "skops", "scipy"}}))
 """
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
