@@ -6,10 +6,12 @@
   one after another in this process on one thread; per-stage CPU time (thread time: parse,
   rules, features, model probability alone, probability + explanation) and the whole ``Scorer.score`` path
   (wall clock and process CPU time); messages/s per core = messages / CPU seconds.
-* **Model load**: ``SpamModel.load`` (sha256 check + skops) of the model folder, median of 3.
+* **Model load**: ``SpamModel.load`` of the model folder, median of 3: as serving loads it
+  (sha256 check + the fitted arrays, ``serving=True``: what is scored below) and with the
+  scikit-learn estimators (sha256 check + skops; what training further needs).
 * **Rules load**: ``load_ruleset`` with a warm Hyperscan cache.
-* **RSS**: a fresh process that loads the serving Scorer (model + rules) and reports its
-  resident set size (VmRSS), and the same process before loading anything.
+* **RSS**: a fresh process that loads the serving Scorer (model for serving + rules) and
+  reports its resident set size (VmRSS), and the same process before loading anything.
 
 The model is ``--model``, else the serving model (``Scorer.from_settings``; train one with
 ``mailsift train --default`` or ``make run``). Figures are noisy
@@ -47,7 +49,7 @@ from mailsift.config import load_settings
 from mailsift.classifier.model import SpamModel
 from mailsift.classifier.scorer import Scorer, load_rules
 s = load_settings(rules={"use_stock": sys.argv[2] == "1"})
-sc = Scorer(SpamModel.load(sys.argv[1]), load_rules(s), s)
+sc = Scorer(SpamModel.load(sys.argv[1], serving=True), load_rules(s), s)
 sc.score(b"Subject: hello\\n\\nhello world\\n")
 print(json.dumps({"rss_mb_before": round(before, 1), "rss_mb_loaded": round(rss(), 1)}))
 """
@@ -75,11 +77,12 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-score-"))
     model_dir = _model_dir(settings, args.model, tmp)
 
-    loads = []
+    loads: dict[bool, list[float]] = {True: [], False: []}
     for _ in range(3):
-        t = time.perf_counter()
-        model = SpamModel.load(model_dir)
-        loads.append(time.perf_counter() - t)
+        for serving in (False, True):
+            t = time.perf_counter()
+            model = SpamModel.load(model_dir, serving=serving)
+            loads[serving].append(time.perf_counter() - t)
     t = time.perf_counter()
     rules = load_rules(settings)
     rules_load = time.perf_counter() - t
@@ -158,7 +161,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         "score_msgs_per_s_per_core_at_median": round(1.0 / float(np.median(per_msg)), 1),
         "stage_cpu_ms_per_msg": {k: round(v / n * 1000.0, 3) for k, v in stages.items()},
         "staged_msgs_per_s_cpu": round(n / staged_cpu, 1),
-        "model_load_s_median": round(float(np.median(loads)), 3),
+        "model_load_s_median": round(float(np.median(loads[True])), 3),
+        "model_load_estimators_s_median": round(float(np.median(loads[False])), 3),
         "model_file_mb": round((model_dir / "model.skops").stat().st_size / 1e6, 2),
         "rules_load_s_warm_cache": round(rules_load, 3),
         **rss,
