@@ -140,20 +140,23 @@ def test_save_load_round_trip(
     assert json.loads((out / "manifest.json").read_text())["metrics"] == {"auc": 0.5}
 
 
-def test_tampered_artifact_is_refused(small_model_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("serving", [False, True])
+def test_tampered_artifact_is_refused(small_model_dir: Path, tmp_path: Path, serving: bool) -> None:
     bad = tmp_path / "bad"
     shutil.copytree(small_model_dir, bad)
     data = bytearray((bad / "model.skops").read_bytes())
     data[len(data) // 2] ^= 0xFF
     (bad / "model.skops").write_bytes(bytes(data))
     with pytest.raises(ModelLoadError, match="does not match the manifest"):
-        SpamModel.load(bad)
+        SpamModel.load(bad, serving=serving)
     with pytest.raises(ModelLoadError, match="not a mailsift model folder"):
-        SpamModel.load(tmp_path / "nowhere")
+        SpamModel.load(tmp_path / "nowhere", serving=serving)
 
 
-def test_untrusted_type_is_refused(tmp_path: Path) -> None:
-    """A correctly hashed skops file holding an unexpected type is still refused."""
+@pytest.mark.parametrize("serving", [False, True])
+def test_untrusted_type_is_refused(tmp_path: Path, serving: bool) -> None:
+    """A correctly hashed skops file holding an unexpected type is still refused (by the
+    serving reader too, which builds no estimator)."""
     import hashlib
 
     import skops.io as sio
@@ -167,7 +170,7 @@ def test_untrusted_type_is_refused(tmp_path: Path) -> None:
     man["sha256"] = hashlib.sha256((d / "model.skops").read_bytes()).hexdigest()
     (d / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(ModelLoadError, match="trusted list"):
-        SpamModel.load(d)
+        SpamModel.load(d, serving=serving)
 
 
 def test_heldout_accuracy_floor(
