@@ -122,6 +122,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import tempfile
@@ -149,6 +150,8 @@ if TYPE_CHECKING:  # scikit-learn and scipy.sparse: imported where a model is fi
     import scipy.sparse as sp
     from sklearn.linear_model import LogisticRegression, SGDClassifier
     from sklearn.naive_bayes import ComplementNB, MultinomialNB
+
+log = logging.getLogger(__name__)
 
 KINDS = ("nb", "cnb", "logreg", "blend")
 MODEL_FILE = "model.skops"
@@ -765,12 +768,12 @@ class SpamModel:
             manifest = json.loads(mpath.read_text())
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"{mpath}: unreadable manifest: {exc}") from exc
+        data, digest = _read_verified(fpath, manifest.get("sha256"))
         if manifest.get("feature_set_version") != FEATURE_SET_VERSION:
             raise ModelLoadError(
                 f"{d}: trained on feature set {manifest.get('feature_set_version')!r}, this "
                 f"mailsift uses {FEATURE_SET_VERSION!r}: retrain the model"
             )
-        data, digest = _read_verified(fpath, manifest.get("sha256"))
         state = _load_serving(data, fpath) if serving else None
         if state is None:  # not asked, or a part the serving reader does not take
             state = _load_estimators(data, fpath)
@@ -879,10 +882,7 @@ def _load_estimators(data: bytes, fpath: Path) -> dict[str, Any]:
     """The scikit-learn estimators of a verified file (skops, trusted types only)."""
     import skops.io as sio
 
-    found = _skops_types(data, fpath)
-    unexpected = sorted(found - TRUSTED_TYPES)
-    if unexpected:
-        raise ModelLoadError(f"{fpath}: contains types outside the trusted list: {unexpected}")
+    _check_trusted(data, fpath)
     try:
         untrusted = sio.get_untrusted_types(data=data)
         state = sio.loads(data, trusted=[t for t in untrusted if t in TRUSTED_TYPES])
@@ -900,10 +900,7 @@ def _load_serving(data: bytes, fpath: Path) -> dict[str, Any] | None:
     (the caller then loads the estimators)."""
     import io
 
-    found = _skops_types(data, fpath)
-    unexpected = sorted(found - TRUSTED_TYPES)
-    if unexpected:
-        raise ModelLoadError(f"{fpath}: contains types outside the trusted list: {unexpected}")
+    _check_trusted(data, fpath)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             schema = json.loads(zf.read("schema.json"))
@@ -921,7 +918,7 @@ def _load_serving(data: bytes, fpath: Path) -> dict[str, Any] | None:
                     return None
                 attrs = _serving_attrs(zf, node)
                 if cls_name in ServingNB.KINDS and key == "nb":
-                    if attrs.get("class_prior") is not None:
+                    if attrs.get("class_prior", "?") is not None:  # must be a JSON null
                         return None
                     out[key] = ServingNB(attrs, complement=cls_name == "ComplementNB")
                 elif cls_name in ServingLinear.KINDS and key != "nb":
@@ -930,8 +927,11 @@ def _load_serving(data: bytes, fpath: Path) -> dict[str, Any] | None:
                     return None
     except ModelLoadError:
         raise
-    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError) as exc:
+    except (zipfile.BadZipFile, OSError) as exc:
         raise ModelLoadError(f"{fpath}: cannot load model: {exc}") from exc
+    except (KeyError, ValueError, TypeError) as exc:  # a shape this reader does not know
+        log.info("%s: serving reader declined (%s); loading the estimators", fpath, exc)
+        return None
     return out
 
 
@@ -946,10 +946,17 @@ def _serving_attrs(zf: zipfile.ZipFile, node: dict[str, Any]) -> dict[str, Any]:
         elif loader == "NdArrayNode" and child.get("type") == "numpy":
             with zf.open(child["file"]) as fh:
                 arr = np.load(fh, allow_pickle=False)
-            if arr.dtype.kind not in "biuf":
+            if arr.dtype.kind not in "biuf":  # e.g. string class labels
                 raise ValueError(f"{name}: {arr.dtype} array")
             attrs[name] = arr
     return attrs
+
+
+def _check_trusted(data: bytes, fpath: Path) -> None:
+    """Refuse a skops file naming any type outside :data:`TRUSTED_TYPES`."""
+    unexpected = sorted(_skops_types(data, fpath) - TRUSTED_TYPES)
+    if unexpected:
+        raise ModelLoadError(f"{fpath}: contains types outside the trusted list: {unexpected}")
 
 
 def _skops_types(data: bytes, fpath: Path) -> set[str]:
