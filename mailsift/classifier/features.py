@@ -462,7 +462,7 @@ class Vectorizer:
         tcounts = np.fromiter(counts.values(), dtype=np.float64, count=len(tokens))
         tcols = hash_columns(tokens, self.n_features)
         meta = list(dict.fromkeys(sample.meta))
-        mcols = _meta_columns(meta, self.n_meta)
+        mcols = hash_columns(meta, self.n_meta)
         tvals = np.log1p(tcounts)
         cols, vals, tpos = tcols, tvals, _identity(len(tcols))
         if _has_repeats(tcols):  # distinct strings sharing a column
@@ -504,23 +504,6 @@ _IDENTITY.flags.writeable = False
 
 def _identity(n: int) -> np.ndarray:
     return _IDENTITY[:n] if n <= len(_IDENTITY) else np.arange(n)
-
-
-# meta features (rule:, sym:, st:) come from a small vocabulary (the rule set, the checks'
-# symbols, a few dozen structure values): their columns are looked up, not hashed, for each
-# message (sklearn's hasher took ~14 us for a dozen strings; _hashing.columns takes ~0.5 us,
-# less than this lookup's ~0.9 us: the memo could go)
-_META_COLUMNS: dict[int, _Memo] = {}
-META_COLUMNS_LIMIT = 1 << 14  # strings kept per hashed space
-
-
-def _meta_columns(meta: Sequence[str], n: int) -> np.ndarray:
-    cache = _META_COLUMNS.get(n)
-    if cache is None:
-        cache = _META_COLUMNS.setdefault(
-            n, _Memo(lambda feature: int(hash_columns([feature], n)[0]), META_COLUMNS_LIMIT)
-        )
-    return np.fromiter(map(cache.__getitem__, meta), dtype=np.int64, count=len(meta))
 
 
 def hash_columns(features: Sequence[str], n: int) -> np.ndarray:

@@ -232,26 +232,6 @@ def test_has_repeats_is_the_set_test() -> None:
             assert _has_repeats(cols) == (len(set(cols.tolist())) < n)
 
 
-def test_meta_columns_are_hash_columns(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mailsift.classifier.features import (
-        _META_COLUMNS,
-        _meta_columns,
-        hash_columns,
-    )
-
-    monkeypatch.setattr("mailsift.classifier.features.META_COLUMNS_LIMIT", 3)
-    _META_COLUMNS.clear()  # caches made before the patch keep their limit
-    meta = [*make_sample(parse(SPAMMY), ["A", "B"], ["SPF_FAIL"]).meta, "ü:naïve", ""]
-    for n in (2**16, 7):
-        for _ in range(2):  # computed, then (partly) cached
-            got = _meta_columns(meta, n)
-            assert got.dtype == np.int64
-            assert got.tolist() == hash_columns(meta, n).tolist()
-        assert len(_META_COLUMNS[n]) <= 3
-    assert _meta_columns([], 2**16).tolist() == []
-    _META_COLUMNS.clear()
-
-
 def test_no_letter_is_a_digit() -> None:
     # normalise_word skips the \d search for alphabetic words
     import re
