@@ -32,9 +32,12 @@ def build_server(settings: Any) -> Any:
     if settings.api.scorer_url:
         store = open_store(settings.store_url, settings.store.pool_size)
     else:
+        from mailsift.api.lean import resolve_serving_model
         from mailsift.service import ScoringService
 
-        service = ScoringService(settings)
+        # the champion is looked up in a child process, as the API workers do: MLflow (and
+        # the pandas it imports, ~150 MB) never enters the filter's process
+        service = ScoringService(settings, model_resolver=resolve_serving_model)
         store = service.store
     from mailsift.smtpd.checks import build_checks
 
@@ -43,6 +46,9 @@ def build_server(settings: Any) -> Any:
 
     quarantine = Quarantine(settings, store, service=service)
     gc.freeze()  # long-lived model and rules: keep them out of every GC pass
+    from mailsift.api.lean import trim_heap
+
+    trim_heap()  # loading the model leaves freed heap behind
     return FilterServer(settings, service, checks=checks, quarantine=quarantine)
 
 

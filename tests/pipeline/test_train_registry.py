@@ -64,6 +64,36 @@ def test_train_logs_a_full_mlflow_run(env) -> None:
     assert registry.resolve_serving_model_dir(settings) == r.model_dir.resolve()
 
 
+def test_the_smtp_filter_serves_the_champion_without_importing_mlflow(env) -> None:
+    """``serve smtp`` asks the registry for the champion in a child process, as the API
+    workers do: the filter serves the champion, and MLflow (with the pandas it imports)
+    never enters its own process."""
+    import subprocess
+    import sys
+
+    from mailsift.api.server import settings_env
+
+    _, settings, r = env
+    code = (
+        "import sys\n"
+        "from mailsift.commands.smtp import build_server\n"
+        "from mailsift.config import get_settings\n"
+        "server = build_server(get_settings())\n"
+        "print(server.scoring.service.model_version, "
+        "'mlflow' in sys.modules, 'pandas' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == [r.model_version, "False", "False"]
+
+
 def test_equal_model_is_promoted_worse_is_not(env, tmp_path: Path, small_corpus: Path) -> None:
     _, settings, _first = env
     # same data, same kind, same seed: an equal model passes the held-out gate
