@@ -1,7 +1,10 @@
 # mailsift: `make run` (set-up, train the default model if needed, serve API + SMTP filter)
 #           `make test` (set-up, lint, type checks, every test)
 SHELL := /bin/bash
-PYTHON ?= python3
+# The venv's interpreter: Debian's python3.11 where there is one (built with PGO and LTO:
+# scoring ran ~8% faster on it than on a plain source build such as pyenv's; bench/), else
+# whatever python3 is first on PATH. PYTHON=... overrides.
+PYTHON ?= $(shell test -x /usr/bin/python3.11 && echo /usr/bin/python3.11 || echo python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 export MLFLOW_DISABLE_TELEMETRY := true
