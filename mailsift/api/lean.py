@@ -1,8 +1,8 @@
 """Keeping an API worker's memory small (RSS per worker, issue 5).
 
 Where a worker's memory goes (VmRSS, default blend model, stock SpamAssassin rules):
-Python + FastAPI + pydantic + uvicorn + psycopg ~50 MB, numpy ~12 MB, the
-model's arrays ~45 MB (a 2**20 + 2**16 column hashed feature space, float64: NB counts and
+Python + FastAPI + pydantic + uvicorn + psycopg ~50 MB, numpy ~12 MB, the model's arrays
+~45 MB (a 2**20 + 2**16 column hashed feature space, float64: NB counts and
 log-probabilities 2 x 17.8 MB, logistic weights 8.9 MB; loading leaves ~50 MB of freed
 heap behind, given back by :func:`trim_heap`), the compiled rules ~45 MB (Hyperscan
 databases 34 MB), per-message caches ~15 MB. Not in it: scikit-learn (~70 MB: it imports

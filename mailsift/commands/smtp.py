@@ -25,6 +25,7 @@ log = logging.getLogger("mailsift.smtpd")
 
 def build_server(settings: Any) -> Any:
     """The FilterServer with everything wired from settings (not started)."""
+    from mailsift.api.lean import resolve_serving_model, trim_heap
     from mailsift.smtpd.server import FilterServer
     from mailsift.store import open_store
 
@@ -32,7 +33,6 @@ def build_server(settings: Any) -> Any:
     if settings.api.scorer_url:
         store = open_store(settings.store_url, settings.store.pool_size)
     else:
-        from mailsift.api.lean import resolve_serving_model
         from mailsift.service import ScoringService
 
         # the champion is looked up in a child process, as the API workers do: MLflow (and
@@ -46,8 +46,6 @@ def build_server(settings: Any) -> Any:
 
     quarantine = Quarantine(settings, store, service=service)
     gc.freeze()  # long-lived model and rules: keep them out of every GC pass
-    from mailsift.api.lean import trim_heap
-
     trim_heap()  # loading the model leaves freed heap behind
     return FilterServer(settings, service, checks=checks, quarantine=quarantine)
 
