@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import (
@@ -41,12 +41,34 @@ class PathsSettings(BaseModel):
 
 
 class ThresholdSettings(BaseModel):
-    """Spam probability thresholds, in increasing order: ham < spam <= hold <= reject."""
+    """Spam probability thresholds, in increasing order: ham < spam <= hold <= reject.
 
-    spam: float = 0.5  # at or above: tagged spam (X-Spam-Flag: YES), delivered
-    hold: float = 0.9  # at or above: held in quarantine
-    reject: float = 0.995  # at or above: rejected at SMTP time (550 5.7.1)
+    Unset (None), each comes from the served model: training calibrates them on ham the
+    model's parts were not trained on (see ``Hyper.calibrate_*``); a model without
+    calibrated thresholds gets ``FALLBACK``. A value set here overrides the model's.
+    """
+
+    FALLBACK: ClassVar[dict[str, float]] = {"spam": 0.5, "hold": 0.9, "reject": 0.995}
+
+    spam: float | None = None  # at or above: tagged spam (X-Spam-Flag: YES), delivered
+    hold: float | None = None  # at or above: held in quarantine
+    reject: float | None = None  # at or above: rejected at SMTP time (550 5.7.1)
     required_score: float = 5.0  # SpamAssassin-scale score that corresponds to `spam`
+
+    def resolved(self, model_thresholds: dict[str, float] | None = None) -> ResolvedThresholds:
+        """The thresholds in force: these settings, else the model's, else FALLBACK."""
+        base = {**self.FALLBACK, **(model_thresholds or {})}
+        spam = self.spam if self.spam is not None else base["spam"]
+        hold = self.hold if self.hold is not None else max(base["hold"], spam)
+        reject = self.reject if self.reject is not None else max(base["reject"], hold)
+        return ResolvedThresholds(spam, hold, reject, self.required_score)
+
+
+class ResolvedThresholds(NamedTuple):
+    spam: float
+    hold: float
+    reject: float
+    required_score: float
 
 
 class RulesSettings(BaseModel):
@@ -127,7 +149,11 @@ class MlflowSettings(BaseModel):
     # a challenger must be no worse than the champion on each of these (higher is better
     # unless the name starts with "-": then lower is better)
     gate_metrics: list[str] = Field(
-        default_factory=lambda: ["-one_minus_roca_pct", "recall_at_fpr_0.001"]
+        default_factory=lambda: [
+            "-one_minus_roca_pct",
+            "recall_at_fpr_0.001",
+            "-oos_one_minus_roca_pct",
+        ]
     )
     gate_tolerance: float = 0.0
 
@@ -304,7 +330,8 @@ class Settings(BaseSettings):
     @field_validator("thresholds")
     @classmethod
     def _ordered(cls, v: ThresholdSettings) -> ThresholdSettings:
-        if not (0.0 < v.spam <= v.hold <= v.reject <= 1.0):
+        given = [t for t in (v.spam, v.hold, v.reject) if t is not None]
+        if any(not 0.0 < t <= 1.0 for t in given) or given != sorted(given):
             raise ValueError("thresholds must satisfy 0 < spam <= hold <= reject <= 1")
         return v
 
