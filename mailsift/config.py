@@ -281,7 +281,19 @@ class QuarantineSettings(BaseModel):
 class UiSettings(BaseModel):
     secret_key: str = ""  # "" -> generated once into <var_dir>/ui-secret
     secure_cookies: bool = True
-    session_max_age: int = 8 * 3600
+    session_max_age: int = 8 * 3600  # seconds a login lasts (sessions live in the store)
+    # login throttle, counted in the store over `login_window` seconds: after
+    # `login_failures` failures of one account from one client address, that pair is refused
+    # (429) until the window passes; other accounts behind the same address are not
+    login_failures: int = 5
+    login_window: float = 300.0
+    # soft limits: past this many failures from one address (any account), of one account
+    # (any address) or in all, every login attempt they cover waits `login_slow_delay`
+    # seconds before its password is checked (slowed, never locked out)
+    login_soft_per_address: int = 20
+    login_soft_per_account: int = 10
+    login_soft_total: int = 100
+    login_slow_delay: float = 2.0
 
 
 class Settings(BaseSettings):
