@@ -10,6 +10,8 @@ recipe). ReDoc is not served (no package ships its bundle); ``/openapi.json`` is
 
 from __future__ import annotations
 
+import json
+from html import escape
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException
@@ -72,9 +74,6 @@ PAGE = """\
 
 def install_docs(app: FastAPI) -> None:
     """Serve ``/docs`` and its assets on ``app`` (built with ``docs_url=None``)."""
-    import json
-    from html import escape
-
     openapi_url = app.openapi_url or "/openapi.json"
     page = PAGE % {"title": escape(app.title), "assets": ASSETS_URL}
     init_js = INIT_JS % {"openapi": json.dumps(openapi_url)}
