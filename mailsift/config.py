@@ -43,12 +43,20 @@ def _default_corpus() -> Path | None:
     return _SHARED_CORPUS if _SHARED_CORPUS.exists() else None
 
 
+def _default_corpora() -> Path | None:
+    return _SHARED_CORPUS.parent if _SHARED_CORPUS.parent.exists() else None
+
+
 class PathsSettings(BaseModel):
     """Where things live. Relative paths are taken relative to the working directory."""
 
     var_dir: Path = Path("var")  # databases, spools, caches, generated certificates
     models_dir: Path = Path("models")
     corpus: Path | None = Field(default_factory=_default_corpus)
+    # a folder of corpora laid out as ../shared/corpora (the SpamAssassin corpus in
+    # spamassassin/, other archives in modern/): `train --default` learns from all of them,
+    # `evaluate --generalise` and the benches split them by source
+    corpora: Path | None = Field(default_factory=_default_corpora)
 
 
 class ThresholdSettings(BaseModel):

@@ -95,9 +95,7 @@ def promote_cmd(
 
     res = registry.promote(settings, version, evaluator=evaluator, force=force)
     for c in res.checks:
-        new, old = (
-            "-" if c[k] is None else f"{c[k]:.5f}" for k in ("challenger", "champion")
-        )
+        new, old = ("-" if c[k] is None else f"{c[k]:.5f}" for k in ("challenger", "champion"))
         verdict = c.get("skipped") or ("ok" if c["ok"] else "WORSE")
         typer.echo(
             f"  {c['metric']:<26} challenger {new}  champion {old}"

@@ -27,7 +27,7 @@ def _sources(n: int = 40, seed: int = 0) -> tuple[list[Sample], np.ndarray, np.n
         for i in range(n):
             label = i % 2
             words = spam_w if label else ham_w
-            toks = tuple(f"w:{words[k]}" for k in rng.integers(0, 3, 4)) + ("w:common",)
+            toks = (*(f"w:{words[k]}" for k in rng.integers(0, 3, 4)), "w:common")
             meta = ("rule:SEEN_SPAMMY",) if label and i % 4 == 1 else ()
             samples.append(Sample(toks, meta))
             y.append(label)

@@ -144,3 +144,36 @@ def test_run_trains_on_other_corpora_and_reports_every_split(
     assert pooled.n_ham == 48 and pooled.n_spam == 24
     table = gen.markdown(rows)
     assert table.count("\n") == len(rows) + 1 and "| pooled |" in table
+
+
+def test_default_model_learns_from_every_shared_corpus(tmp_path: Path) -> None:
+    from mailsift.commands.train import _default_corpora
+    from mailsift.config import load_settings
+
+    root = _site(tmp_path / "corpora")
+    inside = load_settings(paths={"corpora": root, "corpus": root / "spamassassin"})
+    assert sorted(Path(p).name for p in _default_corpora(inside)) == [
+        "list-2020.tar.xz",
+        "site-2025.tar.xz",
+        "spamassassin",
+    ]
+    # a corpus set elsewhere is the user's choice: the default model learns from it alone
+    own = tmp_path / "own"
+    own.mkdir()
+    elsewhere = load_settings(paths={"corpora": root, "corpus": own})
+    assert _default_corpora(elsewhere) == [str(own)]
+
+
+def test_refit_saves_the_model_of_all_mail(tmp_path: Path, test_settings: Settings) -> None:
+    from mailsift.classifier.model import SpamModel
+    from mailsift.pipeline.train import train
+
+    root = _site(tmp_path / "corpora")
+    paths = [str(p) for p in discover_corpora(root).values()]
+    res = train(paths, "blend", tmp_path / "m", test_settings, register=False, refit=True)
+    manifest = SpamModel.load(res.model_dir).manifest
+    assert manifest["refit_on_all"] is True
+    # the figures are the held-out split's; the saved model's out-of-source figures come
+    # from its own fit on all the mail (every corpus held out in turn)
+    assert res.split["test_messages"] > 0
+    assert manifest["out_of_fold"]["out_of_source"] is True
