@@ -76,13 +76,10 @@ class SpamdServer:
     # ---- lifecycle --------------------------------------------------------------------------
     async def serve(self) -> None:
         """Listen (on the running loop) until the server is closed."""
+        # TLS is done here (``TlsSession``), not by asyncio: asyncio closes a TLS connection
+        # when the client's close_notify arrives, and spamc sends it right after the request
         self._server = await asyncio.start_server(
-            self._client,
-            self.cfg.host,
-            self.cfg.port,
-            ssl=self.tls_context,
-            limit=p.MAX_LINE,
-            ssl_handshake_timeout=self.cfg.timeout if self.tls_context else None,
+            self._client, self.cfg.host, self.cfg.port, limit=p.MAX_LINE
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -170,6 +167,9 @@ class SpamdServer:
                 return
             self.active += 1
             try:
+                if self.tls_context is not None:
+                    await self._tls_client(reader, writer, self.tls_context)
+                    return
                 reply = await self._answer(reader)
             finally:
                 self.active -= 1
@@ -184,6 +184,25 @@ class SpamdServer:
             with contextlib.suppress(Exception):
                 writer.close()
                 await asyncio.wait_for(writer.wait_closed(), 5)
+
+    async def _tls_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ctx: ssl.SSLContext
+    ) -> None:
+        tls = TlsSession(reader, writer, ctx)
+        async with asyncio.timeout(self.cfg.timeout):
+            await tls.handshake()
+        plain = asyncio.StreamReader(limit=p.MAX_LINE)
+        # more than a request can hold is never buffered: the reader sees an end instead
+        pump = asyncio.create_task(tls.pump(plain, self.cfg.max_message_size + 2 * p.MAX_LINE))
+        try:
+            reply = await self._answer(plain)
+        finally:
+            pump.cancel()
+            with contextlib.suppress(BaseException):
+                await pump
+        if reply:
+            await tls.send(reply)
+        await tls.close()
 
     async def _answer(self, reader: asyncio.StreamReader) -> bytes:
         t = self.cfg.timeout
@@ -313,6 +332,80 @@ class SpamdServer:
         except Exception as exc:
             log.exception("spamd: learning failed")
             raise p.tempfail(f"learning failed: {exc}") from None
+
+
+class TlsSession:
+    """Server-side TLS over a plain stream with ``ssl.MemoryBIO``: unlike asyncio's TLS
+    transport it answers after the client's close_notify (TLS half-close), which is how
+    spamc ``-S`` ends its request."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ctx: ssl.SSLContext
+    ) -> None:
+        self.reader, self.writer = reader, writer
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.incoming, self.outgoing, server_side=True)
+
+    async def _flush(self) -> None:
+        data = self.outgoing.read()
+        if data:
+            self.writer.write(data)
+            await self.writer.drain()
+
+    async def _fill(self) -> None:
+        await self._flush()
+        data = await self.reader.read(65536)
+        if data:
+            self.incoming.write(data)
+        else:
+            self.incoming.write_eof()
+
+    async def handshake(self) -> None:
+        while True:
+            try:
+                self.obj.do_handshake()
+                await self._flush()
+                return
+            except ssl.SSLWantReadError:
+                if self.incoming.eof:
+                    raise ConnectionError("closed during the TLS handshake") from None
+                await self._fill()
+
+    async def read(self) -> bytes:
+        """Decrypted bytes; b"" at the client's close_notify or end of stream."""
+        while True:
+            try:
+                return self.obj.read(65536)
+            except ssl.SSLWantReadError:
+                if self.incoming.eof:
+                    return b""
+                await self._fill()
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+
+    async def pump(self, plain: asyncio.StreamReader, limit: int) -> None:
+        total = 0
+        try:
+            while total <= limit:
+                chunk = await self.read()
+                if not chunk:
+                    break
+                total += len(chunk)
+                plain.feed_data(chunk)
+        except (ConnectionError, ssl.SSLError) as exc:
+            plain.set_exception(ConnectionError(f"TLS: {exc}"))
+            return
+        plain.feed_eof()
+
+    async def send(self, data: bytes) -> None:
+        self.obj.write(data)
+        await self._flush()
+
+    async def close(self) -> None:
+        with contextlib.suppress(ssl.SSLError):
+            self.obj.unwrap()
+        with contextlib.suppress(ssl.SSLError, ConnectionError):
+            await self._flush()
 
 
 # ---- reply bodies ---------------------------------------------------------------------------
