@@ -28,6 +28,7 @@ COMMAND_MODULES: list[str] = [
     "mailsift.commands.accounts",
     "mailsift.commands.keys",
     "mailsift.commands.feedback",
+    "mailsift.commands.learnpipe",
     "mailsift.commands.lists",
     "mailsift.commands.rules",
     "mailsift.commands.retrain",
