@@ -40,10 +40,14 @@ def make_server(
 
     made: list[tuple[SpamdServer, Any]] = []
 
-    def make(**spamd: object) -> SpamdServer:
+    def make(feedback: dict[str, object] | None = None, **spamd: object) -> SpamdServer:
         settings = spamd_test_settings(
             test_settings, tmp_path / f"var{len(made)}", small_model_dir, port=0, **spamd
         )
+        if feedback:
+            settings = settings.model_copy(
+                update={"feedback": settings.feedback.model_copy(update=feedback)}
+            )
         settings.paths.var_dir.mkdir(parents=True)
         scorer = Scorer(SpamModel.load(small_model_dir), load_rules(settings), settings)
         service = ScoringService(settings, scorer=scorer)
@@ -228,3 +232,38 @@ def test_exim_spamd_address_request(make_server: Callable[..., SpamdServer]) -> 
     assert score < threshold
     time.sleep(0)  # the verdicts were recorded: feedback can name them later
     assert len(srv.service.store.verdicts.recent(limit=10)) == 2
+
+
+def test_tell_over_the_rate_cap_is_a_tempfail(make_server: Callable[..., SpamdServer]) -> None:
+    srv = make_server(feedback={"per_user_per_hour": 1})
+    assert srv.port
+
+    def tell(raw: bytes) -> bytes:
+        headers = (("User", "gina@example.org"), ("Message-class", "spam"), ("Set", "local"))
+        return request(srv.port or 0, spamc_request("TELL", raw, *headers))
+
+    assert tell(PLAIN_HAM) == spamd401.TELL_LEARNED
+    capped = tell(GTUBE)
+    assert capped.startswith(b"SPAMD/1.0 75 Temporary failure: feedback rate cap reached")
+    statuses = sorted(r.status for r in srv.service.store.feedback.recent())
+    assert statuses == ["learned", "rate_limited"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x00\xff\x10garbage\r\n\r\n",
+        b"CHECK SPAMC/abc\r\n\r\n",
+        b"CHECK\r\n\r\n",
+        b"CHECK SPAMC/1.5\r\n" + b"X-Header: 1\r\n" * 300 + b"\r\n",
+        b"TELL SPAMC/1.5\r\nUser: a@x.org\r\nSet: local\r\nRemove: local\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    ],
+)
+def test_garbage_gets_a_protocol_error_and_the_server_goes_on(
+    make_server: Callable[..., SpamdServer], data: bytes
+) -> None:
+    srv = make_server()
+    assert srv.port
+    assert request(srv.port, data).startswith(b"SPAMD/1.0 76 Bad header line: ")
+    assert request(srv.port, spamc_request("CHECK", GTUBE)) == spamd401.CHECK_GTUBE
