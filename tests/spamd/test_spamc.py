@@ -5,8 +5,13 @@ SpamAssassin 4.0's spamd (``spamd401``), per-user lists through ``User:``, and T
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,3 +203,72 @@ def test_tell_forget_is_refused_with_a_reason(spamd_proc: SpamdProcess) -> None:
 def test_malformed_requests_get_spamds_error_replies(spamd_proc: SpamdProcess, data: bytes) -> None:
     assert request(spamd_proc.port, data) == spamd401.ERRORS[data]
     assert request(spamd_proc.port, b"PING SPAMC/1.5\r\n\r\n") == spamd401.PONG
+
+
+EXIM = Path("/opt/mailsift-test/exim4/usr/sbin/exim4")  # scripts/install-test-exim.sh
+# the Exim configuration of the README ("Plugging it in"), with the test's port and dirs
+EXIM_ACLS = """
+spamd_address = 127.0.0.1 {port}
+
+acl_check_data:
+  warn  spam       = nobody:true
+        add_header = X-Spam-Score: $spam_score
+        add_header = X-Spam-Report: $spam_report
+  deny  spam       = nobody
+        message    = This message scored $spam_score spam points.
+"""
+
+
+def exim_session(port: int, tmp: Path, message: bytes) -> str:
+    """One SMTP session through the real Exim (``-bh``: the ACLs run, nothing is queued)."""
+    acls = EXIM_ACLS.format(port=port)
+    main, _, data_acl = acls.partition("\nacl_check_data:\n")
+    for d in ("spool", "log"):
+        (tmp / d).mkdir(exist_ok=True)
+        (tmp / d).chmod(0o777)
+    conf = tmp / "exim.conf"
+    conf.write_text(
+        f"exim_user = nobody\nexim_group = nogroup\nspool_directory = {tmp}/spool\n"
+        f"log_file_path = {tmp}/log/%slog\nprimary_hostname = mx.test\nkeep_environment =\n"
+        f"acl_smtp_rcpt = acl_check_rcpt\nacl_smtp_data = acl_check_data\n{main}\n"
+        f"begin acl\n\nacl_check_rcpt:\n  accept\n\nacl_check_data:\n{data_acl}  accept\n"
+    )
+    body = message.replace(b"\n", b"\r\n")
+    smtp = (
+        b"EHLO client.test\r\nMAIL FROM:<sender@example.com>\r\nRCPT TO:<alice@example.org>\r\n"
+        b"DATA\r\n" + body + b".\r\nQUIT\r\n"
+    )
+    res = subprocess.run(
+        [str(EXIM), "-C", str(conf), "-bh", "192.0.2.1"],
+        input=smtp,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    return res.stdout.decode(errors="replace") + res.stderr.decode(errors="replace")
+
+
+@pytest.fixture
+def exim_dir() -> Iterator[Path]:
+    """A directory Exim can use once it has dropped root (pytest's tmp dirs are root's 0700)."""
+    d = Path(tempfile.mkdtemp(prefix="mailsift-exim-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_real_exim_spamd_address(spamd_proc: SpamdProcess, exim_dir: Path) -> None:
+    assert EXIM.is_file(), "no Exim: run scripts/install-test-exim.sh (make setup does)"
+    out = exim_session(spamd_proc.port, exim_dir, GTUBE)
+    assert "550 This message scored 1000.0 spam points." in out, out
+    out = exim_session(spamd_proc.port, exim_dir, PLAIN_HAM)
+    # the warn verb's headers (Exim's -bh trace shows them expanded): Exim parsed mailsift's
+    # score and report, and the deny verb decided on that score against the threshold 5.0
+    m = re.search(r"= X-Spam-Score: (-?\d+\.\d)$", out, re.MULTILINE)
+    assert m is not None, out
+    assert "= X-Spam-Report: Spam detection software, running on the system" in out
+    score = float(m.group(1))
+    if score >= 5.0:
+        assert f"550 This message scored {m.group(1)} spam points." in out, out
+    else:
+        assert re.search(r"^250 OK id=", out, re.MULTILINE), out
