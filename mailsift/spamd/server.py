@@ -164,18 +164,20 @@ class SpamdServer:
             if self.active >= self.cfg.max_connections:
                 writer.write(p.tempfail("too many connections, try again later").line)
                 await writer.drain()
+                await _linger(reader, writer)
                 return
             self.active += 1
             try:
                 if self.tls_context is not None:
                     await self._tls_client(reader, writer, self.tls_context)
-                    return
-                reply = await self._answer(reader)
+                else:
+                    reply = await self._answer(reader)
+                    if reply:
+                        writer.write(reply)
+                        await writer.drain()
             finally:
                 self.active -= 1
-            if reply:
-                writer.write(reply)
-                await writer.drain()
+            await _linger(reader, writer)
         except (ConnectionError, ssl.SSLError, TimeoutError) as exc:
             log.info("spamd: connection from %s lost: %s", peer, exc)
         except Exception:  # a bug must cost one connection, never the server
@@ -332,6 +334,22 @@ class SpamdServer:
         except Exception as exc:
             log.exception("spamd: learning failed")
             raise p.tempfail(f"learning failed: {exc}") from None
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """After the reply: half-close, then drop what the client still sends (at most 1 MiB,
+    2 s). Closing with unread input would reset the connection, and a reset can destroy the
+    reply before the client reads it (an error answered before the whole request arrived)."""
+    with contextlib.suppress(Exception):
+        if writer.can_write_eof():
+            writer.write_eof()
+        async with asyncio.timeout(2.0):
+            seen = 0
+            while seen < 1 << 20:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                seen += len(chunk)
 
 
 class TlsSession:

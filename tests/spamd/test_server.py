@@ -113,7 +113,7 @@ def test_clients_outside_allowed_networks_are_refused(
 ) -> None:
     srv = make_server(allowed_networks=["192.0.2.0/24"])
     assert srv.port
-    try:  # closed unanswered (a reset when our request was still unread)
+    try:  # closed unanswered, at once (a reset when the request is still unread)
         assert request(srv.port, spamc_request("CHECK", GTUBE)) == b""
     except ConnectionResetError:
         pass
@@ -266,4 +266,24 @@ def test_garbage_gets_a_protocol_error_and_the_server_goes_on(
     srv = make_server()
     assert srv.port
     assert request(srv.port, data).startswith(b"SPAMD/1.0 76 Bad header line: ")
+    assert request(srv.port, spamc_request("CHECK", GTUBE)) == spamd401.CHECK_GTUBE
+
+
+def test_connections_over_the_limit_get_a_tempfail(
+    make_server: Callable[..., SpamdServer],
+) -> None:
+    srv = make_server(max_connections=1, timeout=5.0)
+    assert srv.port
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as held:
+        held.sendall(b"CHECK SPAMC/1.5\r\n")  # a request still being sent holds the slot
+        for _ in range(100):
+            if srv.active == 1:
+                break
+            time.sleep(0.02)
+        busy = request(srv.port, spamc_request("CHECK", GTUBE))
+        assert busy == b"SPAMD/1.0 75 Temporary failure: too many connections, try again later\r\n"
+    for _ in range(250):  # the held connection ends (EOF during headers): its slot frees
+        if srv.active == 0:
+            break
+        time.sleep(0.02)
     assert request(srv.port, spamc_request("CHECK", GTUBE)) == spamd401.CHECK_GTUBE
