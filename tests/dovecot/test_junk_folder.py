@@ -202,9 +202,9 @@ def borderline(scorer, corpus_messages, small_split) -> bytes:  # type: ignore[n
     """A held-out ham message the small model scores ham, but not confidently."""
     _, raws, y = corpus_messages
     _, test = small_split
-    ham = [i for i in test if y[i] == 0][200:400]
+    ham = [i for i in test if y[i] == 0]
     probs = np.array([scorer.score(raws[i]).probability for i in ham])
-    ok = [(abs(p - 0.2), i) for p, i in zip(probs, ham, strict=True) if 0.03 < p < 0.4]
+    ok = [(abs(p - 0.2), i) for p, i in zip(probs, ham, strict=True) if 0.02 < p < 0.45]
     assert ok, "no borderline ham in the held-out set"
     return bytes(raws[min(ok)[1]])
 
