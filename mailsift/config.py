@@ -307,6 +307,24 @@ class AntivirusSettings(BaseModel):
     on_error: Literal["tempfail", "accept"] = "tempfail"
 
 
+class SpamdSettings(BaseModel):
+    """``mailsift serve spamd``: SpamAssassin's spamd protocol (spamc, Exim, amavis...)."""
+
+    host: str = "127.0.0.1"
+    port: int = 783
+    # clients outside these networks are disconnected unanswered (spamd's --allowed-ips)
+    allowed_networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    max_message_size: int = 25 * 1024 * 1024  # after zlib inflation; larger: EX_PROTOCOL
+    timeout: float = 30.0  # reading a request (spamd's --timeout-tcp)
+    scan_timeout: float = 300.0  # scoring or learning one message (spamd's --timeout-child)
+    max_connections: int = 64  # concurrent clients; more get EX_TEMPFAIL at once
+    allow_tell: bool = False  # TELL (spamc -L/-C) teaches the model (spamd's --allow-tell)
+    user_domain: str = ""  # appended to a bare User: name ("alice" -> alice@<user_domain>)
+    hostname: str = ""  # named in REPORT texts; "" -> this machine's host name
+    tls_cert: Path | None = None  # both set: every connection is TLS (spamc -S)
+    tls_key: Path | None = None
+
+
 class QuarantineSettings(BaseModel):
     spool_dir: Path | None = None  # default: <var_dir>/quarantine
     retention_days: float = 30.0
@@ -355,6 +373,7 @@ class Settings(BaseSettings):
     auth: AuthChecksSettings = Field(default_factory=AuthChecksSettings)
     barring: BarringSettings = Field(default_factory=BarringSettings)
     antivirus: AntivirusSettings = Field(default_factory=AntivirusSettings)
+    spamd: SpamdSettings = Field(default_factory=SpamdSettings)
     quarantine: QuarantineSettings = Field(default_factory=QuarantineSettings)
     ui: UiSettings = Field(default_factory=UiSettings)
 
