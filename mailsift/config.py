@@ -95,6 +95,10 @@ class MessageSettings(BaseModel):
     max_parse_bytes: int = 10 * 1024 * 1024  # bytes of a message handed to the MIME parser
     max_text_chars: int = 200_000  # characters of decoded text kept for features
     max_parts: int = 200
+    # CPU milliseconds (the scoring thread's) one message may spend in parsing and rules;
+    # over it, the remaining rule stages are skipped, the message is scored on what was
+    # reached and its verdict carries SCAN_BUDGET_EXCEEDED. 0: unbounded
+    scan_budget_ms: float = 500.0
 
 
 class StoreSettings(BaseModel):
