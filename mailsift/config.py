@@ -176,7 +176,13 @@ class SmtpSettings(BaseModel):
     max_recipients: int = 100
     max_connections_per_ip: int = 20
     max_commands_per_session: int = 1000
+    # seconds of silence from a client before it is disconnected (Postfix's smtpd_timeout:
+    # between commands, and between reads of message content)
     idle_timeout: float = 300.0
+    # seconds a command line or a line of message content may take to arrive once its first
+    # byte has (Postfix's smtpd_per_record_deadline): a client dripping a byte at a time is
+    # cut off with 421 4.4.2. 0: no deadline
+    record_deadline: float = 30.0
     authserv_id: str = "mx.mailsift.test"
     auth_failures_before_throttle: int = 3
     barred_message: str = "Address barred by local policy"
