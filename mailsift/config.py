@@ -147,6 +147,9 @@ class ApiSettings(BaseModel):
     port: int = 8080
     workers: int = 2
     max_body_bytes: int = 25 * 1024 * 1024
+    # seconds a client has to send a whole request body once its headers are in; over it,
+    # 408 and the connection is closed. 0: no limit
+    body_timeout: float = 60.0
     require_keys: bool = True
     scorer_url: str | None = None  # the SMTP filter scores over HTTP when set
     scorer_api_key: str | None = None
