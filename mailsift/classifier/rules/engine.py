@@ -1158,7 +1158,15 @@ DB_TIMEOUT = 900.0  # seconds for one target's database
 CHILD_MEMORY = 4 * 1024**3
 
 
-def _child_main(conn: Any) -> None:  # pragma: no cover - runs in the child process
+def _child_main(conn: Any, parent_end: Any, parent_pid: int) -> None:  # pragma: no cover
+    """The compiler process: answers ``conn`` until told to stop or the parent goes."""
+    from mailsift.lifecycle import die_with_parent
+
+    die_with_parent(parent_pid)
+    # the parent's end of the pipe, inherited through fork: held here too, the parent's
+    # death would never show as EOF (recv) or EPIPE (send), and a send of a database larger
+    # than the pipe's buffer would block for good
+    parent_end.close()
     try:
         import resource
 
@@ -1269,7 +1277,9 @@ class _Compiler:
 
     def _start(self) -> None:
         parent, child = self._ctx.Pipe()
-        self._proc = self._ctx.Process(target=_child_main, args=(child,), daemon=True)
+        self._proc = self._ctx.Process(
+            target=_child_main, args=(child, parent, os.getpid()), daemon=True
+        )
         self._proc.start()
         child.close()
         self._conn = parent
