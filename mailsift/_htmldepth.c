@@ -27,8 +27,10 @@
  * The depth is the open (non-formatting) elements plus the counted formatting elements.
  *
  * The tree builder's work for an element inside a select grows with the select's content
- * (20,000 <option> in one select: 3.8 s, flat as they are), so the start tags inside one
- * select are bounded by max_depth as well: a country list (~250 options) stays as written.
+ * (20,000 <option> in one select: 3.8 s, flat as they are): the k-th start tag inside a
+ * select counts k, and once the counts of the document pass SELECT_WORK (about 40 ms of
+ * the tree builder's time: one select of 2,000 options, or 50 country lists of 280) further
+ * start tags inside selects are dropped too.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -65,6 +67,8 @@ static const char *FORMATTING_NAMES[] = {"a", "b", "big", "code", "em", "font", 
 static uint64_t void_h[32], rawtext_h[16], optional_h[16], boundary_h[16], formatting_h[16],
     document_h[8];
 static uint64_t plaintext_h, select_h;
+
+#define SELECT_WORK 2000000
 
 static void hash_list(const char **names, uint64_t *out) {
     int i = 0;
@@ -200,10 +204,12 @@ static PyObject *cap(PyObject *self, PyObject *args) {
     int over = 0;                /* a start tag went beyond the bound */
     Py_ssize_t select_at = -1;   /* the stack index of the outermost open select, or -1 */
     Py_ssize_t in_select = 0;    /* start tags met inside it */
+    Py_ssize_t select_work = 0;  /* the sum of in_select over the start tags in selects */
     Py_ssize_t i = 0;
     while (i < t.n) {
-        Py_ssize_t lt = find_ci(&t, i, "<", 1);
-        if (lt + 1 >= t.n) break;
+        Py_ssize_t lt = PyUnicode_FindChar(html, '<', i, t.n, 1); /* memchr-fast */
+        if (lt == -2) goto fail_scan;
+        if (lt < 0 || lt + 1 >= t.n) break;
         Py_UCS4 c = CH(&t, lt + 1);
         if (c == '!') {
             if (lt + 3 < t.n && CH(&t, lt + 2) == '-' && CH(&t, lt + 3) == '-') {
@@ -266,7 +272,8 @@ static PyObject *cap(PyObject *self, PyObject *args) {
             continue;
         }
         if (depth > 0 && stack[depth - 1] == h && in_list(h, optional_h)) depth--;
-        if (depth + fmt_total >= max_depth || (select_at >= 0 && ++in_select > max_depth)) {
+        if (select_at >= 0) select_work += ++in_select;
+        if (depth + fmt_total >= max_depth || select_work > SELECT_WORK) {
             over = 1;
             if (spans_add(&drops, lt, end) < 0) goto nomem;
             continue;
@@ -316,14 +323,18 @@ nomem:
     free(stack);
     free(drops.v);
     return PyErr_NoMemory();
+fail_scan:
+    free(stack);
+    free(drops.v);
+    return NULL;
 }
 
 static PyMethodDef module_methods[] = {
     {"cap", cap, METH_VARARGS,
      "cap(html, max_depth, /) -> str | None: html with the start tags that would nest "
-     "elements deeper than max_depth or put more than max_depth inside one select (and the "
-     "end tags closing nothing) replaced by a space, or None when the document stays within "
-     "max_depth"},
+     "elements deeper than max_depth or fill selects past a fixed amount of the tree "
+     "builder's work (and the end tags closing nothing) replaced by a space, or None when the "
+     "document stays within those bounds"},
     {NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_htmldepth",

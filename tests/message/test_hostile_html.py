@@ -71,6 +71,9 @@ def test_documents_within_the_bound_are_parsed_as_written() -> None:
     # void elements, closed siblings, comments and script text nest nothing
     flat = ("<p>a<br><img src=x></p><!-- <div><div> -->" + "<script>'<div>'</script>") * 5000
     assert _htmldepth.cap(flat, 8) is None
+    # country lists: a form with a few selects of hundreds of options
+    countries = "<select>" + "".join(f"<option value={i}>c{i}" for i in range(300)) + "</select>"
+    assert _htmldepth.cap("<form>" + countries * 5 + "</form>", MAX_HTML_DEPTH) is None
     # a '>' inside a quoted attribute value does not end the tag
     assert _htmldepth.cap('<div title="a>b"></div>' * 5000, 8) is None
     # non-ASCII text and tag names of every string width
