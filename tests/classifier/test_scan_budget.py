@@ -58,3 +58,15 @@ def test_the_engine_stops_between_stages_and_still_runs_metas() -> None:
 def test_zero_means_unbounded() -> None:
     budget = ScanBudget(0)
     assert not budget.spent("anything") and not budget.exceeded
+
+
+def test_an_html_bomb_is_scored_quickly(scorer: Scorer) -> None:
+    """Nested <div> as deep as the parser's text cap allows (~40,000): before the nesting
+    bound, seconds of one scoring thread; now well within the budget."""
+    html = "<div>" * 100_000 + "deep" + "</div>" * 100_000
+    raw = b"From: a@example.org\r\nSubject: hi\r\nContent-Type: text/html\r\n\r\n" + html.encode()
+    t0 = time.thread_time()
+    v = scorer.score(raw)
+    spent = time.thread_time() - t0
+    assert spent < 0.5, f"{spent:.3f} s of CPU"
+    assert SCAN_BUDGET_SYMBOL not in {r.name for r in v.rules}
