@@ -32,6 +32,7 @@ from mailsift.pipeline.corpus import CorpusSpec, index_corpus, subsample
 from mailsift.pipeline.evaluate import evaluate_samples
 from mailsift.pipeline.extract import extract, extract_raws, labels_of
 from mailsift.pipeline.metrics import Metrics
+from mailsift.pipeline.sources import source_weights, stacker_groups
 from mailsift.pipeline.split import split_index
 
 log = logging.getLogger(__name__)
@@ -127,14 +128,26 @@ def train(
     t1 = time.perf_counter()
     x_train = extract(sp.train, settings, progress=progress, cache=feature_cache)
     y_train = labels_of(sp.train)
+    groups = stacker_groups(sp.train)
+    weights = source_weights(sp.train, y_train)
     extra = list(extra or [])
     if extra:
         x_train += extract_raws((r for r, _ in extra), settings, total=len(extra))
         y_train = np.concatenate([y_train, np.array([_label_int(lb) for _, lb in extra])])
+        groups = np.concatenate([groups, np.array(["feedback"] * len(extra), dtype=object)])
+        weights = np.concatenate([weights, np.ones(len(extra))])
     timings["train_features_s"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
-    model = train_model(x_train, y_train, kind, settings)
+    model = train_model(
+        x_train,
+        y_train,
+        kind,
+        settings,
+        sample_weight=weights,
+        groups=groups,
+        rule_priors=rule_priors(settings),
+    )
     timings["fit_s"] = time.perf_counter() - t2
     del x_train
 
@@ -187,6 +200,15 @@ def train(
         if promote and result.registered_version:
             result.promotion = registry.promote(settings, result.registered_version)
     return result
+
+
+def rule_priors(settings: Settings) -> dict[str, float] | None:
+    """The configured rules' SpamAssassin scores (score set 2: Bayes on, network tests off,
+    as a local SpamAssassin with Bayes runs), the rules/structure model's starting point."""
+    from mailsift.pipeline.extract import load_rules
+
+    score_set = getattr(load_rules(settings), "score_set", None)
+    return None if score_set is None else dict(score_set(2))
 
 
 def _copy_model(src: Path, dst: Path) -> None:
