@@ -245,7 +245,11 @@ def create_app(
 
     if fast_path:  # innermost: the body limit, metrics, access log and recycling apply
         app.add_middleware(ScoreFastPath)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.api.max_body_bytes,
+        body_timeout=settings.api.body_timeout,
+    )
     app.add_middleware(ObserveMiddleware)
     app.add_middleware(RecycleMiddleware, max_requests=KEEPALIVE_REQUESTS)
     return app
