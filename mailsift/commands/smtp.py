@@ -23,10 +23,10 @@ from mailsift.commands.serve import serve_app
 log = logging.getLogger("mailsift.smtpd")
 
 
-def build_server(settings: Any) -> Any:
-    """The FilterServer with everything wired from settings (not started)."""
-    from mailsift.api.lean import resolve_serving_model, trim_heap
-    from mailsift.smtpd.server import FilterServer
+def build_scoring(settings: Any) -> tuple[Any, Any, list[Any]]:
+    """(scoring service or None when scoring over HTTP, store, checks) from settings: what
+    the SMTP filter and the milter share."""
+    from mailsift.api.lean import resolve_serving_model
     from mailsift.store import open_store
 
     service: Any = None
@@ -41,9 +41,16 @@ def build_server(settings: Any) -> Any:
         store = service.store
     from mailsift.smtpd.checks import build_checks
 
-    checks = build_checks(settings, store=store)
-    from mailsift.quarantine import Quarantine
+    return service, store, list(build_checks(settings, store=store))
 
+
+def build_server(settings: Any) -> Any:
+    """The FilterServer with everything wired from settings (not started)."""
+    from mailsift.api.lean import trim_heap
+    from mailsift.quarantine import Quarantine
+    from mailsift.smtpd.server import FilterServer
+
+    service, store, checks = build_scoring(settings)
     quarantine = Quarantine(settings, store, service=service)
     gc.freeze()  # long-lived model and rules: keep them out of every GC pass
     trim_heap()  # loading the model leaves freed heap behind
