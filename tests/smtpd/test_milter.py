@@ -308,3 +308,48 @@ def test_too_big(milter: Any) -> None:
     eom = mta.message(HAM + b"x" * 2000 + b"\r\n")[-1]
     mta.close()
     assert bytes(eom[-1].content).startswith(b"552 5.3.4")
+
+
+def test_serve_milter_command(
+    tmp_path: Path, smtp_tls_files: Any, small_model_dir: Path, test_settings: Any
+) -> None:
+    """``mailsift serve milter --socket PATH`` in a subprocess, over the small model."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.fixtures.smtp import free_port
+    from tests.smtpd.test_cli import MAILSIFT, _serve_env
+
+    env = _serve_env(
+        tmp_path, free_port(), free_port(), free_port(), smtp_tls_files,
+        MAILSIFT_MODEL__PATH=str(small_model_dir),
+        MAILSIFT_RULES__CACHE_DIR=str(test_settings.rules_cache_dir),
+        MAILSIFT_RULES__USE_STOCK="false",
+    )  # fmt: skip
+    bad = subprocess.run(
+        [MAILSIFT, "serve", "milter", "--socket", "x", "--port", "1"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "--socket excludes" in bad.stderr
+    sock = tmp_path / "milter.sock"
+    log = open(tmp_path / "milter.log", "wb")
+    proc = subprocess.Popen(
+        [MAILSIFT, "serve", "milter", "--socket", str(sock)], env=env, stdout=log, stderr=log
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not sock.is_socket() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sock.is_socket(), (tmp_path / "milter.log").read_text()
+        assert oct(sock.stat().st_mode & 0o777) == "0o660"
+        mta = Mta(str(sock))
+        eom = mta.message(HAM.replace(b"See you, Sam", GTUBE.encode()))[-1]
+        assert bytes(eom[-1].content).startswith(b"550 5.7.1 Message rejected as spam")
+        mta.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+        log.close()
+    assert code == 0, (tmp_path / "milter.log").read_text()
+    assert not sock.exists()
