@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from mailsift.smtpd.milter import MilterServer
-from tests.fixtures.postfix import Postfix, readme_block, render, start_postfix
+from mailsift.verdict import Action
+from tests.fixtures.postfix import POSTSUPER, Postfix, readme_block, render, start_postfix
 from tests.fixtures.smtp import Sink, free_port
 from tests.postfix.common import (
     antivirus,
@@ -19,8 +22,10 @@ from tests.postfix.common import (
     pick_ham,
     send,
     tagged,
+    tags,
     wait_tags,
 )
+from tests.smtpd.test_pipeline import FixedService
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +53,7 @@ def setup(
         "ham": pick_ham(scoring_service, corpus_messages, small_split),
         "milter": milter,
         "start": start_milter,
+        "settings": settings,
     }
     try:
         yield pf, sink, state
@@ -87,3 +93,29 @@ def test_milter_down_is_a_tempfail_and_nothing_is_lost(
     assert send(pf.port, tagged(state["ham"], "3")) == (250, "ok")
     wait_tags(sink, ["1", "3"])
     pf.wait_queue_empty()
+
+
+def test_hold_verdict_lands_in_postfix_hold_queue(setup: tuple[Postfix, Sink, Any]) -> None:
+    """A HOLD verdict is a milter quarantine: Postfix keeps the message on hold (``!`` in
+    ``postqueue -p``), delivers nothing, and ``postsuper -H`` releases it tagged."""
+    pf, sink, state = setup
+    delivered = tags(sink.messages())
+    state["milter"].stop()
+    holding = MilterServer(state["settings"], FixedService(Action.HOLD, score=9.0)).start()
+    try:
+        assert send(pf.port, tagged(state["ham"], "4")) == (250, "ok")
+        deadline = time.monotonic() + 30
+        while not any(i.endswith("!") for i in pf.queue_ids()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (held,) = pf.queue_ids()
+        assert held.endswith("!"), pf.queue()
+        assert "4" not in tags(sink.messages())
+        subprocess.run([POSTSUPER, "-c", str(pf.conf), "-H", held[:-1]], check=True, timeout=30)
+        pf.flush()
+        msgs = wait_tags(sink, [*delivered, "4"])
+        (m4,) = [m for m in msgs if m["X-Test-Tag"] == "4"]
+        assert m4["X-Spam-Flag"] == "YES" and m4["X-Spam-Status"].startswith("Yes, score=9.0")
+        pf.wait_queue_empty()
+    finally:
+        holding.stop()
+        state["milter"] = state["start"]()
