@@ -64,13 +64,18 @@ def serve_milter(
         settings = settings.model_copy(
             update={"milter": settings.milter.model_copy(update=updates)}
         )
+    from mailsift.commands.smtp import follow_model_reloads
+
     server = build_milter(settings)
     server.start()
+    sync = follow_model_reloads(settings, getattr(server.scoring, "service", None))
     typer.echo(f"mailsift milter on {server.address}")
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     done.wait()
+    if sync is not None:
+        sync.stop()
     server.stop()
 
 

@@ -44,6 +44,24 @@ def build_scoring(settings: Any) -> tuple[Any, Any, list[Any]]:
     return service, store, list(build_checks(settings, store=store))
 
 
+def follow_model_reloads(settings: Any, service: Any) -> Any:
+    """Reload the in-process model when any API worker or node reloads it (the generation
+    file in the var dir and the store's ``model_generation``; ``mailsift.api.reload``).
+    Returns the started ``ModelSync`` (None when scoring over HTTP)."""
+    if service is None:
+        return None
+    from mailsift.api.reload import ModelSync, generation_file
+
+    sync = ModelSync(
+        generation_file(settings.paths.var_dir),
+        service.reload_model,
+        settings.api.reload_poll_seconds,
+        store=service.store,
+    )
+    sync.start()
+    return sync
+
+
 def build_server(settings: Any) -> Any:
     """The FilterServer with everything wired from settings (not started)."""
     from mailsift.api.lean import trim_heap
@@ -89,6 +107,7 @@ def serve_smtp(
         )
     server = build_server(settings)
     server.start()
+    sync = follow_model_reloads(settings, getattr(server.scoring, "service", None))
     typer.echo(
         f"mailsift SMTP filter on {settings.smtp.host}:{server.port}"
         + (f" (implicit TLS on {server.submission_port})" if server.submission_port else "")
@@ -99,6 +118,8 @@ def serve_smtp(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     done.wait()
+    if sync is not None:
+        sync.stop()
     server.stop()
 
 

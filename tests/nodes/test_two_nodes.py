@@ -5,6 +5,10 @@ of the README's "Plugging it in" section.
 * feedback given on node A changes the score of the same message on node B within the
   feedback sync interval (both replay the store's learn-event log);
 * a greylist triplet first seen on A passes on B (the triplets live in Redis);
+* a new model put into service on A (``POST /v1/models/reload`` on A) is served by B's API
+  and B's SMTP filter within the reload poll interval, while B answers every request (the
+  generation travels through the store's ``model_generation``; the nodes serve the model
+  from one shared path here, from the shared MLflow registry's champion in production);
 * killing node A's SMTP filter mid-load loses nothing it acknowledged (250 only after the
   next hop took the message), and B takes the rest.
 """
@@ -15,6 +19,7 @@ import base64
 import signal
 import smtplib
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,12 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 import redis
 
 from mailsift.api.server import settings_env
 from mailsift.config import Settings
+from tests.api import test_reload
 from tests.fixtures.api import ApiServer, api_test_settings, start_api_server
 from tests.fixtures.smtp import OUTSIDE_IP, Sink, free_port, wait_port
 from tests.fixtures.store import pg_schema_url
@@ -101,6 +108,8 @@ def nodes(
     pg_database: str,
 ) -> Iterator[tuple[Node, Node, Sink]]:
     tmp = tmp_path_factory.mktemp("two-nodes")
+    link = tmp / "serving-model"  # what both nodes serve (re-pointed by the promotion test)
+    link.symlink_to(small_model_dir.resolve(), target_is_directory=True)
     schema = f"n_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_database, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
@@ -114,7 +123,7 @@ def nodes(
         for name in ("a", "b"):
             var = tmp / name
             port = free_port()
-            s = node_settings(test_settings, var, small_model_dir, store_url, prefix,
+            s = node_settings(test_settings, var, link, store_url, prefix,
                               tmp / "mlflow.db", sink.port, port)  # fmt: skip
             ctx = start_api_server(s, workers=1, make_keys=(name == "a"))
             api = ctx.__enter__()
@@ -170,6 +179,55 @@ def test_feedback_on_a_changes_scores_on_b(nodes: tuple[Node, Node, Sink]) -> No
         time.sleep(0.1)
         after = score(b, raw)
     assert after > before, (before, after)
+
+
+second_model_dir = test_reload.second_model_dir  # a module fixture: another model version
+
+
+def test_a_reload_on_a_reaches_b_without_dropped_requests(
+    nodes: tuple[Node, Node, Sink], small_model_dir: Path, second_model_dir: Path
+) -> None:
+    a, b, _ = nodes
+    link = a.settings.model.path
+    assert link is not None and link == b.settings.model.path
+    old = httpx.get(b.api.base_url + "/readyz", timeout=10).json()["model_version"]
+    stop = threading.Event()
+    statuses: list[int] = []
+    versions: set[str] = set()
+
+    def load() -> None:
+        raw = message("load")
+        with b.api.client(b.api.keys["score"]) as c:
+            while not stop.is_set():
+                r = c.post("/v1/score", content=raw, headers={"Content-Type": "message/rfc822"})
+                statuses.append(r.status_code)
+                if r.status_code == 200:
+                    versions.add(r.json()["model_version"])
+
+    t = threading.Thread(target=load)
+    t.start()
+    try:
+        time.sleep(0.3)
+        test_reload._point(link, second_model_dir)
+        with a.api.client(a.api.admin_key) as admin:
+            r = admin.post("/v1/models/reload")
+        assert r.status_code == 200 and r.json()["changed"], r.text
+        new = r.json()["version"]
+        deadline = time.monotonic() + 20  # poll interval 0.2 s, a model load, a margin
+        while time.monotonic() < deadline:
+            current = httpx.get(b.api.base_url + "/readyz", timeout=10).json()["model_version"]
+            if current == new and f"model reloaded: {new}" in b.log.read_text():
+                break
+            time.sleep(0.1)
+        assert current == new  # B's API
+        assert f"model reloaded: {new}" in b.log.read_text()  # B's SMTP filter
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        t.join(30)
+        test_reload._point(link, small_model_dir)
+    assert statuses and set(statuses) == {200}
+    assert versions == {old, new}
 
 
 def _rcpt(port: int, sender: str, rcpt: str) -> tuple[int, bytes]:
