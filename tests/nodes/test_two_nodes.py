@@ -21,6 +21,7 @@ import smtplib
 import subprocess
 import threading
 import time
+import tomllib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,12 +37,12 @@ from mailsift.api.server import settings_env
 from mailsift.config import Settings
 from tests.api import test_reload
 from tests.fixtures.api import ApiServer, api_test_settings, start_api_server
+from tests.fixtures.postfix import readme_block
 from tests.fixtures.smtp import OUTSIDE_IP, Sink, free_port, wait_port
 from tests.fixtures.store import pg_schema_url
 from tests.smtpd.test_cli import MAILSIFT
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-SYNC = 0.5  # feedback.sync_interval of both nodes
 GREY_DELAY = 2.0
 
 
@@ -69,12 +70,22 @@ def node_settings(
     base: Settings, var: Path, model: Path, store_url: str, prefix: str, mlflow_db: Path,
     sink_port: int, smtp_port: int,
 ) -> Settings:  # fmt: skip
-    s = api_test_settings(base, var, model)
-    data = s.model_dump()
-    data["store"]["url"] = store_url
-    data["feedback"]["sync_interval"] = SYNC
-    data["mlflow"]["tracking_uri"] = f"sqlite:///{mlflow_db}"
-    data["greylist"].update(backend=REDIS_URL, redis_prefix=prefix, delay=GREY_DELAY)
+    """The README's two-node configuration, with this test's database schema, Redis and
+    MLflow file in place of its URLs; the SMTP filter in front of the sink, checks that need
+    DNS or clamd off."""
+    conf = tomllib.loads(readme_block("two-nodes mailsift.toml"))
+    local = {
+        ("store", "url"): store_url,
+        ("greylist", "backend"): REDIS_URL,
+        ("mlflow", "tracking_uri"): f"sqlite:///{mlflow_db}",
+    }
+    for (section, key), value in local.items():
+        assert key in conf[section], (section, key)
+        conf[section][key] = value
+    data = api_test_settings(base, var, model).model_dump()
+    for section, values in conf.items():
+        data[section].update(values)
+    data["greylist"].update(redis_prefix=prefix, delay=GREY_DELAY)
     data["smtp"].update(
         port=smtp_port, submission_port=None, next_hop_port=sink_port,
         relay_networks=["127.0.0.1/32"], mailboxes_file=None, accounts_file=None,
@@ -173,7 +184,8 @@ def test_feedback_on_a_changes_scores_on_b(nodes: tuple[Node, Node, Sink]) -> No
                 "user": "bob@mailsift.test"}  # fmt: skip
         r = c.post("/v1/feedback", json=body)
         assert r.status_code == 200 and r.json()["status"] == "learned", r.text
-    deadline = time.monotonic() + SYNC + 10  # the sync interval plus a generous margin
+    # the sync interval plus a generous margin
+    deadline = time.monotonic() + a.settings.feedback.sync_interval + 10
     after = score(b, raw)
     while after <= before and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -213,7 +225,7 @@ def test_a_reload_on_a_reaches_b_without_dropped_requests(
             r = admin.post("/v1/models/reload")
         assert r.status_code == 200 and r.json()["changed"], r.text
         new = r.json()["version"]
-        deadline = time.monotonic() + 20  # poll interval 0.2 s, a model load, a margin
+        deadline = time.monotonic() + 20  # the poll interval, a model load, a margin
         while time.monotonic() < deadline:
             current = httpx.get(b.api.base_url + "/readyz", timeout=10).json()["model_version"]
             if current == new and f"model reloaded: {new}" in b.log.read_text():
