@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from kilter.protocol.messages import (
+    Abort,
     ActionFlags,
     Body,
     ChangeHeader,
@@ -353,3 +354,33 @@ def test_serve_milter_command(
         log.close()
     assert code == 0, (tmp_path / "milter.log").read_text()
     assert not sock.exists()
+
+
+def test_two_transactions_and_an_abort_in_one_session(milter: Any) -> None:
+    """One SMTP session, three transactions (the second aborted after RCPT): each message is
+    judged with its own envelope; the aborted one is never scored."""
+    service = FixedService()
+    srv = milter(service)
+    mta = Mta(("127.0.0.1", srv.port))
+    assert isinstance(mta.ask(Connect("c.example", IPv4Address("192.0.2.7"), 1))[-1], Continue)
+    assert isinstance(mta.ask(Helo("c.example"))[-1], Continue)
+    for n, sender in enumerate(("one@example.org", "two@example.org", "three@example.org")):
+        assert isinstance(mta.ask(EnvelopeFrom(f"<{sender}>".encode()))[-1], Continue)
+        rcpt = f"<r{n}@mailsift.test>".encode()
+        assert isinstance(mta.ask(EnvelopeRecipient(rcpt))[-1], Continue)
+        if n == 1:
+            mta.sock.sendall(encode(Abort()))
+            continue
+        for line in HAM.split(b"\r\n\r\n")[0].split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            mta.ask(Header(name.decode(), value))
+        mta.ask(EndOfHeaders())
+        mta.ask(Body(f"message {n}\r\n".encode()))
+        assert isinstance(mta.ask(EndOfMessage(b""))[-1], Continue)
+    mta.close()
+    envs = [(env.mail_from, env.rcpt_to) for _, env, _ in service.calls]
+    assert envs == [
+        ("one@example.org", ("r0@mailsift.test",)),
+        ("three@example.org", ("r2@mailsift.test",)),
+    ]
+    assert service.calls[1][0].endswith(b"\r\n\r\nmessage 2\r\n")
