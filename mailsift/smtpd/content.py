@@ -82,7 +82,10 @@ async def judge(
     ctx.raw_message = raw
     out = await runner.run(Stage.DATA, ctx)
     if out.reply:
-        return Judgement(raw=raw, envelope=env, reply=out.reply, refused_by=out.action)
+        return Judgement(
+            raw=raw, envelope=env, reply=out.reply, refused_by=out.action,
+            symbols=collect_symbols(ctx),
+        )  # fmt: skip
     cleaned, removed = hdr.remove_untrusted(raw, authserv_id)
     if removed:
         log.info("removed untrusted headers: %s", ", ".join(removed))

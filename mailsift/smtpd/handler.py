@@ -12,7 +12,10 @@
   ``X-Spam-*`` and our-id ``Authentication-Results`` removed, scoring, headers stamped, then
   reject (550) / quarantine (250 after its durable write) / next hop (250 only after it
   accepted, or its own 4xx/5xx) / spool (250 after fsync). Without a quarantine, HOLD is
-  delivered tagged (``X-Spam-Flag: YES``) and logged.
+  delivered tagged (``X-Spam-Flag: YES``) and logged. The DATA-stage decision is
+  ``mailsift.smtpd.content.judge``, shared with the milter. With ``smtp.after_queue`` (behind
+  Postfix's ``content_filter``) a spam reject or a check's rejection is held in the
+  quarantine instead of answered 550, which the MTA would turn into a bounce.
 
 No backscatter: every refusal is an SMTP reply in the dialogue; nothing is ever mailed to
 anyone about blocked mail.

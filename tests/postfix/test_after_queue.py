@@ -84,6 +84,7 @@ def test_ham_delivered_gtube_and_eicar_held(setup: tuple[Postfix, Sink, Any]) ->
     assert sorted(e.subject for e in entries) == ["test", "the report"]
     virus = next(e for e in entries if e.subject == "the report")
     assert "Eicar-Test" in virus.reasons["reason"]
+    assert [r["name"] for r in virus.reasons["rules"]] == ["AV_VIRUS"]
     assert all(e.recipients == ["bob@mailsift.test"] for e in entries)
 
 
