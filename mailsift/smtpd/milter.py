@@ -74,6 +74,7 @@ from kilter.protocol.messages import (
 
 from mailsift.config import Settings
 from mailsift.smtpd import headers as hdr
+from mailsift.smtpd import replies
 from mailsift.smtpd.checks.base import Check, CheckAction, CheckResult, SmtpContext, Stage
 from mailsift.smtpd.content import judge, result_headers
 from mailsift.smtpd.pipeline import CheckRunner, HttpScoring, InProcessScoring, Scoring
@@ -125,8 +126,10 @@ def decode(frame: bytes) -> Message:
 
 
 def reply_code(reply: str) -> ReplyCode:
-    """``SMFIR_REPLYCODE``: the SMTP reply, NUL-terminated (libmilter's wire form)."""
-    return ReplyCode(reply.encode("ascii", "replace") + b"\0")
+    """``SMFIR_REPLYCODE``: the SMTP reply, NUL-terminated (libmilter's wire form), with
+    ``%`` doubled (the MTA formats the text printf-style: a lone ``%`` voids it)."""
+    text = replies.clean_text(reply, 500).replace("%", "%%")
+    return ReplyCode(text.encode("ascii", "replace") + b"\0")
 
 
 @dataclass(slots=True)

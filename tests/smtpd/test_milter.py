@@ -155,6 +155,7 @@ def test_wire_vectors() -> None:
     assert encode(Continue()) == b"\x00\x00\x00\x01c"
     assert encode(reply_code("550 5.7.1 no")) == b"\x00\x00\x00\x0ey550 5.7.1 no\x00"
     assert encode(Quarantine("spam")) == b"\x00\x00\x00\x06qspam\x00"
+    assert bytes(reply_code("550 5.7.1 100% spam\r\nx").content) == b"550 5.7.1 100%% spam x\0"
     assert encode(InsertHeader(0, "X-A", b" b")) == (
         b"\x00\x00\x00\x0ci\x00\x00\x00\x00X-A\x00 b\x00"
     )
