@@ -246,6 +246,21 @@ class SmtpSettings(BaseModel):
     # spool/failed/ for the operator (logged as an error; no bounce). Postfix: 5 days
     spool_max_age: float = 5 * 86400.0
     spool_concurrency: int = 8
+    # the filter sits after the MTA's queue (Postfix content_filter): the MTA already accepted
+    # the message and would bounce a refusal to its sender (backscatter), so a spam reject or
+    # a check's rejection (a virus) is held in the quarantine instead of answered 550
+    after_queue: bool = False
+
+
+class MilterSettings(BaseModel):
+    """``mailsift serve milter``: the Sendmail/Postfix milter (protocol version 6)."""
+
+    host: str = "127.0.0.1"
+    port: int = 11332
+    socket: Path | None = None  # a Unix socket instead of TCP (Postfix: unix:/path)
+    socket_mode: int = 0o660
+    idle_timeout: float = 600.0  # an MTA connection silent this long is closed
+    max_message_size: int = 25 * 1024 * 1024  # beyond: 552 5.3.4 (the MTA's own limit first)
 
 
 class DnsSettings(BaseModel):
@@ -379,6 +394,7 @@ class Settings(BaseSettings):
     train: TrainSettings = Field(default_factory=TrainSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    milter: MilterSettings = Field(default_factory=MilterSettings)
     dns: DnsSettings = Field(default_factory=DnsSettings)
     greylist: GreylistSettings = Field(default_factory=GreylistSettings)
     dnsbl: DnsblSettings = Field(default_factory=DnsblSettings)

@@ -97,7 +97,10 @@ def _start(app: FastAPI, settings: Settings) -> None:
         metrics.set_model_version(service.model_version)
 
     sync = ModelSync(
-        generation_file(settings.paths.var_dir), follow, settings.api.reload_poll_seconds
+        generation_file(settings.paths.var_dir),
+        follow,
+        settings.api.reload_poll_seconds,
+        store=service.store,
     )
     sync.start()
     app.state.model_sync = sync
