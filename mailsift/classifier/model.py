@@ -485,7 +485,6 @@ class SpamModel:
         """Out-of-fold base log-odds -> a 2- (3-) input logistic regression (calibrated).
         With ``groups`` of at least two sources, each source is predicted by base models
         trained on the others; else stratified folds."""
-        from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import StratifiedKFold
 
         oof = np.zeros((len(y), 3 if self.uses_meta else 2))
