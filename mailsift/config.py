@@ -100,6 +100,11 @@ class MessageSettings(BaseModel):
 class StoreSettings(BaseModel):
     url: str = ""  # "" -> sqlite:///<var_dir>/mailsift.db ; postgresql://... for shared
     pool_size: int = 4
+    # PostgreSQL deadlines, in seconds: opening a connection, and waiting for a free pooled
+    # connection. Past either, the call fails at once with StoreUnavailable (the API answers
+    # 503 with Retry-After, the SMTP filter 451) instead of hanging while the database is away.
+    connect_timeout: float = Field(default=2.0, gt=0)
+    pool_timeout: float = Field(default=2.0, gt=0)
 
 
 class FeedbackSettings(BaseModel):

@@ -27,11 +27,11 @@ def build_server(settings: Any) -> Any:
     """The FilterServer with everything wired from settings (not started)."""
     from mailsift.api.lean import resolve_serving_model, trim_heap
     from mailsift.smtpd.server import FilterServer
-    from mailsift.store import open_store
+    from mailsift.store import open_store_for
 
     service: Any = None
     if settings.api.scorer_url:
-        store = open_store(settings.store_url, settings.store.pool_size)
+        store = open_store_for(settings)
     else:
         from mailsift.service import ScoringService
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiosmtpd.smtp import MISSING, SMTP, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
+from mailsift import outages
 from mailsift.config import Settings
 from mailsift.smtpd import headers as hdr
 from mailsift.smtpd import replies
@@ -47,6 +48,7 @@ from mailsift.smtpd.pipeline import (
     CheckRunner,
     Scoring,
     ScoringUnavailable,
+    StageOutcome,
     collect_auth_results,
     collect_symbols,
 )
@@ -71,7 +73,8 @@ class ConnState:
     our_ip: str = ""
     connect_done: bool = False
     pending: str | None = None  # a delayed CONNECT/HELO-stage refusal
-    connect_reply: tuple[str, CheckAction] | None = None
+    pending_why: tuple[str, bool] = ("", False)  # (check name, from an outage)
+    connect_reply: tuple[str, CheckAction, str, bool] | None = None
     session_results: dict[str, Any] = field(default_factory=dict)
     deliver_to: list[str] = field(default_factory=list)  # resolved, parallel to rcpt_tos
     messages: int = 0
@@ -145,13 +148,13 @@ class FilterHandler:
         if not st.connect_done:
             st.connect_done = True
             out = await self.runner.run(Stage.CONNECT, st.ctx)
-            st.connect_reply = (out.reply, out.action) if out.reply else None
-        out = await self.runner.run(Stage.HELO, st.ctx)
-        helo_reply = (out.reply, out.action) if out.reply else None
+            st.connect_reply = _delayed(out)
+        helo_reply = _delayed(await self.runner.run(Stage.HELO, st.ctx))
         candidates = [r for r in (st.connect_reply, helo_reply) if r is not None]
         rejects = [r for r in candidates if r[1] is CheckAction.REJECT]
         chosen = rejects or candidates
         st.pending = chosen[0][0] if chosen else None
+        st.pending_why = (chosen[0][2], chosen[0][3]) if chosen else ("", False)
         st.session_results = dict(st.ctx.results)
 
     async def handle_EHLO(
@@ -184,7 +187,11 @@ class FilterHandler:
         if self.accounts is None:
             return "504 5.5.4 Unrecognized authentication type"
         if self.throttle.blocked(ip):
-            return "454 4.7.0 Too many failed authentication attempts, try again later"
+            return _counted(
+                "454 4.7.0 Too many failed authentication attempts, try again later",
+                "auth_throttle",
+                outage=False,
+            )
         mech = args[0].upper()
         initial = args[1] if len(args) > 1 else None
         creds = await (
@@ -248,7 +255,8 @@ class FilterHandler:
     def _pending(self, st: ConnState) -> str | None:
         """A delayed connect-stage refusal still applies (not for AUTH users)."""
         if st.pending and not st.ctx.auth_user:
-            return st.pending
+            reason, outage = st.pending_why
+            return _counted(st.pending, reason or "connect", outage=outage)
         return None
 
     async def handle_MAIL(
@@ -269,7 +277,7 @@ class FilterHandler:
         out = await self.runner.run(Stage.MAIL, st.ctx)
         if out.reply:
             self._reset_transaction(st)
-            return out.reply
+            return _stage_reply(out)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return replies.OK_SENDER
@@ -281,7 +289,7 @@ class FilterHandler:
     ) -> str:  # fmt: skip
         st = self.state(server)
         if len(envelope.rcpt_tos) >= self.smtp.max_recipients:
-            return replies.TOO_MANY_RCPTS
+            return _counted(replies.TOO_MANY_RCPTS, "too_many_recipients", outage=False)
         refusal = self._pending(st)
         if refusal:
             return refusal
@@ -293,12 +301,12 @@ class FilterHandler:
         )
         if not decision.accepted:
             log.info("RCPT %r from %s refused: %s", address, st.ctx.client_ip, decision.reason)
-            return decision.reply
+            return _counted(decision.reply, "recipient_policy", decision.reason, outage=False)
         st.ctx.current_rcpt = decision.deliver_to
         out = await self.runner.run(Stage.RCPT, st.ctx)
         st.ctx.current_rcpt = None
         if out.reply:
-            return out.reply
+            return _stage_reply(out)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         st.deliver_to.append(decision.deliver_to)
@@ -328,7 +336,7 @@ class FilterHandler:
         ctx.raw_message = raw
         out = await self.runner.run(Stage.DATA, ctx)
         if out.reply:
-            return out.reply
+            return _stage_reply(out)
         raw, removed = hdr.remove_untrusted(raw, self.smtp.authserv_id)
         if removed:
             log.info("removed untrusted headers: %s", ", ".join(removed))
@@ -347,8 +355,8 @@ class FilterHandler:
         if self.scoring is not None and not ctx.whitelisted:
             try:
                 verdict = await self.scoring.score(raw, env, symbols)
-            except ScoringUnavailable:
-                return replies.SCORER_DOWN
+            except ScoringUnavailable as exc:
+                return _counted(replies.SCORER_DOWN, exc.reason, exc)
         if verdict is not None and verdict.action is Action.REJECT:
             log.info("%s rejected as spam (score %.1f)", queue_id, verdict.score)
             return replies.verdict_reject(verdict)
@@ -356,9 +364,9 @@ class FilterHandler:
         if verdict is not None and verdict.action is Action.HOLD and self.quarantine is not None:
             try:
                 qid = await asyncio.to_thread(self.quarantine.hold, stamped, env, verdict)
-            except Exception:
+            except Exception as exc:
                 log.exception("quarantine failed for %s", queue_id)
-                return replies.TEMP_LOCAL_ERROR
+                return _counted(replies.TEMP_LOCAL_ERROR, "quarantine", exc)
             return replies.accepted(str(qid), "held in quarantine")
         if verdict is not None and verdict.action is Action.HOLD:
             log.warning("%s: verdict HOLD but no quarantine configured: delivered tagged", queue_id)
@@ -368,9 +376,9 @@ class FilterHandler:
         if self.smtp.mode == "spool" and self.spool is not None:
             try:
                 await asyncio.to_thread(self.spool.put, mail_from, rcpts, data, queue_id)
-            except OSError:
+            except OSError as exc:
                 log.exception("spool write failed for %s", queue_id)
-                return replies.TEMP_LOCAL_ERROR
+                return _counted(replies.TEMP_LOCAL_ERROR, "spool", exc)
             if self.spool_runner is not None:
                 self.spool_runner.wake(queue_id)
             return replies.accepted(queue_id)
@@ -386,7 +394,12 @@ class FilterHandler:
             )
         except DeliveryError as exc:
             log.info("%s: next hop refused: %s", queue_id, exc)
-            return replies.from_next_hop(exc.code, exc.message)
+            if exc.unreachable:
+                outages.dependency_failed("next_hop", exc)
+            else:
+                outages.dependency_ok("next_hop")
+            return _counted(replies.from_next_hop(exc.code, exc.message), "next_hop", exc)
+        outages.dependency_ok("next_hop")
         return replies.accepted(queue_id, "delivered")
 
     def _trace_headers(
@@ -420,7 +433,28 @@ class FilterHandler:
 
     async def handle_exception(self, error: Exception) -> str:
         log.exception("SMTP session error", exc_info=error)
-        return "451 4.3.0 Error: internal error, try again later"
+        return _counted("451 4.3.0 Error: internal error, try again later", "internal_error")
+
+
+def _delayed(out: StageOutcome) -> tuple[str, CheckAction, str, bool] | None:
+    """A CONNECT/HELO-stage refusal kept for MAIL/RCPT, with its check and outage flag."""
+    if not out.reply:
+        return None
+    name = out.cause.check if out.cause is not None else "connect"
+    return out.reply, out.action, name, out.outage
+
+
+def _counted(reply: str, reason: str, detail: object = "", outage: bool = True) -> str:
+    """``reply``, counted and logged by ``mailsift.outages`` when it is a 4xx."""
+    if reply[:1] == "4":
+        outages.tempfail("smtp", reason, detail or reply, outage=outage)
+    return reply
+
+
+def _stage_reply(out: StageOutcome) -> str:
+    assert out.reply is not None
+    name = out.cause.check if out.cause is not None else "check"
+    return _counted(out.reply, name, out.reply, outage=out.outage)
 
 
 def _client_name(ctx: SmtpContext) -> str | None:

@@ -30,7 +30,7 @@ from mailsift.api.routes.score import score_json
 from mailsift.api.schemas import ScoreResponse
 from mailsift.config import Settings
 from mailsift.service import ScoringService
-from mailsift.store import StoreError, open_store
+from mailsift.store import StoreError, open_store_for
 from mailsift.verdict import Action, Envelope, Symbol, TokenContribution, Verdict
 from tests.api.messages import GTUBE_MSG, HAM, SPAM, message
 from tests.fixtures.api import api_test_settings
@@ -52,7 +52,7 @@ def apps(
 ) -> Iterator[Apps]:
     var = tmp_path_factory.mktemp("fastpath-var")
     settings = api_test_settings(test_settings, var, small_model_dir, max_body_bytes=LIMIT)
-    store = open_store(settings.store_url, settings.store.pool_size)
+    store = open_store_for(settings)
     service = ScoringService(settings, store=store)
     envelopes: list[Envelope] = []
     evaluate = service.evaluate
