@@ -193,6 +193,9 @@ class SmtpSettings(BaseModel):
     # spool/failed/ for the operator (logged as an error; no bounce). Postfix: 5 days
     spool_max_age: float = 5 * 86400.0
     spool_concurrency: int = 8
+    # Prometheus metrics of the filter (outages, tempfails by reason) over HTTP on
+    # smtp.host:metrics_port; None: not served
+    metrics_port: int | None = None
 
 
 class DnsSettings(BaseModel):

@@ -440,8 +440,7 @@ def _delayed(out: StageOutcome) -> tuple[str, CheckAction, str, bool] | None:
     """A CONNECT/HELO-stage refusal kept for MAIL/RCPT, with its check and outage flag."""
     if not out.reply:
         return None
-    name = out.cause.check if out.cause is not None else "connect"
-    return out.reply, out.action, name, out.outage
+    return out.reply, out.action, _reason(out), out.outage
 
 
 def _counted(reply: str, reason: str, detail: object = "", outage: bool = True) -> str:
@@ -451,10 +450,16 @@ def _counted(reply: str, reason: str, detail: object = "", outage: bool = True) 
     return reply
 
 
+def _reason(out: StageOutcome) -> str:
+    """A check's refusal as a tempfail reason: the check's name for a policy answer
+    (``greylist``), ``<name>_temperror`` when its dependency failed (``antivirus_temperror``)."""
+    name = out.cause.check if out.cause is not None else "check"
+    return f"{name}_temperror" if out.outage else name
+
+
 def _stage_reply(out: StageOutcome) -> str:
     assert out.reply is not None
-    name = out.cause.check if out.cause is not None else "check"
-    return _counted(out.reply, name, out.reply, outage=out.outage)
+    return _counted(out.reply, _reason(out), out.reply, outage=out.outage)
 
 
 def _client_name(ctx: SmtpContext) -> str | None:

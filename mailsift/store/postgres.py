@@ -40,6 +40,7 @@ from functools import lru_cache
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
@@ -110,6 +111,28 @@ class _PgWriterTx(_PgTx):
 
 
 DEPENDENCY = "postgresql"
+# Every connection: PostgreSQL ends a session left idle inside a transaction for this long
+# (a client that vanished mid-transaction would otherwise keep its transaction and locks,
+# e.g. the learn-event lock every feedback takes, until TCP notices, hours later), and the
+# client gives up on a server that stopped answering (TCP keepalives, TCP_USER_TIMEOUT)
+# instead of waiting on it forever. Transactions here are a few statements long.
+IDLE_IN_TRANSACTION_MS = 10_000
+_TCP = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+}
+
+
+def session_kwargs(url: str) -> dict[str, Any]:
+    """Connection parameters added to ``url`` (its own ``options`` are kept)."""
+    options = conninfo_to_dict(url).get("options") or ""
+    guc = f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
+    return {**_TCP, "options": f"{options} {guc}".strip()}
+
+
 # errors that mean the database cannot be reached or the connection is gone (as opposed to a
 # bad statement or a constraint violation, which are the caller's to handle)
 _UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError)
@@ -138,6 +161,7 @@ class _Pool:
         self.max_size = max(1, max_size)
         self.connect_timeout = connect_timeout
         self.wait_timeout = wait_timeout
+        self._session = session_kwargs(url)
         self._slots = threading.BoundedSemaphore(self.max_size)
         self._lock = threading.Lock()
         self._idle: list[tuple[psycopg.Connection[Any], int, float]] = []
@@ -151,6 +175,7 @@ class _Pool:
                 self.url,
                 autocommit=True,
                 connect_timeout=max(1, round(self.connect_timeout)),
+                **self._session,
                 **kwargs,
             )
         except psycopg.Error as exc:
