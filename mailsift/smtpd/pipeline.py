@@ -13,10 +13,12 @@ sets False); ``skip_authenticated`` [False] - skipped for AUTH users; ``skip_rel
 [False] - skipped for clients in ``relay_networks``. A check that raises or overruns
 ``settings.smtp.check_timeout`` is a tempfail (``451 4.3.0``), never a silent accept.
 
-Outages: a check naming a ``dependency`` (``clamd``, ``redis``, ``dns`` ...) reports each
-``temperror`` result (and each timeout or crash) as a failure of that dependency and any
-other answer as a success, to ``mailsift.outages`` (WARNING lines when it goes down and
-comes back, Prometheus counters).
+Outages: a check naming a ``dependency`` (``clamd``, ``redis``) reports each ``temperror``
+result (and each timeout or crash) as a failure of that dependency and any other answer as
+a success, to ``mailsift.outages`` (WARNING lines when it goes down and comes back,
+Prometheus counters). DNS is reported by the session resolver itself
+(``mailsift.smtpd.checks.dns``), query by query: a check's temperror there may be one
+domain's SERVFAIL, and many check results need no query at all.
 
 Scoring: ``InProcessScoring`` calls ``mailsift.service.ScoringService.score`` in a worker
 thread; ``HttpScoring`` calls the HTTP API (``settings.api.scorer_url`` with the bearer key

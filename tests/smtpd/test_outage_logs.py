@@ -3,7 +3,8 @@ and every temporary failure it answers, by reason.
 
 Real clamd and the machine's Redis, each reached through a killable proxy (tests.fixtures.
 proxy) so that the test can take them away and bring them back without touching the
-servers themselves. (PostgreSQL down is in tests/store/test_outage.py.)
+servers themselves; DNS through a server that never answers. (PostgreSQL down is in
+tests/store/test_outage.py.)
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from prometheus_client import REGISTRY
 
 from mailsift import outages
 from mailsift.smtpd.checks import build_checks
-from mailsift.smtpd.checks.dns import make_resolver
+from mailsift.smtpd.checks.dns import SessionDns, make_resolver
 from mailsift.store.greylist import RedisGreylistStore
 from mailsift.store.lists import StoreListPolicy
 from tests.checks.helpers import make_settings
@@ -94,7 +96,7 @@ def outage_filter(
         lists=StoreListPolicy(sqlite_store, ttl=0.0),
         greylist_store=greylist,
     )
-    return filter_factory(smtp_sink, checks=checks, base=settings)
+    return filter_factory(smtp_sink, checks=checks, base=settings, metrics_port=0)
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -134,6 +136,10 @@ def test_clamd_down_and_back_is_logged_and_counted(
     proxies["clamd"].restore()
     assert _send(port, INSIDE_IP, "scanned again")[0] == 250
     assert any("dependency clamd is back" in m for m in _warnings(caplog))
+    # the filter serves its counters to Prometheus (smtp.metrics_port)
+    text = httpx.get(f"http://127.0.0.1:{outage_filter.metrics_port}/metrics", timeout=10).text
+    assert 'mailsift_dependency_outages_total{dependency="clamd"}' in text
+    assert 'mailsift_tempfails_total{reason="antivirus_temperror",service="smtp"}' in text
 
 
 def test_redis_down_and_back_is_logged_and_counted(
@@ -165,3 +171,20 @@ def test_redis_down_and_back_is_logged_and_counted(
     proxies["redis"].restore()
     assert _send(port, OUTSIDE_IP, "redis back")[0] == 451  # greylisted again, not an error
     assert any("dependency redis is back" in m for m in _warnings(caplog))
+
+
+async def test_dns_down_and_back_is_logged_and_counted(
+    blackhole_dns: Any, unbound_dns: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The resolver's health is judged query by query: a timeout is an outage, any answer
+    (NXDOMAIN included) ends it."""
+    outages.reset()
+    caplog.set_level(logging.INFO)
+    before = _metric("mailsift_dependency_outages_total", dependency="dns")
+    dead = SessionDns(make_resolver(blackhole_dns.settings(timeout=0.3)), timeout=0.3, budget=2.0)
+    assert (await dead.lookup("outside.loop.test", "A")).failed
+    assert _metric("mailsift_dependency_outages_total", dependency="dns") == before + 1
+    assert any("dependency dns is down" in m for m in _warnings(caplog))
+    live = SessionDns(make_resolver(unbound_dns.settings()), timeout=2.0, budget=5.0)
+    assert not (await live.lookup("no-such-name.loop.test", "A")).failed
+    assert any("dependency dns is back" in m for m in _warnings(caplog))

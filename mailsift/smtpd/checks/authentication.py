@@ -105,7 +105,6 @@ def spf_check_sync(sd: SessionDns, ip: str, sender: str, helo: str, receiver: st
 
 class SpfCheck:
     name: ClassVar[str] = "spf"
-    dependency: ClassVar[str] = "dns"
     stage: ClassVar[Stage] = Stage.MAIL
     skip_whitelisted: ClassVar[bool] = False  # results still go to Authentication-Results
 
@@ -263,7 +262,6 @@ def verify_arc_sync(sd: SessionDns, raw: bytes, minkey: int) -> tuple[str, str]:
 
 class DkimCheck:
     name: ClassVar[str] = "dkim"
-    dependency: ClassVar[str] = "dns"
     stage: ClassVar[Stage] = Stage.DATA
     skip_whitelisted: ClassVar[bool] = False  # results still go to Authentication-Results
 
@@ -391,7 +389,6 @@ def from_domain(ctx: SmtpContext, message: MessageSettings | None) -> str | None
 
 class DmarcCheck:
     name: ClassVar[str] = "dmarc"
-    dependency: ClassVar[str] = "dns"
     stage: ClassVar[Stage] = Stage.DATA
     skip_whitelisted: ClassVar[bool] = False  # results still go to Authentication-Results
 

@@ -170,7 +170,6 @@ class Dnsbl:
     """Client IP against the ``kind = "ip"`` zones, at connect (EHLO)."""
 
     name: ClassVar[str] = "dnsbl"
-    dependency: ClassVar[str] = "dns"
     stage: ClassVar[Stage] = Stage.CONNECT
 
     def __init__(
@@ -205,7 +204,6 @@ class UriDnsbl:
     """Registrable domains of the body's URLs against the ``kind = "domain"`` zones."""
 
     name: ClassVar[str] = "uribl"
-    dependency: ClassVar[str] = "dns"
     stage: ClassVar[Stage] = Stage.DATA
 
     def __init__(

@@ -53,7 +53,6 @@ async def forward_addresses(sd: SessionDns, name: str, version: int) -> tuple[se
 
 class ReverseDns:
     name: ClassVar[str] = "rdns"
-    dependency: ClassVar[str] = "dns"
     stage: ClassVar[Stage] = Stage.CONNECT
 
     def __init__(
@@ -125,7 +124,6 @@ class ReverseDns:
 
 class HeloCheck:
     name: ClassVar[str] = "helo"
-    dependency: ClassVar[str] = "dns"
     stage: ClassVar[Stage] = Stage.HELO
 
     def __init__(
