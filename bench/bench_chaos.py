@@ -1,6 +1,6 @@
 """Chaos bench: mixed SMTP + HTTP load while the dependencies are killed in turn.
 
-    .venv/bin/python -m bench.bench_chaos [--model DIR] [--steady 6] [--down 8] [--after 6]
+    .venv/bin/python -m bench.bench_chaos [--model DIR] [--steady 7] [--down 10] [--after 7]
 
 Everything runs on loopback, each dependency an instance of the bench's own: PostgreSQL
 (the machine's server, a fresh database reached through a killable TCP proxy), a
@@ -55,6 +55,7 @@ from mailsift.config import PROJECT_ROOT, Settings
 from tests.checks.helpers import make_settings
 from tests.fixtures.clamd import ClamdServer, start_clamd
 from tests.fixtures.dns import UnboundServer, make_dkim_key, start_unbound, stop_process
+from tests.fixtures.dns import _wait_until_answers as wait_until_answers
 from tests.fixtures.proxy import TcpProxy
 from tests.fixtures.smtp import SMTP_SINK, wait_port
 
@@ -110,10 +111,11 @@ class Unbound:
         self.server.process.wait(10)
 
     def start(self) -> None:
-        self.server.process = subprocess.Popen(
-            ["/usr/sbin/unbound", "-d", "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        with open(self.conf.with_name("unbound.log"), "ab") as log:
+            self.server.process = subprocess.Popen(
+                ["/usr/sbin/unbound", "-d", "-c", str(self.conf)], stdout=log, stderr=log
+            )
+        wait_until_answers(self.server, time.monotonic() + 15)
 
 
 class Clamd:
@@ -276,8 +278,12 @@ def smtp_probe(port: int, source: str, full: bool) -> bool:
         return code == 250 and c.data(message(f"<probe-{uuid.uuid4().hex}@loop.test>"))[0] == 250
 
 
-def log_recovery(log: Path, what: str, since_wall: float, limit: float = 60.0) -> float | None:
-    """Seconds from ``since_wall`` to the filter's "dependency <what> is back" line."""
+def log_recovery(
+    log: Path, what: str, started: float, answering: float, limit: float = 60.0
+) -> float | None:
+    """Seconds from ``answering`` (the dependency answers again; it was restarted at
+    ``started``) to the filter's "dependency <what> is back" line (0 when the filter was
+    using it before the bench saw it answer)."""
     pat = re.compile(rf"^(\S+ \S+) WARNING mailsift.outages: dependency {what} is back")
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
@@ -285,8 +291,8 @@ def log_recovery(log: Path, what: str, since_wall: float, limit: float = 60.0) -
             m = pat.match(line)
             if m:
                 when = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-                if when >= since_wall - 0.001:
-                    return when - since_wall
+                if when >= started - 0.001:
+                    return max(0.0, when - answering)
         time.sleep(0.1)
     return None
 
@@ -324,9 +330,9 @@ def small_model(tmp: Path, settings: Settings) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model", type=Path, default=None, help="model folder (default: train one)")
-    ap.add_argument("--steady", type=float, default=6.0, help="seconds of load before a kill")
-    ap.add_argument("--down", type=float, default=8.0, help="seconds a dependency stays down")
-    ap.add_argument("--after", type=float, default=6.0, help="seconds of load after recovery")
+    ap.add_argument("--steady", type=float, default=7.0, help="seconds of load before a kill")
+    ap.add_argument("--down", type=float, default=10.0, help="seconds a dependency stays down")
+    ap.add_argument("--after", type=float, default=7.0, help="seconds of load after recovery")
     args = ap.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="mailsift-chaos-"))
@@ -430,7 +436,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name} killed")
             time.sleep(args.down)
             before = sink.count()
-            restore()
+            started = time.time()
+            restore()  # returns once the dependency answers again
             wall = time.time()
             if name == "postgresql":
                 took = until(api_probe)
@@ -439,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
             elif name == "clamd":
                 took = until(lambda: smtp_probe(smtp_port, INSIDE, full=True))
             elif name == "dns":
-                took = log_recovery(flog, "dns", wall)
+                took = log_recovery(flog, "dns", started, wall)
             else:
                 took = until(delivered_after(before))
             recovery[name] = took
