@@ -203,7 +203,7 @@ async def test_store_and_scoring_failures_alike(
         with monkeypatch.context() as m:
             m.setattr(apps.service, "record", store_down)
             r = await same(f, s, content=HAM, headers=auth(apps.keys["score"]))
-            assert r.status_code == 503 and r.headers["retry-after"] == "5"
+            assert r.status_code == 503 and r.headers["retry-after"] == "2"
         with monkeypatch.context() as m:
             m.setattr(apps.service, "evaluate", scorer_bug)
             r = await same(f, s, content=HAM, headers=auth(apps.keys["score"]))
