@@ -141,6 +141,7 @@ from mailsift.classifier.features import (
     HashedSample,
     Sample,
     Vectorizer,
+    hash_columns,
 )
 from mailsift.config import ModelSettings, Settings
 from mailsift.verdict import TokenContribution
@@ -184,6 +185,9 @@ TRUSTED_TYPES = frozenset(
 LOGIT_CLIP = 30.0
 NB_LOGIT_SCALE = 10.0  # naive Bayes log-odds are large: scaled before the stacker
 META_CLIP = 30.0  # rules/structure-only model log-odds, clipped before the stacker
+PRIOR_UNIT = 5.0  # rule score sums enter the rules/structure model in units of 5 points
+# calibrated thresholds are never below these (calibration only makes them stricter)
+CALIBRATION_FLOOR = {"spam": 0.5, "hold": 0.9, "reject": 0.995}
 
 
 class ModelLoadError(RuntimeError):
@@ -207,6 +211,70 @@ class Hyper:
     # blend: C of a third base model, a logistic regression over the rule / symbol /
     # structure block alone (0 = none); the stacker weighs it next to NB and logreg
     meta_c: float = 0.03
+    # blend, when the rules' own scores are given (``rule_priors``): the rules/structure model
+    # starts from them (one learned scale for SpamAssassin's score sum) and learns per-feature
+    # corrections, each clipped to +-``prior_bound`` log-odds
+    prior_bound: float = 1.0
+    # blend: the share of out-of-source ham (see ``fit``'s ``groups``) the calibrated
+    # thresholds let through: tagged spam, held, rejected
+    calibrate_tag: float = 0.01
+    calibrate_hold: float = 0.003
+    calibrate_reject: float = 0.0005
+
+
+def calibrate_thresholds(
+    ham_p: np.ndarray, weights: np.ndarray | None, hyper: Hyper
+) -> dict[str, float]:
+    """Probability thresholds that let through at most the configured (weighted) share of
+    the given ham: each sits halfway, in log-odds, between the highest ham probability it
+    must let through and the next one above, and never below ``CALIBRATION_FLOOR`` (the
+    probabilities are calibrated: below 0.5 a message is more likely ham than spam)."""
+    p = np.asarray(ham_p, dtype=float)
+    w = np.ones(len(p)) if weights is None else np.asarray(weights, dtype=float)
+    order = np.argsort(-p, kind="stable")
+    p, w = p[order], w[order]
+    share = np.cumsum(w) / max(float(w.sum()), 1e-12)
+    logit = np.log(np.clip(p, 1e-12, 1 - 1e-12) / np.clip(1 - p, 1e-12, 1))
+    out: dict[str, float] = {}
+    floor = 0.0
+    for name, target in (
+        ("spam", hyper.calibrate_tag),
+        ("hold", hyper.calibrate_hold),
+        ("reject", hyper.calibrate_reject),
+    ):
+        above = int(np.searchsorted(share, target, side="right"))  # ham allowed above
+        if above >= len(p):
+            z = float(logit[-1]) - 1.0
+        elif above == 0:
+            z = float(logit[0]) + 1.0
+        else:
+            z = (float(logit[above - 1]) + float(logit[above])) / 2.0
+        out[name] = round(max(float(_sigmoid(np.array([z]))[0]), floor, CALIBRATION_FLOOR[name]), 6)
+        floor = out[name]
+    # hold and reject never below tag (they are computed in that order)
+    out["hold"] = max(out["hold"], out["spam"])
+    out["reject"] = min(max(out["reject"], out["hold"]), 0.999999)
+    return out
+
+
+def _oof_metrics(
+    y: np.ndarray, p: np.ndarray, thresholds: dict[str, float], out_of_source: bool
+) -> dict[str, Any]:
+    from sklearn.metrics import roc_auc_score
+
+    ham, spam = p[y == 0], p[y == 1]
+    out: dict[str, Any] = {
+        "out_of_source": out_of_source,
+        "one_minus_roca_pct": float(100.0 * (1.0 - roc_auc_score(y, p))),
+    }
+    for name, t in thresholds.items():
+        out[f"ham_at_{name}"] = float(np.mean(ham >= t))
+        out[f"spam_at_{name}"] = float(np.mean(spam >= t))
+    for target in (0.001, 0.01):
+        k = int(np.floor(target * len(ham)))
+        cut = np.sort(ham)[::-1][k] if k < len(ham) else -np.inf
+        out[f"recall_at_fpr_{target:g}"] = float(np.mean(spam > cut))
+    return out
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -266,6 +334,11 @@ class SpamModel:
         self.version = ""
         self.manifest: dict[str, Any] = {}
         self.n_learned_ = 0  # partial_fit / unlearn updates since the last full fit
+        # blend, set by fit: thresholds calibrated on out-of-fold ham ({"spam", "hold",
+        # "reject"} probabilities) and the out-of-fold figures ({"one_minus_roca_pct", ...,
+        # "out_of_source": bool}); saved in the manifest
+        self.thresholds_: dict[str, float] | None = None
+        self.oof_metrics_: dict[str, Any] | None = None
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod
@@ -343,40 +416,123 @@ class SpamModel:
         return cols, nb_vals, lr_vals
 
     # ---- fitting ---------------------------------------------------------------------------
-    def fit(self, samples: Sequence[Sample], y: Sequence[int] | np.ndarray) -> SpamModel:
+    def fit(
+        self,
+        samples: Sequence[Sample],
+        y: Sequence[int] | np.ndarray,
+        *,
+        sample_weight: Sequence[float] | np.ndarray | None = None,
+        groups: Sequence[str] | np.ndarray | None = None,
+        rule_priors: dict[str, float] | None = None,
+    ) -> SpamModel:
+        """Fit on all samples.
+
+        ``sample_weight``: per-message weights (e.g. :func:`source_weights`). ``groups``: the
+        source of each message; the blend's stacker is then fitted on predictions for each
+        source made by base models trained on the other sources (out-of-source, not
+        shuffled folds of the same mail), so it weighs the base models by how they travel.
+        ``rule_priors``: rule name -> score (SpamAssassin's scores) for the blend's
+        rules/structure model to start from.
+        """
         y = np.asarray(y, dtype=np.int64)
         if len(set(y.tolist())) < 2:
             raise ValueError("training needs both spam and ham messages")
+        w = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
         xt, xm = self._blocks(samples)
+        prior = self._prior_vector(rule_priors) if rule_priors and self.uses_meta else None
+        g = None if groups is None else np.asarray(groups)
         if self.kind == "blend":
-            self.stack_ = self._fit_stacker(xt, xm, y)
-        self._fit_base(xt, xm, y)
+            self.stack_ = self._fit_stacker(xt, xm, y, w, g, prior)
+        self._fit_base(xt, xm, y, w, prior)
         self.n_learned_ = 0
         return self
 
-    def _fit_base(self, xt: sp.csr_matrix, xm: sp.csr_matrix, y: np.ndarray) -> None:
-        if self.uses_nb:
-            self.nb_ = self._new_nb().fit(self._nb_x(xt, xm), y)
-        if self.uses_lr:
-            self.lr_ = self._new_lr().fit(self._lr_x(xt, xm), y)
-        if self.uses_meta:
-            from sklearn.linear_model import LogisticRegression
+    def _prior_vector(self, rule_priors: dict[str, float]) -> np.ndarray:
+        """Rule scores laid out over the meta block's hashed columns."""
+        names = sorted(rule_priors)
+        cols = hash_columns(["rule:" + n for n in names], self.vectorizer.n_meta)
+        vec = np.zeros(self.vectorizer.n_meta)
+        np.add.at(vec, cols, np.array([rule_priors[n] for n in names], dtype=float))
+        return vec
 
-            self.meta_ = LogisticRegression(C=self.hyper.meta_c, solver="liblinear").fit(xm, y)
+    def _fit_base(
+        self,
+        xt: sp.csr_matrix,
+        xm: sp.csr_matrix,
+        y: np.ndarray,
+        w: np.ndarray | None = None,
+        prior: np.ndarray | None = None,
+    ) -> None:
+        if self.uses_nb:
+            self.nb_ = self._new_nb().fit(self._nb_x(xt, xm), y, sample_weight=w)
+        if self.uses_lr:
+            self.lr_ = self._new_lr().fit(self._lr_x(xt, xm), y, sample_weight=w)
+        if self.uses_meta:
+            self.meta_ = self._fit_meta(xm, y, w, prior)
+
+    def _fit_meta(
+        self, xm: sp.csr_matrix, y: np.ndarray, w: np.ndarray | None, prior: np.ndarray | None
+    ) -> LogisticRegression:
+        """The rules/structure model. With rule priors, the rules' score sum is one more
+        input, scaled to SpamAssassin's ``required_score`` of 5; its learned coefficient
+        is then folded into the rule columns (prior x scale + correction), so the fitted
+        model is one linear function over the meta block like the one without priors."""
+        from sklearn.linear_model import LogisticRegression
+
+        lr = LogisticRegression(C=self.hyper.meta_c, solver="liblinear")
+        if prior is None:
+            return lr.fit(xm, y, sample_weight=w)
+        import scipy.sparse as sp
+
+        total = np.asarray(xm @ prior).reshape(-1, 1) / PRIOR_UNIT
+        lr.fit(sp.hstack([xm, sp.csr_matrix(total)], format="csr"), y, sample_weight=w)
+        bound = self.hyper.prior_bound
+        corr = np.clip(lr.coef_[0, :-1], -bound, bound)
+        scale = lr.coef_[0, -1] / PRIOR_UNIT
+        lr.coef_ = (corr + scale * prior).reshape(1, -1)
+        lr.n_features_in_ = xm.shape[1]
+        return lr
 
     def _fit_stacker(
-        self, xt: sp.csr_matrix, xm: sp.csr_matrix, y: np.ndarray
+        self,
+        xt: sp.csr_matrix,
+        xm: sp.csr_matrix,
+        y: np.ndarray,
+        w: np.ndarray | None = None,
+        groups: np.ndarray | None = None,
+        prior: np.ndarray | None = None,
     ) -> LogisticRegression:
-        """Out-of-fold base log-odds -> a 2- (3-) input logistic regression (calibrated)."""
+        """Out-of-fold base log-odds -> a 2- (3-) input logistic regression (calibrated).
+        With ``groups`` of at least two sources, each source is predicted by base models
+        trained on the others; else stratified folds."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import StratifiedKFold
 
         oof = np.zeros((len(y), 3 if self.uses_meta else 2))
-        folds = StratifiedKFold(self.hyper.stack_folds, shuffle=True, random_state=self.seed)
-        for tr, te in folds.split(np.zeros(len(y)), y):
-            self._fit_base(xt[tr], xm[tr], y[tr])
+        splits: list[tuple[np.ndarray, np.ndarray]] = []
+        if groups is not None and len(set(groups.tolist())) >= 2:
+            for gname in sorted(set(groups.tolist())):
+                te = np.flatnonzero(groups == gname)
+                tr = np.flatnonzero(groups != gname)
+                if len(set(y[tr].tolist())) == 2:
+                    splits.append((tr, te))
+        covered = np.zeros(len(y), dtype=bool)
+        for _, te in splits:
+            covered[te] = True
+        out_of_source = bool(splits) and bool(covered.all())
+        if not out_of_source:
+            folds = StratifiedKFold(self.hyper.stack_folds, shuffle=True, random_state=self.seed)
+            splits = list(folds.split(np.zeros(len(y)), y))
+        for tr, te in splits:
+            self._fit_base(xt[tr], xm[tr], y[tr], None if w is None else w[tr], prior)
             oof[te] = self._base_logits(xt[te], xm[te])
-        return LogisticRegression(C=1.0).fit(oof, y)
+        stack = LogisticRegression(C=1.0).fit(oof, y, sample_weight=w)
+        p = _sigmoid(oof @ stack.coef_[0] + stack.intercept_[0])
+        self.thresholds_ = calibrate_thresholds(
+            p[y == 0], None if w is None else w[y == 0], self.hyper
+        )
+        self.oof_metrics_ = _oof_metrics(y, p, self.thresholds_, out_of_source)
+        return stack
 
     def partial_fit(
         self,
@@ -740,6 +896,8 @@ class SpamModel:
             "seed": self.seed,
             "hyper": _hyper_dict(self.hyper),
             "incremental_updates": self.n_learned_,
+            "thresholds": self.thresholds_,
+            "out_of_fold": self.oof_metrics_,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         self.manifest = manifest
@@ -791,6 +949,8 @@ class SpamModel:
         model._source = (fpath, digest)
         model.version = str(manifest.get("version", digest[:12]))
         model.manifest = manifest
+        model.thresholds_ = manifest.get("thresholds")
+        model.oof_metrics_ = manifest.get("out_of_fold")
         return model
 
 
@@ -1004,6 +1164,13 @@ def train_model(
     y: Sequence[int] | np.ndarray,
     kind: str | None,
     settings: Settings | ModelSettings,
+    *,
+    sample_weight: Sequence[float] | np.ndarray | None = None,
+    groups: Sequence[str] | np.ndarray | None = None,
+    rule_priors: dict[str, float] | None = None,
 ) -> SpamModel:
-    """Build a model of ``kind`` (default: settings.model.kind) and fit it on all samples."""
-    return SpamModel.build(kind, settings).fit(samples, y)
+    """Build a model of ``kind`` (default: settings.model.kind) and fit it on all samples
+    (see :meth:`SpamModel.fit` for the keyword arguments)."""
+    return SpamModel.build(kind, settings).fit(
+        samples, y, sample_weight=sample_weight, groups=groups, rule_priors=rule_priors
+    )

@@ -2,7 +2,8 @@
 
 Steps: parse (``settings.message`` caps) -> rules (:mod:`mailsift.classifier.rules`) ->
 features (:func:`~mailsift.classifier.features.make_sample`) -> model probability -> score
--> action (``settings.thresholds``) -> sender lists (applied last).
+-> action (``settings.thresholds``, else the model's calibrated thresholds) -> sender lists
+(applied last).
 
 Score (SpamAssassin points, ``required_score`` = 5.0 by default) is a monotone map of the
 probability's log-odds, anchored so that ``probability == thresholds.spam`` gives exactly
@@ -32,7 +33,7 @@ from typing import Any, Protocol
 
 from mailsift.classifier.features import Sample, make_sample
 from mailsift.classifier.model import LOGIT_CLIP, SpamModel
-from mailsift.config import Settings
+from mailsift.config import ResolvedThresholds, Settings
 from mailsift.message import ParsedMessage, parse
 from mailsift.verdict import (
     Action,
@@ -119,16 +120,25 @@ def _logit(p: float) -> float:
     return max(-LOGIT_CLIP, min(LOGIT_CLIP, math.log(p / (1 - p))))
 
 
-def probability_to_score(p: float, settings: Settings) -> float:
+def thresholds_for(settings: Settings, model: SpamModel | None = None) -> ResolvedThresholds:
+    """The thresholds in force: the configured ones, else the model's calibrated ones."""
+    return settings.thresholds.resolved(None if model is None else model.thresholds_)
+
+
+def probability_to_score(
+    p: float, settings: Settings, thresholds: ResolvedThresholds | None = None
+) -> float:
     """Monotone probability -> SpamAssassin points; p == thresholds.spam -> required_score."""
-    t = settings.thresholds
+    t = thresholds or thresholds_for(settings)
     lo, hi = _logit(t.spam), _logit(t.reject)
     span = hi - lo if hi > lo else 1.0
     return round(t.required_score * (1.0 + (_logit(p) - lo) / span), 2)
 
 
-def action_for(p: float, settings: Settings) -> Action:
-    t = settings.thresholds
+def action_for(
+    p: float, settings: Settings, thresholds: ResolvedThresholds | None = None
+) -> Action:
+    t = thresholds or thresholds_for(settings)
     if p >= t.reject:
         return Action.REJECT
     if p >= t.hold:
@@ -196,15 +206,16 @@ class Scorer:
         model = self._model  # one consistent model for this message
         pm, sample, hits = sample_of(raw_or_parsed, self.settings, self.rules, symbols)
         prob, tokens, nb_factor = model.predict_explain(sample, top=10)
-        score, reason = probability_to_score(prob, self.settings), ""
+        thresholds = thresholds_for(self.settings, model)
+        score, reason = probability_to_score(prob, self.settings, thresholds), ""
         if has_gtube(pm) or any(h.name == "GTUBE" for h in hits):
             prob, score, reason = 1.0, GTUBE_SCORE, "GTUBE test string"
         verdict = Verdict(
             verdict_id=new_verdict_id(),
             probability=round(prob, 6),
             score=score,
-            required_score=self.settings.thresholds.required_score,
-            action=action_for(prob, self.settings),
+            required_score=thresholds.required_score,
+            action=action_for(prob, self.settings, thresholds),
             rules=self._weighted_rules(model, nb_factor, hits, symbols),
             tokens=tokens,
             model_version=model.version,

@@ -4,6 +4,8 @@
 model folder DIR (default: the served model).
 ``mailsift evaluate --online --corpus C [--model DIR] [--warmup 0.2] [--json]``: the TREC
 immediate-feedback protocol in corpus (date) order, with and without feedback.
+``mailsift evaluate --generalise [--corpora DIR] [--protocol P]``: train on some corpora, test
+on the others (:mod:`mailsift.pipeline.generalise`).
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 
 def evaluate_cmd(
-    corpus: Annotated[list[str], typer.Option("--corpus", "-c", help="Corpus path or LABEL:PATH")],
+    corpus: Annotated[
+        list[str] | None, typer.Option("--corpus", "-c", help="Corpus path or LABEL:PATH")
+    ] = None,
     model: Annotated[
         Path | None, typer.Option("--model", "-m", help="Model folder (default: served model)")
     ] = None,
@@ -29,6 +33,21 @@ def evaluate_cmd(
     order: Annotated[str, typer.Option(help="--online order: date or corpus")] = "date",
     limit: Annotated[int | None, typer.Option(help="Use at most N messages")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    generalise: Annotated[
+        bool,
+        typer.Option(
+            "--generalise",
+            help="Train on some corpora, test on the others (every split of the protocol)",
+        ),
+    ] = False,
+    corpora: Annotated[
+        Path | None,
+        typer.Option(help="--generalise: folder of corpora (default: the shared corpora)"),
+    ] = None,
+    protocol: Annotated[
+        list[str] | None,
+        typer.Option(help="--generalise: sa->other, other->sa, leave-one-out (default: all)"),
+    ] = None,
 ) -> None:
     """Evaluate a model: ROC AUC, 1-ROCA%, recall at 0.1%/1% FPR, FPR/FNR, confusion, msg/s."""
     from mailsift.config import get_settings
@@ -39,6 +58,12 @@ def evaluate_cmd(
 
     logging.basicConfig(level=logging.WARNING)
     settings = get_settings()
+    if generalise:
+        _generalise(settings, corpora, kind, protocol or [], as_json)
+        return
+    if not corpus:
+        typer.echo("error: give --corpus (or --generalise)", err=True)
+        raise typer.Exit(2)
     try:
         df = subsample(index_corpus(corpus, progress=True), limit, settings.model.seed)
     except CorpusError as exc:
@@ -77,6 +102,34 @@ def evaluate_cmd(
         return
     typer.echo(f"model     {model_dir} [{m.extra.get('model_version', '')}]")
     typer.echo(format_table(m))
+
+
+def _generalise(
+    settings: Any, corpora: Path | None, kind: str | None, protocols: list[str], as_json: bool
+) -> None:
+    from mailsift.pipeline import generalise as gen
+
+    root = corpora
+    if root is None and settings.paths.corpus is not None:
+        root = Path(settings.paths.corpus).parent  # the shared corpora's folder
+    if root is None:
+        typer.echo("error: give --corpora DIR", err=True)
+        raise typer.Exit(2)
+    try:
+        df = gen.load_index(root)
+        rows = gen.run(
+            df,
+            {"mailsift": gen.mailsift_system(settings, kind)},
+            protocols=protocols,
+            log=lambda m: typer.echo(m, err=True),
+        )
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in rows], default=str))
+        return
+    typer.echo(gen.markdown(rows))
 
 
 def _served(settings: object) -> Path:

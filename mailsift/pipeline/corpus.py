@@ -32,6 +32,7 @@ import email.policy
 import email.utils
 import gzip
 import hashlib
+import lzma
 import re
 import tarfile
 import threading
@@ -76,7 +77,7 @@ SPAMASSASSIN_ARCHIVES: dict[str, str] = {
     "20030228_spam_2.tar.bz2": "f4dc41443a1ca44af29fb5db2d9682fb3a03106dc42ff4554f70a0b7ad3b030b",
 }
 
-_ARCHIVE_SUFFIXES = (".tar.bz2", ".tbz2", ".tbz", ".tar.gz", ".tgz", ".tar")
+_ARCHIVE_SUFFIXES = (".tar.bz2", ".tbz2", ".tbz", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar")
 _SKIP_NAMES = {"cmds", "index", ".ds_store", "readme", "readme.txt"}
 _MBOX_FROM = re.compile(rb"^From \S+")
 _RECEIVED_DATE = re.compile(r";\s*([^;]+?)\s*$", re.S)
@@ -220,11 +221,16 @@ def _archive_opener(path: Path) -> IO[bytes]:
         return bz2.open(path, "rb")
     if name.endswith((".tar.gz", ".tgz")):
         return gzip.open(path, "rb")  # type: ignore[return-value]
+    if name.endswith((".tar.xz", ".txz")):
+        return lzma.open(path, "rb")
     return open(path, "rb")
 
 
 def _iter_archive(path: Path, forced: str | None) -> Iterator[CorpusItem]:
-    source = f"spamassassin:{path.name}"
+    # The SpamAssassin public corpus's archives hold the label folder at the top
+    # (``spam/NNNNN.md5``); other archives, such as ``name/ham/NNNNN.eml``, are named by
+    # their file name alone.
+    source = f"archive:{path.name}"
     try:
         with _archive_opener(path) as fh, tarfile.open(fileobj=fh, mode="r|") as tf:
             for ti in tf:
@@ -241,6 +247,8 @@ def _iter_archive(path: Path, forced: str | None) -> Iterator[CorpusItem]:
                             break
                 if label is None:
                     continue
+                if len(parts) == 2 and _folder_label(parts[0]):
+                    source = f"spamassassin:{path.name}"
                 ef = tf.extractfile(ti)
                 if ef is None:
                     continue

@@ -38,6 +38,7 @@ from mailsift.store.base import (
     dumps,
     loads,
 )
+from mailsift.store.sessions import SqlSessionRepo
 
 
 class SqlStore:
@@ -53,6 +54,7 @@ class SqlStore:
         self.feedback = SqlFeedbackRepo(self)
         self.lists = SqlListRepo(self)
         self.audit = SqlAuditRepo(self)
+        self.sessions = SqlSessionRepo(self)
 
     # ---- backend hooks ---------------------------------------------------------------------
     def _begin(self) -> AbstractContextManager[Tx]:

@@ -22,7 +22,7 @@ def test_feedback_flips_borderline_campaign_after_a_few_reports(make_service, ca
         res = svc.feedback("spam", f"user{n}@x.test", raw=campaign(n))
         assert res.status == "learned", res
         probs.append(svc.score(probe).probability)
-        if probs[-1] >= svc.settings.thresholds.spam:
+        if probs[-1] >= svc.settings.thresholds.resolved(svc.scorer.model.thresholds_).spam:
             break
     # each report of the campaign moves the unseen copy towards spam ...
     assert all(b > a for a, b in itertools.pairwise(probs)), probs

@@ -1072,6 +1072,17 @@ class RuleSet:
     def score_of(self, name: str) -> float:
         return self._scores[self._index[name]]
 
+    def score_set(self, score_set: int) -> dict[str, float]:
+        """Every reported rule's score in one of SpamAssassin's four score sets (2: Bayes on,
+        network tests off, the set a local SpamAssassin with Bayes uses); rules without a
+        ``score`` line get the default score, as in SpamAssassin."""
+        sets = self._parsed.score_sets
+        return {
+            n: (sets[n][score_set] if n in sets else sc)
+            for n, sc, rep in zip(self.names, self._scores, self._report, strict=True)
+            if rep
+        }
+
     def description(self, name: str) -> str:
         return self._describe[self._index[name]]
 
