@@ -23,6 +23,7 @@ COMMAND_MODULES: list[str] = [
     "mailsift.commands.score",
     "mailsift.commands.serve",
     "mailsift.commands.smtp",
+    "mailsift.commands.milter",
     "mailsift.commands.spamd",
     "mailsift.commands.tls",
     "mailsift.commands.accounts",

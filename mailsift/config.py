@@ -136,6 +136,10 @@ class MessageSettings(BaseModel):
     max_parse_bytes: int = 10 * 1024 * 1024  # bytes of a message handed to the MIME parser
     max_text_chars: int = 200_000  # characters of decoded text kept for features
     max_parts: int = 200
+    # CPU milliseconds (the scoring thread's) one message may spend in parsing and rules;
+    # over it, the remaining rule stages are skipped, the message is scored on what was
+    # reached and its verdict carries SCAN_BUDGET_EXCEEDED. 0: unbounded
+    scan_budget_ms: float = 500.0
 
 
 class StoreSettings(BaseModel):
@@ -193,6 +197,9 @@ class ApiSettings(BaseModel):
     port: int = 8080
     workers: int = 2
     max_body_bytes: int = 25 * 1024 * 1024
+    # seconds a client has to send a whole request body once its headers are in; over it,
+    # 408 and the connection is closed. 0: no limit
+    body_timeout: float = 60.0
     require_keys: bool = True
     scorer_url: str | None = None  # the SMTP filter scores over HTTP when set
     scorer_api_key: str | None = None
@@ -222,7 +229,13 @@ class SmtpSettings(BaseModel):
     max_recipients: int = 100
     max_connections_per_ip: int = 20
     max_commands_per_session: int = 1000
+    # seconds of silence from a client before it is disconnected (Postfix's smtpd_timeout:
+    # between commands, and between reads of message content)
     idle_timeout: float = 300.0
+    # seconds a command line or a line of message content may take to arrive once its first
+    # byte has (Postfix's smtpd_per_record_deadline): a client dripping a byte at a time is
+    # cut off with 421 4.4.2. 0: no deadline
+    record_deadline: float = 30.0
     authserv_id: str = "mx.mailsift.test"
     auth_failures_before_throttle: int = 3
     barred_message: str = "Address barred by local policy"
@@ -241,6 +254,21 @@ class SmtpSettings(BaseModel):
     # Prometheus metrics of the filter (outages, tempfails by reason) over HTTP on
     # smtp.host:metrics_port; None: not served
     metrics_port: int | None = None
+    # the filter sits after the MTA's queue (Postfix content_filter): the MTA already accepted
+    # the message and would bounce a refusal to its sender (backscatter), so a spam reject or
+    # a check's rejection (a virus) is held in the quarantine instead of answered 550
+    after_queue: bool = False
+
+
+class MilterSettings(BaseModel):
+    """``mailsift serve milter``: the Sendmail/Postfix milter (protocol version 6)."""
+
+    host: str = "127.0.0.1"
+    port: int = 11332
+    socket: Path | None = None  # a Unix socket instead of TCP (Postfix: unix:/path)
+    socket_mode: int = 0o660
+    idle_timeout: float = 600.0  # an MTA connection silent this long is closed
+    max_message_size: int = 25 * 1024 * 1024  # beyond: 552 5.3.4 (the MTA's own limit first)
 
 
 class DnsSettings(BaseModel):
@@ -374,6 +402,7 @@ class Settings(BaseSettings):
     train: TrainSettings = Field(default_factory=TrainSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    milter: MilterSettings = Field(default_factory=MilterSettings)
     dns: DnsSettings = Field(default_factory=DnsSettings)
     greylist: GreylistSettings = Field(default_factory=GreylistSettings)
     dnsbl: DnsblSettings = Field(default_factory=DnsblSettings)

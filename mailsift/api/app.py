@@ -100,7 +100,10 @@ def _start(app: FastAPI, settings: Settings) -> None:
         metrics.set_model_version(service.model_version)
 
     sync = ModelSync(
-        generation_file(settings.paths.var_dir), follow, settings.api.reload_poll_seconds
+        generation_file(settings.paths.var_dir),
+        follow,
+        settings.api.reload_poll_seconds,
+        store=service.store,
     )
     sync.start()
     app.state.model_sync = sync
@@ -250,7 +253,11 @@ def create_app(
 
     if fast_path:  # innermost: the body limit, metrics, access log and recycling apply
         app.add_middleware(ScoreFastPath)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.api.max_body_bytes,
+        body_timeout=settings.api.body_timeout,
+    )
     app.add_middleware(ObserveMiddleware)
     app.add_middleware(RecycleMiddleware, max_requests=KEEPALIVE_REQUESTS)
     return app

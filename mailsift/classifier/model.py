@@ -10,92 +10,30 @@ Kinds (``settings.model.kind``):
 * ``logreg``: logistic regression trained by SGD (``SGDClassifier(loss="log_loss")``, several
   epochs in ``fit``, one step per message in ``partial_fit``). The token block is
   L2-normalised per message (like TF-IDF), the rule / symbol / structure block stays 0/1.
-* ``blend`` (default): NB, logreg and a third, small logistic regression over the rule /
-  symbol / structure block alone (``Hyper.meta_c``: strongly regularised, liblinear) joined
-  by a three-input logistic regression (a stacker) fitted on 3-fold out-of-fold log-odds of
-  the training set, so the blend is calibrated. NB log-odds are huge (hundreds): they enter
-  the stacker as ``arcsinh(z / 10)``, which keeps their sign and ranking but stops one
-  over-confident NB vote from drowning the linear model. The stacker gives the
-  rules/structure model a *negative* weight (-0.70 on the whole corpus; NB +0.51, logreg
-  +1.15): it discounts rule / structure evidence that NB and logreg have already counted,
-  so a ham that trips many correlated rules (an HTML newsletter: "click here", images,
-  no text part) no longer outscores spam on that alone. It lifts cross-validation and the
-  time-ordered split, but costs on other sources (see below). ``partial_fit`` updates NB
-  and logreg; the stacker and the rules/structure model stay fixed until the next full
-  fit.
+* ``blend`` (default): NB, logreg and a third logistic regression over the rule / symbol /
+  structure block alone, joined by a three-input logistic regression (the stacker). NB
+  log-odds are huge (hundreds): they enter the stacker as ``arcsinh(z / 10)``, which keeps
+  their sign and ranking but stops one over-confident NB vote from drowning the others.
+  ``partial_fit`` updates NB and logreg; the stacker and the rules/structure model stay
+  fixed until the next full fit.
 
-Measured on the SpamAssassin corpus (6,046 messages, 5-fold stratified CV, fixed seed;
-1-ROCA% as the mean over folds / spam recall at 0.1% ham FPR pooled over folds):
+What makes the blend hold up on mail from sites and years it was not trained on (each
+choice measured on the generalisation protocol, :mod:`mailsift.pipeline.generalise`;
+figures in ``docs/experiments.md``):
 
-=====================================================  ===========  ===============
-features, model                                        1-ROCA%      recall@0.1%FPR
-=====================================================  ===========  ===============
-own rules: ``nb`` (log counts, alpha 0.01)             0.196        91.6
-own rules: ``logreg`` (meta_scale 1, alpha 1e-5)       0.206        71.6
-own rules: ``blend``, log-count NB, linear stacker     0.068        89.2
-own rules: ``blend``, 0/1 NB a=0.003, arcsinh squash   0.036        95.6
-+ stock SpamAssassin rules: same, meta_scale 1         0.042        94.5
-+ stock rules: ``blend``, meta_scale 0.12              0.029        94.0
-+ stock rules: ``blend`` default (+ SGD alpha 3e-6)    0.028        94.5
-own rules only: ``blend`` default                      0.028        94.8
-+ stock rules: ``logreg`` (meta_scale 0.12)            0.050        90.6
-=====================================================  ===========  ===============
-
-The TF-IDF + logistic regression baseline of the pipeline issue: 0.043 / 94.3.
-
-Time-ordered split (stock rules; train on the oldest 80 % by Date, test on the newest 20 %,
-which holds only 62 spam): ``blend`` 0.077 / 87.1, ``logreg`` 0.050 / 88.7, ``nb`` 2.9 / 79.0.
-Naive Bayes ages worst; the linear model, which leans on rules and structure, ages best.
-
-Generalisation (issue 3), measured on the corpus as ``pipeline.corpus`` indexes it now (5,839
-messages, 1,729 spam), every figure 1-ROCA% / spam recall at 0.1 % ham FPR, **means over
-folds** (as ``bench/bench_accuracy.py`` prints them): **cv** 5-fold stratified; **time** the
-time-ordered split (1,168 test messages, 69 spam: one spam is 1.4 points of recall, and at
-0.1 % FPR no test ham may outscore a caught spam); **src** (scratch protocol, not in the
-bench) trained on ``easy_ham`` + ``spam`` + half of ``hard_ham``, tested on ``easy_ham_2`` +
-``spam_2`` + the other half (2,780 test messages, 1,267 spam): other sources, later spam.
-Rows other than the default have no third stacker input unless they say so.
-
-=========================================================  ============  ============  ============
-``blend``, change                                          cv            time          src
-=========================================================  ============  ============  ============
-feature set 2 (before issue 3)                             0.031 / 92.5  0.062 / 88.4  0.410 / 89.5
-feature set 2, ``logreg``                                  0.046 / 89.3  0.048 / 89.9  0.440 / 84.9
-set 2 + SpamAssassin score sum of the hits, 3rd input (*)  0.031 / 92.7  0.077 / 89.9
-set 2 without ``rcv:ip16:``                                0.031 / 92.5  0.071 / 88.4  0.400 / 89.3
-set 2 without ``rcv:`` (all Received tokens)               0.035 / 92.3  0.088 / 88.4  0.345 / 88.7
-set 2, ``lr_alpha`` 1e-5                                   0.033 / 92.5  0.080 / 88.4  0.462 / 88.2
-set 2, ``meta_scale`` 0.25                                 0.037 / 90.2  0.149 / 88.4  0.415 / 90.7
-set 2, ``nb_alpha`` 0.03                                   0.033 / 91.3  0.045 / 89.9  0.406 / 83.7
-**set 3: no words of other headers' values** (``hv:``)     0.028 / 92.9  0.059 / 88.4  0.259 / 91.4
-set 3 + SpamAssassin score sum, 3rd input (*)              0.028 / 92.9  0.070 / 88.4  0.252 / 91.6
-set 3 + rules/structure-only logreg C 0.1, 3rd input       0.026 / 94.2  0.054 / 88.4  0.315 / 88.5
-set 3 + rules/structure-only logreg C 1, 3rd input         0.028 / 92.9  0.054 / 89.9  0.300 / 88.0
-**set 3 + rules/structure-only logreg C 0.03** (default)   0.025 / 94.6  0.049 / 91.3  0.316 / 89.2
-set 3, stacker on 5 folds (not 3)                          0.028 / 92.9  0.053 / 88.4  0.243 / 90.8
-set 3 without ``rcv:ip16:``                                0.030 / 92.7  0.071 / 88.4  0.247 / 91.2
-set 3 without ``rcv:ip16:``, ``mid:shape:`` (= D)          0.030 / 92.7  0.065 / 88.4  0.250 / 90.9
-D without ``h:`` (header names)                            0.030 / 92.9  0.053 / 88.4  0.229 / 89.7
-D without ``bw:`` (body bigrams)                           0.028 / 91.8  0.053 / 88.4  0.259 / 85.2
-D without ``from:local:``, ``to:``                         0.030 / 92.6  0.071 / 88.4  0.236 / 89.7
-D, ``nb_alpha`` 0.01                                       0.030 / 92.3  0.071 / 88.4  0.233 / 86.6
-D, ``lr_alpha`` 1e-6                                       0.028 / 92.3  0.073 / 88.4  0.250 / 88.7
-D, ``meta_scale`` 0.06                                     0.031 / 93.2  0.074 / 88.4  0.261 / 88.6
-D, NB log-odds / 30 before the squash (not / 10)           0.030 / 92.9  0.111 / 89.9  0.240 / 91.2
-=========================================================  ============  ============  ============
-
-(*) the stacker gives the score sum a *negative* weight: next to NB and logreg it adds
-nothing that lasts (the rule score sums alone, without Bayes, score 1-ROCA% ~3.6 here).
-
-Default since issue 3: feature set 3 **+ the rules/structure-only model as a third stacker
-input, C 0.03**: cv **0.025 / 94.6**, time **0.049 / 91.3**, src 0.316 / 89.2 (C 0.1 and 1:
-see the table). Dropping the ``hv:`` tokens is the one change better on all three
-protocols; the third input then helps cross-validation (per-fold recall 92.9 -> 94.6) and
-the time split but costs about a fifth of the gain on other sources (src 0.259 -> 0.316,
-still better than feature set 2). NB over tokens only (no meta block; no third input):
-0.028 / 93.0, 0.067 / 88.4, 0.263 / 90.1. On the time split the missed spam sit below a few
-``hard_ham`` newsletters; the same hams set the per-fold recall at 0.1 % FPR on
-cross-validation (one ham per fold decides it), so those figures move in steps.
+* **The rules start from SpamAssassin's scores.** Given ``rule_priors`` (rule -> score, the
+  stock scores fitted by SpamAssassin on very large many-site corpora), the rules/structure
+  model takes the score sum as one input and learns per-feature corrections, each clipped to
+  ``Hyper.prior_bound``; the learned scale is folded back into the rule columns, so a rule
+  the training mail never hit still weighs in proportion to its score.
+* **Out-of-source stacking and calibration.** With ``groups`` (the source of each training
+  message, :func:`mailsift.pipeline.sources.stacker_groups`), the stacker is fitted on each
+  source's predictions from base models trained on the other sources, so it weighs the base
+  models by how they travel, not by how they fit their own mail. The same predictions give
+  the thresholds (:func:`calibrate_thresholds`: at most 1 % / 0.3 % / 0.05 % of that ham
+  tagged / held / rejected) and the out-of-fold figures the promotion gate compares.
+* **Source-balanced weights** (:func:`mailsift.pipeline.sources.source_weights`): a small
+  archive of one kind of mail (newsletters) is not drowned by a large one of another.
 
 Label flip: naive Bayes unlearns the wrong label exactly, then learns the right one. A linear
 model cannot subtract a past gradient step: :meth:`SpamModel.unlearn` on ``logreg`` takes a

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from mailsift.budget import SCAN_BUDGET_SYMBOL, ScanBudget
 from mailsift.classifier.features import Sample, make_sample
 from mailsift.classifier.model import LOGIT_CLIP, SpamModel
 from mailsift.config import ResolvedThresholds, Settings
@@ -53,7 +54,7 @@ _ACTION_ORDER = [Action.HAM, Action.SPAM, Action.HOLD, Action.REJECT]
 class RuleEvaluator(Protocol):
     """What the scorer needs of a rule set (mailsift.classifier.rules.RuleSet)."""
 
-    def evaluate(self, pm: ParsedMessage) -> list[Symbol]: ...
+    def evaluate(self, pm: ParsedMessage, *, budget: ScanBudget | None = None) -> list[Symbol]: ...
 
 
 class NoRules:
@@ -62,7 +63,7 @@ class NoRules:
     names: list[str] = []
     skipped: list[tuple[str, str]] = []
 
-    def evaluate(self, pm: ParsedMessage) -> list[Symbol]:
+    def evaluate(self, pm: ParsedMessage, *, budget: ScanBudget | None = None) -> list[Symbol]:
         return []
 
 
@@ -96,8 +97,12 @@ def sample_of(
     settings: Settings,
     rules: RuleEvaluator,
     symbols: Iterable[Symbol | str] = (),
+    budget: ScanBudget | None = None,
 ) -> tuple[ParsedMessage, Sample, list[Symbol]]:
-    """Parse (unless parsed already), run the rules and build the model's sample."""
+    """Parse (unless parsed already), run the rules and build the model's sample.
+
+    With a ``budget`` spent by the parse, no rule runs; the rule engine stops between its
+    stages once it is spent (``budget.exceeded`` says so afterwards)."""
     if isinstance(raw_or_parsed, ParsedMessage):
         pm = raw_or_parsed
     else:
@@ -107,7 +112,12 @@ def sample_of(
             else raw_or_parsed
         )
         pm = parse_with(raw, settings)
-    hits = rules.evaluate(pm)
+    if budget is None:
+        hits = rules.evaluate(pm)
+    elif budget.spent("parsing"):
+        hits = []
+    else:
+        hits = rules.evaluate(pm, budget=budget)
     return pm, make_sample(pm, hits, symbols), hits
 
 
@@ -204,7 +214,8 @@ class Scorer:
     ) -> Verdict:
         t0 = time.perf_counter()
         model = self._model  # one consistent model for this message
-        pm, sample, hits = sample_of(raw_or_parsed, self.settings, self.rules, symbols)
+        budget = ScanBudget(self.settings.message.scan_budget_ms / 1000.0)
+        pm, sample, hits = sample_of(raw_or_parsed, self.settings, self.rules, symbols, budget)
         prob, tokens, nb_factor = model.predict_explain(sample, top=10)
         thresholds = thresholds_for(self.settings, model)
         score, reason = probability_to_score(prob, self.settings, thresholds), ""
@@ -223,6 +234,17 @@ class Scorer:
             reason=reason,
             truncated=pm.truncated,
         )
+        if budget.exceeded:
+            # reported, not a model feature: no model was trained with it
+            verdict.rules.append(
+                Symbol(
+                    SCAN_BUDGET_SYMBOL,
+                    0.0,
+                    f"scanning stopped after {budget.stage}: over the"
+                    f" {self.settings.message.scan_budget_ms:g} ms CPU budget",
+                    "check",
+                )
+            )
         self._apply_lists(verdict, pm, envelope)
         verdict.elapsed_ms = round((time.perf_counter() - t0) * 1000.0, 3)
         return verdict

@@ -12,7 +12,10 @@
   ``X-Spam-*`` and our-id ``Authentication-Results`` removed, scoring, headers stamped, then
   reject (550) / quarantine (250 after its durable write) / next hop (250 only after it
   accepted, or its own 4xx/5xx) / spool (250 after fsync). Without a quarantine, HOLD is
-  delivered tagged (``X-Spam-Flag: YES``) and logged.
+  delivered tagged (``X-Spam-Flag: YES``) and logged. The DATA-stage decision is
+  ``mailsift.smtpd.content.judge``, shared with the milter. With ``smtp.after_queue`` (behind
+  Postfix's ``content_filter``) a spam reject or a check's rejection is held in the
+  quarantine instead of answered 550, which the MTA would turn into a bounce.
 
 No backscatter: every refusal is an SMTP reply in the dialogue; nothing is ever mailed to
 anyone about blocked mail.
@@ -37,6 +40,7 @@ from mailsift.smtpd import replies
 from mailsift.smtpd.accounts import Accounts
 from mailsift.smtpd.addresses import PathSyntaxError, parse_path
 from mailsift.smtpd.checks.base import CheckAction, SmtpContext, Stage
+from mailsift.smtpd.content import Judgement, judge, result_headers
 from mailsift.smtpd.delivery import DeliveryError, deliver_async
 from mailsift.smtpd.limits import (
     AuthThrottle,
@@ -44,14 +48,7 @@ from mailsift.smtpd.limits import (
     inspect_line_endings,
     normalise_line_endings,
 )
-from mailsift.smtpd.pipeline import (
-    CheckRunner,
-    Scoring,
-    ScoringUnavailable,
-    StageOutcome,
-    collect_auth_results,
-    collect_symbols,
-)
+from mailsift.smtpd.pipeline import CheckRunner, Scoring, StageOutcome
 from mailsift.smtpd.relay import RecipientPolicy
 from mailsift.verdict import Action, Envelope, Verdict
 
@@ -73,7 +70,7 @@ class ConnState:
     our_ip: str = ""
     connect_done: bool = False
     pending: str | None = None  # a delayed CONNECT/HELO-stage refusal
-    pending_why: tuple[str, bool] = ("", False)  # (check name, from an outage)
+    pending_why: tuple[str, bool] = ("", False)  # (tempfail reason, from an outage)
     connect_reply: tuple[str, CheckAction, str, bool] | None = None
     session_results: dict[str, Any] = field(default_factory=dict)
     deliver_to: list[str] = field(default_factory=list)  # resolved, parallel to rcpt_tos
@@ -333,40 +330,37 @@ class FilterHandler:
                 return replies.BARE_NEWLINE
             raw = normalise_line_endings(raw)
         ctx = st.ctx
-        ctx.raw_message = raw
-        out = await self.runner.run(Stage.DATA, ctx)
-        if out.reply:
-            return _stage_reply(out)
-        raw, removed = hdr.remove_untrusted(raw, self.smtp.authserv_id)
-        if removed:
-            log.info("removed untrusted headers: %s", ", ".join(removed))
-        queue_id = new_queue_id()
         mail_from = "" if envelope.mail_from in (None, "<>") else str(envelope.mail_from)
-        env = Envelope(
-            client_ip=ctx.client_ip,
-            helo=ctx.helo,
+        j = await judge(
+            raw,
+            ctx,
+            runner=self.runner,
+            scoring=self.scoring,
+            authserv_id=self.smtp.authserv_id,
             mail_from=mail_from,
-            rcpt_to=tuple(st.deliver_to),
-            auth_user=ctx.auth_user,
+            rcpt_to=st.deliver_to,
             client_name=_client_name(ctx),
         )
-        symbols = collect_symbols(ctx)
-        verdict: Verdict | None = None
-        if self.scoring is not None and not ctx.whitelisted:
+        queue_id = new_queue_id()
+        verdict = j.verdict
+        held_refusal = j.reply is not None and self._hold_refusal(j)
+        if j.reply is not None and not held_refusal:
+            if verdict is not None and verdict.action is Action.REJECT:
+                log.info("%s rejected as spam (score %.1f)", queue_id, verdict.score)
+            return _counted(j.reply, j.reason, j.reply, outage=j.outage)
+        stamped = hdr.prepend(j.raw, self._trace_headers(server, st, queue_id, verdict, j.symbols))
+        if held_refusal or (
+            verdict is not None and verdict.action is Action.HOLD and self.quarantine is not None
+        ):
+            assert self.quarantine is not None
+            hold_as = verdict if verdict is not None else _refusal_verdict(queue_id, j)
             try:
-                verdict = await self.scoring.score(raw, env, symbols)
-            except ScoringUnavailable as exc:
-                return _counted(replies.SCORER_DOWN, exc.reason, exc)
-        if verdict is not None and verdict.action is Action.REJECT:
-            log.info("%s rejected as spam (score %.1f)", queue_id, verdict.score)
-            return replies.verdict_reject(verdict)
-        stamped = hdr.prepend(raw, self._trace_headers(server, st, queue_id, verdict, symbols))
-        if verdict is not None and verdict.action is Action.HOLD and self.quarantine is not None:
-            try:
-                qid = await asyncio.to_thread(self.quarantine.hold, stamped, env, verdict)
+                qid = await asyncio.to_thread(self.quarantine.hold, stamped, j.envelope, hold_as)
             except Exception as exc:
                 log.exception("quarantine failed for %s", queue_id)
                 return _counted(replies.TEMP_LOCAL_ERROR, "quarantine", exc)
+            if held_refusal:
+                log.info("%s after the queue: held instead of %r", queue_id, j.reply)
             return replies.accepted(str(qid), "held in quarantine")
         if verdict is not None and verdict.action is Action.HOLD:
             log.warning("%s: verdict HOLD but no quarantine configured: delivered tagged", queue_id)
@@ -421,15 +415,19 @@ class FilterHandler:
                 recipients=st.deliver_to,
                 when=time.time(),
             ),
-            hdr.authentication_results(
-                self.smtp.authserv_id, collect_auth_results(ctx), ctx.auth_user
-            ),
         ]
-        if verdict is not None:
-            fields.extend(hdr.spam_headers(verdict, [s.name for s in symbols]))
-        elif ctx.whitelisted:
-            fields.append(("X-Spam-Status", "No, score=0.0 tests=WHITELISTED autolearn=no"))
+        fields.extend(result_headers(self.smtp.authserv_id, ctx, verdict, symbols))
         return fields
+
+    def _hold_refusal(self, j: Judgement) -> bool:
+        """After the MTA's queue (``smtp.after_queue``) a refusal would make the MTA bounce
+        the message to its (possibly forged) sender: a spam reject or a check's rejection
+        (a virus) is held in the quarantine instead. Tempfails stay tempfails."""
+        if not self.smtp.after_queue or self.quarantine is None:
+            return False
+        return j.refused_by is CheckAction.REJECT or (
+            j.verdict is not None and j.verdict.action is Action.REJECT
+        )
 
     async def handle_exception(self, error: Exception) -> str:
         log.exception("SMTP session error", exc_info=error)
@@ -437,10 +435,11 @@ class FilterHandler:
 
 
 def _delayed(out: StageOutcome) -> tuple[str, CheckAction, str, bool] | None:
-    """A CONNECT/HELO-stage refusal kept for MAIL/RCPT, with its check and outage flag."""
+    """A CONNECT/HELO-stage refusal kept for MAIL/RCPT, with its tempfail reason and
+    whether it comes from an outage."""
     if not out.reply:
         return None
-    return out.reply, out.action, _reason(out), out.outage
+    return out.reply, out.action, out.reason, out.outage
 
 
 def _counted(reply: str, reason: str, detail: object = "", outage: bool = True) -> str:
@@ -450,16 +449,22 @@ def _counted(reply: str, reason: str, detail: object = "", outage: bool = True) 
     return reply
 
 
-def _reason(out: StageOutcome) -> str:
-    """A check's refusal as a tempfail reason: the check's name for a policy answer
-    (``greylist``), ``<name>_temperror`` when its dependency failed (``antivirus_temperror``)."""
-    name = out.cause.check if out.cause is not None else "check"
-    return f"{name}_temperror" if out.outage else name
-
-
 def _stage_reply(out: StageOutcome) -> str:
     assert out.reply is not None
-    return _counted(out.reply, _reason(out), out.reply, outage=out.outage)
+    return _counted(out.reply, out.reason, out.reply, outage=out.outage)
+
+
+def _refusal_verdict(queue_id: str, j: Judgement) -> Verdict:
+    """A check's rejection as a verdict, for the quarantine's record (after the queue)."""
+    return Verdict(
+        verdict_id=queue_id,
+        probability=1.0,
+        score=sum(s.score for s in j.symbols),
+        required_score=0.0,
+        action=Action.REJECT,
+        rules=list(j.symbols),
+        reason=replies.clean_text(j.reply or "", 200),
+    )
 
 
 def _client_name(ctx: SmtpContext) -> str | None:

@@ -55,6 +55,13 @@ class StageOutcome:
         """The refusal comes from a dependency that failed (not from a policy)."""
         return self.cause is not None and self.cause.result == "temperror"
 
+    @property
+    def reason(self) -> str:
+        """The refusal as a tempfail reason: the check's name for a policy answer
+        (``greylist``), ``<name>_temperror`` when its dependency failed."""
+        name = self.cause.check if self.cause is not None else "check"
+        return f"{name}_temperror" if self.outage else name
+
 
 def _applies(check: Check, ctx: SmtpContext) -> bool:
     if ctx.whitelisted and getattr(check, "skip_whitelisted", True):
