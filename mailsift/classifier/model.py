@@ -160,6 +160,48 @@ class Hyper:
     calibrate_reject: float = 0.0005
 
 
+def _nonnegative_logistic(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray | None, c: float = 1.0
+) -> LogisticRegression:
+    """A logistic regression (L2, ``C = c``, free intercept) whose coefficients are kept at
+    or above zero: a stacker input is evidence for spam in proportion to its own log-odds,
+    never against it. Without the bound, out-of-source folds that hold one class each (a
+    mailing list's ham, a phishing collection) let the stacker fit "which source" and turn
+    a base model's sign around (trained on the later corpora, the token models got
+    negative weights and SpamAssassin's corpus scored 1-ROCA% 34 instead of 13)."""
+    from scipy.optimize import minimize
+    from sklearn.linear_model import LogisticRegression
+
+    w = np.ones(len(y)) if w is None else np.asarray(w, dtype=float)
+    w = w * (len(y) / w.sum())
+    sign = 2.0 * np.asarray(y, dtype=float) - 1.0
+    k = x.shape[1]
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        z = x @ theta[:k] + theta[k]
+        m = -sign * z
+        ll = np.logaddexp(0.0, m)
+        g = w * (-sign) * _sigmoid(m)
+        value = float(w @ ll) + 0.5 / c * float(theta[:k] @ theta[:k])
+        grad = np.concatenate([x.T @ g + theta[:k] / c, [g.sum()]])
+        return value, grad
+
+    res = minimize(
+        loss,
+        np.zeros(k + 1),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(0.0, None)] * k + [(None, None)],
+    )
+    lr = LogisticRegression(C=c)
+    lr.coef_ = res.x[:k].reshape(1, -1)
+    lr.intercept_ = res.x[k:].copy()
+    lr.classes_ = np.array([0, 1])
+    lr.n_features_in_ = k
+    lr.n_iter_ = np.array([res.nit], dtype=np.int32)
+    return lr
+
+
 def calibrate_thresholds(
     ham_p: np.ndarray, weights: np.ndarray | None, hyper: Hyper
 ) -> dict[str, float]:
@@ -443,7 +485,6 @@ class SpamModel:
         """Out-of-fold base log-odds -> a 2- (3-) input logistic regression (calibrated).
         With ``groups`` of at least two sources, each source is predicted by base models
         trained on the others; else stratified folds."""
-        from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import StratifiedKFold
 
         oof = np.zeros((len(y), 3 if self.uses_meta else 2))
@@ -464,7 +505,7 @@ class SpamModel:
         for tr, te in splits:
             self._fit_base(xt[tr], xm[tr], y[tr], None if w is None else w[tr], prior)
             oof[te] = self._base_logits(xt[te], xm[te])
-        stack = LogisticRegression(C=1.0).fit(oof, y, sample_weight=w)
+        stack = _nonnegative_logistic(oof, y, w)
         p = _sigmoid(oof @ stack.coef_[0] + stack.intercept_[0])
         self.thresholds_ = calibrate_thresholds(
             p[y == 0], None if w is None else w[y == 0], self.hyper

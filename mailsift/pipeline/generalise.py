@@ -118,6 +118,8 @@ def measure(
     protocol: str, split: str, test: str, system: str, y: np.ndarray, pred: Prediction
 ) -> Row:
     s = np.asarray(pred.scores, dtype=float)
+    scored = ~np.isnan(s)  # a system may score a sample of the test set only
+    s, y = s[scored], y[scored]
     ham, spam = s[y == 0], s[y == 1]
     return Row(
         protocol=protocol,

@@ -106,3 +106,25 @@ def test_thresholds_come_from_the_model_unless_configured(tmp_path: Path) -> Non
     below = load_settings(thresholds={"spam": p / 2, "hold": p / 2, "reject": 1.0})
     assert Scorer(loaded, None, above).score(raw).action is Action.HAM
     assert Scorer(loaded, None, below).score(raw).action is Action.HOLD
+
+
+def test_stacker_never_turns_a_base_models_sign_around() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from mailsift.classifier.model import _nonnegative_logistic
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 2000)
+    good = (2 * y - 1) * 1.5 + rng.normal(0, 1, 2000)  # evidence for spam
+    bad = -(2 * y - 1) * 0.8 + rng.normal(0, 1, 2000)  # a base model that fits "which source"
+    x = np.column_stack([good, bad])
+    free = LogisticRegression(C=1.0).fit(x, y)
+    assert free.coef_[0][1] < 0  # an unbounded stacker would use the wrong sign
+    st = _nonnegative_logistic(x, y, None)
+    assert st.coef_[0][0] > 0 and st.coef_[0][1] == 0.0
+    # with only positive evidence it is the ordinary L2 logistic regression
+    x2 = np.column_stack([good, (2 * y - 1) * 0.5 + rng.normal(0, 1, 2000)])
+    ref = LogisticRegression(C=1.0).fit(x2, y)
+    got = _nonnegative_logistic(x2, y, None)
+    assert np.allclose(got.coef_, ref.coef_, atol=1e-3)
+    assert np.allclose(got.intercept_, ref.intercept_, atol=1e-3)
