@@ -39,7 +39,6 @@ import ipaddress
 import logging
 import os
 import struct
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +72,7 @@ from kilter.protocol.messages import (
 )
 
 from mailsift.config import Settings
+from mailsift.loopthread import LoopThread
 from mailsift.smtpd import headers as hdr
 from mailsift.smtpd import replies
 from mailsift.smtpd.checks.base import Check, CheckAction, CheckResult, SmtpContext, Stage
@@ -385,7 +385,8 @@ def _address(arg: bytes) -> str:
     return text
 
 
-class MilterServer:
+class MilterServer(LoopThread):
+    thread_name = "mailsift-milter"
     """The milter on its own event loop in a background thread (like ``FilterServer``).
 
     ``MilterServer(settings, service, checks)``: listens on ``milter.socket`` (a Unix socket)
@@ -401,6 +402,7 @@ class MilterServer:
         *,
         scoring: Scoring | None = None,
     ) -> None:
+        super().__init__()
         self.settings = settings
         if scoring is None:
             if settings.api.scorer_url:
@@ -412,11 +414,7 @@ class MilterServer:
         self.relay_networks = parse_networks(settings.smtp.relay_networks)
         self.port: int | None = None
         self.socket_path: Path | None = settings.milter.socket
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._server: asyncio.base_events.Server | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
     @property
@@ -474,24 +472,6 @@ class MilterServer:
             self._server = await asyncio.start_server(self._serve, m.host, m.port)
             self.port = int(self._server.sockets[0].getsockname()[1])
 
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._start_async())
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-            loop.close()
-            return
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.run_until_complete(self._shutdown())
-            loop.close()
-
     async def _shutdown(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -509,27 +489,6 @@ class MilterServer:
                 self.socket_path.unlink()
 
     def start(self) -> MilterServer:
-        if self._thread is not None:
-            raise RuntimeError("already started")
-        self._thread = threading.Thread(target=self._run, name="mailsift-milter", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            self._thread.join()
-            self._thread = None
-            raise self._error
+        self._start_thread()
         log.info("milter listening on %s", self.address)
         return self
-
-    def stop(self) -> None:
-        if self._thread is None or self._loop is None:
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=15)
-        self._thread = None
-
-    def __enter__(self) -> MilterServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

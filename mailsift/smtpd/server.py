@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import logging
 import ssl
-import threading
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -33,6 +32,7 @@ from typing import Any
 from aiosmtpd.smtp import MISSING, SMTP
 
 from mailsift.config import Settings
+from mailsift.loopthread import LoopThread
 from mailsift.smtpd.accounts import Accounts
 from mailsift.smtpd.addresses import MAX_PATH, split_path
 from mailsift.smtpd.checks.base import Check
@@ -269,7 +269,9 @@ class FilterSMTP(SMTP):
         return path, rest
 
 
-class FilterServer:
+class FilterServer(LoopThread):
+    thread_name = "mailsift-smtpd"
+
     def __init__(
         self,
         settings: Settings,
@@ -280,6 +282,7 @@ class FilterServer:
         accounts: Accounts | None = None,
         scoring: Scoring | None = None,
     ) -> None:
+        super().__init__()
         self.settings = settings
         smtp = settings.smtp
         if accounts is None and smtp.accounts_file is not None:
@@ -303,11 +306,7 @@ class FilterServer:
         self.spool_runner: SpoolRunner | None = None
         self.port: int | None = None
         self.submission_port: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._servers: list[asyncio.base_events.Server] = []
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
         self.handler: FilterHandler | None = None
         self._conns: weakref.WeakSet[FilterSMTP] = weakref.WeakSet()
         self._metrics: Any = None  # the metrics HTTP server, when smtp.metrics_port is set
@@ -381,24 +380,6 @@ class FilterServer:
         if self.spool_runner is not None:
             self.spool_runner.start()
 
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._start_async())
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-            loop.close()
-            return
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.run_until_complete(self._shutdown())
-            loop.close()
-
     async def _shutdown(self) -> None:
         for srv in self._servers:
             srv.close()
@@ -420,15 +401,7 @@ class FilterServer:
             await self.scoring.aclose()
 
     def start(self) -> FilterServer:
-        if self._thread is not None:
-            raise RuntimeError("already started")
-        self._thread = threading.Thread(target=self._run, name="mailsift-smtpd", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            self._thread.join()
-            self._thread = None
-            raise self._error
+        self._start_thread()
         if self.settings.smtp.metrics_port is not None:
             from prometheus_client import start_http_server
 
@@ -450,14 +423,4 @@ class FilterServer:
             self._metrics.shutdown()
             self._metrics.server_close()
             self._metrics = None
-        if self._thread is None or self._loop is None:
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=15)
-        self._thread = None
-
-    def __enter__(self) -> FilterServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self._stop_thread()

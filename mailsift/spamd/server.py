@@ -40,21 +40,23 @@ import ipaddress
 import logging
 import socket
 import ssl
-import threading
 import time
 from typing import Any
 
 from mailsift.config import Settings
+from mailsift.loopthread import LoopThread
 from mailsift.spamd import protocol as p
 from mailsift.verdict import Envelope, Verdict
 
 log = logging.getLogger("mailsift.spamd")
 
 
-class SpamdServer:
+class SpamdServer(LoopThread):
+    thread_name = "mailsift-spamd"
     """The spamd protocol server; ``start()`` runs it on its own event loop thread."""
 
     def __init__(self, settings: Settings, service: Any) -> None:
+        super().__init__()
         self.settings = settings
         self.cfg = settings.spamd
         self.service = service
@@ -67,14 +69,10 @@ class SpamdServer:
             self.tls_context = server_context(self.cfg.tls_cert, self.cfg.tls_key)
         self.port: int | None = None
         self.active = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
 
     # ---- lifecycle --------------------------------------------------------------------------
-    async def serve(self) -> None:
+    async def _start_async(self) -> None:
         """Listen (on the running loop) until the server is closed."""
         # TLS is done here (``TlsSession``), not by asyncio: asyncio closes a TLS connection
         # when the client's close_notify arrives, and spamc sends it right after the request
@@ -84,15 +82,7 @@ class SpamdServer:
         self.port = self._server.sockets[0].getsockname()[1]
 
     def start(self) -> SpamdServer:
-        if self._thread is not None:
-            raise RuntimeError("already started")
-        self._thread = threading.Thread(target=self._run, name="mailsift-spamd", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            self._thread.join()
-            self._thread = None
-            raise self._error
+        self._start_thread()
         log.info(
             "spamd protocol on %s:%s%s",
             self.cfg.host,
@@ -100,24 +90,6 @@ class SpamdServer:
             " (TLS)" if self.tls_context else "",
         )
         return self
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self.serve())
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-            loop.close()
-            return
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.run_until_complete(self._shutdown())
-            loop.close()
 
     async def _shutdown(self) -> None:
         if self._server is not None:
@@ -129,19 +101,6 @@ class SpamdServer:
         for t in rest:
             t.cancel()
         await asyncio.gather(*rest, return_exceptions=True)
-
-    def stop(self) -> None:
-        if self._thread is None or self._loop is None:
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=15)
-        self._thread = None
-
-    def __enter__(self) -> SpamdServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # ---- one connection ---------------------------------------------------------------------
     def _allowed(self, peer: Any) -> bool:
