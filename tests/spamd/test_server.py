@@ -4,6 +4,7 @@ and the request Exim's ``spamd_address`` sends (parsed the way Exim's spam.c par
 
 from __future__ import annotations
 
+import errno
 import re
 import socket
 import ssl
@@ -113,10 +114,11 @@ def test_clients_outside_allowed_networks_are_refused(
 ) -> None:
     srv = make_server(allowed_networks=["192.0.2.0/24"])
     assert srv.port
-    try:  # closed unanswered, at once (a reset when the request is still unread)
+    try:  # closed unanswered, at once: an empty read, or a reset / "not connected" when the
+        # server's close overtook the request (the race decides which)
         assert request(srv.port, spamc_request("CHECK", GTUBE)) == b""
-    except ConnectionResetError:
-        pass
+    except OSError as exc:
+        assert exc.errno in (errno.ECONNRESET, errno.ENOTCONN, errno.EPIPE), exc
     res = spamc(srv.port, "-c", input=GTUBE)
     assert res.returncode != 0 and res.stdout == b"0/0\n"
 
