@@ -103,10 +103,31 @@ class StoreSettings(BaseModel):
 
 
 class FeedbackSettings(BaseModel):
+    # reports per reporter (a user, a key) counted in the last hour; trusted reporters are
+    # not capped. Each reporter has a bucket of its own: a flood locks out only its sender.
     per_user_per_hour: int = 200
-    per_source_per_hour: int = 2000
-    # how far feedback alone may move any single weight away from the base model
-    max_drift: float = 3.0
+    # sources whose reports are trusted global lessons (the model learns them at once);
+    # admin keys, keys with the "trusted" scope and the quarantine's admins are trusted too
+    trusted_sources: list[str] = Field(default_factory=lambda: ["admin", "trap"])
+    # corroboration: a user's report teaches everyone only when this many distinct reporters
+    # (of distinct domains with corroborate_domains) say the same of copies of the message
+    # (near-duplicates: min-hash bands of the body words), net of those who say the opposite,
+    # within vote_days; unconfirmed votes lapse after that
+    corroborate: int = 3
+    corroborate_domains: bool = True
+    vote_days: float = 7.0
+    # how far all of one reporter's corroborated lessons together may move any message's
+    # log-odds (the L1 norm of their additive corrections; renewed by a full retrain)
+    reporter_budget: float = 3.0
+    # a corroborated lesson moves its message this far (log-odds) past thresholds.spam
+    global_margin: float = 1.0
+    # a user's own verdict moves that message, for that user, to this probability at least
+    # (spam) / at most (ham): their mail follows their verdicts at once
+    user_spam_probability: float = 0.98
+    user_ham_probability: float = 0.02
+    # optional per-weight cap on trusted lessons (log-odds from the base model); None: off.
+    # It bounds no message's log-odds (the budgets above do that for users' lessons)
+    max_drift: float | None = None
     learn_weight: float = 1.0
     # "fast": sparse in-place updates of the touched weights (< 5 ms); "partial_fit": the
     # model's own SpamModel.partial_fit / unlearn (exact sklearn semantics, slower)

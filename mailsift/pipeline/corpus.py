@@ -5,7 +5,9 @@ Formats (a corpus argument is a path, format detected, or ``LABEL:PATH`` with LA
 
 - ``spamassassin``: the SpamAssassin public corpus, its ``.tar.bz2`` archives read in place
   (one archive, or a folder of them) or the unpacked folders. The label comes from the top
-  folder name: ``*ham*`` is ham, ``spam*`` is spam; the ``cmds`` files are skipped.
+  folder name: ``*ham*`` is ham, ``spam*`` is spam; the ``cmds`` files are skipped. The
+  same reader takes ``.tar.gz`` / ``.tar.xz`` archives laid out ``<name>/<label>/NNNNN.eml``
+  (the label folder is the first that names one).
 - ``trec``: the TREC spam-track layout, ``data/inmail.N`` plus ``full/index`` lines
   ``spam ../data/inmail.N`` (corpus order is the index order).
 - ``labelled``: a folder with ``spam/`` and ``ham/`` subfolders (recursive).
@@ -32,6 +34,7 @@ import email.policy
 import email.utils
 import gzip
 import hashlib
+import lzma
 import re
 import tarfile
 import threading
@@ -76,7 +79,7 @@ SPAMASSASSIN_ARCHIVES: dict[str, str] = {
     "20030228_spam_2.tar.bz2": "f4dc41443a1ca44af29fb5db2d9682fb3a03106dc42ff4554f70a0b7ad3b030b",
 }
 
-_ARCHIVE_SUFFIXES = (".tar.bz2", ".tbz2", ".tbz", ".tar.gz", ".tgz", ".tar")
+_ARCHIVE_SUFFIXES = (".tar.bz2", ".tbz2", ".tbz", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar")
 _SKIP_NAMES = {"cmds", "index", ".ds_store", "readme", "readme.txt"}
 _MBOX_FROM = re.compile(rb"^From \S+")
 _RECEIVED_DATE = re.compile(r";\s*([^;]+?)\s*$", re.S)
@@ -220,6 +223,8 @@ def _archive_opener(path: Path) -> IO[bytes]:
         return bz2.open(path, "rb")
     if name.endswith((".tar.gz", ".tgz")):
         return gzip.open(path, "rb")  # type: ignore[return-value]
+    if name.endswith((".tar.xz", ".txz")):
+        return lzma.open(path, "rb")
     return open(path, "rb")
 
 
