@@ -127,7 +127,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from mailsift.classifier.model import SpamModel
-    from mailsift.pipeline.corpus import index_corpus, iter_raw
+    from mailsift.pipeline.corpus import archive_order, index_corpus, iter_raw
     from mailsift.pipeline.evaluate import evaluate_online
     from mailsift.pipeline.extract import extract, labels_of
     from mailsift.pipeline.split import time_order
@@ -156,7 +156,8 @@ def main() -> None:
                 )
             )
     by_id = dict(zip(every["id"], samples, strict=True))
-    raw_by_id = dict(zip(every["id"], iter_raw(every), strict=True))
+    stored = archive_order(every)  # archives read forward, once
+    raw_by_id = dict(zip(stored["id"], iter_raw(stored), strict=True))
     print(f"features of {len(every)} messages: {time.perf_counter() - t0:.0f} s", flush=True)
 
     sa = index_corpus(sources["sa"], dedupe=False)

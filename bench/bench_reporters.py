@@ -68,7 +68,7 @@ def main() -> None:
     from mailsift.api.keys import ApiKeys
     from mailsift.classifier.model import SpamModel
     from mailsift.classifier.scorer import Scorer, load_rules
-    from mailsift.pipeline.corpus import index_corpus, iter_raw
+    from mailsift.pipeline.corpus import archive_order, index_corpus, iter_raw
     from mailsift.service import ScoringService
 
     var = Path(tempfile.mkdtemp(prefix="bench-reporters-"))
@@ -85,7 +85,7 @@ def main() -> None:
     out: dict[str, Any] = {"when": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()), "model": str(args.model)}
 
     # the targets, from mail the model never saw
-    df = index_corpus(sorted(str(p) for p in (args.corpora / "modern").glob("*.tar.xz")))
+    df = archive_order(index_corpus(sorted(str(p) for p in (args.corpora / "modern").glob("*.tar.xz"))))
     spam = ham = ham2 = border = None
     for raw, label in zip(iter_raw(df), df["label"], strict=True):
         p = svc.scorer.score(variant(raw, "probe")).probability
