@@ -58,7 +58,11 @@ def env(user: str) -> Envelope:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", type=Path, default=Path("models/default"))
-    ap.add_argument("--corpora", type=Path, default=Path(os.environ.get("MAILSIFT_CORPORA", "../shared/corpora")))
+    ap.add_argument(
+        "--corpora",
+        type=Path,
+        default=Path(os.environ.get("MAILSIFT_CORPORA", "../shared/corpora")),
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
@@ -82,10 +86,15 @@ def main() -> None:
     rules = load_rules(settings)
     model = SpamModel.load(args.model, serving=True)
     svc = ScoringService(settings, scorer=Scorer(model, rules, settings))
-    out: dict[str, Any] = {"when": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()), "model": str(args.model)}
+    out: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
+        "model": str(args.model),
+    }
 
     # the targets, from mail the model never saw
-    df = archive_order(index_corpus(sorted(str(p) for p in (args.corpora / "modern").glob("*.tar.xz"))))
+    df = archive_order(
+        index_corpus(sorted(str(p) for p in (args.corpora / "modern").glob("*.tar.xz")))
+    )
     spam = ham = ham2 = border = None
     for raw, label in zip(iter_raw(df), df["label"], strict=True):
         p = svc.scorer.score(variant(raw, "probe")).probability
@@ -168,7 +177,10 @@ def main() -> None:
             json={"message": base64.b64encode(variant(spam, "alice")).decode(), "label": "spam"},
             headers={"Authorization": f"Bearer {alice}"},
         )
-        out["4_flood_then_another_user"] = {"flood_http_status": codes, "other_user_http_status": r.status_code}
+        out["4_flood_then_another_user"] = {
+            "flood_http_status": codes,
+            "other_user_http_status": r.status_code,
+        }
 
     # 5. honest corroboration, and one trusted reporter
     probe_b = variant(border, "probe")
@@ -189,8 +201,31 @@ def main() -> None:
             }
         )
     out["5_three_reporters"] = {"before": round(p0, 6), "steps": steps}
+    # the update a corroborated lesson costs, over more of them: three colluding reporters
+    # calling a ham spam (their budgets run out on the way: what they moved stays bounded)
+    upd = []
+    for n in range(30):
+        for user in ("dan@d.example", "eve@e.example", "fay@f.example"):
+            res = svc.feedback("spam", user, raw=variant(ham2, f"c{n}{user}"))
+            if res.status in ("learned", "budget_capped"):
+                upd.append(res.update_ms)
+    out["colluders_3"] = {
+        "other_ham_for_others": [round(before[1], 6), round(p_for(ham2, "bob@other.test"), 6)],
+        "spent": {
+            r: round(v, 3) for r, v in svc.learner.layers.spent.items() if r.endswith("example")
+        },
+    }
+    out["corroborated_update_ms"] = {
+        "median": float(np.median(upd)),
+        "max": float(np.max(upd)),
+        "n": len(upd),
+    }
     svc2 = ScoringService(
-        settings.model_copy(update={"store": settings.store.model_copy(update={"url": f"sqlite:///{var / 'store2.db'}"})}),
+        settings.model_copy(
+            update={
+                "store": settings.store.model_copy(update={"url": f"sqlite:///{var / 'store2.db'}"})
+            }
+        ),
         scorer=Scorer(SpamModel.load(args.model, serving=True), rules, settings),
     )
     t = time.perf_counter()
@@ -199,12 +234,23 @@ def main() -> None:
         "status": res.status,
         "round_trip_ms": round((time.perf_counter() - t) * 1000.0, 2),
         "update_ms": res.update_ms,
-        "campaign_for_others": [round(p0, 6), round(float(svc2.score(probe_b, env("zoe@else.test")).probability), 6)],
+        "campaign_for_others": [
+            round(p0, 6),
+            round(float(svc2.score(probe_b, env("zoe@else.test")).probability), 6),
+        ],
     }
     upd = []
     for n in range(30):  # more trusted lessons: the update's spread
-        upd.append(svc2.feedback("spam", "postmaster@good.test", raw=variant(spam, f"t{n}"), source="admin").update_ms)
-    out["trusted_update_ms"] = {"median": float(np.median(upd)), "max": float(np.max(upd)), "n": len(upd)}
+        upd.append(
+            svc2.feedback(
+                "spam", "postmaster@good.test", raw=variant(spam, f"t{n}"), source="admin"
+            ).update_ms
+        )
+    out["trusted_update_ms"] = {
+        "median": float(np.median(upd)),
+        "max": float(np.max(upd)),
+        "n": len(upd),
+    }
     svc2.close()
     svc.close()
     text = json.dumps(out, indent=2)

@@ -118,7 +118,7 @@ class FeedbackSettings(BaseModel):
     vote_days: float = 7.0
     # how far all of one reporter's corroborated lessons together may move any message's
     # log-odds (the L1 norm of their additive corrections; renewed by a full retrain)
-    reporter_budget: float = 3.0
+    reporter_budget: float = 1.0
     # a corroborated lesson moves its message this far (log-odds) past thresholds.spam
     global_margin: float = 1.0
     # a user's own verdict moves that message, for that user, to this probability at least
