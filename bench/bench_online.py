@@ -8,9 +8,9 @@ then its true label is fed back before the next one (``mailsift evaluate --onlin
 
 - **mailsift from the default model** (``--model``, ``mailsift train --default``: trained on
   the SpamAssassin corpus): ``evaluate_online``, the label learned as a trusted reporter's
-  lesson through the feedback learner's own update; and **from nothing** (naive Bayes over
-  the same features, learning from the first message; the blend's stacker needs a
-  training set).
+  lesson through the feedback learner's own update; and **from nothing** (online logistic
+  regression over the same features, learning from the first message; the blend's stacker
+  needs a training set).
 - **bogofilter** 1.2 (``bogofilter -d DIR``: ``-T`` to score, then ``-s`` / ``-n`` with the true
   label): from a wordlist trained on the whole SpamAssassin corpus (``-s`` / ``-n``), and
   from an empty wordlist (a message scored before any training counts 0.5).
@@ -203,7 +203,7 @@ def main() -> None:
             res = evaluate_online(df, settings, model=None, samples=ss)
             rows.append(
                 _row(
-                    "mailsift, from nothing (naive Bayes)",
+                    "mailsift, from nothing (online logreg)",
                     res.scores,
                     y,
                     {

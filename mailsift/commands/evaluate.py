@@ -28,7 +28,7 @@ def evaluate_cmd(
         Path | None, typer.Option("--base-model", help="--online: start from this model")
     ] = None,
     empty: Annotated[
-        bool, typer.Option("--empty", help="--online: start from nothing (naive Bayes)")
+        bool, typer.Option("--empty", help="--online: start from nothing (online logreg)")
     ] = False,
     order: Annotated[str, typer.Option(help="--online order: date or corpus")] = "date",
     limit: Annotated[int | None, typer.Option(help="Use at most N messages")] = None,

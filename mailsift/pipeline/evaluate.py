@@ -8,9 +8,9 @@
   its true label is learnt before the next one, as a trusted reporter's lesson through the
   feedback learner's own update (``mailsift.classifier.feedback.corpus_learner``). Start
   from a given model (the same model without feedback is scored alongside, so the gain
-  from feedback is measured in one run) or from nothing (naive Bayes learning from the
-  first message on: a blend's stacker needs a training set; the first message scores
-  0.5). ``warmup`` > 0 (library use only, not TREC) trains a starting model on that share
+  from feedback is measured in one run) or from nothing (online logistic regression over
+  the same features, learning from the first message on: a blend's stacker needs a
+  training set; the first message scores 0.5). ``warmup`` > 0 (library use only, not TREC) trains a starting model on that share
   of the stream first and evaluates the rest.
 """
 
@@ -141,7 +141,7 @@ def evaluate_online(
         model = train_model(samples[:n_warm], y[:n_warm], kind, settings)
     if model is None:
         start = "empty"
-        k = kind if kind in ("nb", "cnb") else "nb"
+        k = kind if kind in ("nb", "cnb", "logreg") else "logreg"
         model = SpamModel.build(k, settings)
     rest, y_rest = samples[n_warm:], y[n_warm:]
     static = None
@@ -159,7 +159,7 @@ def evaluate_online(
         bar = tqdm(total=len(rest), desc="online", unit="msg", leave=False)
     t0 = time.perf_counter()
     for i, (sample, label) in enumerate(zip(rest, y_rest, strict=True)):
-        if learner is None and model.nb_ is None:  # from nothing: no opinion yet
+        if learner is None:  # from nothing: no opinion before the first lesson
             scores[i] = 0.5
         else:
             scores[i] = float(model.predict_proba([sample])[0])
