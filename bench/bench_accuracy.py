@@ -78,15 +78,37 @@ def log(msg: str) -> None:
 # ---- systems ------------------------------------------------------------------------------
 
 
+def fit_mailsift(
+    samples: list, y: np.ndarray, df: pd.DataFrame, settings: Settings, kind: str
+) -> object:
+    """A model trained as ``mailsift train`` trains it (source weights, out-of-source
+    stacker, the rules' scores as priors)."""
+    from mailsift.classifier.model import train_model
+    from mailsift.pipeline.sources import source_weights, stacker_groups
+    from mailsift.pipeline.train import rule_priors
+
+    return train_model(
+        samples,
+        y,
+        kind,
+        settings,
+        sample_weight=source_weights(df, y),
+        groups=stacker_groups(df),
+        rule_priors=rule_priors(settings),
+    )
+
+
 class Mailsift:
-    def __init__(self, samples: list, y: np.ndarray, settings: Settings, kind: str) -> None:
-        self.samples, self.y, self.settings, self.kind = samples, y, settings, kind
+    def __init__(
+        self, samples: list, y: np.ndarray, df: pd.DataFrame, settings: Settings, kind: str
+    ) -> None:
+        self.samples, self.y, self.df, self.settings, self.kind = samples, y, df, settings, kind
 
     def __call__(self, tr: np.ndarray, te: np.ndarray) -> np.ndarray:
-        from mailsift.classifier.model import train_model
-
-        model = train_model([self.samples[i] for i in tr], self.y[tr], self.kind, self.settings)
-        return np.asarray(model.predict_proba([self.samples[i] for i in te]))
+        model = fit_mailsift(
+            [self.samples[i] for i in tr], self.y[tr], self.df.iloc[tr], self.settings, self.kind
+        )
+        return np.asarray(model.predict_proba([self.samples[i] for i in te]))  # type: ignore[attr-defined]
 
 
 class Baseline:
@@ -253,14 +275,13 @@ def mailsift_speed(
     df: pd.DataFrame, settings: Settings, kind: str, n: int
 ) -> tuple[list, float, float, float, float]:
     """(samples, features s, fit s on all, scoring msg/s on one core, n scored)."""
-    from mailsift.classifier.model import train_model
     from mailsift.classifier.scorer import Scorer, load_rules
 
     t0 = time.perf_counter()
     samples = extract(df, settings)
     t1 = time.perf_counter()
     y = (df["label"] == "spam").to_numpy().astype(int)
-    model = train_model(samples, y, kind, settings)
+    model = fit_mailsift(samples, y, df, settings, kind)
     t2 = time.perf_counter()
     rules = load_rules(settings)
     scorer = Scorer(model, rules, settings)
@@ -335,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(
                 f"mailsift: features {feat_s:.1f}s + fit {fit_s:.1f}s on {len(df)}; {rate:.0f} msg/s"
             )
-            fitters["mailsift"] = Mailsift(samples, y, settings, kind)
+            fitters["mailsift"] = Mailsift(samples, y, df.reset_index(drop=True), settings, kind)
         if "baseline" in systems:
             fitters["baseline"] = Baseline(texts, y)
         if "bogofilter" in systems:

@@ -2,8 +2,11 @@
 
 Read from a TOML file (``$MAILSIFT_CONFIG``, else ``./mailsift.toml`` when present) with
 environment overrides: ``MAILSIFT_<BLOCK>__<FIELD>``, e.g. ``MAILSIFT_SMTP__PORT=2525``,
-``MAILSIFT_STORE__URL=postgresql://...``. A few short aliases exist for the settings people
-change most: ``MAILSIFT_CORPUS`` (paths.corpus), ``MAILSIFT_MODEL`` (model.path).
+``MAILSIFT_STORE__URL=postgresql://...``, or a whole block as JSON (``MAILSIFT_SMTP={...}``).
+A few short aliases exist for the settings people change most (``ENV_ALIASES``):
+``MAILSIFT_CORPUS`` (paths.corpus), ``MAILSIFT_MODEL`` (model.path). ``MAILSIFT_MODEL`` is
+spelled like the ``model`` block's JSON variable, so it is always the alias: the ``model``
+block is set field by field (``MAILSIFT_MODEL__KIND=nb``).
 
 Every component takes the block it needs (``settings.smtp``, ``settings.greylist`` ...) through
 its constructor; nothing reads the environment on its own.
@@ -14,22 +17,34 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from pydantic import BaseModel, Field, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "MAILSIFT_"
+# short environment variables -> (block, field) they set
+ENV_ALIASES: dict[str, tuple[str, str]] = {
+    "MAILSIFT_CORPUS": ("paths", "corpus"),
+    "MAILSIFT_MODEL": ("model", "path"),
+}
 _SHARED_CORPUS = PROJECT_ROOT.parent / "shared" / "corpora" / "spamassassin"
 
 
 def _default_corpus() -> Path | None:
     return _SHARED_CORPUS if _SHARED_CORPUS.exists() else None
+
+
+def _default_corpora() -> Path | None:
+    return _SHARED_CORPUS.parent if _SHARED_CORPUS.parent.exists() else None
 
 
 class PathsSettings(BaseModel):
@@ -38,15 +53,41 @@ class PathsSettings(BaseModel):
     var_dir: Path = Path("var")  # databases, spools, caches, generated certificates
     models_dir: Path = Path("models")
     corpus: Path | None = Field(default_factory=_default_corpus)
+    # a folder of corpora laid out as ../shared/corpora (the SpamAssassin corpus in
+    # spamassassin/, other archives in modern/): `train --default` learns from all of them,
+    # `evaluate --generalise` and the benches split them by source
+    corpora: Path | None = Field(default_factory=_default_corpora)
 
 
 class ThresholdSettings(BaseModel):
-    """Spam probability thresholds, in increasing order: ham < spam <= hold <= reject."""
+    """Spam probability thresholds, in increasing order: ham < spam <= hold <= reject.
 
-    spam: float = 0.5  # at or above: tagged spam (X-Spam-Flag: YES), delivered
-    hold: float = 0.9  # at or above: held in quarantine
-    reject: float = 0.995  # at or above: rejected at SMTP time (550 5.7.1)
+    Unset (None), each comes from the served model: training calibrates them on ham the
+    model's parts were not trained on (see ``Hyper.calibrate_*``); a model without
+    calibrated thresholds gets ``FALLBACK``. A value set here overrides the model's.
+    """
+
+    FALLBACK: ClassVar[dict[str, float]] = {"spam": 0.5, "hold": 0.9, "reject": 0.995}
+
+    spam: float | None = None  # at or above: tagged spam (X-Spam-Flag: YES), delivered
+    hold: float | None = None  # at or above: held in quarantine
+    reject: float | None = None  # at or above: rejected at SMTP time (550 5.7.1)
     required_score: float = 5.0  # SpamAssassin-scale score that corresponds to `spam`
+
+    def resolved(self, model_thresholds: dict[str, float] | None = None) -> ResolvedThresholds:
+        """The thresholds in force: these settings, else the model's, else FALLBACK."""
+        base = {**self.FALLBACK, **(model_thresholds or {})}
+        spam = self.spam if self.spam is not None else base["spam"]
+        hold = self.hold if self.hold is not None else max(base["hold"], spam)
+        reject = self.reject if self.reject is not None else max(base["reject"], hold)
+        return ResolvedThresholds(spam, hold, reject, self.required_score)
+
+
+class ResolvedThresholds(NamedTuple):
+    spam: float
+    hold: float
+    reject: float
+    required_score: float
 
 
 class RulesSettings(BaseModel):
@@ -95,6 +136,10 @@ class MessageSettings(BaseModel):
     max_parse_bytes: int = 10 * 1024 * 1024  # bytes of a message handed to the MIME parser
     max_text_chars: int = 200_000  # characters of decoded text kept for features
     max_parts: int = 200
+    # CPU milliseconds (the scoring thread's) one message may spend in parsing and rules;
+    # over it, the remaining rule stages are skipped, the message is scored on what was
+    # reached and its verdict carries SCAN_BUDGET_EXCEEDED. 0: unbounded
+    scan_budget_ms: float = 500.0
 
 
 class StoreSettings(BaseModel):
@@ -151,7 +196,11 @@ class MlflowSettings(BaseModel):
     # a challenger must be no worse than the champion on each of these (higher is better
     # unless the name starts with "-": then lower is better)
     gate_metrics: list[str] = Field(
-        default_factory=lambda: ["-one_minus_roca_pct", "recall_at_fpr_0.001"]
+        default_factory=lambda: [
+            "-one_minus_roca_pct",
+            "recall_at_fpr_0.001",
+            "-oos_one_minus_roca_pct",
+        ]
     )
     gate_tolerance: float = 0.0
 
@@ -167,6 +216,9 @@ class ApiSettings(BaseModel):
     port: int = 8080
     workers: int = 2
     max_body_bytes: int = 25 * 1024 * 1024
+    # seconds a client has to send a whole request body once its headers are in; over it,
+    # 408 and the connection is closed. 0: no limit
+    body_timeout: float = 60.0
     require_keys: bool = True
     scorer_url: str | None = None  # the SMTP filter scores over HTTP when set
     scorer_api_key: str | None = None
@@ -196,7 +248,13 @@ class SmtpSettings(BaseModel):
     max_recipients: int = 100
     max_connections_per_ip: int = 20
     max_commands_per_session: int = 1000
+    # seconds of silence from a client before it is disconnected (Postfix's smtpd_timeout:
+    # between commands, and between reads of message content)
     idle_timeout: float = 300.0
+    # seconds a command line or a line of message content may take to arrive once its first
+    # byte has (Postfix's smtpd_per_record_deadline): a client dripping a byte at a time is
+    # cut off with 421 4.4.2. 0: no deadline
+    record_deadline: float = 30.0
     authserv_id: str = "mx.mailsift.test"
     auth_failures_before_throttle: int = 3
     barred_message: str = "Address barred by local policy"
@@ -212,6 +270,21 @@ class SmtpSettings(BaseModel):
     # spool/failed/ for the operator (logged as an error; no bounce). Postfix: 5 days
     spool_max_age: float = 5 * 86400.0
     spool_concurrency: int = 8
+    # the filter sits after the MTA's queue (Postfix content_filter): the MTA already accepted
+    # the message and would bounce a refusal to its sender (backscatter), so a spam reject or
+    # a check's rejection (a virus) is held in the quarantine instead of answered 550
+    after_queue: bool = False
+
+
+class MilterSettings(BaseModel):
+    """``mailsift serve milter``: the Sendmail/Postfix milter (protocol version 6)."""
+
+    host: str = "127.0.0.1"
+    port: int = 11332
+    socket: Path | None = None  # a Unix socket instead of TCP (Postfix: unix:/path)
+    socket_mode: int = 0o660
+    idle_timeout: float = 600.0  # an MTA connection silent this long is closed
+    max_message_size: int = 25 * 1024 * 1024  # beyond: 552 5.3.4 (the MTA's own limit first)
 
 
 class DnsSettings(BaseModel):
@@ -286,6 +359,24 @@ class AntivirusSettings(BaseModel):
     on_error: Literal["tempfail", "accept"] = "tempfail"
 
 
+class SpamdSettings(BaseModel):
+    """``mailsift serve spamd``: SpamAssassin's spamd protocol (spamc, Exim, amavis...)."""
+
+    host: str = "127.0.0.1"
+    port: int = 783
+    # clients outside these networks are disconnected unanswered (spamd's --allowed-ips)
+    allowed_networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    max_message_size: int = 25 * 1024 * 1024  # after zlib inflation; larger: EX_PROTOCOL
+    timeout: float = 30.0  # reading a request (spamd's --timeout-tcp)
+    scan_timeout: float = 300.0  # scoring or learning one message (spamd's --timeout-child)
+    max_connections: int = 64  # concurrent clients; more get EX_TEMPFAIL at once
+    allow_tell: bool = False  # TELL (spamc -L/-C) teaches the model (spamd's --allow-tell)
+    user_domain: str = ""  # appended to a bare User: name ("alice" -> alice@<user_domain>)
+    hostname: str = ""  # named in REPORT texts; "" -> this machine's host name
+    tls_cert: Path | None = None  # both set: every connection is TLS (spamc -S)
+    tls_key: Path | None = None
+
+
 class QuarantineSettings(BaseModel):
     spool_dir: Path | None = None  # default: <var_dir>/quarantine
     retention_days: float = 30.0
@@ -294,12 +385,24 @@ class QuarantineSettings(BaseModel):
 class UiSettings(BaseModel):
     secret_key: str = ""  # "" -> generated once into <var_dir>/ui-secret
     secure_cookies: bool = True
-    session_max_age: int = 8 * 3600
+    session_max_age: int = 8 * 3600  # seconds a login lasts (sessions live in the store)
+    # login throttle, counted in the store over `login_window` seconds: after
+    # `login_failures` failures of one account from one client address, that pair is refused
+    # (429) until the window passes; other accounts behind the same address are not
+    login_failures: int = 5
+    login_window: float = 300.0
+    # soft limits: past this many failures from one address (any account), of one account
+    # (any address) or in all, every login attempt they cover waits `login_slow_delay`
+    # seconds before its password is checked (slowed, never locked out)
+    login_soft_per_address: int = 20
+    login_soft_per_account: int = 10
+    login_soft_total: int = 100
+    login_slow_delay: float = 2.0
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="MAILSIFT_",
+        env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
         extra="ignore",
     )
@@ -315,6 +418,7 @@ class Settings(BaseSettings):
     train: TrainSettings = Field(default_factory=TrainSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    milter: MilterSettings = Field(default_factory=MilterSettings)
     dns: DnsSettings = Field(default_factory=DnsSettings)
     greylist: GreylistSettings = Field(default_factory=GreylistSettings)
     dnsbl: DnsblSettings = Field(default_factory=DnsblSettings)
@@ -322,13 +426,15 @@ class Settings(BaseSettings):
     auth: AuthChecksSettings = Field(default_factory=AuthChecksSettings)
     barring: BarringSettings = Field(default_factory=BarringSettings)
     antivirus: AntivirusSettings = Field(default_factory=AntivirusSettings)
+    spamd: SpamdSettings = Field(default_factory=SpamdSettings)
     quarantine: QuarantineSettings = Field(default_factory=QuarantineSettings)
     ui: UiSettings = Field(default_factory=UiSettings)
 
     @field_validator("thresholds")
     @classmethod
     def _ordered(cls, v: ThresholdSettings) -> ThresholdSettings:
-        if not (0.0 < v.spam <= v.hold <= v.reject <= 1.0):
+        given = [t for t in (v.spam, v.hold, v.reject) if t is not None]
+        if any(not 0.0 < t <= 1.0 for t in given) or given != sorted(given):
             raise ValueError("thresholds must satisfy 0 < spam <= hold <= reject <= 1")
         return v
 
@@ -341,7 +447,14 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        # the aliases come before the other variables (a deliberate short override wins) and
+        # are hidden from pydantic-settings' own source, which would read MAILSIFT_MODEL as
+        # the whole ``model`` block in JSON and fail on a folder name
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            AliasEnvSource(settings_cls),
+            BlockEnvSource(settings_cls),
+        ]
         toml = _config_file()
         if toml is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
@@ -390,24 +503,35 @@ def _config_file() -> Path | None:
     return local if local.is_file() else None
 
 
-def _aliases() -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if os.environ.get("MAILSIFT_CORPUS"):
-        out.setdefault("paths", {})["corpus"] = os.environ["MAILSIFT_CORPUS"]
-    if os.environ.get("MAILSIFT_MODEL"):
-        out.setdefault("model", {})["path"] = os.environ["MAILSIFT_MODEL"]
-    return out
+class AliasEnvSource(PydanticBaseSettingsSource):
+    """The short aliases of ``ENV_ALIASES``, each setting one field of its block (empty
+    values are ignored, as unset)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # __call__ below does the work
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for var, (block, name) in ENV_ALIASES.items():
+            value = os.environ.get(var)
+            if value:
+                out.setdefault(block, {})[name] = value
+        return out
+
+
+class BlockEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source without the alias variables."""
+
+    def _load_env_vars(self) -> dict[str, str | None]:
+        hidden = {a if self.case_sensitive else a.lower() for a in ENV_ALIASES}
+        return {k: v for k, v in super()._load_env_vars().items() if k not in hidden}
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build the settings: init overrides > environment > TOML file > defaults."""
-    merged = _aliases()
-    for k, v in overrides.items():
-        if isinstance(v, dict) and isinstance(merged.get(k), dict):
-            merged[k] = {**merged[k], **v}
-        else:
-            merged[k] = v
-    return Settings(**merged)
+    """Build the settings: init overrides > short aliases > other environment variables >
+    TOML file > defaults. A block given in ``overrides`` is merged field by field into what
+    the other sources say."""
+    return Settings(**overrides)
 
 
 @lru_cache(maxsize=1)

@@ -12,7 +12,8 @@ feedback learner together. The HTTP API, the SMTP filter and the quarantine all 
   trusted=None) -> FeedbackResult``: a report about a scored message (by verdict id) or
   any raw message. ``user``: whose mail it is (their own corrections); ``reporter``: who
   speaks (rate caps, corroboration votes, budgets; default ``user``); ``trusted``: a
-  global lesson at once (default: ``source`` in ``feedback.trusted_sources``). See
+  global lesson at once (default: ``source`` in ``feedback.trusted_sources``); ``via``: the
+  mail server that relayed a user's report (its votes count as one domain). See
   ``mailsift.classifier.feedback`` for who teaches what.
 - ``reload_model(model_dir=None)``: load the serving model (champion) again and swap it in
   without dropping a request in flight; feedback learned since its snapshot is replayed.
@@ -163,8 +164,11 @@ class ScoringService:
         *,
         reporter: str | None = None,
         trusted: bool | None = None,
+        via: str | None = None,
     ) -> FeedbackResult:
-        """Teach that a message is spam or ham (see the module docstring)."""
+        """Teach that a message is spam or ham (see the module docstring). ``via``: the
+        mail server (a delegate key, the spamd front end) that relayed a user's report:
+        every vote relayed by it counts as one domain."""
         from mailsift.classifier.feedback import FeedbackError  # lazily: see __getattr__
 
         digest: str | None = None
@@ -194,6 +198,7 @@ class ScoringService:
             digest=digest,
             reporter=reporter,
             trusted=trusted,
+            via=via,
         )
 
     # ---- model -----------------------------------------------------------------------------

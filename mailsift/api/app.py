@@ -26,11 +26,13 @@ from types import ModuleType
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from mailsift.api import metrics
+from mailsift.api.docs import install_docs
 from mailsift.api.fastpath import ScoreFastPath
 from mailsift.api.keys import ApiKeys
 from mailsift.api.lean import lean_process, resolve_serving_model, trim_heap
@@ -53,6 +55,8 @@ RECORD_THREADS = 8
 # requests a keep-alive connection carries before the server closes it (spreads the
 # connections of long-lived clients over the workers: see RecycleMiddleware)
 KEEPALIVE_REQUESTS = 100
+# validation errors listed in one 422 answer
+MAX_VALIDATION_ERRORS = 20
 
 DESCRIPTION = """\
 Score email for spam, explain the verdict, and learn from users' reports.
@@ -93,7 +97,10 @@ def _start(app: FastAPI, settings: Settings) -> None:
         metrics.set_model_version(service.model_version)
 
     sync = ModelSync(
-        generation_file(settings.paths.var_dir), follow, settings.api.reload_poll_seconds
+        generation_file(settings.paths.var_dir),
+        follow,
+        settings.api.reload_poll_seconds,
+        store=service.store,
     )
     sync.start()
     app.state.model_sync = sync
@@ -149,6 +156,27 @@ def _document_models(app: FastAPI, *models: type[BaseModel]) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def validation_details(errors: Any) -> list[dict[str, Any]]:
+    """Where and why a request is invalid, without the offending input: pydantic's errors
+    carry the input value (for invalid JSON the whole body, for an over-long batch the whole
+    list of messages), which a 422 must not send back. ``loc``, ``msg`` and ``type`` only, and
+    at most ``MAX_VALIDATION_ERRORS`` of them (then one entry saying how many were left out):
+    a batch of thousands of bad messages gets a short answer."""
+    errors = list(errors)
+    out: list[dict[str, Any]] = [
+        {
+            "loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
+        for e in errors[:MAX_VALIDATION_ERRORS]
+    ]
+    if len(errors) > MAX_VALIDATION_ERRORS:
+        more = len(errors) - MAX_VALIDATION_ERRORS
+        out.append({"loc": [], "msg": f"and {more} more errors", "type": "too_many_errors"})
+    return out
+
+
 def create_app(
     settings: Settings, service: ScoringService | None = None, fast_path: bool = True
 ) -> FastAPI:
@@ -176,6 +204,10 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_url="/openapi.json",
+        # /docs from the package's own assets (install_docs), no CDN; no /redoc
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings
     app.state.service = service
@@ -189,7 +221,12 @@ def create_app(
     for module in (score, feedback, lists, verdicts, models, health):
         app.include_router(module.router)
     _include_ui(app)
+    install_docs(app)
     _document_models(app, BatchRequest)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_details(exc.errors())}, status_code=422)
 
     @app.exception_handler(StoreError)
     async def store_down(request: Request, exc: StoreError) -> JSONResponse:
@@ -211,7 +248,11 @@ def create_app(
 
     if fast_path:  # innermost: the body limit, metrics, access log and recycling apply
         app.add_middleware(ScoreFastPath)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.api.max_body_bytes,
+        body_timeout=settings.api.body_timeout,
+    )
     app.add_middleware(ObserveMiddleware)
     app.add_middleware(RecycleMiddleware, max_requests=KEEPALIVE_REQUESTS)
     return app

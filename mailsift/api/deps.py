@@ -53,12 +53,18 @@ class Principal:
             return self.key.owner.lower()
         return self.actor
 
-    def check_user(self, user: str) -> None:
+    @property
+    def delegate(self) -> bool:
+        """A mail server's key that reports for the users it authenticates."""
+        return self.key is not None and self.key.delegate
+
+    def check_user(self, user: str, delegate_ok: bool = False) -> None:
         """A key bound to one user may act only for that user; a key bound to nobody acts
-        for users only when it is an admin key (403 otherwise). Without keys
+        for users only when it is an admin key, or (``delegate_ok``: feedback) a delegate
+        key (403 otherwise). Without keys
         (``api.require_keys = false``, a trusted loopback set-up) anyone is let through."""
         key = self.key
-        if key is None or key.allows("admin"):
+        if key is None or key.allows("admin") or (delegate_ok and key.delegate and user):
             return
         if not key.owner:
             raise HTTPException(

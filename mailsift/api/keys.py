@@ -9,9 +9,11 @@ Scopes: ``score`` (score messages, read verdicts and models), ``feedback`` (repo
 edit a user's trusted/untrusted senders), ``trusted`` (``feedback`` as a trusted reporter:
 its reports teach everyone at once, e.g. a spam-trap feed or a help desk) and ``admin``
 (everything, including the global lists, keys and model reload; a trusted reporter too).
-A ``feedback`` key that is not trusted must be bound to one user (``owner``): it acts only
-for that user (their feedback, their lists, their quarantine); an unbound one may not speak
-for anyone.
+``delegate`` (``feedback`` for a mail server that authenticates its users, e.g. Dovecot's
+learn pipe: it names the user, and the report is that user's own, never trusted; all its
+votes count as one domain). A ``feedback`` key that is neither must be bound to one user
+(``owner``): it acts only for that user (their feedback, their lists, their quarantine); an
+unbound one may not speak for anyone.
 
 Verified keys are cached per process for ``settings.api.key_cache_seconds`` so a scoring
 request costs no store round trip; a revocation takes effect within that time.
@@ -30,7 +32,7 @@ from typing import Any
 
 from mailsift.store.base import Row, Store
 
-SCOPES = ("score", "feedback", "trusted", "admin")
+SCOPES = ("score", "feedback", "trusted", "delegate", "admin")
 TOKEN_PREFIX = "msk_"  # noqa: S105 (a public prefix, not a secret)
 _TOKEN_RE = re.compile(r"^msk_([0-9a-f]{12})_([A-Za-z0-9_-]{20,128})$")
 
@@ -49,7 +51,13 @@ class ApiKey:
         feedback)."""
         if "admin" in self.scopes or scope in self.scopes:
             return True
-        return scope == "feedback" and "trusted" in self.scopes
+        return scope == "feedback" and bool({"trusted", "delegate"} & self.scopes)
+
+    @property
+    def delegate(self) -> bool:
+        """A mail server reporting for the users it authenticates (a Dovecot learn pipe):
+        it names any user, and the report is that user's, never a trusted one."""
+        return "delegate" in self.scopes
 
     @property
     def trusted(self) -> bool:

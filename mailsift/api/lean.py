@@ -21,7 +21,8 @@ MLflow (~90 MB) never is.
   memory of its own).
 - :func:`trim_heap` returns freed heap pages to the system (after the model is loaded).
 - :func:`resolve_serving_model` asks the MLflow registry for the champion in a short-lived
-  child process, so MLflow is never imported in the worker.
+  child process, so MLflow is never imported in the worker; the child dies with the
+  process that started it (``mailsift.lifecycle``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import ctypes
 import ctypes.util
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +47,8 @@ _M_ARENA_MAX = -8  # glibc mallopt parameter
 
 _RESOLVE = """
 import json, sys
+from mailsift.lifecycle import die_with_parent
+die_with_parent(int(sys.argv[1]))
 from mailsift.classifier.scorer import serving_model_dir
 from mailsift.config import get_settings
 print(json.dumps(str(serving_model_dir(get_settings()))))
@@ -99,7 +103,7 @@ def resolve_serving_model(settings: Settings) -> Path:
 
     try:
         out = subprocess.run(
-            [sys.executable, "-c", _RESOLVE],
+            [sys.executable, "-c", _RESOLVE, str(os.getpid())],
             env=settings_env(settings),
             capture_output=True,
             text=True,

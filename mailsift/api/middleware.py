@@ -2,7 +2,9 @@
 
 ``BodyLimitMiddleware`` refuses a body larger than ``max_bytes`` with 413 before reading
 it when ``Content-Length`` says so, and otherwise counts bytes while the application reads
-the stream (chunked uploads), so a 1 GB body is never held in memory.
+the stream (chunked uploads), so a 1 GB body is never held in memory. A body that has not
+fully arrived ``body_timeout`` seconds after the request's headers is answered 408 and the
+connection closed: a client that stops half-way does not hold a request open for good.
 
 ``RecycleMiddleware`` asks the client to close a keep-alive connection after it has carried
 ``max_requests`` requests (``Connection: close``, as nginx's ``keepalive_requests``). With
@@ -14,11 +16,15 @@ evens out within seconds; a reconnect costs a TCP handshake per ``max_requests``
 
 ``ObserveMiddleware`` counts requests and latency per route template (Prometheus) and
 writes one JSON access-log line per request, with the verdict id of a scoring request
-(``request.state.verdict_ids``); never a message body.
+(``request.state.verdict_ids``); never a message body. A client that disconnects before
+its response (mid-body, say) is counted and logged with status 499 (nginx's "client
+closed request"), one line without a traceback: the error it causes in the application
+(``ClientDisconnect``) is the client's doing, not a 500.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -26,12 +32,16 @@ from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailsift.api import metrics
 from mailsift.api.logs import ACCESS_LOGGER, log_event
 
 _access = logging.getLogger(ACCESS_LOGGER)
+
+# the status logged and counted for a request whose client left before its response
+CLIENT_CLOSED = 499
 
 
 class BodyTooLarge(HTTPException):
@@ -41,6 +51,18 @@ class BodyTooLarge(HTTPException):
         super().__init__(
             status_code=413,
             detail=f"request body too large: the limit is {limit} bytes",
+        )
+
+
+class BodyTimeout(HTTPException):
+    """Raised from ``receive`` once the body is overdue (rendered as 408; the connection is
+    closed after it, the rest of the body unread)."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(
+            status_code=408,
+            detail=f"request body not received within {timeout:g} s",
+            headers={"Connection": "close"},
         )
 
 
@@ -63,9 +85,10 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
 class BodyLimitMiddleware:
     """Enforce a request body size limit while the body streams in."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, body_timeout: float = 0.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.body_timeout = body_timeout  # seconds for the whole body; 0: no limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -80,14 +103,24 @@ class BodyLimitMiddleware:
 
         received = 0
         started = False
+        timeout = self.body_timeout
+        deadline = time.monotonic() + timeout if timeout > 0 else None
+        body_done = False
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if deadline is None or body_done:  # after the body: waits for a disconnect
+                message = await receive()
+            else:
+                try:
+                    message = await asyncio.wait_for(receive(), deadline - time.monotonic())
+                except TimeoutError:
+                    raise BodyTimeout(timeout) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise BodyTooLarge(limit)
+                body_done = not message.get("more_body", False)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -98,10 +131,10 @@ class BodyLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge as exc:
+        except (BodyTooLarge, BodyTimeout) as exc:
             if started:
                 raise
-            await _send_json(send, 413, {"detail": exc.detail})
+            await _send_json(send, exc.status_code, {"detail": exc.detail})
 
 
 class RecycleMiddleware:
@@ -154,19 +187,36 @@ class ObserveMiddleware:
             return
         start = time.perf_counter()
         status = 500
+        started = False
+        left = False  # the client disconnected before the response started
 
         async def status_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started = True
             await send(message)
+
+        async def watching_receive() -> Message:
+            nonlocal left
+            message = await receive()
+            if message["type"] == "http.disconnect" and not started:
+                left = True
+            return message
 
         metrics.IN_FLIGHT.inc()
         try:
-            await self.app(scope, receive, status_send)
+            await self.app(scope, watching_receive, status_send)
+        except ClientDisconnect:
+            # nobody to answer; the client's doing: no traceback, no 500 (logged below)
+            if started:
+                raise
+            left = True
         finally:
             metrics.IN_FLIGHT.dec()
             elapsed = time.perf_counter() - start
+            if left:  # whatever the application answered, nobody received it
+                status = CLIENT_CLOSED
             route = _route_template(scope)
             method = scope["method"]
             metrics.observe_request(method, route, status, elapsed)

@@ -6,6 +6,11 @@ finish on the model they started with) and then bumps a generation file,
 ``<var_dir>/run/model-generation``. Every worker runs a ``ModelSync`` thread that polls the
 file (``settings.api.reload_poll_seconds``) and reloads when the generation changes, so all
 workers serving one var dir follow within about that time.
+
+Given the store, the generation is also written to the store's ``model_generation`` table and
+polled from there: every node on a shared store (its API workers, its SMTP filter, its
+milter) follows a reload made on any node. A store that cannot be read keeps the last
+generation seen (no reload, no error beyond a log line).
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from mailsift.api.logs import log_event
 
@@ -26,31 +33,60 @@ def generation_file(var_dir: Path) -> Path:
     return var_dir / "run" / "model-generation"
 
 
-class ModelSync:
-    """Polls the generation file in a daemon thread and calls ``reload`` on a change."""
+GENERATION_KEY = "serving"
 
-    def __init__(self, path: Path, reload: Callable[[], object], poll_seconds: float = 1.0):
+
+class ModelSync:
+    """Polls the generation file (and the store's generation) in a daemon thread and calls
+    ``reload`` on a change."""
+
+    def __init__(
+        self,
+        path: Path,
+        reload: Callable[[], object],
+        poll_seconds: float = 1.0,
+        store: Any = None,
+    ) -> None:
         self.path = path
         self.reload = reload
         self.poll_seconds = poll_seconds
+        self.store = store
+        self._shared = ""
         self._seen = self._read()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _read(self) -> str:
         try:
-            return self.path.read_text(encoding="utf-8").strip()
+            local = self.path.read_text(encoding="utf-8").strip()
         except OSError:
-            return ""
+            local = ""
+        if self.store is not None:
+            try:
+                row = self.store.query_one(
+                    "SELECT generation FROM model_generation WHERE name = ?", (GENERATION_KEY,)
+                )
+                self._shared = str(row["generation"]) if row else ""
+            except Exception as exc:  # keep the last one seen
+                log_event(log, "model generation unreadable", logging.WARNING, error=str(exc))
+        return f"{local}|{self._shared}" if local or self._shared else ""
 
     def bump(self) -> str:
-        """Announce a new model generation to the other workers (atomic replace)."""
+        """Announce a new model generation to the other workers (atomic replace) and, with a
+        store, to every node on it."""
         generation = uuid.uuid4().hex
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         tmp.write_text(generation + "\n", encoding="utf-8")
         os.replace(tmp, self.path)
-        self._seen = generation
+        if self.store is not None:
+            self.store.execute(
+                "INSERT INTO model_generation (name, generation, updated) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET generation = excluded.generation, "
+                "updated = excluded.updated",
+                (GENERATION_KEY, generation, time.time()),
+            )
+        self._seen = self._read()
         return generation
 
     def check(self) -> bool:

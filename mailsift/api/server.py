@@ -21,11 +21,11 @@ from typing import IO
 
 import httpx
 
-from mailsift.config import Settings
+from mailsift.config import ENV_ALIASES, Settings
 
 MAILSIFT = str(Path(sys.executable).with_name("mailsift"))
 # short environment aliases of mailsift.config (they name one field, not a block)
-ALIASES = ("MAILSIFT_MODEL", "MAILSIFT_CORPUS")
+ALIASES = tuple(ENV_ALIASES)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -610,11 +610,13 @@ class Learner:
         digest: str | None = None,
         reporter: str | None = None,
         trusted: bool | None = None,
+        via: str | None = None,
     ) -> FeedbackResult:
         """Record one report and learn from it: globally at once when ``trusted`` (default:
         whether ``source`` is one of ``feedback.trusted_sources``), else for ``user``'s own
         mail at once and for everyone once corroborated. ``reporter``: who speaks (rate
-        caps, votes, budgets; default ``user``). ``digest``: the message's sha256 when
+        caps, votes, budgets; default ``user``). ``via``: the mail server that relayed a
+        user's report (a delegate key, spamd): all its votes count as one domain. ``digest``: the message's sha256 when
         ``raw`` is a truncated copy (a kept sample)."""
         if trusted is None:
             trusted = self.trusted_source(source)
@@ -644,7 +646,9 @@ class Learner:
                 elif event.unlearn:
                     res.detail = f"relabelled: took back {event.unlearn}, learned {res.label}"
             return res
-        return self._submit_user(label, user, raw, verdict_id, source, sample, digest, reporter)
+        return self._submit_user(
+            label, user, raw, verdict_id, source, sample, digest, reporter, via
+        )
 
     def _submit_user(
         self,
@@ -656,6 +660,7 @@ class Learner:
         sample: Sample | None,
         digest: str | None,
         reporter: str | None,
+        via: str | None = None,
     ) -> FeedbackResult:
         lab, user = _check(label, user, raw, source)
         user = user.lower()
@@ -695,7 +700,8 @@ class Learner:
                     fb.add_user_lesson(
                         user, digest, lab.value, encode_cols(cols), lesson / len(cols)
                     )
-                fb.add_vote(reporter, domain_of(reporter), digest, lab.value, bands)
+                domain = f"via:{via}" if via else domain_of(reporter)
+                fb.add_vote(reporter, domain, digest, lab.value, bands)
                 agree, res.votes = self._corroboration(bands, lab.value, now)
                 if res.votes >= fs.corroborate:
                     margin = fs.global_margin if y else -fs.global_margin

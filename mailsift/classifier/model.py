@@ -10,92 +10,30 @@ Kinds (``settings.model.kind``):
 * ``logreg``: logistic regression trained by SGD (``SGDClassifier(loss="log_loss")``, several
   epochs in ``fit``, one step per message in ``partial_fit``). The token block is
   L2-normalised per message (like TF-IDF), the rule / symbol / structure block stays 0/1.
-* ``blend`` (default): NB, logreg and a third, small logistic regression over the rule /
-  symbol / structure block alone (``Hyper.meta_c``: strongly regularised, liblinear) joined
-  by a three-input logistic regression (a stacker) fitted on 3-fold out-of-fold log-odds of
-  the training set, so the blend is calibrated. NB log-odds are huge (hundreds): they enter
-  the stacker as ``arcsinh(z / 10)``, which keeps their sign and ranking but stops one
-  over-confident NB vote from drowning the linear model. The stacker gives the
-  rules/structure model a *negative* weight (-0.70 on the whole corpus; NB +0.51, logreg
-  +1.15): it discounts rule / structure evidence that NB and logreg have already counted,
-  so a ham that trips many correlated rules (an HTML newsletter: "click here", images,
-  no text part) no longer outscores spam on that alone. It lifts cross-validation and the
-  time-ordered split, but costs on other sources (see below). ``partial_fit`` updates NB
-  and logreg; the stacker and the rules/structure model stay fixed until the next full
-  fit.
+* ``blend`` (default): NB, logreg and a third logistic regression over the rule / symbol /
+  structure block alone, joined by a three-input logistic regression (the stacker). NB
+  log-odds are huge (hundreds): they enter the stacker as ``arcsinh(z / 10)``, which keeps
+  their sign and ranking but stops one over-confident NB vote from drowning the others.
+  ``partial_fit`` updates NB and logreg; the stacker and the rules/structure model stay
+  fixed until the next full fit.
 
-Measured on the SpamAssassin corpus (6,046 messages, 5-fold stratified CV, fixed seed;
-1-ROCA% as the mean over folds / spam recall at 0.1% ham FPR pooled over folds):
+What makes the blend hold up on mail from sites and years it was not trained on (each
+choice measured on the generalisation protocol, :mod:`mailsift.pipeline.generalise`;
+figures in ``docs/experiments.md``):
 
-=====================================================  ===========  ===============
-features, model                                        1-ROCA%      recall@0.1%FPR
-=====================================================  ===========  ===============
-own rules: ``nb`` (log counts, alpha 0.01)             0.196        91.6
-own rules: ``logreg`` (meta_scale 1, alpha 1e-5)       0.206        71.6
-own rules: ``blend``, log-count NB, linear stacker     0.068        89.2
-own rules: ``blend``, 0/1 NB a=0.003, arcsinh squash   0.036        95.6
-+ stock SpamAssassin rules: same, meta_scale 1         0.042        94.5
-+ stock rules: ``blend``, meta_scale 0.12              0.029        94.0
-+ stock rules: ``blend`` default (+ SGD alpha 3e-6)    0.028        94.5
-own rules only: ``blend`` default                      0.028        94.8
-+ stock rules: ``logreg`` (meta_scale 0.12)            0.050        90.6
-=====================================================  ===========  ===============
-
-The TF-IDF + logistic regression baseline of the pipeline issue: 0.043 / 94.3.
-
-Time-ordered split (stock rules; train on the oldest 80 % by Date, test on the newest 20 %,
-which holds only 62 spam): ``blend`` 0.077 / 87.1, ``logreg`` 0.050 / 88.7, ``nb`` 2.9 / 79.0.
-Naive Bayes ages worst; the linear model, which leans on rules and structure, ages best.
-
-Generalisation (issue 3), measured on the corpus as ``pipeline.corpus`` indexes it now (5,839
-messages, 1,729 spam), every figure 1-ROCA% / spam recall at 0.1 % ham FPR, **means over
-folds** (as ``bench/bench_accuracy.py`` prints them): **cv** 5-fold stratified; **time** the
-time-ordered split (1,168 test messages, 69 spam: one spam is 1.4 points of recall, and at
-0.1 % FPR no test ham may outscore a caught spam); **src** (scratch protocol, not in the
-bench) trained on ``easy_ham`` + ``spam`` + half of ``hard_ham``, tested on ``easy_ham_2`` +
-``spam_2`` + the other half (2,780 test messages, 1,267 spam): other sources, later spam.
-Rows other than the default have no third stacker input unless they say so.
-
-=========================================================  ============  ============  ============
-``blend``, change                                          cv            time          src
-=========================================================  ============  ============  ============
-feature set 2 (before issue 3)                             0.031 / 92.5  0.062 / 88.4  0.410 / 89.5
-feature set 2, ``logreg``                                  0.046 / 89.3  0.048 / 89.9  0.440 / 84.9
-set 2 + SpamAssassin score sum of the hits, 3rd input (*)  0.031 / 92.7  0.077 / 89.9
-set 2 without ``rcv:ip16:``                                0.031 / 92.5  0.071 / 88.4  0.400 / 89.3
-set 2 without ``rcv:`` (all Received tokens)               0.035 / 92.3  0.088 / 88.4  0.345 / 88.7
-set 2, ``lr_alpha`` 1e-5                                   0.033 / 92.5  0.080 / 88.4  0.462 / 88.2
-set 2, ``meta_scale`` 0.25                                 0.037 / 90.2  0.149 / 88.4  0.415 / 90.7
-set 2, ``nb_alpha`` 0.03                                   0.033 / 91.3  0.045 / 89.9  0.406 / 83.7
-**set 3: no words of other headers' values** (``hv:``)     0.028 / 92.9  0.059 / 88.4  0.259 / 91.4
-set 3 + SpamAssassin score sum, 3rd input (*)              0.028 / 92.9  0.070 / 88.4  0.252 / 91.6
-set 3 + rules/structure-only logreg C 0.1, 3rd input       0.026 / 94.2  0.054 / 88.4  0.315 / 88.5
-set 3 + rules/structure-only logreg C 1, 3rd input         0.028 / 92.9  0.054 / 89.9  0.300 / 88.0
-**set 3 + rules/structure-only logreg C 0.03** (default)   0.025 / 94.6  0.049 / 91.3  0.316 / 89.2
-set 3, stacker on 5 folds (not 3)                          0.028 / 92.9  0.053 / 88.4  0.243 / 90.8
-set 3 without ``rcv:ip16:``                                0.030 / 92.7  0.071 / 88.4  0.247 / 91.2
-set 3 without ``rcv:ip16:``, ``mid:shape:`` (= D)          0.030 / 92.7  0.065 / 88.4  0.250 / 90.9
-D without ``h:`` (header names)                            0.030 / 92.9  0.053 / 88.4  0.229 / 89.7
-D without ``bw:`` (body bigrams)                           0.028 / 91.8  0.053 / 88.4  0.259 / 85.2
-D without ``from:local:``, ``to:``                         0.030 / 92.6  0.071 / 88.4  0.236 / 89.7
-D, ``nb_alpha`` 0.01                                       0.030 / 92.3  0.071 / 88.4  0.233 / 86.6
-D, ``lr_alpha`` 1e-6                                       0.028 / 92.3  0.073 / 88.4  0.250 / 88.7
-D, ``meta_scale`` 0.06                                     0.031 / 93.2  0.074 / 88.4  0.261 / 88.6
-D, NB log-odds / 30 before the squash (not / 10)           0.030 / 92.9  0.111 / 89.9  0.240 / 91.2
-=========================================================  ============  ============  ============
-
-(*) the stacker gives the score sum a *negative* weight: next to NB and logreg it adds
-nothing that lasts (the rule score sums alone, without Bayes, score 1-ROCA% ~3.6 here).
-
-Default since issue 3: feature set 3 **+ the rules/structure-only model as a third stacker
-input, C 0.03**: cv **0.025 / 94.6**, time **0.049 / 91.3**, src 0.316 / 89.2 (C 0.1 and 1:
-see the table). Dropping the ``hv:`` tokens is the one change better on all three
-protocols; the third input then helps cross-validation (per-fold recall 92.9 -> 94.6) and
-the time split but costs about a fifth of the gain on other sources (src 0.259 -> 0.316,
-still better than feature set 2). NB over tokens only (no meta block; no third input):
-0.028 / 93.0, 0.067 / 88.4, 0.263 / 90.1. On the time split the missed spam sit below a few
-``hard_ham`` newsletters; the same hams set the per-fold recall at 0.1 % FPR on
-cross-validation (one ham per fold decides it), so those figures move in steps.
+* **The rules start from SpamAssassin's scores.** Given ``rule_priors`` (rule -> score, the
+  stock scores fitted by SpamAssassin on very large many-site corpora), the rules/structure
+  model takes the score sum as one input and learns per-feature corrections, each clipped to
+  ``Hyper.prior_bound``; the learned scale is folded back into the rule columns, so a rule
+  the training mail never hit still weighs in proportion to its score.
+* **Out-of-source stacking and calibration.** With ``groups`` (the source of each training
+  message, :func:`mailsift.pipeline.sources.stacker_groups`), the stacker is fitted on each
+  source's predictions from base models trained on the other sources, so it weighs the base
+  models by how they travel, not by how they fit their own mail. The same predictions give
+  the thresholds (:func:`calibrate_thresholds`: at most 1 % / 0.3 % / 0.05 % of that ham
+  tagged / held / rejected) and the out-of-fold figures the promotion gate compares.
+* **Source-balanced weights** (:func:`mailsift.pipeline.sources.source_weights`): a small
+  archive of one kind of mail (newsletters) is not drowned by a large one of another.
 
 Label flip: naive Bayes unlearns the wrong label exactly, then learns the right one. A linear
 model cannot subtract a past gradient step: :meth:`SpamModel.unlearn` on ``logreg`` takes a
@@ -141,6 +79,7 @@ from mailsift.classifier.features import (
     HashedSample,
     Sample,
     Vectorizer,
+    hash_columns,
 )
 from mailsift.config import ModelSettings, Settings
 from mailsift.verdict import TokenContribution
@@ -184,6 +123,9 @@ TRUSTED_TYPES = frozenset(
 LOGIT_CLIP = 30.0
 NB_LOGIT_SCALE = 10.0  # naive Bayes log-odds are large: scaled before the stacker
 META_CLIP = 30.0  # rules/structure-only model log-odds, clipped before the stacker
+PRIOR_UNIT = 5.0  # rule score sums enter the rules/structure model in units of 5 points
+# calibrated thresholds are never below these (calibration only makes them stricter)
+CALIBRATION_FLOOR = {"spam": 0.5, "hold": 0.9, "reject": 0.995}
 
 
 class ModelLoadError(RuntimeError):
@@ -207,6 +149,112 @@ class Hyper:
     # blend: C of a third base model, a logistic regression over the rule / symbol /
     # structure block alone (0 = none); the stacker weighs it next to NB and logreg
     meta_c: float = 0.03
+    # blend, when the rules' own scores are given (``rule_priors``): the rules/structure model
+    # starts from them (one learned scale for SpamAssassin's score sum) and learns per-feature
+    # corrections, each clipped to +-``prior_bound`` log-odds
+    prior_bound: float = 1.0
+    # blend: the share of out-of-source ham (see ``fit``'s ``groups``) the calibrated
+    # thresholds let through: tagged spam, held, rejected
+    calibrate_tag: float = 0.01
+    calibrate_hold: float = 0.003
+    calibrate_reject: float = 0.0005
+
+
+def _nonnegative_logistic(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray | None, c: float = 1.0
+) -> LogisticRegression:
+    """A logistic regression (L2, ``C = c``, free intercept) whose coefficients are kept at
+    or above zero: a stacker input is evidence for spam in proportion to its own log-odds,
+    never against it. Without the bound, out-of-source folds that hold one class each (a
+    mailing list's ham, a phishing collection) let the stacker fit "which source" and turn
+    a base model's sign around (trained on the later corpora, the token models got
+    negative weights and SpamAssassin's corpus scored 1-ROCA% 34 instead of 13)."""
+    from scipy.optimize import minimize
+    from sklearn.linear_model import LogisticRegression
+
+    w = np.ones(len(y)) if w is None else np.asarray(w, dtype=float)
+    w = w * (len(y) / w.sum())
+    sign = 2.0 * np.asarray(y, dtype=float) - 1.0
+    k = x.shape[1]
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        z = x @ theta[:k] + theta[k]
+        m = -sign * z
+        ll = np.logaddexp(0.0, m)
+        g = w * (-sign) * _sigmoid(m)
+        value = float(w @ ll) + 0.5 / c * float(theta[:k] @ theta[:k])
+        grad = np.concatenate([x.T @ g + theta[:k] / c, [g.sum()]])
+        return value, grad
+
+    res = minimize(
+        loss,
+        np.zeros(k + 1),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(0.0, None)] * k + [(None, None)],
+    )
+    lr = LogisticRegression(C=c)
+    lr.coef_ = res.x[:k].reshape(1, -1)
+    lr.intercept_ = res.x[k:].copy()
+    lr.classes_ = np.array([0, 1])
+    lr.n_features_in_ = k
+    lr.n_iter_ = np.array([res.nit], dtype=np.int32)
+    return lr
+
+
+def calibrate_thresholds(
+    ham_p: np.ndarray, weights: np.ndarray | None, hyper: Hyper
+) -> dict[str, float]:
+    """Probability thresholds that let through at most the configured (weighted) share of
+    the given ham: each sits halfway, in log-odds, between the highest ham probability it
+    must let through and the next one above, and never below ``CALIBRATION_FLOOR`` (the
+    probabilities are calibrated: below 0.5 a message is more likely ham than spam)."""
+    p = np.asarray(ham_p, dtype=float)
+    w = np.ones(len(p)) if weights is None else np.asarray(weights, dtype=float)
+    order = np.argsort(-p, kind="stable")
+    p, w = p[order], w[order]
+    share = np.cumsum(w) / max(float(w.sum()), 1e-12)
+    logit = np.log(np.clip(p, 1e-12, 1 - 1e-12) / np.clip(1 - p, 1e-12, 1))
+    out: dict[str, float] = {}
+    floor = 0.0
+    for name, target in (
+        ("spam", hyper.calibrate_tag),
+        ("hold", hyper.calibrate_hold),
+        ("reject", hyper.calibrate_reject),
+    ):
+        above = int(np.searchsorted(share, target, side="right"))  # ham allowed above
+        if above >= len(p):
+            z = float(logit[-1]) - 1.0
+        elif above == 0:
+            z = float(logit[0]) + 1.0
+        else:
+            z = (float(logit[above - 1]) + float(logit[above])) / 2.0
+        out[name] = round(max(float(_sigmoid(np.array([z]))[0]), floor, CALIBRATION_FLOOR[name]), 6)
+        floor = out[name]
+    # hold and reject never below tag (they are computed in that order)
+    out["hold"] = max(out["hold"], out["spam"])
+    out["reject"] = min(max(out["reject"], out["hold"]), 0.999999)
+    return out
+
+
+def _oof_metrics(
+    y: np.ndarray, p: np.ndarray, thresholds: dict[str, float], out_of_source: bool
+) -> dict[str, Any]:
+    from sklearn.metrics import roc_auc_score
+
+    ham, spam = p[y == 0], p[y == 1]
+    out: dict[str, Any] = {
+        "out_of_source": out_of_source,
+        "one_minus_roca_pct": float(100.0 * (1.0 - roc_auc_score(y, p))),
+    }
+    for name, t in thresholds.items():
+        out[f"ham_at_{name}"] = float(np.mean(ham >= t))
+        out[f"spam_at_{name}"] = float(np.mean(spam >= t))
+    for target in (0.001, 0.01):
+        k = int(np.floor(target * len(ham)))
+        cut = np.sort(ham)[::-1][k] if k < len(ham) else -np.inf
+        out[f"recall_at_fpr_{target:g}"] = float(np.mean(spam > cut))
+    return out
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -266,6 +314,11 @@ class SpamModel:
         self.version = ""
         self.manifest: dict[str, Any] = {}
         self.n_learned_ = 0  # partial_fit / unlearn updates since the last full fit
+        # blend, set by fit: thresholds calibrated on out-of-fold ham ({"spam", "hold",
+        # "reject"} probabilities) and the out-of-fold figures ({"one_minus_roca_pct", ...,
+        # "out_of_source": bool}); saved in the manifest
+        self.thresholds_: dict[str, float] | None = None
+        self.oof_metrics_: dict[str, Any] | None = None
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod
@@ -343,40 +396,122 @@ class SpamModel:
         return cols, nb_vals, lr_vals
 
     # ---- fitting ---------------------------------------------------------------------------
-    def fit(self, samples: Sequence[Sample], y: Sequence[int] | np.ndarray) -> SpamModel:
+    def fit(
+        self,
+        samples: Sequence[Sample],
+        y: Sequence[int] | np.ndarray,
+        *,
+        sample_weight: Sequence[float] | np.ndarray | None = None,
+        groups: Sequence[str] | np.ndarray | None = None,
+        rule_priors: dict[str, float] | None = None,
+    ) -> SpamModel:
+        """Fit on all samples.
+
+        ``sample_weight``: per-message weights (e.g. :func:`source_weights`). ``groups``: the
+        source of each message; the blend's stacker is then fitted on predictions for each
+        source made by base models trained on the other sources (out-of-source, not
+        shuffled folds of the same mail), so it weighs the base models by how they travel.
+        ``rule_priors``: rule name -> score (SpamAssassin's scores) for the blend's
+        rules/structure model to start from.
+        """
         y = np.asarray(y, dtype=np.int64)
         if len(set(y.tolist())) < 2:
             raise ValueError("training needs both spam and ham messages")
+        w = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
         xt, xm = self._blocks(samples)
+        prior = self._prior_vector(rule_priors) if rule_priors and self.uses_meta else None
+        g = None if groups is None else np.asarray(groups)
         if self.kind == "blend":
-            self.stack_ = self._fit_stacker(xt, xm, y)
-        self._fit_base(xt, xm, y)
+            self.stack_ = self._fit_stacker(xt, xm, y, w, g, prior)
+        self._fit_base(xt, xm, y, w, prior)
         self.n_learned_ = 0
         return self
 
-    def _fit_base(self, xt: sp.csr_matrix, xm: sp.csr_matrix, y: np.ndarray) -> None:
-        if self.uses_nb:
-            self.nb_ = self._new_nb().fit(self._nb_x(xt, xm), y)
-        if self.uses_lr:
-            self.lr_ = self._new_lr().fit(self._lr_x(xt, xm), y)
-        if self.uses_meta:
-            from sklearn.linear_model import LogisticRegression
+    def _prior_vector(self, rule_priors: dict[str, float]) -> np.ndarray:
+        """Rule scores laid out over the meta block's hashed columns."""
+        names = sorted(rule_priors)
+        cols = hash_columns(["rule:" + n for n in names], self.vectorizer.n_meta)
+        vec = np.zeros(self.vectorizer.n_meta)
+        np.add.at(vec, cols, np.array([rule_priors[n] for n in names], dtype=float))
+        return vec
 
-            self.meta_ = LogisticRegression(C=self.hyper.meta_c, solver="liblinear").fit(xm, y)
+    def _fit_base(
+        self,
+        xt: sp.csr_matrix,
+        xm: sp.csr_matrix,
+        y: np.ndarray,
+        w: np.ndarray | None = None,
+        prior: np.ndarray | None = None,
+    ) -> None:
+        if self.uses_nb:
+            self.nb_ = self._new_nb().fit(self._nb_x(xt, xm), y, sample_weight=w)
+        if self.uses_lr:
+            self.lr_ = self._new_lr().fit(self._lr_x(xt, xm), y, sample_weight=w)
+        if self.uses_meta:
+            self.meta_ = self._fit_meta(xm, y, w, prior)
+
+    def _fit_meta(
+        self, xm: sp.csr_matrix, y: np.ndarray, w: np.ndarray | None, prior: np.ndarray | None
+    ) -> LogisticRegression:
+        """The rules/structure model. With rule priors, the rules' score sum is one more
+        input, scaled to SpamAssassin's ``required_score`` of 5; its learned coefficient
+        is then folded into the rule columns (prior x scale + correction), so the fitted
+        model is one linear function over the meta block like the one without priors."""
+        from sklearn.linear_model import LogisticRegression
+
+        lr = LogisticRegression(C=self.hyper.meta_c, solver="liblinear")
+        if prior is None:
+            return lr.fit(xm, y, sample_weight=w)
+        import scipy.sparse as sp
+
+        total = np.asarray(xm @ prior).reshape(-1, 1) / PRIOR_UNIT
+        lr.fit(sp.hstack([xm, sp.csr_matrix(total)], format="csr"), y, sample_weight=w)
+        bound = self.hyper.prior_bound
+        corr = np.clip(lr.coef_[0, :-1], -bound, bound)
+        scale = lr.coef_[0, -1] / PRIOR_UNIT
+        lr.coef_ = (corr + scale * prior).reshape(1, -1)
+        lr.n_features_in_ = xm.shape[1]
+        return lr
 
     def _fit_stacker(
-        self, xt: sp.csr_matrix, xm: sp.csr_matrix, y: np.ndarray
+        self,
+        xt: sp.csr_matrix,
+        xm: sp.csr_matrix,
+        y: np.ndarray,
+        w: np.ndarray | None = None,
+        groups: np.ndarray | None = None,
+        prior: np.ndarray | None = None,
     ) -> LogisticRegression:
-        """Out-of-fold base log-odds -> a 2- (3-) input logistic regression (calibrated)."""
-        from sklearn.linear_model import LogisticRegression
+        """Out-of-fold base log-odds -> a 2- (3-) input logistic regression (calibrated).
+        With ``groups`` of at least two sources, each source is predicted by base models
+        trained on the others; else stratified folds."""
         from sklearn.model_selection import StratifiedKFold
 
         oof = np.zeros((len(y), 3 if self.uses_meta else 2))
-        folds = StratifiedKFold(self.hyper.stack_folds, shuffle=True, random_state=self.seed)
-        for tr, te in folds.split(np.zeros(len(y)), y):
-            self._fit_base(xt[tr], xm[tr], y[tr])
+        splits: list[tuple[np.ndarray, np.ndarray]] = []
+        if groups is not None and len(set(groups.tolist())) >= 2:
+            for gname in sorted(set(groups.tolist())):
+                te = np.flatnonzero(groups == gname)
+                tr = np.flatnonzero(groups != gname)
+                if len(set(y[tr].tolist())) == 2:
+                    splits.append((tr, te))
+        covered = np.zeros(len(y), dtype=bool)
+        for _, te in splits:
+            covered[te] = True
+        out_of_source = bool(splits) and bool(covered.all())
+        if not out_of_source:
+            folds = StratifiedKFold(self.hyper.stack_folds, shuffle=True, random_state=self.seed)
+            splits = list(folds.split(np.zeros(len(y)), y))
+        for tr, te in splits:
+            self._fit_base(xt[tr], xm[tr], y[tr], None if w is None else w[tr], prior)
             oof[te] = self._base_logits(xt[te], xm[te])
-        return LogisticRegression(C=1.0).fit(oof, y)
+        stack = _nonnegative_logistic(oof, y, w)
+        p = _sigmoid(oof @ stack.coef_[0] + stack.intercept_[0])
+        self.thresholds_ = calibrate_thresholds(
+            p[y == 0], None if w is None else w[y == 0], self.hyper
+        )
+        self.oof_metrics_ = _oof_metrics(y, p, self.thresholds_, out_of_source)
+        return stack
 
     def partial_fit(
         self,
@@ -740,6 +875,8 @@ class SpamModel:
             "seed": self.seed,
             "hyper": _hyper_dict(self.hyper),
             "incremental_updates": self.n_learned_,
+            "thresholds": self.thresholds_,
+            "out_of_fold": self.oof_metrics_,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         self.manifest = manifest
@@ -791,6 +928,8 @@ class SpamModel:
         model._source = (fpath, digest)
         model.version = str(manifest.get("version", digest[:12]))
         model.manifest = manifest
+        model.thresholds_ = manifest.get("thresholds")
+        model.oof_metrics_ = manifest.get("out_of_fold")
         return model
 
 
@@ -1004,6 +1143,13 @@ def train_model(
     y: Sequence[int] | np.ndarray,
     kind: str | None,
     settings: Settings | ModelSettings,
+    *,
+    sample_weight: Sequence[float] | np.ndarray | None = None,
+    groups: Sequence[str] | np.ndarray | None = None,
+    rule_priors: dict[str, float] | None = None,
 ) -> SpamModel:
-    """Build a model of ``kind`` (default: settings.model.kind) and fit it on all samples."""
-    return SpamModel.build(kind, settings).fit(samples, y)
+    """Build a model of ``kind`` (default: settings.model.kind) and fit it on all samples
+    (see :meth:`SpamModel.fit` for the keyword arguments)."""
+    return SpamModel.build(kind, settings).fit(
+        samples, y, sample_weight=sample_weight, groups=groups, rule_priors=rule_priors
+    )

@@ -2,7 +2,8 @@
 
 Steps: parse (``settings.message`` caps) -> rules (:mod:`mailsift.classifier.rules`) ->
 features (:func:`~mailsift.classifier.features.make_sample`) -> model probability -> score
--> action (``settings.thresholds``) -> sender lists (applied last).
+-> action (``settings.thresholds``, else the model's calibrated thresholds) -> sender lists
+(applied last).
 
 Score (SpamAssassin points, ``required_score`` = 5.0 by default) is a monotone map of the
 probability's log-odds, anchored so that ``probability == thresholds.spam`` gives exactly
@@ -32,9 +33,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from mailsift.budget import SCAN_BUDGET_SYMBOL, ScanBudget
 from mailsift.classifier.features import Sample, make_sample
 from mailsift.classifier.model import LOGIT_CLIP, SpamModel
-from mailsift.config import Settings
+from mailsift.config import ResolvedThresholds, Settings
 from mailsift.message import ParsedMessage, parse
 from mailsift.verdict import (
     Action,
@@ -55,7 +57,7 @@ _ACTION_ORDER = [Action.HAM, Action.SPAM, Action.HOLD, Action.REJECT]
 class RuleEvaluator(Protocol):
     """What the scorer needs of a rule set (mailsift.classifier.rules.RuleSet)."""
 
-    def evaluate(self, pm: ParsedMessage) -> list[Symbol]: ...
+    def evaluate(self, pm: ParsedMessage, *, budget: ScanBudget | None = None) -> list[Symbol]: ...
 
 
 class NoRules:
@@ -64,7 +66,7 @@ class NoRules:
     names: list[str] = []
     skipped: list[tuple[str, str]] = []
 
-    def evaluate(self, pm: ParsedMessage) -> list[Symbol]:
+    def evaluate(self, pm: ParsedMessage, *, budget: ScanBudget | None = None) -> list[Symbol]:
         return []
 
 
@@ -98,8 +100,12 @@ def sample_of(
     settings: Settings,
     rules: RuleEvaluator,
     symbols: Iterable[Symbol | str] = (),
+    budget: ScanBudget | None = None,
 ) -> tuple[ParsedMessage, Sample, list[Symbol]]:
-    """Parse (unless parsed already), run the rules and build the model's sample."""
+    """Parse (unless parsed already), run the rules and build the model's sample.
+
+    With a ``budget`` spent by the parse, no rule runs; the rule engine stops between its
+    stages once it is spent (``budget.exceeded`` says so afterwards)."""
     if isinstance(raw_or_parsed, ParsedMessage):
         pm = raw_or_parsed
     else:
@@ -109,7 +115,12 @@ def sample_of(
             else raw_or_parsed
         )
         pm = parse_with(raw, settings)
-    hits = rules.evaluate(pm)
+    if budget is None:
+        hits = rules.evaluate(pm)
+    elif budget.spent("parsing"):
+        hits = []
+    else:
+        hits = rules.evaluate(pm, budget=budget)
     return pm, make_sample(pm, hits, symbols), hits
 
 
@@ -122,16 +133,25 @@ def _logit(p: float) -> float:
     return max(-LOGIT_CLIP, min(LOGIT_CLIP, math.log(p / (1 - p))))
 
 
-def probability_to_score(p: float, settings: Settings) -> float:
+def thresholds_for(settings: Settings, model: SpamModel | None = None) -> ResolvedThresholds:
+    """The thresholds in force: the configured ones, else the model's calibrated ones."""
+    return settings.thresholds.resolved(None if model is None else model.thresholds_)
+
+
+def probability_to_score(
+    p: float, settings: Settings, thresholds: ResolvedThresholds | None = None
+) -> float:
     """Monotone probability -> SpamAssassin points; p == thresholds.spam -> required_score."""
-    t = settings.thresholds
+    t = thresholds or thresholds_for(settings)
     lo, hi = _logit(t.spam), _logit(t.reject)
     span = hi - lo if hi > lo else 1.0
     return round(t.required_score * (1.0 + (_logit(p) - lo) / span), 2)
 
 
-def action_for(p: float, settings: Settings) -> Action:
-    t = settings.thresholds
+def action_for(
+    p: float, settings: Settings, thresholds: ResolvedThresholds | None = None
+) -> Action:
+    t = thresholds or thresholds_for(settings)
     if p >= t.reject:
         return Action.REJECT
     if p >= t.hold:
@@ -200,20 +220,22 @@ class Scorer:
     ) -> Verdict:
         t0 = time.perf_counter()
         model = self._model  # one consistent model for this message
-        pm, sample, hits = sample_of(raw_or_parsed, self.settings, self.rules, symbols)
+        budget = ScanBudget(self.settings.message.scan_budget_ms / 1000.0)
+        pm, sample, hits = sample_of(raw_or_parsed, self.settings, self.rules, symbols, budget)
         prob, tokens, nb_factor = model.predict_explain(sample, top=10)
         layers = self.layers
         if layers is not None and layers.active:
             prob = self._corrected(model, sample, prob, tokens, layers, envelope)
-        score, reason = probability_to_score(prob, self.settings), ""
+        thresholds = thresholds_for(self.settings, model)
+        score, reason = probability_to_score(prob, self.settings, thresholds), ""
         if has_gtube(pm) or any(h.name == "GTUBE" for h in hits):
             prob, score, reason = 1.0, GTUBE_SCORE, "GTUBE test string"
         verdict = Verdict(
             verdict_id=new_verdict_id(),
             probability=round(prob, 6),
             score=score,
-            required_score=self.settings.thresholds.required_score,
-            action=action_for(prob, self.settings),
+            required_score=thresholds.required_score,
+            action=action_for(prob, self.settings, thresholds),
             rules=self._weighted_rules(model, nb_factor, hits, symbols),
             tokens=tokens,
             model_version=model.version,
@@ -221,6 +243,17 @@ class Scorer:
             reason=reason,
             truncated=pm.truncated,
         )
+        if budget.exceeded:
+            # reported, not a model feature: no model was trained with it
+            verdict.rules.append(
+                Symbol(
+                    SCAN_BUDGET_SYMBOL,
+                    0.0,
+                    f"scanning stopped after {budget.stage}: over the"
+                    f" {self.settings.message.scan_budget_ms:g} ms CPU budget",
+                    "check",
+                )
+            )
         self._apply_lists(verdict, pm, envelope)
         verdict.elapsed_ms = round((time.perf_counter() - t0) * 1000.0, 3)
         return verdict

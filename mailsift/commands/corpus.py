@@ -13,12 +13,21 @@ corpus_app = typer.Typer(name="corpus", help="Mail corpora for training.", no_ar
 
 @corpus_app.command("index")
 def index_cmd(
-    corpus: Annotated[list[str], typer.Argument(help="Corpus path or LABEL:PATH")],
+    corpus: Annotated[
+        list[str] | None,
+        typer.Argument(help="Corpus path or LABEL:PATH (default: settings.paths.corpus)"),
+    ] = None,
     csv: Annotated[Path | None, typer.Option(help="Write the index as CSV")] = None,
 ) -> None:
     """Index corpora: counts per label and source, date range, duplicates dropped."""
+    from mailsift.config import get_settings
     from mailsift.pipeline.corpus import CorpusError, index_corpus, summarize
 
+    if not corpus:
+        configured = get_settings().paths.corpus
+        if configured is None:
+            raise typer.BadParameter("give a corpus (no corpus path configured)")
+        corpus = [str(configured)]
     try:
         df = index_corpus(corpus, progress=True)
     except CorpusError as exc:

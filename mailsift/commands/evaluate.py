@@ -6,6 +6,8 @@ model folder DIR (default: the served model).
 immediate-feedback protocol: every message of C in date order, duplicates included, scored
 then its true label learned (as a trusted reporter, through the feedback learner) before
 the next; from a model (scored without feedback alongside) or from nothing.
+``mailsift evaluate --generalise [--corpora DIR] [--protocol P]``: train on some corpora, test
+on the others (:mod:`mailsift.pipeline.generalise`).
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 
 def evaluate_cmd(
-    corpus: Annotated[list[str], typer.Option("--corpus", "-c", help="Corpus path or LABEL:PATH")],
+    corpus: Annotated[
+        list[str] | None, typer.Option("--corpus", "-c", help="Corpus path or LABEL:PATH")
+    ] = None,
     model: Annotated[
         Path | None, typer.Option("--model", "-m", help="Model folder (default: served model)")
     ] = None,
@@ -30,9 +34,27 @@ def evaluate_cmd(
     empty: Annotated[
         bool, typer.Option("--empty", help="--online: start from nothing (online logreg)")
     ] = False,
+    kind: Annotated[
+        str | None, typer.Option(help="Model kind (--generalise; --online --empty: default logreg)")
+    ] = None,
     order: Annotated[str, typer.Option(help="--online order: date or corpus")] = "date",
     limit: Annotated[int | None, typer.Option(help="Use at most N messages")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    generalise: Annotated[
+        bool,
+        typer.Option(
+            "--generalise",
+            help="Train on some corpora, test on the others (every split of the protocol)",
+        ),
+    ] = False,
+    corpora: Annotated[
+        Path | None,
+        typer.Option(help="--generalise: folder of corpora (default: the shared corpora)"),
+    ] = None,
+    protocol: Annotated[
+        list[str] | None,
+        typer.Option(help="--generalise: sa->other, other->sa, leave-one-out (default: all)"),
+    ] = None,
 ) -> None:
     """Evaluate a model: ROC AUC, 1-ROCA%, recall at 0.1%/1% FPR, FPR/FNR, confusion, msg/s."""
     from mailsift.config import get_settings
@@ -43,6 +65,12 @@ def evaluate_cmd(
 
     logging.basicConfig(level=logging.WARNING)
     settings = get_settings()
+    if generalise:
+        _generalise(settings, corpora, kind, protocol or [], as_json)
+        return
+    if not corpus:
+        typer.echo("error: give --corpus (or --generalise)", err=True)
+        raise typer.Exit(2)
     if online and (base_model or model) is None and not empty:
         typer.echo("error: --online needs --base-model DIR or --empty", err=True)
         raise typer.Exit(2)
@@ -62,7 +90,7 @@ def evaluate_cmd(
         where = base_model or model
         start = load_model(where) if where is not None else None
         try:
-            res = evaluate_online(df, settings, model=start, progress=True)
+            res = evaluate_online(df, settings, model=start, kind=kind, progress=True)
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
@@ -92,6 +120,34 @@ def evaluate_cmd(
         return
     typer.echo(f"model     {model_dir} [{m.extra.get('model_version', '')}]")
     typer.echo(format_table(m))
+
+
+def _generalise(
+    settings: Any, corpora: Path | None, kind: str | None, protocols: list[str], as_json: bool
+) -> None:
+    from mailsift.pipeline import generalise as gen
+
+    root = corpora
+    if root is None and settings.paths.corpus is not None:
+        root = Path(settings.paths.corpus).parent  # the shared corpora's folder
+    if root is None:
+        typer.echo("error: give --corpora DIR", err=True)
+        raise typer.Exit(2)
+    try:
+        df = gen.load_index(root)
+        rows = gen.run(
+            df,
+            {"mailsift": gen.mailsift_system(settings, kind)},
+            protocols=protocols,
+            log=lambda m: typer.echo(m, err=True),
+        )
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in rows], default=str))
+        return
+    typer.echo(gen.markdown(rows))
 
 
 def _served(settings: object) -> Path:

@@ -95,9 +95,11 @@ def promote_cmd(
 
     res = registry.promote(settings, version, evaluator=evaluator, force=force)
     for c in res.checks:
+        new, old = ("-" if c[k] is None else f"{c[k]:.5f}" for k in ("challenger", "champion"))
+        verdict = c.get("skipped") or ("ok" if c["ok"] else "WORSE")
         typer.echo(
-            f"  {c['metric']:<22} challenger {c['challenger']:.5f}  champion {c['champion']:.5f}"
-            f"  ({c['better']} is better) {'ok' if c['ok'] else 'WORSE'}"
+            f"  {c['metric']:<26} challenger {new}  champion {old}"
+            f"  ({c['better']} is better) {verdict}"
         )
     typer.echo(f"v{res.version}: {'promoted' if res.promoted else 'not promoted'} ({res.reason})")
     if not res.promoted:

@@ -35,8 +35,14 @@ def _prepare_multiprocess_metrics(var_dir: os.PathLike[str] | str) -> str:
 
 def _warm_rules_cache() -> None:
     """Load the rule set once, so its Hyperscan database is compiled and cached before the
-    workers start (else every worker compiles the same database at the same time)."""
+    workers start (else every worker compiles the same database at the same time). It dies
+    with the server process should that be stopped meanwhile."""
     from mailsift.classifier.scorer import load_rules
+    from mailsift.lifecycle import die_with_parent
+
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid is not None:
+        die_with_parent(parent.pid)
     from mailsift.config import get_settings
 
     load_rules(get_settings())

@@ -23,10 +23,10 @@ from mailsift.commands.serve import serve_app
 log = logging.getLogger("mailsift.smtpd")
 
 
-def build_server(settings: Any) -> Any:
-    """The FilterServer with everything wired from settings (not started)."""
-    from mailsift.api.lean import resolve_serving_model, trim_heap
-    from mailsift.smtpd.server import FilterServer
+def build_scoring(settings: Any) -> tuple[Any, Any, list[Any]]:
+    """(scoring service or None when scoring over HTTP, store, checks) from settings: what
+    the SMTP filter and the milter share."""
+    from mailsift.api.lean import resolve_serving_model
     from mailsift.store import open_store
 
     service: Any = None
@@ -41,9 +41,34 @@ def build_server(settings: Any) -> Any:
         store = service.store
     from mailsift.smtpd.checks import build_checks
 
-    checks = build_checks(settings, store=store)
-    from mailsift.quarantine import Quarantine
+    return service, store, list(build_checks(settings, store=store))
 
+
+def follow_model_reloads(settings: Any, service: Any) -> Any:
+    """Reload the in-process model when any API worker or node reloads it (the generation
+    file in the var dir and the store's ``model_generation``; ``mailsift.api.reload``).
+    Returns the started ``ModelSync`` (None when scoring over HTTP)."""
+    if service is None:
+        return None
+    from mailsift.api.reload import ModelSync, generation_file
+
+    sync = ModelSync(
+        generation_file(settings.paths.var_dir),
+        service.reload_model,
+        settings.api.reload_poll_seconds,
+        store=service.store,
+    )
+    sync.start()
+    return sync
+
+
+def build_server(settings: Any) -> Any:
+    """The FilterServer with everything wired from settings (not started)."""
+    from mailsift.api.lean import trim_heap
+    from mailsift.quarantine import Quarantine
+    from mailsift.smtpd.server import FilterServer
+
+    service, store, checks = build_scoring(settings)
     quarantine = Quarantine(settings, store, service=service)
     gc.freeze()  # long-lived model and rules: keep them out of every GC pass
     trim_heap()  # loading the model leaves freed heap behind
@@ -82,6 +107,7 @@ def serve_smtp(
         )
     server = build_server(settings)
     server.start()
+    sync = follow_model_reloads(settings, getattr(server.scoring, "service", None))
     typer.echo(
         f"mailsift SMTP filter on {settings.smtp.host}:{server.port}"
         + (f" (implicit TLS on {server.submission_port})" if server.submission_port else "")
@@ -92,6 +118,8 @@ def serve_smtp(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     done.wait()
+    if sync is not None:
+        sync.stop()
     server.stop()
 
 

@@ -1,9 +1,10 @@
 """``mailsift train``: corpora -> evaluated, MLflow-tracked, registered model folder.
 
 ``mailsift train --corpus C [--corpus C ...] [--model nb|cnb|logreg|blend] [--out DIR]
-[--promote]``; ``mailsift train --default`` trains on ``settings.paths.corpus``, writes
-``models/default`` and promotes it through the gate (what ``make run`` runs when no model
-is served yet). A corpus is a path (format detected) or ``spam:PATH`` / ``ham:PATH``.
+[--promote]``; ``mailsift train --default`` trains on every corpus of
+``settings.paths.corpora`` (else ``settings.paths.corpus``), evaluates on a held-out split,
+refits on all of it, writes ``models/default`` and promotes it through the gate (what
+``make run`` runs when no model is served yet). A corpus is a path (format detected) or ``spam:PATH`` / ``ham:PATH``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -50,13 +51,13 @@ def train_cmd(
     corpora: list[str] = list(corpus or [])
     also: list[Path] = []
     run_name = None
+    refit = False
     if default:
         if not corpora:
-            if settings.paths.corpus is None:
-                raise typer.BadParameter("no corpus configured (set MAILSIFT_CORPUS)")
-            corpora = [str(settings.paths.corpus)]
+            corpora = _default_corpora(settings)
         out = out or settings.default_model_dir
         promote = True
+        refit = True
         run_name = f"default-{model or settings.model.kind}"
     if not corpora:
         raise typer.BadParameter("give at least one --corpus (or --default)")
@@ -72,6 +73,7 @@ def train_cmd(
             split_method=split,
             also_write=also,
             progress=True,
+            refit=refit,
         )
     except (CorpusError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -94,6 +96,26 @@ def train_cmd(
     if result.promotion is not None:
         p = result.promotion
         typer.echo(f"promotion {'PROMOTED' if p.promoted else 'not promoted'}: {p.reason}")
+
+
+def _default_corpora(settings: Any) -> list[str]:
+    """Every corpus of ``paths.corpora`` (the shared corpora: the SpamAssassin corpus and
+    the later ones); ``paths.corpus`` alone when it is set to a corpus outside that folder
+    (or there is no such folder)."""
+    from mailsift.pipeline.sources import discover_corpora
+
+    corpus, corpora = settings.paths.corpus, settings.paths.corpora
+    inside = (
+        corpus is not None
+        and corpora is not None
+        and Path(corpus).resolve().is_relative_to(Path(corpora).resolve())
+    )
+    found = discover_corpora(corpora) if corpora is not None and (corpus is None or inside) else {}
+    if found:
+        return [str(p) for p in found.values()]
+    if corpus is None:
+        raise typer.BadParameter("no corpus configured (set MAILSIFT_CORPUS)")
+    return [str(corpus)]
 
 
 def register(app: typer.Typer) -> None:

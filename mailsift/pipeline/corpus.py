@@ -229,7 +229,10 @@ def _archive_opener(path: Path) -> IO[bytes]:
 
 
 def _iter_archive(path: Path, forced: str | None) -> Iterator[CorpusItem]:
-    source = f"spamassassin:{path.name}"
+    # The SpamAssassin public corpus's archives hold the label folder at the top
+    # (``spam/NNNNN.md5``); other archives, such as ``name/ham/NNNNN.eml``, are named by
+    # their file name alone.
+    source = f"archive:{path.name}"
     try:
         with _archive_opener(path) as fh, tarfile.open(fileobj=fh, mode="r|") as tf:
             for ti in tf:
@@ -246,6 +249,8 @@ def _iter_archive(path: Path, forced: str | None) -> Iterator[CorpusItem]:
                             break
                 if label is None:
                     continue
+                if len(parts) == 2 and _folder_label(parts[0]):
+                    source = f"spamassassin:{path.name}"
                 ef = tf.extractfile(ti)
                 if ef is None:
                     continue

@@ -42,7 +42,8 @@ def evaluate_samples(
     t0 = time.perf_counter()
     scores = np.asarray(model.predict_proba(samples), dtype=float)
     elapsed = elapsed_s + (time.perf_counter() - t0)
-    m = compute_metrics(y, scores, threshold=settings.thresholds.spam, elapsed_s=elapsed)
+    thresholds = settings.thresholds.resolved(getattr(model, "thresholds_", None))
+    m = compute_metrics(y, scores, threshold=thresholds.spam, elapsed_s=elapsed)
     return m, scores
 
 
@@ -175,7 +176,7 @@ def evaluate_online(
     elapsed = time.perf_counter() - t0
     if bar is not None:
         bar.close()
-    thr = settings.thresholds.spam
+    thr = settings.thresholds.resolved(getattr(learner.model, "thresholds_", None)).spam
     return OnlineResult(
         with_feedback=compute_metrics(y_rest, scores, threshold=thr, elapsed_s=elapsed),
         without_feedback=(

@@ -10,8 +10,10 @@ Promotion (:func:`promote`): a version becomes the champion (alias
 ``settings.mlflow.champion_alias``) only if it is no worse than the current champion on each
 of ``settings.mlflow.gate_metrics`` (``-name``: lower is better), within
 ``settings.mlflow.gate_tolerance``, both models evaluated on the same held-out messages (the
-challenger's held-out split, logged by its training run, or a corpus given by the caller).
-The decision and the figures are logged as an MLflow run and as tags of the version.
+challenger's held-out split, logged by its training run, or a corpus given by the caller),
+and on the figures each model's training measured out of source (``oos_*``: each source of
+the training mail predicted by parts trained on the others; see ``SpamModel.fit``), so a
+model that only fits its own corpus better is not promoted. The decision and the figures are logged as an MLflow run and as tags of the version.
 
 Serving (:func:`resolve_serving_model_dir`): the champion's local folder, else
 ``settings.default_model_dir`` when it holds a model.
@@ -80,6 +82,8 @@ def incompatibility(path: Path) -> str | None:
 
 # ---- the gate (pure) -----------------------------------------------------------------------
 
+OOS_PREFIX = "oos_"
+
 
 def gate(
     challenger: dict[str, float],
@@ -96,6 +100,24 @@ def gate(
     for spec in metrics:
         lower_better = spec.startswith("-")
         name = spec.lstrip("-+")
+        if name.startswith(OOS_PREFIX) and (name not in champion or name not in challenger):
+            # out-of-source figures come from training (a blend's stacker). A champion
+            # without them (trained before they were kept, or of a kind that has none) has
+            # nothing to compare; a challenger without them next to a champion with them
+            # fails: it cannot show it travels as well.
+            ok = name not in champion
+            checks.append(
+                {
+                    "metric": name,
+                    "better": "lower" if lower_better else "higher",
+                    "challenger": challenger.get(name),
+                    "champion": champion.get(name),
+                    "ok": ok,
+                    "skipped": "no out-of-source figures to compare" if ok else None,
+                }
+            )
+            passed = passed and ok
+            continue
         if name not in challenger or name not in champion:
             raise KeyError(f"gate metric {name!r} missing from the evaluation")
         new, old = float(challenger[name]), float(champion[name])
@@ -304,9 +326,25 @@ def heldout_evaluator(settings: Settings, run_id: str) -> Evaluator:
     df["size"] = df["size"].astype("int64")
 
     def run(model_dir: Path) -> dict[str, float]:
-        return evaluate_model_dir(model_dir, df, settings).flat()
+        return {**evaluate_model_dir(model_dir, df, settings).flat(), **out_of_source(model_dir)}
 
     return run
+
+
+def out_of_source(model_dir: Path) -> dict[str, float]:
+    """The figures a model's training measured on mail from sources its parts did not train
+    on (``out_of_fold`` in the manifest, when it was out-of-source), as ``oos_<name>``."""
+    try:
+        oof = json.loads((Path(model_dir) / MANIFEST).read_text()).get("out_of_fold") or {}
+    except (OSError, ValueError):
+        return {}
+    if not oof.get("out_of_source"):
+        return {}
+    return {
+        OOS_PREFIX + k: float(v)
+        for k, v in oof.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
 
 
 def promote(

@@ -12,6 +12,7 @@ Logins are addresses (``alice@example.com``) compared case-insensitively.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -205,6 +206,15 @@ class Accounts:
     def is_active(self, user: str) -> bool:
         acc = self.get(user)
         return acc is not None and acc.active()
+
+    def credential(self, user: str) -> str | None:
+        """A fingerprint of the active account's password hash (None: unknown or inactive).
+        Every ``passwd`` changes it (a new salt even for the same password): the web UI
+        keeps it with each session and ends the sessions it no longer matches."""
+        acc = self.get(user)
+        if acc is None or not acc.active():
+            return None
+        return hashlib.sha256(acc.password_hash.encode("utf-8")).hexdigest()
 
     @property
     def disabled(self) -> set[str]:

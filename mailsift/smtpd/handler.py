@@ -12,7 +12,10 @@
   ``X-Spam-*`` and our-id ``Authentication-Results`` removed, scoring, headers stamped, then
   reject (550) / quarantine (250 after its durable write) / next hop (250 only after it
   accepted, or its own 4xx/5xx) / spool (250 after fsync). Without a quarantine, HOLD is
-  delivered tagged (``X-Spam-Flag: YES``) and logged.
+  delivered tagged (``X-Spam-Flag: YES``) and logged. The DATA-stage decision is
+  ``mailsift.smtpd.content.judge``, shared with the milter. With ``smtp.after_queue`` (behind
+  Postfix's ``content_filter``) a spam reject or a check's rejection is held in the
+  quarantine instead of answered 550, which the MTA would turn into a bounce.
 
 No backscatter: every refusal is an SMTP reply in the dialogue; nothing is ever mailed to
 anyone about blocked mail.
@@ -36,6 +39,7 @@ from mailsift.smtpd import replies
 from mailsift.smtpd.accounts import Accounts
 from mailsift.smtpd.addresses import PathSyntaxError, parse_path
 from mailsift.smtpd.checks.base import CheckAction, SmtpContext, Stage
+from mailsift.smtpd.content import Judgement, judge, result_headers
 from mailsift.smtpd.delivery import DeliveryError, deliver_async
 from mailsift.smtpd.limits import (
     AuthThrottle,
@@ -43,13 +47,7 @@ from mailsift.smtpd.limits import (
     inspect_line_endings,
     normalise_line_endings,
 )
-from mailsift.smtpd.pipeline import (
-    CheckRunner,
-    Scoring,
-    ScoringUnavailable,
-    collect_auth_results,
-    collect_symbols,
-)
+from mailsift.smtpd.pipeline import CheckRunner, Scoring
 from mailsift.smtpd.relay import RecipientPolicy
 from mailsift.verdict import Action, Envelope, Verdict
 
@@ -325,40 +323,37 @@ class FilterHandler:
                 return replies.BARE_NEWLINE
             raw = normalise_line_endings(raw)
         ctx = st.ctx
-        ctx.raw_message = raw
-        out = await self.runner.run(Stage.DATA, ctx)
-        if out.reply:
-            return out.reply
-        raw, removed = hdr.remove_untrusted(raw, self.smtp.authserv_id)
-        if removed:
-            log.info("removed untrusted headers: %s", ", ".join(removed))
-        queue_id = new_queue_id()
         mail_from = "" if envelope.mail_from in (None, "<>") else str(envelope.mail_from)
-        env = Envelope(
-            client_ip=ctx.client_ip,
-            helo=ctx.helo,
+        j = await judge(
+            raw,
+            ctx,
+            runner=self.runner,
+            scoring=self.scoring,
+            authserv_id=self.smtp.authserv_id,
             mail_from=mail_from,
-            rcpt_to=tuple(st.deliver_to),
-            auth_user=ctx.auth_user,
+            rcpt_to=st.deliver_to,
             client_name=_client_name(ctx),
         )
-        symbols = collect_symbols(ctx)
-        verdict: Verdict | None = None
-        if self.scoring is not None and not ctx.whitelisted:
+        queue_id = new_queue_id()
+        verdict = j.verdict
+        held_refusal = j.reply is not None and self._hold_refusal(j)
+        if j.reply is not None and not held_refusal:
+            if verdict is not None and verdict.action is Action.REJECT:
+                log.info("%s rejected as spam (score %.1f)", queue_id, verdict.score)
+            return j.reply
+        stamped = hdr.prepend(j.raw, self._trace_headers(server, st, queue_id, verdict, j.symbols))
+        if held_refusal or (
+            verdict is not None and verdict.action is Action.HOLD and self.quarantine is not None
+        ):
+            assert self.quarantine is not None
+            hold_as = verdict if verdict is not None else _refusal_verdict(queue_id, j)
             try:
-                verdict = await self.scoring.score(raw, env, symbols)
-            except ScoringUnavailable:
-                return replies.SCORER_DOWN
-        if verdict is not None and verdict.action is Action.REJECT:
-            log.info("%s rejected as spam (score %.1f)", queue_id, verdict.score)
-            return replies.verdict_reject(verdict)
-        stamped = hdr.prepend(raw, self._trace_headers(server, st, queue_id, verdict, symbols))
-        if verdict is not None and verdict.action is Action.HOLD and self.quarantine is not None:
-            try:
-                qid = await asyncio.to_thread(self.quarantine.hold, stamped, env, verdict)
+                qid = await asyncio.to_thread(self.quarantine.hold, stamped, j.envelope, hold_as)
             except Exception:
                 log.exception("quarantine failed for %s", queue_id)
                 return replies.TEMP_LOCAL_ERROR
+            if held_refusal:
+                log.info("%s after the queue: held instead of %r", queue_id, j.reply)
             return replies.accepted(str(qid), "held in quarantine")
         if verdict is not None and verdict.action is Action.HOLD:
             log.warning("%s: verdict HOLD but no quarantine configured: delivered tagged", queue_id)
@@ -408,19 +403,36 @@ class FilterHandler:
                 recipients=st.deliver_to,
                 when=time.time(),
             ),
-            hdr.authentication_results(
-                self.smtp.authserv_id, collect_auth_results(ctx), ctx.auth_user
-            ),
         ]
-        if verdict is not None:
-            fields.extend(hdr.spam_headers(verdict, [s.name for s in symbols]))
-        elif ctx.whitelisted:
-            fields.append(("X-Spam-Status", "No, score=0.0 tests=WHITELISTED autolearn=no"))
+        fields.extend(result_headers(self.smtp.authserv_id, ctx, verdict, symbols))
         return fields
+
+    def _hold_refusal(self, j: Judgement) -> bool:
+        """After the MTA's queue (``smtp.after_queue``) a refusal would make the MTA bounce
+        the message to its (possibly forged) sender: a spam reject or a check's rejection
+        (a virus) is held in the quarantine instead. Tempfails stay tempfails."""
+        if not self.smtp.after_queue or self.quarantine is None:
+            return False
+        return j.refused_by is CheckAction.REJECT or (
+            j.verdict is not None and j.verdict.action is Action.REJECT
+        )
 
     async def handle_exception(self, error: Exception) -> str:
         log.exception("SMTP session error", exc_info=error)
         return "451 4.3.0 Error: internal error, try again later"
+
+
+def _refusal_verdict(queue_id: str, j: Judgement) -> Verdict:
+    """A check's rejection as a verdict, for the quarantine's record (after the queue)."""
+    return Verdict(
+        verdict_id=queue_id,
+        probability=1.0,
+        score=sum(s.score for s in j.symbols),
+        required_score=0.0,
+        action=Action.REJECT,
+        rules=list(j.symbols),
+        reason=replies.clean_text(j.reply or "", 200),
+    )
 
 
 def _client_name(ctx: SmtpContext) -> str | None:

@@ -98,16 +98,17 @@ def remove_fields(raw: bytes, drop: Callable[[str, str], bool]) -> tuple[bytes, 
     return b"".join(kept) + rest, removed
 
 
+def is_untrusted(name: str, value: str, authserv_id: str) -> bool:
+    """An incoming ``X-Spam-*`` field, or ``Authentication-Results`` claiming our
+    authserv-id (``name`` lower-case, ``value`` unfolded)."""
+    if name.startswith("x-spam-"):
+        return True
+    return name == "authentication-results" and authserv_id_of(value) == authserv_id.lower()
+
+
 def remove_untrusted(raw: bytes, authserv_id: str) -> tuple[bytes, list[str]]:
     """Drop incoming ``X-Spam-*`` and ``Authentication-Results`` claiming our authserv-id."""
-    ours = authserv_id.lower()
-
-    def drop(name: str, value: str) -> bool:
-        if name.startswith("x-spam-"):
-            return True
-        return name == "authentication-results" and authserv_id_of(value) == ours
-
-    return remove_fields(raw, drop)
+    return remove_fields(raw, lambda name, value: is_untrusted(name, value, authserv_id))
 
 
 def fold(name: str, value: str, width: int = FOLD_AT) -> bytes:

@@ -10,8 +10,13 @@ both sockets listen (port 0 picks a free port: read ``.port`` / ``.submission_po
 ``FilterSMTP`` adds to aiosmtpd's ``SMTP``: a limit of simultaneous connections per client
 IP (``421 4.7.0`` before the greeting), a limit of commands per session (``421 4.7.0`` and
 disconnect), a configurable line-length limit, the path parser that keeps source routes and
-quoting (``mailsift.smtpd.addresses``), and AUTH on the implicit-TLS port (aiosmtpd only
-knows about STARTTLS).
+quoting (``mailsift.smtpd.addresses``), AUTH on the implicit-TLS port (aiosmtpd only
+knows about STARTTLS), DATA read line by line at every LF (so that the line-length limit
+applies to the lines a bare-LF client sends, once normalised), ``idle_timeout`` counted
+from the client's last byte (a long message still flowing is not cut), and a deadline per
+record (Postfix's ``smtpd_per_record_deadline``): a command line or a line of message
+content must be complete within ``record_deadline`` seconds of its first byte, so a client
+dripping a byte at a time is cut off (``421 4.4.2``).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import MISSING, SMTP
 
 from mailsift.config import Settings
 from mailsift.smtpd.accounts import Accounts
@@ -52,10 +57,13 @@ class FilterSMTP(SMTP):
         max_commands: int,
         implicit_tls: bool,
         line_length: int,
+        record_deadline: float = 0.0,
         **kwargs: Any,
     ) -> None:
         self.line_length_limit = line_length + 2  # + CRLF, as aiosmtpd counts
         super().__init__(handler, **kwargs)
+        self._record_deadline = record_deadline
+        self._record_timer: asyncio.TimerHandle | None = None
         self._counter = counter
         self._counted_ip: str | None = None
         self._implicit_tls = implicit_tls
@@ -92,10 +100,45 @@ class FilterSMTP(SMTP):
                 self._counted_ip = ip
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self._record_timer is not None:
+            self._record_timer.cancel()
+            self._record_timer = None
         if self._counted_ip is not None:
             self._counter.release(self._counted_ip)
             self._counted_ip = None
         super().connection_lost(error)
+
+    # ---- timeouts --------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.transport is None:
+            return
+        # idle_timeout counts the client's silence, not the length of a transfer
+        self._reset_timeout()
+        if self._record_deadline > 0:
+            self._track_record(data)
+
+    def _track_record(self, data: bytes) -> None:
+        """Start the record deadline at the first byte of a line, stop it at its LF."""
+        last_lf = data.rfind(b"\n")
+        if last_lf >= 0 and self._record_timer is not None:
+            self._record_timer.cancel()
+            self._record_timer = None
+        if self._record_timer is None and last_lf + 1 < len(data):  # a line is under way
+            self._record_timer = self.loop.call_later(self._record_deadline, self._record_late)
+
+    def _record_late(self) -> None:
+        self._record_timer = None
+        if self.transport is None:
+            return
+        peer = self.session.peer if self.session is not None else None
+        log.info(
+            "%r: no complete line within the %g s record deadline: disconnected",
+            peer,
+            self._record_deadline,
+        )
+        self._writer.write(b"421 4.4.2 Error: timeout exceeded\r\n")
+        self.transport.close()
 
     async def _handle_client(self) -> None:
         if getattr(self, "_over_limit", False):
@@ -117,6 +160,101 @@ class FilterSMTP(SMTP):
             return "TLS"
         cipher = obj.cipher()
         return f"{obj.version()} with cipher {cipher[0]}" if cipher else str(obj.version())
+
+    # ---- DATA -----------------------------------------------------------------------------
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's DATA, with the content read by :meth:`_read_content`."""
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        content = await self._read_content()
+        if content is None:  # refused (the reply is sent) or the client left
+            self._set_post_data_state()
+            return
+        self.envelope.content = (
+            content.decode("utf-8", errors="surrogateescape") if self._decode_data else content
+        )
+        self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
+
+    async def _read_content(self) -> bytes | None:
+        """The message content up to ``<CR><LF>.<CR><LF>``, un-dot-stuffed, exactly as
+        aiosmtpd reads it, but taken line by line at every LF rather than every CRLF.
+
+        The line-length limit then applies to each line as it will be once normalised to
+        CRLF: a client ending its lines with a bare LF (Postfix accepts them) is not refused
+        as one endless line. As in aiosmtpd, only a "." line that follows a CRLF and ends with
+        CRLF ends DATA, and a leading dot is removed from lines that follow a CRLF: the line
+        endings reach ``inspect_line_endings`` (smuggling forms, bare LF) as sent. Over the
+        size or line limit, the rest is read and dropped, then 552 / 500 is answered."""
+        limit = self.data_size_limit
+        lines: list[bytes] = []
+        size = 0
+        too_long = too_much = False
+        after_crlf = True  # the next line starts a CRLF-delimited line
+        in_long_line = False  # the rest of a line over the reader's limit
+        while self.transport is not None:
+            try:
+                line = await self._reader.readuntil(b"\n")
+            except asyncio.CancelledError:
+                log.info("connection lost during DATA")
+                self._writer.close()
+                raise
+            except asyncio.IncompleteReadError:
+                return None
+            except asyncio.LimitOverrunError as e:
+                # longer than the line limit: drop what came so far, drain, refuse at the end
+                # (552 when the size limit was passed first, as aiosmtpd answers)
+                too_long = not too_much
+                lines.clear()
+                chunk = await self._reader.read(e.consumed)
+                size += len(chunk)
+                in_long_line = True
+                continue
+            if in_long_line:
+                in_long_line = False
+                after_crlf = line.endswith(b"\r\n")
+                size += len(line)
+                continue
+            if after_crlf and line == b".\r\n":
+                break
+            size += len(line)
+            ends_crlf = line.endswith(b"\r\n")
+            if after_crlf and line[:1] == b".":
+                line = line[1:]
+            after_crlf = ends_crlf
+            if too_long or too_much:
+                continue
+            if limit and size > limit:
+                too_much = True
+                lines.clear()
+                continue
+            text_len = len(line) - (2 if ends_crlf else 1)
+            if text_len + 2 > self.line_length_limit:
+                too_long = True
+                lines.clear()
+                continue
+            lines.append(line)
+        else:
+            return None
+        if too_long:
+            await self.push("500 Line too long (see RFC5321 4.5.3.1.6)")
+            return None
+        if too_much:
+            await self.push("552 Error: Too much mail data")
+            return None
+        return b"".join(lines)
 
     # ---- paths ----------------------------------------------------------------------------
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
@@ -186,6 +324,7 @@ class FilterServer:
                 max_commands=smtp.max_commands_per_session,
                 implicit_tls=implicit_tls,
                 line_length=smtp.max_line_length,
+                record_deadline=smtp.record_deadline,
                 data_size_limit=smtp.max_message_size,
                 hostname=smtp.hostname,
                 ident="mailsift ESMTP",

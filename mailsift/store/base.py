@@ -12,6 +12,8 @@ Repositories (one Protocol each, one SQL implementation shared by every backend)
 - ``store.lists``     sender lists: per-user ``trusted``/``untrusted`` and global
   ``allow``/``block`` entries (addresses, ``*@domain``, domains, IPs and CIDR blocks).
 - ``store.audit``     an append-only trail of who did what (feedback, list edits, releases).
+- ``store.sessions``  the web UI's login sessions (by the sha256 of their cookie) and its
+  failed logins (for the login throttle).
 
 Backends (``mailsift.store.sqlite``, ``mailsift.store.postgres``) only provide connections:
 ``SqlStore`` below runs the same SQL on both. SQL is written with ``?`` placeholders; the
@@ -158,6 +160,19 @@ class AuditEvent:
     event_id: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class WebSession:
+    """One logged-in browser of the web UI."""
+
+    session_sha256: str  # sha256 of the cookie value (the value itself is never stored)
+    user: str
+    csrf: str  # the token every state-changing form posts back
+    credential: str  # fingerprint of the account's password hash at login
+    created: float
+    expires: float
+    client_ip: str = ""
+
+
 # ---- repository protocols ------------------------------------------------------------------
 
 
@@ -287,6 +302,32 @@ class AuditRepo(Protocol):
     ) -> list[AuditEvent]: ...
 
 
+@runtime_checkable
+class SessionRepo(Protocol):
+    def create(self, session: WebSession) -> None: ...
+
+    def get(self, session_sha256: str, now: float | None = None) -> WebSession | None:
+        """The session, unless it does not exist or has expired."""
+
+    def delete(self, session_sha256: str) -> bool: ...
+
+    def delete_user(self, user: str) -> int:
+        """End every session of ``user``; returns how many there were."""
+
+    def purge(self, now: float | None = None) -> int:
+        """Delete expired sessions; returns how many."""
+
+    def record_failure(self, client_ip: str, user: str, when: float | None = None) -> None: ...
+
+    def failures(self, since: float, client_ip: str | None = None, user: str | None = None) -> int:
+        """Failed logins since ``since``: of one address and/or one account, or in all."""
+
+    def clear_failures(self, client_ip: str, user: str) -> int:
+        """Forget the failures of one (address, account) pair (after it logged in)."""
+
+    def purge_failures(self, before: float) -> int: ...
+
+
 class Tx(Protocol):
     """A transaction handle: the same calls as the store, inside one atomic unit."""
 
@@ -316,6 +357,9 @@ class Store(Protocol):
 
     @property
     def audit(self) -> AuditRepo: ...
+
+    @property
+    def sessions(self) -> SessionRepo: ...
 
     def execute(self, sql: str, params: Params = ()) -> int: ...
 

@@ -40,6 +40,7 @@ from mailsift.store.base import (
     dumps,
     loads,
 )
+from mailsift.store.sessions import SqlSessionRepo
 
 
 class SqlStore:
@@ -55,6 +56,7 @@ class SqlStore:
         self.feedback = SqlFeedbackRepo(self)
         self.lists = SqlListRepo(self)
         self.audit = SqlAuditRepo(self)
+        self.sessions = SqlSessionRepo(self)
 
     # ---- backend hooks ---------------------------------------------------------------------
     def _begin(self) -> AbstractContextManager[Tx]:

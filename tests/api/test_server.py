@@ -287,7 +287,7 @@ def test_batch_malformed_json_and_content_type(api_server: ApiServer) -> None:
             "/v1/score/batch", content=b"{nope", headers={"Content-Type": "application/json"}
         )
         assert r.status_code == 422
-        # not UTF-8: the 422 echoes the input, it must still render (was a 500)
+        # not UTF-8: the 422 still renders (it never echoes the input)
         r = c.post(
             "/v1/score/batch", content=b"x\xff\xfe", headers={"Content-Type": "application/json"}
         )

@@ -13,7 +13,12 @@ from mailsift.config import load_settings
 def test_defaults_point_at_the_shared_corpus_and_sqlite() -> None:
     s = load_settings()
     assert s.store_url.startswith("sqlite:///")
-    assert s.thresholds.spam <= s.thresholds.hold <= s.thresholds.reject
+    # unset thresholds come from the served model (or the fallback when it has none)
+    assert s.thresholds.spam is None and s.thresholds.hold is None and s.thresholds.reject is None
+    t = s.thresholds.resolved()
+    assert (t.spam, t.hold, t.reject) == (0.5, 0.9, 0.995)
+    t = s.thresholds.resolved({"spam": 0.7, "hold": 0.8, "reject": 0.99})
+    assert (t.spam, t.hold, t.reject) == (0.7, 0.8, 0.99)
     assert s.mlflow_tracking_uri.startswith("sqlite:///")
 
 

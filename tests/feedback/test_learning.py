@@ -24,7 +24,7 @@ def test_trusted_feedback_flips_borderline_campaign_after_a_few_reports(
         res = svc.feedback("spam", f"user{n}@x.test", raw=campaign(n), source="admin")
         assert res.status == "learned", res
         probs.append(svc.score(probe).probability)
-        if probs[-1] >= svc.settings.thresholds.spam:
+        if probs[-1] >= svc.settings.thresholds.resolved(svc.scorer.model.thresholds_).spam:
             break
     # each report of the campaign moves the unseen copy towards spam ...
     assert all(b > a for a, b in itertools.pairwise(probs)), probs

@@ -110,3 +110,15 @@ def maildir(root: Path, msgs: list[bytes]) -> Path:
         sub = "cur" if i % 2 else "new"
         (root / sub / f"{1000 + i}.M{i}P1.host:2,S").write_bytes(raw)
     return root
+
+
+def labelled_archive(path: Path, name: str, msgs: list[tuple[str, bytes]]) -> Path:
+    """An archive laid out as ``../shared/corpora/modern``'s: ``name/<label>/NNNNN.eml``,
+    compressed by the suffix of ``path`` (``.tar.xz``, ``.tar.bz2`` ...)."""
+    mode = {"xz": "w:xz", "bz2": "w:bz2", "gz": "w:gz"}.get(path.suffix.lstrip("."), "w")
+    with tarfile.open(path, mode) as tf:  # type: ignore[call-overload]
+        for i, (label, raw) in enumerate(msgs):
+            ti = tarfile.TarInfo(f"{name}/{label}/{i:05d}.eml")
+            ti.size = len(raw)
+            tf.addfile(ti, io.BytesIO(raw))
+    return path

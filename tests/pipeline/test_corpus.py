@@ -47,6 +47,20 @@ def test_spamassassin_archives_in_place(tmp_path: Path) -> None:
         assert _sha(C.read_message(row)) == row.digest
 
 
+def test_labelled_xz_archive_in_place(tmp_path: Path) -> None:
+    msgs = [("ham", F.message(i, "ham")) for i in range(5)]
+    msgs += [("spam", F.message(100 + i, "spam")) for i in range(3)]
+    path = F.labelled_archive(tmp_path / "site-2025.tar.xz", "site-2025", msgs)
+    assert C.detect_format(path) == "spamassassin"  # an archive: labels from its folders
+    df = C.index_corpus(path)
+    assert sorted(df["label"]) == ["ham"] * 5 + ["spam"] * 3
+    # named by the archive, not as a part of the SpamAssassin corpus
+    assert set(df["source"]) == {"archive:site-2025.tar.xz"}
+    _roundtrip(df)
+    for row in list(df.itertuples(index=False))[::-1]:  # backwards: reopens the xz stream
+        assert _sha(C.read_message(row)) == row.digest
+
+
 def test_spamassassin_unpacked_folders(tmp_path: Path) -> None:
     F.sa_folders(
         tmp_path,

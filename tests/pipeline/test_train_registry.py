@@ -101,7 +101,11 @@ def test_equal_model_is_promoted_worse_is_not(env, tmp_path: Path, small_corpus:
     res = registry.promote(settings, again.registered_version)
     assert res.promoted, res.reason
     assert all(c["ok"] for c in res.checks)
-    assert {c["metric"] for c in res.checks} == {"one_minus_roca_pct", "recall_at_fpr_0.001"}
+    assert {c["metric"] for c in res.checks} == {
+        "one_minus_roca_pct",
+        "recall_at_fpr_0.001",
+        "oos_one_minus_roca_pct",  # naive Bayes alone keeps no out-of-source figures: skipped
+    }
     assert str(registry.champion_version(settings).version) == again.registered_version
 
     # labels swapped: a model that learnt spam as ham, gated on the true corpus
@@ -208,3 +212,35 @@ def test_parallel_extraction_matches_serial(tmp_path: Path, small_corpus: Path) 
     assert len(cache) == 30
     assert extract(shuffled, settings, cache=cache) == [serial[i] for i in shuffled.index]
     assert len(cache) == len(df) and got == [serial[i] for i in shuffled.index[:30]]
+
+
+def test_gate_compares_out_of_source_figures_too() -> None:
+    metrics = ["-one_minus_roca_pct", "-oos_one_minus_roca_pct"]
+    champion = {"one_minus_roca_pct": 0.05, "oos_one_minus_roca_pct": 1.0}
+    # better on its own corpus's held-out mail, worse on mail from other sources: refused
+    fits_own = {"one_minus_roca_pct": 0.03, "oos_one_minus_roca_pct": 1.4}
+    passed, checks = registry.gate(fits_own, champion, metrics)
+    assert not passed and [c["ok"] for c in checks] == [True, False]
+    travels = {"one_minus_roca_pct": 0.05, "oos_one_minus_roca_pct": 0.8}
+    assert registry.gate(travels, champion, metrics)[0]
+    # a challenger without out-of-source figures cannot show it travels as well
+    passed, checks = registry.gate({"one_minus_roca_pct": 0.01}, champion, metrics)
+    assert not passed and checks[1]["challenger"] is None
+    # a champion without them (an older model) has nothing to compare: that check is skipped
+    passed, checks = registry.gate(travels, {"one_minus_roca_pct": 0.05}, metrics)
+    assert passed and checks[1]["skipped"]
+
+
+def test_out_of_source_figures_come_from_the_manifest(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text(
+        '{"out_of_fold": {"out_of_source": true, "one_minus_roca_pct": 1.5, "ham_at_spam": 0.01}}'
+    )
+    assert registry.out_of_source(tmp_path) == {
+        "oos_one_minus_roca_pct": 1.5,
+        "oos_ham_at_spam": 0.01,
+    }
+    # shuffled folds of the same mail are no out-of-source figures
+    (tmp_path / "manifest.json").write_text(
+        '{"out_of_fold": {"out_of_source": false, "one_minus_roca_pct": 0.1}}'
+    )
+    assert registry.out_of_source(tmp_path) == {}

@@ -76,6 +76,58 @@ def test_bare_lf_is_normalised(smtp_filter, smtp_sink) -> None:
     assert msg.get_payload().splitlines()[:2] == ["line one", "line two"]
 
 
+def test_bare_lf_message_over_the_line_limit_is_normalised_and_delivered(
+    smtp_filter, smtp_sink
+) -> None:
+    """50 KB of bare-LF lines (5x smtp.max_line_length): each line is within the limit once
+    normalised, so the message is accepted and delivered intact, not refused as one line."""
+    assert smtp_filter.settings.smtp.max_line_length == 10_000
+    body_lines = [f"line {i:05d} " + "x" * 60 for i in range(700)]
+    body = "\n".join(body_lines).encode()
+    assert len(body) > 50_000
+    r = Raw(smtp_filter.port)
+    _open_transaction(r)
+    r.send(b"Subject: bare and long\nX-Test: 50k\n\n" + body + b"\r\n.\r\n")
+    code, text = r.reply()
+    assert code == 250, text
+    r.cmd("QUIT")
+    (msg,) = smtp_sink.wait_for(1)
+    assert msg["Subject"] == "bare and long" and msg["X-Test"] == "50k"
+    got = msg.get_payload().splitlines()
+    assert got[: len(body_lines)] == body_lines
+    assert not "".join(got[len(body_lines) :])  # smtp-sink's dump may end with a blank line
+
+
+def test_bare_lf_reaches_the_next_hop_as_crlf(filter_factory, tmp_path) -> None:
+    """What the next hop receives on the wire: CRLF line ends only."""
+    from aiosmtpd.controller import Controller
+
+    from tests.fixtures.smtp import free_port
+
+    received: list[bytes] = []
+
+    class Capture:
+        async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
+            received.append(envelope.original_content)
+            return "250 OK"
+
+    hop = Controller(Capture(), hostname="127.0.0.1", port=free_port())
+    hop.start()
+    try:
+        srv = filter_factory(None, next_hop_host="127.0.0.1", next_hop_port=hop.port)
+        r = Raw(srv.port)
+        _open_transaction(r)
+        body = b"\n".join(b"bare %05d " % i + b"y" * 70 for i in range(700))
+        r.send(b"Subject: wire\n\n" + body + b"\r\n.\r\n")
+        assert r.reply()[0] == 250
+        r.cmd("QUIT")
+    finally:
+        hop.stop()
+    (raw,) = received
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    assert raw.endswith(b"Subject: wire\r\n\r\n" + body.replace(b"\n", b"\r\n") + b"\r\n")
+
+
 def test_bare_lf_rejected_when_configured(filter_factory, smtp_sink) -> None:
     srv = filter_factory(smtp_sink, bare_newlines="reject")
     r = Raw(srv.port)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from mailsift.store import ListEntry, Store, StoreError, VerdictRecord, open_store
-from mailsift.store.base import FeedbackRecord
+from mailsift.store.base import FeedbackRecord, WebSession
 from mailsift.store.migrations import discover, split_statements
 
 
@@ -312,3 +312,47 @@ def test_verdict_add_joins_an_open_transaction(store: Store) -> None:
     with store.transaction():
         store.verdicts.add(_verdict("tx-2"))
     assert store.verdicts.get("tx-2") is not None
+
+
+def test_web_sessions(store: Store) -> None:
+    now = time.time()
+    a1 = WebSession("a" * 64, "alice@x.test", "csrf-a1", "cred-1", now, now + 60, "192.0.2.1")
+    a2 = WebSession("b" * 64, "alice@x.test", "csrf-a2", "cred-1", now, now + 60)
+    b1 = WebSession("c" * 64, "bob@x.test", "csrf-b1", "cred-2", now, now + 60)
+    old = WebSession("d" * 64, "bob@x.test", "csrf-old", "cred-2", now - 120, now - 60)
+    for s in (a1, a2, b1, old):
+        store.sessions.create(s)
+    assert store.sessions.get("a" * 64) == a1
+    assert store.sessions.get("d" * 64) is None  # expired: gone even before a purge
+    assert store.sessions.get("a" * 64, now=now + 61) is None
+    with pytest.raises(Exception):
+        store.sessions.create(a1)
+    assert store.sessions.delete("a" * 64) is True
+    assert store.sessions.delete("a" * 64) is False
+    assert store.sessions.get("a" * 64) is None and store.sessions.get("b" * 64) == a2
+    assert store.sessions.delete_user("alice@x.test") == 1
+    assert store.sessions.get("b" * 64) is None and store.sessions.get("c" * 64) == b1
+    assert store.sessions.purge() == 1  # the expired one
+    assert store.sessions.get("c" * 64) == b1
+
+
+def test_login_failures(store: Store) -> None:
+    now = time.time()
+    for ip, user, when in (
+        ("192.0.2.1", "alice", now),
+        ("192.0.2.1", "alice", now - 10),
+        ("192.0.2.1", "bob", now),
+        ("192.0.2.2", "alice", now),
+        ("192.0.2.2", "carol", now - 1000),
+    ):
+        store.sessions.record_failure(ip, user, when)
+    since = now - 300
+    assert store.sessions.failures(since) == 4
+    assert store.sessions.failures(since, client_ip="192.0.2.1") == 3
+    assert store.sessions.failures(since, user="alice") == 3
+    assert store.sessions.failures(since, client_ip="192.0.2.1", user="alice") == 2
+    assert store.sessions.failures(now - 5, client_ip="192.0.2.1", user="alice") == 1
+    assert store.sessions.clear_failures("192.0.2.1", "alice") == 2
+    assert store.sessions.failures(since, user="alice") == 1
+    assert store.sessions.purge_failures(since) == 1  # carol's old one
+    assert store.sessions.failures(0.0) == 2

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from argon2 import PasswordHasher
 
 from mailsift.api.app import create_app
 from mailsift.api.keys import ApiKeys
@@ -34,6 +35,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+# argon2id with small costs: the login tests verify dozens of passwords, each ~0.5 s with the
+# production parameters on a loaded test machine (the parameters do not change behaviour)
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
 PASSWORDS = {
     "alice@mailsift.test": "alice-password-1",
     "bob@mailsift.test": "bob-password-2",
@@ -54,8 +58,12 @@ class UiServer:
     def client(self, **kw: object) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=30, **kw)  # type: ignore[arg-type]
 
-    def login(self, user: str, password: str | None = None) -> httpx.Client:
-        c = self.client()
+    def login(self, user: str, password: str | None = None, via: str = "") -> httpx.Client:
+        """A client logged in as ``user`` (from the loopback address ``via``, if given)."""
+        kw: dict[str, object] = {}
+        if via:
+            kw["transport"] = httpx.HTTPTransport(local_address=via)
+        c = self.client(**kw)
         r = c.get("/ui/login")
         csrf = r.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
         r = c.post(
@@ -96,7 +104,7 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory, ui_next_hop: Sink) -> It
     settings = make_settings(tmp, ui_next_hop.port)
     settings.smtp.accounts_file = tmp / "accounts.json"
     settings.paths.var_dir.mkdir(parents=True, exist_ok=True)
-    accounts = Accounts(settings.smtp.accounts_file)
+    accounts = Accounts(settings.smtp.accounts_file, hasher=FAST_HASHER)
     for user, pw in PASSWORDS.items():
         accounts.add(user, pw, admin=user.startswith("admin"))
     store = open_store(settings.store_url)
@@ -113,6 +121,14 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory, ui_next_hop: Sink) -> It
         server.should_exit = True
         thread.join(timeout=30)
         store.close()
+
+
+@pytest.fixture
+def no_failures(ui_server: UiServer) -> Iterator[None]:
+    """No failed logins counted before or after the test (the throttle's table)."""
+    ui_server.store.execute("DELETE FROM ui_login_failures")
+    yield
+    ui_server.store.execute("DELETE FROM ui_login_failures")
 
 
 @pytest.fixture(scope="session")
@@ -155,7 +171,7 @@ def e2e_server(
     )
     settings.smtp.accounts_file = tmp / "accounts.json"
     settings.paths.var_dir.mkdir(parents=True, exist_ok=True)
-    accounts = Accounts(settings.smtp.accounts_file)
+    accounts = Accounts(settings.smtp.accounts_file, hasher=FAST_HASHER)
     for user, pw in PASSWORDS.items():
         accounts.add(user, pw, admin=user.startswith("admin"))
     store = open_store(settings.store_url)

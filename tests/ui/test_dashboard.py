@@ -8,7 +8,7 @@ import time
 from mailsift.api.ui import stats
 from mailsift.api.ui.charts import horizontal_bars
 from mailsift.api.ui.context import UiContext
-from mailsift.api.ui.security import SessionCodec
+from mailsift.api.ui.security import LoginThrottle, SessionCodec
 from mailsift.quarantine import Quarantine
 from mailsift.store.base import FeedbackRecord, VerdictRecord
 from mailsift.store.greylist import SqliteGreylistStore, Triplet
@@ -50,7 +50,9 @@ def test_dashboard_counts(tmp_path, sqlite_store) -> None:
     q = Quarantine(qsettings, store)
     q.hold(sample_message(), envelope(), sample_verdict())
 
-    ctx = UiContext(qsettings, None, q, None, SessionCodec(qsettings))
+    ctx = UiContext(
+        qsettings, None, q, None, SessionCodec(qsettings, store), LoginThrottle(store, qsettings.ui)
+    )
     d = stats.dashboard(ctx, 14, now)
     assert d["verdicts"]["totals"] == {"ham": 1, "spam": 1, "hold": 2, "reject": 1}
     assert d["rules"][0] == ("DNSBL_SBL", 2.0)

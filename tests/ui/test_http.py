@@ -71,8 +71,10 @@ def test_secure_flag_follows_settings(ui_server: UiServer) -> None:
     settings = ui_server.settings.model_copy(deep=True)
     settings.ui.secure_cookies = True
     resp = Response()
-    SessionCodec(settings).start(resp, "alice@mailsift.test", False)
+    codec = SessionCodec(settings, ui_server.store)
+    s = codec.start(None, resp, "alice@mailsift.test", False, "credential")
     assert "; secure" in resp.headers["set-cookie"].lower()
+    codec.revoke(s)
 
 
 def test_wrong_password_and_login_csrf(ui_server: UiServer) -> None:
@@ -173,27 +175,30 @@ def test_list_filters_and_sorting(ui_server: UiServer) -> None:
     assert high not in page
 
 
-def test_failed_logins_are_throttled(ui_server: UiServer) -> None:
-    from mailsift.api.ui import routes
-
+def test_failed_logins_are_throttled(ui_server: UiServer, no_failures: None) -> None:
     c = ui_server.client()
-    try:
-        for _ in range(5):
-            token = _csrf(c.get("/ui/login").text)
-            r = c.post(
-                "/ui/login", data={"user": "bob@mailsift.test", "password": "guess", "csrf": token}
-            )
-            assert r.status_code == 401
+    for _ in range(5):
         token = _csrf(c.get("/ui/login").text)
         r = c.post(
-            "/ui/login",
-            data={"user": "bob@mailsift.test", "password": "bob-password-2", "csrf": token},
+            "/ui/login", data={"user": "bob@mailsift.test", "password": "guess", "csrf": token}
         )
-        assert r.status_code == 429  # even the right password waits now
-        assert "mailsift_session" not in c.cookies
-    finally:
-        routes.user_throttle.clear("bob@mailsift.test")
-        routes.ip_throttle.clear("127.0.0.1")
+        assert r.status_code == 401
+    token = _csrf(c.get("/ui/login").text)
+    r = c.post(
+        "/ui/login",
+        data={"user": "bob@mailsift.test", "password": "bob-password-2", "csrf": token},
+    )
+    assert r.status_code == 429  # even the right password waits now, from this address
+    assert "mailsift_session" not in c.cookies
+    # the same account from another address, and another account from this one, get in
+    with ui_server.client(transport=httpx.HTTPTransport(local_address="127.0.0.2")) as other:
+        assert other.get("/ui/login").status_code == 200
+    assert (
+        ui_server.login("bob@mailsift.test", via="127.0.0.2").get("/ui/quarantine").status_code
+        == 200
+    )
+    assert ui_server.login("alice@mailsift.test").get("/ui/quarantine").status_code == 200
+    ui_server.store.execute("DELETE FROM ui_login_failures")  # the window has passed
     assert ui_server.login("bob@mailsift.test").get("/ui/quarantine").status_code == 200
 
 

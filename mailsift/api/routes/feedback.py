@@ -8,6 +8,8 @@ message itself (base64). Who learns what (``mailsift.classifier.feedback``):
   vote towards a global lesson; U's reports are rate-capped per hour;
 - an admin key or a key with the ``trusted`` scope: a trusted global lesson at once
   (``user`` is recorded as whose message it was);
+- a ``delegate`` key (a mail server's learn pipe): the named user's own report, as if they
+  had a bound key; every vote it relays counts as one domain;
 - a feedback key bound to no user: 403, it may not speak for users.
 """
 
@@ -39,7 +41,7 @@ def feedback(
     user = body.user or (who.key.owner if who.key else "")
     trusted = who.trusted
     if not trusted:
-        who.check_user(user or "")
+        who.check_user(user or "", delegate_ok=True)
     if not user:
         user = who.actor if trusted else ""
     if not user:
@@ -58,8 +60,10 @@ def feedback(
             verdict_id=body.verdict_id,
             raw=raw,
             source="api",
-            reporter=who.reporter if who.key is not None else None,
+            # a delegate's report is the named user's; its votes count as one domain
+            reporter=None if who.key is None or who.delegate else who.reporter,
             trusted=trusted,
+            via=who.actor if who.delegate and not trusted else None,
         )
     except FeedbackError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None

@@ -51,11 +51,10 @@ def media_type(request: Request) -> str:
 
 
 def _bad_input(exc: ValidationError) -> RequestValidationError:
-    errors = exc.errors(include_url=False, include_context=False)
-    for e in errors:  # invalid JSON echoes the raw body: bytes, maybe not UTF-8 (500 else)
-        if isinstance(e.get("input"), bytes | bytearray):
-            e["input"] = bytes(e["input"]).decode("utf-8", "replace")
-    return RequestValidationError(errors)
+    # without the input: for invalid JSON it is the whole body (see app.validation_details)
+    return RequestValidationError(
+        exc.errors(include_url=False, include_context=False, include_input=False)
+    )
 
 
 def count_verdicts(req_state: dict[str, Any], verdicts: list[Verdict]) -> None:

@@ -3,7 +3,8 @@
 The API app (``mailsift.api.app.create_app``) puts ``settings`` and the scoring ``service``
 on ``app.state``; the UI adds its own pieces next to them on first use: the
 ``Quarantine`` (over the service's store), the ``Accounts`` file (the SMTP filter's logins,
-``settings.smtp.accounts_file``) and the session codec. Tests may set
+``settings.smtp.accounts_file``), the sessions and the login throttle (both in the
+quarantine's store). Tests may set
 ``app.state.quarantine`` / ``app.state.accounts`` beforehand.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
-from mailsift.api.ui.security import SessionCodec
+from mailsift.api.ui.security import LoginThrottle, SessionCodec
 from mailsift.config import Settings
 from mailsift.quarantine import Quarantine, QuarantineEntry
 from mailsift.verdict import Envelope
@@ -32,6 +33,7 @@ class UiContext:
     quarantine: Quarantine
     accounts: Any
     sessions: SessionCodec
+    throttle: LoginThrottle
 
     @property
     def store(self) -> Any:
@@ -98,4 +100,12 @@ def _build(state: Any) -> UiContext:
 
         accounts = Accounts(settings.smtp.accounts_file)
         state.accounts = accounts
-    return UiContext(settings, service, quarantine, accounts, SessionCodec(settings))
+    store = quarantine.store
+    return UiContext(
+        settings,
+        service,
+        quarantine,
+        accounts,
+        SessionCodec(settings, store),
+        LoginThrottle(store, settings.ui),
+    )

@@ -8,6 +8,9 @@ carries the strict Content-Security-Policy (``security.SecureRoute``).
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import hmac
 import logging
 import time
 from datetime import UTC, datetime
@@ -22,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mailsift.api.ui import stats
 from mailsift.api.ui.context import UiContext, ui_context
-from mailsift.api.ui.security import LoginThrottle, SecureRoute, Session, csrf_ok
+from mailsift.api.ui.security import SecureRoute, Session, csrf_ok
 from mailsift.api.ui.view import explanation, message_view
 from mailsift.quarantine import (
     DELETED,
@@ -48,9 +51,6 @@ PAGE_SIZE = 50
 ACTIONS = ("release", "delete", "ham", "spam")
 
 router = APIRouter(prefix="/ui", route_class=SecureRoute, include_in_schema=False)
-# failed logins: per user name (5 in 5 min) and per client address (20 in 5 min)
-user_throttle = LoginThrottle(limit=5, window=300.0)
-ip_throttle = LoginThrottle(limit=20, window=300.0)
 
 env = Environment(
     loader=FileSystemLoader(HERE / "templates"),
@@ -75,12 +75,25 @@ def render(name: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
     return HTMLResponse(html, status_code=status_code)
 
 
-def _session(request: Request, ctx: UiContext) -> Session:
+def _live_session(request: Request, ctx: UiContext) -> Session | None:
+    """The request's session if it is still good: in the store (not logged out, not
+    expired) and its account active with the password it logged in with."""
     s = ctx.sessions.load(request)
-    if s is None or not ctx.accounts.is_active(s.user):
+    if s is None:
+        return None
+    credential = ctx.accounts.credential(s.user)
+    if credential is None or not hmac.compare_digest(credential, s.credential):
+        ctx.sessions.revoke(s)  # account disabled or expired, or its password changed
+        return None
+    # the admin flag follows account changes at once
+    return dataclasses.replace(s, admin=ctx.accounts.is_admin(s.user))
+
+
+async def _session(request: Request, ctx: UiContext) -> Session:
+    s = await run_in_threadpool(_live_session, request, ctx)
+    if s is None:
         raise HTTPException(303, headers={"Location": "/ui/login"})
-    admin = ctx.accounts.is_admin(s.user)  # follows account changes at once
-    return Session(s.user, admin, s.csrf, s.issued)
+    return s
 
 
 async def _form_checked(request: Request, s: Session) -> Any:
@@ -126,17 +139,27 @@ async def login(request: Request) -> Response:
     client = request.client.host if request.client else "?"
     if not ctx.sessions.check_login_token(request, str(form.get("csrf", ""))):
         return _login_page(request, ctx, user, "Your login form expired; try again.", 403)
-    if user_throttle.blocked(user) or ip_throttle.blocked(client):
+    refused, wait = await run_in_threadpool(ctx.throttle.check, client, user)
+    if refused:
+        log.warning("ui login refused (throttled) user=%s ip=%s", user, client)
         return _login_page(request, ctx, user, "Too many failed logins; wait a while.", 429)
+    if wait > 0:
+        await asyncio.sleep(wait)  # a soft limit is reached: slow down, do not lock out
     ok = await run_in_threadpool(ctx.accounts.verify, user, password)
-    if not ok:
-        user_throttle.fail(user)
-        ip_throttle.fail(client)
+    credential = ctx.accounts.credential(user) if ok else None
+    if credential is None:
+        await run_in_threadpool(ctx.throttle.fail, client, user)
         log.info("ui login failed user=%s ip=%s", user, client)
         return _login_page(request, ctx, user, "Wrong user name or password.", 401)
-    user_throttle.clear(user)
     resp = RedirectResponse("/ui/quarantine", status_code=303)
-    ctx.sessions.start(resp, user, ctx.accounts.is_admin(user))
+
+    def begin() -> None:
+        ctx.throttle.succeeded(client, user)
+        ctx.sessions.start(
+            request, resp, user, ctx.accounts.is_admin(user), credential, client_ip=client
+        )
+
+    await run_in_threadpool(begin)
     ctx.sessions.end_login(resp)
     log.info("ui login user=%s ip=%s", user, client)
     return resp
@@ -145,10 +168,11 @@ async def login(request: Request) -> Response:
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     ctx = ui_context(request)
-    s = _session(request, ctx)
+    s = await _session(request, ctx)
     await _form_checked(request, s)
     resp = RedirectResponse("/ui/login", status_code=303)
-    ctx.sessions.end(resp)
+    await run_in_threadpool(ctx.sessions.end, resp, s)
+    log.info("ui logout user=%s", s.user)
     return resp
 
 
@@ -226,7 +250,7 @@ def query_from_params(params: Any, s: Session) -> tuple[QuarantineQuery, dict[st
 @router.get("/quarantine", name="ui_list")
 async def quarantine_list(request: Request) -> Response:
     ctx = ui_context(request)
-    s = _session(request, ctx)
+    s = await _session(request, ctx)
     q, f = query_from_params(request.query_params, s)
     entries, total = await run_in_threadpool(ctx.quarantine.list, None, q)
     page = int(f["page"])
@@ -261,7 +285,7 @@ async def quarantine_list(request: Request) -> Response:
 @router.get("/quarantine/{qid}", name="ui_message")
 async def quarantine_message(request: Request, qid: str) -> Response:
     ctx = ui_context(request)
-    s = _session(request, ctx)
+    s = await _session(request, ctx)
     try:
         entry = ctx.quarantine.get(qid, None if s.admin else s.user)
     except QuarantineError as exc:
@@ -327,7 +351,7 @@ def _do(ctx: UiContext, s: Session, action: str, ids: list[str], form: Any) -> t
 @router.post("/quarantine/{qid}/action")
 async def quarantine_action(request: Request, qid: str) -> Response:
     ctx = ui_context(request)
-    s = _session(request, ctx)
+    s = await _session(request, ctx)
     form = await _form_checked(request, s)
     action = str(form.get("action", ""))
     if action not in ACTIONS:
@@ -341,7 +365,7 @@ async def quarantine_action(request: Request, qid: str) -> Response:
 @router.post("/quarantine")
 async def quarantine_bulk(request: Request) -> Response:
     ctx = ui_context(request)
-    s = _session(request, ctx)
+    s = await _session(request, ctx)
     form = await _form_checked(request, s)
     action = str(form.get("action", ""))
     if action not in ACTIONS:
@@ -358,7 +382,7 @@ async def quarantine_bulk(request: Request) -> Response:
 @router.get("/dashboard", name="ui_dashboard")
 async def dashboard(request: Request) -> Response:
     ctx = ui_context(request)
-    s = _session(request, ctx)
+    s = await _session(request, ctx)
     if not s.admin:
         return _page(ctx, s, "error.html", 403, error="The dashboard is for administrators.")
     days = 14 if request.query_params.get("range") != "48h" else 2

@@ -4,20 +4,28 @@ Every response of the UI router carries a strict Content-Security-Policy (nothin
 CSS and script, no inline script or style, no framing, forms post only to us) and the usual
 hardening headers; the route class adds them to every response, error pages included.
 
-Sessions are a signed cookie (itsdangerous, HMAC-SHA1 over the JSON payload with a timestamp;
-``settings.ui.session_max_age``), ``HttpOnly``, ``SameSite=Strict``, ``Secure`` per
-``settings.ui.secure_cookies``. The payload holds the user, whether they are an admin, and a
-per-session CSRF token that every state-changing form posts back (compared in constant
-time). The login form gets its own CSRF token in a short-lived signed cookie (login CSRF).
+Sessions live in the store (``store.sessions``): the cookie holds 256 random bits, the store
+the sha256 of that value, the user, a per-session CSRF token that every state-changing form
+posts back (compared in constant time), a fingerprint of the account's password hash, and
+an expiry (``settings.ui.session_max_age``). Logging out deletes the row, so a copy of the
+cookie is worth nothing afterwards; so does a password change (the fingerprint no longer
+matches), disabling the account or its expiry. The cookie is ``HttpOnly``,
+``SameSite=Strict``, ``Secure`` per ``settings.ui.secure_cookies``. The login form gets its
+own CSRF token in a short-lived signed cookie (login CSRF, itsdangerous).
+
+``LoginThrottle`` counts failed logins in the store too, so every worker sees the same
+counts: a hard limit per (client address, account) pair, and soft limits per address, per
+account and in all that slow attempts down instead of refusing them (a password sprayer
+behind a NAT must not lock out the other users behind it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import hmac
 import os
 import secrets
-import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -32,7 +40,8 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mailsift.config import Settings
+from mailsift.config import Settings, UiSettings
+from mailsift.store.base import Store, WebSession
 
 CSP = (
     "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
@@ -94,6 +103,12 @@ class Session:
     admin: bool
     csrf: str
     issued: float
+    credential: str = ""  # the account's password fingerprint when the session began
+    sid: str = ""  # sha256 of the cookie value: the session's key in the store
+
+
+def cookie_sha256(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def secret_key(settings: Settings) -> str:
@@ -119,33 +134,66 @@ def secret_key(settings: Settings) -> str:
 
 
 class SessionCodec:
-    def __init__(self, settings: Settings) -> None:
+    """Sessions in the store, their cookie, and the login form's CSRF cookie. The session
+    methods query the store: call them from a worker thread, not the event loop."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
         key = secret_key(settings)
-        self._session = URLSafeTimedSerializer(key, salt="mailsift-ui-session")
         self._login = URLSafeTimedSerializer(key, salt="mailsift-ui-login")
+        self.store = store
         self.max_age = settings.ui.session_max_age
         self.secure = settings.ui.secure_cookies
 
     # ---- the session --------------------------------------------------------------------
     def load(self, request: Request) -> Session | None:
+        """The live session the request's cookie names (None: none, unknown, ended, expired)."""
         token = request.cookies.get(SESSION_COOKIE)
-        if not token:
+        if not token or len(token) > 128:
             return None
-        try:
-            data = self._session.loads(token, max_age=self.max_age)
-        except (BadSignature, ValueError, TypeError):
+        ws = self.store.sessions.get(cookie_sha256(token))
+        if ws is None:
             return None
-        if not isinstance(data, dict) or not all(k in data for k in ("u", "a", "c", "t")):
-            return None
-        return Session(str(data["u"]), bool(data["a"]), str(data["c"]), float(data["t"]))
+        return Session(ws.user, False, ws.csrf, ws.created, ws.credential, ws.session_sha256)
 
-    def start(self, response: Response, user: str, admin: bool) -> Session:
-        s = Session(user, admin, secrets.token_urlsafe(32), time.time())
-        token = self._session.dumps({"u": s.user, "a": s.admin, "c": s.csrf, "t": s.issued})
+    def start(
+        self,
+        request: Request | None,
+        response: Response,
+        user: str,
+        admin: bool,
+        credential: str,
+        client_ip: str = "",
+    ) -> Session:
+        """A new session for ``user`` (a new cookie value: the one the browser held before,
+        if any, is ended, so a planted cookie cannot be logged into)."""
+        old = request.cookies.get(SESSION_COOKIE) if request is not None else None
+        if old and len(old) <= 128:
+            self.store.sessions.delete(cookie_sha256(old))
+        token = secrets.token_urlsafe(32)
+        now = time.time()
+        ws = WebSession(
+            session_sha256=cookie_sha256(token),
+            user=user,
+            csrf=secrets.token_urlsafe(32),
+            credential=credential,
+            created=now,
+            expires=now + self.max_age,
+            client_ip=client_ip,
+        )
+        self.store.sessions.create(ws)
+        self.store.sessions.purge(now)  # expired sessions of anyone
         self._set(response, SESSION_COOKIE, token, self.max_age)
-        return s
+        return Session(user, admin, ws.csrf, now, credential, ws.session_sha256)
 
-    def end(self, response: Response) -> None:
+    def revoke(self, session: Session) -> None:
+        """End ``session`` in the store (its cookie, wherever copied, no longer works)."""
+        if session.sid:
+            self.store.sessions.delete(session.sid)
+
+    def end(self, response: Response, session: Session | None = None) -> None:
+        """Log out: end ``session`` in the store and delete the browser's cookie."""
+        if session is not None:
+            self.revoke(session)
         response.delete_cookie(
             SESSION_COOKIE, path="/ui", secure=self.secure, httponly=True, samesite="strict"
         )
@@ -200,33 +248,43 @@ def csrf_ok(session: Session, posted: str | None) -> bool:
 
 
 class LoginThrottle:
-    """Failed logins per user name and per client address: after ``limit`` failures in
-    ``window`` seconds, further attempts are refused until the window passes."""
+    """Failed web logins, counted in the store over ``ui.login_window`` seconds.
 
-    def __init__(self, limit: int = 5, window: float = 300.0) -> None:
-        self.limit = limit
-        self.window = window
-        self._fails: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
+    Hard limit: after ``ui.login_failures`` failures of one account from one client address,
+    that (address, account) pair is refused until the window passes; the same account from
+    elsewhere and other accounts from the same address are not. Soft limits: past
+    ``login_soft_per_address`` failures from one address, ``login_soft_per_account`` of one
+    account or ``login_soft_total`` in all, every attempt they cover waits
+    ``login_slow_delay`` seconds before its password is checked: a sprayer (many accounts
+    from one address, or one account from many) is slowed down, while a real user behind the
+    same address still gets in. Limits are read from ``ui`` at each call.
+    """
 
-    def blocked(self, *keys: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            return any(len(self._recent(k, now)) >= self.limit for k in keys)
+    def __init__(self, store: Store, ui: UiSettings) -> None:
+        self.store = store
+        self.ui = ui
 
-    def fail(self, *keys: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for k in keys:
-                self._fails[k] = [*self._recent(k, now), now]
+    def check(self, client_ip: str, user: str) -> tuple[bool, float]:
+        """(refused, seconds to wait first) for an attempt to log in as ``user``."""
+        since = time.time() - self.ui.login_window
+        failures = self.store.sessions.failures
+        if failures(since, client_ip=client_ip, user=user) >= self.ui.login_failures:
+            return True, 0.0
+        slow = (
+            failures(since, client_ip=client_ip) >= self.ui.login_soft_per_address
+            or failures(since, user=user) >= self.ui.login_soft_per_account
+            or failures(since) >= self.ui.login_soft_total
+        )
+        return False, self.ui.login_slow_delay if slow else 0.0
 
-    def clear(self, *keys: str) -> None:
-        with self._lock:
-            for k in keys:
-                self._fails.pop(k, None)
+    def fail(self, client_ip: str, user: str) -> None:
+        now = time.time()
+        self.store.sessions.record_failure(client_ip, user, now)
+        self.store.sessions.purge_failures(now - self.ui.login_window)
 
-    def _recent(self, key: str, now: float) -> list[float]:
-        return [t for t in self._fails.get(key, []) if now - t < self.window]
+    def succeeded(self, client_ip: str, user: str) -> None:
+        """The pair logged in: its earlier failures (typos) no longer count."""
+        self.store.sessions.clear_failures(client_ip, user)
 
 
 class UiHeadersMiddleware:

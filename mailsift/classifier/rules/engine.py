@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mailsift.budget import ScanBudget
 from mailsift.classifier.rules import evals as evals_mod
 from mailsift.classifier.rules import meta as meta_mod
 from mailsift.classifier.rules.parser import (
@@ -1007,17 +1008,30 @@ class RuleSet:
         else:
             self._scan(ht.target, value, h)
 
-    def hit_values(self, pm: ParsedMessage) -> list[int]:
-        """Raw per-rule values (index as in :attr:`names`), metas included."""
-        views = MessageViews(pm, self.max_scan_bytes)
+    def hit_values(self, pm: ParsedMessage, budget: ScanBudget | None = None) -> list[int]:
+        """Raw per-rule values (index as in :attr:`names`), metas included.
+
+        With a ``budget``, the stages after the one that found it spent are skipped (their
+        rules read as not hit) and the metas are computed over what was reached."""
         h = [0] * len(self.names)
+        self._run_stages(MessageViews(pm, self.max_scan_bytes), h, budget)
+        self._meta_fn(h)
+        return h
+
+    def _run_stages(self, views: MessageViews, h: list[int], budget: ScanBudget | None) -> None:
         if self._body.entries:
             self._scan(self._body, views.body, h)
+        if budget is not None and budget.spent("body rules"):
+            return
         if self._rawbody.entries:
             self._scan(self._rawbody, views.rawbody, h)
         if self._full.entries:
             self._scan(self._full, views.full, h)
+        if budget is not None and budget.spent("rawbody and full rules"):
+            return
         self._scan_uris(views, h)
+        if budget is not None and budget.spent("uri rules"):
+            return
         # every request for a real header first reads as absent (its exists: rules 0, its
         # rules their if-unset value); then the headers the message has are read
         for ri, r in self._absent_hits:
@@ -1043,6 +1057,8 @@ class RuleSet:
             )
             if found != e.negate:
                 h[e.rule] = 1
+        if budget is not None and budget.spent("header rules"):
+            return
         for fn, args, rule_ids in self._eval_groups:  # the same test under two names runs once
             try:
                 result = int(fn(views, args))
@@ -1051,12 +1067,17 @@ class RuleSet:
                 continue
             for ri in rule_ids:
                 h[ri] = result
-        self._meta_fn(h)
-        return h
 
-    def evaluate(self, pm: ParsedMessage, *, include_subrules: bool = False) -> list[Symbol]:
-        """Rules that hit, as Symbols (source "rule"), in rule order."""
-        h = self.hit_values(pm)
+    def evaluate(
+        self,
+        pm: ParsedMessage,
+        *,
+        include_subrules: bool = False,
+        budget: ScanBudget | None = None,
+    ) -> list[Symbol]:
+        """Rules that hit, as Symbols (source "rule"), in rule order (see ``hit_values``
+        for ``budget``)."""
+        h = self.hit_values(pm, budget)
         report = self._report_sub if include_subrules else self._report
         symbols = self._symbols
         return [
@@ -1071,6 +1092,17 @@ class RuleSet:
 
     def score_of(self, name: str) -> float:
         return self._scores[self._index[name]]
+
+    def score_set(self, score_set: int) -> dict[str, float]:
+        """Every reported rule's score in one of SpamAssassin's four score sets (2: Bayes on,
+        network tests off, the set a local SpamAssassin with Bayes uses); rules without a
+        ``score`` line get the default score, as in SpamAssassin."""
+        sets = self._parsed.score_sets
+        return {
+            n: (sets[n][score_set] if n in sets else sc)
+            for n, sc, rep in zip(self.names, self._scores, self._report, strict=True)
+            if rep
+        }
 
     def description(self, name: str) -> str:
         return self._describe[self._index[name]]
@@ -1137,7 +1169,15 @@ DB_TIMEOUT = 900.0  # seconds for one target's database
 CHILD_MEMORY = 4 * 1024**3
 
 
-def _child_main(conn: Any) -> None:  # pragma: no cover - runs in the child process
+def _child_main(conn: Any, parent_end: Any, parent_pid: int) -> None:  # pragma: no cover
+    """The compiler process: answers ``conn`` until told to stop or the parent goes."""
+    from mailsift.lifecycle import die_with_parent
+
+    die_with_parent(parent_pid)
+    # the parent's end of the pipe, inherited through fork: held here too, the parent's
+    # death would never show as EOF (recv) or EPIPE (send), and a send of a database larger
+    # than the pipe's buffer would block for good
+    parent_end.close()
     try:
         import resource
 
@@ -1248,7 +1288,9 @@ class _Compiler:
 
     def _start(self) -> None:
         parent, child = self._ctx.Pipe()
-        self._proc = self._ctx.Process(target=_child_main, args=(child,), daemon=True)
+        self._proc = self._ctx.Process(
+            target=_child_main, args=(child, parent, os.getpid()), daemon=True
+        )
         self._proc.start()
         child.close()
         self._conn = parent

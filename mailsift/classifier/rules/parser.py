@@ -104,6 +104,9 @@ class ParsedRules:
     rules: dict[str, RuleDef] = field(default_factory=dict)
     describe: dict[str, str] = field(default_factory=dict)
     scores: dict[str, float] = field(default_factory=dict)
+    # SpamAssassin's four score sets (0: no Bayes, no network tests; 1: network; 2: Bayes;
+    # 3: both). One value on the ``score`` line stands for all four.
+    score_sets: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
     tflags: dict[str, tuple[str, ...]] = field(default_factory=dict)
     inactive: dict[str, str] = field(default_factory=dict)  # name -> hiding condition
     unsupported: dict[str, str] = field(default_factory=dict)  # name -> reason
@@ -228,9 +231,13 @@ def _directive(key: str, rest: str, where: str, out: ParsedRules) -> None:
         bits = rest.split()
         if len(bits) >= 2:
             try:
-                out.scores[bits[0]] = float(bits[1])
+                values = [float(b) for b in bits[1:5]]
             except ValueError:
-                out.warnings.append(f"{where}: bad score {bits[1]!r}")
+                out.warnings.append(f"{where}: bad score {' '.join(bits[1:5])!r}")
+            else:
+                out.scores[bits[0]] = values[0]
+                sets = values if len(values) == 4 else [values[0]] * 4
+                out.score_sets[bits[0]] = (sets[0], sets[1], sets[2], sets[3])
     elif key == "tflags":
         bits = rest.split()
         if bits:

@@ -1,0 +1,3 @@
+"""Type stub of the native HTML nesting bound (``_htmldepth.c``)."""
+
+def cap(html: str, max_depth: int, /) -> str | None: ...

@@ -1,0 +1,83 @@
+"""``mailsift serve milter``: the milter for Postfix / Sendmail, in the foreground until
+SIGINT/SIGTERM.
+
+It listens on ``milter.host:milter.port`` (``--host``/``--port``) or on a Unix socket
+(``--socket PATH`` / ``milter.socket``), runs the checks from
+``mailsift.smtpd.checks.build_checks`` and scores in-process with
+``mailsift.service.ScoringService`` (or over HTTP when ``api.scorer_url`` is set), exactly as
+``serve smtp`` does; see ``mailsift.smtpd.milter`` for what it answers at each step.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mailsift.commands.serve import serve_app
+
+
+def build_milter(settings: Any) -> Any:
+    """The MilterServer with everything wired from settings (not started)."""
+    from mailsift.api.lean import trim_heap
+    from mailsift.commands.smtp import build_scoring
+    from mailsift.smtpd.milter import MilterServer
+
+    service, _store, checks = build_scoring(settings)
+    gc.freeze()  # long-lived model and rules: keep them out of every GC pass
+    trim_heap()
+    return MilterServer(settings, service, checks=checks)
+
+
+@serve_app.command("milter")
+def serve_milter(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default: milter.host)")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default: milter.port)")] = None,
+    socket: Annotated[
+        Path | None, typer.Option(help="Unix socket path instead of TCP (milter.socket)")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="Python log level")] = "INFO",
+) -> None:
+    """Serve the milter (Postfix smtpd_milters / Sendmail INPUT_MAIL_FILTER)."""
+    from mailsift.config import get_settings
+
+    if socket is not None and (port is not None or host is not None):
+        raise typer.BadParameter("--socket excludes --host/--port")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = get_settings()
+    updates: dict[str, Any] = {}
+    if host:
+        updates["host"] = host
+    if port is not None:
+        updates["port"] = port
+        updates["socket"] = None
+    if socket is not None:
+        updates["socket"] = socket
+    if updates:
+        settings = settings.model_copy(
+            update={"milter": settings.milter.model_copy(update=updates)}
+        )
+    from mailsift.commands.smtp import follow_model_reloads
+
+    server = build_milter(settings)
+    server.start()
+    sync = follow_model_reloads(settings, getattr(server.scoring, "service", None))
+    typer.echo(f"mailsift milter on {server.address}")
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    if sync is not None:
+        sync.stop()
+    server.stop()
+
+
+def register(app: typer.Typer) -> None:
+    """``serve milter`` lives in the ``serve`` group (registered by mailsift.commands.serve)."""

@@ -1,0 +1,535 @@
+"""The milter: mailsift behind Postfix's or Sendmail's ``smtpd_milters`` / ``INPUT_MAIL_FILTER``.
+
+The MTA keeps the SMTP dialogue and its queue; at each SMTP step it asks us over the milter
+protocol (version 6, TCP or a Unix socket) and we answer with the same checks and the same
+scorer as the SMTP filter (``mailsift.smtpd.pipeline.CheckRunner`` per stage,
+``mailsift.smtpd.content.judge`` at end of message):
+
+==============  ===============================================================================
+MTA event       what runs, what we answer
+==============  ===============================================================================
+connect         CONNECT-stage checks (client lists, DNSBL, reverse DNS); continue
+HELO/EHLO       HELO-stage checks; their refusals are delayed to MAIL (as ``smtpd_delay_reject``)
+MAIL FROM       a delayed refusal (not for AUTH users, macro ``{auth_authen}``), MAIL checks
+RCPT TO         RCPT-stage checks per recipient (greylisting, lists, barring)
+header, body    collected (up to ``milter.max_message_size``)
+end of message  DATA checks, scorer; then: a refusal -> the reply code (``550 5.7.1 ...``,
+                ``451 4.3.0 ...``); otherwise incoming ``X-Spam-*`` / our-id
+                ``Authentication-Results`` removed, ``Authentication-Results`` and ``X-Spam-*``
+                inserted on top, and a HOLD verdict quarantined in the MTA (Postfix: the hold
+                queue, ``postqueue -p`` shows ``!``; ``postsuper -H`` releases)
+==============  ===============================================================================
+
+Every refusal is a reply in the MTA's SMTP dialogue (``SMFIR_REPLYCODE`` with the text
+``mailsift.smtpd.replies`` formats), never a bounce. A protocol error or an internal failure
+closes the connection: the MTA then applies its ``milter_default_action`` (document and test:
+``tempfail``), so mail is never accepted unscanned.
+
+The wire format (frames, message codecs, flag values) is ``kilter.protocol`` (PyPI
+``kilter-protocol``, sans-I/O); this module does the I/O on asyncio and the filter's state.
+Frames are read whole with a size cap (``MAX_FRAME``) before decoding, so a bad length
+cannot make us buffer without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import struct
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kilter.protocol.buffer import SimpleBuffer
+from kilter.protocol.exceptions import InsufficientSpace, NeedsMore, UnknownMessage
+from kilter.protocol.messages import (
+    Abort,
+    ActionFlags,
+    Body,
+    ChangeHeader,
+    Close,
+    Connect,
+    Continue,
+    Data,
+    EndOfHeaders,
+    EndOfMessage,
+    EnvelopeFrom,
+    EnvelopeRecipient,
+    Header,
+    Helo,
+    InsertHeader,
+    Macro,
+    Message,
+    Negotiate,
+    ProtocolFlags,
+    Quarantine,
+    ReplyCode,
+    Unknown,
+)
+
+from mailsift.config import Settings
+from mailsift.smtpd import headers as hdr
+from mailsift.smtpd import replies
+from mailsift.smtpd.checks.base import Check, CheckAction, CheckResult, SmtpContext, Stage
+from mailsift.smtpd.content import judge, result_headers
+from mailsift.smtpd.pipeline import CheckRunner, HttpScoring, InProcessScoring, Scoring
+from mailsift.smtpd.relay import ip_in, parse_networks
+from mailsift.verdict import Action
+
+log = logging.getLogger("mailsift.smtpd.milter")
+
+PROTOCOL_VERSION = 6
+MAX_FRAME = 4 * 1024 * 1024  # Postfix sends at most 64 KiB (1 MiB with MDS_1M) per frame
+# what we ask the MTA for: add/insert and delete header fields, quarantine (hold)
+WANTED_ACTIONS = ActionFlags.ADD_HEADERS | ActionFlags.CHANGE_HEADERS | ActionFlags.QUARANTINE
+# header values with their leading space (exact bytes for DKIM); no DATA/unknown events
+WANTED_PROTOCOL = (
+    ProtocolFlags.HEADER_LEADING_SPACE | ProtocolFlags.NO_UNKNOWN | ProtocolFlags.NO_DATA
+)
+TOO_BIG = "552 5.3.4 Error: message too big"
+INTERNAL = "451 4.3.0 Error: internal error, try again later"
+_LEN = struct.Struct("!L")
+
+
+class MilterProtocolError(Exception):
+    """The MTA sent something the protocol does not allow: the connection is closed."""
+
+
+def encode(msg: Message) -> bytes:
+    """One frame (length, command, data) for ``msg``."""
+    size = 64
+    while True:
+        buf = SimpleBuffer(size)
+        try:
+            msg.pack(buf)
+        except InsufficientSpace:
+            size *= 4
+            continue
+        return buf[:].tobytes()
+
+
+def decode(frame: bytes) -> Message:
+    """The message of one whole frame (length prefix included), its data copied out."""
+    buf = SimpleBuffer(len(frame))
+    buf[:] = frame
+    try:
+        msg, _ = Message.unpack(buf)
+    except (NeedsMore, UnknownMessage, ValueError, struct.error, UnicodeError) as exc:
+        raise MilterProtocolError(f"bad frame {frame[4:5]!r}: {exc!r}") from exc
+    msg.freeze()
+    return msg
+
+
+def reply_code(reply: str) -> ReplyCode:
+    """``SMFIR_REPLYCODE``: the SMTP reply, NUL-terminated (libmilter's wire form), with
+    ``%`` doubled (the MTA formats the text printf-style: a lone ``%`` voids it)."""
+    text = replies.clean_text(reply, 500).replace("%", "%%")
+    return ReplyCode(text.encode("ascii", "replace") + b"\0")
+
+
+@dataclass(slots=True)
+class _Transaction:
+    mail_from: str = ""
+    rcpt_to: list[str] = field(default_factory=list)
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    body: list[bytes] = field(default_factory=list)
+    size: int = 0
+    too_big: bool = False
+
+
+class MilterSession:
+    """One MTA connection: the filter's state across its SMTP sessions and messages."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        runner: CheckRunner,
+        scoring: Scoring | None,
+        relay_networks: Sequence[Any],
+    ) -> None:
+        self.settings = settings
+        self.runner = runner
+        self.scoring = scoring
+        self.relay_networks = relay_networks
+        self.leading_space = False
+        self.actions = ActionFlags.NONE
+        self.macros: dict[str, str] = {}
+        self.ctx = SmtpContext(client_ip="")
+        self.client_name: str | None = None
+        self.connect_reply: tuple[str, CheckAction] | None = None
+        self.pending: str | None = None
+        self.session_results: dict[str, CheckResult] = {}
+        self.tx = _Transaction()
+
+    # ---- the conversation --------------------------------------------------------------
+    async def handle(self, msg: Message) -> list[Message] | None:
+        """The answer frames for one MTA message; None closes the connection."""
+        match msg:
+            case Negotiate():
+                return [self._negotiate(msg)]
+            case Macro():
+                self.macros.update(msg.macros)
+                return []
+            case Connect():
+                await self._connect(msg)
+                return [Continue()]
+            case Helo():
+                await self._helo(msg.hostname)
+                return [Continue()]
+            case EnvelopeFrom():
+                return [await self._mail(msg)]
+            case EnvelopeRecipient():
+                return [await self._rcpt(msg)]
+            case Header():
+                self._header(msg.name, bytes(msg.value))
+                return [Continue()]
+            case Body():
+                self._body(bytes(msg.content))
+                return [Continue()]
+            case EndOfMessage():
+                self._body(bytes(msg.content))
+                try:
+                    return await self._end_of_message()
+                finally:
+                    self._reset_transaction()
+            case Data() | EndOfHeaders() | Unknown():
+                return [Continue()]
+            case Abort():
+                self._reset_transaction()
+                return []
+            case Close():
+                return None
+        raise MilterProtocolError(f"unexpected message from the MTA: {msg!r}")
+
+    def _negotiate(self, offer: Negotiate) -> Negotiate:
+        if offer.version < 2:
+            raise MilterProtocolError(f"milter protocol version {offer.version} is too old")
+        actions = WANTED_ACTIONS & offer.action_flags
+        protocol = WANTED_PROTOCOL & offer.protocol_flags
+        self.leading_space = bool(protocol & ProtocolFlags.HEADER_LEADING_SPACE)
+        missing = WANTED_ACTIONS & ~actions
+        if missing:
+            log.warning("the MTA does not offer %r: those actions are skipped", missing)
+        self.actions = actions
+        return Negotiate(min(offer.version, PROTOCOL_VERSION), actions, protocol)
+
+    async def _connect(self, msg: Connect) -> None:
+        addr = msg.address
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            ip, port = str(addr.ipv4_mapped), msg.port
+        elif isinstance(addr, ipaddress.IPv4Address | ipaddress.IPv6Address):
+            ip, port = str(addr), msg.port
+        else:
+            # a Unix-socket or unknown peer (local submission): counts as the local host
+            ip, port = "127.0.0.1", 0
+        name = msg.hostname.strip()
+        self.client_name = None if not name or name.startswith("[") or name == "unknown" else name
+        self.ctx = SmtpContext(client_ip=ip, client_port=port, session_id=self.macros.get("i", ""))
+        self.ctx.in_relay_network = ip_in(ip, self.relay_networks)
+        out = await self.runner.run(Stage.CONNECT, self.ctx)
+        self.connect_reply = (out.reply, out.action) if out.reply else None
+        self.pending = out.reply
+        self.session_results = dict(self.ctx.results)
+
+    async def _helo(self, hostname: str) -> None:
+        ctx = self.ctx
+        ctx.helo = hostname
+        ctx.tls = bool(self.macros.get("{tls_version}"))
+        self._reset_transaction()
+        out = await self.runner.run(Stage.HELO, ctx)
+        helo_reply = (out.reply, out.action) if out.reply else None
+        candidates = [r for r in (self.connect_reply, helo_reply) if r is not None]
+        rejects = [r for r in candidates if r[1] is CheckAction.REJECT]
+        chosen = rejects or candidates
+        self.pending = chosen[0][0] if chosen else None
+        self.session_results = dict(ctx.results)
+
+    async def _mail(self, msg: EnvelopeFrom) -> Message:
+        self._reset_transaction()
+        ctx = self.ctx
+        auth = self.macros.get("{auth_authen}", "")
+        ctx.auth_user = auth.lower() or None
+        ctx.tls = ctx.tls or bool(self.macros.get("{tls_version}"))
+        if self.pending and not ctx.auth_user:
+            return reply_code(self.pending)
+        sender = _address(bytes(msg.sender))
+        ctx.mail_from = sender
+        self.tx.mail_from = sender
+        out = await self.runner.run(Stage.MAIL, ctx)
+        if out.reply:
+            self._reset_transaction()
+            return reply_code(out.reply)
+        return Continue()
+
+    async def _rcpt(self, msg: EnvelopeRecipient) -> Message:
+        ctx = self.ctx
+        rcpt = _address(bytes(msg.recipient))
+        ctx.current_rcpt = rcpt
+        try:
+            out = await self.runner.run(Stage.RCPT, ctx)
+        finally:
+            ctx.current_rcpt = None
+        if out.reply:
+            return reply_code(out.reply)
+        ctx.rcpt_to.append(rcpt)
+        self.tx.rcpt_to.append(rcpt)
+        return Continue()
+
+    def _header(self, name: str, value: bytes) -> None:
+        tx = self.tx
+        if self.leading_space:
+            line = name.encode("ascii") + b":" + value
+        else:
+            line = name.encode("ascii") + b": " + value
+        # the MTA separates folded lines with LF; the message we score has CRLF
+        line = line.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + b"\r\n"
+        self._count(len(line))
+        if not tx.too_big:
+            tx.headers.append((name, line))
+
+    def _body(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        self._count(len(chunk))
+        if not self.tx.too_big:
+            self.tx.body.append(chunk)
+
+    def _count(self, n: int) -> None:
+        tx = self.tx
+        tx.size += n
+        if tx.size > self.settings.milter.max_message_size and not tx.too_big:
+            tx.too_big = True
+            tx.headers.clear()
+            tx.body.clear()
+
+    async def _end_of_message(self) -> list[Message]:
+        tx, ctx = self.tx, self.ctx
+        if tx.too_big:
+            return [reply_code(TOO_BIG)]
+        raw = b"".join(line for _, line in tx.headers) + b"\r\n" + b"".join(tx.body)
+        authserv_id = self.settings.smtp.authserv_id
+        j = await judge(
+            raw,
+            ctx,
+            runner=self.runner,
+            scoring=self.scoring,
+            authserv_id=authserv_id,
+            mail_from=tx.mail_from,
+            rcpt_to=tx.rcpt_to,
+            client_name=self.client_name,
+        )
+        qid = self.macros.get("i", "")
+        verdict = j.verdict
+        if j.reply:
+            if verdict is not None and verdict.action is Action.REJECT:
+                log.info("%s rejected as spam (score %.1f)", qid, verdict.score)
+            return [reply_code(j.reply)]
+        out: list[Message] = []
+        if self.actions & ActionFlags.CHANGE_HEADERS:
+            out.extend(self._delete_untrusted(authserv_id))
+        if self.actions & ActionFlags.ADD_HEADERS:
+            fields = result_headers(authserv_id, ctx, verdict, j.symbols)
+            for i, (name, value) in enumerate(fields):
+                out.append(InsertHeader(i, name, self._header_value(name, value)))
+        if verdict is not None and verdict.action is Action.HOLD:
+            if self.actions & ActionFlags.QUARANTINE:
+                reason = f"mailsift: spam score {verdict.score:.1f} ({verdict.verdict_id})"
+                out.append(Quarantine(reason))
+                log.info("%s held (score %.1f)", qid, verdict.score)
+            else:
+                log.warning("%s: verdict HOLD but the MTA offers no quarantine: tagged", qid)
+        out.append(Continue())
+        return out
+
+    def _delete_untrusted(self, authserv_id: str) -> list[Message]:
+        """``SMFIR_CHGHEADER`` with an empty value deletes the n-th field of that name;
+        the highest n first, so the earlier indexes stay valid."""
+        seen: dict[str, int] = {}
+        drop: list[tuple[str, int]] = []
+        for name, line in self.tx.headers:
+            key = name.lower()
+            seen[key] = seen.get(key, 0) + 1
+            if hdr.is_untrusted(key, hdr.field_value(line), authserv_id):
+                drop.append((name, seen[key]))
+        return [ChangeHeader(index, name, b"") for name, index in reversed(drop)]
+
+    def _header_value(self, name: str, value: str) -> bytes:
+        """A value folded as the milter API wants it: LF + TAB between lines."""
+        folded = hdr.fold(name, value).decode("utf-8").rstrip("\r\n")
+        text = folded.split(":", 1)[1].replace("\r\n", "\n")
+        return (text if self.leading_space else text.lstrip(" ")).encode("utf-8")
+
+    def _reset_transaction(self) -> None:
+        ctx = self.ctx
+        ctx.mail_from = None
+        ctx.rcpt_to = []
+        ctx.current_rcpt = None
+        ctx.raw_message = None
+        ctx.results = dict(self.session_results)
+        ctx.whitelisted = any(
+            r.action is CheckAction.WHITELIST for r in self.session_results.values()
+        )
+        self.tx = _Transaction()
+
+
+def _address(arg: bytes) -> str:
+    """``<a@b>`` -> ``a@b``; ``<>`` -> "" (the null sender)."""
+    text = arg.decode("utf-8", "replace").strip()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1]
+    return text
+
+
+class MilterServer:
+    """The milter on its own event loop in a background thread (like ``FilterServer``).
+
+    ``MilterServer(settings, service, checks)``: listens on ``milter.socket`` (a Unix socket)
+    when set, else on ``milter.host:milter.port`` (port 0 picks a free one: read ``.port``).
+    Scores in-process through ``service`` or over HTTP when ``api.scorer_url`` is set.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        service: Any = None,
+        checks: Sequence[Check] | None = None,
+        *,
+        scoring: Scoring | None = None,
+    ) -> None:
+        self.settings = settings
+        if scoring is None:
+            if settings.api.scorer_url:
+                scoring = HttpScoring(settings.api.scorer_url, settings.api.scorer_api_key)
+            elif service is not None:
+                scoring = InProcessScoring(service)
+        self.scoring = scoring
+        self.runner = CheckRunner(checks or [], settings.smtp.check_timeout)
+        self.relay_networks = parse_networks(settings.smtp.relay_networks)
+        self.port: int | None = None
+        self.socket_path: Path | None = settings.milter.socket
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def address(self) -> str:
+        """The address in Postfix's ``smtpd_milters`` syntax."""
+        if self.socket_path is not None:
+            return f"unix:{self.socket_path}"
+        return f"inet:{self.settings.milter.host}:{self.port}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        session = MilterSession(self.settings, self.runner, self.scoring, self.relay_networks)
+        self._writers.add(writer)
+        timeout = self.settings.milter.idle_timeout
+        try:
+            while True:
+                head = await asyncio.wait_for(reader.readexactly(4), timeout)
+                (size,) = _LEN.unpack(head)
+                if size < 1 or size > MAX_FRAME:
+                    raise MilterProtocolError(f"frame of {size} bytes")
+                frame = head + await asyncio.wait_for(reader.readexactly(size), timeout)
+                try:
+                    answers = await session.handle(decode(frame))
+                except MilterProtocolError:
+                    raise
+                except Exception:
+                    log.exception("milter: internal error; the MTA applies its default action")
+                    return
+                if answers is None:
+                    return
+                if answers:
+                    writer.write(b"".join(encode(a) for a in answers))
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the MTA closed the connection (it does so between sessions)
+        except TimeoutError:
+            log.info("milter: MTA connection idle for %.0fs, closed", timeout)
+        except MilterProtocolError as exc:
+            log.warning("milter: protocol error, closing: %s", exc)
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _start_async(self) -> None:
+        m = self.settings.milter
+        if self.socket_path is not None:
+            path = self.socket_path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_socket():
+                path.unlink()  # a stale socket of an earlier run
+            self._server = await asyncio.start_unix_server(self._serve, path=str(path))
+            os.chmod(path, m.socket_mode)
+        else:
+            self._server = await asyncio.start_server(self._serve, m.host, m.port)
+            self.port = int(self._server.sockets[0].getsockname()[1])
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._start_async())
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(self._shutdown())
+            loop.close()
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for w in list(self._writers):
+            w.close()
+        current = asyncio.current_task()
+        rest = [t for t in asyncio.all_tasks() if t is not current]
+        for t in rest:
+            t.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
+        if isinstance(self.scoring, HttpScoring):
+            await self.scoring.aclose()
+        if self.socket_path is not None:
+            with contextlib.suppress(OSError):
+                self.socket_path.unlink()
+
+    def start(self) -> MilterServer:
+        if self._thread is not None:
+            raise RuntimeError("already started")
+        self._thread = threading.Thread(target=self._run, name="mailsift-milter", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            self._thread.join()
+            self._thread = None
+            raise self._error
+        log.info("milter listening on %s", self.address)
+        return self
+
+    def stop(self) -> None:
+        if self._thread is None or self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=15)
+        self._thread = None
+
+    def __enter__(self) -> MilterServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
