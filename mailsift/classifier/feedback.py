@@ -705,7 +705,9 @@ class Learner:
                 agree, res.votes = self._corroboration(bands, lab.value, now)
                 if res.votes >= fs.corroborate:
                     margin = fs.global_margin if y else -fs.global_margin
-                    want = logit(self.settings.thresholds.spam) + margin - z_global
+                    # the threshold in force: configured, else the model's calibrated one
+                    spam_at = self.settings.thresholds.resolved(model.thresholds_).spam
+                    want = logit(spam_at) + margin - z_global
                     amount = want if (want > 0) == bool(y) else 0.0
                     status, event = fb.teach(
                         digest,

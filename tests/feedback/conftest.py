@@ -120,7 +120,9 @@ def rejected_spam(fb_scorer, corpus_messages, small_split) -> bytes:  # type: ig
     """A held-out spam message the small model rejects (p >= thresholds.reject)."""
     _, raws, y = corpus_messages
     _, test = small_split
-    reject = fb_scorer.settings.thresholds.reject
+    from mailsift.classifier.scorer import thresholds_for
+
+    reject = thresholds_for(fb_scorer.settings, fb_scorer.model).reject
     for i in [i for i in test if y[i] == 1][:300]:
         v = fb_scorer.score(variant(bytes(raws[i]), "probe"))
         if reject <= v.probability < 0.99999:
