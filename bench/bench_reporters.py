@@ -37,7 +37,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mailsift.config import load_settings
-from mailsift.verdict import Envelope
+from mailsift.verdict import Action, Envelope
 
 
 def variant(raw: bytes, n: int | str) -> bytes:
@@ -97,8 +97,10 @@ def main() -> None:
     )
     spam = ham = ham2 = border = None
     for raw, label in zip(iter_raw(df), df["label"], strict=True):
-        p = svc.scorer.score(variant(raw, "probe")).probability
-        if label == "spam" and spam is None and 0.995 <= p < 0.99999:
+        v = svc.scorer.score(variant(raw, "probe"))
+        p = v.probability
+        # a spam rejected (the model's own thresholds), short of certainty
+        if label == "spam" and spam is None and v.action is Action.REJECT and p < 0.99999:
             spam = raw
         elif label == "ham" and p < 0.01:
             ham, ham2 = (raw, ham2) if ham is None else (ham, ham2 or raw)
@@ -122,6 +124,7 @@ def main() -> None:
     # 1. false "ham" reports for a spam
     probe, fresh = variant(spam, "probe"), variant(spam, "fresh")
     before = (p_for(spam, "bob@other.test"), p_for(probe, "bob@other.test"))
+    fresh_before = svc.score(fresh, env("carol@third.test")).action.value
     t = time.perf_counter()
     counts = flood("ham", spam, "mallory@evil.test")
     out["1_false_ham"] = {
@@ -129,7 +132,10 @@ def main() -> None:
         "seconds": round(time.perf_counter() - t, 1),
         "S_for_others": [round(before[0], 6), round(p_for(spam, "bob@other.test"), 6)],
         "variant_for_others": [round(before[1], 6), round(p_for(probe, "bob@other.test"), 6)],
-        "fresh_variant_action": svc.score(fresh, env("carol@third.test")).action.value,
+        "fresh_variant_action": [
+            fresh_before,
+            svc.score(fresh, env("carol@third.test")).action.value,
+        ],
         "attackers_own_variant": round(p_for(variant(spam, "own"), "mallory@evil.test"), 6),
     }
     # 2. false "spam" reports for a ham
