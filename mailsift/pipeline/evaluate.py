@@ -176,7 +176,7 @@ def evaluate_online(
     elapsed = time.perf_counter() - t0
     if bar is not None:
         bar.close()
-    thr = settings.thresholds.resolved(getattr(learner.model, "thresholds_", None)).spam
+    thr = settings.thresholds.resolved(getattr(model, "thresholds_", None)).spam
     return OnlineResult(
         with_feedback=compute_metrics(y_rest, scores, threshold=thr, elapsed_s=elapsed),
         without_feedback=(
