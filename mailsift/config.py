@@ -145,6 +145,11 @@ class MessageSettings(BaseModel):
 class StoreSettings(BaseModel):
     url: str = ""  # "" -> sqlite:///<var_dir>/mailsift.db ; postgresql://... for shared
     pool_size: int = 4
+    # PostgreSQL deadlines, in seconds: opening a connection, and waiting for a free pooled
+    # connection. Past either, the call fails at once with StoreUnavailable (the API answers
+    # 503 with Retry-After, the SMTP filter 451) instead of hanging while the database is away.
+    connect_timeout: float = Field(default=2.0, gt=0)
+    pool_timeout: float = Field(default=2.0, gt=0)
 
 
 class FeedbackSettings(BaseModel):
@@ -270,6 +275,9 @@ class SmtpSettings(BaseModel):
     # spool/failed/ for the operator (logged as an error; no bounce). Postfix: 5 days
     spool_max_age: float = 5 * 86400.0
     spool_concurrency: int = 8
+    # Prometheus metrics of the filter (outages, tempfails by reason) over HTTP on
+    # smtp.host:metrics_port; None: not served
+    metrics_port: int | None = None
     # the filter sits after the MTA's queue (Postfix content_filter): the MTA already accepted
     # the message and would bounce a refusal to its sender (backscatter), so a spam reject or
     # a check's rejection (a virus) is held in the quarantine instead of answered 550

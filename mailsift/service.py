@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailsift.config import Settings
 from mailsift.message import address_of
-from mailsift.store import Store, StoreError, VerdictRecord, open_store
+from mailsift.store import Store, StoreError, VerdictRecord, open_store_for
 from mailsift.store.lists import StoreListPolicy
 from mailsift.verdict import Envelope, Label, Symbol, Verdict
 
@@ -79,7 +79,7 @@ class ScoringService:
         self.settings = settings
         self.model_resolver = model_resolver
         self._own_store = store is None
-        self.store: Store = store or open_store(settings.store_url, settings.store.pool_size)
+        self.store: Store = store or open_store_for(settings)
         self.lists = StoreListPolicy(self.store)
         if scorer is None:
             from mailsift.classifier.scorer import Scorer

@@ -31,6 +31,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from mailsift import outages
 from mailsift.api import metrics
 from mailsift.api.docs import install_docs
 from mailsift.api.fastpath import ScoreFastPath
@@ -43,7 +44,7 @@ from mailsift.api.routes import feedback, health, lists, models, score, verdicts
 from mailsift.api.schemas import BatchRequest
 from mailsift.config import Settings, get_settings
 from mailsift.service import ScoringService
-from mailsift.store import Store, StoreError, open_store
+from mailsift.store import Store, StoreError, open_store_for
 
 log = logging.getLogger("mailsift.api")
 
@@ -55,6 +56,8 @@ RECORD_THREADS = 8
 # requests a keep-alive connection carries before the server closes it (spreads the
 # connections of long-lived clients over the workers: see RecycleMiddleware)
 KEEPALIVE_REQUESTS = 100
+# seconds a client is asked to wait (Retry-After) when the store is unavailable
+STORE_RETRY_AFTER = 2
 # validation errors listed in one 422 answer
 MAX_VALIDATION_ERRORS = 20
 
@@ -70,7 +73,7 @@ def _start(app: FastAPI, settings: Settings) -> None:
     """Build what the worker needs (runs in a thread: loading a model is slow). Without a
     model the worker still serves /healthz, /readyz (503, with the reason) and API keys."""
     if app.state.service is None:
-        store: Store = open_store(settings.store_url, settings.store.pool_size)
+        store: Store = open_store_for(settings)
         app.state.store = store
         app.state.keys = ApiKeys(store, settings.api.key_cache_seconds)
         try:
@@ -230,11 +233,13 @@ def create_app(
 
     @app.exception_handler(StoreError)
     async def store_down(request: Request, exc: StoreError) -> JSONResponse:
-        log_event(log, "store error", logging.ERROR, path=request.url.path, error=str(exc))
+        # fail closed (key checks and rate caps included): 503 + Retry-After, never a 500;
+        # counted and logged (a few lines per outage, not one per request) by outages
+        outages.tempfail("api", "store", f"{request.url.path}: {exc}")
         return JSONResponse(
             {"detail": "the store is unavailable: try again later"},
             status_code=503,
-            headers={"Retry-After": "5"},
+            headers={"Retry-After": str(STORE_RETRY_AFTER)},
         )
 
     @app.exception_handler(Exception)

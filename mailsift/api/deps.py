@@ -16,6 +16,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from mailsift import outages
 from mailsift.api.keys import ApiKey, ApiKeys
 from mailsift.config import Settings
 from mailsift.service import ScoringService
@@ -89,9 +90,11 @@ def service_or_503(state: Any) -> ScoringService:
     """The app's scoring service (``app.state``), or 503 while it is not available."""
     service = state.service
     if service is None:
+        outages.tempfail("api", "service_not_started", state.startup_error)
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             f"the scoring service is not available: {state.startup_error}",
+            headers={"Retry-After": "5"},
         )
     return service  # type: ignore[no-any-return]
 
@@ -107,7 +110,12 @@ async def get_store(service: Annotated[ScoringService, Depends(get_service)]) ->
 def keys_or_503(state: Any) -> ApiKeys:
     keys = state.keys
     if keys is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the key store is not available")
+        outages.tempfail("api", "keys_not_started")
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the key store is not available",
+            headers={"Retry-After": "5"},
+        )
     return keys  # type: ignore[no-any-return]
 
 

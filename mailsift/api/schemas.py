@@ -269,3 +269,5 @@ class ReadyResponse(BaseModel):
     store_reachable: bool
     model_version: str | None = None
     detail: str = ""
+    # the dependencies that are down right now ("postgresql", "sqlite"), by name
+    down: list[str] = Field(default_factory=list)

@@ -26,7 +26,7 @@ def feedback_cmd(
     """Teach the filter that a message is spam or ham."""
     from mailsift.classifier.feedback import FeedbackError, record_report
     from mailsift.config import get_settings
-    from mailsift.store import StoreError, open_store
+    from mailsift.store import StoreError, open_store_for
 
     if (file is None) == (verdict is None):
         raise typer.BadParameter("give either --verdict ID or a message FILE")
@@ -38,7 +38,7 @@ def feedback_cmd(
         except OSError as exc:
             raise typer.BadParameter(f"cannot read {file}: {exc}") from None
     try:
-        store = open_store(settings.store_url, settings.store.pool_size)
+        store = open_store_for(settings)
     except StoreError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

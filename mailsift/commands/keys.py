@@ -21,10 +21,10 @@ keys_app = typer.Typer(name="keys", help="Manage API keys of the HTTP API.", no_
 def _keys() -> ApiKeys:
     from mailsift.api.keys import ApiKeys
     from mailsift.config import get_settings
-    from mailsift.store import open_store
+    from mailsift.store import open_store_for
 
     settings = get_settings()
-    return ApiKeys(open_store(settings.store_url, settings.store.pool_size), cache_seconds=0)
+    return ApiKeys(open_store_for(settings), cache_seconds=0)
 
 
 @keys_app.command("create")

@@ -44,11 +44,11 @@ def _kind(kind: str | None, user: str | None) -> str:
 @contextmanager
 def _policy() -> Iterator[StoreListPolicy]:
     from mailsift.config import get_settings
-    from mailsift.store import StoreError, open_store
+    from mailsift.store import StoreError, open_store_for
 
     settings = get_settings()
     try:
-        store = open_store(settings.store_url, settings.store.pool_size)
+        store = open_store_for(settings)
     except StoreError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

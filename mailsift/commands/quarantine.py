@@ -27,10 +27,10 @@ ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who does it (for 
 def _open() -> Any:
     from mailsift.config import get_settings
     from mailsift.quarantine import Quarantine
-    from mailsift.store import open_store
+    from mailsift.store import open_store_for
 
     settings = get_settings()
-    return Quarantine(settings, open_store(settings.store_url, settings.store.pool_size))
+    return Quarantine(settings, open_store_for(settings))
 
 
 def _actor(actor: str | None) -> str:

@@ -36,10 +36,10 @@ def retrain_once(
 ) -> dict[str, Any]:
     """One full retrain; returns a summary (model version, feedback used, gate decision)."""
     from mailsift.pipeline.train import train
-    from mailsift.store import open_store
+    from mailsift.store import open_store_for
 
     own = store is None
-    store = store or open_store(settings.store_url, settings.store.pool_size)
+    store = store or open_store_for(settings)
     try:
         snapshot = store.feedback.last_event_id()
         extra = [(raw, label) for _, label, raw in store.feedback.training_set()]
@@ -122,9 +122,9 @@ def retrain_cmd(
 
 
 def _purge(settings: Settings) -> None:
-    from mailsift.store import open_store
+    from mailsift.store import open_store_for
 
-    store = open_store(settings.store_url, settings.store.pool_size)
+    store = open_store_for(settings)
     try:
         n = store.verdicts.purge_samples(time.time() - settings.feedback.sample_days * 86400.0)
         log.info("purged %d verdict samples older than %s days", n, settings.feedback.sample_days)

@@ -74,9 +74,9 @@ def serve_api(
     if n > 1 and not os.environ.get(MULTIPROC_ENV):
         os.environ[MULTIPROC_ENV] = _prepare_multiprocess_metrics(settings.paths.var_dir)
     # open (and migrate) the store once before the workers race to do it
-    from mailsift.store import open_store
+    from mailsift.store import open_store_for
 
-    open_store(settings.store_url, settings.store.pool_size).close()
+    open_store_for(settings).close()
     if n > 1:  # in a short-lived child: the supervisor process stays small
         warm = multiprocessing.get_context("spawn").Process(target=_warm_rules_cache)
         warm.start()

@@ -27,11 +27,11 @@ def build_scoring(settings: Any) -> tuple[Any, Any, list[Any]]:
     """(scoring service or None when scoring over HTTP, store, checks) from settings: what
     the SMTP filter and the milter share."""
     from mailsift.api.lean import resolve_serving_model
-    from mailsift.store import open_store
+    from mailsift.store import open_store_for
 
     service: Any = None
     if settings.api.scorer_url:
-        store = open_store(settings.store_url, settings.store.pool_size)
+        store = open_store_for(settings)
     else:
         from mailsift.service import ScoringService
 

@@ -53,6 +53,11 @@ class Judgement:
     verdict: Verdict | None = None
     symbols: list[Symbol] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    # what a refusal comes from, for mailsift.outages: a check (its name, or
+    # "<name>_temperror"), "store" / "scorer" / "scorer_api", or "spam"; and whether it
+    # comes from a dependency that failed
+    reason: str = ""
+    outage: bool = False
 
     @property
     def action(self) -> Action | None:
@@ -84,7 +89,7 @@ async def judge(
     if out.reply:
         return Judgement(
             raw=raw, envelope=env, reply=out.reply, refused_by=out.action,
-            symbols=collect_symbols(ctx),
+            symbols=collect_symbols(ctx), reason=out.reason, outage=out.outage,
         )  # fmt: skip
     cleaned, removed = hdr.remove_untrusted(raw, authserv_id)
     if removed:
@@ -94,11 +99,11 @@ async def judge(
         return j
     try:
         j.verdict = await scoring.score(cleaned, env, j.symbols)
-    except ScoringUnavailable:
-        j.reply = replies.SCORER_DOWN
+    except ScoringUnavailable as exc:
+        j.reply, j.reason, j.outage = replies.SCORER_DOWN, exc.reason, True
         return j
     if j.verdict.action is Action.REJECT:
-        j.reply = replies.verdict_reject(j.verdict)
+        j.reply, j.reason = replies.verdict_reject(j.verdict), "spam"
     return j
 
 

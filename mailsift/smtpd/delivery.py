@@ -12,6 +12,12 @@ transaction (RSET) so that the client's one DATA answer is true for every recipi
 ``partial=True`` (the spool) the message goes to the recipients that were accepted and the
 refusals are returned for the retry logic.
 
+Two hooks let a caller keep a durable record around the transaction's commit point (the
+next hop's 250 to the end of data): ``before_data(result)`` is awaited once the recipients
+were answered and before ``DATA`` is sent (``result.accepted`` / ``result.refused`` are
+known); ``on_accepted(result)`` is called right after that 250, before ``QUIT``, with no
+await in between.
+
 ``deliver(...)`` is the blocking form (for the quarantine's release and the CLI).
 """
 
@@ -22,7 +28,7 @@ import contextlib
 import re
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 _EOL_RE = re.compile(rb"\r\n|\r|\n")
@@ -30,11 +36,15 @@ _DOT_RE = re.compile(rb"(?m)^\.")
 
 
 class DeliveryError(Exception):
-    def __init__(self, code: int, message: str, temporary: bool) -> None:
+    """``unreachable``: no SMTP answer could be had (connection refused or dropped, timed
+    out, garbage): the next hop is down, as opposed to a reply it gave."""
+
+    def __init__(self, code: int, message: str, temporary: bool, unreachable: bool = False) -> None:
         super().__init__(f"{code} {message}")
         self.code = code
         self.message = message
         self.temporary = temporary
+        self.unreachable = unreachable
 
 
 @dataclass(slots=True)
@@ -62,10 +72,12 @@ class _Conn:
         while True:
             line = await asyncio.wait_for(self.reader.readline(), self.timeout)
             if not line:
-                raise DeliveryError(451, "4.4.2 next hop closed the connection", True)
+                raise DeliveryError(451, "4.4.2 next hop closed the connection", True, True)
             text = line.decode("utf-8", "replace").rstrip("\r\n")
             if len(text) < 3 or not text[:3].isdigit():
-                raise DeliveryError(451, f"4.5.0 bad reply from next hop: {text[:80]!r}", True)
+                raise DeliveryError(
+                    451, f"4.5.0 bad reply from next hop: {text[:80]!r}", True, True
+                )
             lines.append(text[4:])
             if len(text) == 3 or text[3] != "-":
                 return int(text[:3]), "\n".join(lines)
@@ -90,6 +102,8 @@ async def deliver_async(
     *,
     helo: str | None = None,
     partial: bool = False,
+    before_data: Callable[[DeliveryResult], Awaitable[None]] | None = None,
+    on_accepted: Callable[[DeliveryResult], None] | None = None,
 ) -> DeliveryResult:
     """One transaction; returns the final reply. Raises DeliveryError."""
     if not rcpts:
@@ -97,14 +111,25 @@ async def deliver_async(
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     except (OSError, TimeoutError) as exc:
-        raise DeliveryError(451, f"4.4.1 next hop {host}:{port} unreachable: {exc}", True) from exc
+        raise DeliveryError(
+            451, f"4.4.1 next hop {host}:{port} unreachable: {exc}", True, True
+        ) from exc
     conn = _Conn(reader, writer, timeout)
     try:
-        return await _transaction(conn, mail_from, rcpts, data, helo or socket.getfqdn(), partial)
+        return await _transaction(
+            conn,
+            mail_from,
+            rcpts,
+            data,
+            helo or socket.getfqdn(),
+            partial,
+            before_data,
+            on_accepted,
+        )
     except DeliveryError:
         raise
     except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
-        raise DeliveryError(451, f"4.4.2 next hop connection failed: {exc!r}", True) from exc
+        raise DeliveryError(451, f"4.4.2 next hop connection failed: {exc!r}", True, True) from exc
     finally:
         writer.close()
         with contextlib.suppress(OSError, TimeoutError):
@@ -112,7 +137,14 @@ async def deliver_async(
 
 
 async def _transaction(
-    conn: _Conn, mail_from: str, rcpts: Sequence[str], data: bytes, helo: str, partial: bool
+    conn: _Conn,
+    mail_from: str,
+    rcpts: Sequence[str],
+    data: bytes,
+    helo: str,
+    partial: bool,
+    before_data: Callable[[DeliveryResult], Awaitable[None]] | None = None,
+    on_accepted: Callable[[DeliveryResult], None] | None = None,
 ) -> DeliveryResult:
     code, msg = await conn.reply()
     if code != 220:
@@ -140,6 +172,8 @@ async def _transaction(
         await _quietly_end(conn)
         worst = _worst(result.refused.values())
         raise _error(*worst)
+    if before_data is not None:
+        await before_data(result)
     code, msg = await conn.cmd("DATA")
     if code != 354:
         await _quietly_end(conn)
@@ -150,6 +184,8 @@ async def _transaction(
     if code != 250:
         raise _error(code, msg)
     result.code, result.message = code, msg
+    if on_accepted is not None:
+        on_accepted(result)
     # the message is accepted; a lost QUIT changes nothing
     with contextlib.suppress(DeliveryError, OSError, TimeoutError):
         await conn.cmd("QUIT")

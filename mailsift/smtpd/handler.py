@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiosmtpd.smtp import MISSING, SMTP, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
+from mailsift import outages
 from mailsift.config import Settings
 from mailsift.smtpd import headers as hdr
 from mailsift.smtpd import replies
@@ -47,7 +48,7 @@ from mailsift.smtpd.limits import (
     inspect_line_endings,
     normalise_line_endings,
 )
-from mailsift.smtpd.pipeline import CheckRunner, Scoring
+from mailsift.smtpd.pipeline import CheckRunner, Scoring, StageOutcome
 from mailsift.smtpd.relay import RecipientPolicy
 from mailsift.verdict import Action, Envelope, Verdict
 
@@ -69,7 +70,8 @@ class ConnState:
     our_ip: str = ""
     connect_done: bool = False
     pending: str | None = None  # a delayed CONNECT/HELO-stage refusal
-    connect_reply: tuple[str, CheckAction] | None = None
+    pending_why: tuple[str, bool] = ("", False)  # (tempfail reason, from an outage)
+    connect_reply: tuple[str, CheckAction, str, bool] | None = None
     session_results: dict[str, Any] = field(default_factory=dict)
     deliver_to: list[str] = field(default_factory=list)  # resolved, parallel to rcpt_tos
     messages: int = 0
@@ -143,13 +145,13 @@ class FilterHandler:
         if not st.connect_done:
             st.connect_done = True
             out = await self.runner.run(Stage.CONNECT, st.ctx)
-            st.connect_reply = (out.reply, out.action) if out.reply else None
-        out = await self.runner.run(Stage.HELO, st.ctx)
-        helo_reply = (out.reply, out.action) if out.reply else None
+            st.connect_reply = _delayed(out)
+        helo_reply = _delayed(await self.runner.run(Stage.HELO, st.ctx))
         candidates = [r for r in (st.connect_reply, helo_reply) if r is not None]
         rejects = [r for r in candidates if r[1] is CheckAction.REJECT]
         chosen = rejects or candidates
         st.pending = chosen[0][0] if chosen else None
+        st.pending_why = (chosen[0][2], chosen[0][3]) if chosen else ("", False)
         st.session_results = dict(st.ctx.results)
 
     async def handle_EHLO(
@@ -182,7 +184,11 @@ class FilterHandler:
         if self.accounts is None:
             return "504 5.5.4 Unrecognized authentication type"
         if self.throttle.blocked(ip):
-            return "454 4.7.0 Too many failed authentication attempts, try again later"
+            return _counted(
+                "454 4.7.0 Too many failed authentication attempts, try again later",
+                "auth_throttle",
+                outage=False,
+            )
         mech = args[0].upper()
         initial = args[1] if len(args) > 1 else None
         creds = await (
@@ -246,7 +252,8 @@ class FilterHandler:
     def _pending(self, st: ConnState) -> str | None:
         """A delayed connect-stage refusal still applies (not for AUTH users)."""
         if st.pending and not st.ctx.auth_user:
-            return st.pending
+            reason, outage = st.pending_why
+            return _counted(st.pending, reason or "connect", outage=outage)
         return None
 
     async def handle_MAIL(
@@ -267,7 +274,7 @@ class FilterHandler:
         out = await self.runner.run(Stage.MAIL, st.ctx)
         if out.reply:
             self._reset_transaction(st)
-            return out.reply
+            return _stage_reply(out)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return replies.OK_SENDER
@@ -279,7 +286,7 @@ class FilterHandler:
     ) -> str:  # fmt: skip
         st = self.state(server)
         if len(envelope.rcpt_tos) >= self.smtp.max_recipients:
-            return replies.TOO_MANY_RCPTS
+            return _counted(replies.TOO_MANY_RCPTS, "too_many_recipients", outage=False)
         refusal = self._pending(st)
         if refusal:
             return refusal
@@ -291,12 +298,12 @@ class FilterHandler:
         )
         if not decision.accepted:
             log.info("RCPT %r from %s refused: %s", address, st.ctx.client_ip, decision.reason)
-            return decision.reply
+            return _counted(decision.reply, "recipient_policy", decision.reason, outage=False)
         st.ctx.current_rcpt = decision.deliver_to
         out = await self.runner.run(Stage.RCPT, st.ctx)
         st.ctx.current_rcpt = None
         if out.reply:
-            return out.reply
+            return _stage_reply(out)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         st.deliver_to.append(decision.deliver_to)
@@ -340,7 +347,7 @@ class FilterHandler:
         if j.reply is not None and not held_refusal:
             if verdict is not None and verdict.action is Action.REJECT:
                 log.info("%s rejected as spam (score %.1f)", queue_id, verdict.score)
-            return j.reply
+            return _counted(j.reply, j.reason, j.reply, outage=j.outage)
         stamped = hdr.prepend(j.raw, self._trace_headers(server, st, queue_id, verdict, j.symbols))
         if held_refusal or (
             verdict is not None and verdict.action is Action.HOLD and self.quarantine is not None
@@ -349,9 +356,9 @@ class FilterHandler:
             hold_as = verdict if verdict is not None else _refusal_verdict(queue_id, j)
             try:
                 qid = await asyncio.to_thread(self.quarantine.hold, stamped, j.envelope, hold_as)
-            except Exception:
+            except Exception as exc:
                 log.exception("quarantine failed for %s", queue_id)
-                return replies.TEMP_LOCAL_ERROR
+                return _counted(replies.TEMP_LOCAL_ERROR, "quarantine", exc)
             if held_refusal:
                 log.info("%s after the queue: held instead of %r", queue_id, j.reply)
             return replies.accepted(str(qid), "held in quarantine")
@@ -363,9 +370,9 @@ class FilterHandler:
         if self.smtp.mode == "spool" and self.spool is not None:
             try:
                 await asyncio.to_thread(self.spool.put, mail_from, rcpts, data, queue_id)
-            except OSError:
+            except OSError as exc:
                 log.exception("spool write failed for %s", queue_id)
-                return replies.TEMP_LOCAL_ERROR
+                return _counted(replies.TEMP_LOCAL_ERROR, "spool", exc)
             if self.spool_runner is not None:
                 self.spool_runner.wake(queue_id)
             return replies.accepted(queue_id)
@@ -381,7 +388,12 @@ class FilterHandler:
             )
         except DeliveryError as exc:
             log.info("%s: next hop refused: %s", queue_id, exc)
-            return replies.from_next_hop(exc.code, exc.message)
+            if exc.unreachable:
+                outages.dependency_failed("next_hop", exc)
+            else:
+                outages.dependency_ok("next_hop")
+            return _counted(replies.from_next_hop(exc.code, exc.message), "next_hop", exc)
+        outages.dependency_ok("next_hop")
         return replies.accepted(queue_id, "delivered")
 
     def _trace_headers(
@@ -419,7 +431,27 @@ class FilterHandler:
 
     async def handle_exception(self, error: Exception) -> str:
         log.exception("SMTP session error", exc_info=error)
-        return "451 4.3.0 Error: internal error, try again later"
+        return _counted("451 4.3.0 Error: internal error, try again later", "internal_error")
+
+
+def _delayed(out: StageOutcome) -> tuple[str, CheckAction, str, bool] | None:
+    """A CONNECT/HELO-stage refusal kept for MAIL/RCPT, with its tempfail reason and
+    whether it comes from an outage."""
+    if not out.reply:
+        return None
+    return out.reply, out.action, out.reason, out.outage
+
+
+def _counted(reply: str, reason: str, detail: object = "", outage: bool = True) -> str:
+    """``reply``, counted and logged by ``mailsift.outages`` when it is a 4xx."""
+    if reply[:1] == "4":
+        outages.tempfail("smtp", reason, detail or reply, outage=outage)
+    return reply
+
+
+def _stage_reply(out: StageOutcome) -> str:
+    assert out.reply is not None
+    return _counted(out.reply, out.reason, out.reply, outage=out.outage)
 
 
 def _refusal_verdict(queue_id: str, j: Judgement) -> Verdict:

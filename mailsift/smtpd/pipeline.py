@@ -13,6 +13,13 @@ sets False); ``skip_authenticated`` [False] - skipped for AUTH users; ``skip_rel
 [False] - skipped for clients in ``relay_networks``. A check that raises or overruns
 ``settings.smtp.check_timeout`` is a tempfail (``451 4.3.0``), never a silent accept.
 
+Outages: a check naming a ``dependency`` (``clamd``, ``redis``) reports each ``temperror``
+result (and each timeout or crash) as a failure of that dependency and any other answer as
+a success, to ``mailsift.outages`` (WARNING lines when it goes down and comes back,
+Prometheus counters). DNS is reported by the session resolver itself
+(``mailsift.smtpd.checks.dns``), query by query: a check's temperror there may be one
+domain's SERVFAIL, and many check results need no query at all.
+
 Scoring: ``InProcessScoring`` calls ``mailsift.service.ScoringService.score`` in a worker
 thread; ``HttpScoring`` calls the HTTP API (``settings.api.scorer_url`` with the bearer key
 ``settings.api.scorer_api_key``). Any failure raises ``ScoringUnavailable`` and the filter
@@ -27,8 +34,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from mailsift import outages
 from mailsift.smtpd.checks.base import Check, CheckAction, CheckResult, SmtpContext, Stage
 from mailsift.smtpd.replies import check_reply
+from mailsift.store.base import StoreError
 from mailsift.verdict import Action, Envelope, Symbol, TokenContribution, Verdict
 
 log = logging.getLogger("mailsift.smtpd.pipeline")
@@ -39,6 +48,19 @@ class StageOutcome:
     reply: str | None = None  # an SMTP refusal (4xx/5xx) or None
     action: CheckAction = CheckAction.ACCEPT
     results: list[CheckResult] = field(default_factory=list)
+    cause: CheckResult | None = None  # the result the reply comes from
+
+    @property
+    def outage(self) -> bool:
+        """The refusal comes from a dependency that failed (not from a policy)."""
+        return self.cause is not None and self.cause.result == "temperror"
+
+    @property
+    def reason(self) -> str:
+        """The refusal as a tempfail reason: the check's name for a policy answer
+        (``greylist``), ``<name>_temperror`` when its dependency failed."""
+        name = self.cause.check if self.cause is not None else "check"
+        return f"{name}_temperror" if self.outage else name
 
 
 def _applies(check: Check, ctx: SmtpContext) -> bool:
@@ -71,14 +93,29 @@ class CheckRunner:
                 ctx.whitelisted = True
             elif result.action is CheckAction.REJECT:
                 out.action, out.reply = CheckAction.REJECT, check_reply(result)
+                out.cause = result
                 return out
             elif result.action is CheckAction.TEMPFAIL and tempfail is None:
                 tempfail = result
         if tempfail is not None:
             out.action, out.reply = CheckAction.TEMPFAIL, check_reply(tempfail)
+            out.cause = tempfail
         return out
 
     async def _run_one(self, check: Check, ctx: SmtpContext) -> CheckResult:
+        result = await self._call(check, ctx)
+        dependency = getattr(check, "dependency", None)
+        if dependency:
+            if result.result == "temperror":
+                why = result.details.get("error") or result.reason
+                if not why and result.symbols:
+                    why = result.symbols[0].description
+                outages.dependency_failed(dependency, f"{check.name}: {why or 'temperror'}")
+            elif result.result not in ("", "skip"):
+                outages.dependency_ok(dependency)
+        return result
+
+    async def _call(self, check: Check, ctx: SmtpContext) -> CheckResult:
         try:
             return await asyncio.wait_for(check.run(ctx), self.timeout)
         except TimeoutError:
@@ -112,7 +149,13 @@ def collect_auth_results(ctx: SmtpContext) -> list[str]:
 
 # ---- scoring ------------------------------------------------------------------------------
 class ScoringUnavailable(Exception):
-    """The scorer could not give a verdict (down, timed out, bad answer)."""
+    """The scorer could not give a verdict (down, timed out, bad answer). ``reason`` names
+    what failed: ``store`` (the verdict could not be recorded), ``scorer_api`` (the HTTP
+    scorer), ``scorer`` (anything else)."""
+
+    def __init__(self, message: str, reason: str = "scorer") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class Scoring(Protocol):
@@ -132,6 +175,8 @@ class InProcessScoring:
     async def score(self, raw: bytes, envelope: Envelope, symbols: Sequence[Symbol]) -> Verdict:
         try:
             return await asyncio.to_thread(self.service.score, raw, envelope, list(symbols))
+        except StoreError as exc:  # the store's outage is logged and counted by the store
+            raise ScoringUnavailable(str(exc), reason="store") from exc
         except Exception as exc:
             log.exception("in-process scoring failed")
             raise ScoringUnavailable(str(exc)) from exc
@@ -172,10 +217,12 @@ class HttpScoring:
         try:
             resp = await self.client.post(self.url, content=raw, params=params)
             resp.raise_for_status()
-            return verdict_from_dict(resp.json())
+            verdict = verdict_from_dict(resp.json())
         except Exception as exc:
-            log.warning("HTTP scoring at %s failed: %r", self.url, exc)
-            raise ScoringUnavailable(str(exc)) from exc
+            outages.dependency_failed("scorer_api", f"{self.url}: {exc!r}")
+            raise ScoringUnavailable(str(exc), reason="scorer_api") from exc
+        outages.dependency_ok("scorer_api")
+        return verdict
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -310,6 +310,8 @@ class FilterServer:
         self._error: BaseException | None = None
         self.handler: FilterHandler | None = None
         self._conns: weakref.WeakSet[FilterSMTP] = weakref.WeakSet()
+        self._metrics: Any = None  # the metrics HTTP server, when smtp.metrics_port is set
+        self.metrics_port: int | None = None
 
     # ---- protocol factory ------------------------------------------------------------------
     def _factory(self, implicit_tls: bool) -> Callable[[], FilterSMTP]:
@@ -427,6 +429,13 @@ class FilterServer:
             self._thread.join()
             self._thread = None
             raise self._error
+        if self.settings.smtp.metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            self._metrics, _thread = start_http_server(
+                self.settings.smtp.metrics_port, addr=self.settings.smtp.host
+            )
+            self.metrics_port = int(self._metrics.server_address[1])
         log.info(
             "SMTP filter listening on %s:%s (submission %s), mode %s",
             self.settings.smtp.host,
@@ -437,6 +446,10 @@ class FilterServer:
         return self
 
     def stop(self) -> None:
+        if self._metrics is not None:
+            self._metrics.shutdown()
+            self._metrics.server_close()
+            self._metrics = None
         if self._thread is None or self._loop is None:
             return
         self._loop.call_soon_threadsafe(self._loop.stop)

@@ -6,10 +6,20 @@ is the commit point). ``SpoolRunner`` delivers in the background with exponentia
 (``spool_retry_initial`` doubling up to ``spool_retry_max``), and the queue is rescanned on
 start, so nothing accepted is dropped by a restart.
 
-Exactly once: when the next hop accepted the message for some recipients, that fact is
-recorded durably (``<id>.state``, written by rename + fsync) *before* the message file is
-deleted, and recipients already marked done are never sent again. The remaining window is
-the one SMTP itself has (the next hop said 250 but we crashed before writing the mark).
+Delivering once: each delivery attempt is bracketed by two durable marks in ``<id>.state``.
+Once the next hop has answered the recipients, and before ``DATA`` is sent, the state is
+rewritten (rename + fsync) with ``delivering`` (the recipients being sent to, and since
+when), and the state it will have once delivered (those recipients done) is written and
+fsynced to ``tmp/``. Right after the next hop's 250 to the end of data, with no I/O wait in
+between, that file is renamed over ``<id>.state`` (one rename: the "delivered" mark), then
+the directory is fsynced; only then is the message deleted. Recipients marked done are never
+sent again. A filter killed mid-delivery finds ``delivering`` on restart: it logs a WARNING
+naming the message and recipients and delivers again. If the kill came before the end of
+data reached the next hop, the next hop discarded the transaction (RFC 5321 4.1.1.4) and
+nothing is duplicated; the one window left is between the next hop's 250 and our rename
+(the next hop's reply in flight, a few microseconds of our event loop): a kill exactly there
+delivers that message twice, the window SMTP itself has (RFC 1047). The SIGKILL test
+measures it.
 
 A permanent refusal by the next hop moves the recipient into ``failed`` (kept in
 ``failed/`` for the operator, logged); no bounce is generated (no backscatter). So does a
@@ -30,11 +40,13 @@ import os
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+from mailsift import outages
 from mailsift.durable import fsync_dir, write_durably
-from mailsift.smtpd.delivery import DeliveryError, deliver_async
+from mailsift.smtpd.delivery import DeliveryError, DeliveryResult, deliver_async
 
 log = logging.getLogger("mailsift.smtpd.spool")
 
@@ -50,6 +62,9 @@ class SpoolEntry:
     failed: dict[str, str] = field(default_factory=dict)
     attempts: int = 0
     last_error: str = ""
+    # {"rcpts": [...], "since": epoch}: an attempt that was sending DATA when the state was
+    # last written (found on load after a crash; None otherwise)
+    delivering: dict[str, Any] | None = None
 
     @property
     def pending(self) -> list[str]:
@@ -88,16 +103,42 @@ class Spool:
             entry.failed = st.get("failed", {})
             entry.attempts = st.get("attempts", 0)
             entry.last_error = st.get("last_error", "")
+            entry.delivering = st.get("delivering")
         return entry
 
-    def save_state(self, entry: SpoolEntry) -> None:
-        st = {
+    @staticmethod
+    def _state_bytes(entry: SpoolEntry) -> bytes:
+        st: dict[str, Any] = {
             "done": entry.done,
             "failed": entry.failed,
             "attempts": entry.attempts,
             "last_error": entry.last_error,
         }
-        write_durably(self.queue / f"{entry.id}.state", json.dumps(st).encode(), self.tmp)
+        if entry.delivering is not None:
+            st["delivering"] = entry.delivering
+        return json.dumps(st).encode()
+
+    def save_state(self, entry: SpoolEntry) -> None:
+        write_durably(self.queue / f"{entry.id}.state", self._state_bytes(entry), self.tmp)
+
+    def mark_delivering(self, entry: SpoolEntry, after: SpoolEntry) -> Path:
+        """Before DATA: record durably that ``entry`` is being sent (``entry.delivering``
+        set), and write + fsync ``after`` (its state once the next hop said 250) to
+        ``tmp/``; returns that file, for ``mark_delivered``."""
+        self.save_state(entry)
+        prepared = self.tmp / f"{entry.id}.delivered.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        fd = os.open(prepared, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, self._state_bytes(after))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return prepared
+
+    def mark_delivered(self, entry: SpoolEntry, prepared: Path) -> None:
+        """Right after the next hop's 250: one rename makes the prepared state current
+        (visible to a restart at once; durable after ``fsync_dir(self.queue)``)."""
+        os.replace(prepared, self.queue / f"{entry.id}.state")
 
     def finish(self, entry: SpoolEntry) -> None:
         """All recipients done or failed: delete (failed ones are kept in failed/)."""
@@ -208,8 +249,38 @@ class SpoolRunner:
         except FileNotFoundError:
             self._next_try.pop(qid, None)
             return
+        if entry.delivering is not None:
+            log.warning(
+                "spool %s: was being delivered to %s when the filter stopped (since %s):"
+                " the next hop may already have it; delivering it again",
+                qid,
+                ", ".join(entry.delivering.get("rcpts", [])) or "?",
+                time.strftime(
+                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(entry.delivering.get("since", 0)))
+                ),
+            )
+            entry.delivering = None
         pending = entry.pending
         if pending:
+            prepared: Path | None = None
+            committed = False
+
+            async def before_data(res: DeliveryResult) -> None:
+                nonlocal prepared
+                entry.delivering = {"rcpts": list(res.accepted), "since": time.time()}
+                prepared = await asyncio.to_thread(
+                    self.spool.mark_delivering, entry, _after(entry, res)
+                )
+
+            def on_accepted(res: DeliveryResult) -> None:
+                nonlocal committed
+                assert prepared is not None
+                try:
+                    self.spool.mark_delivered(entry, prepared)
+                    committed = True
+                except OSError:  # the state is written again below
+                    log.exception("spool %s: could not record the delivery at once", qid)
+
             try:
                 res = await deliver_async(
                     self.host,
@@ -220,10 +291,17 @@ class SpoolRunner:
                     self.timeout,
                     helo=self.helo,
                     partial=True,
+                    before_data=before_data,
+                    on_accepted=on_accepted,
                 )
             except DeliveryError as exc:
+                if prepared is not None:
+                    prepared.unlink(missing_ok=True)
+                entry.delivering = None
                 entry.attempts += 1
                 entry.last_error = str(exc)
+                if exc.unreachable:
+                    outages.dependency_failed("next_hop", exc)
                 if exc.temporary:
                     log.info("spool %s: deferred (%s)", qid, exc)
                 else:
@@ -236,17 +314,34 @@ class SpoolRunner:
                     self._backoff_only(qid, entry.attempts)
                     return
             else:
-                entry.done.extend(res.accepted)
-                for r, (code, msg) in res.refused.items():
-                    if code >= 500:
-                        entry.failed[r] = f"{code} {msg}"
-                entry.attempts += 1
+                outages.dependency_ok("next_hop")
+                entry = _after(entry, res)
                 self._expire(entry)
-                # the durable mark comes before anything is deleted: never delivered twice
-                await asyncio.to_thread(self.spool.save_state, entry)
+                # the "delivered" mark (already current after the rename) is made durable
+                # before anything is deleted; written in full if the rename failed or
+                # recipients remain (their backoff and expiry are in it)
+                if committed and not entry.pending:
+                    await asyncio.to_thread(fsync_dir, self.spool.queue)
+                else:
+                    await asyncio.to_thread(self.spool.save_state, entry)
                 if entry.pending:
                     self._backoff_only(qid, entry.attempts)
                     return
         await asyncio.to_thread(self.spool.finish, entry)
         self._next_try.pop(qid, None)
         log.info("spool %s: delivered to %s", qid, ", ".join(entry.done) or "nobody")
+
+
+def _after(entry: SpoolEntry, res: DeliveryResult) -> SpoolEntry:
+    """``entry`` as it is once the next hop said 250 to this attempt's end of data."""
+    failed = dict(entry.failed)
+    for r, (code, msg) in res.refused.items():
+        if code >= 500:
+            failed[r] = f"{code} {msg}"
+    return replace(
+        entry,
+        done=[*entry.done, *res.accepted],
+        failed=failed,
+        attempts=entry.attempts + 1,
+        delivering=None,
+    )

@@ -13,6 +13,8 @@ Interfaces are in ``mailsift.store.base``; how other areas add tables (a numbere
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mailsift.store.base import (
     AuditEvent,
     FeedbackRecord,
@@ -20,8 +22,12 @@ from mailsift.store.base import (
     ListEntry,
     Store,
     StoreError,
+    StoreUnavailable,
     VerdictRecord,
 )
+
+if TYPE_CHECKING:
+    from mailsift.config import Settings
 
 __all__ = [
     "AuditEvent",
@@ -30,13 +36,19 @@ __all__ = [
     "ListEntry",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "VerdictRecord",
     "open_store",
+    "open_store_for",
 ]
 
 
-def open_store(url: str, pool_size: int = 4) -> Store:
-    """Open (and migrate) the store at ``url``."""
+def open_store(
+    url: str, pool_size: int = 4, connect_timeout: float = 2.0, pool_timeout: float = 2.0
+) -> Store:
+    """Open (and migrate) the store at ``url``. PostgreSQL: at most ``pool_size``
+    connections; ``connect_timeout`` / ``pool_timeout`` are the deadlines of opening one and
+    of waiting for a free one (``StoreUnavailable`` past them)."""
     if url.startswith("sqlite://"):
         from mailsift.store.sqlite import SqliteStore
 
@@ -48,5 +60,13 @@ def open_store(url: str, pool_size: int = 4) -> Store:
     if url.startswith(("postgresql://", "postgres://")):
         from mailsift.store.postgres import PostgresStore
 
-        return PostgresStore(url, pool_size=pool_size)
+        return PostgresStore(
+            url, pool_size=pool_size, connect_timeout=connect_timeout, pool_timeout=pool_timeout
+        )
     raise StoreError(f"unsupported store URL {url!r} (sqlite:///path or postgresql://...)")
+
+
+def open_store_for(settings: Settings) -> Store:
+    """``open_store`` with the URL, pool size and deadlines of ``settings``."""
+    s = settings.store
+    return open_store(settings.store_url, s.pool_size, s.connect_timeout, s.pool_timeout)

@@ -49,6 +49,11 @@ class StoreError(Exception):
     """A store operation failed (bad URL, unreachable database, failed migration...)."""
 
 
+class StoreUnavailable(StoreError):
+    """The database cannot be reached right now (refused, timed out, connection lost, no
+    pooled connection free in time): a temporary condition, answered 503 / 451."""
+
+
 # ---- records -------------------------------------------------------------------------------
 
 

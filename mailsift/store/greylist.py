@@ -62,6 +62,8 @@ CREATE INDEX IF NOT EXISTS greylist_triplets_expires ON greylist_triplets(expire
 class SqliteGreylistStore:
     """One SQLite file; safe across threads (one connection behind a lock)."""
 
+    dependency = "sqlite"  # the name its outages are logged and counted under
+
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         if self.path != ":memory:":
@@ -136,6 +138,8 @@ return n
 
 class RedisGreylistStore:
     """Hashes under ``<prefix>t:<triplet>`` and ``<prefix>c:<client>``, with real TTLs."""
+
+    dependency = "redis"  # the name its outages are logged and counted under
 
     def __init__(self, url: str, prefix: str = "mailsift:greylist:", timeout: float = 2.0) -> None:
         import redis

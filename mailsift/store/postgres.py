@@ -1,4 +1,4 @@
-"""PostgreSQL backend: psycopg 3 with a ``psycopg_pool.ConnectionPool``.
+"""PostgreSQL backend: psycopg 3 with a small connection pool of its own (``_Pool``).
 
 For several machines sharing one store. Connections run in autocommit mode; ``transaction()``
 opens a real transaction on one pooled connection. Queries are written with ``?`` placeholders
@@ -15,6 +15,17 @@ in autocommit mode is one atomic transaction and one round trip. Measured in one
 old and new alternating: ~0.55-0.95 ms of client CPU and ~0.7 ms of server CPU per verdict
 with BEGIN + two executemany + COMMIT on a pooled connection, ~0.3-0.45 ms and ~0.5 ms now
 (of which zlib of the sample ~0.08 ms and the round trip ~0.05 ms).
+
+Outages: every call has a deadline. Opening a connection waits at most
+``store.connect_timeout`` and waiting for a free pooled connection at most
+``store.pool_timeout`` (2 s each by default); a refused or broken connection fails at once.
+All of these raise ``StoreUnavailable`` (a ``StoreError``: the API answers 503 with
+``Retry-After``, the SMTP filter 451) and are reported to ``mailsift.outages``. The pool has
+no reconnect backoff: ``psycopg_pool`` retried with a doubling delay, so after a minute's
+outage the first request served came ~58 s after the database returned. Here a broken
+connection discards every idle connection of its generation (they all went through the
+same outage), and the next call simply connects again: the first call made after the
+database is back is served.
 """
 
 from __future__ import annotations
@@ -23,17 +34,18 @@ import hashlib
 import re
 import threading
 import time
-import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
 
-from mailsift.store.base import Dialect, Params, Row, StoreError, Tx
+from mailsift import outages
+from mailsift.store.base import Dialect, Params, Row, StoreError, StoreUnavailable, Tx
 from mailsift.store.sql import SqlStore
 
 # a pooled connection idle longer than this is checked with a round trip before reuse
@@ -98,80 +110,226 @@ class _PgWriterTx(_PgTx):
         return self.cur.execute(sql)  # type: ignore[arg-type]
 
 
+DEPENDENCY = "postgresql"
+# Every connection: PostgreSQL ends a session left idle inside a transaction for this long
+# (a client that vanished mid-transaction would otherwise keep its transaction and locks,
+# e.g. the learn-event lock every feedback takes, until TCP notices, hours later), and the
+# client gives up on a server that stopped answering (TCP keepalives, TCP_USER_TIMEOUT)
+# instead of waiting on it forever. Transactions here are a few statements long.
+IDLE_IN_TRANSACTION_MS = 10_000
+_TCP = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+}
+
+
+def session_kwargs(url: str) -> dict[str, Any]:
+    """Connection parameters added to ``url`` (its own ``options`` are kept)."""
+    options = conninfo_to_dict(url).get("options") or ""
+    guc = f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
+    return {**_TCP, "options": f"{options} {guc}".strip()}
+
+
+# errors that mean the database cannot be reached or the connection is gone (as opposed to a
+# bad statement or a constraint violation, which are the caller's to handle)
+_UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def _unavailable(exc: BaseException, what: str) -> StoreUnavailable:
+    outages.dependency_failed(DEPENDENCY, exc)
+    return StoreUnavailable(f"PostgreSQL store unavailable ({what}): {exc}")
+
+
+class _Pool:
+    """At most ``max_size`` autocommit connections, made on demand, with deadlines.
+
+    ``connection()`` waits at most ``wait_timeout`` for a free slot, reuses the most recently
+    returned idle connection (checked with a round trip when idle ``CHECK_AFTER_IDLE_S`` or
+    more: a busy connection just worked, and one round trip per statement would cost as
+    much as the statement) or opens one within ``connect_timeout``. A connection found
+    broken bumps the generation: every idle connection of an older generation is closed
+    instead of reused, so after an outage no call is handed a dead connection.
+    """
+
+    def __init__(
+        self, url: str, max_size: int, connect_timeout: float, wait_timeout: float
+    ) -> None:
+        self.url = url
+        self.max_size = max(1, max_size)
+        self.connect_timeout = connect_timeout
+        self.wait_timeout = wait_timeout
+        self._session = session_kwargs(url)
+        self._slots = threading.BoundedSemaphore(self.max_size)
+        self._lock = threading.Lock()
+        self._idle: list[tuple[psycopg.Connection[Any], int, float]] = []
+        self.generation = 0
+        self.closed = False
+
+    def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
+        """A new connection (``StoreUnavailable`` past ``connect_timeout`` or refused)."""
+        try:
+            conn = psycopg.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=max(1, round(self.connect_timeout)),
+                **self._session,
+                **kwargs,
+            )
+        except psycopg.Error as exc:
+            raise _unavailable(exc, "connect") from exc
+        outages.dependency_ok(DEPENDENCY)
+        return conn
+
+    def broken(self) -> None:
+        """A connection broke: idle connections of this generation are not reused."""
+        with self._lock:
+            self.generation += 1
+            stale, self._idle = self._idle, []
+        for conn, _gen, _t in stale:
+            conn.close()
+
+    def _take_idle(self) -> tuple[psycopg.Connection[Any], int] | None:
+        while True:
+            with self._lock:
+                if not self._idle:
+                    return None
+                conn, gen, last = self._idle.pop()
+                current = gen == self.generation
+            if not current or conn.closed or conn.broken:
+                conn.close()
+                continue
+            if time.monotonic() - last < CHECK_AFTER_IDLE_S:
+                return conn, gen
+            try:
+                conn.execute("")  # an empty query: one round trip
+            except psycopg.Error:
+                conn.close()
+                self.broken()
+                return None
+            return conn, gen
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        if self.closed:
+            raise StoreError("store is closed")
+        if not self._slots.acquire(timeout=self.wait_timeout):
+            raise _unavailable(
+                TimeoutError(f"no connection free within {self.wait_timeout:g} s"),
+                f"pool of {self.max_size} busy",
+            )
+        conn: psycopg.Connection[Any] | None = None
+        gen = 0
+        try:
+            got = self._take_idle()
+            if got is None:
+                gen = self.generation
+                conn = self.connect(row_factory=dict_row)
+            else:
+                conn, gen = got
+            try:
+                yield conn
+            except _UNAVAILABLE as exc:
+                if conn.broken or conn.closed:
+                    self.broken()
+                raise _unavailable(exc, "query") from exc
+            outages.dependency_ok(DEPENDENCY)
+        finally:
+            if conn is not None:
+                self._give_back(conn, gen)
+            self._slots.release()
+
+    def _give_back(self, conn: psycopg.Connection[Any], gen: int) -> None:
+        reusable = (
+            not self.closed
+            and not conn.closed
+            and not conn.broken
+            and conn.info.transaction_status == TransactionStatus.IDLE
+        )
+        if reusable:
+            with self._lock:
+                if gen == self.generation:
+                    self._idle.append((conn, gen, time.monotonic()))
+                    return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            idle, self._idle = self._idle, []
+        for conn, _gen, _t in idle:
+            conn.close()
+
+
 class PostgresStore(SqlStore):
     dialect: Dialect = "postgresql"
 
-    def __init__(self, url: str, pool_size: int = 4, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        pool_size: int = 4,
+        connect_timeout: float = 2.0,
+        pool_timeout: float = 2.0,
+    ) -> None:
         super().__init__(url)
-        self._connect_timeout = connect_timeout
         # the group-commit writer's own connection (opened at its first write), so a verdict
         # write costs no pool checkout; statements are prepared from their first use
         self._writer_lock = threading.Lock()
         self._writer_tx: _PgWriterTx | None = None
+        self._writer_gen = 0
         self._writer_last = 0.0
-        # when each pooled connection last finished a statement without error
-        self._last_ok: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
-            weakref.WeakKeyDictionary()
-        )
-        try:  # fail fast with a clear error (the pool would keep retrying until its timeout)
-            psycopg.connect(url, connect_timeout=max(1, int(connect_timeout))).close()
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to PostgreSQL store: {exc}") from exc
-        self.pool: ConnectionPool[Any] = ConnectionPool(
-            url,
-            min_size=1,
-            max_size=max(1, pool_size),
-            kwargs={"autocommit": True, "row_factory": dict_row},
-            check=self._check,
-            open=False,
-            name="mailsift-store",
-        )
-        try:
-            self.pool.open(wait=True, timeout=connect_timeout)
-        except Exception as exc:
-            self.pool.close()
+        self.pool = _Pool(url, pool_size, connect_timeout, pool_timeout)
+        try:  # fail fast with a clear error
+            self.pool.connect().close()
+        except StoreError as exc:
             raise StoreError(f"cannot connect to PostgreSQL store: {exc}") from exc
         self.migrate()
 
-    def _check(self, conn: psycopg.Connection[Any]) -> None:
-        """Pool check on checkout: a round trip only for a connection idle for a while (a
-        busy connection just worked; one round trip per statement would cost as much as
-        the statement)."""
-        last = self._last_ok.get(conn)
-        if last is not None and time.monotonic() - last < CHECK_AFTER_IDLE_S:
-            if conn.closed or conn.broken:
-                raise psycopg.OperationalError("connection closed")
-            return
-        ConnectionPool.check_connection(conn)
-
     @contextmanager
     def _begin(self) -> Iterator[Tx]:
-        with self.pool.connection() as conn:
-            with conn.transaction():
-                yield _PgTx(conn)
-            self._last_ok[conn] = time.monotonic()
+        with self.pool.connection() as conn, conn.transaction():
+            yield _PgTx(conn)
 
     @contextmanager
     def _autocommit(self) -> Iterator[Tx]:
         with self.pool.connection() as conn:
             yield _PgTx(conn)
-            self._last_ok[conn] = time.monotonic()
 
     @contextmanager
     def _writer(self) -> Iterator[Tx]:
-        """The writer's connection (autocommit), reopened when it broke; checked with a round
-        trip after ``CHECK_AFTER_IDLE_S`` idle, as pooled connections are."""
-        with self._writer_lock:
+        """The writer's connection (autocommit), reopened when it broke or the pool saw a
+        broken connection since it was opened; checked with a round trip after
+        ``CHECK_AFTER_IDLE_S`` idle, as pooled connections are."""
+        if not self._writer_lock.acquire(timeout=self.pool.wait_timeout):
+            raise _unavailable(
+                TimeoutError(f"writer busy for {self.pool.wait_timeout:g} s"), "writer"
+            )
+        try:
             tx = self._writer_tx
-            if tx is None or tx.conn.broken or tx.conn.closed:
+            if (
+                tx is None
+                or tx.conn.broken
+                or tx.conn.closed
+                or self._writer_gen != self.pool.generation
+            ):
                 tx = self._open_writer()
             elif time.monotonic() - self._writer_last >= CHECK_AFTER_IDLE_S:
                 try:
-                    ConnectionPool.check_connection(tx.conn)
-                except Exception:
+                    tx.conn.execute("")
+                except psycopg.Error:
                     tx = self._open_writer()
-            yield tx
+            try:
+                yield tx
+            except _UNAVAILABLE as exc:
+                if tx.conn.broken or tx.conn.closed:
+                    self.pool.broken()
+                raise _unavailable(exc, "write") from exc
             self._writer_last = time.monotonic()
+            outages.dependency_ok(DEPENDENCY)
+        finally:
+            self._writer_lock.release()
 
     def _open_writer(self) -> _PgWriterTx:
         if self._writer_tx is not None:
@@ -179,16 +337,10 @@ class PostgresStore(SqlStore):
             self._writer_tx = None
         if self.pool.closed:
             raise StoreError("store is closed")
-        try:
-            conn = psycopg.connect(
-                self.url,
-                autocommit=True,
-                prepare_threshold=0,
-                connect_timeout=max(1, int(self._connect_timeout)),
-            )
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to PostgreSQL store: {exc}") from exc
+        gen = self.pool.generation
+        conn = self.pool.connect(prepare_threshold=0)
         self._writer_tx = _PgWriterTx(conn)
+        self._writer_gen = gen
         return self._writer_tx
 
     def _lock(self, tx: Tx, name: str) -> None:

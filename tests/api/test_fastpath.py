@@ -30,7 +30,7 @@ from mailsift.api.routes.score import score_json
 from mailsift.api.schemas import ScoreResponse
 from mailsift.config import Settings
 from mailsift.service import ScoringService
-from mailsift.store import StoreError, open_store
+from mailsift.store import StoreError, open_store_for
 from mailsift.verdict import Action, Envelope, Symbol, TokenContribution, Verdict
 from tests.api.messages import GTUBE_MSG, HAM, SPAM, message
 from tests.fixtures.api import api_test_settings
@@ -52,7 +52,7 @@ def apps(
 ) -> Iterator[Apps]:
     var = tmp_path_factory.mktemp("fastpath-var")
     settings = api_test_settings(test_settings, var, small_model_dir, max_body_bytes=LIMIT)
-    store = open_store(settings.store_url, settings.store.pool_size)
+    store = open_store_for(settings)
     service = ScoringService(settings, store=store)
     envelopes: list[Envelope] = []
     evaluate = service.evaluate
@@ -203,7 +203,7 @@ async def test_store_and_scoring_failures_alike(
         with monkeypatch.context() as m:
             m.setattr(apps.service, "record", store_down)
             r = await same(f, s, content=HAM, headers=auth(apps.keys["score"]))
-            assert r.status_code == 503 and r.headers["retry-after"] == "5"
+            assert r.status_code == 503 and r.headers["retry-after"] == "2"
         with monkeypatch.context() as m:
             m.setattr(apps.service, "evaluate", scorer_bug)
             r = await same(f, s, content=HAM, headers=auth(apps.keys["score"]))

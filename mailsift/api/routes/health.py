@@ -26,17 +26,21 @@ async def healthz() -> HealthResponse:
 def readyz(request: Request) -> Response:
     service = request.app.state.service
     model_loaded, store_ok, version, detail = False, False, None, ""
+    down: list[str] = []
     if service is None:
         detail = f"scoring service not started: {request.app.state.startup_error}"
     else:
         version = service.model_version or None
         model_loaded = bool(version)
-        try:
-            store_ok = bool(service.store.ping())
-        except Exception as exc:  # unreachable store: not ready, with the reason
-            detail = f"store unreachable: {exc}"
-        if not store_ok and not detail:
-            detail = "store unreachable"
+        store = service.store
+        dependency = "postgresql" if store.dialect == "postgresql" else "sqlite"
+        try:  # within the store's deadlines (a few seconds at most when it is away)
+            store_ok = store.query_one("SELECT 1 AS one") is not None
+        except Exception as exc:  # unreachable store: not ready, naming it and why
+            detail = f"{dependency} store unreachable: {exc}"
+        if not store_ok:
+            down.append(dependency)
+            detail = detail or f"{dependency} store unreachable"
         if not model_loaded:
             detail = detail or "no model loaded"
     body = ReadyResponse(
@@ -45,6 +49,7 @@ def readyz(request: Request) -> Response:
         store_reachable=store_ok,
         model_version=version,
         detail=detail,
+        down=down,
     )
     return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 

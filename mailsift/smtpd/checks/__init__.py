@@ -55,9 +55,9 @@ def build_checks(
     policy = lists
     if policy is None:
         if store is None:
-            from mailsift.store import open_store
+            from mailsift.store import open_store_for
 
-            store = open_store(settings.store_url, settings.store.pool_size)
+            store = open_store_for(settings)
         policy = StoreListPolicy(store)
 
     # CONNECT

@@ -139,6 +139,7 @@ def parse_reply(reply: str) -> ScanResult:
 
 class Antivirus:
     name: ClassVar[str] = "antivirus"
+    dependency: ClassVar[str] = "clamd"  # a temperror result counts as its failure
     stage: ClassVar[Stage] = Stage.DATA
     skip_whitelisted: ClassVar[bool] = False  # a friend's infected machine is still infected
 

@@ -35,6 +35,7 @@ import dns.name
 import dns.rdatatype
 import dns.resolver
 
+from mailsift import outages
 from mailsift.config import DnsSettings
 from mailsift.smtpd.checks.base import SmtpContext
 
@@ -138,6 +139,17 @@ class SessionDns:
             self.dead = True
             return Lookup(name, rdtype, TIMEOUT, error="DNS time budget of the session spent")
         self.queries += 1
+        result = await self._ask(name, rdtype, lifetime)
+        # the resolver's health, for mailsift.outages: any answer (NXDOMAIN and NODATA
+        # included) means it works; a timeout or a failure to reach it means it is down; a
+        # SERVFAIL it relays is the queried domain's problem, not the resolver's
+        if result.status in (OK, NODATA, NXDOMAIN):
+            outages.dependency_ok("dns")
+        elif result.status == TIMEOUT or "SERVFAIL" not in result.error:
+            outages.dependency_failed("dns", f"{name}/{rdtype}: {result.error}")
+        return result
+
+    async def _ask(self, name: str, rdtype: str, lifetime: float) -> Lookup:
         try:
             answer = await self.resolver.resolve(
                 dns.name.from_text(name),

@@ -94,6 +94,8 @@ class Greylist:
         self.settings = settings
         self.store = store
         self.clock = clock
+        # the backend a temperror result counts against ("redis", "sqlite")
+        self.dependency = str(getattr(store, "dependency", "greylist store"))
         self.pools = [d.lower().strip(".") for d in settings.sender_pool_domains]
         self._decisions = 0
 
