@@ -392,10 +392,12 @@ class Quarantine:
         untrust_sender: bool = False,
         users: Iterable[str] | None = None,
         reporter: str | None = None,
+        trusted: bool = False,
     ) -> ActionResult:
-        """Teach the model; "ham" also releases. ``users``: whose sender lists change
+        """Teach the filter; "ham" also releases. ``users``: whose sender lists change
         (default: the entry's recipients); ``reporter``: the user the feedback counts for
-        (rate caps; default ``actor``)."""
+        (their own mail, rate caps, a corroboration vote; default ``actor``). ``trusted``
+        (an admin's verdict): a global lesson at once."""
         label = Label(label)
         if label is Label.SPAM and trust_sender:
             raise QuarantineError("trust_sender goes with 'ham' (not spam)")
@@ -408,7 +410,7 @@ class Quarantine:
         service = self.service
         detail: list[str] = []
         if entry.label != label.value:  # the same correction twice teaches once
-            status = self._teach(service, label, reporter or actor, entry, raw)
+            status = self._teach(service, label, reporter or actor, entry, raw, trusted)
             self.repo.update(qid, label=label.value)
             detail.append(f"{label.value}: {status}")
         list_users = [u.lower() for u in (users if users is not None else entry.recipients)]
@@ -430,15 +432,22 @@ class Quarantine:
         return ActionResult(qid, "learn", True, entry.status, "; ".join(detail))
 
     def _teach(
-        self, service: Any, label: Label, user: str, entry: QuarantineEntry, raw: bytes
+        self,
+        service: Any,
+        label: Label,
+        user: str,
+        entry: QuarantineEntry,
+        raw: bytes,
+        trusted: bool = False,
     ) -> str:
         """Feedback through the scoring service: by verdict id when the store knows it,
-        else the raw message alone. Returns the learner's status (learned, duplicate,
-        rate_limited ...)."""
+        else the raw message alone. Returns the learner's status (learned, personal,
+        duplicate, rate_limited ...)."""
+        kw = {"source": "quarantine", "trusted": trusted}
         try:
             try:
                 res = service.feedback(
-                    label, user, verdict_id=entry.verdict_id or None, raw=raw, source="quarantine"
+                    label, user, verdict_id=entry.verdict_id or None, raw=raw, **kw
                 )
             except LookupError:
                 res = None
@@ -447,7 +456,7 @@ class Quarantine:
                     raise
                 res = None
             if res is None:  # the verdict was recorded elsewhere (another store, HTTP scorer)
-                res = service.feedback(label, user, raw=raw, source="quarantine")
+                res = service.feedback(label, user, raw=raw, **kw)
         except ValueError as exc:
             raise QuarantineError(f"feedback refused: {exc}", 422) from exc
         return str(getattr(res, "status", "learned"))

@@ -8,9 +8,13 @@ feedback learner together. The HTTP API, the SMTP filter and the quarantine all 
   probability, action, model version, rule hits, list decision). The verdict is committed
   before ``score`` returns: an answered verdict survives a crash. A store failure raises
   ``StoreError`` (callers answer 4xx tempfail / 503).
-- ``feedback(label, user, verdict_id=None, raw=None, source="user") -> FeedbackResult``:
-  a report about a scored message (by verdict id) or any raw message; see
-  ``mailsift.classifier.feedback`` for rate caps, dedupe, relabels and the drift cap.
+- ``feedback(label, user, verdict_id=None, raw=None, source="user", *, reporter=None,
+  trusted=None) -> FeedbackResult``: a report about a scored message (by verdict id) or
+  any raw message. ``user``: whose mail it is (their own corrections); ``reporter``: who
+  speaks (rate caps, corroboration votes, budgets; default ``user``); ``trusted``: a
+  global lesson at once (default: ``source`` in ``feedback.trusted_sources``); ``via``: the
+  mail server that relayed a user's report (its votes count as one domain). See
+  ``mailsift.classifier.feedback`` for who teaches what.
 - ``reload_model(model_dir=None)``: load the serving model (champion) again and swap it in
   without dropping a request in flight; feedback learned since its snapshot is replayed.
 
@@ -157,8 +161,14 @@ class ScoringService:
         verdict_id: str | None = None,
         raw: bytes | str | None = None,
         source: str = "user",
+        *,
+        reporter: str | None = None,
+        trusted: bool | None = None,
+        via: str | None = None,
     ) -> FeedbackResult:
-        """Teach the model that a message is spam or ham (see the module docstring)."""
+        """Teach that a message is spam or ham (see the module docstring). ``via``: the
+        mail server (a delegate key, the spamd front end) that relayed a user's report:
+        every vote relayed by it counts as one domain."""
         from mailsift.classifier.feedback import FeedbackError  # lazily: see __getattr__
 
         digest: str | None = None
@@ -180,7 +190,15 @@ class ScoringService:
         if raw is None:
             raise FeedbackError("feedback needs a verdict id or the raw message")
         return self.learner.submit(
-            label, user, raw, verdict_id=verdict_id, source=source, digest=digest
+            label,
+            user,
+            raw,
+            verdict_id=verdict_id,
+            source=source,
+            digest=digest,
+            reporter=reporter,
+            trusted=trusted,
+            via=via,
         )
 
     # ---- model -----------------------------------------------------------------------------
@@ -197,7 +215,9 @@ class ScoringService:
         return str(model.version)
 
     def purge_samples(self, older_than_days: float | None = None) -> int:
-        days = self.settings.feedback.sample_days if older_than_days is None else older_than_days
+        fs = self.settings.feedback
+        days = fs.sample_days if older_than_days is None else older_than_days
+        self.store.feedback.purge_votes(time.time() - fs.vote_days * 86400.0)  # lapsed votes
         return self.store.verdicts.purge_samples(time.time() - days * 86400.0)
 
     def ready(self) -> bool:

@@ -42,11 +42,40 @@ class Principal:
     def actor(self) -> str:
         return f"api-key:{self.key.key_id}" if self.key else "api"
 
-    def check_user(self, user: str) -> None:
-        """A key bound to one user may act only for that user (403 otherwise)."""
-        if self.key is not None and self.key.owner and user.lower() != self.key.owner.lower():
+    @property
+    def trusted(self) -> bool:
+        """A trusted reporter: an admin key or a key with the ``trusted`` scope."""
+        return self.key is not None and self.key.trusted
+
+    @property
+    def reporter(self) -> str:
+        """Who speaks, for rate caps and votes: a bound key's user, else the key."""
+        if self.key is not None and self.key.owner:
+            return self.key.owner.lower()
+        return self.actor
+
+    @property
+    def delegate(self) -> bool:
+        """A mail server's key that reports for the users it authenticates."""
+        return self.key is not None and self.key.delegate
+
+    def check_user(self, user: str, delegate_ok: bool = False) -> None:
+        """A key bound to one user may act only for that user; a key bound to nobody acts
+        for users only when it is an admin key, or (``delegate_ok``: feedback) a delegate
+        key (403 otherwise). Without keys
+        (``api.require_keys = false``, a trusted loopback set-up) anyone is let through."""
+        key = self.key
+        if key is None or key.allows("admin") or (delegate_ok and key.delegate and user):
+            return
+        if not key.owner:
             raise HTTPException(
-                status.HTTP_403_FORBIDDEN, f"this API key may only act for {self.key.owner}"
+                status.HTTP_403_FORBIDDEN,
+                "this API key is bound to no user: it may not act for one "
+                "(create it with --user, or with the trusted scope for global reports)",
+            )
+        if user.lower() != key.owner.lower():
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"this API key may only act for {key.owner}"
             )
 
 

@@ -6,9 +6,14 @@ the sha256 of the whole token (a fast hash is enough for a random token of that 
 there is nothing to brute-force), and compares hashes in constant time.
 
 Scopes: ``score`` (score messages, read verdicts and models), ``feedback`` (report spam/ham,
-edit a user's trusted/untrusted senders) and ``admin`` (everything, including the global
-lists, keys and model reload). A key may be bound to one user (``owner``): it then acts only
-for that user (feedback and lists).
+edit a user's trusted/untrusted senders), ``trusted`` (``feedback`` as a trusted reporter:
+its reports teach everyone at once, e.g. a spam-trap feed or a help desk) and ``admin``
+(everything, including the global lists, keys and model reload; a trusted reporter too).
+``delegate`` (``feedback`` for a mail server that authenticates its users, e.g. Dovecot's
+learn pipe: it names the user, and the report is that user's own, never trusted; all its
+votes count as one domain). A ``feedback`` key that is neither must be bound to one user
+(``owner``): it acts only for that user (their feedback, their lists, their quarantine); an
+unbound one may not speak for anyone.
 
 Verified keys are cached per process for ``settings.api.key_cache_seconds`` so a scoring
 request costs no store round trip; a revocation takes effect within that time.
@@ -27,7 +32,7 @@ from typing import Any
 
 from mailsift.store.base import Row, Store
 
-SCOPES = ("score", "feedback", "admin")
+SCOPES = ("score", "feedback", "trusted", "delegate", "admin")
 TOKEN_PREFIX = "msk_"  # noqa: S105 (a public prefix, not a secret)
 _TOKEN_RE = re.compile(r"^msk_([0-9a-f]{12})_([A-Za-z0-9_-]{20,128})$")
 
@@ -42,8 +47,22 @@ class ApiKey:
     revoked: float | None = None
 
     def allows(self, scope: str) -> bool:
-        """True when the key holds ``scope`` (admin implies every scope)."""
-        return "admin" in self.scopes or scope in self.scopes
+        """True when the key holds ``scope`` (admin implies every scope, trusted implies
+        feedback)."""
+        if "admin" in self.scopes or scope in self.scopes:
+            return True
+        return scope == "feedback" and bool({"trusted", "delegate"} & self.scopes)
+
+    @property
+    def delegate(self) -> bool:
+        """A mail server reporting for the users it authenticates (a Dovecot learn pipe):
+        it names any user, and the report is that user's, never a trusted one."""
+        return "delegate" in self.scopes
+
+    @property
+    def trusted(self) -> bool:
+        """Whether its reports are trusted global lessons (admin or trusted scope)."""
+        return "admin" in self.scopes or "trusted" in self.scopes
 
     @property
     def active(self) -> bool:

@@ -170,11 +170,17 @@ class FeedbackRequest(BaseModel):
 
 
 class FeedbackResponse(BaseModel):
-    status: str = Field(description="learned, duplicate, relabelled, rate_limited, ...")
+    status: str = Field(
+        description="learned (for everyone), personal (for this user; a corroboration vote), "
+        "relabelled, duplicate, contested, budget_capped, ..."
+    )
     digest: str
     label: Label
     verdict_id: str | None = None
     feedback_id: int | None = None
+    scope: str = Field(default="", description="global, personal, or empty (nothing learned)")
+    votes: int = Field(default=0, description="reporters agreeing on this campaign, net")
+    detail: str = ""
 
 
 # ---- lists ---------------------------------------------------------------------------------

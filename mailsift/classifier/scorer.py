@@ -31,6 +31,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from mailsift.budget import SCAN_BUDGET_SYMBOL, ScanBudget
 from mailsift.classifier.features import Sample, make_sample
 from mailsift.classifier.model import LOGIT_CLIP, SpamModel
@@ -42,6 +44,7 @@ from mailsift.verdict import (
     Label,
     ListPolicy,
     Symbol,
+    TokenContribution,
     Verdict,
     new_verdict_id,
 )
@@ -178,6 +181,9 @@ class Scorer:
         self.list_policy = list_policy
         self._lock = threading.Lock()
         self._descriptions: dict[str, str] = {}
+        # additive corrections learned from users' feedback (mailsift.classifier.feedback.
+        # FeedbackLayers): set by the feedback learner; None scores with the model alone
+        self.layers: Any = None
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod
@@ -217,6 +223,9 @@ class Scorer:
         budget = ScanBudget(self.settings.message.scan_budget_ms / 1000.0)
         pm, sample, hits = sample_of(raw_or_parsed, self.settings, self.rules, symbols, budget)
         prob, tokens, nb_factor = model.predict_explain(sample, top=10)
+        layers = self.layers
+        if layers is not None and layers.active:
+            prob = self._corrected(model, sample, prob, tokens, layers, envelope)
         thresholds = thresholds_for(self.settings, model)
         score, reason = probability_to_score(prob, self.settings, thresholds), ""
         if has_gtube(pm) or any(h.name == "GTUBE" for h in hits):
@@ -248,6 +257,33 @@ class Scorer:
         self._apply_lists(verdict, pm, envelope)
         verdict.elapsed_ms = round((time.perf_counter() - t0) * 1000.0, 3)
         return verdict
+
+    @staticmethod
+    def _corrected(
+        model: SpamModel,
+        sample: Sample,
+        prob: float,
+        tokens: list[Any],
+        layers: Any,
+        envelope: Envelope | None,
+    ) -> float:
+        """The probability with the feedback corrections added to its log-odds: the global
+        one (users' corroborated lessons) and the recipients' own (their verdicts); each
+        joins the explanation as a contribution of its own."""
+        rcpts = envelope.rcpt_to if envelope is not None else ()
+        if layers.g is None and not layers.has_user(rcpts):
+            return prob
+        cols = np.unique(model.row_vectors(sample)[0])
+        z_g = layers.global_offset(cols)
+        z_u = layers.recipients_offset(rcpts, cols) if rcpts else 0.0
+        if not (z_g or z_u):
+            return prob
+        for name, z in (("feedback:global", z_g), ("feedback:personal", z_u)):
+            if z:
+                tokens.append(TokenContribution(name, round(z, 4)))
+        tokens.sort(key=lambda t: -abs(t.weight))
+        z = _logit(prob) + z_g + z_u
+        return 1.0 / (1.0 + math.exp(-max(min(z, 2 * LOGIT_CLIP), -2 * LOGIT_CLIP)))
 
     def _weighted_rules(
         self, model: SpamModel, nb_factor: float, hits: Sequence[Symbol], symbols: Sequence[Symbol]

@@ -2,8 +2,10 @@
 
 ``mailsift evaluate --model DIR --corpus C [--json]``: every message of C scored by the
 model folder DIR (default: the served model).
-``mailsift evaluate --online --corpus C [--model DIR] [--warmup 0.2] [--json]``: the TREC
-immediate-feedback protocol in corpus (date) order, with and without feedback.
+``mailsift evaluate --online --corpus C (--base-model DIR | --empty) [--json]``: the TREC
+immediate-feedback protocol: every message of C in date order, duplicates included, scored
+then its true label learned (as a trusted reporter, through the feedback learner) before
+the next; from a model (scored without feedback alongside) or from nothing.
 ``mailsift evaluate --generalise [--corpora DIR] [--protocol P]``: train on some corpora, test
 on the others (:mod:`mailsift.pipeline.generalise`).
 """
@@ -26,10 +28,15 @@ def evaluate_cmd(
         Path | None, typer.Option("--model", "-m", help="Model folder (default: served model)")
     ] = None,
     online: Annotated[bool, typer.Option(help="TREC immediate-feedback protocol")] = False,
-    warmup: Annotated[
-        float, typer.Option(help="--online without --model: share trained on first")
-    ] = 0.2,
-    kind: Annotated[str | None, typer.Option(help="--online warm-up model kind")] = None,
+    base_model: Annotated[
+        Path | None, typer.Option("--base-model", help="--online: start from this model")
+    ] = None,
+    empty: Annotated[
+        bool, typer.Option("--empty", help="--online: start from nothing (online logreg)")
+    ] = False,
+    kind: Annotated[
+        str | None, typer.Option(help="Model kind (--generalise; --online --empty: default logreg)")
+    ] = None,
     order: Annotated[str, typer.Option(help="--online order: date or corpus")] = "date",
     limit: Annotated[int | None, typer.Option(help="Use at most N messages")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
@@ -64,30 +71,41 @@ def evaluate_cmd(
     if not corpus:
         typer.echo("error: give --corpus (or --generalise)", err=True)
         raise typer.Exit(2)
+    if online and (base_model or model) is None and not empty:
+        typer.echo("error: --online needs --base-model DIR or --empty", err=True)
+        raise typer.Exit(2)
+    if online and (base_model or model) is not None and empty:
+        typer.echo("error: give --base-model DIR or --empty, not both", err=True)
+        raise typer.Exit(2)
     try:
-        df = subsample(index_corpus(corpus, progress=True), limit, settings.model.seed)
+        # the online protocol takes the stream as it is: no duplicate is dropped
+        df = index_corpus(corpus, progress=True, dedupe=not online)
+        df = df.head(limit) if online and limit else subsample(df, limit, settings.model.seed)
     except CorpusError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     if online:
         if order == "date":
             df = time_order(df)
-        start = load_model(model) if model is not None else None
+        where = base_model or model
+        start = load_model(where) if where is not None else None
         try:
-            res = evaluate_online(
-                df, settings, model=start, kind=kind, warmup=warmup, progress=True
-            )
+            res = evaluate_online(df, settings, model=start, kind=kind, progress=True)
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
         if as_json:
             typer.echo(json.dumps(res.to_dict(), default=str))
             return
-        typer.echo(f"online ({res.learner}), warm-up {res.warmup} messages, order {order}")
+        typer.echo(
+            f"online ({res.learner}, from {'nothing' if start is None else where}),"
+            f" {len(res.labels)} messages, order {order}"
+        )
         typer.echo("-- with feedback")
         typer.echo(format_table(res.with_feedback))
-        typer.echo("-- without feedback")
-        typer.echo(format_table(res.without_feedback))
+        if res.without_feedback is not None:
+            typer.echo("-- without feedback")
+            typer.echo(format_table(res.without_feedback))
         return
     model_dir = model or _served(settings)
     try:

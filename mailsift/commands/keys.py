@@ -31,9 +31,15 @@ def _keys() -> ApiKeys:
 def create(
     name: Annotated[str, typer.Option(help="What the key is for, e.g. 'postfix-mx1'")],
     scope: Annotated[
-        list[str], typer.Option(help="score, feedback or admin (repeatable; admin implies all)")
+        list[str],
+        typer.Option(
+            help="score, feedback, trusted (feedback as a trusted reporter: global lessons)"
+            " or admin (repeatable; admin implies all)"
+        ),
     ],
-    user: Annotated[str, typer.Option(help="Bind the key to one user (feedback, lists)")] = "",
+    user: Annotated[
+        str, typer.Option(help="Bind the key to one user (their feedback, lists, quarantine)")
+    ] = "",
 ) -> None:
     """Create a key and print its token (once)."""
     keys = _keys()
@@ -49,6 +55,12 @@ def create(
         err=True,
     )
     typer.echo(token)
+    if key.allows("feedback") and not key.trusted and not key.owner:
+        typer.echo(
+            "warning: a feedback key bound to no user may not report or edit lists for anyone:"
+            " give --user U, or --scope trusted for a trusted reporter",
+            err=True,
+        )
 
 
 @keys_app.command("revoke")

@@ -174,10 +174,11 @@ def learn_cmd(
     untrust: Annotated[bool, typer.Option("--untrust", help="spam: untrust the sender")] = False,
     actor: ActorOpt = None,
 ) -> None:
-    """Teach the model (and, for ham, release); optionally (un)trust the sender."""
+    """Teach the model (and, for ham, release); optionally (un)trust the sender. The
+    operator at the shell is an admin: a trusted global lesson."""
     if label not in ("spam", "ham"):
         raise typer.BadParameter("label must be spam or ham")
-    _run(label, ids, actor, trust_sender=trust, untrust_sender=untrust)
+    _run(label, ids, actor, trust_sender=trust, untrust_sender=untrust, trusted=True)
 
 
 @quarantine_app.command("purge")

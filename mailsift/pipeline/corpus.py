@@ -5,7 +5,9 @@ Formats (a corpus argument is a path, format detected, or ``LABEL:PATH`` with LA
 
 - ``spamassassin``: the SpamAssassin public corpus, its ``.tar.bz2`` archives read in place
   (one archive, or a folder of them) or the unpacked folders. The label comes from the top
-  folder name: ``*ham*`` is ham, ``spam*`` is spam; the ``cmds`` files are skipped.
+  folder name: ``*ham*`` is ham, ``spam*`` is spam; the ``cmds`` files are skipped. The
+  same reader takes ``.tar.gz`` / ``.tar.xz`` archives laid out ``<name>/<label>/NNNNN.eml``
+  (the label folder is the first that names one).
 - ``trec``: the TREC spam-track layout, ``data/inmail.N`` plus ``full/index`` lines
   ``spam ../data/inmail.N`` (corpus order is the index order).
 - ``labelled``: a folder with ``spam/`` and ``ham/`` subfolders (recursive).

@@ -284,7 +284,7 @@ class SpamdServer(LoopThread):
 
         try:
             return await self._in_thread(
-                "TELL", self.service.feedback, label, user, raw=raw, source="user"
+                "TELL", self.service.feedback, label, user, raw=raw, source="user", via="spamd"
             )
         except p.SpamdError:
             raise

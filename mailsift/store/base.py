@@ -82,8 +82,9 @@ class FeedbackRecord:
     verdict_id: str | None = None
     source: str = "user"
     created: float = field(default_factory=time.time)
-    status: str = "accepted"  # learned, duplicate, relabelled, rate_limited, drift_capped ...
+    status: str = "accepted"  # learned, personal, duplicate, relabelled, rate_limited ...
     feedback_id: int | None = None
+    reporter: str = ""  # who spoke (rate caps, votes, budgets); "" : the user
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,7 @@ class LearnedState:
     label: str
     weight: float
     updated: float
+    layer: str = "model"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,10 @@ class LearnEvent:
 
     ``label`` is what to learn; ``unlearn`` (when set) is the label taught earlier that the
     model must take back first (a relabel). ``weight`` scales the update.
+
+    ``layer`` "model": a trusted lesson, learned by the model's arrays. "global": users'
+    corroborated lesson, ``amount`` log-odds spread over ``cols`` (the message's columns)
+    and charged to the budgets of ``reporters``.
     """
 
     event_id: int
@@ -110,6 +116,33 @@ class LearnEvent:
     unlearn: str | None
     weight: float
     created: float
+    layer: str = "model"
+    reporters: tuple[str, ...] = ()
+    cols: bytes | None = None
+    amount: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class UserLesson:
+    """A user's own lesson: ``delta`` log-odds added to each of ``cols`` when that user's
+    mail is scored."""
+
+    lesson_id: int
+    user: str
+    digest: str
+    label: str
+    cols: bytes
+    delta: float
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    """A user's report counted towards corroboration."""
+
+    reporter: str
+    domain: str
+    label: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,9 +214,19 @@ class FeedbackRepo(Protocol):
 
     def recent(self, limit: int = 100, user: str | None = None) -> list[FeedbackRecord]: ...
 
-    def count_since(self, since: float, user: str | None = None, source: str | None = None) -> int:
+    def count_since(
+        self,
+        since: float,
+        user: str | None = None,
+        source: str | None = None,
+        reporter: str | None = None,
+    ) -> int:
         """Reports that counted against the rate caps (status not rate_limited) since
-        ``since``, optionally of one user or one source."""
+        ``since``, optionally of one user, one source or one reporter."""
+
+    def reported(self, reporter: str, digest: str, label: str) -> bool:
+        """Whether ``reporter`` reported this message with this label before (and it
+        counted: not rate-limited)."""
 
     def keep_message(self, digest: str, raw: bytes) -> None:
         """Keep a reported message (compressed) for the next full retrain."""
@@ -192,10 +235,38 @@ class FeedbackRepo(Protocol):
 
     def learned(self, digest: str) -> LearnedState | None: ...
 
-    def teach(self, digest: str, label: str, weight: float) -> tuple[str, LearnEvent | None]:
+    def teach(
+        self,
+        digest: str,
+        label: str,
+        weight: float,
+        *,
+        layer: str = "model",
+        reporters: Sequence[str] = (),
+        cols: bytes | None = None,
+        amount: float = 0.0,
+    ) -> tuple[str, LearnEvent | None]:
         """Decide and record atomically (across processes) what teaching ``label`` for
         ``digest`` means: "learned" (first time), "relabelled" (the event says to unlearn
-        the earlier label first) or "duplicate" (already taught: no event)."""
+        the earlier label first) or "duplicate" (already taught: no event). A "global"
+        lesson (users') never overrides an earlier lesson of the other label: "contested",
+        no event; only a trusted ("model") lesson relabels."""
+
+    def add_user_lesson(
+        self, user: str, digest: str, label: str, cols: bytes, delta: float
+    ) -> int: ...
+
+    def user_lessons_after(self, lesson_id: int, limit: int = 1000) -> list[UserLesson]: ...
+
+    def add_vote(
+        self, reporter: str, domain: str, digest: str, label: str, bands: Sequence[str]
+    ) -> None: ...
+
+    def votes(self, bands: Sequence[str], since: float) -> list[Vote]:
+        """Distinct (reporter, domain, label) of the votes since ``since`` whose message
+        shares a band with ``bands``."""
+
+    def purge_votes(self, before: float) -> int: ...
 
     def events_after(self, event_id: int, limit: int = 1000) -> list[LearnEvent]: ...
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from functools import lru_cache
 from typing import Any, Generic, TypeVar
@@ -32,7 +32,9 @@ from mailsift.store.base import (
     Row,
     StoreError,
     Tx,
+    UserLesson,
     VerdictRecord,
+    Vote,
     compress,
     decompress,
     dumps,
@@ -433,9 +435,19 @@ class SqlFeedbackRepo:
 
     def add(self, rec: FeedbackRecord) -> int:
         row = self.db.query_one(
-            "INSERT INTO feedback (created, verdict_id, digest, label, user_name, source, status)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING feedback_id",
-            [rec.created, rec.verdict_id, rec.digest, rec.label, rec.user, rec.source, rec.status],
+            "INSERT INTO feedback"
+            " (created, verdict_id, digest, label, user_name, source, status, reporter)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING feedback_id",
+            [
+                rec.created,
+                rec.verdict_id,
+                rec.digest,
+                rec.label,
+                rec.user,
+                rec.source,
+                rec.status,
+                rec.reporter or rec.user,
+            ],
         )
         assert row is not None
         rec.feedback_id = int(row["feedback_id"])
@@ -449,8 +461,8 @@ class SqlFeedbackRepo:
     def recent(self, limit: int = 100, user: str | None = None) -> list[FeedbackRecord]:
         where, params = _where(("user_name =", user))
         rows = self.db.query(
-            "SELECT feedback_id, created, verdict_id, digest, label, user_name, source, status"
-            f" FROM feedback{where} ORDER BY feedback_id DESC LIMIT ?",
+            "SELECT feedback_id, created, verdict_id, digest, label, user_name, source, status,"
+            f" reporter FROM feedback{where} ORDER BY feedback_id DESC LIMIT ?",
             [*params, limit],
         )
         return [
@@ -463,16 +475,36 @@ class SqlFeedbackRepo:
                 created=float(r["created"]),
                 status=r["status"],
                 feedback_id=int(r["feedback_id"]),
+                reporter=r["reporter"],
             )
             for r in rows
         ]
 
-    def count_since(self, since: float, user: str | None = None, source: str | None = None) -> int:
-        where, params = _where(("created >=", since), ("user_name =", user), ("source =", source))
+    def count_since(
+        self,
+        since: float,
+        user: str | None = None,
+        source: str | None = None,
+        reporter: str | None = None,
+    ) -> int:
+        where, params = _where(
+            ("reporter =", reporter),
+            ("user_name =", user),
+            ("source =", source),
+            ("created >=", since),
+        )
         row = self.db.query_one(
             f"SELECT COUNT(*) AS n FROM feedback{where} AND status <> 'rate_limited'", params
         )
         return int(row["n"]) if row else 0
+
+    def reported(self, reporter: str, digest: str, label: str) -> bool:
+        row = self.db.query_one(
+            "SELECT 1 AS x FROM feedback WHERE digest = ? AND reporter = ? AND label = ?"
+            " AND status <> 'rate_limited' LIMIT 1",
+            [digest, reporter, label],
+        )
+        return row is not None
 
     def keep_message(self, digest: str, raw: bytes) -> None:
         self.db.execute(
@@ -487,49 +519,80 @@ class SqlFeedbackRepo:
 
     def learned(self, digest: str) -> LearnedState | None:
         row = self.db.query_one(
-            "SELECT digest, label, weight, updated FROM learned WHERE digest = ?", [digest]
+            "SELECT digest, label, weight, updated, layer FROM learned WHERE digest = ?",
+            [digest],
         )
         if row is None:
             return None
         return LearnedState(
-            row["digest"], row["label"], float(row["weight"]), float(row["updated"])
+            row["digest"], row["label"], float(row["weight"]), float(row["updated"]), row["layer"]
         )
 
-    def teach(self, digest: str, label: str, weight: float) -> tuple[str, LearnEvent | None]:
+    def teach(
+        self,
+        digest: str,
+        label: str,
+        weight: float,
+        *,
+        layer: str = "model",
+        reporters: Sequence[str] = (),
+        cols: bytes | None = None,
+        amount: float = 0.0,
+    ) -> tuple[str, LearnEvent | None]:
         """Decide and record, atomically across processes, what teaching ``label`` for
         ``digest`` means: ("learned", event) the first time, ("relabelled", event) when the
-        model was taught the other label before (the event says to unlearn it first), and
-        ("duplicate", None) when the model already has this label for this message."""
+        model was taught the other label before (the event says to unlearn it first, when
+        the model's arrays learned it), ("duplicate", None) when this label was taught
+        already, and ("contested", None) for a users' ("global") lesson against an earlier
+        lesson of the other label: only a trusted lesson relabels."""
         with self.db.transaction() as tx:
             self.db.lock("learn_events")
             prev = self.learned(digest)
             if prev is not None and prev.label == label:
                 return "duplicate", None
+            if prev is not None and layer != "model":
+                return "contested", None
             now = time.time()
             if prev is None:
                 tx.execute(
-                    "INSERT INTO learned (digest, label, weight, updated) VALUES (?, ?, ?, ?)",
-                    [digest, label, weight, now],
+                    "INSERT INTO learned (digest, label, weight, updated, layer)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [digest, label, weight, now, layer],
                 )
             else:
                 tx.execute(
-                    "UPDATE learned SET label = ?, weight = ?, updated = ? WHERE digest = ?",
-                    [label, weight, now, digest],
+                    "UPDATE learned SET label = ?, weight = ?, updated = ?, layer = ?"
+                    " WHERE digest = ?",
+                    [label, weight, now, layer, digest],
                 )
-            unlearn = prev.label if prev is not None else None
+            # only what the model's arrays learned can be taken back from them
+            unlearn = prev.label if prev is not None and prev.layer == "model" else None
+            blob = compress(cols) if cols is not None else None
             row = tx.query_one(
-                "INSERT INTO learn_events (created, digest, label, unlearn, weight)"
-                " VALUES (?, ?, ?, ?, ?) RETURNING event_id",
-                [now, digest, label, unlearn, weight],
+                "INSERT INTO learn_events"
+                " (created, digest, label, unlearn, weight, layer, reporters, cols, amount)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING event_id",
+                [now, digest, label, unlearn, weight, layer, dumps(list(reporters)), blob, amount],
             )
             assert row is not None
-            event = LearnEvent(int(row["event_id"]), digest, label, unlearn, weight, now)
+            event = LearnEvent(
+                int(row["event_id"]),
+                digest,
+                label,
+                unlearn,
+                weight,
+                now,
+                layer,
+                tuple(reporters),
+                cols,
+                amount,
+            )
             return ("relabelled" if prev is not None else "learned"), event
 
     def events_after(self, event_id: int, limit: int = 1000) -> list[LearnEvent]:
         rows = self.db.query(
-            "SELECT event_id, digest, label, unlearn, weight, created FROM learn_events"
-            " WHERE event_id > ? ORDER BY event_id LIMIT ?",
+            "SELECT event_id, digest, label, unlearn, weight, created, layer, reporters, cols,"
+            " amount FROM learn_events WHERE event_id > ? ORDER BY event_id LIMIT ?",
             [event_id, limit],
         )
         return [
@@ -540,9 +603,77 @@ class SqlFeedbackRepo:
                 r["unlearn"],
                 float(r["weight"]),
                 float(r["created"]),
+                r["layer"],
+                tuple(loads(r["reporters"], [])),
+                decompress(r["cols"]),
+                float(r["amount"]),
             )
             for r in rows
         ]
+
+    # ---- users' own lessons and corroboration votes ----------------------------------------
+    def add_user_lesson(self, user: str, digest: str, label: str, cols: bytes, delta: float) -> int:
+        row = self.db.query_one(
+            "INSERT INTO user_lessons (created, user_name, digest, label, cols, delta)"
+            " VALUES (?, ?, ?, ?, ?, ?) RETURNING lesson_id",
+            [time.time(), user, digest, label, compress(cols), delta],
+        )
+        assert row is not None
+        return int(row["lesson_id"])
+
+    def user_lessons_after(self, lesson_id: int, limit: int = 1000) -> list[UserLesson]:
+        rows = self.db.query(
+            "SELECT lesson_id, created, user_name, digest, label, cols, delta FROM user_lessons"
+            " WHERE lesson_id > ? ORDER BY lesson_id LIMIT ?",
+            [lesson_id, limit],
+        )
+        return [
+            UserLesson(
+                int(r["lesson_id"]),
+                r["user_name"],
+                r["digest"],
+                r["label"],
+                decompress(r["cols"]) or b"",
+                float(r["delta"]),
+                float(r["created"]),
+            )
+            for r in rows
+        ]
+
+    def add_vote(
+        self, reporter: str, domain: str, digest: str, label: str, bands: Sequence[str]
+    ) -> None:
+        now = time.time()
+        with self.db.transaction() as tx:
+            row = tx.query_one(
+                "INSERT INTO feedback_votes (created, reporter, domain, digest, label)"
+                " VALUES (?, ?, ?, ?, ?) RETURNING vote_id",
+                [now, reporter, domain, digest, label],
+            )
+            assert row is not None
+            for band in dict.fromkeys(bands):
+                tx.execute(
+                    "INSERT INTO vote_bands (band, vote_id, created) VALUES (?, ?, ?)",
+                    [band, int(row["vote_id"]), now],
+                )
+
+    def votes(self, bands: Sequence[str], since: float) -> list[Vote]:
+        bands = list(dict.fromkeys(bands))
+        if not bands:
+            return []
+        marks = ", ".join("?" for _ in bands)
+        rows = self.db.query(
+            "SELECT DISTINCT v.reporter, v.domain, v.label FROM vote_bands b"
+            " JOIN feedback_votes v ON v.vote_id = b.vote_id"
+            f" WHERE b.band IN ({marks}) AND b.created >= ? ORDER BY v.reporter, v.label",
+            [*bands, since],
+        )
+        return [Vote(r["reporter"], r["domain"], r["label"]) for r in rows]
+
+    def purge_votes(self, before: float) -> int:
+        with self.db.transaction() as tx:
+            tx.execute("DELETE FROM vote_bands WHERE created < ?", [before])
+            return tx.execute("DELETE FROM feedback_votes WHERE created < ?", [before])
 
     def last_event_id(self) -> int:
         row = self.db.query_one("SELECT MAX(event_id) AS m FROM learn_events")

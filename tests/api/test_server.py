@@ -101,7 +101,9 @@ def test_scopes(api_server: ApiServer) -> None:
             c.post("/v1/score", content=HAM, headers={"Content-Type": "message/rfc822"}).status_code
             == 403
         )
-        assert c.get("/v1/lists/users/alice@mailsift.test/trusted").status_code == 200
+        # a feedback key bound to no user may not speak for one
+        r = c.get("/v1/lists/users/alice@mailsift.test/trusted")
+        assert r.status_code == 403 and "bound to no user" in r.json()["detail"]
         assert c.post("/v1/lists/global/block", json={"pattern": "*@x.example"}).status_code == 403
     # admin implies every scope
     assert score(api_server, HAM, key=k["admin"]).status_code == 200
@@ -157,7 +159,8 @@ def test_score_gtube_and_octet_stream(api_server: ApiServer) -> None:
 def test_score_envelope_from_query_and_headers(api_server: ApiServer) -> None:
     sender = f"{uuid.uuid4().hex[:8]}@trusted-partner.example"
     raw = message(sender=sender, to="dave@mailsift.test", subject="q3 numbers", msgid="<q3@x>")
-    with api_server.client(api_server.keys["feedback"]) as c:
+    dave = api_server.create_key("dave-webmail", "feedback", user="dave@mailsift.test")
+    with api_server.client(dave) as c:
         r = c.post("/v1/lists/users/dave@mailsift.test/trusted", json={"pattern": sender})
         assert r.status_code == 201
     # the recipient comes from the rspamd-style header: dave's trusted list applies
@@ -317,20 +320,25 @@ def test_verdict_is_recorded(api_server: ApiServer) -> None:
 def test_feedback_by_verdict_and_by_message(api_server: ApiServer) -> None:
     raw = message(subject=f"feedback {uuid.uuid4().hex}", msgid=f"<{uuid.uuid4().hex}@x>")
     v = score(api_server, raw, params={"rcpt": "alice@mailsift.test"}).json()
-    with api_server.client(api_server.keys["feedback"]) as c:
+    alice = api_server.create_key("alice-fb", "feedback", user="alice@mailsift.test")
+    with api_server.client(alice) as c:
         r = c.post(
             "/v1/feedback",
             json={"verdict_id": v["verdict_id"], "label": "spam", "user": "alice@mailsift.test"},
         )
         assert r.status_code == 200, r.text
         assert r.json()["digest"] == v["digest"] and r.json()["label"] == "spam"
+        assert r.json()["status"] == "personal" and r.json()["scope"] == "personal"
         other = message(subject=f"by raw {uuid.uuid4().hex}", msgid=f"<{uuid.uuid4().hex}@x>")
+        r = c.post("/v1/feedback", json={"message": b64(other), "label": "ham"})  # user: alice
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "personal"
+        # a bound key speaks only for its user
         r = c.post(
             "/v1/feedback",
             json={"message": b64(other), "label": "ham", "user": "bob@mailsift.test"},
         )
-        assert r.status_code == 200, r.text
-        assert r.json()["status"]
+        assert r.status_code == 403 and "alice@mailsift.test" in r.json()["detail"]
         # malformed reports: 4xx with the reason
         r = c.post("/v1/feedback", json={"label": "spam", "user": "a@b.c"})
         assert r.status_code == 422 and "exactly one" in r.json()["detail"]
@@ -341,15 +349,14 @@ def test_feedback_by_verdict_and_by_message(api_server: ApiServer) -> None:
         assert r.status_code == 422
         r = c.post("/v1/feedback", json={"label": "maybe", "verdict_id": "x", "user": "a@b.c"})
         assert r.status_code == 422
-        r = c.post(
-            "/v1/feedback", json={"label": "spam", "verdict_id": uuid.uuid4().hex, "user": "a@b.c"}
-        )
+        r = c.post("/v1/feedback", json={"label": "spam", "verdict_id": uuid.uuid4().hex})
         assert r.status_code == 404
 
 
 def test_user_lists_crud(api_server: ApiServer) -> None:
     base = "/v1/lists/users/frank@mailsift.test"
-    with api_server.client(api_server.keys["feedback"]) as c:
+    frank = api_server.create_key("frank-webmail", "feedback", user="frank@mailsift.test")
+    with api_server.client(frank) as c:
         r = c.post(f"{base}/untrusted", json={"pattern": "*@spammy.example", "comment": "junk"})
         assert r.status_code == 201 and r.json()["changed"]
         r = c.post(f"{base}/untrusted", json={"pattern": "*@spammy.example"})
@@ -365,7 +372,7 @@ def test_user_lists_crud(api_server: ApiServer) -> None:
     settle()
     v = score(api_server, raw, params={"rcpt": "frank@mailsift.test"}).json()
     assert v["list_decision"] == "untrusted" and v["action"] != "ham"
-    with api_server.client(api_server.keys["feedback"]) as c:
+    with api_server.client(frank) as c:
         r = c.delete(f"{base}/untrusted", params={"pattern": "*@spammy.example"})
         assert r.status_code == 200 and r.json()["changed"]
         assert (

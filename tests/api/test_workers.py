@@ -75,7 +75,7 @@ def test_workers_score_and_learn_without_scikit_learn_in_memory(two_workers: Api
         with two_workers.client(two_workers.keys["score"]) as c:
             r = c.post("/v1/score", content=HAM, headers={"Content-Type": "message/rfc822"})
             assert r.status_code == 200, r.text
-        with two_workers.client(two_workers.keys["feedback"]) as c:
+        with two_workers.client(two_workers.admin_key) as c:  # a trusted global lesson
             raw = HAM.replace(b"Subject: ", f"Subject: {i} ".encode(), 1)
             body = {"message": base64.b64encode(raw).decode(), "label": "ham", "user": "t@x.y"}
             r = c.post("/v1/feedback", json=body)

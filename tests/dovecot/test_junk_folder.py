@@ -119,7 +119,7 @@ def dovecot(api: ApiServer) -> Iterator[int]:
             (recipe / f.name).write_text(text)
             (recipe / f.name).chmod(0o755 if os.access(f, os.X_OK) else 0o644)
         key = recipe / "feedback.key"
-        key.write_text(api.create_key("dovecot-junk", "feedback") + "\n")
+        key.write_text(api.create_key("dovecot-junk", "delegate") + "\n")
         os.chown(key, 0, account.pw_gid)
         key.chmod(0o640)  # readable by the mail account, not by everyone
         home = root / "home" / "alice"
@@ -256,17 +256,17 @@ def test_moving_into_and_out_of_junk_teaches_that_users_verdicts(
     # both reports are alice's own, through the API's feedback route; the message kept for
     # retraining is the one she moved
     assert sorted((r.label, r.source) for r in recs) == [("ham", "api"), ("spam", "api")]
-    assert [r.status for r in recs if r.label == "spam"] == ["learned"]
+    assert [r.status for r in recs if r.label == "spam"] == ["personal"]
 
 
 def test_learn_pipe_failures_are_sysexits(api: ApiServer, tmp_path: Path) -> None:
     key = tmp_path / "key"
-    key.write_text(api.create_key("pipe-test", "feedback"))
+    key.write_text(api.create_key("pipe-test", "delegate"))
     run = lambda *a, data=b"Subject: x\n\nhello\n": subprocess.run(  # noqa: E731
         [MAILSIFT, "learn-pipe", *a], input=data, capture_output=True, env=api.env, timeout=120
     )
     ok = run("ham", "--user", "bob@example.org", "--api-url", api.base_url, "--key-file", str(key))
-    assert ok.returncode == 0 and ok.stdout.startswith(b"learned: ham"), ok.stderr
+    assert ok.returncode == 0 and ok.stdout.startswith(b"personal: ham"), ok.stderr
     assert run("eggs", "--user", "b@x.org", "--key-file", str(key)).returncode == 65
     assert (
         run(

@@ -113,3 +113,29 @@ def variant(raw: bytes, n: int | str) -> bytes:
 @pytest.fixture
 def campaign(borderline_ham: bytes) -> Callable[[int | str], bytes]:
     return lambda n: variant(borderline_ham, n)
+
+
+@pytest.fixture(scope="session")
+def rejected_spam(fb_scorer, corpus_messages, small_split) -> bytes:  # type: ignore[no-untyped-def]
+    """A held-out spam message the small model rejects (p >= thresholds.reject)."""
+    _, raws, y = corpus_messages
+    _, test = small_split
+    from mailsift.classifier.scorer import thresholds_for
+
+    reject = thresholds_for(fb_scorer.settings, fb_scorer.model).reject
+    for i in [i for i in test if y[i] == 1][:300]:
+        v = fb_scorer.score(variant(bytes(raws[i]), "probe"))
+        if reject <= v.probability < 0.99999:
+            return bytes(raws[i])
+    raise AssertionError("no rejected spam in the held-out set")
+
+
+@pytest.fixture(scope="session")
+def clear_ham(fb_scorer, corpus_messages, small_split) -> list[bytes]:  # type: ignore[no-untyped-def]
+    """Two held-out ham messages the small model scores clearly ham."""
+    _, raws, y = corpus_messages
+    _, test = small_split
+    out = [bytes(raws[i]) for i in [i for i in test if y[i] == 0][:200]]
+    out = [r for r in out if fb_scorer.score(variant(r, "probe")).probability < 0.01]
+    assert len(out) >= 2, "no clear ham in the held-out set"
+    return out[:2]

@@ -12,14 +12,16 @@ from mailsift.classifier.model import NB_LOGIT_SCALE
 from mailsift.verdict import Action, Envelope
 
 
-def test_feedback_flips_borderline_campaign_after_a_few_reports(make_service, campaign) -> None:
+def test_trusted_feedback_flips_borderline_campaign_after_a_few_reports(
+    make_service, campaign
+) -> None:
     svc = make_service()
     probe = campaign("probe")
     first = svc.score(probe)
     assert first.action is Action.HAM and 0.02 < first.probability < 0.5
     probs = [first.probability]
     for n in range(1, 9):
-        res = svc.feedback("spam", f"user{n}@x.test", raw=campaign(n))
+        res = svc.feedback("spam", f"user{n}@x.test", raw=campaign(n), source="admin")
         assert res.status == "learned", res
         probs.append(svc.score(probe).probability)
         if probs[-1] >= svc.settings.thresholds.resolved(svc.scorer.model.thresholds_).spam:
@@ -34,13 +36,13 @@ def test_feedback_flips_borderline_campaign_after_a_few_reports(make_service, ca
 def test_same_report_twice_changes_nothing(make_service, campaign) -> None:
     svc = make_service()
     probe, msg = campaign("probe"), campaign(1)
-    first = svc.feedback("spam", "alice@x.test", raw=msg)
+    first = svc.feedback("spam", "alice@x.test", raw=msg, trusted=True)
     assert first.status == "learned"
     p1 = svc.score(probe).probability
     lr_before = svc.scorer.model.lr_.coef_.copy()
     nb_before = svc.scorer.model.nb_.feature_count_.copy()
-    again = svc.feedback("spam", "alice@x.test", raw=msg)
-    other = svc.feedback("spam", "bob@x.test", raw=msg)  # mass reports count once
+    again = svc.feedback("spam", "alice@x.test", raw=msg, trusted=True)
+    other = svc.feedback("spam", "bob@x.test", raw=msg, trusted=True)  # counts once
     assert again.status == other.status == "duplicate"
     assert not again.learned and again.event_id is None
     assert svc.score(probe).probability == p1
@@ -55,9 +57,9 @@ def test_opposite_label_moves_back(make_service, campaign) -> None:
     probe, msg = campaign("probe"), campaign(1)
     p0 = svc.score(probe).probability
     nb0 = svc.scorer.model.nb_.feature_count_.copy()
-    svc.feedback("spam", "alice@x.test", raw=msg)
+    svc.feedback("spam", "alice@x.test", raw=msg, trusted=True)
     p_spam = svc.score(probe).probability
-    res = svc.feedback("ham", "alice@x.test", raw=msg)
+    res = svc.feedback("ham", "alice@x.test", raw=msg, trusted=True)
     assert res.status == "relabelled" and "took back spam" in res.detail
     p_ham = svc.score(probe).probability
     assert p_spam > p0 and p_ham < p_spam
@@ -75,7 +77,7 @@ def test_feedback_by_verdict_id(make_service, campaign) -> None:
     rec = svc.verdict(v.verdict_id)
     assert rec is not None and rec.recipients == ("alice@x.test",) and rec.sender == "a@b.test"
     res = svc.feedback("spam", "alice@x.test", verdict_id=v.verdict_id)
-    assert res.status == "learned" and res.digest == v.digest and res.verdict_id == v.verdict_id
+    assert res.status == "personal" and res.digest == v.digest and res.verdict_id == v.verdict_id
     assert svc.store.feedback.message(v.digest) is not None  # kept for the next retrain
     with pytest.raises(FeedbackError):
         svc.feedback("spam", "alice@x.test", verdict_id="no-such-verdict")
@@ -87,26 +89,34 @@ def test_feedback_by_verdict_id(make_service, campaign) -> None:
         svc.feedback("spam", "alice@x.test")
 
 
-def test_rate_caps(make_service, campaign) -> None:
-    svc = make_service(per_user_per_hour=2, per_source_per_hour=3)
-    assert svc.feedback("spam", "alice@x.test", raw=campaign(1)).status == "learned"
-    assert svc.feedback("spam", "alice@x.test", raw=campaign(2)).status == "learned"
+def test_rate_caps_count_per_reporter(make_service, campaign) -> None:
+    svc = make_service(per_user_per_hour=2)
+    assert svc.feedback("spam", "alice@x.test", raw=campaign(1)).learned
+    assert svc.feedback("spam", "alice@x.test", raw=campaign(2)).learned
     before = svc.scorer.model.lr_.coef_.copy()
     capped = svc.feedback("spam", "alice@x.test", raw=campaign(3))
     assert capped.status == "rate_limited" and "alice@x.test" in capped.detail
     assert np.array_equal(svc.scorer.model.lr_.coef_, before)
-    assert svc.feedback("spam", "bob@x.test", raw=campaign(4)).status == "learned"
-    src = svc.feedback("spam", "carol@x.test", raw=campaign(5))
-    assert src.status == "rate_limited" and "source user" in src.detail
-    # another source has its own cap
-    assert svc.feedback("spam", "trap@x.test", raw=campaign(6), source="trap").learned
+    # every reporter has a bucket of its own: alice's flood locks out nobody else
+    for user in ("bob@x.test", "carol@y.test"):
+        assert svc.feedback("spam", user, raw=campaign(4)).learned
+        assert svc.feedback("spam", user, raw=campaign(5)).learned
+    # a user reporting through a pipe or a key: the reporter is the one counted
+    assert svc.feedback("spam", "dave@x.test", raw=campaign(6), reporter="bob@x.test").status == (
+        "rate_limited"
+    )
+    # trusted reporters are not capped
+    assert svc.feedback("spam", "alice@x.test", raw=campaign(7), source="trap").learned
 
 
 def test_drift_cap(make_service, campaign) -> None:
-    svc = make_service(max_drift=0.02, per_user_per_hour=1000)
+    svc = make_service(max_drift=0.02)
     up = svc.learner.updater
     assert up is not None
-    statuses = [svc.feedback("spam", "mallory@x.test", raw=campaign(n)).status for n in range(12)]
+    statuses = [
+        svc.feedback("spam", "mallory@x.test", raw=campaign(n), trusted=True).status
+        for n in range(12)
+    ]
     assert "drift_capped" in statuses
     model = svc.scorer.model
     sample = svc.scorer.sample(campaign("probe"))
@@ -164,7 +174,7 @@ def test_processes_share_lessons_and_restart_replays(make_service, campaign) -> 
     probe = campaign("probe")
     assert a.score(probe).probability == b.score(probe).probability
     for n in range(3):
-        a.feedback("spam", "alice@x.test", raw=campaign(n))
+        a.feedback("spam", "alice@x.test", raw=campaign(n), trusted=True)
     pa = a.score(probe).probability
     b.learner.sync()
     assert b.score(probe).probability == pytest.approx(pa, abs=1e-9)
@@ -178,7 +188,7 @@ def test_partial_fit_mode(make_service, campaign) -> None:
     assert svc.learner.updater is None
     probe = campaign("probe")
     p0 = svc.score(probe).probability
-    assert svc.feedback("spam", "alice@x.test", raw=campaign(1)).learned
+    assert svc.feedback("spam", "alice@x.test", raw=campaign(1), trusted=True).learned
     assert svc.score(probe).probability > p0
 
 
@@ -190,8 +200,9 @@ def test_service_on_each_backend(make_service, store, campaign) -> None:
     rec = store.verdicts.get(v.verdict_id)
     assert rec is not None and rec.action == v.action.value and rec.digest == v.digest
     assert rec.client_ip == "203.0.113.9" and rec.model_version == v.model_version
-    res = svc.feedback("spam", "alice@x.test", verdict_id=v.verdict_id)
+    res = svc.feedback("spam", "alice@x.test", verdict_id=v.verdict_id, trusted=True)
     assert res.status == "learned" and store.feedback.learned(v.digest).label == "spam"
+    assert svc.feedback("spam", "bob@x.test", verdict_id=v.verdict_id).status == "personal"
     assert svc.feedback("spam", "bob@x.test", verdict_id=v.verdict_id).status == "duplicate"
     svc.lists.add("trusted", "y.test", owner="alice@x.test")
     assert svc.score(campaign(2), env).list_decision == "trusted"

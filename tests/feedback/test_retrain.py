@@ -52,7 +52,8 @@ def test_retrain_with_feedback_then_reload(
         model = SpamModel.load(summary["model_dir"])
         svc = ScoringService(settings, scorer=Scorer(model, NoRules(), settings), store=store)
         assert svc.learner.applied_event_id == 3
-        assert svc.feedback("spam", "carol@x.test", raw=campaign(3)).status == "learned"
+        res = svc.feedback("spam", "carol@x.test", raw=campaign(3), trusted=True)
+        assert res.status == "learned"
         assert svc.learner.applied_event_id == 4
         assert svc.reload_model(summary["model_dir"]) == version
         assert svc.learner.applied_event_id == 4  # replayed event 4 onto the reloaded model

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -140,16 +141,29 @@ def test_online_feedback_learns_a_new_campaign(tmp_path: Path) -> None:
     assert res.with_feedback.fnr < res.without_feedback.fnr / 4
     assert res.with_feedback.accuracy > res.without_feedback.accuracy
     d = res.to_dict()
-    assert d["protocol"] == "trec-immediate-feedback" and d["learner"]
+    assert d["protocol"] == "warm-up + feedback" and d["learner"]
 
 
-def test_cli_online_json(tmp_path: Path, cli) -> None:
+def test_cli_online_is_trec_immediate_feedback(tmp_path: Path, cli) -> None:
+    """Every message in date order, duplicates kept, no warm-up; from nothing or a model."""
     corpus = drift_corpus(tmp_path / "drift", n=60)
+    for i, f in enumerate(sorted((corpus / "ham").iterdir())[:3]):  # exact copies: kept
+        shutil.copy(f, corpus / "ham" / f"copy-{i}.eml")
     env = _env(tmp_path, corpus)
-    p = cli(["evaluate", "--online", "-c", str(corpus), "--kind", "nb", "--json"], env)
+    r = cli(["evaluate", "--online", "-c", str(corpus)], env, code=2)
+    assert "--base-model" in r.output
+    p = cli(["evaluate", "--online", "-c", str(corpus), "--empty", "--json"], env)
     d = json.loads(p.stdout)
-    assert d["evaluated_messages"] == 48
-    assert {"with_feedback", "without_feedback"} <= set(d)
+    assert d["protocol"] == "trec-immediate-feedback" and d["warmup_messages"] == 0
+    assert d["evaluated_messages"] == 63 and d["start"] == "empty"
+    assert d["without_feedback"] is None and d["with_feedback"]["roc_auc"] > 0.8
+    cli(["train", "-c", str(corpus), "-m", "nb", "--out", str(tmp_path / "m")], env)
+    p = cli(
+        ["evaluate", "--online", "-c", str(corpus), "--base-model", str(tmp_path / "m"), "--json"],
+        env,
+    )
+    d = json.loads(p.stdout)
+    assert d["evaluated_messages"] == 63 and d["start"] == "model"
     assert d["with_feedback"]["one_minus_roca_pct"] <= d["without_feedback"]["one_minus_roca_pct"]
 
 

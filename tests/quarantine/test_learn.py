@@ -18,16 +18,22 @@ def _held(q: Quarantine, text: str, rcpt: str = "alice@mailsift.test") -> tuple[
     return q.hold(raw, env, verdict), raw
 
 
-def test_spam_teaches_and_untrusts(learning_quarantine: Quarantine, store) -> None:
+def test_a_users_spam_teaches_their_mail_and_untrusts(
+    learning_quarantine: Quarantine, store
+) -> None:
     q = learning_quarantine
     qid, raw = _held(q, "Special offer on newsletter subscriptions this week, reply for details")
-    before = q.service.scorer.score(raw).probability
+    alice = Envelope(mail_from="other@promo.example", rcpt_to=("alice@mailsift.test",))
+    bob = Envelope(mail_from="other@promo.example", rcpt_to=("bob@mailsift.test",))
+    before = q.service.scorer.score(raw, alice).probability
+    before_bob = q.service.scorer.score(raw, bob).probability
     r = q.learn(
         qid, "spam", "ui:alice@mailsift.test", untrust_sender=True, reporter="alice@mailsift.test"
     )
-    assert r.ok and r.status == HELD and "spam: learned" in r.detail
-    after = q.service.scorer.score(raw).probability
-    assert after > before
+    assert r.ok and r.status == HELD and "spam: personal" in r.detail
+    # alice's own mail follows her verdict at once; a user's verdict alone moves nobody else
+    assert q.service.scorer.score(raw, alice).probability > before
+    assert q.service.scorer.score(raw, bob).probability == pytest.approx(before_bob)
     e = q.get(qid)
     assert e.label == "spam" and e.status == HELD
     fb = store.feedback.recent(user="alice@mailsift.test")
@@ -36,10 +42,19 @@ def test_spam_teaches_and_untrusts(learning_quarantine: Quarantine, store) -> No
     assert [x.pattern for x in untrusted] == ["pusher@promo.example"]
     # the same correction again teaches nothing new
     again = q.learn(qid, "spam", "ui:alice@mailsift.test", reporter="alice@mailsift.test")
-    assert again.ok and "learned" not in again.detail
+    assert again.ok and "personal" not in again.detail
     assert len(store.feedback.recent(user="alice@mailsift.test")) == 1
     acts = [a.action for a in store.audit.recent(actor="ui:alice@mailsift.test")]
     assert acts.count("quarantine.learn") == 2
+
+
+def test_an_admins_spam_teaches_everyone(learning_quarantine: Quarantine) -> None:
+    q = learning_quarantine
+    qid, raw = _held(q, "Exclusive deal on printer toner this month only, order today")
+    before = q.service.scorer.score(raw).probability
+    r = q.learn(qid, "spam", "ui:admin@mailsift.test", reporter="admin@mailsift.test", trusted=True)
+    assert r.ok and "spam: learned" in r.detail
+    assert q.service.scorer.score(raw).probability > before
 
 
 def test_not_spam_teaches_releases_and_trusts(
@@ -48,9 +63,9 @@ def test_not_spam_teaches_releases_and_trusts(
     q = learning_quarantine
     qid, raw = _held(q, "Free lunch offer tomorrow, click here for the menu and reply now")
     store_lists = store.lists
-    q.learn(qid, "spam", "admin", untrust_sender=True)  # first someone said spam...
+    q.learn(qid, "spam", "admin", untrust_sender=True, trusted=True)  # first: spam...
     before = q.service.scorer.score(raw).score  # points: not saturated like probability
-    r = q.learn(qid, "ham", "admin", trust_sender=True)  # ...then corrected it
+    r = q.learn(qid, "ham", "admin", trust_sender=True, trusted=True)  # ...then corrected
     assert r.ok and r.status == RELEASED
     assert q.service.scorer.score(raw).score < before
     assert len(next_hop.messages) == 1
@@ -58,7 +73,7 @@ def test_not_spam_teaches_releases_and_trusts(
     kinds = {(x.kind, x.pattern) for x in store_lists.entries(owner="alice@mailsift.test")}
     assert kinds == {("trusted", "pusher@promo.example")}
     # a second "not spam" click neither teaches nor delivers again
-    r2 = q.learn(qid, "ham", "admin", trust_sender=True)
+    r2 = q.learn(qid, "ham", "admin", trust_sender=True, trusted=True)
     assert r2.already and len(next_hop.messages) == 1
 
 
@@ -85,6 +100,6 @@ def test_learn_without_a_recorded_verdict_uses_the_message(
 
     q = learning_quarantine
     qid = q.hold(sample_message(), envelope(), sample_verdict())
-    r = q.learn(qid, "spam", "admin")
+    r = q.learn(qid, "spam", "admin", trusted=True)
     assert r.ok and "spam: learned" in r.detail
     assert store.feedback.recent()[0].verdict_id is None

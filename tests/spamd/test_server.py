@@ -248,7 +248,7 @@ def test_tell_over_the_rate_cap_is_a_tempfail(make_server: Callable[..., SpamdSe
     capped = tell(GTUBE)
     assert capped.startswith(b"SPAMD/1.0 75 Temporary failure: feedback rate cap reached")
     statuses = sorted(r.status for r in srv.service.store.feedback.recent())
-    assert statuses == ["learned", "rate_limited"]
+    assert statuses == ["personal", "rate_limited"]
 
 
 @pytest.mark.parametrize(

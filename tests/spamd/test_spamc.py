@@ -185,7 +185,7 @@ def test_spamc_learn_spam_is_acknowledged_and_learned(
         store.close()
     assert sorted((r.label, r.source, r.status) for r in recs) == [
         ("spam", "user", "duplicate"),
-        ("spam", "user", "learned"),
+        ("spam", "user", "personal"),
     ]
 
 

@@ -256,6 +256,7 @@ def learn(request: Request, who: Reviewer, qid: str, body: LearnIn) -> ActionOut
                 untrust_sender=body.untrust_sender,
                 users=[user] if user else None,
                 reporter=user or who.actor,
+                trusted=user is None,  # an admin key (or no keys): a global lesson
             )
         )
     except QuarantineError as exc:
@@ -274,6 +275,8 @@ def bulk(request: Request, who: Reviewer, body: BulkIn) -> BulkOut:
             "trust_sender": body.trust_sender,
             "untrust_sender": body.untrust_sender,
             "users": [user] if user else None,
+            "reporter": user or who.actor,
+            "trusted": user is None,  # an admin key (or no keys): a global lesson
         }
     try:
         res = q.bulk(body.action, ids, who.actor, **kw)

@@ -326,7 +326,8 @@ def _do(ctx: UiContext, s: Session, action: str, ids: list[str], form: Any) -> t
     kw: dict[str, Any] = {}
     if action in ("ham", "spam"):
         users = None if s.admin else [s.user]
-        kw = {"users": users, "reporter": s.user}
+        # an admin's verdict is a trusted global lesson; a user's is theirs (plus a vote)
+        kw = {"users": users, "reporter": s.user, "trusted": s.admin}
         if action == "ham" and form.get("trust"):
             kw["trust_sender"] = True
         if action == "spam" and form.get("untrust"):
