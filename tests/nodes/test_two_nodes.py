@@ -175,9 +175,20 @@ def message(tag: str) -> bytes:
     ).encode()
 
 
+def campaign(tag: str) -> bytes:
+    """The message the feedback test reports as spam: words of its own, so the lesson it
+    teaches every node leaves the other tests' mail (``message``) alone."""
+    return (
+        f"From: Offers <deals@promo.example>\r\nTo: Bob <bob@mailsift.test>\r\n"
+        f"Subject: exclusive voucher {tag}\r\nMessage-ID: <{tag}@promo.example>\r\n"
+        f"Date: Mon, 07 Dec 2026 10:00:00 +0000\r\n\r\n"
+        f"Claim your exclusive voucher {tag} now: limited stock, discount codes inside.\r\n"
+    ).encode()
+
+
 def test_feedback_on_a_changes_scores_on_b(nodes: tuple[Node, Node, Sink]) -> None:
     a, b, _ = nodes
-    raw = message(uuid.uuid4().hex[:8])
+    raw = campaign(uuid.uuid4().hex[:8])
     before = score(b, raw)
     with a.api.client(a.api.admin_key) as c:  # an admin's report: a global lesson at once
         body = {"message": base64.b64encode(raw).decode(), "label": "spam",
@@ -264,6 +275,20 @@ def test_greylist_triplet_seen_on_a_passes_on_b(nodes: tuple[Node, Node, Sink]) 
     assert code == 250, text
 
 
+def _send_to_first(tag: str, nodes: tuple[Node, ...], sender: str, acknowledged: list[str]) -> bool:
+    for node in nodes:
+        try:
+            c = smtplib.SMTP("127.0.0.1", node.smtp_port, source_address=(OUTSIDE_IP, 0),
+                             timeout=30)  # fmt: skip
+            c.sendmail(sender, ["bob@mailsift.test"], message(tag))
+            c.quit()
+        except OSError:  # node down, a 4xx, or the connection died before the 250
+            continue
+        acknowledged.append(tag)
+        return True
+    return False
+
+
 def test_killing_node_a_mid_load_loses_nothing_acknowledged(
     nodes: tuple[Node, Node, Sink],
 ) -> None:
@@ -278,17 +303,13 @@ def test_killing_node_a_mid_load_loses_nothing_acknowledged(
     acknowledged: list[str] = []
     for i in range(20):
         tag = f"{run}-{i}"
-        for node in (a, b):
-            try:
-                c = smtplib.SMTP("127.0.0.1", node.smtp_port, source_address=(OUTSIDE_IP, 0),
-                                 timeout=30)  # fmt: skip
-                c.sendmail(sender, ["bob@mailsift.test"], message(tag))
-                c.quit()
-            except (OSError, smtplib.SMTPServerDisconnected):
-                continue  # node down (or the connection died before 250): try the next
-            acknowledged.append(tag)
-            break
-        if len(acknowledged) == 8:
+        # as an MTA does: the next MX when one is down or answers 4xx, and a retry a little
+        # later when both defer (a check that timed out on a loaded machine)
+        for _attempt in range(20):
+            if _send_to_first(tag, (a, b), sender, acknowledged):
+                break
+            time.sleep(0.5)
+        if len(acknowledged) >= 8 and a.smtp.poll() is None:
             a.kill_smtp()
     assert a.smtp.returncode == -signal.SIGKILL
     assert len(acknowledged) == 20  # B took over
