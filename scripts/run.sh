@@ -16,7 +16,7 @@ VAR=${MAILSIFT_PATHS__VAR_DIR:-var}
 mkdir -p "$VAR"
 
 if ! $MS models serving >/dev/null 2>&1; then
-  echo "== no trained model yet: training the default model (SpamAssassin corpus)"
+  echo "== no trained model yet: training the default model (every shared corpus)"
   $MS train --default
 fi
 $MS models serving
