@@ -1,4 +1,4 @@
-"""Keeping an API worker's memory small (RSS per worker, issue 5).
+"""Keeping an API worker's memory small (the resident set of each worker).
 
 Where a worker's memory goes (VmRSS, default blend model, stock SpamAssassin rules):
 Python + FastAPI + pydantic + uvicorn + psycopg ~50 MB, numpy ~12 MB, the model's arrays

@@ -1,4 +1,4 @@
-"""Relay control and recipient validation at RCPT time (checklist item 10; RFC 5321 3.6, 7.9).
+"""Relay control and recipient validation at RCPT time (RFC 5321 3.6, 7.9).
 
 The forward path is resolved before anything is decided:
 

@@ -1,4 +1,4 @@
-"""Sender lists from the store as a ``mailsift.verdict.ListPolicy`` (checklist items 6 and 9).
+"""Sender lists from the store as a ``mailsift.verdict.ListPolicy``.
 
 Kinds: ``trusted`` / ``untrusted`` belong to one recipient (``owner``: that user's address);
 ``allow`` / ``block`` are global. What a decision does (the scorer applies it):

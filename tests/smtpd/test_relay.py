@@ -1,4 +1,4 @@
-"""Relay control (checklist item 10): forward-path resolution and the open-relay battery.
+"""Relay control: forward-path resolution and the open-relay battery.
 
 The battery follows nmap's smtp-open-relay script and the Nessus relay tests: null and
 spoofed local senders, and the ``%``, ``@@``, ``"..."``, ``@host:`` and ``!`` forms against the

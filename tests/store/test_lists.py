@@ -52,7 +52,7 @@ def test_header_from_also_matches(policy: StoreListPolicy) -> None:
 
 
 def test_allow_beats_block(policy: StoreListPolicy) -> None:
-    """Checklist item 6: a sender on both lists is allowed."""
+    """A sender on both lists is allowed."""
     policy.add("block", "example.org")
     policy.add("allow", "boss@example.org")
     assert policy.decide(env("boss@example.org", "u@x.test"), "").kind == "allow"

@@ -1,4 +1,4 @@
-"""Antivirus: the whole message through clamd's INSTREAM command (checklist item 7).
+"""Antivirus: the whole message through clamd's INSTREAM command.
 
 The raw message is streamed to clamd (``zINSTREAM``: 4-byte big-endian length + chunk, ...,
 then a zero length; reply ``stream: OK`` / ``stream: <name> FOUND``) over its unix socket or

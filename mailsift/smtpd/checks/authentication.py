@@ -1,4 +1,4 @@
-"""Sender authentication: SPF, DKIM, ARC and DMARC (checklist item 11).
+"""Sender authentication: SPF, DKIM, ARC and DMARC.
 
 - ``SpfCheck`` (MAIL): SPF (RFC 7208) with pyspf for the MAIL FROM identity and for the HELO
   identity. pyspf resolves through its module-level ``spf.DNSLookup``; we replace it once with

@@ -1,4 +1,4 @@
-"""Sender and recipient barring with Mailtraq "Type 2 wildcard" lists (checklist item 5).
+"""Sender and recipient barring with Mailtraq "Type 2 wildcard" lists.
 
 The lists (``settings.barring.sender``/``recipient`` plus the optional ``*_file``) are read top
 to bottom; each line includes a range of addresses or, with a leading ``~``, excludes one; the

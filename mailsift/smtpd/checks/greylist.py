@@ -1,4 +1,4 @@
-"""Greylisting (checklist item 3): defer the first attempt of an unknown triplet.
+"""Greylisting: defer the first attempt of an unknown triplet.
 
 The triplet is (client network, normalised sender, recipient): IPv4 clients are grouped by
 /24 and IPv6 by /64 (a retry often comes from a sibling host); senders lose their ``+ext``, a

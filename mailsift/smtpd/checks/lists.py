@@ -1,4 +1,4 @@
-"""Black and white lists at SMTP time (checklist item 6), global and per user.
+"""Black and white lists at SMTP time, global and per user.
 
 The lists live in the store (``store.lists``) and are read through
 ``mailsift.store.lists.StoreListPolicy``: entries by address, ``*@domain``, domain (and its

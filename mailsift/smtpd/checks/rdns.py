@@ -1,4 +1,4 @@
-"""Reverse DNS of the client and sanity of its HELO/EHLO name (checklist item 4).
+"""Reverse DNS of the client and sanity of its HELO/EHLO name.
 
 ``ReverseDns``: the client IP's PTR names (RFC 1035 3.5, RFC 3596) and forward confirmation
 (FCrDNS): some PTR name must resolve (A/AAAA) back to the client IP. The verified name is left
