@@ -53,6 +53,7 @@ from mailsift.pipeline.corpus import index_corpus, iter_raw, subsample
 from mailsift.pipeline.extract import extract
 from mailsift.pipeline.metrics import compute_metrics
 from mailsift.pipeline.split import split_index
+from mailsift.pipeline.train import fit_on_sources
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -78,26 +79,6 @@ def log(msg: str) -> None:
 # ---- systems ------------------------------------------------------------------------------
 
 
-def fit_mailsift(
-    samples: list, y: np.ndarray, df: pd.DataFrame, settings: Settings, kind: str
-) -> object:
-    """A model trained as ``mailsift train`` trains it (source weights, out-of-source
-    stacker, the rules' scores as priors)."""
-    from mailsift.classifier.model import train_model
-    from mailsift.pipeline.sources import source_weights, stacker_groups
-    from mailsift.pipeline.train import rule_priors
-
-    return train_model(
-        samples,
-        y,
-        kind,
-        settings,
-        sample_weight=source_weights(df, y),
-        groups=stacker_groups(df),
-        rule_priors=rule_priors(settings),
-    )
-
-
 class Mailsift:
     def __init__(
         self, samples: list, y: np.ndarray, df: pd.DataFrame, settings: Settings, kind: str
@@ -105,10 +86,10 @@ class Mailsift:
         self.samples, self.y, self.df, self.settings, self.kind = samples, y, df, settings, kind
 
     def __call__(self, tr: np.ndarray, te: np.ndarray) -> np.ndarray:
-        model = fit_mailsift(
-            [self.samples[i] for i in tr], self.y[tr], self.df.iloc[tr], self.settings, self.kind
+        model = fit_on_sources(
+            [self.samples[i] for i in tr], self.y[tr], self.df.iloc[tr], self.kind, self.settings
         )
-        return np.asarray(model.predict_proba([self.samples[i] for i in te]))  # type: ignore[attr-defined]
+        return np.asarray(model.predict_proba([self.samples[i] for i in te]))
 
 
 class Baseline:
@@ -281,7 +262,7 @@ def mailsift_speed(
     samples = extract(df, settings)
     t1 = time.perf_counter()
     y = (df["label"] == "spam").to_numpy().astype(int)
-    model = fit_mailsift(samples, y, df, settings, kind)
+    model = fit_on_sources(samples, y, df, kind, settings)
     t2 = time.perf_counter()
     rules = load_rules(settings)
     scorer = Scorer(model, rules, settings)

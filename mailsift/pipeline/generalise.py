@@ -193,24 +193,15 @@ def run(
 def mailsift_system(settings: Settings, kind: str | None = None) -> System:
     """mailsift trained as ``mailsift train`` trains (source weights, out-of-source stacker
     and calibration, rule priors), scored as the scorer scores (probabilities)."""
-    from mailsift.classifier.model import train_model
     from mailsift.pipeline.extract import extract
-    from mailsift.pipeline.sources import source_weights, stacker_groups
-    from mailsift.pipeline.train import rule_priors
+    from mailsift.pipeline.train import fit_on_sources, rule_priors
 
     cache: dict[str, Any] = {}
     priors = rule_priors(settings)
 
     def system(train: pd.DataFrame, y: np.ndarray, test: pd.DataFrame) -> Prediction:
-        model = train_model(
-            extract(train, settings, cache=cache),
-            y,
-            kind,
-            settings,
-            sample_weight=source_weights(train, y),
-            groups=stacker_groups(train),
-            rule_priors=priors,
-        )
+        samples = extract(train, settings, cache=cache)
+        model = fit_on_sources(samples, y, train, kind, settings, priors)
         scores = np.asarray(model.predict_proba(extract(test, settings, cache=cache)))
         t = settings.thresholds.resolved(model.thresholds_)
         return Prediction(scores, {"spam": t.spam, "hold": t.hold, "reject": t.reject})

@@ -225,6 +225,30 @@ def train(
     return result
 
 
+def fit_on_sources(
+    samples: Sequence[Any],
+    y: np.ndarray,
+    index: pd.DataFrame,
+    kind: str | None,
+    settings: Settings,
+    priors: dict[str, float] | None = None,
+) -> Any:
+    """A model of the corpus rows ``index`` (their ``samples`` and labels ``y``) trained as
+    :func:`train` trains it: source weights, the stacker and thresholds out of source, the
+    rules' scores as priors (``priors``, else the configured rules')."""
+    from mailsift.classifier.model import train_model
+
+    return train_model(
+        samples,
+        y,
+        kind,
+        settings,
+        sample_weight=source_weights(index, y),
+        groups=stacker_groups(index),
+        rule_priors=priors if priors is not None else rule_priors(settings),
+    )
+
+
 def rule_priors(settings: Settings) -> dict[str, float] | None:
     """The configured rules' SpamAssassin scores (score set 2: Bayes on, network tests off,
     as a local SpamAssassin with Bayes runs), the rules/structure model's starting point."""
