@@ -229,11 +229,10 @@ def calibrate_thresholds(
             z = float(logit[0]) + 1.0
         else:
             z = (float(logit[above - 1]) + float(logit[above])) / 2.0
-        out[name] = round(max(float(_sigmoid(np.array([z]))[0]), floor, CALIBRATION_FLOOR[name]), 6)
+        # in order: hold never below tag, reject never below hold; none at certainty
+        t = max(float(_sigmoid(np.array([z]))[0]), floor, CALIBRATION_FLOOR[name])
+        out[name] = round(min(t, 0.999999), 6)
         floor = out[name]
-    # hold and reject never below tag (they are computed in that order)
-    out["hold"] = max(out["hold"], out["spam"])
-    out["reject"] = min(max(out["reject"], out["hold"]), 0.999999)
     return out
 
 

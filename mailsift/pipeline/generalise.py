@@ -99,13 +99,13 @@ def _roca(y: np.ndarray, s: np.ndarray) -> float | None:
 
 
 def recall_at(y: np.ndarray, s: np.ndarray, fpr: float) -> float | None:
-    """Spam recall when at most ``fpr`` of the ham scores above the cut (strictly)."""
-    ham, spam = s[y == 0], s[y == 1]
-    if not len(ham) or not len(spam):
+    """Spam recall at ``fpr`` ham FPR (:func:`mailsift.pipeline.metrics.recall_at_fpr`);
+    None for a test set of one class."""
+    from mailsift.pipeline.metrics import recall_at_fpr
+
+    if len(set(y.tolist())) < 2:
         return None
-    k = int(np.floor(fpr * len(ham)))
-    cut = np.sort(ham)[::-1][k] if k < len(ham) else -np.inf
-    return float(np.mean(spam > cut))
+    return recall_at_fpr(y, s, fpr)
 
 
 def _share(v: np.ndarray, t: float | None) -> float | None:
