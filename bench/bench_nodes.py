@@ -1,11 +1,11 @@
-"""Two mailsift nodes against one: SMTP throughput with the shared services of the README's
+"""Two mailsift nodes against one: SMTP throughput with the shared services of docs/integrations.md's
 "Several nodes" configuration (one PostgreSQL store, one Redis greylist, one MLflow file).
 
     .venv/bin/python -m bench.bench_nodes [--sessions 10] [--messages 400] [--model DIR]
 
 Each node is complete and separate (``mailsift serve api`` + ``mailsift serve smtp``
 processes, own var dir and ports; ``tests.nodes.test_two_nodes.node_settings`` builds the
-settings from the README block), scoring in-process and recording every verdict in a fresh
+settings from the docs block), scoring in-process and recording every verdict in a fresh
 schema of the PostgreSQL database ``test`` (127.0.0.1:5432; dropped afterwards). Greylisting
 is off (every message would be deferred once). ``smtp-source`` sends a median-size corpus
 ham with a distinct recipient each (``-N``): first all of it to node A alone, then half to

@@ -1,5 +1,5 @@
 """Throughput through a real Postfix: alone, and with mailsift plugged in each of the three ways
-the README's "Plugging it in" section shows (the same configuration blocks the tests run).
+docs/integrations.md shows (the same configuration blocks the tests run).
 
     .venv/bin/python -m bench.bench_postfix [--sessions 10] [--messages 500] [--model DIR]
 
@@ -40,9 +40,9 @@ from mailsift.config import Settings, load_settings
 def _settings(base: Settings, var: Path, block: str, ports: dict[str, int]) -> Settings:
     import tomllib
 
-    from tests.fixtures.postfix import readme_block, render
+    from tests.fixtures.postfix import doc_block, render
 
-    conf = tomllib.loads(render(readme_block(block), ports))
+    conf = tomllib.loads(render(doc_block(block), ports))
     data = base.model_dump()
     data["paths"]["var_dir"] = var
     for section, values in conf.items():
@@ -65,7 +65,7 @@ def run_path(
     """(accept seconds, delivery seconds, arrived, distinct) for one path."""
     from mailsift.smtpd.milter import MilterServer
     from mailsift.smtpd.server import FilterServer
-    from tests.fixtures.postfix import readme_block, render, start_postfix
+    from tests.fixtures.postfix import doc_block, render, start_postfix
     from tests.fixtures.smtp import free_port
 
     root.mkdir(parents=True)
@@ -76,16 +76,16 @@ def run_path(
     start: Callable[[], Any] | None = None
     if name == "milter":
         s = _settings(base, root / "var", "postfix-milter mailsift.toml", ports)
-        main = render(readme_block("postfix-milter main.cf"), ports)
+        main = render(doc_block("postfix-milter main.cf"), ports)
         start = lambda: MilterServer(s, service).start()  # noqa: E731
     elif name == "proxy":
         s = _settings(base, root / "var", "postfix-proxy mailsift.toml", ports)
-        master = render(readme_block("postfix-proxy master.cf"), ports)
+        master = render(doc_block("postfix-proxy master.cf"), ports)
         start = lambda: FilterServer(s, service).start()  # noqa: E731
     elif name == "after-queue":
         s = _settings(base, root / "var", "postfix-after-queue mailsift.toml", ports)
-        main = render(readme_block("postfix-after-queue main.cf"), ports)
-        master = render(readme_block("postfix-after-queue master.cf"), ports)
+        main = render(doc_block("postfix-after-queue main.cf"), ports)
+        master = render(doc_block("postfix-after-queue master.cf"), ports)
         start = lambda: FilterServer(s, service).start()  # noqa: E731
     if start is not None:
         server = start()

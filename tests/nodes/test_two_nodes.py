@@ -1,6 +1,6 @@
 """Two complete mailsift nodes (API + SMTP filter each, own var dirs and ports) sharing one
 PostgreSQL store, one Redis greylist and one MLflow tracking database: the deployment shape
-of the README's "Plugging it in" section.
+of docs/integrations.md ("Several nodes").
 
 * feedback given on node A changes the score of the same message on node B within the
   feedback sync interval (both replay the store's learn-event log);
@@ -37,7 +37,7 @@ from mailsift.api.server import settings_env
 from mailsift.config import Settings
 from tests.api import test_reload
 from tests.fixtures.api import ApiServer, api_test_settings, start_api_server
-from tests.fixtures.postfix import readme_block
+from tests.fixtures.postfix import doc_block
 from tests.fixtures.smtp import OUTSIDE_IP, Sink, free_port, wait_port
 from tests.fixtures.store import pg_schema_url
 from tests.smtpd.test_cli import MAILSIFT
@@ -70,10 +70,10 @@ def node_settings(
     base: Settings, var: Path, model: Path, store_url: str, prefix: str, mlflow_db: Path,
     sink_port: int, smtp_port: int,
 ) -> Settings:  # fmt: skip
-    """The README's two-node configuration, with this test's database schema, Redis and
+    """The documented two-node configuration, with this test's database schema, Redis and
     MLflow file in place of its URLs; the SMTP filter in front of the sink, checks that need
     DNS or clamd off."""
-    conf = tomllib.loads(readme_block("two-nodes mailsift.toml"))
+    conf = tomllib.loads(doc_block("two-nodes mailsift.toml"))
     local = {
         ("store", "url"): store_url,
         ("greylist", "backend"): REDIS_URL,

@@ -1,4 +1,4 @@
-"""What the three real-Postfix test modules share: mailsift's settings from the README's
+"""What the three real-Postfix test modules share: mailsift's settings from docs/integrations.md's
 TOML block, the messages (ham, GTUBE, EICAR) and an outside client."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from mailsift.config import AntivirusSettings, Settings, load_settings
 from mailsift.smtpd.checks.antivirus import Antivirus
 from mailsift.verdict import Action, Envelope
 from tests.fixtures.clamd import ClamdServer, eicar
-from tests.fixtures.postfix import readme_block, render
+from tests.fixtures.postfix import doc_block, render
 from tests.fixtures.smtp import OUTSIDE_IP, Sink
 
 SENDER = "sender@example.org"
@@ -24,8 +24,8 @@ RCPT = "bob@mailsift.test"
 
 
 def mailsift_settings(base: Settings, var_dir: Path, block: str, ports: dict[str, int]) -> Settings:
-    """``base`` (the tests' settings) with the README's ``mailsift.toml`` block applied."""
-    conf = tomllib.loads(render(readme_block(block), ports))
+    """``base`` (the tests' settings) with the documented ``mailsift.toml`` block applied."""
+    conf = tomllib.loads(render(doc_block(block), ports))
     data = base.model_dump()
     data["paths"]["var_dir"] = var_dir
     for section, values in conf.items():

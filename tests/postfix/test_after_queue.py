@@ -1,5 +1,5 @@
 """Postfix's after-queue content filter (``content_filter``) through ``mailsift serve smtp``
-with ``smtp.after_queue`` and back into a re-injection smtpd, configured from the README."""
+with ``smtp.after_queue`` and back into a re-injection smtpd, configured from docs/integrations.md."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from mailsift.quarantine import Quarantine
 from mailsift.smtpd.server import FilterServer
-from tests.fixtures.postfix import Postfix, readme_block, render, start_postfix
+from tests.fixtures.postfix import Postfix, doc_block, render, start_postfix
 from tests.fixtures.smtp import Sink, free_port
 from tests.postfix.common import (
     antivirus,
@@ -53,8 +53,8 @@ def setup(
         "start": start_filter,
         "quarantine": quarantine,
     }
-    main = render(readme_block("postfix-after-queue main.cf"), ports)
-    master = render(readme_block("postfix-after-queue master.cf"), ports)
+    main = render(doc_block("postfix-after-queue main.cf"), ports)
+    master = render(doc_block("postfix-after-queue master.cf"), ports)
     pf = start_postfix(main, master, sink.port)
     try:
         yield pf, sink, state

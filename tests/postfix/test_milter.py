@@ -1,4 +1,4 @@
-"""Postfix + ``mailsift serve milter`` (``smtpd_milters``), configured from the README."""
+"""Postfix + ``mailsift serve milter`` (``smtpd_milters``), configured from docs/integrations.md."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from mailsift.smtpd.milter import MilterServer
 from mailsift.verdict import Action
-from tests.fixtures.postfix import POSTSUPER, Postfix, readme_block, render, start_postfix
+from tests.fixtures.postfix import POSTSUPER, Postfix, doc_block, render, start_postfix
 from tests.fixtures.smtp import Sink, free_port
 from tests.postfix.common import (
     antivirus,
@@ -47,7 +47,7 @@ def setup(
 
     sink = Sink(dir=tmp / "sink", port=free_port()).start()
     milter = start_milter()
-    main = render(readme_block("postfix-milter main.cf"), ports)
+    main = render(doc_block("postfix-milter main.cf"), ports)
     pf = start_postfix(main, "", sink.port)
     state = {
         "ham": pick_ham(scoring_service, corpus_messages, small_split),

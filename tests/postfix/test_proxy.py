@@ -1,5 +1,5 @@
 """Postfix's before-queue proxy (``smtpd_proxy_filter``) through ``mailsift serve smtp`` and
-back into a re-injection smtpd, configured from the README."""
+back into a re-injection smtpd, configured from docs/integrations.md."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from mailsift.smtpd.server import FilterServer
-from tests.fixtures.postfix import Postfix, readme_block, render, start_postfix
+from tests.fixtures.postfix import Postfix, doc_block, render, start_postfix
 from tests.fixtures.smtp import Sink, free_port
 from tests.postfix.common import (
     antivirus,
@@ -47,7 +47,7 @@ def setup(
         "filter": start_filter(),
         "start": start_filter,
     }
-    master = render(readme_block("postfix-proxy master.cf"), ports)
+    master = render(doc_block("postfix-proxy master.cf"), ports)
     pf = start_postfix("", master, sink.port)
     try:
         yield pf, sink, state

@@ -206,7 +206,7 @@ def test_malformed_requests_get_spamds_error_replies(spamd_proc: SpamdProcess, d
 
 
 EXIM = Path("/opt/mailsift-test/exim4/usr/sbin/exim4")  # scripts/install-test-exim.sh
-# the Exim configuration of the README ("Plugging it in"), with the test's port and dirs
+# the Exim configuration of docs/integrations.md, with the test's port and dirs
 EXIM_ACLS = """
 spamd_address = 127.0.0.1 {port}
 
