@@ -384,7 +384,7 @@ class SpamModel:
         """(columns, naive Bayes values, logreg values) of one sample in the joined space:
         exactly the row ``fit`` / ``partial_fit`` give each base model (NB: 0/1 or log1p
         tokens, meta 0/1; logreg: L2-normalised tokens, meta x ``meta_scale``). For code
-        that updates the fitted arrays in place (mailsift.classifier.feedback)."""
+        that updates the fitted arrays in place (mailsift.classifier.online)."""
         h = self.vectorizer.hash_sample(sample)
         cols = np.concatenate([h.cols, h.mcols + self.vectorizer.n_features])
         ones = np.ones(len(h.mcols))
@@ -580,7 +580,7 @@ class SpamModel:
     # Predictions are computed from the fitted arrays directly (row vectors, no transposed
     # copy of a (2, n_features) matrix per call): the same formulas as scikit-learn's
     # predict_joint_log_proba / decision_function, ~50x faster for one message, and they see
-    # in-place updates of feature_log_prob_ / coef_ (mailsift.classifier.feedback) at once.
+    # in-place updates of feature_log_prob_ / coef_ (mailsift.classifier.online) at once.
     def _nb_logit(self, xt: sp.csr_matrix, xm: sp.csr_matrix) -> np.ndarray:
         nb = self.nb_
         assert nb is not None
@@ -704,7 +704,7 @@ class SpamModel:
     # The scorer's path. One hashing pass (Vectorizer.hash_sample), then the weights of the
     # sample's own columns are gathered from the fitted arrays (a fancy index per array) and
     # summed: no sparse matrix, no 2**20-wide row. The arrays are read on every call, so
-    # in-place updates (mailsift.classifier.feedback) count at once. Same numbers as the
+    # in-place updates (mailsift.classifier.online) count at once. Same numbers as the
     # batch path (decision_function on several samples) up to float rounding (tested).
     def _row(self, h: HashedSample) -> _Row:
         n = self.vectorizer.n_features
@@ -934,7 +934,7 @@ class SpamModel:
 
 class ServingNB:
     """The fitted arrays of a ``MultinomialNB`` / ``ComplementNB``, as the scorer and the
-    fast feedback path (:mod:`mailsift.classifier.feedback`) read and update them in place;
+    fast feedback path (:mod:`mailsift.classifier.online`) read and update them in place;
     ``_update_class_log_prior`` is scikit-learn's formula (``fit_prior``, no ``class_prior``)."""
 
     KINDS = ("MultinomialNB", "ComplementNB")

@@ -181,7 +181,7 @@ class Scorer:
         self.list_policy = list_policy
         self._lock = threading.Lock()
         self._descriptions: dict[str, str] = {}
-        # additive corrections learned from users' feedback (mailsift.classifier.feedback.
+        # additive corrections learned from users' feedback (mailsift.classifier.online.
         # FeedbackLayers): set by the feedback learner; None scores with the model alone
         self.layers: Any = None
 

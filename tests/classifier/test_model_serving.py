@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from mailsift.classifier.features import Sample, make_sample
-from mailsift.classifier.feedback import OnlineUpdater
 from mailsift.classifier.model import (
     KINDS,
     ModelLoadError,
@@ -22,6 +21,7 @@ from mailsift.classifier.model import (
     ServingNB,
     SpamModel,
 )
+from mailsift.classifier.online import OnlineUpdater
 from mailsift.message import parse
 from tests.classifier.messages import PERSONAL, SPAMMY
 
@@ -154,7 +154,7 @@ def test_scoring_from_settings_imports_no_scikit_learn_skops_or_scipy(
 import sys
 from mailsift.config import load_settings
 from mailsift.classifier.scorer import Scorer
-from mailsift.classifier.feedback import OnlineUpdater
+from mailsift.classifier.online import OnlineUpdater
 s = load_settings(model={{"path": {str(small_model_dir)!r}}},
                   rules={{"use_stock": False, "cache_dir": {str(test_settings.rules.cache_dir)!r}}})
 sc = Scorer.from_settings(s)
