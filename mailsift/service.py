@@ -64,7 +64,7 @@ _HEADER_SCAN_BYTES = 64 * 1024
 
 class ScoringService:
     """``model_resolver(settings)``: where the serving model is (default:
-    ``mailsift.classifier.scorer.serving_model_dir``, which asks the MLflow registry in this
+    ``mailsift.pipeline.registry.serving_model_dir``, which asks the MLflow registry in this
     process); used at start and by ``reload_model()``."""
 
     def __init__(
@@ -83,6 +83,7 @@ class ScoringService:
         self.lists = StoreListPolicy(self.store)
         if scorer is None:
             from mailsift.classifier.scorer import Scorer
+            from mailsift.pipeline.registry import serving_model_dir
 
             scorer_settings = settings
             if model_resolver is not None and settings.model.path is None:
@@ -90,7 +91,9 @@ class ScoringService:
                 scorer_settings = settings.model_copy(
                     update={"model": settings.model.model_copy(update={"path": where})}
                 )
-            scorer = Scorer.from_settings(scorer_settings, list_policy=self.lists)
+            scorer = Scorer.from_model_dir(
+                serving_model_dir(scorer_settings), scorer_settings, list_policy=self.lists
+            )
         elif getattr(scorer, "list_policy", None) is None:
             scorer.list_policy = self.lists
         self.scorer = scorer
@@ -205,7 +208,7 @@ class ScoringService:
     def reload_model(self, model_dir: str | Path | None = None) -> str:
         """Load the serving model (or ``model_dir``) and swap it in; returns its version."""
         from mailsift.classifier.model import SpamModel
-        from mailsift.classifier.scorer import serving_model_dir
+        from mailsift.pipeline.registry import serving_model_dir
 
         resolve = self.model_resolver or serving_model_dir
         model = SpamModel.load(model_dir or resolve(self.settings), serving=True)
