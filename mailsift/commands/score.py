@@ -68,7 +68,8 @@ def plain_line(path: str, v: Verdict) -> str:
 
 
 def run_score(paths: Sequence[str], model: str | None, jsonl: bool, config: str | None) -> int:
-    from mailsift.classifier.model import ModelLoadError, SpamModel
+    from mailsift.classifier.model import SpamModel
+    from mailsift.classifier.persistence import ModelLoadError
     from mailsift.classifier.scorer import Scorer, load_rules
     from mailsift.config import load_settings
     from mailsift.pipeline.registry import NoModelError, serving_model_dir

@@ -14,14 +14,10 @@ import numpy as np
 import pytest
 
 from mailsift.classifier.features import Sample, make_sample
-from mailsift.classifier.model import (
-    KINDS,
-    ModelLoadError,
-    ServingLinear,
-    ServingNB,
-    SpamModel,
-)
+from mailsift.classifier.model import KINDS, SpamModel
 from mailsift.classifier.online import OnlineUpdater
+from mailsift.classifier.persistence import ModelLoadError
+from mailsift.classifier.serving import ServingLinear, ServingNB
 from mailsift.message import parse
 from tests.classifier.messages import PERSONAL, SPAMMY
 
