@@ -7,11 +7,21 @@ FROM, RCPT once per recipient, DATA after the message arrived. REJECT stops the 
 once; TEMPFAIL is remembered while the remaining checks still run (their symbols count);
 WHITELIST marks the session so later spam checks and the spam verdict are skipped.
 
-A check may say when it does not apply, with optional class attributes (defaults in
-brackets): ``skip_whitelisted`` [True] - skipped once a sender was whitelisted (antivirus
-sets False); ``skip_authenticated`` [False] - skipped for AUTH users; ``skip_relay_clients``
-[False] - skipped for clients in ``relay_networks``. A check that raises or overruns
-``settings.smtp.check_timeout`` is a tempfail (``451 4.3.0``), never a silent accept.
+A check says when it does not apply with class attributes the runner reads (defaults in
+brackets); no check tests these conditions itself:
+
+- ``skip_authenticated`` [False]: skipped for AUTH users;
+- ``skip_relay_clients`` [False]: skipped for clients in ``relay_networks``;
+- ``skip_whitelisted`` [True]: skipped once the session was whitelisted (antivirus, barring
+  of recipients and the authentication checks set False).
+
+A check skipped for a whitelisted session records nothing (the session's spam checks are
+over). One skipped for an authenticated or relay client records nothing either, unless it
+has an ``on_skip(ctx, why)`` method: its result is then recorded as if the check had run
+(greylisting emits ``GREYLIST_SKIPPED`` with the reason, so the model still sees it).
+
+A check that raises or overruns ``settings.smtp.check_timeout`` is a tempfail
+(``451 4.3.0``), never a silent accept.
 
 Outages: a check naming a ``dependency`` (``clamd``, ``redis``) reports each ``temperror``
 result (and each timeout or crash) as a failure of that dependency and any other answer as
@@ -56,12 +66,29 @@ class StageOutcome:
         return f"{name}_temperror" if self.outage else name
 
 
-def _applies(check: Check, ctx: SmtpContext) -> bool:
-    if ctx.whitelisted and getattr(check, "skip_whitelisted", True):
-        return False
-    if ctx.auth_user and getattr(check, "skip_authenticated", False):
-        return False
-    return not (ctx.in_relay_network and getattr(check, "skip_relay_clients", False))
+SKIP_FLAGS: dict[str, bool] = {
+    "skip_authenticated": False,
+    "skip_relay_clients": False,
+    "skip_whitelisted": True,
+}  # the skip flags a check may declare, with their defaults
+
+
+def skip_flags(check: object) -> dict[str, bool]:
+    """The skip flags of a check (instance or class), defaults filled in."""
+    return {flag: bool(getattr(check, flag, default)) for flag, default in SKIP_FLAGS.items()}
+
+
+def skip_reason(check: object, ctx: SmtpContext) -> str:
+    """Why `check` does not apply to this session ("" when it does), from its skip flags:
+    ``whitelisted``, ``authenticated`` or ``relay network``, the first that holds."""
+    flags = skip_flags(check)
+    if ctx.whitelisted and flags["skip_whitelisted"]:
+        return "whitelisted"
+    if ctx.auth_user and flags["skip_authenticated"]:
+        return "authenticated"
+    if ctx.in_relay_network and flags["skip_relay_clients"]:
+        return "relay network"
+    return ""
 
 
 class CheckRunner:
@@ -76,9 +103,14 @@ class CheckRunner:
         out = StageOutcome()
         tempfail: CheckResult | None = None
         for check in self.by_stage[stage]:
-            if not _applies(check, ctx):
-                continue
-            result = await self._run_one(check, ctx)
+            why = skip_reason(check, ctx)
+            if why:
+                on_skip = getattr(check, "on_skip", None)
+                if on_skip is None or why == "whitelisted":
+                    continue
+                result = on_skip(ctx, why)
+            else:
+                result = await self._run_one(check, ctx)
             key = check.name if stage is not Stage.RCPT else f"{check.name}:{ctx.current_rcpt}"
             ctx.results[key] = result
             out.results.append(result)
