@@ -139,6 +139,7 @@ class SqlStore:
                 f" applied {migrations.MACROS[self.dialect]['FLOAT']} NOT NULL,"
                 " checksum TEXT NOT NULL)"
             )
+            self._renumber()
         for mig in migrations.discover():
             with self.transaction() as tx:
                 self.lock("schema_migrations")
@@ -157,6 +158,14 @@ class SqlStore:
                 )
                 applied_now.append(mig.version)
         return applied_now
+
+    def _renumber(self) -> None:
+        """Rewrite rows recorded under the former numbering (``migrations.RENUMBERED``) to
+        the sequential number of the same script, so it is not applied a second time."""
+        for old, new in migrations.RENUMBERED.items():
+            if self.query_one("SELECT 1 AS x FROM schema_migrations WHERE version = ?", [new]):
+                continue
+            self.execute("UPDATE schema_migrations SET version = ? WHERE version = ?", [new, old])
 
     def _run_script(self, tx: Tx, script: str) -> None:
         for stmt in migrations.split_statements(script):
