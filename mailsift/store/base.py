@@ -14,6 +14,8 @@ Repositories (one Protocol each, one SQL implementation shared by every backend)
 - ``store.audit``     an append-only trail of who did what (feedback, list edits, releases).
 - ``store.sessions``  the web UI's login sessions (by the sha256 of their cookie) and its
   failed logins (for the login throttle).
+- ``store.quarantine`` the held messages' entries (``mailsift.store.quarantine``: records,
+  query, SQL); the raw messages are in the quarantine's spool.
 
 Backends (``mailsift.store.sqlite``, ``mailsift.store.postgres``) only provide connections:
 ``SqlStore`` below runs the same SQL on both. SQL is written with ``?`` placeholders; the
@@ -33,7 +35,10 @@ import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from mailsift.store.quarantine import QuarantineRepo
 
 Dialect = Literal["sqlite", "postgresql"]
 Params = Sequence[Any]
@@ -365,6 +370,9 @@ class Store(Protocol):
 
     @property
     def sessions(self) -> SessionRepo: ...
+
+    @property
+    def quarantine(self) -> QuarantineRepo: ...
 
     def execute(self, sql: str, params: Params = ()) -> int: ...
 

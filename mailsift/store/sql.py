@@ -40,6 +40,7 @@ from mailsift.store.base import (
     dumps,
     loads,
 )
+from mailsift.store.quarantine import SqlQuarantineRepo
 from mailsift.store.sessions import SqlSessionRepo
 
 
@@ -57,6 +58,7 @@ class SqlStore:
         self.lists = SqlListRepo(self)
         self.audit = SqlAuditRepo(self)
         self.sessions = SqlSessionRepo(self)
+        self.quarantine = SqlQuarantineRepo(self)
 
     # ---- backend hooks ---------------------------------------------------------------------
     def _begin(self) -> AbstractContextManager[Tx]:
