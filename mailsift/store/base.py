@@ -16,6 +16,8 @@ Repositories (one Protocol each, one SQL implementation shared by every backend)
   failed logins (for the login throttle).
 - ``store.quarantine`` the held messages' entries (``mailsift.store.quarantine``: records,
   query, SQL); the raw messages are in the quarantine's spool.
+- ``store.api_keys``  the HTTP API's keys (only the sha256 of each token;
+  ``mailsift.store.api_keys``).
 
 Backends (``mailsift.store.sqlite``, ``mailsift.store.postgres``) only provide connections:
 ``SqlStore`` below runs the same SQL on both. SQL is written with ``?`` placeholders; the
@@ -38,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from mailsift.store.api_keys import ApiKeyRepo
     from mailsift.store.quarantine import QuarantineRepo
 
 Dialect = Literal["sqlite", "postgresql"]
@@ -373,6 +376,9 @@ class Store(Protocol):
 
     @property
     def quarantine(self) -> QuarantineRepo: ...
+
+    @property
+    def api_keys(self) -> ApiKeyRepo: ...
 
     def execute(self, sql: str, params: Params = ()) -> int: ...
 

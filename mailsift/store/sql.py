@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
 from mailsift.store import migrations
+from mailsift.store.api_keys import SqlApiKeyRepo
 from mailsift.store.base import (
     LIST_KINDS,
     AuditEvent,
@@ -59,6 +60,7 @@ class SqlStore:
         self.audit = SqlAuditRepo(self)
         self.sessions = SqlSessionRepo(self)
         self.quarantine = SqlQuarantineRepo(self)
+        self.api_keys = SqlApiKeyRepo(self)
 
     # ---- backend hooks ---------------------------------------------------------------------
     def _begin(self) -> AbstractContextManager[Tx]:
