@@ -18,6 +18,8 @@ Repositories (one Protocol each, one SQL implementation shared by every backend)
   query, SQL); the raw messages are in the quarantine's spool.
 - ``store.api_keys``  the HTTP API's keys (only the sha256 of each token;
   ``mailsift.store.api_keys``).
+- ``store.stats``     the dashboard's counts over verdicts and feedback
+  (``mailsift.store.stats``).
 
 Backends (``mailsift.store.sqlite``, ``mailsift.store.postgres``) only provide connections:
 ``SqlStore`` below runs the same SQL on both. SQL is written with ``?`` placeholders; the
@@ -42,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from mailsift.store.api_keys import ApiKeyRepo
     from mailsift.store.quarantine import QuarantineRepo
+    from mailsift.store.stats import StatsRepo
 
 Dialect = Literal["sqlite", "postgresql"]
 Params = Sequence[Any]
@@ -379,6 +382,9 @@ class Store(Protocol):
 
     @property
     def api_keys(self) -> ApiKeyRepo: ...
+
+    @property
+    def stats(self) -> StatsRepo: ...
 
     def execute(self, sql: str, params: Params = ()) -> int: ...
 

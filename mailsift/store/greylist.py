@@ -13,6 +13,7 @@ Errors surface as :class:`GreylistStoreError` so the check can turn them into a 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sqlite3
 import threading
@@ -123,6 +124,29 @@ class SqliteGreylistStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def sqlite_greylist_counts(path: str | Path, now: float) -> dict[str, int]:
+    """Triplets still waiting for their retry, triplets passed and clients whitelisted in
+    the greylist file at ``path``, read-only (the dashboard never changes the file)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            row = db.execute(
+                "SELECT SUM(CASE WHEN passed IS NULL THEN 1 ELSE 0 END),"
+                " SUM(CASE WHEN passed IS NOT NULL THEN 1 ELSE 0 END)"
+                " FROM greylist_triplets WHERE expires > ?",
+                (now,),
+            ).fetchone()
+            clients = db.execute(
+                "SELECT COUNT(*) FROM greylist_clients WHERE expires > ?", (now,)
+            ).fetchone()
+    except sqlite3.Error as exc:
+        raise GreylistStoreError(f"greylist store {path}: {exc}") from exc
+    return {
+        "waiting": int(row[0] or 0),
+        "passed": int(row[1] or 0),
+        "clients": int(clients[0] or 0),
+    }
 
 
 _COUNT_CLIENT_LUA = """

@@ -43,6 +43,7 @@ from mailsift.store.base import (
 )
 from mailsift.store.quarantine import SqlQuarantineRepo
 from mailsift.store.sessions import SqlSessionRepo
+from mailsift.store.stats import SqlStatsRepo
 
 
 class SqlStore:
@@ -61,6 +62,7 @@ class SqlStore:
         self.sessions = SqlSessionRepo(self)
         self.quarantine = SqlQuarantineRepo(self)
         self.api_keys = SqlApiKeyRepo(self)
+        self.stats = SqlStatsRepo(self)
 
     # ---- backend hooks ---------------------------------------------------------------------
     def _begin(self) -> AbstractContextManager[Tx]:
