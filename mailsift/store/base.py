@@ -20,6 +20,8 @@ Repositories (one Protocol each, one SQL implementation shared by every backend)
   ``mailsift.store.api_keys``).
 - ``store.stats``     the dashboard's counts over verdicts and feedback
   (``mailsift.store.stats``).
+- ``store.greylist``  the SQL greylist backend's triplets and client pass counts
+  (``mailsift.store.greylist``; the greylist normally has a store of its own).
 
 Backends (``mailsift.store.sqlite``, ``mailsift.store.postgres``) only provide connections:
 ``SqlStore`` below runs the same SQL on both. SQL is written with ``?`` placeholders; the
@@ -43,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from mailsift.store.api_keys import ApiKeyRepo
+    from mailsift.store.greylist import SqlGreylistRepo
     from mailsift.store.quarantine import QuarantineRepo
     from mailsift.store.stats import StatsRepo
 
@@ -385,6 +388,9 @@ class Store(Protocol):
 
     @property
     def stats(self) -> StatsRepo: ...
+
+    @property
+    def greylist(self) -> SqlGreylistRepo: ...
 
     def execute(self, sql: str, params: Params = ()) -> int: ...
 

@@ -41,6 +41,7 @@ from mailsift.store.base import (
     dumps,
     loads,
 )
+from mailsift.store.greylist import SqlGreylistRepo
 from mailsift.store.quarantine import SqlQuarantineRepo
 from mailsift.store.sessions import SqlSessionRepo
 from mailsift.store.stats import SqlStatsRepo
@@ -63,6 +64,7 @@ class SqlStore:
         self.quarantine = SqlQuarantineRepo(self)
         self.api_keys = SqlApiKeyRepo(self)
         self.stats = SqlStatsRepo(self)
+        self.greylist = SqlGreylistRepo(self)
 
     # ---- backend hooks ---------------------------------------------------------------------
     def _begin(self) -> AbstractContextManager[Tx]:

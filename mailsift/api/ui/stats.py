@@ -78,7 +78,7 @@ def dnsbl_counts(store: Any, since: float) -> list[tuple[str, float]]:
 
 def greylist_counts(settings: Any, store: Any, since: float, now: float) -> list[tuple[str, float]]:
     """Greylisting at a glance: triplets waiting / passed and whitelisted clients (SQLite
-    backend, read-only), plus the GREYLIST_* symbols of recorded verdicts."""
+    backend, when its file exists), plus the GREYLIST_* symbols of recorded verdicts."""
     out: list[tuple[str, float]] = []
     backend = str(settings.greylist.backend or "")
     path: str | None = None
@@ -88,16 +88,18 @@ def greylist_counts(settings: Any, store: Any, since: float, now: float) -> list
         path = backend[len("sqlite:///") :]
     elif "://" not in backend:
         path = backend
-    if path and Path(path).is_file():
+    if path:
         try:
             counts = sqlite_greylist_counts(path, now)
+        except GreylistStoreError as exc:
+            log.info("greylist counts unavailable: %s", exc)
+            counts = None
+        if counts is not None:
             out += [
                 ("triplets waiting", float(counts["waiting"])),
                 ("triplets passed", float(counts["passed"])),
                 ("clients whitelisted", float(counts["clients"])),
             ]
-        except GreylistStoreError as exc:
-            log.info("greylist counts unavailable: %s", exc)
     out += [(k, v) for k, v in top_rules(store, since, top=200) if k.startswith("GREYLIST")]
     return out
 
