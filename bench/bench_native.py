@@ -1,0 +1,165 @@
+"""The package's C modules against maintained libraries, on the whole shared corpus.
+
+    .venv/bin/python -m bench.bench_native hashing [--repeat 5]
+
+Every message of ``../shared/corpora`` (the SpamAssassin archives and the modern ones) is
+read and parsed first; then, per subcommand:
+
+* **hashing**: the feature strings the extractor makes for each message (its tokens, its
+  structure features and ``rule:NAME`` for the configured rules' hits), hashed by
+  ``features.hash_columns`` (``mmh3``, strings encoded first), by ``mmh3`` on the strings
+  as they are, and by the C module ``_hashing`` it replaced where a build still has it:
+  columns identical to scikit-learn's ``murmurhash3_32`` (FeatureHasher's hash) in the
+  token space (2**20), the meta space (2**16) and 2**32 (``abs`` of the hash), and signed
+  hashes identical on every distinct string; time per message of the scorer's hashing
+  (``hash_sample``'s two calls), against the scoring path (parse + rules + features).
+
+Timings alternate the candidates and keep each one's best of ``--repeat`` rounds; they are
+CPU time of this thread, noisy on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from mailsift.config import PROJECT_ROOT, load_settings
+from mailsift.message import parse
+from mailsift.pipeline.corpus import iter_corpus
+
+CORPORA = PROJECT_ROOT.parent / "shared" / "corpora"
+
+
+def corpus_raws() -> list[bytes]:
+    """Every message of the shared corpora, in corpus order."""
+    out: list[bytes] = []
+    for sub in ("spamassassin", "modern"):
+        out.extend(item.raw for item in iter_corpus(CORPORA / sub))
+    return out
+
+
+def best_of(rounds: int, candidates: dict[str, Callable[[], Any]]) -> dict[str, float]:
+    """Thread CPU seconds of each candidate, best of ``rounds``, candidates alternating."""
+    best = dict.fromkeys(candidates, float("inf"))
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            t0 = time.thread_time()
+            fn()
+            best[name] = min(best[name], time.thread_time() - t0)
+    return best
+
+
+def ruleset() -> Any:
+    from mailsift.classifier.rules import load_ruleset
+
+    return load_ruleset(load_settings())
+
+
+# ---- hashing -----------------------------------------------------------------------------
+
+
+def mmh3_plain(features: Sequence[str], n: int) -> np.ndarray:
+    """mmh3 called on the strings as they are (not safe on lone surrogates: measured only)."""
+    import mmh3
+
+    h = np.fromiter(map(mmh3.hash, features), dtype=np.int64, count=len(features))
+    return np.abs(h) % n
+
+
+def reference(features: Sequence[str], n: int) -> np.ndarray:
+    """scikit-learn's murmurhash3_32 (FeatureHasher's hash), one string at a time."""
+    from sklearn.utils import murmurhash3_32
+
+    h = np.array([murmurhash3_32(f, 0, False) for f in features], dtype=np.int64)
+    return np.abs(h) % n
+
+
+def cmd_hashing(rounds: int) -> None:
+    import mmh3
+    from sklearn.utils import murmurhash3_32
+
+    from mailsift.classifier.features import DEFAULT_N_META, hash_columns, make_sample
+
+    candidates: dict[str, Callable[[Sequence[str], int], np.ndarray]] = {}
+    try:  # the C module this replaced, where a build of an earlier commit still has it
+        _hashing = importlib.import_module("mailsift.classifier._hashing")
+
+        def native(features: Sequence[str], n: int) -> np.ndarray:
+            return np.frombuffer(_hashing.columns(features, n), dtype=np.int64)
+
+        candidates["_hashing (C)"] = native
+    except ImportError:
+        print("mailsift.classifier._hashing is not built: mmh3 against scikit-learn only")
+    candidates["hash_columns (mmh3)"] = hash_columns
+    candidates["mmh3 plain"] = mmh3_plain
+
+    n_tok = load_settings().model.n_features
+    rs = ruleset()
+    msgs: list[tuple[list[str], list[str]]] = []
+    path_s = 0.0
+    surrogates = 0
+    for raw in corpus_raws():
+        t0 = time.thread_time()
+        pm = parse(raw)
+        s = make_sample(pm, rs.evaluate(pm))
+        path_s += time.thread_time() - t0
+        tokens = list(Counter(s.tokens))
+        meta = list(dict.fromkeys(s.meta))
+        surrogates += sum(not _encodes(t) for t in tokens + meta)
+        msgs.append(([t for t in tokens if _encodes(t)], [m for m in meta if _encodes(m)]))
+    every = [t for tok, _ in msgs for t in tok] + [m for _, meta in msgs for m in meta]
+    every += ["rule:" + n for n in rs.names]
+    print(f"messages: {len(msgs)}; feature strings: {len(every)} ({len(set(every))} distinct)")
+    print(f"strings that do not encode (lone surrogates, left out above): {surrogates}")
+    for n in (n_tok, DEFAULT_N_META, 2**32):
+        want = reference(every, n)
+        same = {k: bool(np.array_equal(fn(every, n), want)) for k, fn in candidates.items()}
+        print(f"columns mod {n} identical to scikit-learn's: {same}")
+    distinct = sorted(set(every))
+    signed = all(mmh3.hash(x.encode()) == murmurhash3_32(x, 0, False) for x in distinct)
+    print(f"signed mmh3 hash = scikit-learn's murmurhash3_32 on every distinct string: {signed}")
+
+    def run(fn: Callable[[Sequence[str], int], np.ndarray]) -> Callable[[], None]:
+        def go() -> None:
+            for tok, meta in msgs:
+                fn(tok, n_tok)
+                fn(meta, DEFAULT_N_META)
+
+        return go
+
+    t = best_of(rounds, {k: run(fn) for k, fn in candidates.items()})
+    per = {k: v / len(msgs) * 1e6 for k, v in t.items()}
+    path_us = path_s / len(msgs) * 1e6
+    print(f"scoring path without the hashing (parse + rules + features): {path_us:.0f} us/message")
+    base = next(iter(per.values()))
+    for k, v in per.items():
+        delta = (v - base) / (path_us + base) * 100
+        print(f"{k}: {v:.1f} us/message; scoring path {delta:+.2f}% against the first")
+
+
+def _encodes(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("module", choices=["hashing"])
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    {"hashing": cmd_hashing}[args.module](args.repeat)
+
+
+if __name__ == "__main__":
+    main()
