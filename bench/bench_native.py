@@ -1,6 +1,7 @@
 """The package's C modules against maintained libraries, on the whole shared corpus.
 
     .venv/bin/python -m bench.bench_native hashing [--repeat 5]
+    .venv/bin/python -m bench.bench_native pcre [--repeat 3]   # needs: pip install pcre2
 
 Every message of ``../shared/corpora`` (the SpamAssassin archives and the modern ones) is
 read and parsed first; then, per subcommand:
@@ -13,6 +14,12 @@ read and parsed first; then, per subcommand:
   token space (2**20), the meta space (2**16) and 2**32 (``abs`` of the hash), and signed
   hashes identical on every distinct string; time per message of the scorer's hashing
   (``hash_sample``'s two calls), against the scoring path (parse + rules + features).
+* **pcre**: every rule the engine runs through PCRE2 (prefilter confirmations, ``multiple``
+  counts, patterns Hyperscan does not hold, small targets, ``mimeheader`` rules), searched
+  and counted on the text the engine gives it in every message by ``_pcre`` and by the
+  ``pcre2`` PyPI bindings: identical answers, and the time of those calls; then the
+  engine's per-rule values on every message with each matcher deciding, and its time per
+  message.
 
 Timings alternate the candidates and keep each one's best of ``--repeat`` rounds; they are
 CPU time of this thread, noisy on a shared machine.
@@ -22,6 +29,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
+import re
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -30,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from mailsift.config import PROJECT_ROOT, load_settings
-from mailsift.message import parse
+from mailsift.message import ParsedMessage, parse
 from mailsift.pipeline.corpus import iter_corpus
 
 CORPORA = PROJECT_ROOT.parent / "shared" / "corpora"
@@ -151,14 +161,149 @@ def _encodes(s: str) -> bool:
     return True
 
 
+# ---- pcre --------------------------------------------------------------------------------
+
+
+class Pcre2Regex:
+    """The ``pcre2`` bindings behind ``_pcre.Regex``'s two calls (a limit error of theirs
+    is raised as ``_pcre.LimitError`` so that the engine decides with ``re`` as it does)."""
+
+    def __init__(self, pattern: bytes, flags: int) -> None:
+        import pcre2
+
+        fl = 0
+        if flags & re.IGNORECASE:
+            fl |= pcre2.IGNORECASE
+        if flags & re.MULTILINE:
+            fl |= pcre2.MULTILINE
+        if flags & re.DOTALL:
+            fl |= pcre2.DOTALL
+        self._p = pcre2.compile(pattern, fl, jit=True)
+
+    def search(self, data: bytes, pos: int = 0) -> bool:
+        try:
+            return self._p.search(data, pos) is not None
+        except Exception as exc:
+            raise _limit_error(exc) from exc
+
+    def count(self, data: bytes, pos: int = 0, limit: int = sys.maxsize) -> int:
+        try:
+            return sum(1 for _ in itertools.islice(self._p.finditer(data, pos), limit))
+        except Exception as exc:
+            raise _limit_error(exc) from exc
+
+
+def _limit_error(exc: Exception) -> Exception:
+    from mailsift.classifier.rules import _pcre
+
+    return _pcre.LimitError(str(exc))
+
+
+def pcre_work(rs: Any, pms: list[ParsedMessage]) -> list[tuple[Any, list[bytes]]]:
+    """Each entry the engine decides with PCRE2, with the texts it reads in every message."""
+    from mailsift.classifier.rules.views import MessageViews, header_request, to_bytes
+
+    views = [MessageViews(pm, rs.max_scan_bytes) for pm in pms]
+    work: list[tuple[Any, list[bytes]]] = []
+    fixed = {"body": "body", "rawbody": "rawbody", "full": "full"}
+    for t in rs._all_targets():
+        entries = [e for e in t.entries if e.pc is not None]
+        if not entries:
+            continue
+        if t.key in fixed:
+            texts = [getattr(v, fixed[t.key]) for v in views]
+        elif t.key == "uri":
+            texts = [to_bytes(u.url) for pm in pms for u in pm.urls[:200]]
+        else:
+            ht = next(h for h in rs._headers.values() if h.target is t)
+            texts = [x for v in views if (x := header_request(v, ht.name, ht.modifiers))]
+        work.extend((e, texts) for e in entries)
+    for e, lname, raw, unset in rs._mime:
+        texts = [unset if x is None else x for v in views for x in v.part_header_values(lname, raw)]
+        work.append((e, texts))
+    return work
+
+
+def cmd_pcre(rounds: int) -> None:
+    import pcre2
+
+    from mailsift.classifier.rules import _pcre
+
+    rs = ruleset()
+    pms = [parse(raw) for raw in corpus_raws()]
+    work = pcre_work(rs, pms)
+    print(f"PCRE2: _pcre {_pcre.version()}, pcre2 bindings {pcre2.__libpcre2_version__}")
+    print(f"messages: {len(pms)}; rules decided by PCRE2: {len(work)}")
+    theirs = [(e, Pcre2Regex(e.hs_pattern, e.py.flags), texts) for e, texts in work]
+    calls = differ = limits = 0
+    for e, p2, texts in theirs:
+        for data in texts:
+            calls += 1
+            try:
+                a = e.pc.count(data, 0, e.multiple) if e.multiple else e.pc.search(data, 0)
+            except _pcre.LimitError:
+                a = "limit"
+            try:
+                b = p2.count(data, 0, e.multiple) if e.multiple else p2.search(data, 0)
+            except _pcre.LimitError:
+                b = "limit"
+            limits += "limit" in (a, b)
+            if a != b:
+                differ += 1
+                if differ <= 10:
+                    print(f"  differs: {rs.names[e.rule]} {a!r} != {b!r}")
+    print(f"calls: {calls}; answers that differ: {differ}; limit errors: {limits}")
+
+    def run(pick: Callable[[Any, Any], Any]) -> Callable[[], None]:
+        def go() -> None:
+            for e, p2, texts in theirs:
+                m = pick(e.pc, p2)
+                if e.multiple:
+                    for data in texts:
+                        m.count(data, 0, e.multiple)
+                else:
+                    for data in texts:
+                        m.search(data, 0)
+
+        return go
+
+    t = best_of(rounds, {"_pcre": run(lambda a, b: a), "pcre2": run(lambda a, b: b)})
+    for k, v in t.items():
+        print(f"{k}: {v:.2f} s for {calls} calls ({v / calls * 1e6:.2f} us/call)")
+
+    # the engine with each matcher deciding: per-rule values and time per message
+    ours = rs
+    alt = rs.variant()
+    for t_ in alt._all_targets():
+        for e in t_.entries:
+            if e.pc is not None:
+                e.pc = Pcre2Regex(e.hs_pattern, e.py.flags)
+    for e, *_ in alt._mime:
+        if e.pc is not None:
+            e.pc = Pcre2Regex(e.hs_pattern, e.py.flags)
+    same = sum(ours.hit_values(pm) == alt.hit_values(pm) for pm in pms)
+    print(f"engine per-rule values identical on {same} of {len(pms)} messages")
+
+    def engine(r: Any) -> Callable[[], None]:
+        def go() -> None:
+            for pm in pms:
+                r.hit_values(pm)
+
+        return go
+
+    t = best_of(rounds, {"_pcre": engine(ours), "pcre2": engine(alt)})
+    for k, v in t.items():
+        print(f"engine with {k}: {v / len(pms) * 1e3:.3f} ms/message")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("module", choices=["hashing"])
+    ap.add_argument("module", choices=["hashing", "pcre"])
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    {"hashing": cmd_hashing}[args.module](args.repeat)
+    {"hashing": cmd_hashing, "pcre": cmd_pcre}[args.module](args.repeat)
 
 
 if __name__ == "__main__":
