@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.bench_native hashing [--repeat 5]
     .venv/bin/python -m bench.bench_native pcre [--repeat 3]   # needs: pip install pcre2
+    .venv/bin/python -m bench.bench_native htmldepth [--repeat 3]   # needs: pip install lxml
 
 Every message of ``../shared/corpora`` (the SpamAssassin archives and the modern ones) is
 read and parsed first; then, per subcommand:
@@ -20,6 +21,11 @@ read and parsed first; then, per subcommand:
   ``pcre2`` PyPI bindings: identical answers, and the time of those calls; then the
   engine's per-rule values on every message with each matcher deciding, and its time per
   message.
+* **htmldepth**: ``_htmldepth.cap`` against the nesting depth of the same HTML as
+  ``html.parser`` tokenizes it, as selectolax (lexbor, the tree builder the bound protects)
+  builds it, and as lxml (libxml2's HTML parser) builds it: the same decision (beyond
+  ``MAX_HTML_DEPTH`` or not) on every HTML part of the corpus, time per part; then time
+  on a few hostile shapes.
 
 Timings alternate the candidates and keep each one's best of ``--repeat`` rounds; they are
 CPU time of this thread, noisy on a shared machine.
@@ -296,14 +302,194 @@ def cmd_pcre(rounds: int) -> None:
         print(f"engine with {k}: {v / len(pms) * 1e3:.3f} ms/message")
 
 
+# ---- htmldepth ---------------------------------------------------------------------------
+
+VOID = frozenset(
+    [
+        "area",
+        "base",
+        "basefont",
+        "bgsound",
+        "br",
+        "col",
+        "embed",
+        "frame",
+        "hr",
+        "image",
+        "img",
+        "input",
+        "keygen",
+        "link",
+        "meta",
+        "param",
+        "source",
+        "track",
+        "wbr",
+    ]
+)
+
+# flat or deep shapes that make an HTML5 tree builder's work grow faster than the input
+HOSTILE = {
+    "20,000 nested <div>": "<div>" * 20_000 + "x" + "</div>" * 20_000,
+    "40,000 unclosed <font>": "<font>" * 40_000 + "x",
+    "40,000 nested lists": "<ul><li>" * 40_000,
+    "stray end tags": "<div></b>" * 40_000 + "x",
+    "one select of 20,000 options": "<select>" + "<option>x" * 20_000,
+}
+
+
+def depth_html_parser(html: str) -> int:
+    """Deepest element nesting as ``html.parser`` tokenizes it: a start tag opens (void
+    elements, html, head and body excepted), an end tag closes up to the innermost open
+    element of its name."""
+    from html.parser import HTMLParser
+
+    class Depth(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=False)
+            self.stack: list[str] = []
+            self.open: Counter[str] = Counter()
+            self.deepest = 0
+
+        def handle_starttag(self, tag: str, attrs: Any) -> None:
+            if tag not in VOID and tag not in ("html", "head", "body"):
+                self.stack.append(tag)
+                self.open[tag] += 1
+                self.deepest = max(self.deepest, len(self.stack))
+
+        def handle_endtag(self, tag: str) -> None:
+            if not self.open[tag]:  # closes nothing (no search through the stack)
+                return
+            while True:
+                name = self.stack.pop()
+                self.open[name] -= 1
+                if name == tag:
+                    return
+
+    p = Depth()
+    p.feed(html)
+    p.close()
+    return p.deepest
+
+
+def depth_selectolax(html: str) -> int:
+    """Deepest element nesting of the tree lexbor (selectolax) builds, below <html>."""
+    from selectolax.lexbor import LexborHTMLParser
+
+    root = LexborHTMLParser(html).root
+    if root is None:
+        return 0
+    deepest = 0
+    stack = [(root, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        child = node.child
+        while child is not None:
+            if child.tag and not child.tag.startswith("-"):
+                stack.append((child, d + 1))
+            child = child.next
+    return deepest
+
+
+def depth_lxml(html: str) -> int:
+    """Deepest element nesting of the tree libxml2's HTML parser (lxml) builds."""
+    import lxml.etree
+    import lxml.html
+
+    try:
+        doc = lxml.html.document_fromstring(html)
+    except (lxml.etree.ParserError, ValueError):
+        return 0
+    deepest = d = 0
+    for event, _ in lxml.etree.iterwalk(doc, events=("start", "end")):
+        d += 1 if event == "start" else -1
+        deepest = max(deepest, d)
+    return deepest
+
+
+def depth_cap(html: str) -> int:
+    """The depth ``_htmldepth.cap`` counts: the least bound it leaves the document within
+    (1 for depths 0 and 1: it takes no bound below 1; ``MAX_HTML_DEPTH + 1`` beyond)."""
+    from mailsift import _htmldepth
+    from mailsift.message import MAX_HTML_DEPTH
+
+    lo, hi = 1, MAX_HTML_DEPTH + 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _htmldepth.cap(html, mid) is None:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def cmd_htmldepth(rounds: int) -> None:
+    from mailsift import _htmldepth
+    from mailsift.message import MAX_HTML_DEPTH
+
+    htmls = [pm.html for pm in (parse(raw) for raw in corpus_raws()) if pm.html]
+    print(f"HTML parts: {len(htmls)}, {sum(map(len, htmls)) / 1e6:.1f} M characters")
+
+    def cap(html: str) -> bool:
+        return _htmldepth.cap(html, MAX_HTML_DEPTH) is not None
+
+    candidates: dict[str, Callable[[str], bool]] = {
+        "_htmldepth.cap": cap,
+        "html.parser": lambda h: depth_html_parser(h) > MAX_HTML_DEPTH,
+        "selectolax (lexbor)": lambda h: depth_selectolax(h) > MAX_HTML_DEPTH,
+        "lxml": lambda h: depth_lxml(h) > MAX_HTML_DEPTH,
+    }
+    want = [cap(h) for h in htmls]
+    print(f"parts beyond the bound ({MAX_HTML_DEPTH}) by _htmldepth.cap: {sum(want)}")
+    for name, fn in candidates.items():
+        got = [fn(h) for h in htmls]
+        agree = sum(a == b for a, b in zip(got, want, strict=True))
+        print(f"{name}: beyond the bound {sum(got)}; same decision on {agree} of {len(htmls)}")
+    # each library's depth (html, head and body left out; 0 read as 1) against cap's
+    ours = [depth_cap(h) for h in htmls]
+    for name, depth in (
+        ("html.parser", lambda h: max(1, depth_html_parser(h))),
+        ("selectolax (lexbor)", lambda h: max(1, depth_selectolax(h) - 2)),
+        ("lxml", lambda h: max(1, depth_lxml(h) - 2)),
+    ):
+        theirs = [depth(h) for h in htmls]
+        pairs = list(zip(theirs, ours, strict=True))
+        print(
+            f"{name} depth vs _htmldepth's: equal {sum(a == b for a, b in pairs)}, "
+            f"shallower {sum(a < b for a, b in pairs)}, deeper {sum(a > b for a, b in pairs)} "
+            f"(by at most {max(a - b for a, b in pairs)}); deepest {max(theirs)} vs {max(ours)}"
+        )
+
+    def run(fn: Callable[[str], bool]) -> Callable[[], None]:
+        def go() -> None:
+            for h in htmls:
+                fn(h)
+
+        return go
+
+    t = best_of(rounds, {k: run(fn) for k, fn in candidates.items()})
+    for k, v in t.items():
+        print(f"{k}: {v / len(htmls) * 1e6:.1f} us/part ({v:.2f} s for the corpus)")
+    for shape, html in HOSTILE.items():
+        cells = []
+        for name, fn in candidates.items():
+            t0 = time.thread_time()
+            beyond = fn(html)
+            cells.append(
+                f"{name} {'beyond' if beyond else 'within'} {time.thread_time() - t0:.3f} s"
+            )
+        print(f"{shape}: " + "; ".join(cells))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("module", choices=["hashing", "pcre"])
+    ap.add_argument("module", choices=["hashing", "pcre", "htmldepth"])
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    {"hashing": cmd_hashing, "pcre": cmd_pcre}[args.module](args.repeat)
+    {"hashing": cmd_hashing, "pcre": cmd_pcre, "htmldepth": cmd_htmldepth}[args.module](args.repeat)
 
 
 if __name__ == "__main__":
