@@ -19,7 +19,7 @@ sysdeps:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml mailsift/classifier/rules/_pcre.c mailsift/classifier/_hashing.c mailsift/_htmldepth.c
+$(VENV)/.installed: pyproject.toml mailsift/classifier/rules/_pcre.c mailsift/_htmldepth.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'

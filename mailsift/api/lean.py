@@ -9,8 +9,8 @@ databases 34 MB), per-message caches ~15 MB. Not in it: scikit-learn (~70 MB: it
 ``scipy.stats``, and pandas and pyarrow, ~63 MB more, only because they are installed),
 skops (~15 MB) and scipy (``scipy.sparse`` ~13 MB): a worker loads the model with
 ``SpamModel.load(..., serving=True)``, which reads the fitted arrays without them, scores
-one message at a time without sparse matrices, and hashes features with the package's own
-murmurhash3 (``mailsift.classifier._hashing``). They are imported only if the worker
+one message at a time without sparse matrices, and hashes features with ``mmh3``
+(``mailsift.classifier.features.hash_columns``). They are imported only if the worker
 trains (``feedback.mode = "partial_fit"``) or scores a batch through the model at once;
 MLflow (~90 MB) never is.
 

@@ -3,8 +3,8 @@
 Nothing here is fitted: every feature is a string token hashed into a fixed-size space
 (scikit-learn's ``FeatureHasher``, murmurhash3), so the model can ``partial_fit`` on live
 feedback without a vocabulary refit and two processes always agree on a message's features.
-The single-message paths hash with :mod:`mailsift.classifier._hashing` (the same columns, in
-C), so scoring never imports scikit-learn; only the batch :meth:`Vectorizer.transform_blocks`
+The single-message paths hash with ``mmh3`` (the same columns, see :func:`hash_columns`),
+so scoring never imports scikit-learn; only the batch :meth:`Vectorizer.transform_blocks`
 (training) does.
 
 A :class:`Sample` keeps the token strings themselves (cheap to pickle for joblib workers),
@@ -37,9 +37,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import mmh3
 import numpy as np
 
-from mailsift.classifier import _hashing
 from mailsift.classifier.stopwords import STOPWORDS
 from mailsift.message import ParsedMessage, registrable_domain
 from mailsift.verdict import Symbol
@@ -389,7 +389,7 @@ class Vectorizer:
         self.n_features = n_features
         self.n_meta = n_meta
         # scikit-learn's hashers, made on the first batch transform (importing scikit-learn
-        # costs a scoring worker ~70 MB; the single-message paths use _hashing)
+        # costs a scoring worker ~70 MB; the single-message paths use hash_columns)
         self._hashers: tuple[FeatureHasher, FeatureHasher] | None = None
 
     @property
@@ -479,9 +479,22 @@ def _identity(n: int) -> np.ndarray:
 def hash_columns(features: Sequence[str], n: int) -> np.ndarray:
     """Column of each string in a hashed space of width ``n``: exactly FeatureHasher's
     (``alternate_sign=False``: murmurhash3_32 of the UTF-8 bytes, seed 0, ``abs`` with
-    ``abs(-2**31) = 2**31``, modulo), without building a sparse matrix or importing
-    scikit-learn (see ``_hashing.c``)."""
-    return np.frombuffer(_hashing.columns(features, n), dtype=np.int64)
+    ``abs(-2**31) = 2**31``, modulo), by ``mmh3``, without building a sparse matrix or
+    importing scikit-learn. A str is encoded strictly first, as scikit-learn does: a lone
+    surrogate raises UnicodeEncodeError (``mmh3.hash`` given such a str crashes the
+    process); bytes are hashed as they are; anything else raises TypeError."""
+    if n <= 0:
+        raise ValueError("n must be positive")
+    try:
+        keys = map(str.encode, features)
+        h = np.fromiter(map(mmh3.hash, keys), dtype=np.int64, count=len(features))
+    except TypeError:  # bytes items, or items that are no strings (mmh3 refuses those)
+        h = np.fromiter(
+            (mmh3.hash(f.encode() if isinstance(f, str) else f) for f in features),
+            dtype=np.int64,
+            count=len(features),
+        )
+    return np.abs(h) % n
 
 
 @dataclass(slots=True)

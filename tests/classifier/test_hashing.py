@@ -1,6 +1,6 @@
-"""Native feature hashing (``_hashing.c``): the very columns scikit-learn's FeatureHasher gives,
-so models trained before keep their features; and the single-message paths import no
-scikit-learn."""
+"""Feature hashing by ``mmh3`` (``features.hash_columns``): the very columns scikit-learn's
+FeatureHasher gives, so models trained before keep their features; its errors are
+scikit-learn's; and the single-message paths import no scikit-learn."""
 
 from __future__ import annotations
 

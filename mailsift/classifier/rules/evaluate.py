@@ -10,7 +10,8 @@ A target is scanned with its Hyperscan database; a prefilter hit, a ``multiple``
 the patterns Hyperscan does not hold are decided by :func:`.targets.count` (PCRE2, else
 ``re``). A prefilter hit is confirmed from Hyperscan's first report minus the pattern's
 longest possible match (:func:`.targets.reach`), since no match ends before that report. A
-target of at most :data:`DIRECT_MAX` patterns, all in PCRE2, runs them one by one instead.
+target other than ``body`` with at most :data:`DIRECT_MAX` patterns, all in PCRE2, runs
+them one by one instead.
 
 Header rules: a missing header reads as the ``[if-unset: ...]`` text or the empty string (so
 ``!~`` hits), as in SpamAssassin; ``exists:`` tests presence. Requests for one real header
