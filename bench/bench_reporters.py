@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import os
 import sys
 import tempfile
@@ -35,6 +34,7 @@ import numpy as np
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import print_results
 from mailsift.config import load_settings
 from mailsift.verdict import Action, Envelope
 from tests.fixtures.model import campaign_copy
@@ -253,10 +253,7 @@ def main() -> None:
     }
     svc2.close()
     svc.close()
-    text = json.dumps(out, indent=2)
-    if args.json:
-        args.json.write_text(text)
-    print(text)
+    print_results(out, args.json)
 
 
 if __name__ == "__main__":

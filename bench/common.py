@@ -1,10 +1,12 @@
 """What the mail-load benches (``smtp-source`` through mailsift into ``smtp-sink``) share: their
 command line, the model they score with, the settings of an in-process scoring service, the
-message they send, and waiting for the sink to hold every message."""
+message they send, and waiting for the sink to hold every message. And what every bench that
+reports JSON shares: ``run_stamp`` and ``print_results``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -83,3 +85,19 @@ def wait_arrived(sink: RecipientSink, want: int, timeout: float) -> Counter[str]
         time.sleep(0.1)
         rc = sink.recipients()
     return rc
+
+
+def run_stamp() -> dict[str, Any]:
+    """When the bench ran (UTC) and the machine's load averages at the start."""
+    return {
+        "when": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
+        "load_average": os.getloadavg(),
+    }
+
+
+def print_results(results: dict[str, Any], json_path: Path | None) -> None:
+    """The results as indented JSON: printed, and written to ``json_path`` when given."""
+    text = json.dumps(results, indent=2, default=str)
+    if json_path:
+        json_path.write_text(text)
+    print(text)
