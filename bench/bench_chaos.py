@@ -78,25 +78,40 @@ def message(mid: str) -> bytes:
 # ---- the dependencies ------------------------------------------------------------------------
 
 
-class Redis:
-    def __init__(self, workdir: Path) -> None:
+def kill_hard(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGKILL (no clean shutdown: a dependency crashing) and wait for the process to go."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+
+class PortDaemon:
+    """A dependency run as a process of ours on a free loopback port: ``_spawn`` starts it
+    and waits for the port; ``kill`` kills it hard; a later ``start`` uses the same port."""
+
+    def __init__(self) -> None:
         self.port = free_port()
-        self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+    def _spawn(self, cmd: list[str]) -> None:
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port("127.0.0.1", self.port)
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
+        kill_hard(self.proc)
+
+
+class Redis(PortDaemon):
+    def __init__(self, workdir: Path) -> None:
+        super().__init__()
+        self.workdir = workdir
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._spawn(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir)]
+        )  # fmt: skip
 
 
 class Unbound:
@@ -107,8 +122,7 @@ class Unbound:
         self.conf = workdir / "unbound.conf"
 
     def kill(self) -> None:
-        self.server.process.send_signal(signal.SIGKILL)
-        self.server.process.wait(10)
+        kill_hard(self.server.process)
 
     def start(self) -> None:
         with open(self.conf.with_name("unbound.log"), "ab") as log:
@@ -124,21 +138,19 @@ class Clamd:
         self.server: ClamdServer = start_clamd(workdir)
 
     def kill(self) -> None:
-        self.server.process.send_signal(signal.SIGKILL)
-        self.server.process.wait(10)
+        kill_hard(self.server.process)
         self.server.unix_socket.unlink(missing_ok=True)
 
     def start(self) -> None:
         self.server = start_clamd(self.workdir)
 
 
-class SmtpSink:
+class SmtpSink(PortDaemon):
     """smtp-sink on a fixed port; every message one file under ``root`` (kept across kills)."""
 
     def __init__(self, root: Path) -> None:
+        super().__init__()
         self.root = root
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
 
     def start(self) -> None:
@@ -146,16 +158,7 @@ class SmtpSink:
         d = self.root / f"run{self.runs}"
         d.mkdir(parents=True)
         user = pwd.getpwuid(os.getuid()).pw_name
-        self.proc = subprocess.Popen(
-            [SMTP_SINK, "-u", user, "-d", f"{d}/%M.", f"127.0.0.1:{self.port}", "256"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_port("127.0.0.1", self.port)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
+        self._spawn([SMTP_SINK, "-u", user, "-d", f"{d}/%M.", f"127.0.0.1:{self.port}", "256"])
 
     def count(self) -> int:
         return sum(1 for p in self.root.rglob("*") if p.is_file())

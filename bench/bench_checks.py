@@ -30,8 +30,6 @@ import threading
 import time
 from pathlib import Path
 
-import dkim
-
 from mailsift.config import Settings
 from mailsift.smtpd.checks import build_checks
 from mailsift.smtpd.checks.base import CheckAction, SmtpContext, Stage
@@ -133,16 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     unbound = start_unbound(tmp / "unbound", key)
     clamd = start_clamd(tmp / "clamd")
     hole, hole_sock = blackhole()
-    raw = (
-        dkim.sign(
-            MESSAGE,
-            selector=key.selector.encode(),
-            domain=key.domain.encode(),
-            privkey=key.private_pem,
-            include_headers=[b"from", b"to", b"subject", b"date", b"message-id"],
-        )
-        + MESSAGE
-    )
+    raw = key.sign(MESSAGE)
     grey = SqliteGreylistStore(tmp / "greylist.db")
     common = {
         "antivirus": {"clamd_socket": clamd.unix_address},

@@ -21,7 +21,6 @@ Timings are noisy on a shared 2-core machine: the figures say what was measured,
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -34,6 +33,7 @@ import numpy as np
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import print_results, run_stamp
 from mailsift.config import Settings, load_settings
 
 
@@ -167,8 +167,7 @@ def main() -> None:
     if settings.paths.corpus is None:
         sys.exit("no corpus: give --corpus or set MAILSIFT_CORPUS")
     results: dict[str, Any] = {
-        "when": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
-        "load_average": os.getloadavg(),
+        **run_stamp(),
         "cpus": os.cpu_count(),
         "stock_rules": settings.rules.use_stock,
     }
@@ -193,10 +192,7 @@ def main() -> None:
             f" {'PASS' if o['pass_at_most_half'] else 'FAIL'}: must be <= 0.5)",
             flush=True,
         )
-    text = json.dumps(results, indent=2, default=str)
-    if args.json:
-        args.json.write_text(text)
-    print(text)
+    print_results(results, args.json)
 
 
 if __name__ == "__main__":

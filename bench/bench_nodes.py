@@ -16,7 +16,6 @@ and greylist are no bottleneck rather than a speed-up.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import shutil
@@ -29,7 +28,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.bench_smtp import SMTP_SINK, SMTP_SOURCE, Sink, pick_message, quick_model
+from bench.bench_smtp import SMTP_SINK, SMTP_SOURCE, Sink
+from bench.common import bench_model, load_args, load_message, need_tools, wait_arrived
 from mailsift.config import load_settings
 
 PG = os.environ.get("MAILSIFT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -45,16 +45,10 @@ def _source(port: int, msg_file: Path, sessions: int, messages: int, rcpt: str) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.bench_nodes")
-    ap.add_argument("--sessions", type=int, default=10)
-    ap.add_argument("--messages", type=int, default=400)
-    ap.add_argument("--model", type=Path, default=None, help="model folder (default: serving)")
+    ap = load_args("python -m bench.bench_nodes", sessions=10, messages=400)
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per run, at most")
     args = ap.parse_args(argv)
-    for tool in (SMTP_SOURCE, SMTP_SINK):
-        if not Path(tool).exists():
-            sys.exit(f"{tool} missing: install Debian's postfix package")
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    need_tools(SMTP_SOURCE, SMTP_SINK)
     import psycopg
 
     from tests.fixtures.api import start_api_server
@@ -70,14 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     procs: list[subprocess.Popen[bytes]] = []
     apis: list[Any] = []
     try:
-        from mailsift.pipeline.registry import resolve_serving_model_dir
-
-        model_dir = args.model or resolve_serving_model_dir(base)
-        note = "given model" if args.model else "serving model"
-        if model_dir is None:
-            note = "quick model (1,500 corpus messages; no serving model found)"
-            model_dir = quick_model(base, tmp / "model")
-        model_dir = Path(model_dir).resolve()
+        model_dir, note = bench_model(base, args.model, tmp)
+        model_dir = model_dir.resolve()
         base = base.model_copy(
             update={
                 "rules": base.rules.model_copy(update={"cache_dir": base.rules_cache_dir.resolve()})
@@ -86,9 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         from mailsift.classifier.model import SpamModel
         from mailsift.classifier.scorer import Scorer, load_rules
 
-        raw = pick_message(base, Scorer(SpamModel.load(model_dir), load_rules(base), base))
-        msg_file = tmp / "message.eml"
-        msg_file.write_bytes(raw)
+        scorer = Scorer(SpamModel.load(model_dir), load_rules(base), base)
+        raw, msg_file = load_message(base, scorer, tmp)
         sink = Sink(tmp / "sink")
         ports: list[int] = []
         for name in ("a", "b"):
@@ -137,11 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             for t in threads:
                 t.join()
             want = before + per * len(targets)
-            deadline = time.monotonic() + args.timeout
-            rc = sink.recipients()
-            while sum(rc.values()) < want and time.monotonic() < deadline:
-                time.sleep(0.1)
-                rc = sink.recipients()
+            rc = wait_arrived(sink, want, args.timeout)
             elapsed = time.perf_counter() - t0
             got = sum(rc.values()) - before
             print(f"| {label} | {sessions} | {got} | {len(rc)} | {elapsed:.1f} "

@@ -42,6 +42,7 @@ import numpy as np
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import print_results, run_stamp
 from mailsift.config import Settings, load_settings
 
 CORPORA = Path(os.environ.get("MAILSIFT_CORPORA", "../shared/corpora"))
@@ -95,17 +96,30 @@ class BogofilterOnline:
 
 
 def _row(
-    name: str, scores: np.ndarray, y: np.ndarray, extra: dict[str, Any] | None = None
+    name: str,
+    scores: np.ndarray,
+    y: np.ndarray,
+    extra: dict[str, Any] | None = None,
+    since: float | None = None,
 ) -> dict[str, Any]:
+    """A system's figures on a stream; with ``since`` (a ``perf_counter`` reading) also the
+    whole seconds the run has taken since then (``s``)."""
     from mailsift.pipeline.metrics import compute_metrics
 
+    took = {} if since is None else {"s": round(time.perf_counter() - since)}
     m = compute_metrics(y, scores, threshold=0.5)
     return {
         "system": name,
         "one_minus_roca_pct": round(m.one_minus_roca_pct, 4),
         "recall_at_fpr_0.001": round(float(m.flat().get("recall_at_fpr_0.001", float("nan"))), 4),
         **(extra or {}),
+        **took,
     }
+
+
+def _online_row(name: str, res: Any, y: np.ndarray, since: float) -> dict[str, Any]:
+    """The row of an ``evaluate_online`` result, with its median update time."""
+    return _row(name, res.scores, y, {"update_median_ms": round(res.learn_ms, 3)}, since)
 
 
 def main() -> None:
@@ -164,8 +178,7 @@ def main() -> None:
     bogo = BogofilterOnline(var)
     bogo_base = bogo.wordlist([raw_by_id[i] for i in sa["id"]], labels_of(sa))
     results: dict[str, Any] = {
-        "when": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
-        "load_average": os.getloadavg(),
+        **run_stamp(),
         "model": str(args.model),
         "streams": {},
     }
@@ -179,48 +192,18 @@ def main() -> None:
         rows = []
         t = time.perf_counter()
         res = evaluate_online(df, settings, model=SpamModel.load(args.model), samples=ss)
-        rows.append(
-            _row(
-                "mailsift, from the default model",
-                res.scores,
-                y,
-                {"update_median_ms": round(res.learn_ms, 3), "s": round(time.perf_counter() - t)},
-            )
-        )
+        rows.append(_online_row("mailsift, from the default model", res, y, since=t))
         assert res.static_scores is not None
         rows.append(_row("mailsift default model, no feedback", res.static_scores, y))
         t = time.perf_counter()
-        rows.append(
-            _row(
-                "bogofilter, from its SpamAssassin wordlist",
-                bogo.run(raws, y, bogo_base),
-                y,
-                {"s": round(time.perf_counter() - t)},
-            )
-        )
+        bogo_scores = bogo.run(raws, y, bogo_base)
+        rows.append(_row("bogofilter, from its SpamAssassin wordlist", bogo_scores, y, since=t))
         if not args.skip_empty:
             t = time.perf_counter()
             res = evaluate_online(df, settings, model=None, samples=ss)
-            rows.append(
-                _row(
-                    "mailsift, from nothing (online logreg)",
-                    res.scores,
-                    y,
-                    {
-                        "update_median_ms": round(res.learn_ms, 3),
-                        "s": round(time.perf_counter() - t),
-                    },
-                )
-            )
+            rows.append(_online_row("mailsift, from nothing (online logreg)", res, y, since=t))
             t = time.perf_counter()
-            rows.append(
-                _row(
-                    "bogofilter, from empty",
-                    bogo.run(raws, y, None),
-                    y,
-                    {"s": round(time.perf_counter() - t)},
-                )
-            )
+            rows.append(_row("bogofilter, from empty", bogo.run(raws, y, None), y, since=t))
         results["streams"][name] = {
             "messages": len(df),
             "spam": int(y.sum()),
@@ -238,10 +221,7 @@ def main() -> None:
             )
         if args.json:
             args.json.write_text(json.dumps(results, indent=2, default=str))
-    text = json.dumps(results, indent=2, default=str)
-    if args.json:
-        args.json.write_text(text)
-    print(text)
+    print_results(results, args.json)
 
 
 if __name__ == "__main__":

@@ -23,33 +23,23 @@ machine's CPUs; the run is bounded by --messages (default 500) and a timeout per
 
 from __future__ import annotations
 
-import argparse
-import os
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.bench_smtp import SMTP_SINK, SMTP_SOURCE, Sink, pick_message, quick_model, source
+from bench.bench_smtp import SMTP_SINK, SMTP_SOURCE, Sink, source
+from bench.common import (
+    bench_model,
+    load_args,
+    load_message,
+    need_tools,
+    service_settings,
+    wait_arrived,
+)
 from mailsift.config import Settings, load_settings
-
-
-def _settings(base: Settings, var: Path, block: str, ports: dict[str, int]) -> Settings:
-    import tomllib
-
-    from tests.fixtures.postfix import doc_block, render
-
-    conf = tomllib.loads(render(doc_block(block), ports))
-    data = base.model_dump()
-    data["paths"]["var_dir"] = var
-    for section, values in conf.items():
-        data[section] = {**data.get(section, {}), **values}
-    data["smtp"].update(submission_port=None, max_connections_per_ip=200,
-                        max_commands_per_session=100_000)  # fmt: skip
-    return load_settings(**data)
 
 
 def run_path(
@@ -63,41 +53,29 @@ def run_path(
     timeout: float,
 ) -> tuple[float, float, int, int]:
     """(accept seconds, delivery seconds, arrived, distinct) for one path."""
-    from mailsift.smtpd.milter import MilterServer
-    from mailsift.smtpd.server import FilterServer
-    from tests.fixtures.postfix import doc_block, render, start_postfix
-    from tests.fixtures.smtp import free_port
+    from tests.fixtures.postfix import (
+        doc_ports,
+        doc_postfix,
+        doc_server,
+        doc_settings,
+        start_postfix,
+    )
 
     root.mkdir(parents=True)
     sink = Sink(root / "sink")
-    ports = {"11332": free_port(), "10024": free_port(), "10025": free_port()}
+    ports = doc_ports()
     main, master = "", ""
     server: Any = None
-    start: Callable[[], Any] | None = None
-    if name == "milter":
-        s = _settings(base, root / "var", "postfix-milter mailsift.toml", ports)
-        main = render(doc_block("postfix-milter main.cf"), ports)
-        start = lambda: MilterServer(s, service).start()  # noqa: E731
-    elif name == "proxy":
-        s = _settings(base, root / "var", "postfix-proxy mailsift.toml", ports)
-        master = render(doc_block("postfix-proxy master.cf"), ports)
-        start = lambda: FilterServer(s, service).start()  # noqa: E731
-    elif name == "after-queue":
-        s = _settings(base, root / "var", "postfix-after-queue mailsift.toml", ports)
-        main = render(doc_block("postfix-after-queue main.cf"), ports)
-        master = render(doc_block("postfix-after-queue master.cf"), ports)
-        start = lambda: FilterServer(s, service).start()  # noqa: E731
-    if start is not None:
-        server = start()
+    if name != "alone":
+        s = doc_settings(base, root / "var", name, ports,
+                         max_connections_per_ip=200, max_commands_per_session=100_000)  # fmt: skip
+        server = doc_server(name, s, service).start()
+        main, master = doc_postfix(name, ports)
     pf = start_postfix(main, master, sink.port)
     try:
         t0 = time.perf_counter()
         accept = source(pf.port, msg_file, sessions, messages)
-        rc = sink.recipients()
-        deadline = time.monotonic() + timeout
-        while sum(rc.values()) < messages and time.monotonic() < deadline:
-            time.sleep(0.1)
-            rc = sink.recipients()
+        rc = wait_arrived(sink, messages, timeout)
         delivered = time.perf_counter() - t0
         return accept, delivered, sum(rc.values()), len(rc)
     finally:
@@ -109,43 +87,19 @@ def run_path(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.bench_postfix")
-    ap.add_argument("--sessions", type=int, default=10)
-    ap.add_argument("--messages", type=int, default=500)
-    ap.add_argument("--model", type=Path, default=None, help="model folder (default: serving)")
+    ap = load_args("python -m bench.bench_postfix", sessions=10, messages=500)
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per path, at most")
     args = ap.parse_args(argv)
-    for tool in (SMTP_SOURCE, SMTP_SINK, "/usr/sbin/postfix"):
-        if not Path(tool).exists():
-            sys.exit(f"{tool} missing: install Debian's postfix package")
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    need_tools(SMTP_SOURCE, SMTP_SINK, "/usr/sbin/postfix")
     base = load_settings()
     tmp = Path(tempfile.mkdtemp(prefix="bench-postfix-"))
     try:
-        from mailsift.pipeline.registry import resolve_serving_model_dir
-
-        model_dir = args.model or resolve_serving_model_dir(base)
-        note = "given model" if args.model else "serving model"
-        if model_dir is None:
-            note = "quick model (1,500 corpus messages; no serving model found)"
-            model_dir = quick_model(base, tmp / "model")
-        settings = base.model_copy(
-            update={
-                "paths": base.paths.model_copy(update={"var_dir": tmp / "var"}),
-                "store": base.store.model_copy(update={"url": ""}),
-                "model": base.model.model_copy(update={"path": Path(model_dir).resolve()}),
-                "rules": base.rules.model_copy(
-                    update={"cache_dir": base.rules_cache_dir.resolve()}
-                ),
-            }
-        )
-        (tmp / "var").mkdir()
+        model_dir, note = bench_model(base, args.model, tmp)
+        settings = service_settings(base, tmp, model_dir)
         from mailsift.service import ScoringService
 
         service = ScoringService(settings)
-        raw = pick_message(settings, service.scorer)
-        msg_file = tmp / "message.eml"
-        msg_file.write_bytes(raw)
+        raw, msg_file = load_message(settings, service.scorer, tmp)
         n, s = args.messages, args.sessions
         print(f"message: {len(raw)} bytes (corpus median-size ham); {n} messages, {s} sessions")
         print(f"model: {note}: {model_dir}")

@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import os
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -36,19 +34,10 @@ import numpy as np
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import print_results
 from mailsift.config import load_settings
 from mailsift.verdict import Action, Envelope
-
-
-def variant(raw: bytes, n: int | str) -> bytes:
-    """The same campaign message with a fresh Message-ID and a per-copy nonce line."""
-    sep = b"\r\n\r\n" if b"\r\n\r\n" in raw[:65536] else b"\n\n"
-    head, _, body = raw.partition(sep)
-    nl = b"\r\n" if sep == b"\r\n\r\n" else b"\n"
-    lines = [ln for ln in head.split(nl) if not ln.lower().startswith(b"message-id:")]
-    tag = f"{n}-{uuid.uuid4().hex[:8]}"
-    lines.append(f"Message-ID: <{tag}@campaign.test>".encode())
-    return nl.join(lines) + sep + body + nl + f"ref {tag}".encode() + nl
+from tests.fixtures.model import campaign_copy
 
 
 def env(user: str) -> Envelope:
@@ -97,7 +86,7 @@ def main() -> None:
     )
     spam = ham = ham2 = border = None
     for raw, label in zip(iter_raw(df), df["label"], strict=True):
-        v = svc.scorer.score(variant(raw, "probe"))
+        v = svc.scorer.score(campaign_copy(raw, "probe"))
         p = v.probability
         # a spam rejected (the model's own thresholds), short of certainty
         if label == "spam" and spam is None and v.action is Action.REJECT and p < 0.99999:
@@ -114,7 +103,7 @@ def main() -> None:
         return float(svc.score(raw, env(user)).probability)
 
     def flood(label: str, target: bytes, who: str) -> dict[str, int]:
-        msgs = [target] + [variant(target, n) for n in range(50)]
+        msgs = [target] + [campaign_copy(target, n) for n in range(50)]
         counts: dict[str, int] = {}
         for n in range(1000):
             st = svc.feedback(label, who, raw=msgs[n % len(msgs)]).status
@@ -122,7 +111,7 @@ def main() -> None:
         return counts
 
     # 1. false "ham" reports for a spam
-    probe, fresh = variant(spam, "probe"), variant(spam, "fresh")
+    probe, fresh = campaign_copy(spam, "probe"), campaign_copy(spam, "fresh")
     before = (p_for(spam, "bob@other.test"), p_for(probe, "bob@other.test"))
     fresh_before = svc.score(fresh, env("carol@third.test")).action.value
     t = time.perf_counter()
@@ -136,17 +125,17 @@ def main() -> None:
             fresh_before,
             svc.score(fresh, env("carol@third.test")).action.value,
         ],
-        "attackers_own_variant": round(p_for(variant(spam, "own"), "mallory@evil.test"), 6),
+        "attackers_own_variant": round(p_for(campaign_copy(spam, "own"), "mallory@evil.test"), 6),
     }
     # 2. false "spam" reports for a ham
-    probe_h = variant(ham, "probe")
+    probe_h = campaign_copy(ham, "probe")
     before = (p_for(probe_h, "bob@other.test"), p_for(ham2, "bob@other.test"))
     counts = flood("spam", ham, "mallory2@evil.test")
     out["2_false_spam"] = {
         "reports": counts,
         "H_for_others": [round(before[0], 6), round(p_for(probe_h, "bob@other.test"), 6)],
         "other_ham_for_others": [round(before[1], 6), round(p_for(ham2, "bob@other.test"), 6)],
-        "attackers_own_variant": round(p_for(variant(ham, "own"), "mallory2@evil.test"), 6),
+        "attackers_own_variant": round(p_for(campaign_copy(ham, "own"), "mallory2@evil.test"), 6),
     }
     # 3. and 4. over HTTP
     keys = ApiKeys(svc.store, 0.0)
@@ -171,7 +160,7 @@ def main() -> None:
         }
         codes = {}
         for n in range(250):
-            raw = variant(ham2, f"flood{n}")
+            raw = campaign_copy(ham2, f"flood{n}")
             r = c.post(
                 "/v1/feedback",
                 json={"message": base64.b64encode(raw).decode(), "label": "spam"},
@@ -180,7 +169,10 @@ def main() -> None:
             codes[r.status_code] = codes.get(r.status_code, 0) + 1
         r = c.post(
             "/v1/feedback",
-            json={"message": base64.b64encode(variant(spam, "alice")).decode(), "label": "spam"},
+            json={
+                "message": base64.b64encode(campaign_copy(spam, "alice")).decode(),
+                "label": "spam",
+            },
             headers={"Authorization": f"Bearer {alice}"},
         )
         out["4_flood_then_another_user"] = {
@@ -189,12 +181,12 @@ def main() -> None:
         }
 
     # 5. honest corroboration, and one trusted reporter
-    probe_b = variant(border, "probe")
+    probe_b = campaign_copy(border, "probe")
     p0 = p_for(probe_b, "zoe@else.test")
     steps = []
     for n, user in enumerate(("ann@a.example", "ben@b.example", "cat@c.example")):
         t = time.perf_counter()
-        res = svc.feedback("spam", user, raw=variant(border, n))
+        res = svc.feedback("spam", user, raw=campaign_copy(border, n))
         rt = (time.perf_counter() - t) * 1000.0
         steps.append(
             {
@@ -212,7 +204,7 @@ def main() -> None:
     upd = []
     for n in range(30):
         for user in ("dan@d.example", "eve@e.example", "fay@f.example"):
-            res = svc.feedback("spam", user, raw=variant(ham2, f"c{n}{user}"))
+            res = svc.feedback("spam", user, raw=campaign_copy(ham2, f"c{n}{user}"))
             if res.status in ("learned", "budget_capped"):
                 upd.append(res.update_ms)
     out["colluders_3"] = {
@@ -235,7 +227,9 @@ def main() -> None:
         scorer=Scorer(SpamModel.load(args.model, serving=True), rules, settings),
     )
     t = time.perf_counter()
-    res = svc2.feedback("spam", "postmaster@good.test", raw=variant(border, "t"), source="admin")
+    res = svc2.feedback(
+        "spam", "postmaster@good.test", raw=campaign_copy(border, "t"), source="admin"
+    )
     out["5_one_trusted"] = {
         "status": res.status,
         "round_trip_ms": round((time.perf_counter() - t) * 1000.0, 2),
@@ -249,7 +243,7 @@ def main() -> None:
     for n in range(30):  # more trusted lessons: the update's spread
         upd.append(
             svc2.feedback(
-                "spam", "postmaster@good.test", raw=variant(spam, f"t{n}"), source="admin"
+                "spam", "postmaster@good.test", raw=campaign_copy(spam, f"t{n}"), source="admin"
             ).update_ms
         )
     out["trusted_update_ms"] = {
@@ -259,10 +253,7 @@ def main() -> None:
     }
     svc2.close()
     svc.close()
-    text = json.dumps(out, indent=2)
-    if args.json:
-        args.json.write_text(text)
-    print(text)
+    print_results(out, args.json)
 
 
 if __name__ == "__main__":

@@ -125,6 +125,54 @@ def _check(label: Label | str, user: str, raw: bytes, source: str) -> tuple[Labe
     return lab, user
 
 
+def _open_report(
+    label: Label | str,
+    user: str,
+    raw: bytes,
+    source: str,
+    verdict_id: str | None,
+    digest: str | None,
+    reporter: str | None,
+    *,
+    fold_case: bool,
+) -> tuple[Label, FeedbackResult]:
+    """Check a report and start its result: the user stripped, the reporter defaulting to the
+    user, the digest to the sha256 of ``raw``. ``fold_case`` lower-cases user and reporter
+    (a user's report: rate caps, duplicates and votes count per address, in any case)."""
+    lab, user = _check(label, user, raw, source)
+    if fold_case:
+        user = user.lower()
+    reporter = (reporter or user).strip()
+    if fold_case:
+        reporter = reporter.lower()
+    digest = digest or digest_of(raw)
+    return lab, FeedbackResult("", lab.value, digest, user, source, verdict_id, reporter=reporter)
+
+
+def _log_report(store: Store, res: FeedbackResult, now: float, **audit: Any) -> None:
+    """The report row (``res.feedback_id`` is set) and its audit record, which adds
+    ``audit`` to the report's label, source, status, digest and user; inside the caller's
+    transaction."""
+    rec = FeedbackRecord(
+        res.label, res.user, res.digest, res.verdict_id, res.source, now, res.status
+    )
+    rec.reporter = res.reporter
+    res.feedback_id = store.feedback.add(rec)
+    store.audit.record(
+        res.reporter,
+        "feedback",
+        res.verdict_id or res.digest,
+        {
+            "label": res.label,
+            "source": res.source,
+            "status": res.status,
+            "digest": res.digest,
+            "user": res.user,
+            **audit,
+        },
+    )
+
+
 def domain_of(reporter: str) -> str:
     """The domain a reporter speaks from (an address's domain; a key or name: itself)."""
     r = reporter.strip().lower()
@@ -149,45 +197,34 @@ def record_report(
     audit record. Processes holding a model apply the event (``Learner.sync``);
     ``mailsift feedback`` (an operator at the shell) uses this alone (running services pick
     the event up within ``feedback.sync_interval``)."""
-    lab, user = _check(label, user, raw, source)
-    fs = settings.feedback
-    digest = digest or digest_of(raw)
-    reporter = (reporter or user).strip()
-    now = clock()
-    res = FeedbackResult("", lab.value, digest, user, source, verdict_id, reporter=reporter)
+    lab, res = _open_report(label, user, raw, source, verdict_id, digest, reporter, fold_case=False)
+    event = _teach_trusted(store, settings.feedback, lab, res, raw, clock())
+    return res, event
+
+
+def _teach_trusted(
+    store: Store, fs: FeedbackSettings, lab: Label, res: FeedbackResult, raw: bytes, now: float
+) -> LearnEvent | None:
+    """A checked trusted report in the store (``record_report``; ``Learner.submit`` with a
+    trusted reporter): fills in ``res`` and returns the learn event (None: a duplicate)."""
     res.scope = "global"
     event: LearnEvent | None = None
     with store.transaction():
-        store.feedback.keep_message(digest, raw)
-        res.status, event = store.feedback.teach(digest, lab.value, float(fs.learn_weight))
+        store.feedback.keep_message(res.digest, raw)
+        res.status, event = store.feedback.teach(res.digest, lab.value, float(fs.learn_weight))
         if event is None:
             res.detail = f"this message was already taught as {lab.value}"
-        rec = FeedbackRecord(lab.value, user, digest, verdict_id, source, now, res.status)
-        rec.reporter = reporter
-        res.feedback_id = store.feedback.add(rec)
-        store.audit.record(
-            reporter,
-            "feedback",
-            verdict_id or digest,
-            {
-                "label": lab.value,
-                "source": source,
-                "status": res.status,
-                "digest": digest,
-                "user": user,
-                "trusted": True,
-            },
-        )
+        _log_report(store, res, now, trusted=True)
     res.event_id = event.event_id if event is not None else None
     log.info(
         "feedback trusted reporter=%s source=%s label=%s digest=%s status=%s",
-        reporter,
-        source,
+        res.reporter,
+        res.source,
         lab.value,
-        digest[:16],
+        res.digest[:16],
         res.status,
     )
-    return res, event
+    return event
 
 
 def encode_cols(cols: np.ndarray) -> bytes:
@@ -273,19 +310,11 @@ class Learner:
         ``raw`` is a truncated copy (a kept sample)."""
         if trusted is None:
             trusted = self.trusted_source(source)
+        lab, res = _open_report(
+            label, user, raw, source, verdict_id, digest, reporter, fold_case=not trusted
+        )
         if trusted:
-            res, event = record_report(
-                self.store,
-                self.settings,
-                label,
-                user,
-                raw,
-                verdict_id=verdict_id,
-                source=source,
-                digest=digest,
-                clock=self.clock,
-                reporter=reporter,
-            )
+            event = _teach_trusted(self.store, self.fs, lab, res, raw, self.clock())
             if event is not None:
                 # the features first: the update time is the model's, not the parser's
                 self._remember(res.digest, sample or self.scorer.sample(raw))
@@ -299,29 +328,14 @@ class Learner:
                 elif event.unlearn:
                     res.detail = f"relabelled: took back {event.unlearn}, learned {res.label}"
             return res
-        return self._submit_user(
-            label, user, raw, verdict_id, source, sample, digest, reporter, via
-        )
+        return self._submit_user(lab, res, raw, sample, via)
 
     def _submit_user(
-        self,
-        label: Label | str,
-        user: str,
-        raw: bytes,
-        verdict_id: str | None,
-        source: str,
-        sample: Sample | None,
-        digest: str | None,
-        reporter: str | None,
-        via: str | None = None,
+        self, lab: Label, res: FeedbackResult, raw: bytes, sample: Sample | None, via: str | None
     ) -> FeedbackResult:
-        lab, user = _check(label, user, raw, source)
-        user = user.lower()
-        reporter = (reporter or user).strip().lower()
+        user, reporter, digest = res.user, res.reporter, res.digest
         fs = self.fs
-        digest = digest or digest_of(raw)
         now = self.clock()
-        res = FeedbackResult("", lab.value, digest, user, source, verdict_id, reporter=reporter)
         y = 1 if lab is Label.SPAM else 0
         capped = _over_cap(self.store, fs, reporter, now)
         event = None
@@ -375,22 +389,7 @@ class Learner:
                         res.status, res.scope = "learned", "global"
                     elif status == "contested":
                         res.detail = "a trusted lesson says otherwise"
-            rec = FeedbackRecord(lab.value, user, digest, verdict_id, source, now, res.status)
-            rec.reporter = reporter
-            res.feedback_id = self.store.feedback.add(rec)
-            self.store.audit.record(
-                reporter,
-                "feedback",
-                verdict_id or digest,
-                {
-                    "label": lab.value,
-                    "source": source,
-                    "status": res.status,
-                    "digest": digest,
-                    "user": user,
-                    "votes": res.votes,
-                },
-            )
+            _log_report(self.store, res, now, votes=res.votes)
         if res.status not in ("rate_limited", "duplicate"):
             self.sync(report_event=event.event_id if event is not None else None)
             res.update_ms = round(self._report_update_s * 1000.0, 3)
@@ -415,7 +414,7 @@ class Learner:
             "feedback reporter=%s user=%s source=%s label=%s digest=%s status=%s votes=%d",
             reporter,
             user,
-            source,
+            res.source,
             lab.value,
             digest[:16],
             res.status,

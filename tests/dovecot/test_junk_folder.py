@@ -17,17 +17,17 @@ import signal
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
 from mailsift.api.server import MAILSIFT, free_port
 from mailsift.config import PROJECT_ROOT, Settings
 from tests.fixtures.api import ApiServer, api_test_settings, start_api_server
+from tests.fixtures.model import campaign_copy
+from tests.fixtures.store import user_feedback
 
 RECIPE = PROJECT_ROOT / "data" / "dovecot"
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
@@ -189,26 +189,6 @@ def score_for(api: ApiServer, raw: bytes, user: str) -> float:
     return float(r.json()["probability"])
 
 
-def variant(raw: bytes) -> bytes:
-    head, sep, body = raw.partition(b"\n\n")
-    lines = [ln for ln in head.split(b"\n") if not ln.lower().startswith(b"message-id:")]
-    tag = uuid.uuid4().hex[:12]
-    lines.append(f"Message-ID: <{tag}@campaign.test>".encode())
-    return b"\n".join(lines) + sep + body + f"\nref {tag}\n".encode()
-
-
-@pytest.fixture(scope="module")
-def borderline(scorer, corpus_messages, small_split) -> bytes:  # type: ignore[no-untyped-def]
-    """A held-out ham message the small model scores ham, but not confidently."""
-    _, raws, y = corpus_messages
-    _, test = small_split
-    ham = [i for i in test if y[i] == 0]
-    probs = np.array([scorer.score(raws[i]).probability for i in ham])
-    ok = [(abs(p - 0.2), i) for p, i in zip(probs, ham, strict=True) if 0.02 < p < 0.45]
-    assert ok, "no borderline ham in the held-out set"
-    return bytes(raws[min(ok)[1]])
-
-
 def _uid_of(imap: imaplib.IMAP4, message_id: str) -> bytes:
     typ, data = imap.uid("SEARCH", "HEADER", "Message-ID", message_id)
     assert typ == "OK" and data[0], data
@@ -218,10 +198,10 @@ def _uid_of(imap: imaplib.IMAP4, message_id: str) -> bytes:
 def test_moving_into_and_out_of_junk_teaches_that_users_verdicts(
     api: ApiServer, borderline: bytes
 ) -> None:
-    msg = variant(borderline)
+    msg = campaign_copy(borderline)
     mid = re.search(rb"^Message-ID: (<[^>]+>)", msg, re.MULTILINE | re.IGNORECASE)
     assert mid is not None
-    before = score_for(api, variant(borderline), USER)
+    before = score_for(api, campaign_copy(borderline), USER)
     with dovecot(api) as port:
         imap = imaplib.IMAP4("127.0.0.1", port, timeout=60)
         try:
@@ -234,25 +214,19 @@ def test_moving_into_and_out_of_junk_teaches_that_users_verdicts(
             # the user moves the message into Junk: a spam report, made before MOVE answers
             typ, data = imap.uid("MOVE", uid, "Junk")
             assert typ == "OK", data
-            after_spam = score_for(api, variant(borderline), USER)
+            after_spam = score_for(api, campaign_copy(borderline), USER)
             assert after_spam > before, (before, after_spam)
             # ... and back out of Junk into the inbox: a ham report (a relabel)
             imap.select("Junk")
             uid = _uid_of(imap, mid.group(1).decode())
             typ, data = imap.uid("MOVE", uid, "INBOX")
             assert typ == "OK", data
-            after_ham = score_for(api, variant(borderline), USER)
+            after_ham = score_for(api, campaign_copy(borderline), USER)
             assert after_ham < after_spam, (after_spam, after_ham)
         finally:
             with contextlib.suppress(Exception):
                 imap.logout()
-    from mailsift.store import open_store
-
-    store = open_store(api.settings.store_url)
-    try:
-        recs = store.feedback.recent(user=USER)
-    finally:
-        store.close()
+    recs = user_feedback(api.settings.store_url, USER)
     # both reports are alice's own, through the API's feedback route; the message kept for
     # retraining is the one she moved
     assert sorted((r.label, r.source) for r in recs) == [("ham", "api"), ("spam", "api")]

@@ -3,15 +3,14 @@ borderline ham message from the held-out corpus and a way to make campaign varia
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from mailsift.config import Settings, load_settings
 from mailsift.store import Store
+from tests.fixtures.model import campaign_copy, pick_borderline_ham
 
 FB_TRAIN_HAM, FB_TRAIN_SPAM = 500, 250
 
@@ -92,27 +91,12 @@ def make_service(
 @pytest.fixture(scope="session")
 def borderline_ham(fb_scorer, corpus_messages, small_split) -> bytes:  # type: ignore[no-untyped-def]
     """A held-out ham message the small model scores ham, but not confidently."""
-    _, raws, y = corpus_messages
-    _, test = small_split
-    ham = [i for i in test if y[i] == 0][:300]
-    probs = np.array([fb_scorer.score(raws[i]).probability for i in ham])
-    ok = [(abs(p - 0.25), i) for p, i in zip(probs, ham, strict=True) if 0.02 < p < 0.45]
-    assert ok, "no borderline ham in the held-out set"
-    return bytes(raws[min(ok)[1]])
-
-
-def variant(raw: bytes, n: int | str) -> bytes:
-    """The same campaign message with a fresh Message-ID and a per-copy nonce line."""
-    head, sep, body = raw.partition(b"\n\n")
-    lines = [ln for ln in head.split(b"\n") if not ln.lower().startswith(b"message-id:")]
-    tag = f"{n}-{uuid.uuid4().hex[:8]}"
-    lines.append(f"Message-ID: <{tag}@campaign.test>".encode())
-    return b"\n".join(lines) + sep + body + f"\nref {tag}\n".encode()
+    return pick_borderline_ham(fb_scorer, corpus_messages, small_split, near=0.25, among=300)
 
 
 @pytest.fixture
 def campaign(borderline_ham: bytes) -> Callable[[int | str], bytes]:
-    return lambda n: variant(borderline_ham, n)
+    return lambda n: campaign_copy(borderline_ham, n)
 
 
 @pytest.fixture(scope="session")
@@ -124,7 +108,7 @@ def rejected_spam(fb_scorer, corpus_messages, small_split) -> bytes:  # type: ig
 
     reject = thresholds_for(fb_scorer.settings, fb_scorer.model).reject
     for i in [i for i in test if y[i] == 1][:300]:
-        v = fb_scorer.score(variant(bytes(raws[i]), "probe"))
+        v = fb_scorer.score(campaign_copy(bytes(raws[i]), "probe"))
         if reject <= v.probability < 0.99999:
             return bytes(raws[i])
     raise AssertionError("no rejected spam in the held-out set")
@@ -136,6 +120,6 @@ def clear_ham(fb_scorer, corpus_messages, small_split) -> list[bytes]:  # type: 
     _, raws, y = corpus_messages
     _, test = small_split
     out = [bytes(raws[i]) for i in [i for i in test if y[i] == 0][:200]]
-    out = [r for r in out if fb_scorer.score(variant(r, "probe")).probability < 0.01]
+    out = [r for r in out if fb_scorer.score(campaign_copy(r, "probe")).probability < 0.01]
     assert len(out) >= 2, "no clear ham in the held-out set"
     return out[:2]

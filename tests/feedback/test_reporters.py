@@ -10,8 +10,7 @@ import pytest
 
 from mailsift.classifier.scorer import thresholds_for
 from mailsift.verdict import Action, Envelope
-
-from .conftest import variant
+from tests.fixtures.model import campaign_copy
 
 
 def _for(user: str) -> Envelope:
@@ -23,11 +22,11 @@ def test_one_user_1000_false_ham_reports_move_nobody_else(make_service, rejected
     users' score of it moves < 0.1 and a fresh variant is still rejected; the reporter's own
     mail follows their verdict at once; the flood is rate-capped for that account only."""
     svc = make_service()
-    probe = variant(rejected_spam, "probe")
+    probe = campaign_copy(rejected_spam, "probe")
     before_bob = svc.score(probe, _for("bob@other.test")).probability
     before_s = svc.score(rejected_spam, _for("bob@other.test")).probability
     statuses: dict[str, int] = {}
-    msgs = [rejected_spam] + [variant(rejected_spam, n) for n in range(50)]
+    msgs = [rejected_spam] + [campaign_copy(rejected_spam, n) for n in range(50)]
     for n in range(1000):
         res = svc.feedback("ham", "mallory@evil.test", raw=msgs[n % len(msgs)])
         statuses[res.status] = statuses.get(res.status, 0) + 1
@@ -38,12 +37,12 @@ def test_one_user_1000_false_ham_reports_move_nobody_else(make_service, rejected
     after_bob = svc.score(probe, _for("bob@other.test"))
     assert abs(after_bob.probability - before_bob) < 0.1
     assert after_bob.action is Action.REJECT
-    fresh = svc.score(variant(rejected_spam, "fresh"), _for("carol@third.test"))
+    fresh = svc.score(campaign_copy(rejected_spam, "fresh"), _for("carol@third.test"))
     assert fresh.action is Action.REJECT
     assert abs(svc.score(rejected_spam, _for("bob@other.test")).probability - before_s) < 0.1
     assert svc.learner.layers.g is None  # no global lesson at all
     # ... while mallory's own mail follows mallory's verdicts
-    mine = svc.score(variant(rejected_spam, "mine"), _for("mallory@evil.test"))
+    mine = svc.score(campaign_copy(rejected_spam, "mine"), _for("mallory@evil.test"))
     assert mine.action is Action.HAM, mine.probability
     assert any(t.token == "feedback:personal" and t.weight < 0 for t in mine.tokens)
     # a message to mallory and bob: only what both recipients' corrections agree on
@@ -54,16 +53,16 @@ def test_one_user_1000_false_ham_reports_move_nobody_else(make_service, rejected
 def test_one_user_1000_false_spam_reports_move_nobody_else(make_service, clear_ham) -> None:
     svc = make_service(per_user_per_hour=1000)
     ham, other = clear_ham
-    probe = variant(ham, "probe")
+    probe = campaign_copy(ham, "probe")
     before = svc.score(probe, _for("bob@other.test")).probability
     before_other = svc.score(other, _for("bob@other.test")).probability
-    msgs = [ham] + [variant(ham, n) for n in range(50)]
+    msgs = [ham] + [campaign_copy(ham, n) for n in range(50)]
     for n in range(1000):
         svc.feedback("spam", "mallory@evil.test", raw=msgs[n % len(msgs)])
     v = svc.score(probe, _for("bob@other.test"))
     assert abs(v.probability - before) < 0.1 and v.action is Action.HAM
     assert abs(svc.score(other, _for("bob@other.test")).probability - before_other) < 0.1
-    assert svc.score(variant(ham, "x"), _for("mallory@evil.test")).action is not Action.HAM
+    assert svc.score(campaign_copy(ham, "x"), _for("mallory@evil.test")).action is not Action.HAM
 
 
 def test_three_reporters_of_three_domains_flip_a_campaign_for_everyone(

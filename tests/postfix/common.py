@@ -1,41 +1,45 @@
-"""What the three real-Postfix test modules share: mailsift's settings from docs/integrations.md's
-TOML block, the messages (ham, GTUBE, EICAR) and an outside client."""
+"""What the three real-Postfix test modules share: the rig (Postfix, the documented mailsift
+server, a sink; the ``start_rig`` fixture of conftest.py starts it), the messages (ham, GTUBE,
+EICAR), an outside client, and the checks every path makes of what it delivers."""
 
 from __future__ import annotations
 
 import smtplib
 import time
-import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from pathlib import Path
 from typing import Any
 
 from mailsift.classifier.scorer import GTUBE
-from mailsift.config import AntivirusSettings, Settings, load_settings
-from mailsift.smtpd.checks.antivirus import Antivirus
+from mailsift.config import Settings
+from mailsift.quarantine import Quarantine
 from mailsift.verdict import Action, Envelope
-from tests.fixtures.clamd import ClamdServer, eicar
-from tests.fixtures.postfix import doc_block, render
+from tests.fixtures.clamd import eicar
+from tests.fixtures.postfix import Postfix
 from tests.fixtures.smtp import OUTSIDE_IP, Sink
 
 SENDER = "sender@example.org"
 RCPT = "bob@mailsift.test"
 
 
-def mailsift_settings(base: Settings, var_dir: Path, block: str, ports: dict[str, int]) -> Settings:
-    """``base`` (the tests' settings) with the documented ``mailsift.toml`` block applied."""
-    conf = tomllib.loads(render(doc_block(block), ports))
-    data = base.model_dump()
-    data["paths"]["var_dir"] = var_dir
-    for section, values in conf.items():
-        data[section] = {**data.get(section, {}), **values}
-    data["smtp"]["submission_port"] = None
-    return load_settings(**data)
+@dataclass
+class Rig:
+    """A real Postfix (``pf``) plugged into mailsift one documented way, the mailsift server
+    (``server``: the milter or the SMTP filter; ``serve()`` makes a new one, not started), a
+    sink behind both, and a held-out corpus ham to send."""
 
+    sink: Sink
+    ham: bytes
+    settings: Settings
+    serve: Callable[[], Any]
+    quarantine: Quarantine | None = None  # where the after-queue filter holds
+    server: Any = field(init=False)
+    pf: Postfix = field(init=False)
 
-def antivirus(clamd: ClamdServer) -> Antivirus:
-    return Antivirus(AntivirusSettings(clamd_socket=clamd.unix_address, timeout=20.0))
+    def start_server(self) -> None:
+        self.server = self.serve().start()
 
 
 def message(subject: str, body: str, attachment: bytes | None = None) -> bytes:
@@ -119,3 +123,36 @@ def send(port: int, raw: bytes) -> tuple[int, str]:
 
 def headers_of(msg: Any, name: str) -> list[str]:
     return [str(v) for v in (msg.get_all(name) or [])]
+
+
+def delivered_ham(rig: Rig, tag: str) -> tuple[Any, list[str]]:
+    """The one delivered message tagged ``tag``, checked: exactly one X-Spam-Status, ours
+    saying ham (the forged one is gone), and our Authentication-Results; with that status."""
+    (msg,) = wait_tags(rig.sink, [tag])
+    assert msg["X-Test-Tag"] == tag
+    status = headers_of(msg, "X-Spam-Status")
+    assert len(status) == 1 and status[0].startswith("No, score=")
+    assert any(v.startswith("mx.mailsift.test;") for v in headers_of(msg, "Authentication-Results"))
+    return msg, status
+
+
+def ham_passes_spam_and_virus_refused(rig: Rig) -> None:
+    """Before the queue: the ham (tag 1) is accepted, GTUBE and EICAR are refused."""
+    assert send(rig.pf.port, tagged(rig.ham, "1")) == (250, "ok")
+    code, text = send(rig.pf.port, gtube())
+    assert code == 550 and "5.7.1 Message rejected as spam" in text
+    code, text = send(rig.pf.port, eicar_mail())
+    assert code == 554 and "Eicar-Test" in text
+
+
+def send_while_down(rig: Rig) -> tuple[int, str]:
+    """Stop the mailsift server, send the ham (tag 2), start the server again, send it once
+    more (tag 3, accepted): only tags 1 and 3 arrive and the queue empties. The answer to
+    tag 2 (Postfix's, without mailsift)."""
+    rig.server.stop()
+    answer = send(rig.pf.port, tagged(rig.ham, "2"))
+    rig.start_server()
+    assert send(rig.pf.port, tagged(rig.ham, "3")) == (250, "ok")
+    wait_tags(rig.sink, ["1", "3"])
+    rig.pf.wait_queue_empty()
+    return answer

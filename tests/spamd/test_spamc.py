@@ -9,13 +9,13 @@ import shutil
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from tests.fixtures.model import campaign_copy
+from tests.fixtures.store import user_feedback
 from tests.spamd import spamd401
 from tests.spamd.conftest import (
     GTUBE,
@@ -143,46 +143,20 @@ def test_user_header_selects_the_users_lists(spamd_proc: SpamdProcess) -> None:
     assert spamc(spamd_proc.port, "-c", "-u", "dave@example.org", input=GTUBE).returncode == 1
 
 
-def _variant(raw: bytes) -> bytes:
-    head, sep, body = raw.partition(b"\n\n")
-    lines = [ln for ln in head.split(b"\n") if not ln.lower().startswith(b"message-id:")]
-    tag = uuid.uuid4().hex[:12]
-    lines.append(f"Message-ID: <{tag}@campaign.test>".encode())
-    return b"\n".join(lines) + sep + body + f"\nref {tag}\n".encode()
-
-
-@pytest.fixture
-def borderline(scorer, corpus_messages, small_split) -> bytes:  # type: ignore[no-untyped-def]
-    """A held-out ham message the small model scores ham, but not confidently."""
-    _, raws, y = corpus_messages
-    _, test = small_split
-    ham = [i for i in test if y[i] == 0]
-    probs = np.array([scorer.score(raws[i]).probability for i in ham])
-    ok = [(abs(p - 0.2), i) for p, i in zip(probs, ham, strict=True) if 0.02 < p < 0.45]
-    assert ok, "no borderline ham in the held-out set"
-    return bytes(raws[min(ok)[1]])
-
-
 def test_spamc_learn_spam_is_acknowledged_and_learned(
     spamd_proc: SpamdProcess, borderline: bytes
 ) -> None:
     user = "erin@example.org"
-    before = spamc_score(spamd_proc.port, _variant(borderline), user)
+    before = spamc_score(spamd_proc.port, campaign_copy(borderline), user)
     learn = spamc(spamd_proc.port, "-L", "spam", "-u", user, input=borderline)
     assert learn.returncode == 0, learn.stderr
     assert learn.stdout == b"Message successfully un/learned\n"
     again = spamc(spamd_proc.port, "-L", "spam", "-u", user, input=borderline)
     assert again.stdout == b"Message was already un/learned\n"
-    after = spamc_score(spamd_proc.port, _variant(borderline), user)
+    after = spamc_score(spamd_proc.port, campaign_copy(borderline), user)
     assert after > before, (before, after)
     # the reports are in the store as this user's, made through the spamd protocol
-    from mailsift.store import open_store
-
-    store = open_store(spamd_proc.settings.store_url)
-    try:
-        recs = store.feedback.recent(user=user)
-    finally:
-        store.close()
+    recs = user_feedback(spamd_proc.settings.store_url, user)
     assert sorted((r.label, r.source, r.status) for r in recs) == [
         ("spam", "user", "duplicate"),
         ("spam", "user", "personal"),
