@@ -518,15 +518,17 @@ class Settings(BaseSettings):
         validate each with its check's model; map the former ``[rdns] score_*`` keys."""
         if not isinstance(data, dict):
             return data
-        from mailsift.smtpd.checks.registry import BLOCKS, load_registry
-
-        load_registry(_check_modules(data))
         data = dict(data)
         given = data.get("check_blocks") or {}
         if isinstance(given, BaseModel):
             given = dict(given.model_extra or {})
         raw: dict[str, Any] = dict(given)
-        for name in BLOCKS:
+        strange = (set(data) | set(raw)) - set(cls.model_fields) - set(BUILTIN_CHECK_BLOCKS)
+        modules = _check_modules(data)
+        if modules or strange:  # perhaps the block of a check registered elsewhere
+            _load_check_registry(modules)
+        known = _check_block_models()
+        for name in known:
             if name in data:
                 top = data.pop(name)
                 base = raw.get(name)
@@ -535,7 +537,7 @@ class Settings(BaseSettings):
                 if isinstance(top, dict) and isinstance(base, dict):
                     top = {**base, **top}
                 raw[name] = top
-        unknown = sorted(set(raw) - set(BLOCKS))
+        unknown = sorted(set(raw) - set(known))
         if unknown:
             raise ValueError(f"check_blocks: no registered check reads {unknown}")
         rdns = raw.get("rdns")
@@ -553,7 +555,7 @@ class Settings(BaseSettings):
             raw["rdns"] = rdns
             data["scores"] = scores
         blocks: dict[str, BaseModel] = {}
-        for name, model in BLOCKS.items():
+        for name, model in known.items():
             value = raw.get(name)
             blocks[name] = value if isinstance(value, model) else model.model_validate(value or {})
         data["check_blocks"] = CheckBlocks(**blocks)
@@ -564,16 +566,23 @@ class Settings(BaseSettings):
         from mailsift.smtpd.checks.registry import CHECKS
         from mailsift.smtpd.checks.scores import SCORES
 
-        unknown = [n for n in self.checks.order if n not in CHECKS]
-        if unknown:
+        def unknown() -> list[str]:
+            return [
+                n for n in self.checks.order if n not in CHECKS and n not in DEFAULT_CHECK_ORDER
+            ]
+
+        def bad() -> list[str]:
+            return sorted(n for n in self.scores.overrides() if n not in SCORES)
+
+        if unknown() or bad():  # a check of this package not imported yet may know them
+            _load_check_registry(self.checks.modules)
+        if unknown():
             raise ValueError(
-                f"checks.order: unknown checks {unknown} (registered: {', '.join(CHECKS)})"
+                f"checks.order: unknown checks {unknown()} (registered: {', '.join(CHECKS)})"
             )
-        emitted = {s for spec in CHECKS.values() for s in spec.symbols}
-        bad = sorted(n for n in self.scores.overrides() if n not in emitted or n not in SCORES)
-        if bad:
+        if bad():
             raise ValueError(
-                f"scores: unknown symbols {bad} (`mailsift checks` lists each check's symbols)"
+                f"scores: unknown symbols {bad()} (`mailsift checks` lists each check's symbols)"
             )
         return self
 
@@ -711,6 +720,33 @@ class BlockEnvSource(EnvSettingsSource):
         return {k: v for k, v in super()._load_env_vars().items() if k not in hidden}
 
 
+# The blocks of the built-in checks, whose models are in this module. Reading the settings
+# imports the other check modules (the registry) only when something may belong to a check
+# registered elsewhere: ``[checks] modules``, an unknown table or variable, a check name or
+# symbol these do not explain. Each built-in check registers the same model for its block.
+BUILTIN_CHECK_BLOCKS: dict[str, type[BaseModel]] = {
+    "dnsbl": DnsblSettings,
+    "rdns": RdnsSettings,
+    "auth": AuthChecksSettings,
+    "barring": BarringSettings,
+    "antivirus": AntivirusSettings,
+    "greylist": GreylistSettings,
+}
+
+
+def _load_check_registry(modules: list[str]) -> None:
+    from mailsift.smtpd.checks.registry import load_registry
+
+    load_registry(modules)
+
+
+def _check_block_models() -> dict[str, type[BaseModel]]:
+    """Block name -> settings model: the built-in blocks and those registered so far."""
+    from mailsift.smtpd.checks.registry import BLOCKS
+
+    return {**BUILTIN_CHECK_BLOCKS, **BLOCKS}
+
+
 def _check_modules(data: dict[str, Any]) -> list[str]:
     """``checks.modules`` of raw settings data (a dict or a ChecksSettings)."""
     checks = data.get("checks")
@@ -746,15 +782,32 @@ class CheckBlocksEnvSource(PydanticBaseSettingsSource):
         return None, field_name, False  # __call__ below does the work
 
     def __call__(self) -> dict[str, Any]:
-        from pydantic import create_model
-
-        from mailsift.smtpd.checks.registry import BLOCKS, load_registry
-
-        load_registry([m for source in self.sources for m in _check_modules(source())])
-        fields: dict[str, Any] = {name: (model | None, None) for name, model in BLOCKS.items()}
-        blocks_cls = create_model("CheckBlocksEnv", __base__=_CheckBlocksBase, **fields)
-        found = BlockEnvSource(blocks_cls)()
+        modules = [m for source in self.sources for m in _check_modules(source())]
+        prefix = ENV_PREFIX.lower()
+        fields = {
+            *self.settings_cls.model_fields,
+            *(a.lower().removeprefix(prefix) for a in ENV_ALIASES),
+        }
+        known = _check_block_models()
+        named = {
+            k.lower().removeprefix(prefix).split("__", 1)[0]
+            for k in os.environ
+            if k.lower().startswith(prefix)
+        }
+        if modules or named - fields - set(known) - {"config"}:
+            _load_check_registry(modules)
+            known = _check_block_models()
+        found = BlockEnvSource(_blocks_env_class(tuple(known.items())))()
         return {k: v for k, v in found.items() if v is not None}
+
+
+@lru_cache(maxsize=8)
+def _blocks_env_class(blocks: tuple[tuple[str, type[BaseModel]], ...]) -> type[BaseSettings]:
+    """A settings class with one optional field per check block, for the environment."""
+    from pydantic import create_model
+
+    fields: dict[str, Any] = {name: (model | None, None) for name, model in blocks}
+    return create_model("CheckBlocksEnv", __base__=_CheckBlocksBase, **fields)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from pydantic import ValidationError
 
@@ -110,3 +114,23 @@ def test_check_blocks_from_toml_and_environment(tmp_path, monkeypatch) -> None: 
     assert s.checks.order == ["lists_client", "dnsbl"]
     assert s.scores.overrides() == {"RDNS_NONE": 2.0}
     assert set(CHECKS) >= set(s.checks.order)
+
+
+def test_reading_the_settings_leaves_the_check_modules_alone(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # the built-in blocks are known without importing DNS, the store and every check module
+    code = (
+        "import sys; from mailsift.config import load_settings; "
+        "s = load_settings(dnsbl={'enabled': False}, scores={'RDNS_NONE': 2.0}); "
+        "assert s.dnsbl.enabled is False; "
+        "print(sorted(m for m in sys.modules if m.startswith('mailsift.smtpd.checks.')))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSIFT_")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=120, check=True,
+    )  # fmt: skip
+    assert done.stdout.split() == [
+        "['mailsift.smtpd.checks.base',",
+        "'mailsift.smtpd.checks.registry',",
+        "'mailsift.smtpd.checks.scores']",
+    ]

@@ -10,14 +10,17 @@ resolver, a per-session time budget).
 
 from __future__ import annotations
 
-import dns.asyncresolver
+from typing import TYPE_CHECKING
 
-from mailsift.config import Settings
 from mailsift.smtpd.checks.base import Check, Clock, Stage, system_clock
-from mailsift.smtpd.checks.registry import CheckEnv, load_registry
-from mailsift.store.base import Store
-from mailsift.store.greylist import GreylistStore
-from mailsift.store.lists import StoreListPolicy
+
+if TYPE_CHECKING:  # the package stays light: reading the settings imports its scores table
+    import dns.asyncresolver
+
+    from mailsift.config import Settings
+    from mailsift.store.base import Store
+    from mailsift.store.greylist import GreylistStore
+    from mailsift.store.lists import StoreListPolicy
 
 __all__ = ["build_checks"]
 
@@ -38,6 +41,8 @@ def build_checks(
     `store` (the main store, for the black/white lists) is opened from ``settings.store_url``
     when not given and a list check runs; `greylist_store` from ``settings.greylist.backend``.
     """
+    from mailsift.smtpd.checks.registry import CheckEnv, load_registry
+
     specs = load_registry(settings.checks.modules)
     env = CheckEnv(
         settings,
