@@ -27,7 +27,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -585,6 +593,16 @@ class Settings(BaseSettings):
                 f"scores: unknown symbols {bad()} (`mailsift checks` lists each check's symbols)"
             )
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump_check_blocks_on_top(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A dump has each check block at the top (``data["greylist"]``), as the TOML file
+        and the variables spell them, so ``Settings(**dump)`` rebuilds the same settings."""
+        data: dict[str, Any] = handler(self)
+        blocks = data.pop("check_blocks", None)
+        if isinstance(blocks, dict):
+            data.update(blocks)
+        return data
 
     def check_block(self, model: type[M]) -> M:
         """The settings block of a registered check settings model."""

@@ -10,7 +10,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from mailsift.config import DEFAULT_CHECK_ORDER, RdnsSettings, load_settings
+from mailsift.config import DEFAULT_CHECK_ORDER, RdnsSettings, Settings, load_settings
 from mailsift.smtpd.checks import build_checks
 from mailsift.smtpd.checks.base import Stage
 from mailsift.smtpd.checks.dns import make_resolver
@@ -134,3 +134,14 @@ def test_reading_the_settings_leaves_the_check_modules_alone(tmp_path) -> None: 
         "'mailsift.smtpd.checks.registry',",
         "'mailsift.smtpd.checks.scores']",
     ]
+
+
+def test_a_dump_keeps_the_check_blocks_at_the_top() -> None:
+    s = load_settings(greylist={"delay": 3.0}, scores={"RDNS_NONE": 2.0})
+    data = s.model_dump()
+    assert "check_blocks" not in data and data["greylist"]["delay"] == 3.0
+    data["auth"]["spf"] = False  # as tests and benches edit a dump
+    again = Settings(**data)
+    assert again.greylist.delay == 3.0 and again.auth.spf is False
+    assert again.scores.overrides() == {"RDNS_NONE": 2.0}
+    assert again.check_blocks == Settings(**again.model_dump()).check_blocks
