@@ -32,6 +32,7 @@ COMMAND_MODULES: list[str] = [
     "mailsift.commands.learnpipe",
     "mailsift.commands.lists",
     "mailsift.commands.rules",
+    "mailsift.commands.checks",
     "mailsift.commands.retrain",
 ]
 

@@ -10,6 +10,14 @@ block is set field by field (``MAILSIFT_MODEL__KIND=nb``).
 
 Every component takes the block it needs (``settings.smtp``, ``settings.greylist`` ...) through
 its constructor; nothing reads the environment on its own.
+
+The SMTP checks' blocks (``[dnsbl]``, ``[rdns]``, ``[auth]``, ``[barring]``, ``[antivirus]``,
+``[greylist]`` and those of checks registered by other modules) are not fields here: each
+check registers its settings model and block name (``mailsift.smtpd.checks.registry``) and
+``Settings.check_blocks`` holds them, validated by those models, read from the same TOML
+tables and ``MAILSIFT_<BLOCK>__<FIELD>`` variables as the fields (``settings.check_block``,
+or the typed shortcuts ``settings.dnsbl`` ...). ``[checks]`` says which checks run in which
+order, ``[scores]`` overrides the scores of their symbols.
 """
 
 from __future__ import annotations
@@ -17,9 +25,17 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -332,14 +348,23 @@ class DnsblSettings(BaseModel):
 
 
 class RdnsSettings(BaseModel):
+    """``[rdns]``: reverse DNS and HELO checks. Their scores are in ``[scores]``: the former
+    ``score_no_ptr``, ``score_no_fcrdns`` and ``score_bad_helo`` keys still set them
+    (``RDNS_SCORE_KEYS``), a ``[scores]`` entry of the same symbol wins."""
+
     enabled: bool = True
     reject_no_ptr: bool = False
     reject_bad_helo: bool = False
-    score_no_ptr: float = 1.0
-    score_no_fcrdns: float = 1.0
-    score_bad_helo: float = 1.5
     reject_no_fcrdns: bool = False
     our_ips: list[str] = Field(default_factory=list)  # our public addresses (HELO claims)
+
+
+# the former score keys of [rdns] -> the symbols whose [scores] entry they set
+RDNS_SCORE_KEYS: dict[str, tuple[str, ...]] = {
+    "score_no_ptr": ("RDNS_NONE",),
+    "score_no_fcrdns": ("RDNS_NOT_FCRDNS",),
+    "score_bad_helo": ("HELO_MISSING", "HELO_BAD_SYNTAX", "HELO_BARE_IP"),
+}
 
 
 class AuthChecksSettings(BaseModel):
@@ -408,6 +433,65 @@ class UiSettings(BaseModel):
     login_slow_delay: float = 2.0
 
 
+DEFAULT_CHECK_ORDER: tuple[str, ...] = (
+    "lists_client", "dnsbl", "rdns",  # CONNECT
+    "helo",  # HELO
+    "lists_sender", "barring_sender", "spf",  # MAIL
+    "barring_recipient", "lists_recipient", "greylist",  # RCPT
+    "antivirus", "dkim", "dmarc", "uribl",  # DATA
+)  # fmt: skip
+
+
+class ChecksSettings(BaseModel):
+    """``[checks]``: the SMTP checks that run, like Haraka's ``config/plugins``.
+
+    ``order`` names the checks (``mailsift checks`` lists the registered ones); a check not
+    named does not run, a named one runs when its own block enables it (``[dnsbl] enabled``
+    ...). Checks run by stage; within a stage, in this order. ``modules`` are imported
+    before the settings are read: each registers its own checks, settings block and scores.
+    """
+
+    order: list[str] = Field(default_factory=lambda: list(DEFAULT_CHECK_ORDER))
+    modules: list[str] = Field(default_factory=list)
+
+
+class ScoresSettings(BaseModel):
+    """``[scores]``: symbol name -> score, overriding the scores table of the checks
+    (``mailsift.smtpd.checks.scores``), e.g. ``RDNS_NONE = 2.0``. A name no registered check
+    emits is an error."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out: dict[str, float] = {}
+        for name, value in data.items():
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise ValueError(f"scores.{name}: a number is needed, not {value!r}")
+            try:
+                out[str(name).upper()] = float(value)
+            except ValueError:
+                raise ValueError(f"scores.{name}: a number is needed, not {value!r}") from None
+        return out
+
+    def overrides(self) -> dict[str, float]:
+        return {k: float(v) for k, v in (self.model_extra or {}).items()}
+
+
+class CheckBlocks(BaseModel):
+    """The settings block of every registered check, by block name (``dnsbl`` ...), each an
+    instance of the model its check registered. Filled by ``Settings`` from the top-level
+    tables (``[dnsbl]``) and variables (``MAILSIFT_DNSBL__ENABLED``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -428,15 +512,129 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     milter: MilterSettings = Field(default_factory=MilterSettings)
     dns: DnsSettings = Field(default_factory=DnsSettings)
-    greylist: GreylistSettings = Field(default_factory=GreylistSettings)
-    dnsbl: DnsblSettings = Field(default_factory=DnsblSettings)
-    rdns: RdnsSettings = Field(default_factory=RdnsSettings)
-    auth: AuthChecksSettings = Field(default_factory=AuthChecksSettings)
-    barring: BarringSettings = Field(default_factory=BarringSettings)
-    antivirus: AntivirusSettings = Field(default_factory=AntivirusSettings)
+    checks: ChecksSettings = Field(default_factory=ChecksSettings)
+    scores: ScoresSettings = Field(default_factory=ScoresSettings)
+    check_blocks: CheckBlocks = Field(default_factory=CheckBlocks)
     spamd: SpamdSettings = Field(default_factory=SpamdSettings)
     quarantine: QuarantineSettings = Field(default_factory=QuarantineSettings)
     ui: UiSettings = Field(default_factory=UiSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_check_blocks(cls, data: Any) -> Any:
+        """Move the registered checks' blocks (top-level tables) into ``check_blocks`` and
+        validate each with its check's model; map the former ``[rdns] score_*`` keys."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        given = data.get("check_blocks") or {}
+        if isinstance(given, BaseModel):
+            given = dict(given.model_extra or {})
+        raw: dict[str, Any] = dict(given)
+        strange = (set(data) | set(raw)) - set(cls.model_fields) - set(BUILTIN_CHECK_BLOCKS)
+        modules = _check_modules(data)
+        if modules or strange:  # perhaps the block of a check registered elsewhere
+            _load_check_registry(modules)
+        known = _check_block_models()
+        for name in known:
+            if name in data:
+                top = data.pop(name)
+                base = raw.get(name)
+                if isinstance(base, BaseModel):
+                    base = base.model_dump()
+                if isinstance(top, dict) and isinstance(base, dict):
+                    top = {**base, **top}
+                raw[name] = top
+        unknown = sorted(set(raw) - set(known))
+        if unknown:
+            raise ValueError(f"check_blocks: no registered check reads {unknown}")
+        rdns = raw.get("rdns")
+        if isinstance(rdns, dict) and any(k in rdns for k in RDNS_SCORE_KEYS):
+            rdns = dict(rdns)
+            scores = data.get("scores") or {}
+            scores = (
+                dict(scores.model_extra or {}) if isinstance(scores, BaseModel) else dict(scores)
+            )
+            for key, symbols in RDNS_SCORE_KEYS.items():
+                if key in rdns:
+                    value = rdns.pop(key)
+                    for sym in symbols:
+                        scores.setdefault(sym, value)
+            raw["rdns"] = rdns
+            data["scores"] = scores
+        blocks: dict[str, BaseModel] = {}
+        for name, model in known.items():
+            value = raw.get(name)
+            blocks[name] = value if isinstance(value, model) else model.model_validate(value or {})
+        data["check_blocks"] = CheckBlocks(**blocks)
+        return data
+
+    @model_validator(mode="after")
+    def _known_checks_and_symbols(self) -> Settings:
+        from mailsift.smtpd.checks.registry import CHECKS
+        from mailsift.smtpd.checks.scores import SCORES
+
+        def unknown() -> list[str]:
+            return [
+                n for n in self.checks.order if n not in CHECKS and n not in DEFAULT_CHECK_ORDER
+            ]
+
+        def bad() -> list[str]:
+            return sorted(n for n in self.scores.overrides() if n not in SCORES)
+
+        if unknown() or bad():  # a check of this package not imported yet may know them
+            _load_check_registry(self.checks.modules)
+        if unknown():
+            raise ValueError(
+                f"checks.order: unknown checks {unknown()} (registered: {', '.join(CHECKS)})"
+            )
+        if bad():
+            raise ValueError(
+                f"scores: unknown symbols {bad()} (`mailsift checks` lists each check's symbols)"
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump_check_blocks_on_top(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A dump has each check block at the top (``data["greylist"]``), as the TOML file
+        and the variables spell them, so ``Settings(**dump)`` rebuilds the same settings."""
+        data: dict[str, Any] = handler(self)
+        blocks = data.pop("check_blocks", None)
+        if isinstance(blocks, dict):
+            data.update(blocks)
+        return data
+
+    def check_block(self, model: type[M]) -> M:
+        """The settings block of a registered check settings model."""
+        for value in (self.check_blocks.model_extra or {}).values():
+            if type(value) is model:
+                return value
+        raise KeyError(f"{model.__qualname__} is not the settings model of a registered check")
+
+    # typed shortcuts to the built-in checks' blocks (the store and the UI read them too)
+    @property
+    def greylist(self) -> GreylistSettings:
+        return self.check_block(GreylistSettings)
+
+    @property
+    def dnsbl(self) -> DnsblSettings:
+        return self.check_block(DnsblSettings)
+
+    @property
+    def rdns(self) -> RdnsSettings:
+        return self.check_block(RdnsSettings)
+
+    @property
+    def auth(self) -> AuthChecksSettings:
+        return self.check_block(AuthChecksSettings)
+
+    @property
+    def barring(self) -> BarringSettings:
+        return self.check_block(BarringSettings)
+
+    @property
+    def antivirus(self) -> AntivirusSettings:
+        return self.check_block(AntivirusSettings)
 
     @field_validator("thresholds")
     @classmethod
@@ -458,14 +656,19 @@ class Settings(BaseSettings):
         # the aliases come before the other variables (a deliberate short override wins) and
         # are hidden from pydantic-settings' own source, which would read MAILSIFT_MODEL as
         # the whole ``model`` block in JSON and fail on a folder name
+        toml = _config_file()
+        toml_source = (
+            TomlConfigSettingsSource(settings_cls, toml_file=toml) if toml is not None else None
+        )
+        block_env = BlockEnvSource(settings_cls)
         sources: list[PydanticBaseSettingsSource] = [
             init_settings,
             AliasEnvSource(settings_cls),
-            BlockEnvSource(settings_cls),
+            block_env,
+            CheckBlocksEnvSource(settings_cls, [init_settings, block_env, toml_source]),
         ]
-        toml = _config_file()
-        if toml is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        if toml_source is not None:
+            sources.append(toml_source)
         return tuple(sources)
 
     # ---- derived locations -------------------------------------------------------------
@@ -533,6 +736,96 @@ class BlockEnvSource(EnvSettingsSource):
     def _load_env_vars(self) -> dict[str, str | None]:
         hidden = {a if self.case_sensitive else a.lower() for a in ENV_ALIASES}
         return {k: v for k, v in super()._load_env_vars().items() if k not in hidden}
+
+
+# The blocks of the built-in checks, whose models are in this module. Reading the settings
+# imports the other check modules (the registry) only when something may belong to a check
+# registered elsewhere: ``[checks] modules``, an unknown table or variable, a check name or
+# symbol these do not explain. Each built-in check registers the same model for its block.
+BUILTIN_CHECK_BLOCKS: dict[str, type[BaseModel]] = {
+    "dnsbl": DnsblSettings,
+    "rdns": RdnsSettings,
+    "auth": AuthChecksSettings,
+    "barring": BarringSettings,
+    "antivirus": AntivirusSettings,
+    "greylist": GreylistSettings,
+}
+
+
+def _load_check_registry(modules: list[str]) -> None:
+    from mailsift.smtpd.checks.registry import load_registry
+
+    load_registry(modules)
+
+
+def _check_block_models() -> dict[str, type[BaseModel]]:
+    """Block name -> settings model: the built-in blocks and those registered so far."""
+    from mailsift.smtpd.checks.registry import BLOCKS
+
+    return {**BUILTIN_CHECK_BLOCKS, **BLOCKS}
+
+
+def _check_modules(data: dict[str, Any]) -> list[str]:
+    """``checks.modules`` of raw settings data (a dict or a ChecksSettings)."""
+    checks = data.get("checks")
+    if isinstance(checks, ChecksSettings):
+        return list(checks.modules)
+    if isinstance(checks, dict):
+        return [str(m) for m in checks.get("modules") or ()]
+    return []
+
+
+class _CheckBlocksBase(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore"
+    )
+
+
+class CheckBlocksEnvSource(PydanticBaseSettingsSource):
+    """The environment variables of the registered checks' blocks (``MAILSIFT_DNSBL={...}``,
+    ``MAILSIFT_DNSBL__ENABLED=false``), read as pydantic-settings reads a field's: through a
+    settings class made of the registered blocks. The modules of ``[checks] modules`` (as
+    `sources` give it: init values, environment, TOML file) are imported first, so their
+    blocks count too."""
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        sources: list[PydanticBaseSettingsSource | None],
+    ) -> None:
+        super().__init__(settings_cls)
+        self.sources = [s for s in sources if s is not None]
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # __call__ below does the work
+
+    def __call__(self) -> dict[str, Any]:
+        modules = [m for source in self.sources for m in _check_modules(source())]
+        prefix = ENV_PREFIX.lower()
+        fields = {
+            *self.settings_cls.model_fields,
+            *(a.lower().removeprefix(prefix) for a in ENV_ALIASES),
+        }
+        known = _check_block_models()
+        named = {
+            k.lower().removeprefix(prefix).split("__", 1)[0]
+            for k in os.environ
+            if k.lower().startswith(prefix)
+        }
+        if modules or named - fields - set(known) - {"config"}:
+            _load_check_registry(modules)
+            known = _check_block_models()
+        found = BlockEnvSource(_blocks_env_class(tuple(known.items())))()
+        return {k: v for k, v in found.items() if v is not None}
+
+
+@lru_cache(maxsize=8)
+def _blocks_env_class(blocks: tuple[tuple[str, type[BaseModel]], ...]) -> type[BaseSettings]:
+    """A settings class with one optional field per check block, for the environment."""
+    from pydantic import create_model
+
+    fields: dict[str, Any] = {name: (model | None, None) for name, model in blocks}
+    return create_model("CheckBlocksEnv", __base__=_CheckBlocksBase, **fields)
 
 
 def load_settings(**overrides: Any) -> Settings:

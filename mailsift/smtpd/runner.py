@@ -20,6 +20,10 @@ over). One skipped for an authenticated or relay client records nothing either, 
 has an ``on_skip(ctx, why)`` method: its result is then recorded as if the check had run
 (greylisting emits ``GREYLIST_SKIPPED`` with the reason, so the model still sees it).
 
+The scores of a check's symbols come from ``mailsift.smtpd.checks.scores``; a check built
+with ``[scores]`` overrides of its symbols carries them (``score_overrides``, by symbol
+name) and the runner applies them to each of its results.
+
 A check that raises or overruns ``settings.smtp.check_timeout`` is a tempfail
 (``451 4.3.0``), never a silent accept.
 
@@ -36,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mailsift import outages
 from mailsift.smtpd.checks.base import Check, CheckAction, CheckResult, SmtpContext, Stage
@@ -111,6 +115,12 @@ class CheckRunner:
                 result = on_skip(ctx, why)
             else:
                 result = await self._run_one(check, ctx)
+            overrides = getattr(check, "score_overrides", None)
+            if overrides:
+                result.symbols = [
+                    replace(s, score=overrides[s.name]) if s.name in overrides else s
+                    for s in result.symbols
+                ]
             key = check.name if stage is not Stage.RCPT else f"{check.name}:{ctx.current_rcpt}"
             ctx.results[key] = result
             out.results.append(result)

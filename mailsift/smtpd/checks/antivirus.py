@@ -28,7 +28,8 @@ from typing import Any, ClassVar
 
 from mailsift.config import AntivirusSettings
 from mailsift.smtpd.checks.base import CheckAction, CheckResult, SmtpContext, Stage
-from mailsift.smtpd.checks.scores import symbol
+from mailsift.smtpd.checks.registry import register_check
+from mailsift.smtpd.checks.scores import symbol, table_symbols
 
 CHUNK = 64 * 1024
 
@@ -137,6 +138,13 @@ def parse_reply(reply: str) -> ScanResult:
     raise ClamdError(f"clamd error: {reply[:200]}")
 
 
+@register_check(
+    block="antivirus",
+    settings=AntivirusSettings,
+    enabled=lambda settings: settings.check_block(AntivirusSettings).enabled,
+    build=lambda env: Antivirus(env.block(AntivirusSettings)),
+    symbols=table_symbols("AV_"),
+)
 class Antivirus:
     name: ClassVar[str] = "antivirus"
     dependency: ClassVar[str] = "clamd"  # a temperror result counts as its failure

@@ -40,13 +40,20 @@ import dkim
 import dns.asyncresolver
 import spf
 
-from mailsift.config import AuthChecksSettings, DnsSettings, MessageSettings, SmtpSettings
+from mailsift.config import (
+    AuthChecksSettings,
+    DnsSettings,
+    MessageSettings,
+    Settings,
+    SmtpSettings,
+)
 from mailsift.message import registrable_domain
 from mailsift.smtpd.checks.base import CheckAction, CheckResult, SmtpContext, Stage
 from mailsift.smtpd.checks.context import ar_comment, ar_value, domain_of, parsed_message
 from mailsift.smtpd.checks.dns import NODATA, NXDOMAIN, SessionDns, parse_ip, session_dns
 from mailsift.smtpd.checks.rdns import HOSTNAME_RE
-from mailsift.smtpd.checks.scores import symbol
+from mailsift.smtpd.checks.registry import CheckEnv, register_check
+from mailsift.smtpd.checks.scores import symbol, table_symbols
 
 SPF_RESULTS = ("pass", "fail", "softfail", "neutral", "none", "permerror", "temperror")
 MAX_DKIM_SIGNATURES = 5
@@ -100,6 +107,22 @@ def spf_check_sync(sd: SessionDns, ip: str, sender: str, helo: str, receiver: st
     return word if word in SPF_RESULTS else "temperror"
 
 
+def _auth(settings: Settings) -> AuthChecksSettings:
+    return settings.check_block(AuthChecksSettings)
+
+
+def _build_spf(env: CheckEnv) -> SpfCheck:
+    s = env.settings
+    return SpfCheck(env.block(AuthChecksSettings), s.smtp, s.dns, env.resolver)
+
+
+@register_check(
+    block="auth",
+    settings=AuthChecksSettings,
+    enabled=lambda settings: _auth(settings).spf,
+    build=_build_spf,
+    symbols=table_symbols("SPF_"),
+)
 class SpfCheck:
     name: ClassVar[str] = "spf"
     stage: ClassVar[Stage] = Stage.MAIL
@@ -257,6 +280,13 @@ def verify_arc_sync(sd: SessionDns, raw: bytes, minkey: int) -> tuple[str, str]:
     return word.lower(), str(reason or "")
 
 
+@register_check(
+    block="auth",
+    settings=AuthChecksSettings,
+    enabled=lambda settings: _auth(settings).dkim or _auth(settings).arc,
+    build=lambda env: DkimCheck(env.block(AuthChecksSettings), env.settings.dns, env.resolver),
+    symbols=table_symbols("DKIM_", "ARC_"),
+)
 class DkimCheck:
     name: ClassVar[str] = "dkim"
     stage: ClassVar[Stage] = Stage.DATA
@@ -386,6 +416,18 @@ def from_domain(ctx: SmtpContext, message: MessageSettings | None) -> str | None
     return d or None
 
 
+def _build_dmarc(env: CheckEnv) -> DmarcCheck:
+    s = env.settings
+    return DmarcCheck(env.block(AuthChecksSettings), s.dns, env.resolver, s.message)
+
+
+@register_check(
+    block="auth",
+    settings=AuthChecksSettings,
+    enabled=lambda settings: _auth(settings).dmarc,
+    build=_build_dmarc,
+    symbols=table_symbols("DMARC_"),
+)
 class DmarcCheck:
     name: ClassVar[str] = "dmarc"
     stage: ClassVar[Stage] = Stage.DATA

@@ -19,8 +19,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar
 
-from mailsift.config import BarringSettings, SmtpSettings
+from mailsift.config import BarringSettings, Settings, SmtpSettings
 from mailsift.smtpd.checks.base import CheckAction, CheckResult, SmtpContext, Stage
+from mailsift.smtpd.checks.registry import CheckEnv, register_check
 from mailsift.smtpd.checks.scores import symbol
 from mailsift.wildcard import WildcardList
 
@@ -73,6 +74,29 @@ class _Barring:
         )
 
 
+def _build_sender(env: CheckEnv) -> SenderBarring | None:
+    check = SenderBarring.from_settings(env.block(BarringSettings), env.settings.smtp)
+    return check if len(check.list) else None  # an empty list bars nobody
+
+
+def _build_recipient(env: CheckEnv) -> RecipientBarring | None:
+    check = RecipientBarring.from_settings(env.block(BarringSettings), env.settings.smtp)
+    return check if len(check.list) else None
+
+
+def _has_list(settings: Settings, kind: str) -> bool:
+    barring = settings.check_block(BarringSettings)
+    lines, path = getattr(barring, kind), getattr(barring, f"{kind}_file")
+    return bool(lines) or path is not None
+
+
+@register_check(
+    block="barring",
+    settings=BarringSettings,
+    enabled=lambda settings: _has_list(settings, "sender"),
+    build=_build_sender,
+    symbols=("BARRED_SENDER",),
+)
 class SenderBarring(_Barring):
     name = "barring_sender"
     stage = Stage.MAIL
@@ -86,6 +110,13 @@ class SenderBarring(_Barring):
         return ctx.mail_from or ""
 
 
+@register_check(
+    block="barring",
+    settings=BarringSettings,
+    enabled=lambda settings: _has_list(settings, "recipient"),
+    build=_build_recipient,
+    symbols=("BARRED_RECIPIENT",),
+)
 class RecipientBarring(_Barring):
     name = "barring_recipient"
     stage = Stage.RCPT

@@ -4,6 +4,11 @@ A check looks at one SMTP stage, returns symbols with scores and perhaps an acti
 reason. It never formats SMTP replies: ``mailsift.smtpd.replies`` maps actions to
 ``451 4.7.1 ...`` / ``550 5.7.1 ...``. A network failure is a result (``temperror``), not an
 exception. Resolver, stores and clock come in through the constructor.
+
+Besides ``name``, ``stage`` and ``run``, a check may declare skip flags
+(``skip_authenticated``, ``skip_relay_clients``, ``skip_whitelisted``) that the runner
+(``mailsift.smtpd.runner``) reads, and registers itself with its settings block and symbols
+(``mailsift.smtpd.checks.registry.register_check``).
 """
 
 from __future__ import annotations

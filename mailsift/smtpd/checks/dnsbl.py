@@ -28,10 +28,11 @@ from typing import ClassVar
 
 import dns.asyncresolver
 
-from mailsift.config import DnsblSettings, DnsblZone, DnsSettings, MessageSettings
+from mailsift.config import DnsblSettings, DnsblZone, DnsSettings, MessageSettings, Settings
 from mailsift.smtpd.checks.base import CheckAction, CheckResult, SmtpContext, Stage
 from mailsift.smtpd.checks.context import parsed_message, symbol_part
 from mailsift.smtpd.checks.dns import Lookup, parse_ip, reverse_name, session_dns
+from mailsift.smtpd.checks.registry import CheckEnv, register_check
 from mailsift.smtpd.checks.scores import symbol
 from mailsift.verdict import Symbol
 
@@ -166,6 +167,28 @@ def _result(
     return res
 
 
+def _has_zones(settings: Settings, kind: str) -> bool:
+    dnsbl = settings.check_block(DnsblSettings)
+    return dnsbl.enabled and any(z.kind == kind for z in dnsbl.zones)
+
+
+def _build_dnsbl(env: CheckEnv) -> Dnsbl:
+    return Dnsbl(env.block(DnsblSettings), env.settings.dns, env.resolver)
+
+
+def _build_uribl(env: CheckEnv) -> UriDnsbl:
+    settings = env.settings
+    return UriDnsbl(env.block(DnsblSettings), settings.dns, env.resolver, settings.message)
+
+
+@register_check(
+    block="dnsbl",
+    settings=DnsblSettings,
+    enabled=lambda settings: _has_zones(settings, "ip"),
+    build=_build_dnsbl,
+    symbols=("DNSBL_BLOCKED_QUERY", "DNSBL_TEMPERROR"),
+    dynamic_symbols="DNSBL_<ZONE>_<REASON>: the zone's weight",
+)
 class Dnsbl:
     """Client IP against the ``kind = "ip"`` zones, at connect (EHLO)."""
 
@@ -200,6 +223,14 @@ class Dnsbl:
         return _result(self.name, outcomes, "DNSBL", self.settings.reject_threshold, "Client")
 
 
+@register_check(
+    block="dnsbl",
+    settings=DnsblSettings,
+    enabled=lambda settings: _has_zones(settings, "domain"),
+    build=_build_uribl,
+    symbols=("URIBL_BLOCKED_QUERY", "URIBL_TEMPERROR"),
+    dynamic_symbols="URIBL_<ZONE>_<REASON>: the zone's weight",
+)
 class UriDnsbl:
     """Registrable domains of the body's URLs against the ``kind = "domain"`` zones."""
 

@@ -42,7 +42,8 @@ from mailsift.smtpd.checks.base import (
 from mailsift.smtpd.checks.context import domain_of, local_part_of
 from mailsift.smtpd.checks.dns import parse_ip
 from mailsift.smtpd.checks.lists import TRUSTED_RCPTS_KEY
-from mailsift.smtpd.checks.scores import symbol
+from mailsift.smtpd.checks.registry import register_check
+from mailsift.smtpd.checks.scores import symbol, table_symbols
 from mailsift.store.greylist import GreylistStore, GreylistStoreError, Triplet
 
 GREYLIST_TEXT = "Greylisted, please try again later"
@@ -85,6 +86,13 @@ class TripletKey:
         return f"{self.origin}|{self.sender}|{self.recipient}"
 
 
+@register_check(
+    block="greylist",
+    settings=GreylistSettings,
+    enabled=lambda settings: settings.check_block(GreylistSettings).enabled,
+    build=lambda env: Greylist(env.block(GreylistSettings), env.greylist_store, env.clock),
+    symbols=table_symbols("GREYLIST_"),
+)
 class Greylist:
     name: ClassVar[str] = "greylist"
     stage: ClassVar[Stage] = Stage.RCPT

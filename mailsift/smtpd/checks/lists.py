@@ -31,6 +31,7 @@ import ipaddress
 from typing import ClassVar
 
 from mailsift.smtpd.checks.base import CheckAction, CheckResult, SmtpContext, Stage
+from mailsift.smtpd.checks.registry import register_check
 from mailsift.smtpd.checks.scores import symbol
 from mailsift.store.lists import StoreListPolicy
 from mailsift.verdict import Envelope, ListDecision
@@ -125,6 +126,10 @@ class _ListCheck:
         )
 
 
+@register_check(
+    build=lambda env: ClientLists(env.lists),
+    symbols=("WHITELIST_IP", "WHITELIST_SENDER", "LISTS_TEMPERROR"),
+)
 class ClientLists(_ListCheck):
     name = "lists_client"
     stage = Stage.CONNECT
@@ -134,6 +139,16 @@ class ClientLists(_ListCheck):
         return d if d is not None and d.kind == "allow" else None
 
 
+@register_check(
+    build=lambda env: SenderLists(env.lists),
+    symbols=(
+        "WHITELIST_IP",
+        "WHITELIST_SENDER",
+        "BLACKLIST_IP",
+        "BLACKLIST_SENDER",
+        "LISTS_TEMPERROR",
+    ),
+)
 class SenderLists(_ListCheck):
     name = "lists_sender"
     stage = Stage.MAIL
@@ -142,6 +157,10 @@ class SenderLists(_ListCheck):
         return await self._decide(ctx, sender=True, rcpt=None)
 
 
+@register_check(
+    build=lambda env: RecipientLists(env.lists),
+    symbols=("USER_WHITELIST", "USER_BLACKLIST", "LISTS_TEMPERROR"),
+)
 class RecipientLists(_ListCheck):
     name = "lists_recipient"
     stage = Stage.RCPT

@@ -27,10 +27,11 @@ from typing import ClassVar
 
 import dns.asyncresolver
 
-from mailsift.config import DnsSettings, RdnsSettings, SmtpSettings
+from mailsift.config import DnsSettings, RdnsSettings, Settings, SmtpSettings
 from mailsift.smtpd.checks.base import CheckAction, CheckResult, SmtpContext, Stage
 from mailsift.smtpd.checks.dns import SessionDns, parse_ip, reverse_name, session_dns
-from mailsift.smtpd.checks.scores import symbol
+from mailsift.smtpd.checks.registry import CheckEnv, register_check
+from mailsift.smtpd.checks.scores import symbol, table_symbols
 from mailsift.verdict import Symbol
 
 MAX_PTR_NAMES = 5
@@ -48,6 +49,17 @@ async def forward_addresses(sd: SessionDns, name: str, version: int) -> tuple[se
     return {str(ipaddress.ip_address(r)) for r in lk.records}, lk.failed
 
 
+def _rdns_enabled(settings: Settings) -> bool:
+    return settings.check_block(RdnsSettings).enabled
+
+
+@register_check(
+    block="rdns",
+    settings=RdnsSettings,
+    enabled=_rdns_enabled,
+    build=lambda env: ReverseDns(env.block(RdnsSettings), env.settings.dns, env.resolver),
+    symbols=table_symbols("RDNS_"),
+)
 class ReverseDns:
     name: ClassVar[str] = "rdns"
     stage: ClassVar[Stage] = Stage.CONNECT
@@ -91,9 +103,7 @@ class ReverseDns:
             self.name,
             symbols=[
                 symbol(
-                    "RDNS_NOT_FCRDNS",
-                    f"{addr} -> {', '.join(names)}, which do not resolve back",
-                    score=self.settings.score_no_fcrdns,
+                    "RDNS_NOT_FCRDNS", f"{addr} -> {', '.join(names)}, which do not resolve back"
                 )
             ],
             result="fail",
@@ -108,7 +118,7 @@ class ReverseDns:
     def _no_ptr(self, addr: str) -> CheckResult:
         res = CheckResult(
             self.name,
-            symbols=[symbol("RDNS_NONE", f"{addr} has no PTR", score=self.settings.score_no_ptr)],
+            symbols=[symbol("RDNS_NONE", f"{addr} has no PTR")],
             result="none",
         )
         if self.settings.reject_no_ptr:
@@ -121,6 +131,18 @@ class ReverseDns:
         return CheckResult(self.name, symbols=[symbol("RDNS_TEMPERROR", why)], result="temperror")
 
 
+def _build_helo(env: CheckEnv) -> HeloCheck:
+    s = env.settings
+    return HeloCheck(env.block(RdnsSettings), s.smtp, s.dns, env.resolver)
+
+
+@register_check(
+    block="rdns",
+    settings=RdnsSettings,
+    enabled=_rdns_enabled,
+    build=_build_helo,
+    symbols=table_symbols("HELO_"),
+)
 class HeloCheck:
     name: ClassVar[str] = "helo"
     stage: ClassVar[Stage] = Stage.HELO
@@ -148,8 +170,7 @@ class HeloCheck:
         self.our_ips = ours
 
     def _sym(self, name: str, desc: str) -> Symbol:
-        score = self.settings.score_bad_helo if name in BAD_HELO else None
-        return symbol(name, desc, score=score)
+        return symbol(name, desc)
 
     async def run(self, ctx: SmtpContext) -> CheckResult:
         helo = (ctx.helo or "").strip()

@@ -3,10 +3,18 @@
 Scores are SpamAssassin-scale points: positive is spammy, negative is hammy, 0 is purely
 informational (the classifier still sees the symbol as a feature and learns its worth).
 DNSBL symbols are built from the configured zones (``DNSBL_<ZONE>_<REASON>``) and take the
-zone's weight; everything else is listed here, with a one-line description.
+zone's weight; everything else is listed here, with a one-line description. The built-in
+checks' symbols are written below; a check module of its own adds its symbols through its
+registration (``registry.register_check(scores=...)``, which calls ``add_scores``).
+
+The table holds the defaults. The ``[scores]`` block of the configuration overrides any of
+them by symbol name (``RDNS_NONE = 2.0``); the check runner applies those overrides to the
+symbols of each result (``score_overrides``, set on every check ``build_checks`` builds).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from mailsift.verdict import Symbol
 
@@ -84,6 +92,21 @@ SCORES: dict[str, tuple[float, str]] = {
     "AV_VIRUS": (50.0, "clamd found a virus"),
     "AV_TEMPERROR": (0.0, "clamd unavailable or timed out"),
 }
+
+
+def add_scores(table: Mapping[str, tuple[float, str]]) -> None:
+    """Add a check's own symbols to the table; a name already there with another score or
+    description is an error (two checks would disagree on one symbol)."""
+    for name, entry in table.items():
+        score, desc = float(entry[0]), str(entry[1])
+        if name in SCORES and SCORES[name] != (score, desc):
+            raise ValueError(f"symbol {name} is already in the scores table as {SCORES[name]}")
+        SCORES[name] = (score, desc)
+
+
+def table_symbols(*prefixes: str) -> tuple[str, ...]:
+    """The symbols of the table whose names start with one of `prefixes`, in table order."""
+    return tuple(name for name in SCORES if name.startswith(prefixes))
 
 
 def symbol(name: str, description: str = "", *, score: float | None = None) -> Symbol:
