@@ -22,6 +22,8 @@ Repositories (one Protocol each, one SQL implementation shared by every backend)
   (``mailsift.store.stats``).
 - ``store.greylist``  the SQL greylist backend's triplets and client pass counts
   (``mailsift.store.greylist``; the greylist normally has a store of its own).
+- ``store.accounts``  the mail accounts (SMTP AUTH, web UI logins, mailboxes): argon2id
+  hashes and flags (``mailsift.store.accounts``).
 
 Backends (``mailsift.store.sqlite``, ``mailsift.store.postgres``) only provide connections:
 ``SqlStore`` below runs the same SQL on both. SQL is written with ``?`` placeholders; the
@@ -44,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from mailsift.store.accounts import AccountRepo
     from mailsift.store.api_keys import ApiKeyRepo
     from mailsift.store.greylist import SqlGreylistRepo
     from mailsift.store.quarantine import QuarantineRepo
@@ -391,6 +394,9 @@ class Store(Protocol):
 
     @property
     def greylist(self) -> SqlGreylistRepo: ...
+
+    @property
+    def accounts(self) -> AccountRepo: ...
 
     def execute(self, sql: str, params: Params = ()) -> int: ...
 

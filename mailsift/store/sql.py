@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
 from mailsift.store import migrations
+from mailsift.store.accounts import SqlAccountRepo
 from mailsift.store.api_keys import SqlApiKeyRepo
 from mailsift.store.base import (
     LIST_KINDS,
@@ -65,6 +66,7 @@ class SqlStore:
         self.api_keys = SqlApiKeyRepo(self)
         self.stats = SqlStatsRepo(self)
         self.greylist = SqlGreylistRepo(self)
+        self.accounts = SqlAccountRepo(self)
 
     # ---- backend hooks ---------------------------------------------------------------------
     def _begin(self) -> AbstractContextManager[Tx]:
