@@ -24,6 +24,8 @@ Repositories (one Protocol each, one SQL implementation shared by every backend)
   (``mailsift.store.greylist``; the greylist normally has a store of its own).
 - ``store.accounts``  the mail accounts (SMTP AUTH, web UI logins, mailboxes): argon2id
   hashes and flags (``mailsift.store.accounts``).
+- ``store.generations`` the serving model's generation every node polls
+  (``mailsift.store.generations``).
 
 Backends (``mailsift.store.sqlite``, ``mailsift.store.postgres``) only provide connections:
 ``SqlStore`` below runs the same SQL on both. SQL is written with ``?`` placeholders; the
@@ -48,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from mailsift.store.accounts import AccountRepo
     from mailsift.store.api_keys import ApiKeyRepo
+    from mailsift.store.generations import GenerationRepo
     from mailsift.store.greylist import SqlGreylistRepo
     from mailsift.store.quarantine import QuarantineRepo
     from mailsift.store.stats import StatsRepo
@@ -398,6 +401,9 @@ class Store(Protocol):
     @property
     def accounts(self) -> AccountRepo: ...
 
+    @property
+    def generations(self) -> GenerationRepo: ...
+
     def execute(self, sql: str, params: Params = ()) -> int: ...
 
     def query(self, sql: str, params: Params = ()) -> list[Row]: ...
@@ -413,7 +419,11 @@ class Store(Protocol):
 
     def applied_migrations(self) -> list[int]: ...
 
-    def ping(self) -> bool: ...
+    def probe(self) -> None:
+        """One round trip to the database; raises when it cannot be reached."""
+
+    def ping(self) -> bool:
+        """``probe`` as a boolean."""
 
     def close(self) -> None: ...
 
