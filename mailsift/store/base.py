@@ -28,13 +28,14 @@ Repositories (one Protocol each, one SQL implementation shared by every backend)
   (``mailsift.store.generations``).
 
 Backends (``mailsift.store.sqlite``, ``mailsift.store.postgres``) only provide connections:
-``SqlStore`` below runs the same SQL on both. SQL is written with ``?`` placeholders; the
+``SqlStore`` (``mailsift.store.sql``) runs the same SQL on both. SQL is written with ``?`` placeholders; the
 PostgreSQL backend translates them (and escapes ``%``) for psycopg. Times are float epoch
 seconds (UTC), booleans are integers 0/1, JSON is stored as text: the same on both dialects.
 
-Other areas use the store's connection through ``store.execute`` / ``store.query`` /
-``store.query_one`` / ``store.transaction()``, and add their tables through a migration
-(see ``mailsift.store.migrations``).
+The store owns every table and every query: other areas call the repositories above (a
+new table means a migration, ``mailsift.store.migrations``, and a repository here).
+``store.execute`` / ``store.query`` / ``store.query_one`` / ``store.transaction()`` are the
+plumbing the repositories are written with (tests also use them to look at rows).
 """
 
 from __future__ import annotations
