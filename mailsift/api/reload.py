@@ -7,7 +7,7 @@ finish on the model they started with) and then bumps a generation file,
 file (``settings.api.reload_poll_seconds``) and reloads when the generation changes, so all
 workers serving one var dir follow within about that time.
 
-Given the store, the generation is also written to the store's ``model_generation`` table and
+Given the store, the generation is also written to the store (``store.generations``) and
 polled from there: every node on a shared store (its API workers, its SMTP filter, its
 milter) follows a reload made on any node. A store that cannot be read keeps the last
 generation seen (no reload, no error beyond a log line).
@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -63,10 +62,7 @@ class ModelSync:
             local = ""
         if self.store is not None:
             try:
-                row = self.store.query_one(
-                    "SELECT generation FROM model_generation WHERE name = ?", (GENERATION_KEY,)
-                )
-                self._shared = str(row["generation"]) if row else ""
+                self._shared = self.store.generations.get(GENERATION_KEY) or ""
             except Exception as exc:  # keep the last one seen
                 log_event(log, "model generation unreadable", logging.WARNING, error=str(exc))
         return f"{local}|{self._shared}" if local or self._shared else ""
@@ -80,12 +76,7 @@ class ModelSync:
         tmp.write_text(generation + "\n", encoding="utf-8")
         os.replace(tmp, self.path)
         if self.store is not None:
-            self.store.execute(
-                "INSERT INTO model_generation (name, generation, updated) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET generation = excluded.generation, "
-                "updated = excluded.updated",
-                (GENERATION_KEY, generation, time.time()),
-            )
+            self.store.generations.set(GENERATION_KEY, generation)
         self._seen = self._read()
         return generation
 

@@ -1,8 +1,10 @@
 """``mailsift accounts add|passwd|disable|enable|list``: the SMTP AUTH / web login accounts.
 
-The accounts file is ``smtp.accounts_file`` (or ``--file``). Passwords are read from a hidden
-prompt, or from standard input with ``--password-stdin`` (one line), never from the command
-line. A running filter picks changes up at once (the file is re-read when it changes).
+The accounts are in the store (``store.url``). An accounts JSON file of the former releases
+(``smtp.accounts_file``, or ``--file``) is imported into the store once, by whichever command
+or server opens the store first; after that the file is not read. Passwords are read from a
+hidden prompt, or from standard input with ``--password-stdin`` (one line), never from the
+command line. A running filter and the web UI see changes at once (they read the store).
 """
 
 from __future__ import annotations
@@ -20,7 +22,12 @@ accounts_app = typer.Typer(
 )
 
 FileOpt = Annotated[
-    Path | None, typer.Option("--file", help="Accounts file (default: smtp.accounts_file)")
+    Path | None,
+    typer.Option(
+        "--file",
+        help="Accounts JSON file to import into the store first, if it never imported one"
+        " (default: smtp.accounts_file)",
+    ),
 ]
 StdinOpt = Annotated[
     bool, typer.Option("--password-stdin", help="Read the password from standard input")
@@ -30,16 +37,10 @@ StdinOpt = Annotated[
 def _accounts(file: Path | None):  # type: ignore[no-untyped-def]
     from mailsift.config import get_settings
     from mailsift.smtpd.accounts import Accounts
+    from mailsift.store import open_store_for
 
-    path = file or get_settings().smtp.accounts_file
-    if path is None:
-        typer.echo(
-            "no accounts file: pass --file or set smtp.accounts_file "
-            "(MAILSIFT_SMTP__ACCOUNTS_FILE)",
-            err=True,
-        )
-        raise typer.Exit(2)
-    return Accounts(path)
+    settings = get_settings()
+    return Accounts(open_store_for(settings), import_file=file or settings.smtp.accounts_file)
 
 
 def _password(from_stdin: bool) -> str:

@@ -66,13 +66,24 @@ def build_server(settings: Any) -> Any:
     """The FilterServer with everything wired from settings (not started)."""
     from mailsift.api.lean import trim_heap
     from mailsift.quarantine import Quarantine
+    from mailsift.smtpd.accounts import Accounts
     from mailsift.smtpd.server import FilterServer
 
     service, store, checks = build_scoring(settings)
     quarantine = Quarantine(settings, store, service=service)
+    # AUTH and account mailboxes when accounts are configured: an accounts file (imported
+    # into the store once) or accounts in the store
+    accounts = Accounts(store, import_file=settings.smtp.accounts_file)
+    auth = settings.smtp.accounts_file is not None or len(accounts) > 0
     gc.freeze()  # long-lived model and rules: keep them out of every GC pass
     trim_heap()  # loading the model leaves freed heap behind
-    return FilterServer(settings, service, checks=checks, quarantine=quarantine)
+    return FilterServer(
+        settings,
+        service,
+        checks=checks,
+        quarantine=quarantine,
+        accounts=accounts if auth else None,
+    )
 
 
 @serve_app.command("smtp")

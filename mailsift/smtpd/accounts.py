@@ -1,11 +1,15 @@
 """Mail accounts: who may AUTH (RFC 4954) and which local mailboxes exist.
 
-Accounts live in a JSON file (``settings.smtp.accounts_file``), one entry per login, with an
-argon2id password hash (argon2-cffi), a ``disabled`` flag, an ``admin`` flag (the web UI's
-login reuses ``verify`` and ``is_admin``) and an optional ``expires`` time: an expired
-("old") or disabled account can neither log in nor receive mail. The file is written
-atomically (temporary file, fsync, rename) and re-read when it changes on disk, so
-``mailsift accounts ...`` takes effect in a running server.
+Accounts live in the store (``store.accounts``, SQLite or PostgreSQL), one row per login,
+with an argon2id password hash (argon2-cffi), a ``disabled`` flag, an ``admin`` flag (the web
+UI's login reuses ``verify`` and ``is_admin``) and an optional ``expires`` time: an expired
+("old") or disabled account can neither log in nor receive mail. Every call reads the store,
+so ``mailsift accounts ...`` takes effect in a running server at once, on every node sharing
+the store.
+
+Accounts used to live in a JSON file (``settings.smtp.accounts_file``). When a store is first
+opened with such a file configured, the file's accounts are imported into it once
+(``import_file``); from then on the store is the only source and the file is not read again.
 
 Logins are addresses (``alice@example.com``) compared case-insensitively.
 """
@@ -14,37 +18,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-import threading
+import logging
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-FILE_VERSION = 1
+from mailsift.store.accounts import Account
+from mailsift.store.base import Store
+
+__all__ = ["Account", "AccountError", "Accounts", "normalise_login", "read_accounts_file"]
+
+log = logging.getLogger(__name__)
 
 
 class AccountError(ValueError):
     """An account operation that cannot be done (unknown user, duplicate, bad name)."""
-
-
-@dataclass(slots=True)
-class Account:
-    name: str
-    password_hash: str
-    disabled: bool = False
-    admin: bool = False
-    expires: float | None = None  # epoch seconds; after it the account is "old"
-    created: float = 0.0
-
-    def active(self, now: float | None = None) -> bool:
-        if self.disabled:
-            return False
-        return self.expires is None or (now if now is not None else time.time()) < self.expires
 
 
 def normalise_login(name: str) -> str:
@@ -54,68 +46,53 @@ def normalise_login(name: str) -> str:
     return name
 
 
-class Accounts:
-    """The account file. Thread-safe; all methods may be called from any thread."""
+def read_accounts_file(path: Path) -> list[Account]:
+    """The accounts of a JSON accounts file (``{"version": 1, "accounts": {login: {...}}}``,
+    as the former file-based accounts wrote it)."""
+    data = json.loads(path.read_text(encoding="utf-8") or "{}")
+    out = []
+    for name, entry in (data.get("accounts") or {}).items():
+        fields = {k: v for k, v in entry.items() if k != "name"}
+        out.append(Account(name=normalise_login(name), **fields))
+    return out
 
-    def __init__(self, path: Path | None, hasher: PasswordHasher | None = None) -> None:
-        self.path = Path(path) if path is not None else None
+
+class Accounts:
+    """The accounts in a store. Thread-safe; all methods may be called from any thread.
+
+    ``import_file``: an accounts JSON file to import once into the store (see the module
+    docstring); nothing happens when the store imported one before or the file is missing.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        hasher: PasswordHasher | None = None,
+        *,
+        import_file: Path | None = None,
+    ) -> None:
+        self.store = store
         self.hasher = hasher or PasswordHasher()
-        self._lock = threading.RLock()
-        self._accounts: dict[str, Account] = {}
-        self._mtime: float | None = None
         # verifying an unknown user costs the same as a known one (no user enumeration)
         self._dummy_hash = self.hasher.hash("mailsift-dummy-password")
-        self._load()
+        if import_file is not None:
+            self.import_file(Path(import_file))
 
-    # ---- persistence -------------------------------------------------------------------
-    def _load(self) -> None:
-        if self.path is None or not self.path.exists():
-            self._accounts = {}
-            self._mtime = None
-            return
-        st = self.path.stat()
-        data = json.loads(self.path.read_text(encoding="utf-8") or "{}")
-        accounts = {}
-        for name, entry in (data.get("accounts") or {}).items():
-            accounts[name] = Account(name=name, **{k: v for k, v in entry.items() if k != "name"})
-        self._accounts = accounts
-        self._mtime = st.st_mtime_ns
-
-    def _refresh(self) -> None:
-        if self.path is None:
-            return
-        try:
-            mtime: float | None = self.path.stat().st_mtime_ns
-        except FileNotFoundError:
-            mtime = None
-        if mtime != self._mtime:
-            self._load()
-
-    def _save(self) -> None:
-        if self.path is None:
-            raise AccountError("no accounts file configured (settings.smtp.accounts_file)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = {
-            "version": FILE_VERSION,
-            "accounts": {n: asdict(a) for n, a in sorted(self._accounts.items())},
-        }
-        fd, tmp = tempfile.mkstemp(prefix=".accounts-", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, indent=1)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dfd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-        self._mtime = self.path.stat().st_mtime_ns
+    def import_file(self, path: Path) -> int | None:
+        """Import the accounts of ``path`` unless this store imported accounts before (or
+        the file does not exist); returns how many were added (None: nothing imported)."""
+        if not path.is_file():
+            return None
+        added = self.store.accounts.import_once(str(path.resolve()), read_accounts_file(path))
+        if added is not None:
+            self.store.audit.record("mailsift", "accounts.import", str(path), {"count": added})
+            log.warning(
+                "imported %d account(s) from %s into the store; the store is now the only "
+                "source of accounts and the file is no longer read",
+                added,
+                path,
+            )
+        return added
 
     # ---- management --------------------------------------------------------------------
     def add(
@@ -124,32 +101,23 @@ class Accounts:
         name = normalise_login(name)
         if not password:
             raise AccountError("empty password")
-        with self._lock:
-            self._refresh()
-            if name in self._accounts:
-                raise AccountError(f"account {name} exists")
-            acc = Account(
-                name=name,
-                password_hash=self.hasher.hash(password),
-                admin=admin,
-                expires=expires,
-                created=time.time(),
-            )
-            self._accounts[name] = acc
-            self._save()
-            return acc
+        acc = Account(
+            name=name,
+            password_hash=self.hasher.hash(password),
+            admin=admin,
+            expires=expires,
+            created=time.time(),
+        )
+        if not self.store.accounts.add(acc):
+            raise AccountError(f"account {name} exists")
+        return acc
 
-    def _update(self, name: str, **changes: object) -> Account:
+    def _update(self, name: str, **changes: Any) -> Account:
         name = normalise_login(name)
-        with self._lock:
-            self._refresh()
-            acc = self._accounts.get(name)
-            if acc is None:
-                raise AccountError(f"no account {name}")
-            for k, v in changes.items():
-                setattr(acc, k, v)
-            self._save()
-            return acc
+        acc = self.store.accounts.update(name, **changes)
+        if acc is None:
+            raise AccountError(f"no account {name}")
+        return acc
 
     def passwd(self, name: str, password: str) -> Account:
         if not password:
@@ -166,17 +134,13 @@ class Accounts:
         return self._update(name, admin=admin)
 
     def list(self) -> list[Account]:
-        with self._lock:
-            self._refresh()
-            return [Account(**asdict(a)) for _, a in sorted(self._accounts.items())]
+        return self.store.accounts.list()
 
     def __iter__(self) -> Iterator[Account]:
         return iter(self.list())
 
     def __len__(self) -> int:
-        with self._lock:
-            self._refresh()
-            return len(self._accounts)
+        return self.store.accounts.count()
 
     # ---- queries -----------------------------------------------------------------------
     def get(self, name: str) -> Account | None:
@@ -184,9 +148,7 @@ class Accounts:
             key = normalise_login(name)
         except AccountError:
             return None
-        with self._lock:
-            self._refresh()
-            return self._accounts.get(key)
+        return self.store.accounts.get(key)
 
     def verify(self, user: str, password: str) -> bool:
         """True only for an active account with this password (argon2, constant work)."""

@@ -43,6 +43,7 @@ from mailsift.smtpd.runner import CheckRunner
 from mailsift.smtpd.scoring import HttpScoring, InProcessScoring, Scoring
 from mailsift.smtpd.spool import Spool, SpoolRunner
 from mailsift.smtpd.tls import server_context
+from mailsift.store.base import Store
 
 log = logging.getLogger("mailsift.smtpd.server")
 
@@ -286,8 +287,13 @@ class FilterServer(LoopThread):
         super().__init__()
         self.settings = settings
         smtp = settings.smtp
+        self._accounts_store: Store | None = None
         if accounts is None and smtp.accounts_file is not None:
-            accounts = Accounts(smtp.accounts_file)
+            # the accounts are in the configured store (the file is imported into it once)
+            from mailsift.store import open_store_for
+
+            self._accounts_store = open_store_for(settings)
+            accounts = Accounts(self._accounts_store, import_file=smtp.accounts_file)
         self.accounts = accounts
         if scoring is None:
             if settings.api.scorer_url:
@@ -425,3 +431,6 @@ class FilterServer(LoopThread):
             self._metrics.server_close()
             self._metrics = None
         self._stop_thread()
+        if self._accounts_store is not None:
+            self._accounts_store.close()
+            self._accounts_store = None

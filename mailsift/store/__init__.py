@@ -1,14 +1,16 @@
-"""The store: verdicts, feedback, sender lists and audit trail, on SQLite or PostgreSQL.
+"""The store: every table of mailsift and every query on it, on SQLite or PostgreSQL.
 
-``open_store(url)`` picks the backend from the URL and applies pending schema migrations:
+Verdicts, feedback and learning state, sender lists, the audit trail, web sessions, the
+quarantine's entries, API keys, mail accounts, the dashboard's counts, the SQL greylist and
+the serving model's generation: one repository each, reached as an attribute of the store
+(``store.verdicts``, ``store.quarantine``, ``store.accounts`` ...; see
+``mailsift.store.base``).
+
+``open_store(url)`` picks the backend from the URL and applies pending schema migrations
+(``mailsift.store.migrations``: plain sequential numbers):
 
 - ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, ``sqlite:///:memory:``
 - ``postgresql://user@host:port/dbname`` (also ``postgres://``; any libpq URL)
-
-Interfaces are in ``mailsift.store.base``; how other areas add tables (a numbered
-``NNNN_<name>.sql`` file in ``mailsift/store/migrations/``) and run queries
-(``store.execute(sql, params)`` with ``?`` placeholders on both dialects,
-``store.query``, ``store.transaction()``) is in ``mailsift.store.migrations``.
 """
 
 from __future__ import annotations

@@ -22,15 +22,20 @@ Repositories (one Protocol each, one SQL implementation shared by every backend)
   (``mailsift.store.stats``).
 - ``store.greylist``  the SQL greylist backend's triplets and client pass counts
   (``mailsift.store.greylist``; the greylist normally has a store of its own).
+- ``store.accounts``  the mail accounts (SMTP AUTH, web UI logins, mailboxes): argon2id
+  hashes and flags (``mailsift.store.accounts``).
+- ``store.generations`` the serving model's generation every node polls
+  (``mailsift.store.generations``).
 
 Backends (``mailsift.store.sqlite``, ``mailsift.store.postgres``) only provide connections:
-``SqlStore`` below runs the same SQL on both. SQL is written with ``?`` placeholders; the
+``SqlStore`` (``mailsift.store.sql``) runs the same SQL on both. SQL is written with ``?`` placeholders; the
 PostgreSQL backend translates them (and escapes ``%``) for psycopg. Times are float epoch
 seconds (UTC), booleans are integers 0/1, JSON is stored as text: the same on both dialects.
 
-Other areas use the store's connection through ``store.execute`` / ``store.query`` /
-``store.query_one`` / ``store.transaction()``, and add their tables through a migration
-(see ``mailsift.store.migrations``).
+The store owns every table and every query: other areas call the repositories above (a
+new table means a migration, ``mailsift.store.migrations``, and a repository here).
+``store.execute`` / ``store.query`` / ``store.query_one`` / ``store.transaction()`` are the
+plumbing the repositories are written with (tests also use them to look at rows).
 """
 
 from __future__ import annotations
@@ -44,7 +49,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from mailsift.store.accounts import AccountRepo
     from mailsift.store.api_keys import ApiKeyRepo
+    from mailsift.store.generations import GenerationRepo
     from mailsift.store.greylist import SqlGreylistRepo
     from mailsift.store.quarantine import QuarantineRepo
     from mailsift.store.stats import StatsRepo
@@ -392,6 +399,12 @@ class Store(Protocol):
     @property
     def greylist(self) -> SqlGreylistRepo: ...
 
+    @property
+    def accounts(self) -> AccountRepo: ...
+
+    @property
+    def generations(self) -> GenerationRepo: ...
+
     def execute(self, sql: str, params: Params = ()) -> int: ...
 
     def query(self, sql: str, params: Params = ()) -> list[Row]: ...
@@ -407,7 +420,11 @@ class Store(Protocol):
 
     def applied_migrations(self) -> list[int]: ...
 
-    def ping(self) -> bool: ...
+    def probe(self) -> None:
+        """One round trip to the database; raises when it cannot be reached."""
+
+    def ping(self) -> bool:
+        """``probe`` as a boolean."""
 
     def close(self) -> None: ...
 

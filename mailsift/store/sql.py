@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
 from mailsift.store import migrations
+from mailsift.store.accounts import SqlAccountRepo
 from mailsift.store.api_keys import SqlApiKeyRepo
 from mailsift.store.base import (
     LIST_KINDS,
@@ -41,6 +42,7 @@ from mailsift.store.base import (
     dumps,
     loads,
 )
+from mailsift.store.generations import SqlGenerationRepo
 from mailsift.store.greylist import SqlGreylistRepo
 from mailsift.store.quarantine import SqlQuarantineRepo
 from mailsift.store.sessions import SqlSessionRepo
@@ -65,6 +67,8 @@ class SqlStore:
         self.api_keys = SqlApiKeyRepo(self)
         self.stats = SqlStatsRepo(self)
         self.greylist = SqlGreylistRepo(self)
+        self.accounts = SqlAccountRepo(self)
+        self.generations = SqlGenerationRepo(self)
 
     # ---- backend hooks ---------------------------------------------------------------------
     def _begin(self) -> AbstractContextManager[Tx]:
@@ -129,11 +133,17 @@ class SqlStore:
             raise StoreError("store.lock() needs an open transaction")
         self._lock(tx, name)
 
+    def probe(self) -> None:
+        """One round trip to the database; raises (``StoreUnavailable`` on PostgreSQL) when
+        it cannot be reached."""
+        self.query_one("SELECT 1 AS one")
+
     def ping(self) -> bool:
         try:
-            return self.query_one("SELECT 1 AS one") is not None
+            self.probe()
         except Exception:
             return False
+        return True
 
     # ---- migrations ------------------------------------------------------------------------
     def migrate(self) -> list[int]:

@@ -9,8 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mailsift.smtpd.accounts import Accounts
-from tests.fixtures.smtp import OUTSIDE_IP, free_port, swaks, wait_port
+from mailsift.smtpd.accounts import Account, Accounts
+from mailsift.store import open_store
+from tests.fixtures.smtp import (
+    OUTSIDE_IP,
+    TEST_HASHER,
+    free_port,
+    swaks,
+    wait_port,
+    write_accounts_file,
+)
 
 MAILSIFT = str(Path(sys.executable).with_name("mailsift"))
 
@@ -34,23 +42,39 @@ def test_tls_selfsigned(tmp_path: Path) -> None:
 
 
 def test_accounts_commands(tmp_path: Path) -> None:
-    f = str(tmp_path / "acc.json")
-    assert _cli("accounts", "add", "Carl@Example.org", "--admin", "--password-stdin", "--file", f,
-                stdin="s3cret\n").returncode == 0  # fmt: skip
-    dup = _cli("accounts", "add", "carl@example.org", "--password-stdin", "--file", f, stdin="x\n")
+    """The commands work on the store (``store.url``, here ``<var_dir>/mailsift.db``); the
+    accounts file given with ``--file`` is imported into it by the first command, once."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSIFT_")}
+    env["MAILSIFT_PATHS__VAR_DIR"] = str(tmp_path / "var")
+    f = tmp_path / "acc.json"
+    old_hash = TEST_HASHER.hash("0ld")
+    write_accounts_file(f, [Account("old@example.org", old_hash, created=1.0)])
+    assert _cli("accounts", "add", "Carl@Example.org", "--admin", "--password-stdin", "--file",
+                str(f), stdin="s3cret\n", env=env).returncode == 0  # fmt: skip
+    dup = _cli("accounts", "add", "carl@example.org", "--password-stdin", stdin="x\n", env=env)
     assert dup.returncode == 1 and "exists" in dup.stderr
-    assert Accounts(Path(f)).verify("carl@example.org", "s3cret")
-    assert _cli("accounts", "passwd", "carl@example.org", "--password-stdin", "--file", f,
-                stdin="n3w\n").returncode == 0  # fmt: skip
-    assert _cli("accounts", "disable", "carl@example.org", "--file", f).returncode == 0
-    out = _cli("accounts", "list", "--file", f).stdout
-    assert out.startswith("carl@example.org\tdisabled\tadmin")
-    acc = Accounts(Path(f))
-    assert not acc.verify("carl@example.org", "n3w")
-    _cli("accounts", "enable", "carl@example.org", "--file", f)
-    assert Accounts(Path(f)).verify("carl@example.org", "n3w")
-    missing = _cli("accounts", "disable", "nobody@example.org", "--file", f)
-    assert missing.returncode == 1
+    store = open_store(f"sqlite:///{tmp_path / 'var' / 'mailsift.db'}")
+    try:
+        assert Accounts(store).verify("carl@example.org", "s3cret")
+        assert Accounts(store).verify("old@example.org", "0ld")  # imported from the file
+        assert _cli("accounts", "passwd", "carl@example.org", "--password-stdin",
+                    stdin="n3w\n", env=env).returncode == 0  # fmt: skip
+        assert _cli("accounts", "disable", "carl@example.org", env=env).returncode == 0
+        out = _cli("accounts", "list", env=env).stdout
+        assert out.startswith("carl@example.org\tdisabled\tadmin")
+        assert "old@example.org\tactive\tuser" in out
+        acc = Accounts(store)
+        assert not acc.verify("carl@example.org", "n3w")
+        _cli("accounts", "enable", "carl@example.org", env=env)
+        assert acc.verify("carl@example.org", "n3w")
+        missing = _cli("accounts", "disable", "nobody@example.org", env=env)
+        assert missing.returncode == 1
+        # the file is not read again: an account added to it later is not imported
+        write_accounts_file(f, [Account("new@example.org", old_hash, created=2.0)])
+        out = _cli("accounts", "list", "--file", str(f), env=env).stdout
+        assert "new@example.org" not in out
+    finally:
+        store.close()
 
 
 def _serve_env(tmp_path: Path, port: int, sub: int, sink_port: int, tls: tuple[Path, Path],

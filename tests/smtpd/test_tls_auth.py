@@ -1,4 +1,5 @@
-"""STARTTLS, the implicit-TLS port, AUTH PLAIN/LOGIN only after TLS, accounts, throttling."""
+"""STARTTLS, the implicit-TLS port, AUTH PLAIN/LOGIN only after TLS, throttling (the accounts
+themselves: tests/store/test_accounts.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ import smtplib
 
 import pytest
 
-from mailsift.smtpd.accounts import AccountError, Accounts
-from tests.fixtures.smtp import OUTSIDE_IP, TEST_HASHER, swaks
+from tests.fixtures.smtp import OUTSIDE_IP, swaks
 from tests.smtpd.util import client, tls_client, tls_ctx
 
 
@@ -139,25 +139,3 @@ def test_swaks_starttls_auth_and_tls_on_connect(smtp_filter, smtp_sink) -> None:
     assert r.returncode != 0
     assert "did not advertise authentication" in r.stderr
     assert len(smtp_sink.wait_for(2)) == 2
-
-
-# ---- accounts ---------------------------------------------------------------------------
-def test_accounts_file_lifecycle(tmp_path) -> None:
-    path = tmp_path / "acc.json"
-    acc = Accounts(path, hasher=TEST_HASHER)
-    acc.add("Bob@Example.org", "pw1", admin=True)
-    with pytest.raises(AccountError):
-        acc.add("bob@example.org", "again")
-    assert acc.verify("bob@example.org", "pw1") and not acc.verify("bob@example.org", "pw2")
-    assert acc.is_admin("BOB@example.org")
-    assert "argon2id" in path.read_text() and "pw1" not in path.read_text()
-    assert oct(path.stat().st_mode & 0o777) == "0o600"
-    # another process (the CLI) changes the file: a running reader sees it
-    other = Accounts(path, hasher=TEST_HASHER)
-    other.passwd("bob@example.org", "pw2")
-    other.disable("bob@example.org")
-    assert not acc.verify("bob@example.org", "pw2")  # disabled
-    assert "bob@example.org" in acc.disabled and not acc.is_admin("bob@example.org")
-    other.enable("bob@example.org")
-    assert acc.verify("bob@example.org", "pw2")
-    assert [a.name for a in acc.list()] == ["bob@example.org"]

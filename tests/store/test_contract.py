@@ -356,3 +356,13 @@ def test_login_failures(store: Store) -> None:
     assert store.sessions.failures(since, user="alice") == 1
     assert store.sessions.purge_failures(since) == 1  # carol's old one
     assert store.sessions.failures(0.0) == 2
+
+
+def test_model_generation_and_probe(store: Store) -> None:
+    assert store.generations.get("serving") is None
+    store.generations.set("serving", "g1")
+    store.generations.set("serving", "g2")
+    assert store.generations.get("serving") == "g2"
+    assert store.generations.get("other") is None
+    store.probe()
+    assert store.ping()

@@ -191,7 +191,10 @@ def test_api_answers_503_during_outage_and_recovers(proxied_api: Any, pg_proxy: 
     for t in threads:
         t.start()
     try:
-        time.sleep(1.0)
+        # served before the outage (the first answers take a second or two on a busy machine)
+        deadline = time.monotonic() + 15.0
+        while statuses[200] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert statuses[200] > 0, statuses
         pg_proxy.kill()
         time.sleep(4.0)

@@ -1,5 +1,5 @@
 """The review pages served for real: the API app (``create_app``) under uvicorn on a loopback
-port in this process (a thread), over a SQLite store of its own, with an accounts file, a
+port in this process (a thread), over a SQLite store of its own holding the accounts, a
 Quarantine whose next hop is a recording SMTP server on loopback, and a browser fixture
 (Debian's chromium driven by Playwright's sync API; never ``playwright install``)."""
 
@@ -102,12 +102,11 @@ def serve_in_thread(app: object) -> tuple[uvicorn.Server, threading.Thread, str]
 def ui_server(tmp_path_factory: pytest.TempPathFactory, ui_next_hop: Sink) -> Iterator[UiServer]:
     tmp = tmp_path_factory.mktemp("ui")
     settings = make_settings(tmp, ui_next_hop.port)
-    settings.smtp.accounts_file = tmp / "accounts.json"
     settings.paths.var_dir.mkdir(parents=True, exist_ok=True)
-    accounts = Accounts(settings.smtp.accounts_file, hasher=FAST_HASHER)
+    store = open_store(settings.store_url)
+    accounts = Accounts(store, hasher=FAST_HASHER)
     for user, pw in PASSWORDS.items():
         accounts.add(user, pw, admin=user.startswith("admin"))
-    store = open_store(settings.store_url)
     quarantine = Quarantine(settings, store)
     app = create_app(settings)
     app.state.quarantine = quarantine
@@ -169,12 +168,11 @@ def e2e_server(
         thresholds={"spam": 0.01, "hold": 0.01, "reject": 1.0},
         rules={"cache_dir": PROJECT_ROOT / "var" / "test-cache" / "rules"},
     )
-    settings.smtp.accounts_file = tmp / "accounts.json"
     settings.paths.var_dir.mkdir(parents=True, exist_ok=True)
-    accounts = Accounts(settings.smtp.accounts_file, hasher=FAST_HASHER)
+    store = open_store(settings.store_url)
+    accounts = Accounts(store, hasher=FAST_HASHER)
     for user, pw in PASSWORDS.items():
         accounts.add(user, pw, admin=user.startswith("admin"))
-    store = open_store(settings.store_url)
     scorer = Scorer(SpamModel.load(small_model_dir), load_rules(settings), settings)
     service = ScoringService(settings, scorer=scorer, store=store)
     quarantine = Quarantine(settings, store, service=service)

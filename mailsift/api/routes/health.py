@@ -35,7 +35,8 @@ def readyz(request: Request) -> Response:
         store = service.store
         dependency = "postgresql" if store.dialect == "postgresql" else "sqlite"
         try:  # within the store's deadlines (a few seconds at most when it is away)
-            store_ok = store.query_one("SELECT 1 AS one") is not None
+            store.probe()
+            store_ok = True
         except Exception as exc:  # unreachable store: not ready, naming it and why
             detail = f"{dependency} store unreachable: {exc}"
         if not store_ok:

@@ -2,8 +2,8 @@
 
 The API app (``mailsift.api.app.create_app``) puts ``settings`` and the scoring ``service``
 on ``app.state``; the UI adds its own pieces next to them on first use: the
-``Quarantine`` (over the service's store), the ``Accounts`` file (the SMTP filter's logins,
-``settings.smtp.accounts_file``), the sessions and the login throttle (both in the
+``Quarantine`` (over the service's store), the ``Accounts`` (the SMTP filter's logins, in the
+same store), the sessions and the login throttle (both in the
 quarantine's store). Tests may set
 ``app.state.quarantine`` / ``app.state.accounts`` beforehand.
 """
@@ -98,7 +98,7 @@ def _build(state: Any) -> UiContext:
     if accounts is None:
         from mailsift.smtpd.accounts import Accounts
 
-        accounts = Accounts(settings.smtp.accounts_file)
+        accounts = Accounts(quarantine.store, import_file=settings.smtp.accounts_file)
         state.accounts = accounts
     store = quarantine.store
     return UiContext(

@@ -1,10 +1,11 @@
 """Versioned schema migrations, applied once, in order, when a store is opened.
 
-How to add a table (any area)
------------------------------
-Drop a file into this folder named ``NNNN_<name>.sql``: the next number after the highest one
-here (four digits, then a short name). It is found, applied once on the next ``open_store``
-and recorded in ``schema_migrations``. Numbers are plain and sequential; two branches that
+How to add a table
+------------------
+Tables belong to the store: add a repository for the new table's queries
+(``mailsift.store.base``) and drop a file into this folder named ``NNNN_<name>.sql``, the
+next number after the highest one here (four digits, then a short name). It is found,
+applied once on the next ``open_store`` and recorded in ``schema_migrations``. Numbers are plain and sequential; two branches that
 both add the next number collide at ``discover()`` ("two migrations numbered ..."), and the
 later one to merge takes the following number.
 
@@ -38,9 +39,10 @@ Code can also register a migration (for SQL built at import time), before openin
 
 (``version``: the next number after every file's and every registered one's.)
 
-Then, on the store: ``store.execute(sql, params)`` (``?`` placeholders on both dialects),
-``store.query(...) -> list[dict]``, ``store.query_one(...)``, and ``with store.transaction():``
-for several statements as one atomic unit (see ``mailsift.store.base``).
+Repositories run their SQL with ``store.execute(sql, params)`` (``?`` placeholders on both
+dialects), ``store.query(...) -> list[dict]``, ``store.query_one(...)``, and
+``with store.transaction():`` for several statements as one atomic unit (see
+``mailsift.store.base``).
 """
 
 from __future__ import annotations
