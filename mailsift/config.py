@@ -256,7 +256,9 @@ class SmtpSettings(BaseModel):
     hostname: str = "mx.mailsift.test"
     local_domains: list[str] = Field(default_factory=lambda: ["mailsift.test"])
     mailboxes_file: Path | None = None  # one address per line; None: any local part is valid
-    accounts_file: Path | None = None  # AUTH accounts (argon2 hashes)
+    accounts_file: Path | None = (
+        None  # accounts JSON of an earlier release: imported into the store once
+    )
     relay_networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     relay_allowed_recipients: list[str] = Field(default_factory=list)  # Type 2 wildcards
     next_hop_host: str = "127.0.0.1"

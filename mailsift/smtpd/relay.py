@@ -129,7 +129,9 @@ class RecipientPolicy:
 
     def _restricted(self) -> bool:
         """True when the set of mailboxes is known (a file or accounts exist)."""
-        return self.smtp.mailboxes_file is not None or bool(self.accounts and len(self.accounts))
+        return self.smtp.mailboxes_file is not None or (
+            self.accounts is not None and len(self.accounts) > 0
+        )
 
     def mailbox_exists(self, address: str) -> bool:
         address = address.lower()
