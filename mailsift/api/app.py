@@ -7,8 +7,7 @@ a model reload. ``app_from_env()`` is the factory uvicorn workers import
 (``mailsift.api.app:app_from_env``): it reads settings from the environment / TOML file.
 
 Middleware (pure ASGI, outermost first): keep-alive recycling, request metrics + JSON
-access log, the body size limit, then the fast path of ``POST /v1/score``
-(``mailsift.api.fastpath``). The web UI of area Q (``mailsift.api.ui``) is included when present.
+access log, the body size limit. The web UI of area Q (``mailsift.api.ui``) is included when present.
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ from starlette.concurrency import run_in_threadpool
 from mailsift import outages
 from mailsift.api import metrics
 from mailsift.api.docs import install_docs
-from mailsift.api.fastpath import ScoreFastPath
 from mailsift.api.keys import ApiKeys
 from mailsift.api.lean import lean_process, resolve_serving_model, trim_heap
 from mailsift.api.logs import log_event
@@ -180,13 +178,8 @@ def validation_details(errors: Any) -> list[dict[str, Any]]:
     return out
 
 
-def create_app(
-    settings: Settings, service: ScoringService | None = None, fast_path: bool = True
-) -> FastAPI:
-    """The API for ``settings``; with ``service`` given, the caller owns (and closes) it.
-    ``fast_path``: answer ``POST /v1/score`` in ``ScoreFastPath`` (the same behaviour as the
-    FastAPI route, without its routing and dependency injection); off, the route serves it
-    (tests compare the two)."""
+def create_app(settings: Settings, service: ScoringService | None = None) -> FastAPI:
+    """The API for ``settings``; with ``service`` given, the caller owns (and closes) it."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -221,7 +214,10 @@ def create_app(
     app.state.score_executor = None
     app.state.record_executor = None
 
-    for module in (score, feedback, lists, verdicts, models, health):
+    # the scoring routes are the app router's own (first, so matched first): included, a
+    # route is matched twice per request, through FastAPI's include wrappers
+    app.router.routes.extend(score.router.routes)
+    for module in (feedback, lists, verdicts, models, health):
         app.include_router(module.router)
     _include_ui(app)
     install_docs(app)
@@ -251,8 +247,6 @@ def create_app(
         )
         return JSONResponse({"detail": "internal error (logged)"}, status_code=500)
 
-    if fast_path:  # innermost: the body limit, metrics, access log and recycling apply
-        app.add_middleware(ScoreFastPath)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.api.max_body_bytes,
