@@ -36,7 +36,7 @@ from mailsift.config import Settings
 from mailsift.smtpd.checks import build_checks
 from mailsift.smtpd.checks.base import CheckAction, SmtpContext, Stage
 from mailsift.smtpd.checks.dns import make_resolver
-from mailsift.smtpd.pipeline import CheckRunner
+from mailsift.smtpd.runner import CheckRunner
 from mailsift.store import open_store
 from mailsift.store.greylist import SqliteGreylistStore
 from mailsift.store.lists import StoreListPolicy

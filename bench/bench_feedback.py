@@ -10,7 +10,7 @@
    report path of ``ScoringService.feedback`` on SQLite for a trusted reporter (feature
    extraction from the raw message, dedupe, commit with fsync, audit, model update).
 2. **Online protocol** (``mailsift evaluate --online``: ``mailsift.pipeline.evaluate.
-   evaluate_online`` with this area's ``feedback.corpus_learner``): the corpus in date
+   evaluate_online`` with ``mailsift.classifier.online.corpus_learner``): the corpus in date
    order; a model trained once on the oldest 20 %; the remaining 80 % scored in order,
    with feedback (learn each message's true label right after scoring it) and without.
    Pass: 1-ROCA% with feedback <= half of 1-ROCA% without.
@@ -58,8 +58,8 @@ def _ms(ts: list[float], cpu: list[float] | None = None) -> dict[str, float]:
 
 
 def bench_update_cost(settings: Settings, n: int) -> dict[str, Any]:
-    from mailsift.classifier.feedback import OnlineUpdater
     from mailsift.classifier.model import SpamModel, train_model
+    from mailsift.classifier.online import OnlineUpdater
     from mailsift.classifier.scorer import Scorer, load_rules
     from mailsift.pipeline.corpus import load_messages
     from mailsift.pipeline.extract import extract_raws, samples_of

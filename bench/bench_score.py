@@ -13,9 +13,9 @@
 * **RSS**: a fresh process that loads the serving Scorer (model for serving + rules) and
   reports its resident set size (VmRSS), and the same process before loading anything.
 
-The model is ``--model``, else the serving model (``Scorer.from_settings``; train one with
-``mailsift train --default`` or ``make run``). Figures are noisy
-on a shared 2-core machine: they say what was measured, when.
+The model is ``--model``, else the serving model (``mailsift.pipeline.registry.
+serving_model_dir``; train one with ``mailsift train --default`` or ``make run``). Figures
+are noisy on a shared 2-core machine: they say what was measured, when.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ print(json.dumps({"rss_mb_before": round(before, 1), "rss_mb_loaded": round(rss(
 
 
 def _model_dir(settings: Settings, explicit: Path | None, tmp: Path) -> Path:
-    from mailsift.classifier.scorer import NoModelError, serving_model_dir
+    from mailsift.pipeline.registry import NoModelError, serving_model_dir
 
     if explicit is not None:
         return explicit

@@ -14,7 +14,7 @@ feedback learner together. The HTTP API, the SMTP filter and the quarantine all 
   speaks (rate caps, corroboration votes, budgets; default ``user``); ``trusted``: a
   global lesson at once (default: ``source`` in ``feedback.trusted_sources``); ``via``: the
   mail server that relayed a user's report (its votes count as one domain). See
-  ``mailsift.classifier.feedback`` for who teaches what.
+  ``mailsift.learning.feedback`` for who teaches what.
 - ``reload_model(model_dir=None)``: load the serving model (champion) again and swap it in
   without dropping a request in flight; feedback learned since its snapshot is replayed.
 
@@ -42,7 +42,7 @@ from mailsift.store.lists import StoreListPolicy
 from mailsift.verdict import Envelope, Label, Symbol, Verdict
 
 if TYPE_CHECKING:
-    from mailsift.classifier.feedback import FeedbackError, FeedbackResult
+    from mailsift.learning.feedback import FeedbackError, FeedbackResult
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,10 @@ __all__ = ["FeedbackError", "FeedbackResult", "ScoringService"]
 
 
 def __getattr__(name: str) -> Any:
-    # FeedbackError / FeedbackResult on first use: mailsift.classifier imports scikit-learn,
+    # FeedbackError / FeedbackResult on first use: the learner imports the model (scikit-learn),
     # which an API worker imports only once it has set up its process (mailsift.api.app)
     if name in ("FeedbackError", "FeedbackResult"):
-        from mailsift.classifier import feedback
+        from mailsift.learning import feedback
 
         return getattr(feedback, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -64,7 +64,7 @@ _HEADER_SCAN_BYTES = 64 * 1024
 
 class ScoringService:
     """``model_resolver(settings)``: where the serving model is (default:
-    ``mailsift.classifier.scorer.serving_model_dir``, which asks the MLflow registry in this
+    ``mailsift.pipeline.registry.serving_model_dir``, which asks the MLflow registry in this
     process); used at start and by ``reload_model()``."""
 
     def __init__(
@@ -74,7 +74,7 @@ class ScoringService:
         store: Store | None = None,
         model_resolver: Callable[[Settings], Path] | None = None,
     ) -> None:
-        from mailsift.classifier.feedback import Learner
+        from mailsift.learning.feedback import Learner
 
         self.settings = settings
         self.model_resolver = model_resolver
@@ -83,6 +83,7 @@ class ScoringService:
         self.lists = StoreListPolicy(self.store)
         if scorer is None:
             from mailsift.classifier.scorer import Scorer
+            from mailsift.pipeline.registry import serving_model_dir
 
             scorer_settings = settings
             if model_resolver is not None and settings.model.path is None:
@@ -90,7 +91,9 @@ class ScoringService:
                 scorer_settings = settings.model_copy(
                     update={"model": settings.model.model_copy(update={"path": where})}
                 )
-            scorer = Scorer.from_settings(scorer_settings, list_policy=self.lists)
+            scorer = Scorer.from_model_dir(
+                serving_model_dir(scorer_settings), scorer_settings, list_policy=self.lists
+            )
         elif getattr(scorer, "list_policy", None) is None:
             scorer.list_policy = self.lists
         self.scorer = scorer
@@ -169,7 +172,7 @@ class ScoringService:
         """Teach that a message is spam or ham (see the module docstring). ``via``: the
         mail server (a delegate key, the spamd front end) that relayed a user's report:
         every vote relayed by it counts as one domain."""
-        from mailsift.classifier.feedback import FeedbackError  # lazily: see __getattr__
+        from mailsift.learning.feedback import FeedbackError  # lazily: see __getattr__
 
         digest: str | None = None
         if isinstance(raw, str):
@@ -205,7 +208,7 @@ class ScoringService:
     def reload_model(self, model_dir: str | Path | None = None) -> str:
         """Load the serving model (or ``model_dir``) and swap it in; returns its version."""
         from mailsift.classifier.model import SpamModel
-        from mailsift.classifier.scorer import serving_model_dir
+        from mailsift.pipeline.registry import serving_model_dir
 
         resolve = self.model_resolver or serving_model_dir
         model = SpamModel.load(model_dir or resolve(self.settings), serving=True)

@@ -1,4 +1,4 @@
-"""API keys: bearer tokens with scopes, stored hashed in the store's ``api_keys`` table.
+"""API keys: bearer tokens with scopes, stored hashed in the store (``store.api_keys``).
 
 A token looks like ``msk_<key id>_<secret>``: the key id (12 hex digits) is public and names
 the key in listings and logs; the secret is 256 bits from ``secrets``. The store keeps only
@@ -30,7 +30,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mailsift.store.base import Row, Store
+from mailsift.store.api_keys import KeyRecord
+from mailsift.store.base import Store
 
 SCOPES = ("score", "feedback", "trusted", "delegate", "admin")
 TOKEN_PREFIX = "msk_"  # noqa: S105 (a public prefix, not a secret)
@@ -90,15 +91,8 @@ def parse_scopes(scopes: str | list[str] | tuple[str, ...]) -> frozenset[str]:
     return out
 
 
-def _key_from_row(row: Row) -> ApiKey:
-    return ApiKey(
-        key_id=row["key_id"],
-        name=row["name"],
-        scopes=frozenset(row["scopes"].split()),
-        owner=row["owner"] or "",
-        created=float(row["created"]),
-        revoked=None if row["revoked"] is None else float(row["revoked"]),
-    )
+def _key(rec: KeyRecord) -> ApiKey:
+    return ApiKey(rec.key_id, rec.name, rec.scopes, rec.owner, rec.created, rec.revoked)
 
 
 class ApiKeys:
@@ -116,44 +110,24 @@ class ApiKeys:
             raise ValueError("a key needs a name")
         key_id, token = new_token()
         key = ApiKey(key_id, name.strip(), parse_scopes(scopes), owner.strip(), time.time())
-        self.store.execute(
-            "INSERT INTO api_keys (key_id, name, token_sha256, scopes, owner, created, revoked)"
-            " VALUES (?, ?, ?, ?, ?, ?, NULL)",
-            (
-                key.key_id,
-                key.name,
-                hash_token(token),
-                " ".join(sorted(key.scopes)),
-                key.owner,
-                key.created,
-            ),
+        self.store.api_keys.add(
+            KeyRecord(key.key_id, key.name, hash_token(token), key.scopes, key.owner, key.created)
         )
         return key, token
 
     def revoke(self, key_id: str) -> bool:
         """Revoke a key by id; False when there is no such active key."""
-        n = self.store.execute(
-            "UPDATE api_keys SET revoked = ? WHERE key_id = ? AND revoked IS NULL",
-            (time.time(), key_id),
-        )
+        done = self.store.api_keys.revoke(key_id, time.time())
         with self._lock:
             self._cache.pop(key_id, None)
-        return n > 0
+        return done
 
     def list(self, include_revoked: bool = False) -> list[ApiKey]:
-        where = "" if include_revoked else " WHERE revoked IS NULL"
-        rows = self.store.query(
-            "SELECT key_id, name, scopes, owner, created, revoked FROM api_keys"
-            f"{where} ORDER BY created, key_id"
-        )
-        return [_key_from_row(r) for r in rows]
+        return [_key(r) for r in self.store.api_keys.list(include_revoked)]
 
     def get(self, key_id: str) -> ApiKey | None:
-        row = self.store.query_one(
-            "SELECT key_id, name, scopes, owner, created, revoked FROM api_keys WHERE key_id = ?",
-            (key_id,),
-        )
-        return _key_from_row(row) if row else None
+        rec = self.store.api_keys.get(key_id)
+        return _key(rec) if rec else None
 
     def cached(self, token: str) -> tuple[bool, ApiKey | None]:
         """(hit, key) from the in-process cache only: no store access."""
@@ -173,14 +147,10 @@ class ApiKeys:
             return key
         m = _TOKEN_RE.match(token)
         assert m is not None  # cached() answers malformed tokens
-        row = self.store.query_one(
-            "SELECT key_id, name, token_sha256, scopes, owner, created, revoked"
-            " FROM api_keys WHERE key_id = ?",
-            (m.group(1),),
-        )
-        if row is None:
+        rec = self.store.api_keys.get(m.group(1))
+        if rec is None:
             return None
-        stored, key = row["token_sha256"], _key_from_row(row)
+        stored, key = rec.token_sha256, _key(rec)
         if self.cache_seconds > 0:
             with self._lock:
                 self._cache[key.key_id] = (time.monotonic() + self.cache_seconds, stored, key)

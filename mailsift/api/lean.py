@@ -49,8 +49,8 @@ _RESOLVE = """
 import json, sys
 from mailsift.lifecycle import die_with_parent
 die_with_parent(int(sys.argv[1]))
-from mailsift.classifier.scorer import serving_model_dir
 from mailsift.config import get_settings
+from mailsift.pipeline.registry import serving_model_dir
 print(json.dumps(str(serving_model_dir(get_settings()))))
 """
 
@@ -93,7 +93,7 @@ def resolve_serving_model(settings: Settings) -> Path:
     """Where the serving model is (``serving_model_dir``), without importing MLflow here:
     ``settings.model.path`` when set, else the registry's answer from a child process,
     else (no registry, or the child failed) the answer of this process."""
-    from mailsift.classifier.scorer import serving_model_dir
+    from mailsift.pipeline.registry import serving_model_dir
 
     if settings.model.path is not None or not _may_have_registry(settings):
         return serving_model_dir(settings)

@@ -46,26 +46,18 @@ distinct feature string is hashed once, the fitted weights of the sample's own c
 gathered and summed; no sparse matrix is built. It reads the fitted arrays on every call
 (in-place feedback updates count at once) and gives the batch path's numbers (tested).
 
-Artifacts: ``model.skops`` (``skops.io``, never pickle) + ``manifest.json`` (sha256 of the
-skops file, version, kind, feature sizes, training summary, metrics). :meth:`SpamModel.load`
-refuses a file whose hash does not match and loads only an explicit list of trusted types.
-Serving (``load(..., serving=True)``: the scorer, API workers, the SMTP filter) reads only
-the fitted arrays from the same file (its ``.npy`` members, ``numpy.load`` without pickle)
-into :class:`ServingNB` / :class:`ServingLinear`, so a serving process never imports
-scikit-learn or skops (~85 MB of RSS per process); the numbers are the estimators' own
-(tested), and training further loads the estimators, which take over the current arrays.
+The model's parts live beside it: :mod:`mailsift.classifier.persistence` writes and reads
+the artifacts (``model.skops`` + a ``manifest.json`` holding its sha256; skops with an
+explicit list of trusted types, never pickle), :mod:`mailsift.classifier.serving` holds the
+fitted arrays a serving process scores with instead of the scikit-learn estimators
+(``load(..., serving=True)``), and :mod:`mailsift.classifier.online` updates the fitted arrays
+in place from single lessons.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 import math
-import os
-import tempfile
 import time
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +65,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from mailsift.classifier import persistence
 from mailsift.classifier.features import (
     DEFAULT_N_META,
     FEATURE_SET_VERSION,
@@ -81,6 +74,8 @@ from mailsift.classifier.features import (
     Vectorizer,
     hash_columns,
 )
+from mailsift.classifier.persistence import MODEL_FILE, ModelLoadError
+from mailsift.classifier.serving import ServingLinear, ServingNB
 from mailsift.config import ModelSettings, Settings
 from mailsift.verdict import TokenContribution
 
@@ -90,35 +85,7 @@ if TYPE_CHECKING:  # scikit-learn and scipy.sparse: imported where a model is fi
     from sklearn.linear_model import LogisticRegression, SGDClassifier
     from sklearn.naive_bayes import ComplementNB, MultinomialNB
 
-log = logging.getLogger(__name__)
-
 KINDS = ("nb", "cnb", "logreg", "blend")
-MODEL_FILE = "model.skops"
-MANIFEST_FILE = "manifest.json"
-
-# The only types model.skops may contain: every node of its schema is checked against this
-# list before skops builds anything (skops itself would trust any scikit-learn estimator).
-TRUSTED_TYPES = frozenset(
-    {
-        "sklearn.linear_model._stochastic_gradient.SGDClassifier",
-        "sklearn.linear_model._logistic.LogisticRegression",
-        "sklearn.naive_bayes.MultinomialNB",
-        "sklearn.naive_bayes.ComplementNB",
-        "sklearn._loss._loss.CyHalfBinomialLoss",
-        "numpy.ndarray",
-        "numpy.dtype",
-        "numpy.float64",
-        "numpy.int64",
-        "builtins.dict",
-        "builtins.list",
-        "builtins.tuple",
-        "builtins.str",
-        "builtins.int",
-        "builtins.float",
-        "builtins.bool",
-        "builtins.NoneType",
-    }
-)
 
 LOGIT_CLIP = 30.0
 NB_LOGIT_SCALE = 10.0  # naive Bayes log-odds are large: scaled before the stacker
@@ -128,13 +95,9 @@ PRIOR_UNIT = 5.0  # rule score sums enter the rules/structure model in units of 
 CALIBRATION_FLOOR = {"spam": 0.5, "hold": 0.9, "reject": 0.995}
 
 
-class ModelLoadError(RuntimeError):
-    """A model folder is missing, incomplete, tampered with or of an unknown kind."""
-
-
 @dataclass(frozen=True, slots=True)
 class Hyper:
-    """Hyper-parameters (fixed per kind; measured on the SpamAssassin corpus, see README)."""
+    """Hyper-parameters (fixed per kind; chosen on the measurements in docs/experiments.md)."""
 
     nb_alpha: float = 0.003
     lr_alpha: float = 3e-6
@@ -167,8 +130,7 @@ def _nonnegative_logistic(
     or above zero: a stacker input is evidence for spam in proportion to its own log-odds,
     never against it. Without the bound, out-of-source folds that hold one class each (a
     mailing list's ham, a phishing collection) let the stacker fit "which source" and turn
-    a base model's sign around (trained on the later corpora, the token models got
-    negative weights and SpamAssassin's corpus scored 1-ROCA% 34 instead of 13)."""
+    a base model's sign around (docs/experiments.md)."""
     from scipy.optimize import minimize
     from sklearn.linear_model import LogisticRegression
 
@@ -384,7 +346,7 @@ class SpamModel:
         """(columns, naive Bayes values, logreg values) of one sample in the joined space:
         exactly the row ``fit`` / ``partial_fit`` give each base model (NB: 0/1 or log1p
         tokens, meta 0/1; logreg: L2-normalised tokens, meta x ``meta_scale``). For code
-        that updates the fitted arrays in place (mailsift.classifier.feedback)."""
+        that updates the fitted arrays in place (mailsift.classifier.online)."""
         h = self.vectorizer.hash_sample(sample)
         cols = np.concatenate([h.cols, h.mcols + self.vectorizer.n_features])
         ones = np.ones(len(h.mcols))
@@ -580,7 +542,7 @@ class SpamModel:
     # Predictions are computed from the fitted arrays directly (row vectors, no transposed
     # copy of a (2, n_features) matrix per call): the same formulas as scikit-learn's
     # predict_joint_log_proba / decision_function, ~50x faster for one message, and they see
-    # in-place updates of feature_log_prob_ / coef_ (mailsift.classifier.feedback) at once.
+    # in-place updates of feature_log_prob_ / coef_ (mailsift.classifier.online) at once.
     def _nb_logit(self, xt: sp.csr_matrix, xm: sp.csr_matrix) -> np.ndarray:
         nb = self.nb_
         assert nb is not None
@@ -704,7 +666,7 @@ class SpamModel:
     # The scorer's path. One hashing pass (Vectorizer.hash_sample), then the weights of the
     # sample's own columns are gathered from the fitted arrays (a fancy index per array) and
     # summed: no sparse matrix, no 2**20-wide row. The arrays are read on every call, so
-    # in-place updates (mailsift.classifier.feedback) count at once. Same numbers as the
+    # in-place updates (mailsift.classifier.online) count at once. Same numbers as the
     # batch path (decision_function on several samples) up to float rounding (tested).
     def _row(self, h: HashedSample) -> _Row:
         n = self.vectorizer.n_features
@@ -826,7 +788,7 @@ class SpamModel:
         if self._source is None:  # pragma: no cover - serving parts come only from load
             raise RuntimeError("a serving model without its file cannot be trained further")
         path, digest = self._source
-        full = _load_estimators(_read_verified(path, digest)[0], path)
+        full = persistence.load_estimators(persistence.read_verified(path, digest)[0], path)
         for name, part in state.items():
             est = full.get(name)
             if isinstance(part, ServingNB | ServingLinear):
@@ -844,21 +806,12 @@ class SpamModel:
         )
 
     def save(self, directory: str | Path, extra_manifest: dict[str, Any] | None = None) -> Path:
-        """Write model.skops + manifest.json into ``directory`` (created; files replaced)."""
-        import skops.io as sio
-
+        """Write model.skops + manifest.json into ``directory`` (created; files replaced;
+        :mod:`mailsift.classifier.persistence`)."""
         self._check_fitted()
         self._ensure_estimators()
         d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkstemp(dir=d, prefix=".model-", suffix=".skops")[1])
-        try:
-            sio.dump(self._state(), tmp, compression=zipfile.ZIP_DEFLATED, compresslevel=1)
-            digest = _sha256(tmp)
-            tmp.chmod(0o644)  # mkstemp makes it 0600; a model is no secret
-            os.replace(tmp, d / MODEL_FILE)
-        finally:
-            tmp.unlink(missing_ok=True)
+        digest = persistence.write_state(self._state(), d)
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
         self.version = f"{self.kind}-{stamp}-{digest[:12]}"
         manifest: dict[str, Any] = {
@@ -879,14 +832,14 @@ class SpamModel:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         self.manifest = manifest
-        _atomic_write(
-            d / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True, default=str)
-        )
+        persistence.write_manifest(d, manifest)
         return d
 
     @classmethod
     def load(cls, directory: str | Path, *, serving: bool = False) -> SpamModel:
-        """Load a saved model, verifying the manifest hash and the types in the file.
+        """Load a saved model, verifying the manifest hash and the types in the file
+        (:mod:`mailsift.classifier.persistence`), and refusing one trained on another
+        feature set.
 
         ``serving=True`` (the scorer, the API workers, the SMTP filter) reads only the fitted
         arrays the scorer and the fast feedback path use (:class:`ServingNB`,
@@ -895,24 +848,16 @@ class SpamModel:
         ``scipy.stats``) and skops ~15 MB more. Predictions are the same numbers; training
         further (``partial_fit``, ``unlearn``, ``save``) loads the estimators first."""
         d = Path(directory)
-        mpath, fpath = d / MANIFEST_FILE, d / MODEL_FILE
-        if not mpath.is_file() or not fpath.is_file():
-            raise ModelLoadError(
-                f"{d}: not a mailsift model folder (needs {MANIFEST_FILE} and {MODEL_FILE})"
-            )
-        try:
-            manifest = json.loads(mpath.read_text())
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"{mpath}: unreadable manifest: {exc}") from exc
-        data, digest = _read_verified(fpath, manifest.get("sha256"))
+        manifest, fpath = persistence.read_manifest(d)
+        data, digest = persistence.read_verified(fpath, manifest.get("sha256"))
         if manifest.get("feature_set_version") != FEATURE_SET_VERSION:
             raise ModelLoadError(
                 f"{d}: trained on feature set {manifest.get('feature_set_version')!r}, this "
                 f"mailsift uses {FEATURE_SET_VERSION!r}: retrain the model"
             )
-        state = _load_serving(data, fpath) if serving else None
+        state = persistence.load_serving(data, fpath) if serving else None
         if state is None:  # not asked, or a part the serving reader does not take
-            state = _load_estimators(data, fpath)
+            state = persistence.load_estimators(data, fpath)
         hyper = Hyper(**manifest.get("hyper", {}))
         model = cls(
             manifest.get("kind", "blend"),
@@ -932,209 +877,8 @@ class SpamModel:
         return model
 
 
-class ServingNB:
-    """The fitted arrays of a ``MultinomialNB`` / ``ComplementNB``, as the scorer and the
-    fast feedback path (:mod:`mailsift.classifier.feedback`) read and update them in place;
-    ``_update_class_log_prior`` is scikit-learn's formula (``fit_prior``, no ``class_prior``)."""
-
-    KINDS = ("MultinomialNB", "ComplementNB")
-    ARRAYS = (
-        "classes_",
-        "class_count_",
-        "feature_count_",
-        "feature_log_prob_",
-        "class_log_prior_",
-        "feature_all_",
-    )
-    __slots__ = (
-        "alpha",
-        "class_count_",
-        "class_log_prior_",
-        "classes_",
-        "feature_all_",
-        "feature_count_",
-        "feature_log_prob_",
-        "fit_prior",
-        "norm",
-    )
-    classes_: np.ndarray
-    class_count_: np.ndarray
-    feature_count_: np.ndarray
-    feature_log_prob_: np.ndarray
-    class_log_prior_: np.ndarray
-    feature_all_: np.ndarray | None  # ComplementNB only
-
-    def __init__(self, attrs: dict[str, Any], complement: bool) -> None:
-        self.alpha = float(attrs["alpha"])
-        self.fit_prior = bool(attrs.get("fit_prior", True))
-        self.norm = bool(attrs.get("norm", False))
-        for name in self.ARRAYS:
-            value = attrs.get(name)
-            if not isinstance(value, np.ndarray) and (name != "feature_all_" or complement):
-                raise ValueError(f"naive Bayes without {name}")
-            setattr(self, name, value)
-
-    def _update_class_log_prior(self) -> None:
-        n = len(self.classes_)
-        if self.fit_prior:
-            with np.errstate(divide="ignore"):  # a class not seen yet: log(0), as sklearn
-                log_count = np.log(self.class_count_)
-            self.class_log_prior_ = log_count - np.log(self.class_count_.sum())
-        else:
-            self.class_log_prior_ = np.full(n, -np.log(n))
-
-
-class ServingLinear:
-    """The fitted arrays of an ``SGDClassifier`` / ``LogisticRegression`` (binary)."""
-
-    KINDS = ("SGDClassifier", "LogisticRegression")
-    ARRAYS = ("classes_", "coef_", "intercept_")
-    __slots__ = ARRAYS
-    classes_: np.ndarray
-    coef_: np.ndarray
-    intercept_: np.ndarray
-
-    def __init__(self, attrs: dict[str, Any]) -> None:
-        for name in self.ARRAYS:
-            if not isinstance(attrs.get(name), np.ndarray):
-                raise ValueError(f"linear model without {name}")
-            setattr(self, name, attrs[name])
-
-
-def _read_verified(fpath: Path, expected: object) -> tuple[bytes, str]:
-    """The model file's bytes, refused unless their sha256 is the manifest's."""
-    try:
-        data = fpath.read_bytes()
-    except OSError as exc:
-        raise ModelLoadError(f"{fpath}: unreadable: {exc}") from exc
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != expected:
-        raise ModelLoadError(
-            f"{fpath}: sha256 {digest[:16]}... does not match the manifest "
-            f"({str(expected)[:16]}...): refusing a modified model file"
-        )
-    return data, digest
-
-
-def _load_estimators(data: bytes, fpath: Path) -> dict[str, Any]:
-    """The scikit-learn estimators of a verified file (skops, trusted types only)."""
-    import skops.io as sio
-
-    _check_trusted(data, fpath)
-    try:
-        untrusted = sio.get_untrusted_types(data=data)
-        state = sio.loads(data, trusted=[t for t in untrusted if t in TRUSTED_TYPES])
-    except Exception as exc:
-        raise ModelLoadError(f"{fpath}: cannot load model: {exc}") from exc
-    if not isinstance(state, dict):
-        raise ModelLoadError(f"{fpath}: unexpected content")
-    return state
-
-
-def _load_serving(data: bytes, fpath: Path) -> dict[str, Any] | None:
-    """The base models' fitted arrays of a verified file, read from its schema and ``.npy``
-    members (``numpy.load`` without pickle): {"nb": ServingNB, "lr"/"stack"/"meta":
-    ServingLinear or None}. None when a part is not one the serving path can stand in for
-    (the caller then loads the estimators)."""
-    import io
-
-    _check_trusted(data, fpath)
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            schema = json.loads(zf.read("schema.json"))
-            if schema.get("__loader__") != "DictNode":
-                raise ModelLoadError(f"{fpath}: unexpected content")
-            out: dict[str, Any] = {}
-            for key, node in schema.get("content", {}).items():
-                if key not in ("nb", "lr", "stack", "meta"):
-                    return None
-                if node.get("__loader__") == "JsonNode" and json.loads(node["content"]) is None:
-                    out[key] = None
-                    continue
-                cls_name = node.get("__class__")
-                if node.get("__loader__") != "ObjectNode" or not isinstance(cls_name, str):
-                    return None
-                attrs = _serving_attrs(zf, node)
-                if cls_name in ServingNB.KINDS and key == "nb":
-                    if attrs.get("class_prior", "?") is not None:  # must be a JSON null
-                        return None
-                    out[key] = ServingNB(attrs, complement=cls_name == "ComplementNB")
-                elif cls_name in ServingLinear.KINDS and key != "nb":
-                    out[key] = ServingLinear(attrs)
-                else:
-                    return None
-    except ModelLoadError:
-        raise
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ModelLoadError(f"{fpath}: cannot load model: {exc}") from exc
-    except (KeyError, ValueError, TypeError) as exc:  # a shape this reader does not know
-        log.info("%s: serving reader declined (%s); loading the estimators", fpath, exc)
-        return None
-    return out
-
-
-def _serving_attrs(zf: zipfile.ZipFile, node: dict[str, Any]) -> dict[str, Any]:
-    """An estimator node's plain attributes: JSON values and numeric ``.npy`` arrays (other
-    node kinds, e.g. SGD's loss object, are left out: serving does not read them)."""
-    attrs: dict[str, Any] = {}
-    for name, child in node["content"]["content"].items():
-        loader = child.get("__loader__")
-        if loader == "JsonNode":
-            attrs[name] = json.loads(child["content"])
-        elif loader == "NdArrayNode" and child.get("type") == "numpy":
-            with zf.open(child["file"]) as fh:
-                arr = np.load(fh, allow_pickle=False)
-            if arr.dtype.kind not in "biuf":  # e.g. string class labels
-                raise ValueError(f"{name}: {arr.dtype} array")
-            attrs[name] = arr
-    return attrs
-
-
-def _check_trusted(data: bytes, fpath: Path) -> None:
-    """Refuse a skops file naming any type outside :data:`TRUSTED_TYPES`."""
-    unexpected = sorted(_skops_types(data, fpath) - TRUSTED_TYPES)
-    if unexpected:
-        raise ModelLoadError(f"{fpath}: contains types outside the trusted list: {unexpected}")
-
-
-def _skops_types(data: bytes, fpath: Path) -> set[str]:
-    """Every ``module.Class`` named anywhere in a skops file's schema."""
-    import io
-
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            schema = json.loads(zf.read("schema.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise ModelLoadError(f"{fpath}: not a skops file: {exc}") from exc
-    found: set[str] = set()
-    stack: list[Any] = [schema]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            if "__class__" in node:
-                found.add(f"{node.get('__module__', '')}.{node['__class__']}")
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return found
-
-
 def _hyper_dict(h: Hyper) -> dict[str, Any]:
     return {k: getattr(h, k) for k in h.__dataclass_fields__}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def train_model(

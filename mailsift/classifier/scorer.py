@@ -70,10 +70,6 @@ class NoRules:
         return []
 
 
-class NoModelError(RuntimeError):
-    """No trained model could be found for serving."""
-
-
 def load_rules(settings: Settings) -> RuleEvaluator:
     """The configured rule set (project rules + stock SpamAssassin rules when installed)."""
     from mailsift.classifier import rules as rules_pkg
@@ -181,19 +177,24 @@ class Scorer:
         self.list_policy = list_policy
         self._lock = threading.Lock()
         self._descriptions: dict[str, str] = {}
-        # additive corrections learned from users' feedback (mailsift.classifier.feedback.
+        # additive corrections learned from users' feedback (mailsift.classifier.online.
         # FeedbackLayers): set by the feedback learner; None scores with the model alone
         self.layers: Any = None
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod
-    def from_settings(
+    def from_model_dir(
         cls,
+        path: str | Path,
         settings: Settings,
         list_policy: ListPolicy | None = None,
         rules: RuleEvaluator | None = None,
     ) -> Scorer:
-        model = SpamModel.load(serving_model_dir(settings), serving=True)
+        """A scorer serving the model saved in ``path`` (its fitted arrays only: see
+        ``SpamModel.load``), with ``rules`` or else the configured rule set. Which folder
+        serves (a configured path, the registry's champion, the default model) is decided
+        by the caller: :func:`mailsift.pipeline.registry.serving_model_dir`."""
+        model = SpamModel.load(path, serving=True)
         return cls(
             model, rules if rules is not None else load_rules(settings), settings, list_policy
         )
@@ -347,22 +348,3 @@ class Scorer:
         y = 1 if Label(label) is Label.SPAM else 0
         with self._lock:
             self._model.unlearn([sample], [y])
-
-
-def serving_model_dir(settings: Settings) -> Path:
-    """settings.model.path, else the registry's champion, else models/default; else an error."""
-    if settings.model.path is not None:
-        return Path(settings.model.path)
-    resolved: Path | None = None
-    try:
-        from mailsift.pipeline import registry
-    except ImportError:
-        registry = None  # type: ignore[assignment]
-    resolver: Any = getattr(registry, "resolve_serving_model_dir", None)
-    if resolver is not None:
-        resolved = resolver(settings)
-    if resolved is None and (settings.default_model_dir / "manifest.json").is_file():
-        resolved = settings.default_model_dir
-    if resolved is None:
-        raise NoModelError("no trained model: run `mailsift train` or `make run`")
-    return Path(resolved)

@@ -1,6 +1,6 @@
 """``mailsift feedback spam|ham (--verdict ID | FILE) [--user U] [--source S]``.
 
-Records a report in the store (rate caps, dedupe, audit: ``mailsift.classifier.feedback``)
+Records a report in the store (rate caps, dedupe, audit: ``mailsift.learning.feedback``)
 and its learn event; running services (API, SMTP filter) apply it to their live model within
 ``feedback.sync_interval`` seconds. FILE ``-`` reads the message from stdin.
 """
@@ -24,8 +24,8 @@ def feedback_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
 ) -> None:
     """Teach the filter that a message is spam or ham."""
-    from mailsift.classifier.feedback import FeedbackError, record_report
     from mailsift.config import get_settings
+    from mailsift.learning.feedback import FeedbackError, record_report
     from mailsift.store import StoreError, open_store_for
 
     if (file is None) == (verdict is None):

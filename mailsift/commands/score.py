@@ -68,9 +68,11 @@ def plain_line(path: str, v: Verdict) -> str:
 
 
 def run_score(paths: Sequence[str], model: str | None, jsonl: bool, config: str | None) -> int:
-    from mailsift.classifier.model import ModelLoadError, SpamModel
-    from mailsift.classifier.scorer import NoModelError, Scorer, load_rules
+    from mailsift.classifier.model import SpamModel
+    from mailsift.classifier.persistence import ModelLoadError
+    from mailsift.classifier.scorer import Scorer, load_rules
     from mailsift.config import load_settings
+    from mailsift.pipeline.registry import NoModelError, serving_model_dir
 
     if config:
         if not os.path.isfile(config):
@@ -82,7 +84,7 @@ def run_score(paths: Sequence[str], model: str | None, jsonl: bool, config: str 
         if model:
             scorer = Scorer(SpamModel.load(model, serving=True), load_rules(settings), settings)
         else:
-            scorer = Scorer.from_settings(settings)
+            scorer = Scorer.from_model_dir(serving_model_dir(settings), settings)
     except (ModelLoadError, NoModelError, OSError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         return 2

@@ -6,7 +6,7 @@
 - :func:`evaluate_online`: the TREC spam-track immediate-feedback protocol. Every message
   of the stream, in the given (arrival) order, duplicates included, is scored first, then
   its true label is learnt before the next one, as a trusted reporter's lesson through the
-  feedback learner's own update (``mailsift.classifier.feedback.corpus_learner``). Start
+  feedback learner's own update (``mailsift.classifier.online.corpus_learner``). Start
   from a given model (the same model without feedback is scored alongside, so the gain
   from feedback is measured in one run) or from nothing (online logistic regression over
   the same features, learning from the first message on: a blend's stacker needs a
@@ -106,10 +106,10 @@ class _PartialFitLearner:
 
 def _make_learner(model: Any, settings: Settings) -> Any:
     try:
-        from mailsift.classifier import feedback
+        from mailsift.classifier import online
     except ImportError:
         return _PartialFitLearner(model, settings)
-    factory = getattr(feedback, "corpus_learner", None)
+    factory = getattr(online, "corpus_learner", None)
     if factory is None:
         return _PartialFitLearner(model, settings)
     return factory(model, settings)

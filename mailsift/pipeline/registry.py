@@ -15,8 +15,10 @@ and on the figures each model's training measured out of source (``oos_*``: each
 the training mail predicted by parts trained on the others; see ``SpamModel.fit``), so a
 model that only fits its own corpus better is not promoted. The decision and the figures are logged as an MLflow run and as tags of the version.
 
-Serving (:func:`resolve_serving_model_dir`): the champion's local folder, else
-``settings.default_model_dir`` when it holds a model.
+Serving (:func:`serving_model_dir`): ``settings.model.path`` when set, else the champion's
+local folder (:func:`resolve_serving_model_dir`), else ``settings.default_model_dir`` when it
+holds a model, else :class:`NoModelError`. The scorer is handed the folder
+(``Scorer.from_model_dir``): the classifier itself never asks the registry.
 
 A champion this mailsift cannot serve (trained on another feature set, after an upgrade, or
 of an unknown kind: :func:`incompatibility`) is passed over by serving, with a warning, and
@@ -42,6 +44,10 @@ MANIFEST = "manifest.json"
 HELDOUT_ARTIFACT = "heldout/heldout.csv"
 
 Evaluator = Callable[[Path], dict[str, float]]
+
+
+class NoModelError(RuntimeError):
+    """No trained model could be found for serving."""
 
 
 @dataclass(slots=True)
@@ -254,6 +260,16 @@ def resolve_serving_model_dir(settings: Settings) -> Path | None:
         )
     default = settings.default_model_dir
     return default if is_model_dir(default) else None
+
+
+def serving_model_dir(settings: Settings) -> Path:
+    """settings.model.path, else the registry's champion, else models/default; else an error."""
+    if settings.model.path is not None:
+        return Path(settings.model.path)
+    resolved = resolve_serving_model_dir(settings)
+    if resolved is None:
+        raise NoModelError("no trained model: run `mailsift train` or `make run`")
+    return resolved
 
 
 def list_versions(settings: Settings) -> list[dict[str, Any]]:

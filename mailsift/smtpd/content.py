@@ -25,13 +25,8 @@ from dataclasses import dataclass, field
 from mailsift.smtpd import headers as hdr
 from mailsift.smtpd import replies
 from mailsift.smtpd.checks.base import CheckAction, SmtpContext, Stage
-from mailsift.smtpd.pipeline import (
-    CheckRunner,
-    Scoring,
-    ScoringUnavailable,
-    collect_auth_results,
-    collect_symbols,
-)
+from mailsift.smtpd.runner import CheckRunner, collect_auth_results, collect_symbols
+from mailsift.smtpd.scoring import Scoring, ScoringUnavailable
 from mailsift.verdict import Action, Envelope, Symbol, Verdict
 
 log = logging.getLogger("mailsift.smtpd.content")

@@ -48,8 +48,9 @@ from mailsift.smtpd.limits import (
     inspect_line_endings,
     normalise_line_endings,
 )
-from mailsift.smtpd.pipeline import CheckRunner, Scoring, StageOutcome
 from mailsift.smtpd.relay import RecipientPolicy
+from mailsift.smtpd.runner import CheckRunner, StageOutcome
+from mailsift.smtpd.scoring import Scoring
 from mailsift.verdict import Action, Envelope, Verdict
 
 if TYPE_CHECKING:

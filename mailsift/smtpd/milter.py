@@ -2,7 +2,7 @@
 
 The MTA keeps the SMTP dialogue and its queue; at each SMTP step it asks us over the milter
 protocol (version 6, TCP or a Unix socket) and we answer with the same checks and the same
-scorer as the SMTP filter (``mailsift.smtpd.pipeline.CheckRunner`` per stage,
+scorer as the SMTP filter (``mailsift.smtpd.runner.CheckRunner`` per stage,
 ``mailsift.smtpd.content.judge`` at end of message):
 
 ==============  ===============================================================================
@@ -77,8 +77,9 @@ from mailsift.smtpd import headers as hdr
 from mailsift.smtpd import replies
 from mailsift.smtpd.checks.base import Check, CheckAction, CheckResult, SmtpContext, Stage
 from mailsift.smtpd.content import judge, result_headers
-from mailsift.smtpd.pipeline import CheckRunner, HttpScoring, InProcessScoring, Scoring
 from mailsift.smtpd.relay import ip_in, parse_networks
+from mailsift.smtpd.runner import CheckRunner
+from mailsift.smtpd.scoring import HttpScoring, InProcessScoring, Scoring
 from mailsift.verdict import Action
 
 log = logging.getLogger("mailsift.smtpd.milter")

@@ -38,8 +38,9 @@ from mailsift.smtpd.addresses import MAX_PATH, split_path
 from mailsift.smtpd.checks.base import Check
 from mailsift.smtpd.handler import FilterHandler, QuarantineLike
 from mailsift.smtpd.limits import AuthThrottle, ConnectionCounter
-from mailsift.smtpd.pipeline import CheckRunner, HttpScoring, InProcessScoring, Scoring
 from mailsift.smtpd.relay import RecipientPolicy
+from mailsift.smtpd.runner import CheckRunner
+from mailsift.smtpd.scoring import HttpScoring, InProcessScoring, Scoring
 from mailsift.smtpd.spool import Spool, SpoolRunner
 from mailsift.smtpd.tls import server_context
 

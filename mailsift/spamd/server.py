@@ -280,7 +280,7 @@ class SpamdServer(LoopThread):
         return p.tell_reply(did_set, [])
 
     async def _learn(self, label: str, user: str, raw: bytes) -> Any:
-        from mailsift.classifier.feedback import FeedbackError
+        from mailsift.learning.feedback import FeedbackError
 
         try:
             return await self._in_thread(

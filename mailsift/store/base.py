@@ -14,6 +14,14 @@ Repositories (one Protocol each, one SQL implementation shared by every backend)
 - ``store.audit``     an append-only trail of who did what (feedback, list edits, releases).
 - ``store.sessions``  the web UI's login sessions (by the sha256 of their cookie) and its
   failed logins (for the login throttle).
+- ``store.quarantine`` the held messages' entries (``mailsift.store.quarantine``: records,
+  query, SQL); the raw messages are in the quarantine's spool.
+- ``store.api_keys``  the HTTP API's keys (only the sha256 of each token;
+  ``mailsift.store.api_keys``).
+- ``store.stats``     the dashboard's counts over verdicts and feedback
+  (``mailsift.store.stats``).
+- ``store.greylist``  the SQL greylist backend's triplets and client pass counts
+  (``mailsift.store.greylist``; the greylist normally has a store of its own).
 
 Backends (``mailsift.store.sqlite``, ``mailsift.store.postgres``) only provide connections:
 ``SqlStore`` below runs the same SQL on both. SQL is written with ``?`` placeholders; the
@@ -33,7 +41,13 @@ import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from mailsift.store.api_keys import ApiKeyRepo
+    from mailsift.store.greylist import SqlGreylistRepo
+    from mailsift.store.quarantine import QuarantineRepo
+    from mailsift.store.stats import StatsRepo
 
 Dialect = Literal["sqlite", "postgresql"]
 Params = Sequence[Any]
@@ -365,6 +379,18 @@ class Store(Protocol):
 
     @property
     def sessions(self) -> SessionRepo: ...
+
+    @property
+    def quarantine(self) -> QuarantineRepo: ...
+
+    @property
+    def api_keys(self) -> ApiKeyRepo: ...
+
+    @property
+    def stats(self) -> StatsRepo: ...
+
+    @property
+    def greylist(self) -> SqlGreylistRepo: ...
 
     def execute(self, sql: str, params: Params = ()) -> int: ...
 

@@ -1,10 +1,14 @@
-"""Greylisting state: triplets and client pass counts, in SQLite (default) or Redis (shared).
+"""Greylisting state: triplets and client pass counts, in SQL (a SQLite file by default, or
+PostgreSQL) or Redis (shared).
 
 Both backends implement :class:`GreylistStore` with the same semantics, checked by one contract
 test. Every record carries its logical expiry time (``expires``, on the caller's clock, so a
 test clock can jump days ahead); Redis keys also get a real TTL so old state cleans itself up.
+The SQL backend's tables are a store migration (0007) and its queries are ``SqlGreylistRepo``
+(``store.greylist``): a greylist file is a store of its own.
 
 - ``sqlite:///path/greylist.db`` (or ``""``: ``<var_dir>/greylist.db``): one filter.
+- ``postgresql://...``: several filters sharing one state in a PostgreSQL store.
 - ``redis://host:port/db``: several filters sharing one state; keys under a prefix
   (``settings.greylist.redis_prefix``).
 
@@ -15,12 +19,18 @@ from __future__ import annotations
 
 import math
 import sqlite3
-import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from mailsift.config import Settings
+from mailsift.store.base import Store, StoreError
+
+if TYPE_CHECKING:
+    from mailsift.store.sql import SqlStore
+
+T = TypeVar("T")
 
 
 class GreylistStoreError(Exception):
@@ -49,50 +59,31 @@ class GreylistStore(Protocol):
     def close(self) -> None: ...
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS greylist_triplets (
-    key TEXT PRIMARY KEY, first_seen REAL NOT NULL, passed REAL, last_seen REAL NOT NULL,
-    expires REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS greylist_clients (
-    client TEXT PRIMARY KEY, passes INTEGER NOT NULL, expires REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS greylist_triplets_expires ON greylist_triplets(expires);
-"""
+class SqlGreylistRepo:
+    """The greylist tables of a store (migration 0007), the same SQL on SQLite and
+    PostgreSQL; reached as ``store.greylist``."""
 
-
-class SqliteGreylistStore:
-    """One SQLite file; safe across threads (one connection behind a lock)."""
-
-    dependency = "sqlite"  # the name its outages are logged and counted under
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise GreylistStoreError(f"greylist store {self.path}: {exc}") from exc
-
-    def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        try:
-            with self._lock, self._db:
-                return self._db.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise GreylistStoreError(f"greylist store {self.path}: {exc}") from exc
+    def __init__(self, db: SqlStore) -> None:
+        self.db = db
 
     def get_triplet(self, key: str, now: float) -> Triplet | None:
-        rows = self._run(
+        row = self.db.query_one(
             "SELECT first_seen, passed, last_seen, expires FROM greylist_triplets "
             "WHERE key = ? AND expires > ?",
             (key, now),
         )
-        return Triplet(*rows[0]) if rows else None
+        if row is None:
+            return None
+        passed = row["passed"]
+        return Triplet(
+            float(row["first_seen"]),
+            None if passed is None else float(passed),
+            float(row["last_seen"]),
+            float(row["expires"]),
+        )
 
     def put_triplet(self, key: str, triplet: Triplet) -> None:
-        self._run(
+        self.db.execute(
             "INSERT INTO greylist_triplets(key, first_seen, passed, last_seen, expires) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET first_seen=excluded.first_seen,"
             " passed=excluded.passed, last_seen=excluded.last_seen, expires=excluded.expires",
@@ -100,29 +91,123 @@ class SqliteGreylistStore:
         )
 
     def client_passes(self, client: str, now: float) -> int:
-        rows = self._run(
+        row = self.db.query_one(
             "SELECT passes FROM greylist_clients WHERE client = ? AND expires > ?", (client, now)
         )
-        return int(rows[0][0]) if rows else 0
+        return int(row["passes"]) if row else 0
 
     def add_client_pass(self, client: str, now: float, expires: float) -> int:
-        rows = self._run(
+        row = self.db.query_one(
             "INSERT INTO greylist_clients(client, passes, expires) VALUES (?, 1, ?) "
             "ON CONFLICT(client) DO UPDATE SET "
             "passes = CASE WHEN greylist_clients.expires > ? THEN greylist_clients.passes + 1 "
             "ELSE 1 END, expires = excluded.expires RETURNING passes",
             (client, expires, now),
         )
-        return int(rows[0][0])
+        if row is None:
+            raise StoreError("greylist_clients upsert returned no row")
+        return int(row["passes"])
 
     def purge(self, now: float) -> int:
-        a = self._run("DELETE FROM greylist_triplets WHERE expires <= ? RETURNING key", (now,))
-        b = self._run("DELETE FROM greylist_clients WHERE expires <= ? RETURNING client", (now,))
-        return len(a) + len(b)
+        with self.db.transaction() as tx:
+            a = tx.execute("DELETE FROM greylist_triplets WHERE expires <= ?", (now,))
+            b = tx.execute("DELETE FROM greylist_clients WHERE expires <= ?", (now,))
+        return a + b
+
+    def counts(self, now: float) -> dict[str, int]:
+        """Unexpired triplets still waiting for their retry ("waiting") and passed
+        ("passed"), and unexpired client pass counts ("clients")."""
+        row = self.db.query_one(
+            "SELECT SUM(CASE WHEN passed IS NULL THEN 1 ELSE 0 END) AS waiting,"
+            " SUM(CASE WHEN passed IS NOT NULL THEN 1 ELSE 0 END) AS passed"
+            " FROM greylist_triplets WHERE expires > ?",
+            (now,),
+        )
+        clients = self.db.query_one(
+            "SELECT COUNT(*) AS n FROM greylist_clients WHERE expires > ?", (now,)
+        )
+        return {
+            "waiting": int((row or {}).get("waiting") or 0),
+            "passed": int((row or {}).get("passed") or 0),
+            "clients": int((clients or {}).get("n") or 0),
+        }
+
+
+class SqlGreylistStore:
+    """A ``GreylistStore`` over a store's greylist tables (SQLite or PostgreSQL); failures
+    surface as ``GreylistStoreError``. ``close()`` closes the store."""
+
+    def __init__(self, store: Store, where: str | None = None) -> None:
+        self.store = store
+        self.where = where or store.dialect
+        self.dependency = store.dialect  # the name its outages are logged and counted under
+        # its failures: the store's own errors, and the driver's errors for a statement that
+        # failed (a locked or corrupt file, a lost connection, a constraint)
+        self._errors: tuple[type[Exception], ...] = (StoreError, sqlite3.Error)
+        if store.dialect == "postgresql":
+            import psycopg
+
+            self._errors += (psycopg.Error,)
+
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(*args)
+        except self._errors as exc:
+            raise GreylistStoreError(f"greylist store {self.where}: {exc}") from exc
+
+    def get_triplet(self, key: str, now: float) -> Triplet | None:
+        return self._call(self.store.greylist.get_triplet, key, now)
+
+    def put_triplet(self, key: str, triplet: Triplet) -> None:
+        self._call(self.store.greylist.put_triplet, key, triplet)
+
+    def client_passes(self, client: str, now: float) -> int:
+        return self._call(self.store.greylist.client_passes, client, now)
+
+    def add_client_pass(self, client: str, now: float, expires: float) -> int:
+        return self._call(self.store.greylist.add_client_pass, client, now, expires)
+
+    def purge(self, now: float) -> int:
+        return self._call(self.store.greylist.purge, now)
+
+    def counts(self, now: float) -> dict[str, int]:
+        """See ``SqlGreylistRepo.counts``."""
+        return self._call(self.store.greylist.counts, now)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.store.close()
+
+
+class SqliteGreylistStore(SqlGreylistStore):
+    """A SQLite file of its own (a store: its migrations are applied on open); safe across
+    threads (a connection per thread, WAL). A file made before the greylist tables were a
+    migration keeps its rows."""
+
+    def __init__(self, path: str | Path) -> None:
+        from mailsift.store import open_store
+
+        self.path = str(path)
+        if self.path in ("", ":memory:"):
+            # the store's SQLite connections are per thread: an in-memory database would be
+            # a different, empty one in each thread the check runs in
+            raise GreylistStoreError("the SQLite greylist needs a file, not :memory:")
+        try:
+            store = open_store(f"sqlite:///{self.path}")
+        except StoreError as exc:
+            raise GreylistStoreError(f"greylist store {self.path}: {exc}") from exc
+        super().__init__(store, self.path)
+
+
+def sqlite_greylist_counts(path: str | Path, now: float) -> dict[str, int] | None:
+    """The counts of the SQLite greylist file at ``path`` (``SqlGreylistRepo.counts``), or
+    None when there is no such file (nothing greylisted yet; it is not created here)."""
+    if not Path(path).is_file():
+        return None
+    grey = SqliteGreylistStore(path)
+    try:
+        return grey.counts(now)
+    finally:
+        grey.close()
 
 
 _COUNT_CLIENT_LUA = """
@@ -215,9 +300,17 @@ class RedisGreylistStore:
 
 
 def open_greylist_store(url: str, *, prefix: str = "mailsift:greylist:") -> GreylistStore:
-    """``sqlite:///path`` / ``sqlite:////abs/path`` / ``redis://...`` / a bare file path."""
+    """``sqlite:///path`` / ``sqlite:////abs/path`` / ``postgresql://...`` / ``redis://...``
+    / a bare file path."""
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisGreylistStore(url, prefix)
+    if url.startswith(("postgresql://", "postgres://")):
+        from mailsift.store import open_store
+
+        try:
+            return SqlGreylistStore(open_store(url), "postgresql")
+        except StoreError as exc:
+            raise GreylistStoreError(f"greylist store: {exc}") from exc
     if url.startswith("sqlite://"):
         path = url[len("sqlite://") :]
         if not path.startswith("/"):

@@ -1,4 +1,4 @@
-"""``SqlSessionRepo``: the web UI's sessions and failed logins (tables of migration 0210),
+"""``SqlSessionRepo``: the web UI's sessions and failed logins (tables of migration 0005),
 the same SQL on SQLite and PostgreSQL. See ``mailsift.store.base.SessionRepo``."""
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
 from mailsift.store import migrations
+from mailsift.store.api_keys import SqlApiKeyRepo
 from mailsift.store.base import (
     LIST_KINDS,
     AuditEvent,
@@ -40,7 +41,10 @@ from mailsift.store.base import (
     dumps,
     loads,
 )
+from mailsift.store.greylist import SqlGreylistRepo
+from mailsift.store.quarantine import SqlQuarantineRepo
 from mailsift.store.sessions import SqlSessionRepo
+from mailsift.store.stats import SqlStatsRepo
 
 
 class SqlStore:
@@ -57,6 +61,10 @@ class SqlStore:
         self.lists = SqlListRepo(self)
         self.audit = SqlAuditRepo(self)
         self.sessions = SqlSessionRepo(self)
+        self.quarantine = SqlQuarantineRepo(self)
+        self.api_keys = SqlApiKeyRepo(self)
+        self.stats = SqlStatsRepo(self)
+        self.greylist = SqlGreylistRepo(self)
 
     # ---- backend hooks ---------------------------------------------------------------------
     def _begin(self) -> AbstractContextManager[Tx]:
@@ -139,6 +147,7 @@ class SqlStore:
                 f" applied {migrations.MACROS[self.dialect]['FLOAT']} NOT NULL,"
                 " checksum TEXT NOT NULL)"
             )
+            self._renumber()
         for mig in migrations.discover():
             with self.transaction() as tx:
                 self.lock("schema_migrations")
@@ -157,6 +166,14 @@ class SqlStore:
                 )
                 applied_now.append(mig.version)
         return applied_now
+
+    def _renumber(self) -> None:
+        """Rewrite rows recorded under the former numbering (``migrations.RENUMBERED``) to
+        the sequential number of the same script, so it is not applied a second time."""
+        for old, new in migrations.RENUMBERED.items():
+            if self.query_one("SELECT 1 AS x FROM schema_migrations WHERE version = ?", [new]):
+                continue
+            self.execute("UPDATE schema_migrations SET version = ? WHERE version = ?", [new, old])
 
     def _run_script(self, tx: Tx, script: str) -> None:
         for stmt in migrations.split_statements(script):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from mailsift.config import DnsblZone, Settings, load_settings
-from mailsift.smtpd.checks.base import SmtpContext
+from mailsift.smtpd.checks.base import CheckResult, SmtpContext, Stage
+from mailsift.smtpd.runner import CheckRunner
 
 ZEN = DnsblZone(
     zone="zen.dnsbl.test",
@@ -38,3 +41,10 @@ def make_settings(dns_settings, tmp_path=None, **blocks) -> Settings:  # type: i
 
 def ctx(ip: str = "192.0.2.10", **kw) -> SmtpContext:  # type: ignore[no-untyped-def]
     return SmtpContext(client_ip=ip, **kw)
+
+
+async def run_in_runner(check: Any, ctx: SmtpContext) -> CheckResult | None:
+    """`check` at its stage through the filter's ``CheckRunner`` (which applies the skip
+    flags): its recorded result, None when it was skipped without one."""
+    out = await CheckRunner([check]).run(Stage(check.stage), ctx)
+    return out.results[0] if out.results else None

@@ -18,7 +18,7 @@ import pytest
 from mailsift.smtpd.checks import build_checks
 from mailsift.smtpd.checks.base import CheckAction, SmtpContext, Stage
 from mailsift.smtpd.checks.dns import make_resolver
-from mailsift.smtpd.pipeline import CheckRunner
+from mailsift.smtpd.runner import CheckRunner
 from mailsift.store.greylist import SqliteGreylistStore
 from mailsift.store.lists import StoreListPolicy
 from tests.checks.helpers import make_settings

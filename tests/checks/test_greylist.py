@@ -18,6 +18,7 @@ from mailsift.store.greylist import (
     Triplet,
     open_greylist_store,
 )
+from tests.checks.helpers import run_in_runner
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 DAY = 86400.0
@@ -204,12 +205,21 @@ async def test_sender_pool_listed_by_domain(store) -> None:  # type: ignore[no-u
 
 
 @pytest.mark.parametrize(
-    "kw", [{"auth_user": "alice"}, {"in_relay_network": True}, {"whitelisted": True}]
+    ("kw", "why"),
+    [({"auth_user": "alice"}, "authenticated"), ({"in_relay_network": True}, "relay network")],
 )
-async def test_skips(store, kw) -> None:  # type: ignore[no-untyped-def]
+async def test_skips(store, kw, why) -> None:  # type: ignore[no-untyped-def]
     check = Greylist(GreylistSettings(), store, FakeClock())
-    res = await run(check, **kw)
-    assert res.action is CheckAction.ACCEPT and names(res) == ["GREYLIST_SKIPPED"]
+    res = await run_in_runner(check, attempt(**kw))
+    assert res is not None and res.action is CheckAction.ACCEPT
+    assert names(res) == ["GREYLIST_SKIPPED"] and res.symbols[0].description == why
+
+
+async def test_whitelisted_sessions_are_not_greylisted(store) -> None:  # type: ignore[no-untyped-def]
+    check = Greylist(GreylistSettings(), store, FakeClock())
+    ctx = attempt(whitelisted=True)
+    assert await run_in_runner(check, ctx) is None
+    assert not ctx.results
 
 
 async def test_store_down_is_a_result(tmp_path) -> None:  # type: ignore[no-untyped-def]

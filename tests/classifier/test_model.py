@@ -11,7 +11,8 @@ import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from mailsift.classifier.features import Sample, make_sample
-from mailsift.classifier.model import KINDS, ModelLoadError, SpamModel, train_model
+from mailsift.classifier.model import KINDS, SpamModel, train_model
+from mailsift.classifier.persistence import ModelLoadError
 from mailsift.message import parse
 from mailsift.pipeline.extract import samples_of
 from tests.classifier.messages import PERSONAL, SPAMMY

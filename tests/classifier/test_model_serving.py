@@ -14,14 +14,10 @@ import numpy as np
 import pytest
 
 from mailsift.classifier.features import Sample, make_sample
-from mailsift.classifier.feedback import OnlineUpdater
-from mailsift.classifier.model import (
-    KINDS,
-    ModelLoadError,
-    ServingLinear,
-    ServingNB,
-    SpamModel,
-)
+from mailsift.classifier.model import KINDS, SpamModel
+from mailsift.classifier.online import OnlineUpdater
+from mailsift.classifier.persistence import ModelLoadError
+from mailsift.classifier.serving import ServingLinear, ServingNB
 from mailsift.message import parse
 from tests.classifier.messages import PERSONAL, SPAMMY
 
@@ -144,7 +140,7 @@ def test_a_file_changed_after_a_serving_load_is_not_trained_on(tmp_path: Path) -
         lite.partial_fit([NEW], [1])
 
 
-def test_scoring_from_settings_imports_no_scikit_learn_skops_or_scipy(
+def test_scoring_the_serving_model_imports_no_scikit_learn_skops_or_scipy(
     small_model_dir: Path, test_settings
 ) -> None:
     """What an API worker and the SMTP filter run: load the serving model, score, learn
@@ -154,10 +150,11 @@ def test_scoring_from_settings_imports_no_scikit_learn_skops_or_scipy(
 import sys
 from mailsift.config import load_settings
 from mailsift.classifier.scorer import Scorer
-from mailsift.classifier.feedback import OnlineUpdater
+from mailsift.classifier.online import OnlineUpdater
+from mailsift.pipeline.registry import serving_model_dir
 s = load_settings(model={{"path": {str(small_model_dir)!r}}},
                   rules={{"use_stock": False, "cache_dir": {str(test_settings.rules.cache_dir)!r}}})
-sc = Scorer.from_settings(s)
+sc = Scorer.from_model_dir(serving_model_dir(s), s)
 v = sc.score({SPAMMY!r})
 OnlineUpdater(sc.model, max_drift=5.0, step=2.0).learn(sc.sample({PERSONAL!r}), 0)
 print(v.probability > 0.5, sorted({{m.split(".")[0] for m in sys.modules}} & {{"sklearn", "skops", "scipy"}}))

@@ -11,13 +11,12 @@ import pytest
 from mailsift.classifier.model import SpamModel
 from mailsift.classifier.scorer import (
     GTUBE_SCORE,
-    NoModelError,
     Scorer,
     action_for,
     probability_to_score,
-    serving_model_dir,
 )
 from mailsift.config import load_settings
+from mailsift.pipeline.registry import NoModelError, serving_model_dir
 from mailsift.verdict import Action, Envelope, Label, ListDecision, Symbol
 from tests.classifier.messages import GTUBE_MESSAGE, PERSONAL, SPAMMY, with_header
 
@@ -145,14 +144,18 @@ def test_replace_model(small_model_dir: Path, ruleset, test_settings) -> None:
     assert sc.score(PERSONAL).model_version == "other-version"
 
 
-def test_from_settings(small_model_dir: Path, tmp_path: Path, test_settings) -> None:
+def test_from_model_dir(small_model_dir: Path, tmp_path: Path, test_settings) -> None:
+    """The service's path: the registry says which folder serves (a configured path comes
+    first), the scorer loads that folder; no folder at all is NoModelError."""
     s = load_settings(
         paths={"var_dir": tmp_path, "models_dir": tmp_path / "models"},
         model={"path": small_model_dir},
         rules={"use_stock": False, "cache_dir": test_settings.rules_cache_dir},
     )
-    sc = Scorer.from_settings(s)
+    assert serving_model_dir(s) == Path(small_model_dir)
+    sc = Scorer.from_model_dir(serving_model_dir(s), s)
     assert sc.score(GTUBE_MESSAGE).action is Action.REJECT
+    assert sc.model_version == SpamModel.load(small_model_dir).version
     empty = load_settings(paths={"var_dir": tmp_path, "models_dir": tmp_path / "none"})
     with pytest.raises(NoModelError, match="no trained model"):
         serving_model_dir(empty)

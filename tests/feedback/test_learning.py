@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from mailsift.classifier.feedback import FeedbackError
 from mailsift.classifier.model import NB_LOGIT_SCALE
+from mailsift.learning.feedback import FeedbackError
 from mailsift.verdict import Action, Envelope
 
 

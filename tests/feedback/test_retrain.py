@@ -29,7 +29,7 @@ def test_retrain_with_feedback_then_reload(
     )
     store = open_store(sqlite_store_url)
     try:
-        from mailsift.classifier.feedback import record_report
+        from mailsift.learning.feedback import record_report
 
         record_report(store, settings, "spam", "alice@x.test", campaign(1))
         second = campaign(2)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mailsift.classifier.feedback import CorpusLearner, OnlineUpdater, corpus_learner
 from mailsift.classifier.model import SpamModel
+from mailsift.classifier.online import CorpusLearner, OnlineUpdater, corpus_learner
 
 
 def _load(fb_model_dir) -> SpamModel:  # type: ignore[no-untyped-def]

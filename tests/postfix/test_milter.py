@@ -25,7 +25,7 @@ from tests.postfix.common import (
     tags,
     wait_tags,
 )
-from tests.smtpd.test_pipeline import FixedService
+from tests.smtpd.test_runner_scoring import FixedService
 
 
 @pytest.fixture(scope="module")

@@ -570,10 +570,10 @@ def test_confirmation_starts_where_hyperscan_first_reports(engine: Build) -> Non
 
 
 def test_reach_bounds_match_length_with_lookarounds() -> None:
-    from mailsift.classifier.rules.engine import _reach
+    from mailsift.classifier.rules.targets import reach
 
-    assert _reach(re.compile(rb"e")) == 1
-    assert _reach(re.compile(rb"(?<=ab)c|d{2,5}")) == 7  # 5 consumed + 2 looked behind
-    assert _reach(re.compile(rb"(?!credit)c[r4]e{1,3}(?=xy)")) == 13
-    assert _reach(re.compile(rb"a.*b")) == -1  # unbounded: confirm from the start
-    assert _reach(re.compile(rb"x{1,100000}")) == -1  # beyond MAX_REACH
+    assert reach(re.compile(rb"e")) == 1
+    assert reach(re.compile(rb"(?<=ab)c|d{2,5}")) == 7  # 5 consumed + 2 looked behind
+    assert reach(re.compile(rb"(?!credit)c[r4]e{1,3}(?=xy)")) == 13
+    assert reach(re.compile(rb"a.*b")) == -1  # unbounded: confirm from the start
+    assert reach(re.compile(rb"x{1,100000}")) == -1  # beyond MAX_REACH

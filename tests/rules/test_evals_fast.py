@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from mailsift.classifier.rules import evals
-from mailsift.classifier.rules.engine import MessageViews
+from mailsift.classifier.rules.views import MessageViews
 from mailsift.message import ParsedMessage, address_of, parse, parse_date
 
 from .conftest import make_message

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from mailsift.classifier.rules import RuleSet, engine
+from mailsift.classifier.rules import RuleSet, targets
 from mailsift.classifier.rules import _pcre as pcre
 from mailsift.classifier.rules.perlre import compile_python, pcre_agrees, translate
 
@@ -32,7 +32,7 @@ def _both(pattern: str, flags: str = "") -> tuple[pcre.Regex, re.Pattern[bytes]]
 
 def test_the_extension_is_built_with_jit() -> None:
     # CI builds it (libpcre2-dev); the engine must not quietly fall back to re there
-    assert engine.PCRE_VERSION is not None and engine.PCRE_VERSION.startswith("10.")
+    assert targets.PCRE_VERSION is not None and targets.PCRE_VERSION.startswith("10.")
     assert pcre.Regex(rb"fo+").jit
     assert RuleSet.from_text("body X /foo/\n").use_pcre
 

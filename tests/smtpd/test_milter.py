@@ -41,7 +41,7 @@ from mailsift.config import load_settings
 from mailsift.smtpd.checks.base import CheckAction, Stage
 from mailsift.smtpd.milter import MilterServer, decode, encode, reply_code
 from mailsift.verdict import Action, Symbol
-from tests.smtpd.test_pipeline import FixedService, make_check
+from tests.smtpd.test_runner_scoring import FixedService, make_check
 
 FINAL = {b"c", b"a", b"r", b"t", b"y", b"d"}
 ALL_PROTOCOL = ProtocolFlags(0x1FFFFF)  # what Postfix 3.7 offers

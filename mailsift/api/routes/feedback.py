@@ -1,7 +1,7 @@
 """``POST /v1/feedback``: a user says a message is spam or ham (scope ``feedback``).
 
 Give either the verdict id of an earlier scoring (the store kept the message) or the raw
-message itself (base64). Who learns what (``mailsift.classifier.feedback``):
+message itself (base64). Who learns what (``mailsift.learning.feedback``):
 
 - a key bound to a user (``mailsift keys create --user U``): the report is U's (``user``
   in the body must be U, or be left out): U's own mail follows it at once, and it is one
@@ -51,7 +51,7 @@ def feedback(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the message is empty")
     if body.verdict_id is not None and service.verdict(body.verdict_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no verdict {body.verdict_id}")
-    from mailsift.classifier.feedback import FeedbackError  # not at import: sklearn
+    from mailsift.learning.feedback import FeedbackError  # not at import: sklearn
 
     try:
         result = service.feedback(

@@ -41,13 +41,12 @@ def _from_registry(v: dict[str, Any]) -> ModelInfo:
 @router.get("/models", response_model=ModelsResponse, summary="Models", responses=_ERRORS)
 def list_models(service: ServiceDep, settings: SettingsDep, _key: ScoreKey) -> ModelsResponse:
     # imported here, not with the module: the registry pulls in MLflow, the scorer sklearn
-    from mailsift.classifier.scorer import NoModelError, serving_model_dir
     from mailsift.pipeline import registry
 
     manifest: dict[str, Any] = getattr(service.scorer.model, "manifest", None) or {}
     try:
-        path: str | None = str(serving_model_dir(settings))
-    except NoModelError:
+        path: str | None = str(registry.serving_model_dir(settings))
+    except registry.NoModelError:
         path = None
     serving = ModelInfo(
         version=service.model_version,

@@ -1,4 +1,5 @@
-"""Figures for the dashboard, read from the store (one pass of SQL each, bounded).
+"""Figures for the dashboard, from the store's repositories (``store.stats``: one bounded
+query each; ``store.quarantine``; the greylist's store) and the model's manifest.
 
 - verdicts over time by action (per day, or per hour for the last 48 h)
 - the rules hit most often (from the recorded verdicts' rule hits)
@@ -10,11 +11,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import sqlite3
-from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,16 +20,10 @@ from typing import Any
 from markupsafe import Markup
 
 from mailsift.api.ui.charts import horizontal_bars, stacked_columns
+from mailsift.store.greylist import GreylistStoreError, sqlite_greylist_counts
 
 log = logging.getLogger(__name__)
 ACTIONS = ("ham", "spam", "hold", "reject")
-MAX_RULE_ROWS = 20_000
-
-
-def _bucket_expr(dialect: str, size: float) -> str:
-    if dialect == "postgresql":
-        return f"CAST(FLOOR(created / {size:.0f}) AS BIGINT)"
-    return f"CAST(created / {size:.0f} AS INTEGER)"
 
 
 def _buckets(now: float, days: int) -> tuple[float, list[int], list[str]]:
@@ -46,65 +38,37 @@ def _buckets(now: float, days: int) -> tuple[float, list[int], list[str]]:
 
 def verdicts_over_time(store: Any, now: float, days: int) -> dict[str, Any]:
     size, keys, labels = _buckets(now, days)
-    rows = store.query(
-        f"SELECT {_bucket_expr(store.dialect, size)} AS b, action, COUNT(*) AS n "
-        "FROM verdicts WHERE created >= ? GROUP BY b, action",
-        (keys[0] * size,),
-    )
+    rows = store.stats.verdicts_by_bucket(keys[0] * size, size)
     index = {k: i for i, k in enumerate(keys)}
     series: dict[str, list[float]] = {a: [0.0] * len(keys) for a in ACTIONS}
-    for r in rows:
-        i = index.get(int(r["b"]))
+    for b, action, n in rows:
+        i = index.get(b)
         if i is not None:
-            series.setdefault(str(r["action"]), [0.0] * len(keys))[i] += int(r["n"])
+            series.setdefault(action, [0.0] * len(keys))[i] += n
     totals = {a: int(sum(v)) for a, v in series.items()}
     return {"labels": labels, "series": series, "totals": totals}
 
 
 def top_rules(store: Any, since: float, top: int = 15) -> list[tuple[str, float]]:
-    rows = store.query(
-        "SELECT rules FROM verdicts WHERE created >= ? ORDER BY created DESC LIMIT ?",
-        (since, MAX_RULE_ROWS),
-    )
-    counts: Counter[str] = Counter()
-    for r in rows:
-        try:
-            hits = json.loads(r["rules"] or "[]")
-        except ValueError:
-            continue
-        for h in hits:
-            name = (
-                h[0] if isinstance(h, list | tuple) else h.get("name") if isinstance(h, dict) else h
-            )
-            if name:
-                counts[str(name)] += 1
+    counts = store.stats.rule_hits(since)
     return [(k, float(v)) for k, v in counts.most_common(top)]
 
 
 def feedback_over_time(store: Any, now: float, days: int) -> dict[str, Any]:
     size, keys, labels = _buckets(now, days)
-    rows = store.query(
-        f"SELECT {_bucket_expr(store.dialect, size)} AS b, label, COUNT(*) AS n "
-        "FROM feedback WHERE created >= ? GROUP BY b, label",
-        (keys[0] * size,),
-    )
+    rows = store.stats.feedback_by_bucket(keys[0] * size, size)
     index = {k: i for i, k in enumerate(keys)}
     series: dict[str, list[float]] = {"spam": [0.0] * len(keys), "ham": [0.0] * len(keys)}
-    for r in rows:
-        i = index.get(int(r["b"]))
-        if i is not None and str(r["label"]) in series:
-            series[str(r["label"])][i] += int(r["n"])
-    by_status = store.query(
-        "SELECT status, COUNT(*) AS n FROM feedback WHERE created >= ? GROUP BY status",
-        (keys[0] * size,),
-    )
+    for b, label, n in rows:
+        i = index.get(b)
+        if i is not None and label in series:
+            series[label][i] += n
+    by_status = store.stats.feedback_by_status(keys[0] * size)
     return {
         "labels": labels,
         "series": series,
         "totals": {k: int(sum(v)) for k, v in series.items()},
-        "by_status": sorted(
-            ((str(r["status"]), float(r["n"])) for r in by_status), key=lambda x: -x[1]
-        ),
+        "by_status": sorted(((s, float(n)) for s, n in by_status), key=lambda x: -x[1]),
     }
 
 
@@ -114,7 +78,7 @@ def dnsbl_counts(store: Any, since: float) -> list[tuple[str, float]]:
 
 def greylist_counts(settings: Any, store: Any, since: float, now: float) -> list[tuple[str, float]]:
     """Greylisting at a glance: triplets waiting / passed and whitelisted clients (SQLite
-    backend, read-only), plus the GREYLIST_* symbols of recorded verdicts."""
+    backend, when its file exists), plus the GREYLIST_* symbols of recorded verdicts."""
     out: list[tuple[str, float]] = []
     backend = str(settings.greylist.backend or "")
     path: str | None = None
@@ -124,25 +88,18 @@ def greylist_counts(settings: Any, store: Any, since: float, now: float) -> list
         path = backend[len("sqlite:///") :]
     elif "://" not in backend:
         path = backend
-    if path and Path(path).is_file():
+    if path:
         try:
-            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-                row = db.execute(
-                    "SELECT SUM(CASE WHEN passed IS NULL THEN 1 ELSE 0 END),"
-                    " SUM(CASE WHEN passed IS NOT NULL THEN 1 ELSE 0 END)"
-                    " FROM greylist_triplets WHERE expires > ?",
-                    (now,),
-                ).fetchone()
-                clients = db.execute(
-                    "SELECT COUNT(*) FROM greylist_clients WHERE expires > ?", (now,)
-                ).fetchone()
-            out += [
-                ("triplets waiting", float(row[0] or 0)),
-                ("triplets passed", float(row[1] or 0)),
-                ("clients whitelisted", float(clients[0] or 0)),
-            ]
-        except sqlite3.Error as exc:
+            counts = sqlite_greylist_counts(path, now)
+        except GreylistStoreError as exc:
             log.info("greylist counts unavailable: %s", exc)
+            counts = None
+        if counts is not None:
+            out += [
+                ("triplets waiting", float(counts["waiting"])),
+                ("triplets passed", float(counts["passed"])),
+                ("clients whitelisted", float(counts["clients"])),
+            ]
     out += [(k, v) for k, v in top_rules(store, since, top=200) if k.startswith("GREYLIST")]
     return out
 

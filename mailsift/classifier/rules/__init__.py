@@ -9,7 +9,8 @@
   definitions of a name override earlier ones, as in SpamAssassin).
 
 Modules: :mod:`.parser` (``.cf`` syntax), :mod:`.perlre` (Perl regex translation),
-:mod:`.meta` (meta expressions), :mod:`.evals` (built-in eval tests), :mod:`.engine`.
+:mod:`.meta` (meta expressions), :mod:`.evals` (built-in eval tests), :mod:`.engine` (the
+rule set) with :mod:`.views`, :mod:`.targets`, :mod:`.hscompile`, :mod:`.dbcache`, :mod:`.evaluate`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mailsift.classifier.rules.engine import RuleSet, render_body
+from mailsift.classifier.rules.engine import RuleSet
 from mailsift.classifier.rules.parser import rule_files
+from mailsift.classifier.rules.views import render_body
 
 if TYPE_CHECKING:
     from mailsift.config import Settings

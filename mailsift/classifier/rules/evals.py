@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any
 from mailsift.message import address_of, parse_date, registrable_domain
 
 if TYPE_CHECKING:
-    from mailsift.classifier.rules.engine import MessageViews
+    from mailsift.classifier.rules.views import MessageViews
 
 EvalFn = Callable[["MessageViews", tuple[Any, ...]], int]
 

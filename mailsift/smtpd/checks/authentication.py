@@ -19,7 +19,8 @@
   ``p=reject`` failures are rejected (``550 5.7.1``) when ``settings.auth.reject_dmarc_reject``.
 
 Results go to ``CheckResult.auth_results`` as RFC 8601 ``Authentication-Results`` clauses; the
-SMTP filter stamps the header. Authenticated users and relay networks are not checked.
+SMTP filter stamps the header. Authenticated users and relay networks are not checked (the
+checks declare ``skip_authenticated`` and ``skip_relay_clients``).
 
 Symbols: ``SPF_{PASS,FAIL,SOFTFAIL,NEUTRAL,NONE,PERMERROR,TEMPERROR}``, ``SPF_HELO_*`` (same
 words), ``DKIM_{PASS,FAIL,NONE,TEMPERROR,PERMERROR}``, ``ARC_{PASS,FAIL,NONE,TEMPERROR}``,
@@ -49,10 +50,6 @@ from mailsift.smtpd.checks.scores import symbol
 
 SPF_RESULTS = ("pass", "fail", "softfail", "neutral", "none", "permerror", "temperror")
 MAX_DKIM_SIGNATURES = 5
-
-
-def _skip(ctx: SmtpContext) -> bool:
-    return bool(ctx.auth_user) or ctx.in_relay_network
 
 
 # ---- SPF -------------------------------------------------------------------------------------
@@ -107,6 +104,8 @@ class SpfCheck:
     name: ClassVar[str] = "spf"
     stage: ClassVar[Stage] = Stage.MAIL
     skip_whitelisted: ClassVar[bool] = False  # results still go to Authentication-Results
+    skip_authenticated: ClassVar[bool] = True
+    skip_relay_clients: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -122,8 +121,6 @@ class SpfCheck:
         install_spf_resolver()
 
     async def run(self, ctx: SmtpContext) -> CheckResult:
-        if _skip(ctx):
-            return CheckResult(self.name, result="none")
         sd = session_dns(ctx, self.resolver, self.dns_settings)
         sd.bind()
         sender = (ctx.mail_from or "").strip().strip("<>")
@@ -264,6 +261,8 @@ class DkimCheck:
     name: ClassVar[str] = "dkim"
     stage: ClassVar[Stage] = Stage.DATA
     skip_whitelisted: ClassVar[bool] = False  # results still go to Authentication-Results
+    skip_authenticated: ClassVar[bool] = True
+    skip_relay_clients: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -276,7 +275,7 @@ class DkimCheck:
         self.resolver = resolver
 
     async def run(self, ctx: SmtpContext) -> CheckResult:
-        if ctx.raw_message is None or _skip(ctx):
+        if ctx.raw_message is None:
             return CheckResult(self.name, result="none")
         sd = session_dns(ctx, self.resolver, self.dns_settings)
         sd.bind()
@@ -391,6 +390,8 @@ class DmarcCheck:
     name: ClassVar[str] = "dmarc"
     stage: ClassVar[Stage] = Stage.DATA
     skip_whitelisted: ClassVar[bool] = False  # results still go to Authentication-Results
+    skip_authenticated: ClassVar[bool] = True
+    skip_relay_clients: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -421,7 +422,7 @@ class DmarcCheck:
         return None
 
     async def run(self, ctx: SmtpContext) -> CheckResult:
-        if ctx.raw_message is None or _skip(ctx):
+        if ctx.raw_message is None:
             return CheckResult(self.name, result="none")
         fdom = from_domain(ctx, self.message)
         if fdom is None:

@@ -171,6 +171,8 @@ class Dnsbl:
 
     name: ClassVar[str] = "dnsbl"
     stage: ClassVar[Stage] = Stage.CONNECT
+    skip_authenticated: ClassVar[bool] = True
+    skip_relay_clients: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -185,10 +187,8 @@ class Dnsbl:
 
     async def run(self, ctx: SmtpContext) -> CheckResult:
         addr = parse_ip(ctx.client_ip)
-        if addr is None or not self.zones or ctx.in_relay_network or ctx.auth_user:
+        if addr is None or not self.zones:
             return CheckResult(self.name, result="none")
-        if ctx.whitelisted:
-            return CheckResult(self.name, result="skipped")
         sd = session_dns(ctx, self.resolver, self.dns_settings)
 
         async def one(zone: DnsblZone) -> ZoneOutcome:
@@ -232,8 +232,6 @@ class UriDnsbl:
     async def run(self, ctx: SmtpContext) -> CheckResult:
         if not self.zones or ctx.raw_message is None:
             return CheckResult(self.name, result="none")
-        if ctx.whitelisted:
-            return CheckResult(self.name, result="skipped")
         domains = self.domains(ctx)
         if not domains:
             return CheckResult(self.name, result="none")

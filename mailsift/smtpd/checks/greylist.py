@@ -10,8 +10,9 @@ sender domain instead of the network, so they are not delayed for hours.
 - a retry before ``delay`` (300 s): deferred again; after it and within ``retry_window``
   (2 days): accepted and remembered for ``expire`` (35 days, refreshed on every delivery);
 - a client network that passed ``auto_whitelist_after`` (5) times is not greylisted any more;
-- authenticated users, relay networks, whitelisted senders and senders on the recipient's
-  own white list (``lists.RecipientLists``) are never greylisted.
+- authenticated users and relay networks (``skip_authenticated``, ``skip_relay_clients``:
+  ``GREYLIST_SKIPPED`` with the reason), whitelisted sessions (skipped by the runner) and
+  senders on the recipient's own white list (``lists.RecipientLists``) are never greylisted.
 
 RFC 5321 4.5.4.1 (clients must retry after a 4xx), RFC 6647 (greylisting BCP).
 Store: ``mailsift.store.greylist`` (SQLite / Redis); its failure is a result
@@ -87,6 +88,8 @@ class TripletKey:
 class Greylist:
     name: ClassVar[str] = "greylist"
     stage: ClassVar[Stage] = Stage.RCPT
+    skip_authenticated: ClassVar[bool] = True
+    skip_relay_clients: ClassVar[bool] = True
 
     def __init__(
         self, settings: GreylistSettings, store: GreylistStore, clock: Clock = system_clock
@@ -113,23 +116,15 @@ class Greylist:
         rcpt = (ctx.current_rcpt or "").strip().strip("<>").lower()[:MAX_PART]
         return TripletKey(origin, sender, rcpt)
 
-    @staticmethod
-    def skip_reason(ctx: SmtpContext) -> str:
-        if ctx.auth_user:
-            return "authenticated"
-        if ctx.in_relay_network:
-            return "relay network"
-        if ctx.whitelisted:
-            return "whitelisted"
-        pair = ((ctx.mail_from or "").lower(), (ctx.current_rcpt or "").lower())
-        if pair in ctx.extra.get(TRUSTED_RCPTS_KEY, ()):
-            return "on the recipient's white list"
-        return ""
+    def on_skip(self, ctx: SmtpContext, why: str) -> CheckResult:
+        """The result for a session greylisting does not apply to (an authenticated or relay
+        client, by the skip flags; a sender on the recipient's own white list)."""
+        return CheckResult(self.name, symbols=[symbol("GREYLIST_SKIPPED", why)], result="skip")
 
     async def run(self, ctx: SmtpContext) -> CheckResult:
-        why = self.skip_reason(ctx)
-        if why:
-            return CheckResult(self.name, symbols=[symbol("GREYLIST_SKIPPED", why)], result="skip")
+        pair = ((ctx.mail_from or "").lower(), (ctx.current_rcpt or "").lower())
+        if pair in ctx.extra.get(TRUSTED_RCPTS_KEY, ()):
+            return self.on_skip(ctx, "on the recipient's white list")
         key = self.triplet(ctx)
         now = self.clock()
         try:

@@ -10,7 +10,8 @@ forward-confirmed (``reject_no_fcrdns``); otherwise they only score.
 4.1.2/4.1.3): a bare IP without brackets, bad syntax, a name without a dot, a name that does not
 resolve, a literal that is not the client's address, and a client that claims to be us (our
 host name, one of our local domains, one of our IPs) score, or are rejected with
-``reject_bad_helo``. Clients in the relay networks and authenticated users are not checked.
+``reject_bad_helo``. Clients in the relay networks and authenticated users are not checked
+(both checks declare ``skip_relay_clients`` and ``skip_authenticated``).
 
 Symbols: ``RDNS_FCRDNS``, ``RDNS_NONE``, ``RDNS_NOT_FCRDNS``, ``RDNS_TEMPERROR``,
 ``HELO_MISSING``, ``HELO_BAD_SYNTAX``, ``HELO_BARE_IP``, ``HELO_NOT_FQDN``, ``HELO_IP_MISMATCH``,
@@ -41,10 +42,6 @@ REJECTABLE_HELO = (*BAD_HELO, "HELO_CLAIMS_US", "HELO_NORESOLVE")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def _skip(ctx: SmtpContext) -> bool:
-    return ctx.in_relay_network or bool(ctx.auth_user)
-
-
 async def forward_addresses(sd: SessionDns, name: str, version: int) -> tuple[set[str], bool]:
     """The addresses of `name` of the given IP version, and whether the lookup failed."""
     lk = await sd.lookup(name, "A" if version == 4 else "AAAA")
@@ -54,6 +51,8 @@ async def forward_addresses(sd: SessionDns, name: str, version: int) -> tuple[se
 class ReverseDns:
     name: ClassVar[str] = "rdns"
     stage: ClassVar[Stage] = Stage.CONNECT
+    skip_authenticated: ClassVar[bool] = True
+    skip_relay_clients: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -67,7 +66,7 @@ class ReverseDns:
 
     async def run(self, ctx: SmtpContext) -> CheckResult:
         addr = parse_ip(ctx.client_ip)
-        if addr is None or _skip(ctx):
+        if addr is None:
             return CheckResult(self.name, result="none")
         sd = session_dns(ctx, self.resolver, self.dns_settings)
         ptr = await sd.lookup(reverse_name(str(addr)), "PTR")
@@ -125,6 +124,8 @@ class ReverseDns:
 class HeloCheck:
     name: ClassVar[str] = "helo"
     stage: ClassVar[Stage] = Stage.HELO
+    skip_authenticated: ClassVar[bool] = True
+    skip_relay_clients: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -151,8 +152,6 @@ class HeloCheck:
         return symbol(name, desc, score=score)
 
     async def run(self, ctx: SmtpContext) -> CheckResult:
-        if _skip(ctx):
-            return CheckResult(self.name, result="none")
         helo = (ctx.helo or "").strip()
         syms = await self._symbols(ctx, helo)
         res = CheckResult(

@@ -2,20 +2,16 @@
 
 How to add a table (any area)
 -----------------------------
-Drop a file into this folder named ``NNNN_<name>.sql`` (four digits, then a short name):
-it is found, applied once on the next ``open_store`` and recorded in ``schema_migrations``.
-Number ranges keep areas from colliding:
+Drop a file into this folder named ``NNNN_<name>.sql``: the next number after the highest one
+here (four digits, then a short name). It is found, applied once on the next ``open_store``
+and recorded in ``schema_migrations``. Numbers are plain and sequential; two branches that
+both add the next number collide at ``discover()`` ("two migrations numbered ..."), and the
+later one to merge takes the following number.
 
-====== ========================================== ======
-range   area                                        owner
-====== ========================================== ======
-0001-   verdicts, feedback, lists, audit (store)    S
-0100-   API keys                                    A
-0200-   quarantine entries                          Q
-0300-   greylist                                    K
-0400-   SMTP accounts / mailboxes                   M
-0500-   pipeline / models                           P
-====== ========================================== ======
+Databases made before the numbering was sequential recorded some migrations under other
+numbers (``RENUMBERED``: old -> new, the same scripts). ``migrate()`` rewrites those rows
+to the new numbers, in the same locked transaction that checks what is pending, so those
+migrations are not run again.
 
 One script usually serves both dialects. Write portable SQL and use these macros where the
 dialects differ (they are substituted before running):
@@ -37,8 +33,10 @@ migration that has shipped: add a new one.
 Code can also register a migration (for SQL built at import time), before opening the store::
 
     from mailsift.store.migrations import register
-    register(210, "quarantine_index", "CREATE INDEX ...")          # both dialects
-    register(211, "x", {"sqlite": "...", "postgresql": "..."})      # per dialect
+    register(version, "quarantine_index", "CREATE INDEX ...")       # both dialects
+    register(version, "x", {"sqlite": "...", "postgresql": "..."})   # per dialect
+
+(``version``: the next number after every file's and every registered one's.)
 
 Then, on the store: ``store.execute(sql, params)`` (``?`` placeholders on both dialects),
 ``store.query(...) -> list[dict]``, ``store.query_one(...)``, and ``with store.transaction():``
@@ -72,6 +70,10 @@ MACROS: dict[str, dict[str, str]] = {
     },
 }
 _MACRO_RE = re.compile(r"\$\{([A-Z]+)\}")
+
+# Versions recorded under the former per-area numbering (0100 API keys, 0200 quarantine,
+# 0210 UI sessions, 0500 model generation) -> the sequential numbers of the same scripts.
+RENUMBERED: dict[int, int] = {100: 3, 200: 4, 210: 5, 500: 6}
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,9 @@
-"""Quarantine: held mail, kept durably, reviewed by people, released exactly once.
+"""The quarantine service: held mail, kept durably, reviewed by people, released exactly once.
 
 A message the filter decides to hold (score between the ``hold`` and ``reject`` thresholds,
-or by policy) is written to a spool under ``settings.quarantine_dir`` (temporary file, fsync,
-rename, fsync of the directory: it survives a crash the moment ``hold`` returns) and gets an
-entry in the store's ``quarantine`` table: verdict id, envelope sender and recipients,
+or by policy) is written to the spool under ``settings.quarantine_dir``
+(``mailsift.quarantine.spool``: it survives a crash the moment ``hold`` returns) and gets an
+entry in the store (``store.quarantine``, ``mailsift.store.quarantine``): verdict id, envelope sender and recipients,
 subject, score, the verdict's reasons, time and expiry (``settings.quarantine.retention_days``).
 
 Actions, each recorded in the store's audit trail (who, when, what):
@@ -27,115 +27,37 @@ thing that delivers, and only to the original recipients.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import re
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from mailsift.config import Settings
-from mailsift.durable import fsync_dir, write_durably
 from mailsift.message import parse
+from mailsift.quarantine.spool import ID_RE, Spool
+from mailsift.store.base import ListEntry, Store
+from mailsift.store.quarantine import (
+    DELETED,
+    HELD,
+    RELEASED,
+    RELEASING,
+    QuarantineEntry,
+    QuarantineError,
+    QuarantineQuery,
+    QuarantineRepo,
+)
 from mailsift.verdict import Envelope, Label, Verdict
 
 log = logging.getLogger(__name__)
 
-# Entry states.
-HELD = "held"
-RELEASING = "releasing"
-RELEASED = "released"
-DELETED = "deleted"
-STATUSES = (HELD, RELEASING, RELEASED, DELETED)
-
-SORT_KEYS = ("created", "score", "sender", "subject", "expires")
-_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _DAY = 86400.0
-
-
-class QuarantineError(Exception):
-    """An action could not be done; ``status`` is the HTTP-ish status for callers."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class NotFound(QuarantineError):
     def __init__(self, qid: str) -> None:
         super().__init__(f"no quarantined message {qid!r}", status=404)
-
-
-@dataclass(slots=True)
-class QuarantineEntry:
-    id: str
-    verdict_id: str
-    sender: str
-    recipients: list[str]
-    subject: str
-    from_header: str
-    score: float
-    probability: float
-    action: str
-    reasons: dict[str, Any]  # {"reason", "rules": [...], "tokens": [...], "model_version"}
-    size: int
-    digest: str
-    created: float  # unix time
-    expires: float
-    status: str = HELD
-    released_at: float | None = None
-    released_by: str | None = None
-    deleted_at: float | None = None
-    deleted_by: str | None = None
-    label: str | None = None  # the last reviewer's label ("spam"/"ham")
-    last_error: str | None = None
-
-    @property
-    def rules(self) -> list[dict[str, Any]]:
-        return list(self.reasons.get("rules", []))
-
-    @property
-    def tokens(self) -> list[dict[str, Any]]:
-        return list(self.reasons.get("tokens", []))
-
-    def visible_to(self, user: str) -> bool:
-        u = user.lower()
-        return any(r.lower() == u for r in self.recipients)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(slots=True)
-class QuarantineQuery:
-    """Filters and sort for ``Quarantine.list``; every field optional."""
-
-    user: str | None = None  # only entries whose recipients include this address
-    recipient: str | None = None  # substring of a recipient
-    sender: str | None = None  # substring of the envelope sender or From header
-    subject: str | None = None  # substring
-    min_score: float | None = None
-    max_score: float | None = None
-    since: float | None = None  # unix time, created >= since
-    until: float | None = None  # created < until
-    statuses: tuple[str, ...] = (HELD, RELEASING)
-    sort: str = "created"
-    descending: bool = True
-    limit: int = 100
-    offset: int = 0
-
-    def __post_init__(self) -> None:
-        if self.sort not in SORT_KEYS:
-            raise QuarantineError(f"sort must be one of {', '.join(SORT_KEYS)}")
-        bad = [s for s in self.statuses if s not in STATUSES]
-        if bad:
-            raise QuarantineError(f"unknown status {bad[0]!r}")
-        self.limit = max(1, min(int(self.limit), 1000))
-        self.offset = max(0, int(self.offset))
 
 
 @dataclass(slots=True)
@@ -161,85 +83,6 @@ class BulkResult:
         return sum(1 for r in self.results if not r.ok)
 
 
-# ---- the spool ------------------------------------------------------------------------------
-
-
-class Spool:
-    """Raw messages as files ``<id>.eml``; writes are atomic and durable."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.tmp = self.root / "tmp"
-        self.tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
-
-    def path(self, qid: str) -> Path:
-        if not _ID_RE.match(qid):
-            raise QuarantineError(f"malformed quarantine id {qid!r}")
-        return self.root / f"{qid}.eml"
-
-    def write(self, qid: str, raw: bytes) -> Path:
-        final = self.path(qid)
-        write_durably(final, raw, self.tmp)
-        return final
-
-    def read(self, qid: str) -> bytes:
-        try:
-            return self.path(qid).read_bytes()
-        except FileNotFoundError:
-            raise QuarantineError(f"message {qid} is no longer in the spool", 410) from None
-
-    def exists(self, qid: str) -> bool:
-        return self.path(qid).exists()
-
-    def remove(self, qid: str) -> bool:
-        try:
-            self.path(qid).unlink()
-        except FileNotFoundError:
-            return False
-        fsync_dir(self.root)
-        return True
-
-    def ids(self) -> Iterator[str]:
-        for p in self.root.glob("*.eml"):
-            if _ID_RE.match(p.stem):
-                yield p.stem
-
-    def clean_tmp(self, older_than: float = _DAY) -> int:
-        cutoff = time.time() - older_than
-        n = 0
-        for p in self.tmp.iterdir():
-            with contextlib.suppress(OSError):
-                if p.stat().st_mtime < cutoff:
-                    p.unlink()
-                    n += 1
-        return n
-
-
-# ---- the store side -------------------------------------------------------------------------
-
-
-class QuarantineRepository(Protocol):
-    """The ``quarantine`` table (see ``mailsift/store/migrations``)."""
-
-    def add(self, entry: QuarantineEntry) -> None: ...
-
-    def get(self, qid: str) -> QuarantineEntry | None: ...
-
-    def query(self, q: QuarantineQuery) -> tuple[list[QuarantineEntry], int]: ...
-
-    def transition(
-        self, qid: str, from_statuses: Sequence[str], to_status: str, **fields: Any
-    ) -> bool: ...
-
-    def update(self, qid: str, **fields: Any) -> None: ...
-
-    def expired(self, now: float, limit: int = 1000) -> list[str]: ...
-
-    def remove(self, qid: str) -> bool: ...
-
-    def counts(self) -> dict[str, int]: ...
-
-
 DeliverFn = Callable[..., Any]
 AuditFn = Callable[[str, str, str, dict[str, Any]], None]
 
@@ -250,17 +93,16 @@ class Quarantine:
     def __init__(
         self,
         settings: Settings,
-        store: Any,
+        store: Store,
         *,
         service: Any = None,
         deliver: DeliverFn | None = None,
-        repo: QuarantineRepository | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.store = store
         self.spool = Spool(settings.quarantine_dir)
-        self.repo: QuarantineRepository = repo if repo is not None else _repo_for(store)
+        self.repo: QuarantineRepo = store.quarantine
         self._service = service
         self._deliver = deliver
         self.clock = clock
@@ -320,7 +162,7 @@ class Quarantine:
 
     def get(self, qid: str, user: str | None = None) -> QuarantineEntry:
         """The entry; with ``user``, only when addressed to that user (else NotFound)."""
-        if not _ID_RE.match(qid or ""):
+        if not ID_RE.match(qid or ""):
             raise NotFound(qid)
         entry = self.repo.get(qid)
         if entry is None or (user is not None and not entry.visible_to(user)):
@@ -522,8 +364,6 @@ class Quarantine:
 
     def _set_sender_list(self, user: str, sender: str, kind: str, actor: str) -> None:
         """Put ``sender`` on ``user``'s ``kind`` list (and off the opposite one)."""
-        from mailsift.store.base import ListEntry
-
         opposite = "untrusted" if kind == "trusted" else "trusted"
         self.store.lists.remove(opposite, sender, user)
         self.store.lists.add(
@@ -566,145 +406,3 @@ def _error_text(exc: BaseException) -> str:
     msg = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     text = f"{code} {msg}" if code else str(msg)
     return text[:500]
-
-
-def _repo_for(store: Any) -> QuarantineRepository:
-    repo = getattr(store, "quarantine", None)
-    if repo is not None:
-        return repo  # type: ignore[no-any-return]
-    return SqlQuarantineRepository(store)
-
-
-_COLUMNS = tuple(QuarantineEntry.__dataclass_fields__)
-_JSON_COLUMNS = ("recipients", "reasons")
-_UPDATABLE = frozenset(_COLUMNS) - {"id"}
-
-
-class SqlQuarantineRepository:
-    """The ``quarantine`` table through the store's ``execute``/``query`` (SQLite or
-    PostgreSQL; ``?`` placeholders, epoch-float times, JSON as text)."""
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-
-    def add(self, entry: QuarantineEntry) -> None:
-        row = _to_row(entry)
-        cols = ", ".join(row)
-        marks = ", ".join("?" for _ in row)
-        self.store.execute(f"INSERT INTO quarantine ({cols}) VALUES ({marks})", list(row.values()))
-
-    def get(self, qid: str) -> QuarantineEntry | None:
-        row = self.store.query_one("SELECT * FROM quarantine WHERE id = ?", (qid,))
-        return entry_from_row(row) if row else None
-
-    def query(self, q: QuarantineQuery) -> tuple[list[QuarantineEntry], int]:
-        where: list[str] = []
-        params: list[Any] = []
-        if q.statuses:
-            where.append(f"status IN ({', '.join('?' for _ in q.statuses)})")
-            params.extend(q.statuses)
-        if q.user:
-            # recipients is a JSON list of lower-case addresses: match one element exactly
-            where.append("recipients LIKE ? ESCAPE '\\'")
-            params.append('%"' + _like_escape(q.user.lower()) + '"%')
-        if q.recipient:
-            where.append("recipients LIKE ? ESCAPE '\\'")
-            params.append("%" + _like_escape(q.recipient.lower()) + "%")
-        if q.sender:
-            where.append(
-                "(LOWER(sender) LIKE ? ESCAPE '\\' OR LOWER(from_header) LIKE ? ESCAPE '\\')"
-            )
-            pat = "%" + _like_escape(q.sender.lower()) + "%"
-            params.extend((pat, pat))
-        if q.subject:
-            where.append("LOWER(subject) LIKE ? ESCAPE '\\'")
-            params.append("%" + _like_escape(q.subject.lower()) + "%")
-        for col, op, val in (
-            ("score", ">=", q.min_score),
-            ("score", "<=", q.max_score),
-            ("created", ">=", q.since),
-            ("created", "<", q.until),
-        ):
-            if val is not None:
-                where.append(f"{col} {op} ?")
-                params.append(float(val))
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
-        total_row = self.store.query_one(f"SELECT COUNT(*) AS n FROM quarantine{clause}", params)
-        total = int(total_row["n"]) if total_row else 0
-        order = f"{q.sort} {'DESC' if q.descending else 'ASC'}, id ASC"
-        rows = self.store.query(
-            f"SELECT * FROM quarantine{clause} ORDER BY {order} LIMIT ? OFFSET ?",
-            [*params, q.limit, q.offset],
-        )
-        return [entry_from_row(r) for r in rows], total
-
-    def transition(
-        self, qid: str, from_statuses: Sequence[str], to_status: str, **fields: Any
-    ) -> bool:
-        sets, params = _sets({"status": to_status, **fields})
-        marks = ", ".join("?" for _ in from_statuses)
-        n = self.store.execute(
-            f"UPDATE quarantine SET {sets} WHERE id = ? AND status IN ({marks})",
-            [*params, qid, *from_statuses],
-        )
-        return int(n) == 1
-
-    def update(self, qid: str, **fields: Any) -> None:
-        sets, params = _sets(fields)
-        self.store.execute(f"UPDATE quarantine SET {sets} WHERE id = ?", [*params, qid])
-
-    def expired(self, now: float, limit: int = 1000) -> list[str]:
-        rows = self.store.query(
-            "SELECT id FROM quarantine WHERE expires <= ? ORDER BY expires LIMIT ?", (now, limit)
-        )
-        return [r["id"] for r in rows]
-
-    def remove(self, qid: str) -> bool:
-        return int(self.store.execute("DELETE FROM quarantine WHERE id = ?", (qid,))) == 1
-
-    def counts(self) -> dict[str, int]:
-        rows = self.store.query("SELECT status, COUNT(*) AS n FROM quarantine GROUP BY status")
-        return {r["status"]: int(r["n"]) for r in rows}
-
-
-def _like_escape(s: str) -> str:
-    return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _to_row(entry: QuarantineEntry) -> dict[str, Any]:
-    row = asdict(entry)
-    for c in _JSON_COLUMNS:
-        row[c] = json.dumps(row[c], separators=(",", ":"), sort_keys=True, ensure_ascii=False)
-    return row
-
-
-def _sets(fields: dict[str, Any]) -> tuple[str, list[Any]]:
-    bad = set(fields) - _UPDATABLE
-    if bad:
-        raise ValueError(f"not updatable: {sorted(bad)}")
-    params = [
-        json.dumps(v, ensure_ascii=False) if k in _JSON_COLUMNS else v for k, v in fields.items()
-    ]
-    return ", ".join(f"{k} = ?" for k in fields), params
-
-
-def entry_from_row(row: dict[str, Any]) -> QuarantineEntry:
-    d = dict(row)
-    d["recipients"] = _loads(d.get("recipients"), [])
-    d["reasons"] = _loads(d.get("reasons"), {})
-    fields: dict[str, Any] = {k: d.get(k) for k in _COLUMNS}
-    for k in ("score", "probability", "created", "expires"):
-        fields[k] = float(fields[k] or 0.0)
-    fields["size"] = int(fields["size"] or 0)
-    return QuarantineEntry(**fields)
-
-
-def _loads(v: Any, default: Any) -> Any:
-    if v is None:
-        return default
-    if isinstance(v, list | dict):
-        return v
-    try:
-        return json.loads(v)
-    except ValueError:
-        return default

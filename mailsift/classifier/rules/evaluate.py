@@ -1,0 +1,269 @@
+"""Evaluation: the compiled rules run on one message, stage by stage.
+
+:class:`Evaluator` holds what evaluation needs from a built rule set: the scan targets, the
+header requests grouped by the header they read, the ``mimeheader`` rules, the eval tests
+and the meta function. The stages run in order: body, rawbody and full, uri (each URL on its
+own), headers, eval tests; a :class:`~mailsift.budget.ScanBudget` spent after a stage
+skips the rest, and the metas run last over what was reached.
+
+A target is scanned with its Hyperscan database; a prefilter hit, a ``multiple`` count and
+the patterns Hyperscan does not hold are decided by :func:`.targets.count` (PCRE2, else
+``re``). A prefilter hit is confirmed from Hyperscan's first report minus the pattern's
+longest possible match (:func:`.targets.reach`), since no match ends before that report. A
+target of at most :data:`DIRECT_MAX` patterns, all in PCRE2, runs them one by one instead.
+
+Header rules: a missing header reads as the ``[if-unset: ...]`` text or the empty string (so
+``!~`` hits), as in SpamAssassin; ``exists:`` tests presence. Requests for one real header
+first read as absent, and only the headers the message has are read. ``mimeheader`` rules
+(the MIMEHeader plugin) test the first such header of every MIME part, the top level
+included.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from mailsift.budget import ScanBudget
+from mailsift.classifier.rules import evals as evals_mod
+from mailsift.classifier.rules.targets import (
+    MODE_HS,
+    MODE_PREFILTER,
+    Entry,
+    HeaderTarget,
+    Target,
+    count,
+    hs,
+    native,
+)
+from mailsift.classifier.rules.views import MessageViews, header_request, to_bytes
+from mailsift.message import ParsedMessage
+
+# the engine's modules log under one name, the one operators filter on
+log = logging.getLogger("mailsift.classifier.rules.engine")
+
+MAX_URLS = 200
+# a target of at most this many patterns, all compiled by PCRE2, skips its Hyperscan
+# database: on header values, a few PCRE2 searches cost less than one scan and its set-up
+DIRECT_MAX = 4
+
+# (eval function, its arguments, the rules it answers)
+EvalGroup = tuple[evals_mod.EvalFn, tuple[Any, ...], list[int]]
+# mimeheader rule: (entry, lower-cased header name, raw, if-unset text)
+MimeRule = tuple[Entry, str, bool, bytes]
+
+
+class Evaluator:
+    """The evaluation plan of a rule set: per-rule values of one message at a time.
+
+    Built once the targets are compiled (or loaded from the cache): compiles with PCRE2
+    what it will decide (when ``use_pcre``) and groups the header requests. Scratch space
+    for Hyperscan is per thread, so one evaluator serves every thread.
+    """
+
+    def __init__(
+        self,
+        *,
+        body: Target,
+        rawbody: Target,
+        full: Target,
+        uri: Target,
+        header_targets: list[Target],
+        requests: Iterable[HeaderTarget],
+        mime: list[MimeRule],
+        eval_groups: list[EvalGroup],
+        meta_fn: Callable[[list[int]], None],
+        names: list[str],
+        max_scan_bytes: int,
+        use_pcre: bool,
+    ) -> None:
+        self._body = body
+        self._rawbody = rawbody
+        self._full = full
+        self._uri = uri
+        self._mime = mime
+        self._eval_groups = eval_groups
+        self._meta_fn = meta_fn
+        self._names = names
+        self._max_scan_bytes = max_scan_bytes
+        self._local = threading.local()
+        # requests for one real header, by its name (most name a header a message lacks:
+        # their if-unset values are set up front, and only present headers are read)
+        self._by_header: dict[str, list[HeaderTarget]] = {}
+        self._special_requests: list[HeaderTarget] = []
+        self._absent_hits: list[tuple[int, int]] = []
+        for ht in requests:
+            ht.unset_hits = []
+            for e in ht.target.entries if ht.target is not None else ():
+                r = e.unset_result if e.unset_result is not None else e.empty_result
+                if r:
+                    ht.unset_hits.append((e.rule, r))
+            if ht.plain_name is None:
+                self._special_requests.append(ht)
+            else:
+                self._by_header.setdefault(ht.plain_name, []).append(ht)
+                self._absent_hits.extend(ht.unset_hits)
+        self._header_set = frozenset(self._by_header)
+        if not use_pcre:
+            return
+        # PCRE2 compiles (and JITs) only what it will run: Hyperscan answers its exact
+        # patterns alone (a JIT copy of every pattern would cost 6 MB a process for nothing)
+        for t in (body, rawbody, full, uri, *header_targets):
+            small = 0 < len(t.entries) <= DIRECT_MAX and t is not body
+            for e in t.entries:
+                if small or e.mode != MODE_HS or e.multiple:
+                    e.pc = native(e)
+            t.direct = small and all(e.pc is not None for e in t.entries)
+        for e, *_ in mime:
+            e.pc = native(e)
+
+    def hit_values(self, pm: ParsedMessage, budget: ScanBudget | None = None) -> list[int]:
+        """Raw per-rule values (index as in the rule set's names), metas included."""
+        h = [0] * len(self._names)
+        self._run_stages(MessageViews(pm, self._max_scan_bytes), h, budget)
+        self._meta_fn(h)
+        return h
+
+    def _scratch(self, t: Target) -> Any:
+        cache: dict[int, Any] | None = getattr(self._local, "scratch", None)
+        if cache is None:
+            cache = {}
+            self._local.scratch = cache
+        s = cache.get(id(t))
+        if s is None:
+            s = hs.Scratch(t.db)
+            cache[id(t)] = s
+        return s
+
+    def _scan(self, t: Target, data: bytes, h: list[int] | dict[int, int]) -> None:
+        """Scan ``data`` with a target's database; confirm and count with PCRE2 (or re)."""
+        entries = t.entries
+        if t.direct:
+            for e in entries:
+                n = count(e, data)
+                if e.negate:
+                    if not n:
+                        h[e.rule] = 1
+                elif n:
+                    h[e.rule] = max(h[e.rule], n)
+            return
+        matched: set[int] = set()
+        if t.db is not None:
+            found: list[tuple[int, int]] = []
+            t.db.scan(data, _on_match, context=found, scratch=self._scratch(t))
+            for hid, end in found:
+                ei = t.hs_ids[hid]
+                e = entries[ei]
+                if e.mode == MODE_PREFILTER or e.multiple:
+                    # no match of the pattern ends before hyperscan's first report (exact
+                    # or a superset): a bounded pattern cannot start earlier than its reach
+                    n = count(e, data, end - e.reach if e.reach >= 0 else 0)
+                    if n:
+                        matched.add(ei)
+                        if not e.negate:
+                            h[e.rule] = max(h[e.rule], n)
+                else:
+                    matched.add(ei)
+                    if not e.negate:
+                        h[e.rule] = 1
+        for ei in t.re_only:
+            e = entries[ei]
+            n = count(e, data)
+            if n:
+                matched.add(ei)
+                if not e.negate:
+                    h[e.rule] = max(h[e.rule], n)
+        for ei in t.negated:
+            if ei not in matched:
+                h[entries[ei].rule] = 1
+
+    def _scan_uris(self, views: MessageViews, h: list[int]) -> None:
+        t = self._uri
+        if not t.entries:
+            return
+        seen: set[str] = set()
+        any_url = False
+        # per-URL scans; a negated uri rule hits when some URL does not match it
+        hits: dict[int, int] = collections.defaultdict(int)  # the few uri rules that hit
+        for u in views.pm.urls:
+            if u.url in seen:
+                continue
+            seen.add(u.url)
+            if len(seen) > MAX_URLS:
+                break
+            any_url = True
+            self._scan(t, to_bytes(u.url), hits)
+        if any_url:
+            for i, v in hits.items():
+                if v:
+                    h[i] = max(h[i], v)
+
+    def _request(self, views: MessageViews, ht: HeaderTarget, h: list[int]) -> None:
+        """One header request: its exists: rules, then its regex rules on the value (or
+        their if-unset results when the message gives no value)."""
+        value = header_request(views, ht.name, ht.modifiers)
+        for ri in ht.exists_rules:
+            h[ri] = 1 if value is not None else 0
+        if ht.target is None:
+            return
+        if value is None:
+            for ri, r in ht.unset_hits:
+                h[ri] = r
+        else:
+            self._scan(ht.target, value, h)
+
+    def _run_stages(self, views: MessageViews, h: list[int], budget: ScanBudget | None) -> None:
+        if self._body.entries:
+            self._scan(self._body, views.body, h)
+        if budget is not None and budget.spent("body rules"):
+            return
+        if self._rawbody.entries:
+            self._scan(self._rawbody, views.rawbody, h)
+        if self._full.entries:
+            self._scan(self._full, views.full, h)
+        if budget is not None and budget.spent("rawbody and full rules"):
+            return
+        self._scan_uris(views, h)
+        if budget is not None and budget.spent("uri rules"):
+            return
+        # every request for a real header first reads as absent (its exists: rules 0, its
+        # rules their if-unset value); then the headers the message has are read
+        for ri, r in self._absent_hits:
+            h[ri] = r
+        for name in self._header_set.intersection(views.header_names()):
+            for ht in self._by_header[name]:
+                if ht.target is None:  # exists: tests only: its text is not needed
+                    for ri in ht.exists_rules:
+                        h[ri] = 1
+                    continue
+                for ri, _ in ht.unset_hits:
+                    h[ri] = 0
+                self._request(views, ht, h)
+        for ht in self._special_requests:
+            self._request(views, ht, h)
+        for e, lname, raw, unset in self._mime:
+            # SpamAssassin's MIMEHeader: the first such header of each MIME part (the top
+            # level included; an absent one reads as its if-unset text, else ""); a hit
+            # when some part matches (!~: when none does)
+            found = any(
+                count(e, unset if v is None else v) for v in views.part_header_values(lname, raw)
+            )
+            if found != e.negate:
+                h[e.rule] = 1
+        if budget is not None and budget.spent("header rules"):
+            return
+        for fn, args, rule_ids in self._eval_groups:  # the same test under two names runs once
+            try:
+                result = int(fn(views, args))
+            except Exception as exc:  # an eval bug must not lose the message
+                log.warning("eval rule %s failed: %s", self._names[rule_ids[0]], exc)
+                continue
+            for ri in rule_ids:
+                h[ri] = result
+
+
+def _on_match(hid: int, start: int, end: int, flags: int, ctx: list[tuple[int, int]]) -> None:
+    ctx.append((hid, end))

@@ -1,0 +1,187 @@
+"""What rules read: SpamAssassin's views of a message, as the UTF-8 bytes every engine scans.
+
+:class:`MessageViews` builds each view of one message once, on first use, and shares it
+between all scan targets and eval tests: ``body`` (SpamAssassin's rendered body: the
+Subject, then the visible text with each paragraph on one line, see :func:`render_body`),
+``rawbody`` (decoded text and HTML source, unrendered), ``full`` (the raw message), header
+values and each MIME part's first headers. :func:`header_request` gives the text of a
+header request (``name:modifiers``) as SpamAssassin's ``get()`` does. Every view is cut at
+``max_scan_bytes``; a header request's text at :data:`MAX_HEADER_BYTES`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from mailsift.message import ParsedMessage, decode_header_value, parse_addresses
+
+MAX_HEADER_BYTES = 64 * 1024
+MAX_ADDRESS_HEADER = 4096  # characters of an address header parsed for :addr / :name
+
+
+class MessageViews:
+    """Lazily built byte views of one message, shared by all targets."""
+
+    def __init__(self, pm: ParsedMessage, max_scan_bytes: int) -> None:
+        self.pm = pm
+        self.max = max_scan_bytes
+        self._body: bytes | None = None
+        self._rawbody: bytes | None = None
+        self._full: bytes | None = None
+        self._raw_head_and_body: bytes | None = None
+        self._headers: dict[str, list[str]] | None = None
+        self._raw_headers: dict[str, list[str]] | None = None
+        self.memo: dict[Any, Any] = {}  # values eval tests share within one message
+
+    @property
+    def body(self) -> bytes:
+        if self._body is None:
+            self._body = to_bytes(render_body(self.pm, self.max))[: self.max]
+        return self._body
+
+    @property
+    def rawbody(self) -> bytes:
+        if self._rawbody is None:
+            parts = [p for p in (self.pm.text, self.pm.html) if p]
+            self._rawbody = to_bytes("\n".join(parts))[: self.max]
+        return self._rawbody
+
+    @property
+    def full(self) -> bytes:
+        if self._full is None:
+            self._full = self.pm.raw[: self.max]
+        return self._full
+
+    @property
+    def raw_head_and_body(self) -> bytes:
+        if self._raw_head_and_body is None:
+            self._raw_head_and_body = self.pm.raw[: self.max].replace(b"\r\n", b"\n")
+        return self._raw_head_and_body
+
+    def part_header_values(self, lname: str, raw: bool) -> list[bytes | None]:
+        """The first ``lname`` header of each MIME part (top level first), None if absent."""
+        key = ("part_headers", lname, raw)
+        cached: list[bytes | None] | None = self.memo.get(key)
+        if cached is not None:
+            return cached
+        top = self.header_values(lname, raw)
+        out: list[bytes | None] = [to_bytes(top[0]) if top else None]
+        for first in self.part_first_headers():
+            value = first.get(lname)
+            if value is not None and not raw:
+                value = decode_header_value(value)
+            out.append(None if value is None else to_bytes(value.strip()))
+        self.memo[key] = out
+        return out
+
+    def part_first_headers(self) -> list[dict[str, str]]:
+        """Each MIME part's headers as lower-cased name -> first value."""
+        parts: list[dict[str, str]] | None = self.memo.get("part_first_headers")
+        if parts is None:
+            parts = []
+            for headers in self.pm.part_headers:
+                first: dict[str, str] = {}
+                for k, v in headers:
+                    first.setdefault(k.lower(), v)
+                parts.append(first)
+            self.memo["part_first_headers"] = parts
+        return parts
+
+    def header_names(self) -> set[str]:
+        """Lower-cased names of the headers present (other filters' removed)."""
+        if self._headers is None:
+            self.header_values("", False)
+        assert self._headers is not None
+        return set(self._headers)
+
+    def header_values(self, name: str, raw: bool) -> list[str]:
+        if self._headers is None:
+            self._headers = {}
+            for k, v in self.pm.headers:
+                self._headers.setdefault(k.lower(), []).append(v)
+            self._raw_headers = {}
+            for k, v in self.pm.raw_headers:
+                self._raw_headers.setdefault(k.lower(), []).append(v.strip())
+        src = self._raw_headers if raw else self._headers
+        assert src is not None
+        return src.get(name.lower(), [])
+
+
+def to_bytes(text: str) -> bytes:
+    """``text`` in UTF-8: surrogates that stand for undecodable input bytes
+    (``surrogateescape``) become those bytes again; in a text holding any other lone
+    surrogate, every surrogate becomes ``?``."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace")
+
+
+_PARA_BREAK_RE = re.compile(r"[ \t\r\f\v\u00a0]*\n(?:[ \t\r\f\v\u00a0]*\n)+[ \t\r\f\v\u00a0\n]*")
+_SPACES_RE = re.compile(r"[ \t\r\n\f\v\u00a0]{2,}|[\t\r\n\f\v\u00a0]")
+_WS_RE = re.compile(r"[ \t\r\n\f\v\u00a0]+")
+
+
+def render_body(pm: ParsedMessage, max_chars: int | None = None) -> str:
+    """SpamAssassin's ``body`` view: Subject first, then one line per paragraph."""
+    text = pm.body if max_chars is None else pm.body[:max_chars]
+    text = _PARA_BREAK_RE.sub("\x00", text.strip())
+    text = _SPACES_RE.sub(" ", text).replace(" \x00", "\x00").replace("\x00 ", "\x00")
+    return pm.subject + "\n" + text.replace("\x00", "\n") + "\n"
+
+
+def _addresses(values: list[str]) -> tuple[tuple[str, str], ...]:
+    # the address parser is slow on long values: cap the input
+    return parse_addresses(tuple(v[:MAX_ADDRESS_HEADER] for v in values))
+
+
+def header_request(views: MessageViews, name: str, modifiers: tuple[str, ...]) -> bytes | None:
+    """The text SpamAssassin's ``get(name:modifiers)`` gives, or None when absent."""
+    raw = "raw" in modifiers
+    pm = views.pm
+    lname = name.lower()
+    if name == "ALL":
+        pairs = pm.raw_headers if raw else pm.headers
+        if not pairs:
+            return None
+        return to_bytes("".join(f"{k}: {v.strip() if raw else v}\n" for k, v in pairs))[
+            :MAX_HEADER_BYTES
+        ]
+    need_raw = raw or "addr" in modifiers or "name" in modifiers
+    if lname == "tocc":
+        values = views.header_values("To", need_raw) + views.header_values("Cc", need_raw)
+    elif name == "MESSAGEID":
+        values = [
+            v
+            for h in ("X-Message-Id", "Resent-Message-Id", "X-Original-Message-ID", "Message-Id")
+            for v in views.header_values(h, need_raw)
+            if v.strip()
+        ]
+    elif lname == "envelopefrom":
+        env = pm.envelope_from or ""
+        if not env:
+            rp = views.header_values("Return-Path", True) or views.header_values(
+                "X-Envelope-From", True
+            )
+            env = rp[0] if rp else ""
+        values = [env.strip()] if env.strip() else []
+    else:
+        values = views.header_values(name, need_raw)
+    if not values:
+        return None
+    if "first" in modifiers:
+        values = values[:1]
+    elif "last" in modifiers:
+        values = values[-1:]
+    if "addr" in modifiers or "name" in modifiers:
+        addrs = _addresses(values)
+        if "addr" in modifiers:
+            out = [a for _, a in addrs if a]
+        else:
+            out = [n if raw else _WS_RE.sub(" ", decode_header_value(n)).strip() for n, _ in addrs]
+            out = [o for o in out if o]
+        if not out:
+            return None
+        return to_bytes("\n".join(out))[:MAX_HEADER_BYTES]
+    return to_bytes("".join(v + "\n" for v in values))[:MAX_HEADER_BYTES]

@@ -1,0 +1,118 @@
+"""The scorer connection of the SMTP filter: the verdict at DATA.
+
+Scoring: ``InProcessScoring`` calls ``mailsift.service.ScoringService.score`` in a worker
+thread; ``HttpScoring`` calls the HTTP API (``settings.api.scorer_url`` with the bearer key
+``settings.api.scorer_api_key``). Any failure raises ``ScoringUnavailable`` and the filter
+answers ``451 4.3.0``: an unscored message is never accepted silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from mailsift import outages
+from mailsift.store.base import StoreError
+from mailsift.verdict import Action, Envelope, Symbol, TokenContribution, Verdict
+
+log = logging.getLogger("mailsift.smtpd.scoring")
+
+
+class ScoringUnavailable(Exception):
+    """The scorer could not give a verdict (down, timed out, bad answer). ``reason`` names
+    what failed: ``store`` (the verdict could not be recorded), ``scorer_api`` (the HTTP
+    scorer), ``scorer`` (anything else)."""
+
+    def __init__(self, message: str, reason: str = "scorer") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Scoring(Protocol):
+    async def score(self, raw: bytes, envelope: Envelope, symbols: Sequence[Symbol]) -> Verdict: ...
+
+
+class _Service(Protocol):
+    def score(self, raw: bytes, envelope: Envelope, symbols: Sequence[Symbol]) -> Verdict: ...
+
+
+class InProcessScoring:
+    """``ScoringService.score`` in a worker thread (it is CPU work and may touch the store)."""
+
+    def __init__(self, service: _Service) -> None:
+        self.service = service
+
+    async def score(self, raw: bytes, envelope: Envelope, symbols: Sequence[Symbol]) -> Verdict:
+        try:
+            return await asyncio.to_thread(self.service.score, raw, envelope, list(symbols))
+        except StoreError as exc:  # the store's outage is logged and counted by the store
+            raise ScoringUnavailable(str(exc), reason="store") from exc
+        except Exception as exc:
+            log.exception("in-process scoring failed")
+            raise ScoringUnavailable(str(exc)) from exc
+
+
+class HttpScoring:
+    """The scoring API over HTTP (``mailsift.api``): ``POST <scorer_url>/v1/score``.
+
+    The raw message is the body (``message/rfc822``), the envelope goes in query parameters
+    (``ip``, ``helo``, ``from``, ``rcpt``..., ``user``, ``hostname``), the key as a bearer
+    token. The answer is the API's ``ScoreResponse`` (a verdict). The API takes no check
+    symbols: over HTTP the model sees the checks only through ``Authentication-Results``.
+    """
+
+    def __init__(self, url: str, api_key: str | None, timeout: float = 30.0) -> None:
+        import httpx
+
+        headers = {"Content-Type": "message/rfc822"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        base = url.rstrip("/")
+        self.url = base if base.endswith("/v1/score") else f"{base}/v1/score"
+        self.client = httpx.AsyncClient(headers=headers, timeout=timeout)
+
+    async def score(self, raw: bytes, envelope: Envelope, symbols: Sequence[Symbol]) -> Verdict:
+        params: list[tuple[str, str | int | float | bool | None]] = [
+            (k, v)
+            for k, v in (
+                ("ip", envelope.client_ip),
+                ("helo", envelope.helo),
+                ("from", envelope.mail_from),
+                ("user", envelope.auth_user),
+                ("hostname", envelope.client_name),
+            )
+            if v
+        ]
+        params += [("rcpt", r) for r in envelope.rcpt_to]
+        try:
+            resp = await self.client.post(self.url, content=raw, params=params)
+            resp.raise_for_status()
+            verdict = verdict_from_dict(resp.json())
+        except Exception as exc:
+            outages.dependency_failed("scorer_api", f"{self.url}: {exc!r}")
+            raise ScoringUnavailable(str(exc), reason="scorer_api") from exc
+        outages.dependency_ok("scorer_api")
+        return verdict
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def verdict_from_dict(d: dict[str, Any]) -> Verdict:
+    return Verdict(
+        verdict_id=str(d["verdict_id"]),
+        probability=float(d["probability"]),
+        score=float(d["score"]),
+        required_score=float(d["required_score"]),
+        action=Action(d["action"]),
+        rules=[Symbol(**r) for r in d.get("rules", [])],
+        tokens=[TokenContribution(**t) for t in d.get("tokens", [])],
+        model_version=str(d.get("model_version", "")),
+        elapsed_ms=float(d.get("elapsed_ms", 0.0)),
+        digest=str(d.get("digest", "")),
+        reason=str(d.get("reason", "")),
+        list_decision=d.get("list_decision"),
+        truncated=bool(d.get("truncated", False)),
+    )
