@@ -1,38 +1,33 @@
 """``POST /v1/score`` (``mailsift.api.routes.score``, answered by its raw ASGI handler):
 in-process over one scoring service, what it checks and in which order (service, key,
 media type, envelope, body), what it records, and the metrics and access log of its
-requests. The exact bytes of its answers are pinned by ``test_golden``. Also: the
-hand-built response JSON is byte for byte the model's ``model_dump_json()``."""
+requests. The exact bytes of its answers are pinned by ``test_golden``; the verdict's JSON
+by ``test_verdict_codec``."""
 
 from __future__ import annotations
 
 import gc
 import hashlib
-import json
 import logging
-import math
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 from fastapi import FastAPI
-from pydantic import ValidationError
 
 from mailsift.api import metrics
 from mailsift.api.app import create_app
 from mailsift.api.keys import ApiKeys
 from mailsift.api.logs import ACCESS_LOGGER
-from mailsift.api.routes.score import score_json
 from mailsift.api.schemas import ScoreResponse
 from mailsift.config import Settings
 from mailsift.service import ScoringService
 from mailsift.store import StoreError, open_store_for
-from mailsift.verdict import Action, Envelope, Symbol, TokenContribution, Verdict
+from mailsift.verdict import Action, Envelope, Verdict
 from tests.api.messages import GTUBE_MSG, HAM, SPAM, message
 from tests.fixtures.api import api_test_settings
 
@@ -380,64 +375,3 @@ async def test_metrics_and_access_log(apps: Apps) -> None:
     assert fields[1]["verdict_ids"] is None
     assert fields[2]["key_id"] == apps.keys["feedback"].split("_")[1]
     assert fields[2]["status"] == 403
-
-
-# ---- the response JSON -----------------------------------------------------------------------
-
-
-def test_score_json_is_the_models_json(scorer: Any, corpus_messages: Any) -> None:
-    _, raws, _ = corpus_messages
-    for raw in [HAM, SPAM, GTUBE_MSG, *raws[::97]]:
-        v = scorer.score(raw)
-        assert score_json(v) == ScoreResponse.from_verdict(v).model_dump_json().encode()
-
-
-def _verdict(**kw: Any) -> Verdict:
-    base = Verdict(
-        "0123456789abcdef0123456789abcdef",
-        0.25,
-        -1.5,
-        5.0,
-        Action.HAM,
-        rules=[Symbol("RULE_A", 2.5, 'déjà vu \u2603 "quoted" \\ </script>', "rule")],
-        tokens=[TokenContribution("body:ünï", -0.75), TokenContribution("url:x", 1e-7)],
-        model_version="v1",
-        elapsed_ms=3.25,
-        digest="f" * 64,
-    )
-    return replace(base, **kw)
-
-
-@pytest.mark.parametrize(
-    "kw",
-    [
-        {},
-        {"action": Action.REJECT, "probability": 1.0, "list_decision": "block", "reason": "r"},
-        {"probability": 0.0, "truncated": True, "score": 1e300, "elapsed_ms": 1e-9},
-        {"score": 5},  # an int: validation makes it 5.0
-        {"probability": np.float64(0.5), "score": np.float32(2.5)},
-        {"rules": [Symbol("R", 3, "", "rule")], "tokens": [TokenContribution("t", np.float64(1))]},
-        {"elapsed_ms": math.nan},  # NaN: null in the model's JSON
-        {"score": math.inf},
-        {"action": "spam"},  # a plain str: validated into the Action
-        {"rules": [], "tokens": []},
-        {"score": 1.7976931348623157e308, "required_score": 1.7976931348623157e308},
-    ],
-)
-def test_score_json_edge_values(kw: dict[str, Any]) -> None:
-    v = _verdict(**kw)
-    assert score_json(v) == ScoreResponse.from_verdict(v).model_dump_json().encode()
-
-
-@pytest.mark.parametrize("kw", [{"probability": 1.5}, {"probability": math.nan}, {"action": "x"}])
-def test_score_json_refuses_what_the_model_refuses(kw: dict[str, Any]) -> None:
-    with pytest.raises(ValidationError):
-        score_json(_verdict(**kw))
-    with pytest.raises(ValidationError):
-        ScoreResponse.from_verdict(_verdict(**kw))
-
-
-def test_json_dump_matches_json_module() -> None:
-    """Sanity: the JSON parses to what the json module would have written."""
-    v = _verdict()
-    assert json.loads(score_json(v)) == json.loads(ScoreResponse.from_verdict(v).model_dump_json())

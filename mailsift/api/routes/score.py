@@ -18,7 +18,7 @@ dependencies would, in their order:
 3. the media type (415), the envelope from the query or the rspamd-style headers (422),
    the body read as it streams (the body limit middleware's 413), an empty body (400);
 4. scoring and the durable verdict commit on the app's thread pools, the verdict metrics,
-   and the verdict's JSON.
+   and the verdict's JSON (``mailsift.verdict.encode_verdict``).
 
 Its errors are exceptions, rendered by the app's exception handlers as every route's are.
 """
@@ -27,16 +27,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 from collections.abc import Callable
-from operator import attrgetter
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams, UploadFile
@@ -55,14 +53,13 @@ from mailsift.api.deps import (
 from mailsift.api.schemas import (
     BatchRequest,
     BatchResponse,
-    BatchResult,
     EnvelopeIn,
     ErrorResponse,
     ScoreResponse,
     decode_b64,
 )
 from mailsift.service import ScoringService
-from mailsift.verdict import Action, Envelope, Verdict
+from mailsift.verdict import Envelope, Verdict, encode_verdict
 
 router = APIRouter(prefix="/v1", tags=["score"])
 T = TypeVar("T")
@@ -150,72 +147,6 @@ def envelope_from(
         ).to_envelope()
     except ValidationError as exc:
         raise _bad_input(exc) from None
-
-
-def json_response(model: BaseModel) -> Response:
-    """A response model serialised once (FastAPI would validate a returned model again)."""
-    return Response(model.model_dump_json().encode(), media_type="application/json")
-
-
-_FLOAT, _STR = frozenset((float,)), frozenset((str,))
-_rule_name, _rule_score = attrgetter("name"), attrgetter("score")
-_rule_desc, _rule_source = attrgetter("description"), attrgetter("source")
-_token, _weight = attrgetter("token"), attrgetter("weight")
-
-
-def _plain(v: Verdict) -> bool:
-    """True when every value of ``v`` already has the type ``ScoreResponse`` validation
-    gives it (floats finite, the probability within [0, 1]): nothing would be converted."""
-    rules, tokens = v.rules, v.tokens
-    floats = [v.probability, v.score, v.required_score, v.elapsed_ms]
-    floats += map(_rule_score, rules)
-    floats += map(_weight, tokens)
-    strs = [v.verdict_id, v.model_version, v.digest, v.reason]
-    strs += map(_rule_name, rules)
-    strs += map(_rule_desc, rules)
-    strs += map(_rule_source, rules)
-    strs += map(_token, tokens)
-    return (
-        _FLOAT.issuperset(map(type, floats))
-        and math.isfinite(sum(floats))  # NaN and inf propagate (an overflow only costs time)
-        and 0.0 <= v.probability <= 1.0
-        and _STR.issuperset(map(type, strs))
-        and type(v.action) is Action
-        and (v.list_decision is None or type(v.list_decision) is str)
-        and type(v.truncated) is bool
-    )
-
-
-def score_json(v: Verdict) -> bytes:
-    """``ScoreResponse.from_verdict(v).model_dump_json()``, byte for byte, without building
-    and validating the models (most of the time it took): the same fields in the same
-    order, serialised by the same pydantic-core serialiser. A verdict with a value that
-    validation would convert or refuse (an int or numpy float for a float, NaN, a
-    probability out of range, a str for an Action...) takes the model path instead, to the
-    same outcome."""
-    if not _plain(v):
-        return ScoreResponse.from_verdict(v).model_dump_json().encode()
-    return to_json(
-        {
-            "verdict_id": v.verdict_id,
-            "probability": v.probability,
-            "score": v.score,
-            "required_score": v.required_score,
-            "action": v.action.value,
-            "is_spam": v.action is not Action.HAM,
-            "rules": [
-                {"name": r.name, "score": r.score, "description": r.description, "source": r.source}
-                for r in v.rules
-            ],
-            "tokens": [{"token": t.token, "weight": t.weight} for t in v.tokens],
-            "model_version": v.model_version,
-            "elapsed_ms": v.elapsed_ms,
-            "digest": v.digest,
-            "reason": v.reason,
-            "list_decision": v.list_decision,
-            "truncated": v.truncated,
-        }
-    )
 
 
 async def run_on(state: Any, pool: str, fn: Callable[..., T], *args: Any) -> T:
@@ -353,7 +284,7 @@ async def answer_score(scope: Scope, receive: Receive, send: Send) -> None:
         raise empty_body()
     verdict = await score_and_record(state, service, data, env)
     count_verdicts(req_state, [verdict])
-    body = score_json(verdict)
+    body = encode_verdict(verdict)
     await send(
         {
             "type": "http.response.start",
@@ -481,14 +412,16 @@ async def score_batch(
 
     verdicts = await run_scoring(request, run)
     _record(request, verdicts)
-    return json_response(
-        BatchResponse(
-            results=[
-                BatchResult(id=item_id, verdict=ScoreResponse.from_verdict(v))
-                for (item_id, _, _), v in zip(items, verdicts, strict=True)
-            ],
-            elapsed_ms=round((time.perf_counter() - start) * 1000, 3),
-        )
+    results = b",".join(
+        b'{"id":' + to_json(item_id) + b',"verdict":' + encode_verdict(v) + b"}"
+        for (item_id, _, _), v in zip(items, verdicts, strict=True)
+    )
+    elapsed = to_json(round((time.perf_counter() - start) * 1000, 3))
+    # BatchResponse's JSON (results: BatchResult id and verdict, then elapsed_ms), each
+    # verdict written by the verdict codec
+    return Response(
+        b'{"results":[' + results + b'],"elapsed_ms":' + elapsed + b"}",
+        media_type="application/json",
     )
 
 
