@@ -65,8 +65,8 @@ def run_path(
     """(accept seconds, delivery seconds, arrived, distinct) for one path."""
     from mailsift.smtpd.milter import MilterServer
     from mailsift.smtpd.server import FilterServer
+    from tests.fixtures.ports import free_port
     from tests.fixtures.postfix import doc_block, render, start_postfix
-    from tests.fixtures.smtp import free_port
 
     root.mkdir(parents=True)
     sink = Sink(root / "sink")

@@ -32,7 +32,6 @@ from mailsift import outages
 from mailsift.api import metrics
 from mailsift.api.docs import install_docs
 from mailsift.api.keys import ApiKeys
-from mailsift.api.lean import lean_process, resolve_serving_model, trim_heap
 from mailsift.api.logs import log_event
 from mailsift.api.middleware import BodyLimitMiddleware, ObserveMiddleware, RecycleMiddleware
 from mailsift.api.reload import ModelSync, generation_file
@@ -41,6 +40,7 @@ from mailsift.api.schemas import BatchRequest
 from mailsift.api.ui import routes as ui_routes
 from mailsift.api.ui.security import UiHeadersMiddleware
 from mailsift.config import Settings, get_settings
+from mailsift.process import lean_process, resolve_serving_model, trim_heap
 from mailsift.service import ScoringService
 from mailsift.store import Store, StoreError, open_store_for
 

@@ -25,9 +25,10 @@ import httpx
 import numpy as np
 import pytest
 
-from mailsift.api.server import MAILSIFT, free_port
 from mailsift.config import PROJECT_ROOT, Settings
 from tests.fixtures.api import ApiServer, api_test_settings, start_api_server
+from tests.fixtures.ports import free_port
+from tests.fixtures.process import MAILSIFT
 
 RECIPE = PROJECT_ROOT / "data" / "dovecot"
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"

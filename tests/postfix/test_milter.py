@@ -11,8 +11,9 @@ import pytest
 
 from mailsift.smtpd.milter import MilterServer
 from mailsift.verdict import Action
+from tests.fixtures.ports import free_port
 from tests.fixtures.postfix import POSTSUPER, Postfix, doc_block, render, start_postfix
-from tests.fixtures.smtp import Sink, free_port
+from tests.fixtures.smtp import Sink
 from tests.postfix.common import (
     antivirus,
     eicar_mail,

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from mailsift.smtpd.server import FilterServer
+from tests.fixtures.ports import free_port
 from tests.fixtures.postfix import Postfix, doc_block, render, start_postfix
-from tests.fixtures.smtp import Sink, free_port
+from tests.fixtures.smtp import Sink
 from tests.postfix.common import (
     antivirus,
     eicar_mail,

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from mailsift.smtpd.accounts import Accounts
-from tests.fixtures.smtp import OUTSIDE_IP, free_port, swaks, wait_port
+from tests.fixtures.ports import free_port
+from tests.fixtures.smtp import OUTSIDE_IP, swaks, wait_port
 
 MAILSIFT = str(Path(sys.executable).with_name("mailsift"))
 
