@@ -48,8 +48,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mailsift.api.server import ApiProcess, create_key, free_port, rss_mb
 from mailsift.config import Settings, load_settings
+from tests.fixtures.ports import free_port
+from tests.fixtures.process import ApiProcess, create_key, rss_mb
 
 TARGET_RATE = 400.0
 TARGET_P99_MS = 50.0

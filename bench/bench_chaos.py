@@ -50,12 +50,14 @@ from typing import Any
 import httpx
 import psycopg
 
-from mailsift.api.server import ApiProcess, create_key, free_port, settings_env
 from mailsift.config import PROJECT_ROOT, Settings
+from mailsift.process import settings_env
 from tests.checks.helpers import make_settings
 from tests.fixtures.clamd import ClamdServer, start_clamd
 from tests.fixtures.dns import UnboundServer, make_dkim_key, start_unbound, stop_process
 from tests.fixtures.dns import _wait_until_answers as wait_until_answers
+from tests.fixtures.ports import free_port
+from tests.fixtures.process import ApiProcess, create_key
 from tests.fixtures.proxy import TcpProxy
 from tests.fixtures.smtp import SMTP_SINK, wait_port
 

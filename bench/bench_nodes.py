@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     import psycopg
 
     from tests.fixtures.api import start_api_server
-    from tests.fixtures.smtp import free_port
+    from tests.fixtures.ports import free_port
     from tests.fixtures.store import pg_schema_url
     from tests.nodes.test_two_nodes import node_settings, start_smtp
 

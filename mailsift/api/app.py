@@ -1,28 +1,25 @@
 """The FastAPI application: ``create_app(settings, service=None)``.
 
-Routes live in ``mailsift.api.routes.<resource>``; dependencies in ``mailsift.api.deps``.
+Routes live in ``mailsift.api.routes.<resource>`` (the web pages in ``mailsift.api.ui.routes``);
+dependencies in ``mailsift.api.deps``. ``create_app`` names every router it includes.
 The app owns, per worker process: the scoring service (built at start-up unless one is
 given), the API key store, and the model-generation watcher that makes every worker follow
 a model reload. ``app_from_env()`` is the factory uvicorn workers import
 (``mailsift.api.app:app_from_env``): it reads settings from the environment / TOML file.
 
 Middleware (pure ASGI, outermost first): keep-alive recycling, request metrics + JSON
-access log, the body size limit, then the fast path of ``POST /v1/score``
-(``mailsift.api.fastpath``). The web UI of area Q (``mailsift.api.ui``) is included when present.
+access log, the body size limit, the security headers of the web UI.
 """
 
 from __future__ import annotations
 
 import gc
-import importlib
 import importlib.metadata
-import importlib.util
 import logging
 import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from types import ModuleType
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -34,15 +31,16 @@ from starlette.concurrency import run_in_threadpool
 from mailsift import outages
 from mailsift.api import metrics
 from mailsift.api.docs import install_docs
-from mailsift.api.fastpath import ScoreFastPath
 from mailsift.api.keys import ApiKeys
-from mailsift.api.lean import lean_process, resolve_serving_model, trim_heap
 from mailsift.api.logs import log_event
 from mailsift.api.middleware import BodyLimitMiddleware, ObserveMiddleware, RecycleMiddleware
 from mailsift.api.reload import ModelSync, generation_file
-from mailsift.api.routes import feedback, health, lists, models, score, verdicts
+from mailsift.api.routes import feedback, health, lists, models, quarantine, score, verdicts
 from mailsift.api.schemas import BatchRequest
+from mailsift.api.ui import routes as ui_routes
+from mailsift.api.ui.security import UiHeadersMiddleware
 from mailsift.config import Settings, get_settings
+from mailsift.process import lean_process, resolve_serving_model, trim_heap
 from mailsift.service import ScoringService
 from mailsift.store import Store, StoreError, open_store_for
 
@@ -118,28 +116,6 @@ def _stop(app: FastAPI) -> None:
     metrics.mark_worker_dead(os.getpid())
 
 
-def _ui_module() -> ModuleType | None:
-    """Area Q's web UI package, when it is installed (``mailsift.api.ui``)."""
-    if importlib.util.find_spec("mailsift.api.ui") is None:
-        return None
-    return importlib.import_module("mailsift.api.ui")
-
-
-def _include_ui(app: FastAPI) -> None:
-    ui = _ui_module()
-    if ui is None:
-        return
-    install = getattr(ui, "install", None)
-    if callable(install):
-        install(app)
-        return
-    router: Any = getattr(ui, "router", None)
-    if isinstance(router, ModuleType):
-        router = getattr(router, "router", None)
-    if router is not None:
-        app.include_router(router)
-
-
 def _document_models(app: FastAPI, *models: type[BaseModel]) -> None:
     """Add request models that routes read by hand (e.g. the batch JSON body, parsed after a
     content-type switch) to the OpenAPI components, so ``$ref`` to them resolve."""
@@ -180,13 +156,8 @@ def validation_details(errors: Any) -> list[dict[str, Any]]:
     return out
 
 
-def create_app(
-    settings: Settings, service: ScoringService | None = None, fast_path: bool = True
-) -> FastAPI:
-    """The API for ``settings``; with ``service`` given, the caller owns (and closes) it.
-    ``fast_path``: answer ``POST /v1/score`` in ``ScoreFastPath`` (the same behaviour as the
-    FastAPI route, without its routing and dependency injection); off, the route serves it
-    (tests compare the two)."""
+def create_app(settings: Settings, service: ScoringService | None = None) -> FastAPI:
+    """The API for ``settings``; with ``service`` given, the caller owns (and closes) it."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -221,9 +192,15 @@ def create_app(
     app.state.score_executor = None
     app.state.record_executor = None
 
-    for module in (score, feedback, lists, verdicts, models, health):
+    # the scoring routes are the app router's own (first, so matched first): included, a
+    # route is matched twice per request, through FastAPI's include wrappers
+    app.router.routes.extend(score.router.routes)
+    for module in (feedback, lists, verdicts, models, health):
         app.include_router(module.router)
-    _include_ui(app)
+    # the review web pages (/ui, with their security headers) and the quarantine's JSON API
+    app.add_middleware(UiHeadersMiddleware)
+    app.include_router(ui_routes.router)
+    app.include_router(quarantine.router)
     install_docs(app)
     _document_models(app, BatchRequest)
 
@@ -251,8 +228,6 @@ def create_app(
         )
         return JSONResponse({"detail": "internal error (logged)"}, status_code=500)
 
-    if fast_path:  # innermost: the body limit, metrics, access log and recycling apply
-        app.add_middleware(ScoreFastPath)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.api.max_body_bytes,

@@ -140,8 +140,8 @@ async def authorize(
 ) -> Principal:
     """Admit a bearer ``token`` holding ``scope`` (``state``: ``app.state``; the key id goes
     into ``req_state``, the request's ``scope["state"]``, for the access log), else raise
-    401/403 (503 without a key store). Shared by ``require_scope`` and the raw ASGI fast
-    path of ``POST /v1/score`` (``mailsift.api.fastpath``)."""
+    401/403 (503 without a key store). Shared by ``require_scope`` and the raw ASGI handler
+    of ``POST /v1/score`` (``mailsift.api.routes.score.answer_score``)."""
     settings: Settings = state.settings
     if not settings.api.require_keys:
         return Principal(None)

@@ -112,8 +112,9 @@ class BodyLimitMiddleware:
             if deadline is None or body_done:  # after the body: waits for a disconnect
                 message = await receive()
             else:
-                try:
-                    message = await asyncio.wait_for(receive(), deadline - time.monotonic())
+                try:  # a timer on this task (asyncio.wait_for would start a task per call)
+                    async with asyncio.timeout(deadline - time.monotonic()):
+                        message = await receive()
                 except TimeoutError:
                     raise BodyTimeout(timeout) from None
             if message["type"] == "http.request":

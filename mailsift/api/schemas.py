@@ -1,6 +1,8 @@
 """Request and response models of the HTTP API (pydantic; they make the OpenAPI schema).
 
-Every route declares its response model. Messages travel as raw RFC 5322 bytes in the
+Every route declares its response model; a verdict's (``ScoreResponse``, with ``RuleHit``
+and ``TokenWeight``) is the verdict's JSON document of ``mailsift.verdict``, re-exported
+here. Messages travel as raw RFC 5322 bytes in the
 body of ``POST /v1/score`` and base64-encoded (RFC 4648, standard alphabet) inside JSON.
 """
 
@@ -13,7 +15,10 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from mailsift.verdict import Action, Envelope, Label, Verdict
+from mailsift.verdict import Envelope, Label
+from mailsift.verdict import RuleHit as RuleHit
+from mailsift.verdict import ScoreResponse as ScoreResponse
+from mailsift.verdict import TokenWeight as TokenWeight
 
 # ---- shared field types --------------------------------------------------------------------
 
@@ -77,57 +82,6 @@ class EnvelopeIn(BaseModel):
             rcpt_to=tuple(self.rcpt),
             auth_user=self.user,
             client_name=self.hostname,
-        )
-
-
-class RuleHit(BaseModel):
-    name: str
-    score: float
-    description: str = ""
-    source: str = "rule"
-
-
-class TokenWeight(BaseModel):
-    token: str
-    weight: float = Field(description="Signed contribution to the log-odds of spam")
-
-
-class ScoreResponse(BaseModel):
-    verdict_id: str
-    probability: float = Field(ge=0.0, le=1.0, description="Spam probability")
-    score: float = Field(description="SpamAssassin-compatible points")
-    required_score: float
-    action: Action
-    is_spam: bool
-    rules: list[RuleHit] = Field(description="Rule and check hits")
-    tokens: list[TokenWeight] = Field(description="Features that weighed most")
-    model_version: str
-    elapsed_ms: float = Field(description="Time taken to score, in milliseconds")
-    digest: str = Field(description="sha256 of the raw message")
-    reason: str = ""
-    list_decision: str | None = None
-    truncated: bool = False
-
-    @classmethod
-    def from_verdict(cls, v: Verdict) -> ScoreResponse:
-        return cls(
-            verdict_id=v.verdict_id,
-            probability=v.probability,
-            score=v.score,
-            required_score=v.required_score,
-            action=v.action,
-            is_spam=v.is_spam,
-            rules=[
-                RuleHit(name=s.name, score=s.score, description=s.description, source=s.source)
-                for s in v.rules
-            ],
-            tokens=[TokenWeight(token=t.token, weight=t.weight) for t in v.tokens],
-            model_version=v.model_version,
-            elapsed_ms=v.elapsed_ms,
-            digest=v.digest,
-            reason=v.reason,
-            list_decision=v.list_decision,
-            truncated=v.truncated,
         )
 
 

@@ -24,8 +24,8 @@ from mailsift.commands.serve import serve_app
 
 def build_milter(settings: Any) -> Any:
     """The MilterServer with everything wired from settings (not started)."""
-    from mailsift.api.lean import trim_heap
     from mailsift.commands.smtp import build_scoring
+    from mailsift.process import trim_heap
     from mailsift.smtpd.milter import MilterServer
 
     service, _store, checks = build_scoring(settings)

@@ -96,8 +96,8 @@ def show_cmd(
     raw: Annotated[bool, typer.Option("--raw", help="Write the raw message to stdout")] = False,
 ) -> None:
     """Show an entry, the verdict's reasons and the message as text (or --raw bytes)."""
-    from mailsift.api.ui.view import explanation, message_view
     from mailsift.quarantine import QuarantineError
+    from mailsift.review import explanation, message_view
 
     q = _open()
     try:

@@ -26,7 +26,7 @@ log = logging.getLogger("mailsift.smtpd")
 def build_scoring(settings: Any) -> tuple[Any, Any, list[Any]]:
     """(scoring service or None when scoring over HTTP, store, checks) from settings: what
     the SMTP filter and the milter share."""
-    from mailsift.api.lean import resolve_serving_model
+    from mailsift.process import resolve_serving_model
     from mailsift.store import open_store_for
 
     service: Any = None
@@ -64,7 +64,7 @@ def follow_model_reloads(settings: Any, service: Any) -> Any:
 
 def build_server(settings: Any) -> Any:
     """The FilterServer with everything wired from settings (not started)."""
-    from mailsift.api.lean import trim_heap
+    from mailsift.process import trim_heap
     from mailsift.quarantine import Quarantine
     from mailsift.smtpd.accounts import Accounts
     from mailsift.smtpd.server import FilterServer

@@ -21,7 +21,7 @@ from mailsift.commands.serve import serve_app
 
 def build_spamd(settings: Any) -> Any:
     """The SpamdServer over a ScoringService built from settings (not started)."""
-    from mailsift.api.lean import resolve_serving_model, trim_heap
+    from mailsift.process import resolve_serving_model, trim_heap
     from mailsift.service import ScoringService
     from mailsift.spamd.server import SpamdServer
 

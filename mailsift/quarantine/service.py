@@ -48,7 +48,7 @@ from mailsift.store.quarantine import (
     QuarantineQuery,
     QuarantineRepo,
 )
-from mailsift.verdict import Envelope, Label, Verdict
+from mailsift.verdict import Envelope, Label, Verdict, symbol_fields, token_fields
 
 log = logging.getLogger(__name__)
 
@@ -393,11 +393,8 @@ def _reasons(verdict: Verdict) -> dict[str, Any]:
         "reason": verdict.reason,
         "model_version": verdict.model_version,
         "list_decision": verdict.list_decision,
-        "rules": [
-            {"name": s.name, "score": s.score, "description": s.description, "source": s.source}
-            for s in verdict.rules
-        ][:50],
-        "tokens": [{"token": t.token, "weight": t.weight} for t in verdict.tokens][:30],
+        "rules": [symbol_fields(s) for s in verdict.rules[:50]],
+        "tokens": [token_fields(t) for t in verdict.tokens[:30]],
     }
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from mailsift import outages
 from mailsift.store.base import StoreError
-from mailsift.verdict import Action, Envelope, Symbol, TokenContribution, Verdict
+from mailsift.verdict import Envelope, Symbol, Verdict, decode_verdict
 
 log = logging.getLogger("mailsift.smtpd.scoring")
 
@@ -59,8 +59,9 @@ class HttpScoring:
 
     The raw message is the body (``message/rfc822``), the envelope goes in query parameters
     (``ip``, ``helo``, ``from``, ``rcpt``..., ``user``, ``hostname``), the key as a bearer
-    token. The answer is the API's ``ScoreResponse`` (a verdict). The API takes no check
-    symbols: over HTTP the model sees the checks only through ``Authentication-Results``.
+    token. The answer is the verdict's JSON, read by ``mailsift.verdict.decode_verdict``. The
+    API takes no check symbols: over HTTP the model sees the checks only through
+    ``Authentication-Results``.
     """
 
     def __init__(self, url: str, api_key: str | None, timeout: float = 30.0) -> None:
@@ -89,7 +90,7 @@ class HttpScoring:
         try:
             resp = await self.client.post(self.url, content=raw, params=params)
             resp.raise_for_status()
-            verdict = verdict_from_dict(resp.json())
+            verdict = decode_verdict(resp.content)
         except Exception as exc:
             outages.dependency_failed("scorer_api", f"{self.url}: {exc!r}")
             raise ScoringUnavailable(str(exc), reason="scorer_api") from exc
@@ -98,21 +99,3 @@ class HttpScoring:
 
     async def aclose(self) -> None:
         await self.client.aclose()
-
-
-def verdict_from_dict(d: dict[str, Any]) -> Verdict:
-    return Verdict(
-        verdict_id=str(d["verdict_id"]),
-        probability=float(d["probability"]),
-        score=float(d["score"]),
-        required_score=float(d["required_score"]),
-        action=Action(d["action"]),
-        rules=[Symbol(**r) for r in d.get("rules", [])],
-        tokens=[TokenContribution(**t) for t in d.get("tokens", [])],
-        model_version=str(d.get("model_version", "")),
-        elapsed_ms=float(d.get("elapsed_ms", 0.0)),
-        digest=str(d.get("digest", "")),
-        reason=str(d.get("reason", "")),
-        list_decision=d.get("list_decision"),
-        truncated=bool(d.get("truncated", False)),
-    )

@@ -73,7 +73,7 @@ def _wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-unty
 @pytest.mark.parametrize(
     ("path", "ctype", "scope"),
     [
-        ("/v1/score", "message/rfc822", "score"),  # the raw ASGI fast path
+        ("/v1/score", "message/rfc822", "score"),  # answered by a raw ASGI handler
         ("/v1/score/batch", "application/json", "score"),  # FastAPI parses the body
     ],
 )

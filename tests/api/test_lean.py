@@ -28,7 +28,7 @@ def test_app_module_imports_no_scikit_learn() -> None:
 def test_lean_process_keeps_pandas_out_of_a_worker() -> None:
     code = (
         "import sys\n"
-        "from mailsift.api.lean import lean_process, trim_heap\n"
+        "from mailsift.process import lean_process, trim_heap\n"
         "lean_process()\n"
         "import sklearn.naive_bayes, sklearn.linear_model, skops.io\n"
         "trim_heap()\n"

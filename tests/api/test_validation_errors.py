@@ -99,7 +99,7 @@ def test_invalid_json_is_not_echoed(api: tuple[str, str]) -> None:
         assert detail[0]["type"] == "json_invalid"
 
 
-def test_a_bad_envelope_on_the_fast_path_is_not_echoed(api: tuple[str, str]) -> None:
+def test_a_bad_envelope_of_a_raw_message_is_not_echoed(api: tuple[str, str]) -> None:
     url, token = api
     raw = base64.b64decode(_message(1))
     r = httpx.post(

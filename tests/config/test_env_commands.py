@@ -11,8 +11,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from mailsift.api.server import MAILSIFT
 from mailsift.config import ENV_ALIASES, PROJECT_ROOT
+from tests.fixtures.process import MAILSIFT
 
 HAM = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: lunch\r\n\r\nSee you at noon.\r\n"
 SPAM = b"From: x@spam.test\r\nTo: b@example.org\r\nSubject: WIN\r\n\r\nCheap pills, act now!\r\n"

@@ -23,10 +23,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mailsift.api.server import MAILSIFT, free_port
 from mailsift.config import PROJECT_ROOT, Settings
 from tests.fixtures.api import ApiServer, api_test_settings, start_api_server
 from tests.fixtures.model import campaign_copy
+from tests.fixtures.ports import free_port
+from tests.fixtures.process import MAILSIFT
 from tests.fixtures.store import user_feedback
 
 RECIPE = PROJECT_ROOT / "data" / "dovecot"

@@ -33,12 +33,13 @@ import psycopg
 import pytest
 import redis
 
-from mailsift.api.server import settings_env
 from mailsift.config import Settings
+from mailsift.process import settings_env
 from tests.api import test_reload
 from tests.fixtures.api import ApiServer, api_test_settings, start_api_server
+from tests.fixtures.ports import free_port
 from tests.fixtures.postfix import doc_block
-from tests.fixtures.smtp import OUTSIDE_IP, Sink, free_port, wait_port
+from tests.fixtures.smtp import OUTSIDE_IP, Sink, wait_port
 from tests.fixtures.store import pg_schema_url
 from tests.smtpd.test_cli import MAILSIFT
 

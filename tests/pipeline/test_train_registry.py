@@ -71,7 +71,7 @@ def test_the_smtp_filter_serves_the_champion_without_importing_mlflow(env) -> No
     import subprocess
     import sys
 
-    from mailsift.api.server import settings_env
+    from mailsift.process import settings_env
 
     _, settings, r = env
     code = (

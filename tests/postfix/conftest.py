@@ -14,8 +14,9 @@ import pytest
 from mailsift.config import AntivirusSettings
 from mailsift.quarantine import Quarantine
 from mailsift.smtpd.checks.antivirus import Antivirus
+from tests.fixtures.ports import free_port
 from tests.fixtures.postfix import doc_ports, doc_postfix, doc_server, doc_settings, start_postfix
-from tests.fixtures.smtp import Sink, free_port
+from tests.fixtures.smtp import Sink
 from tests.postfix.common import Rig, pick_ham
 
 

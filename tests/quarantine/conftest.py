@@ -3,7 +3,6 @@ arrives, settings pointing at it, and a Quarantine over a real store."""
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from mailsift.config import Settings, load_settings
 from mailsift.quarantine import Quarantine
 from mailsift.store import Store
 from mailsift.verdict import Action, Envelope, Symbol, TokenContribution, Verdict, new_verdict_id
+from tests.fixtures.ports import free_port
 
 
 @dataclass
@@ -59,12 +59,6 @@ def next_hop() -> Iterator[NextHop]:
         yield NextHop("127.0.0.1", port, handler)
     finally:
         ctl.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_settings(tmp_path: Path, port: int, **over: object) -> Settings:

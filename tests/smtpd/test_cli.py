@@ -11,10 +11,10 @@ from pathlib import Path
 
 from mailsift.smtpd.accounts import Account, Accounts
 from mailsift.store import open_store
+from tests.fixtures.ports import free_port
 from tests.fixtures.smtp import (
     OUTSIDE_IP,
     TEST_HASHER,
-    free_port,
     swaks,
     wait_port,
     write_accounts_file,

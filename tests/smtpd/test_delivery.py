@@ -12,7 +12,7 @@ import pytest
 
 from mailsift.smtpd.delivery import DeliveryError, deliver, to_wire
 from mailsift.smtpd.spool import Spool
-from tests.fixtures.smtp import free_port
+from tests.fixtures.ports import free_port
 from tests.smtpd.util import client
 
 

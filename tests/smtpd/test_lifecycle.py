@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.fixtures.smtp import free_port
+from tests.fixtures.ports import free_port
 from tests.smtpd.test_cli import MAILSIFT, _serve_env
 
 

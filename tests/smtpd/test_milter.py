@@ -320,7 +320,7 @@ def test_serve_milter_command(
     import subprocess
     import time
 
-    from tests.fixtures.smtp import free_port
+    from tests.fixtures.ports import free_port
     from tests.smtpd.test_cli import MAILSIFT, _serve_env
 
     env = _serve_env(

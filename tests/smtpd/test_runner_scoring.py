@@ -17,7 +17,8 @@ from mailsift.quarantine import Quarantine
 from mailsift.smtpd.checks.base import CheckAction, CheckResult, SmtpContext, Stage
 from mailsift.store import open_store
 from mailsift.verdict import Action, Envelope, Symbol, Verdict
-from tests.fixtures.smtp import filter_settings, free_port
+from tests.fixtures.ports import free_port
+from tests.fixtures.smtp import filter_settings
 from tests.smtpd.util import client, tls_client
 
 MESSAGE = b"From: sender@example.org\r\nSubject: pipeline\r\n\r\nhello there\r\n"

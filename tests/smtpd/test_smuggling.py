@@ -102,7 +102,7 @@ def test_bare_lf_reaches_the_next_hop_as_crlf(filter_factory, tmp_path) -> None:
     """What the next hop receives on the wire: CRLF line ends only."""
     from aiosmtpd.controller import Controller
 
-    from tests.fixtures.smtp import free_port
+    from tests.fixtures.ports import free_port
 
     received: list[bytes] = []
 

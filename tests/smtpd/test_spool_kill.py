@@ -28,8 +28,9 @@ from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
 
+from tests.fixtures.ports import free_port
 from tests.fixtures.proxy import TcpProxy
-from tests.fixtures.smtp import free_port, wait_port
+from tests.fixtures.smtp import wait_port
 
 MAILSIFT = str(Path(sys.executable).with_name("mailsift"))
 N_MESSAGES = 240

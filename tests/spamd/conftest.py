@@ -23,8 +23,10 @@ from typing import IO
 
 import pytest
 
-from mailsift.api.server import MAILSIFT, free_port, run_cli, settings_env
 from mailsift.config import Settings
+from mailsift.process import settings_env
+from tests.fixtures.ports import free_port
+from tests.fixtures.process import MAILSIFT, run_cli
 
 SPAMC = "/usr/bin/spamc"
 

@@ -22,8 +22,9 @@ from mailsift.config import PROJECT_ROOT, Settings
 from mailsift.quarantine import Quarantine
 from mailsift.smtpd.accounts import Accounts
 from mailsift.store import Store, open_store
+from tests.fixtures.ports import free_port
 from tests.fixtures.smtp import Sink
-from tests.quarantine.conftest import free_port, make_settings
+from tests.quarantine.conftest import make_settings
 
 SCREENSHOTS = PROJECT_ROOT / "build" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"

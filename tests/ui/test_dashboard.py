@@ -12,9 +12,9 @@ from mailsift.api.ui.security import LoginThrottle, SessionCodec
 from mailsift.quarantine import Quarantine
 from mailsift.store.base import FeedbackRecord, VerdictRecord
 from mailsift.store.greylist import SqliteGreylistStore, Triplet
+from tests.fixtures.ports import free_port
 from tests.quarantine.conftest import (
     envelope,
-    free_port,
     make_settings,
     sample_message,
     sample_verdict,

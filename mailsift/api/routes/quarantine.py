@@ -16,7 +16,6 @@ from pydantic import BaseModel, Field
 from mailsift.api.deps import AdminKey, Principal, require_scope
 from mailsift.api.schemas import ErrorResponse
 from mailsift.api.ui.context import quarantine_for
-from mailsift.api.ui.view import explanation, message_view
 from mailsift.quarantine import (
     DELETED,
     HELD,
@@ -28,6 +27,7 @@ from mailsift.quarantine import (
     QuarantineError,
     QuarantineQuery,
 )
+from mailsift.review import explanation, message_view
 
 router = APIRouter(prefix="/v1/quarantine", tags=["quarantine"])
 _ERRORS: dict[int | str, dict[str, Any]] = {

@@ -3,38 +3,63 @@
 Envelope facts come as query parameters or as headers, the way rspamd's ``/checkv2`` takes
 them: ``IP``, ``Helo``, ``From``, ``Rcpt`` (repeatable), ``User``, ``Hostname``. Scoring is
 CPU work: it runs in the threadpool so the event loop keeps accepting requests.
+
+``POST /v1/score``, the one hot route, is a ``ScoreRoute``: FastAPI routes to it and
+documents it (OpenAPI) from its declaration like any other route, and ``answer_score``, a
+raw ASGI handler, answers it without FastAPI's request wrapper and per-request dependency
+injection (``solve_dependencies``, request objects, response validation), which were most
+of the API's own CPU per scoring request. ``answer_score`` takes the steps the
+dependencies would, in their order:
+
+1. the scoring service, or 503 (``service_or_503``);
+2. the bearer token, as ``HTTPBearer(auto_error=False)`` reads it, checked for the ``score``
+   scope (``authorize``: 401 with a challenge, 403 ``insufficient_scope``; the key id goes
+   into the access log);
+3. the media type (415), the envelope from the query or the rspamd-style headers (422),
+   the body read as it streams (the body limit middleware's 413), an empty body (400);
+4. scoring and the durable verdict commit on the app's thread pools, the verdict metrics,
+   and the verdict's JSON (``mailsift.verdict.encode_verdict``).
+
+Its errors are exceptions, rendered by the app's exception handlers as every route's are.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 from collections.abc import Callable
-from operator import attrgetter
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
+from fastapi.routing import APIRoute
+from pydantic import ValidationError
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import QueryParams, UploadFile
+from starlette.requests import ClientDisconnect
+from starlette.types import Message, Receive, Scope, Send
 
 from mailsift.api import metrics
-from mailsift.api.deps import ScoreKey, ServiceDep, SettingsDep
+from mailsift.api.deps import (
+    ScoreKey,
+    ServiceDep,
+    SettingsDep,
+    authorize,
+    bearer_token,
+    service_or_503,
+)
 from mailsift.api.schemas import (
     BatchRequest,
     BatchResponse,
-    BatchResult,
     EnvelopeIn,
     ErrorResponse,
     ScoreResponse,
     decode_b64,
 )
 from mailsift.service import ScoringService
-from mailsift.verdict import Action, Envelope, Verdict
+from mailsift.verdict import Envelope, Verdict, encode_verdict
 
 router = APIRouter(prefix="/v1", tags=["score"])
 T = TypeVar("T")
@@ -69,7 +94,7 @@ def _record(request: Request, verdicts: list[Verdict]) -> None:
     count_verdicts(request.scope.setdefault("state", {}), verdicts)
 
 
-# Envelope query parameters: read by hand in ``score`` (one dict lookup each instead of a
+# Envelope query parameters: read by hand in ``answer_score`` (one dict lookup each instead of a
 # FastAPI dependency per parameter) and documented here. (name, title, description, list)
 _ENVELOPE_QUERY = (
     ("ip", "Ip", "Client IP address", False),
@@ -122,86 +147,6 @@ def envelope_from(
         ).to_envelope()
     except ValidationError as exc:
         raise _bad_input(exc) from None
-
-
-def envelope_of(request: Request) -> Envelope:
-    """The envelope from the query (``ip``, ``helo``, ``from``, ``rcpt``..., which win) or
-    the rspamd-style headers (``IP``, ``Helo``, ``From``, ``Rcpt``...); 422 when invalid."""
-    q, h = request.query_params, request.headers
-    return envelope_from(
-        ip=q.get("ip") or h.get("ip"),
-        helo=q.get("helo") or h.get("helo"),
-        mail_from=q.get("from") or h.get("from"),
-        rcpt=q.getlist("rcpt") or split_rcpt(h.getlist("rcpt")),
-        user=q.get("user") or h.get("user"),
-        hostname=q.get("hostname") or h.get("hostname"),
-    )
-
-
-def json_response(model: BaseModel) -> Response:
-    """A response model serialised once (FastAPI would validate a returned model again)."""
-    return Response(model.model_dump_json().encode(), media_type="application/json")
-
-
-_FLOAT, _STR = frozenset((float,)), frozenset((str,))
-_rule_name, _rule_score = attrgetter("name"), attrgetter("score")
-_rule_desc, _rule_source = attrgetter("description"), attrgetter("source")
-_token, _weight = attrgetter("token"), attrgetter("weight")
-
-
-def _plain(v: Verdict) -> bool:
-    """True when every value of ``v`` already has the type ``ScoreResponse`` validation
-    gives it (floats finite, the probability within [0, 1]): nothing would be converted."""
-    rules, tokens = v.rules, v.tokens
-    floats = [v.probability, v.score, v.required_score, v.elapsed_ms]
-    floats += map(_rule_score, rules)
-    floats += map(_weight, tokens)
-    strs = [v.verdict_id, v.model_version, v.digest, v.reason]
-    strs += map(_rule_name, rules)
-    strs += map(_rule_desc, rules)
-    strs += map(_rule_source, rules)
-    strs += map(_token, tokens)
-    return (
-        _FLOAT.issuperset(map(type, floats))
-        and math.isfinite(sum(floats))  # NaN and inf propagate (an overflow only costs time)
-        and 0.0 <= v.probability <= 1.0
-        and _STR.issuperset(map(type, strs))
-        and type(v.action) is Action
-        and (v.list_decision is None or type(v.list_decision) is str)
-        and type(v.truncated) is bool
-    )
-
-
-def score_json(v: Verdict) -> bytes:
-    """``ScoreResponse.from_verdict(v).model_dump_json()``, byte for byte, without building
-    and validating the models (most of the time it took): the same fields in the same
-    order, serialised by the same pydantic-core serialiser. A verdict with a value that
-    validation would convert or refuse (an int or numpy float for a float, NaN, a
-    probability out of range, a str for an Action...) takes the model path instead, to the
-    same outcome."""
-    if not _plain(v):
-        return ScoreResponse.from_verdict(v).model_dump_json().encode()
-    return to_json(
-        {
-            "verdict_id": v.verdict_id,
-            "probability": v.probability,
-            "score": v.score,
-            "required_score": v.required_score,
-            "action": v.action.value,
-            "is_spam": v.action is not Action.HAM,
-            "rules": [
-                {"name": r.name, "score": r.score, "description": r.description, "source": r.source}
-                for r in v.rules
-            ],
-            "tokens": [{"token": t.token, "weight": t.weight} for t in v.tokens],
-            "model_version": v.model_version,
-            "elapsed_ms": v.elapsed_ms,
-            "digest": v.digest,
-            "reason": v.reason,
-            "list_decision": v.list_decision,
-            "truncated": v.truncated,
-        }
-    )
 
 
 async def run_on(state: Any, pool: str, fn: Callable[..., T], *args: Any) -> T:
@@ -280,8 +225,121 @@ def empty_body() -> HTTPException:
     return HTTPException(status.HTTP_400_BAD_REQUEST, "the request body (the message) is empty")
 
 
-@router.post(
+_MESSAGE_TYPES = frozenset(MESSAGE_TYPES)
+# request headers answer_score reads: the first value of each (as starlette's Headers.get),
+# and every Rcpt (Headers.getlist)
+_WANTED = frozenset(
+    (b"authorization", b"content-type", b"ip", b"helo", b"from", b"user", b"hostname")
+)
+_JSON_HEADER = (b"content-type", b"application/json")
+
+
+async def answer_score(scope: Scope, receive: Receive, send: Send) -> None:
+    """``POST /v1/score``, as a raw ASGI application (the steps: see the module docstring)."""
+    state = scope["app"].state
+    req_state: dict[str, Any] = scope.setdefault("state", {})
+    service = service_or_503(state)
+
+    first: dict[bytes, bytes] = {}
+    rcpt_headers: list[str] = []
+    for name, value in scope["headers"]:
+        if name in _WANTED:
+            if name not in first:
+                first[name] = value
+        elif name == b"rcpt":
+            rcpt_headers.append(value.decode("latin-1"))
+
+    def header(name: bytes) -> str | None:
+        value = first.get(name)
+        return None if value is None else value.decode("latin-1")
+
+    await authorize(state, bearer_token(header(b"authorization")), "score", req_state)
+
+    ctype = header(b"content-type") or ""
+    if ctype.split(";", 1)[0].strip().lower() not in _MESSAGE_TYPES:
+        raise unsupported_media()
+    query = scope.get("query_string", b"")
+    if query:  # query parameters win over the headers
+        q = QueryParams(query)
+        env = envelope_from(
+            ip=q.get("ip") or header(b"ip"),
+            helo=q.get("helo") or header(b"helo"),
+            mail_from=q.get("from") or header(b"from"),
+            rcpt=q.getlist("rcpt") or split_rcpt(rcpt_headers),
+            user=q.get("user") or header(b"user"),
+            hostname=q.get("hostname") or header(b"hostname"),
+        )
+    else:
+        env = envelope_from(
+            ip=header(b"ip"),
+            helo=header(b"helo"),
+            mail_from=header(b"from"),
+            rcpt=split_rcpt(rcpt_headers),
+            user=header(b"user"),
+            hostname=header(b"hostname"),
+        )
+
+    data = await _read_body(receive)  # the body limit middleware caps what is read
+    if not data.strip():
+        raise empty_body()
+    verdict = await score_and_record(state, service, data, env)
+    count_verdicts(req_state, [verdict])
+    body = encode_verdict(verdict)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", str(len(body)).encode("latin-1")), _JSON_HEADER],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The whole request body, as ``Request.stream()`` reads it (``ClientDisconnect`` when
+    the client goes away first)."""
+    chunks: list[bytes] = []
+    while True:
+        message: Message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        elif kind == "http.disconnect":
+            raise ClientDisconnect()
+    if len(chunks) == 1:
+        return bytes(chunks[0])
+    return b"".join(chunks)
+
+
+class ScoreRoute(APIRoute):
+    """An ``APIRoute`` answered by ``answer_score``: FastAPI matches and documents it from
+    its declaration (the endpoint's signature, summary, responses, ``openapi_extra``), and
+    requests of its methods go straight to the raw handler; any other method gets FastAPI's
+    405, as from every route."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] in (self.methods or ()):
+            await answer_score(scope, receive, send)
+        else:
+            await super().handle(scope, receive, send)
+
+
+async def score(_key: ScoreKey) -> None:
+    """Score a message; query parameters win over the rspamd-style headers.\f
+
+    The declaration of ``POST /v1/score`` that FastAPI documents (the description above
+    this docstring's form feed; the security scheme from ``_key``). ``ScoreRoute`` answers
+    the route's requests with ``answer_score`` and never calls this function."""
+
+
+router.add_api_route(
     "/score",
+    score,
+    methods=["POST"],
     response_model=ScoreResponse,
     summary="Score one raw RFC 5322 message",
     responses=_ERRORS,
@@ -293,23 +351,8 @@ def empty_body() -> HTTPException:
             "content": {t: _BINARY for t in MESSAGE_TYPES},
         },
     },
+    route_class_override=ScoreRoute,
 )
-async def score(request: Request, service: ServiceDep, _key: ScoreKey) -> Response:
-    """Score a message; query parameters win over the rspamd-style headers."""
-    # (the OpenAPI description above). The app answers this route in mailsift.api.fastpath
-    # (the same steps without FastAPI's routing and dependency injection); this endpoint
-    # documents it and serves when the fast path is off (create_app(..., fast_path=False)).
-    if media_type(request) not in MESSAGE_TYPES:
-        raise unsupported_media()
-    env = envelope_of(request)
-    raw = bytearray()
-    async for chunk in request.stream():  # BodyLimitMiddleware caps what is read
-        raw += chunk
-    if not raw.strip():
-        raise empty_body()
-    verdict = await score_and_record(request.app.state, service, bytes(raw), env)
-    _record(request, [verdict])
-    return Response(score_json(verdict), media_type="application/json")
 
 
 def split_rcpt(values: list[str] | None) -> list[str]:
@@ -369,14 +412,16 @@ async def score_batch(
 
     verdicts = await run_scoring(request, run)
     _record(request, verdicts)
-    return json_response(
-        BatchResponse(
-            results=[
-                BatchResult(id=item_id, verdict=ScoreResponse.from_verdict(v))
-                for (item_id, _, _), v in zip(items, verdicts, strict=True)
-            ],
-            elapsed_ms=round((time.perf_counter() - start) * 1000, 3),
-        )
+    results = b",".join(
+        b'{"id":' + to_json(item_id) + b',"verdict":' + encode_verdict(v) + b"}"
+        for (item_id, _, _), v in zip(items, verdicts, strict=True)
+    )
+    elapsed = to_json(round((time.perf_counter() - start) * 1000, 3))
+    # BatchResponse's JSON (results: BatchResult id and verdict, then elapsed_ms), each
+    # verdict written by the verdict codec
+    return Response(
+        b'{"results":[' + results + b'],"elapsed_ms":' + elapsed + b"}",
+        media_type="application/json",
     )
 
 

@@ -26,7 +26,6 @@ from starlette.concurrency import run_in_threadpool
 from mailsift.api.ui import stats
 from mailsift.api.ui.context import UiContext, ui_context
 from mailsift.api.ui.security import SecureRoute, Session, csrf_ok
-from mailsift.api.ui.view import explanation, message_view
 from mailsift.quarantine import (
     DELETED,
     HELD,
@@ -36,6 +35,7 @@ from mailsift.quarantine import (
     QuarantineError,
     QuarantineQuery,
 )
+from mailsift.review import explanation, message_view
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent

@@ -1,4 +1,8 @@
-"""Keeping an API worker's memory small (the resident set of each worker).
+"""Process helpers of the serving commands (API workers, the SMTP filter, spamd, the milter):
+keeping a worker's memory small, resolving the serving model in a child process, and the
+environment that rebuilds a process's settings in a child.
+
+Keeping an API worker's memory small (the resident set of each worker).
 
 Where a worker's memory goes (VmRSS, default blend model, stock SpamAssassin rules):
 Python + FastAPI + pydantic + uvicorn + psycopg ~50 MB, numpy ~12 MB, the model's arrays
@@ -23,6 +27,8 @@ MLflow (~90 MB) never is.
 - :func:`resolve_serving_model` asks the MLflow registry for the champion in a short-lived
   child process, so MLflow is never imported in the worker; the child dies with the
   process that started it (``mailsift.lifecycle``).
+- :func:`settings_env` turns a Settings object into environment variables (one JSON value
+  per block, ``MAILSIFT_<BLOCK>``), so a child process builds exactly the same settings.
 """
 
 from __future__ import annotations
@@ -36,9 +42,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mailsift.config import Settings
+from mailsift.config import ENV_ALIASES, Settings
 
 log = logging.getLogger(__name__)
+
+# short environment aliases of mailsift.config (they name one field, not a block)
+ALIASES = tuple(ENV_ALIASES)
 
 # optional dependencies of libraries a worker imports, which it never uses
 UNUSED_IN_WORKER = ("pandas", "pyarrow", "pytest", "rich")
@@ -99,8 +108,6 @@ def resolve_serving_model(settings: Settings) -> Path:
         return serving_model_dir(settings)
     if "mlflow" in sys.modules:  # already paid for
         return serving_model_dir(settings)
-    from mailsift.api.server import settings_env
-
     try:
         out = subprocess.run(
             [sys.executable, "-c", _RESOLVE, str(os.getpid())],
@@ -114,3 +121,29 @@ def resolve_serving_model(settings: Settings) -> Path:
     except (OSError, ValueError, IndexError, subprocess.SubprocessError) as exc:
         log.warning("resolving the serving model in a child process failed: %s", exc)
         return serving_model_dir(settings)
+
+
+def settings_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment variables that rebuild ``settings`` in a child process: one JSON value per
+    block (``MAILSIFT_API={...}``), or one variable per field for a block whose name is also
+    a short alias (``MAILSIFT_MODEL__PATH``). The other variables are those of ``base``
+    (default: this process's environment) without any ``MAILSIFT_*`` (and without
+    ``MAILSIFT_CONFIG``: the settings are all in the environment) or
+    ``PROMETHEUS_MULTIPROC_DIR``; MLflow's telemetry is off."""
+    src = os.environ if base is None else base
+    env = {k: v for k, v in src.items() if not k.startswith("MAILSIFT_")}
+    for name in type(settings).model_fields:
+        block = getattr(settings, name).model_dump(mode="json")
+        if f"MAILSIFT_{name.upper()}" in ALIASES:  # e.g. MAILSIFT_MODEL means model.path
+            for fld, value in block.items():
+                if value is not None:
+                    env[f"MAILSIFT_{name.upper()}__{fld.upper()}"] = (
+                        value if isinstance(value, str) else json.dumps(value)
+                    )
+        else:
+            env[f"MAILSIFT_{name.upper()}"] = json.dumps(block)
+    env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    env.setdefault("DO_NOT_TRACK", "true")
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.pop("MAILSIFT_CONFIG", None)
+    return env

@@ -1,10 +1,15 @@
 """What the reviewer sees of a held message: text only, safe by construction.
 
+``message_view(raw)`` is the message as plain text and ``explanation(entry)`` the verdict's
+reasons, heaviest first; ``mailsift quarantine show`` prints them, and the web UI
+(``mailsift.api.ui``) and the quarantine's JSON routes show them.
+
 The message is parsed with ``mailsift.message.parse``; the view model holds plain strings
 (headers, the decoded text or the HTML rendered to text, the links, the attachments' names),
-which the templates print through Jinja2's autoescaping. Nothing of the message becomes
-markup: links are shown as text (never ``<a href>``), attachments are named (never served),
-images are never fetched. The Content-Security-Policy is the second wall.
+with control and bidi-override characters made visible. Nothing of the message becomes
+markup: the web UI's templates print these strings through Jinja2's autoescaping, links are
+shown as text (never ``<a href>``), attachments are named (never served), images are never
+fetched; there the Content-Security-Policy is the second wall.
 """
 
 from __future__ import annotations
