@@ -31,7 +31,7 @@ import dns.asyncresolver
 from mailsift.config import DnsblSettings, DnsblZone, DnsSettings, MessageSettings, Settings
 from mailsift.smtpd.checks.base import CheckAction, CheckResult, SmtpContext, Stage
 from mailsift.smtpd.checks.context import parsed_message, symbol_part
-from mailsift.smtpd.checks.dns import Lookup, parse_ip, reverse_name, session_dns
+from mailsift.smtpd.checks.dns import DnsCheck, Lookup, parse_ip, reverse_name
 from mailsift.smtpd.checks.registry import CheckEnv, register_check
 from mailsift.smtpd.checks.scores import symbol
 from mailsift.verdict import Symbol
@@ -189,7 +189,7 @@ def _build_uribl(env: CheckEnv) -> UriDnsbl:
     symbols=("DNSBL_BLOCKED_QUERY", "DNSBL_TEMPERROR"),
     dynamic_symbols="DNSBL_<ZONE>_<REASON>: the zone's weight",
 )
-class Dnsbl:
+class Dnsbl(DnsCheck[DnsblSettings]):
     """Client IP against the ``kind = "ip"`` zones, at connect (EHLO)."""
 
     name: ClassVar[str] = "dnsbl"
@@ -203,16 +203,14 @@ class Dnsbl:
         dns_settings: DnsSettings,
         resolver: dns.asyncresolver.Resolver,
     ) -> None:
-        self.settings = settings
-        self.dns_settings = dns_settings
-        self.resolver = resolver
+        super().__init__(settings, dns_settings, resolver)
         self.zones = [z for z in settings.zones if z.kind == "ip"]
 
     async def run(self, ctx: SmtpContext) -> CheckResult:
         addr = parse_ip(ctx.client_ip)
         if addr is None or not self.zones:
             return CheckResult(self.name, result="none")
-        sd = session_dns(ctx, self.resolver, self.dns_settings)
+        sd = self.session_dns(ctx)
 
         async def one(zone: DnsblZone) -> ZoneOutcome:
             qname = reverse_name(str(addr), zone.zone.strip("."))
@@ -231,7 +229,7 @@ class Dnsbl:
     symbols=("URIBL_BLOCKED_QUERY", "URIBL_TEMPERROR"),
     dynamic_symbols="URIBL_<ZONE>_<REASON>: the zone's weight",
 )
-class UriDnsbl:
+class UriDnsbl(DnsCheck[DnsblSettings]):
     """Registrable domains of the body's URLs against the ``kind = "domain"`` zones."""
 
     name: ClassVar[str] = "uribl"
@@ -244,9 +242,7 @@ class UriDnsbl:
         resolver: dns.asyncresolver.Resolver,
         message_settings: MessageSettings | None = None,
     ) -> None:
-        self.settings = settings
-        self.dns_settings = dns_settings
-        self.resolver = resolver
+        super().__init__(settings, dns_settings, resolver)
         self.message_settings = message_settings
         self.zones = [z for z in settings.zones if z.kind == "domain"]
 
@@ -266,7 +262,7 @@ class UriDnsbl:
         domains = self.domains(ctx)
         if not domains:
             return CheckResult(self.name, result="none")
-        sd = session_dns(ctx, self.resolver, self.dns_settings)
+        sd = self.session_dns(ctx)
 
         async def one(zone: DnsblZone, domain: str) -> ZoneOutcome:
             lk = await sd.lookup(f"{domain}.{zone.zone.strip('.')}", "A")
