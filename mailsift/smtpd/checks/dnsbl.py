@@ -181,21 +181,10 @@ def _build_uribl(env: CheckEnv) -> UriDnsbl:
     return UriDnsbl(env.block(DnsblSettings), settings.dns, env.resolver, settings.message)
 
 
-@register_check(
-    block="dnsbl",
-    settings=DnsblSettings,
-    enabled=lambda settings: _has_zones(settings, "ip"),
-    build=_build_dnsbl,
-    symbols=("DNSBL_BLOCKED_QUERY", "DNSBL_TEMPERROR"),
-    dynamic_symbols="DNSBL_<ZONE>_<REASON>: the zone's weight",
-)
-class Dnsbl(DnsCheck[DnsblSettings]):
-    """Client IP against the ``kind = "ip"`` zones, at connect (EHLO)."""
+class _ZoneCheck(DnsCheck[DnsblSettings]):
+    """A DNSBL check over the configured zones of its ``zone_kind`` ("ip" or "domain")."""
 
-    name: ClassVar[str] = "dnsbl"
-    stage: ClassVar[Stage] = Stage.CONNECT
-    skip_authenticated: ClassVar[bool] = True
-    skip_relay_clients: ClassVar[bool] = True
+    zone_kind: ClassVar[str]
 
     def __init__(
         self,
@@ -204,7 +193,25 @@ class Dnsbl(DnsCheck[DnsblSettings]):
         resolver: dns.asyncresolver.Resolver,
     ) -> None:
         super().__init__(settings, dns_settings, resolver)
-        self.zones = [z for z in settings.zones if z.kind == "ip"]
+        self.zones = [z for z in settings.zones if z.kind == self.zone_kind]
+
+
+@register_check(
+    block="dnsbl",
+    settings=DnsblSettings,
+    enabled=lambda settings: _has_zones(settings, "ip"),
+    build=_build_dnsbl,
+    symbols=("DNSBL_BLOCKED_QUERY", "DNSBL_TEMPERROR"),
+    dynamic_symbols="DNSBL_<ZONE>_<REASON>: the zone's weight",
+)
+class Dnsbl(_ZoneCheck):
+    """Client IP against the ``kind = "ip"`` zones, at connect (EHLO)."""
+
+    name: ClassVar[str] = "dnsbl"
+    stage: ClassVar[Stage] = Stage.CONNECT
+    skip_authenticated: ClassVar[bool] = True
+    skip_relay_clients: ClassVar[bool] = True
+    zone_kind: ClassVar[str] = "ip"
 
     async def run(self, ctx: SmtpContext) -> CheckResult:
         addr = parse_ip(ctx.client_ip)
@@ -229,11 +236,12 @@ class Dnsbl(DnsCheck[DnsblSettings]):
     symbols=("URIBL_BLOCKED_QUERY", "URIBL_TEMPERROR"),
     dynamic_symbols="URIBL_<ZONE>_<REASON>: the zone's weight",
 )
-class UriDnsbl(DnsCheck[DnsblSettings]):
+class UriDnsbl(_ZoneCheck):
     """Registrable domains of the body's URLs against the ``kind = "domain"`` zones."""
 
     name: ClassVar[str] = "uribl"
     stage: ClassVar[Stage] = Stage.DATA
+    zone_kind: ClassVar[str] = "domain"
 
     def __init__(
         self,
@@ -244,7 +252,6 @@ class UriDnsbl(DnsCheck[DnsblSettings]):
     ) -> None:
         super().__init__(settings, dns_settings, resolver)
         self.message_settings = message_settings
-        self.zones = [z for z in settings.zones if z.kind == "domain"]
 
     def domains(self, ctx: SmtpContext) -> list[str]:
         pm = parsed_message(ctx, self.message_settings)
