@@ -42,21 +42,23 @@ class SqlStatsRepo:
             return f"CAST(FLOOR(created / {size:.0f}) AS BIGINT)"
         return f"CAST(created / {size:.0f} AS INTEGER)"
 
-    def verdicts_by_bucket(self, since: float, size: float) -> list[tuple[int, str, int]]:
+    def _count_by_bucket(
+        self, table: str, column: str, since: float, size: float
+    ) -> list[tuple[int, str, int]]:
+        """(bucket, value of `column`, rows) of `table` since `since`; `table` and `column`
+        are names from this module, never input."""
         rows = self.db.query(
-            f"SELECT {self._bucket(size)} AS b, action, COUNT(*) AS n "
-            "FROM verdicts WHERE created >= ? GROUP BY b, action",
+            f"SELECT {self._bucket(size)} AS b, {column}, COUNT(*) AS n "
+            f"FROM {table} WHERE created >= ? GROUP BY b, {column}",
             (since,),
         )
-        return [(int(r["b"]), str(r["action"]), int(r["n"])) for r in rows]
+        return [(int(r["b"]), str(r[column]), int(r["n"])) for r in rows]
+
+    def verdicts_by_bucket(self, since: float, size: float) -> list[tuple[int, str, int]]:
+        return self._count_by_bucket("verdicts", "action", since, size)
 
     def feedback_by_bucket(self, since: float, size: float) -> list[tuple[int, str, int]]:
-        rows = self.db.query(
-            f"SELECT {self._bucket(size)} AS b, label, COUNT(*) AS n "
-            "FROM feedback WHERE created >= ? GROUP BY b, label",
-            (since,),
-        )
-        return [(int(r["b"]), str(r["label"]), int(r["n"])) for r in rows]
+        return self._count_by_bucket("feedback", "label", since, size)
 
     def feedback_by_status(self, since: float) -> list[tuple[str, int]]:
         rows = self.db.query(

@@ -39,6 +39,10 @@ def make_settings(dns_settings, tmp_path=None, **blocks) -> Settings:  # type: i
     return load_settings(**base)
 
 
+def names(res) -> set[str]:  # type: ignore[no-untyped-def]
+    return {s.name for s in res.symbols}
+
+
 def ctx(ip: str = "192.0.2.10", **kw) -> SmtpContext:  # type: ignore[no-untyped-def]
     return SmtpContext(client_ip=ip, **kw)
 

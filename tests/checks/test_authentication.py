@@ -8,12 +8,7 @@ import spf
 
 from mailsift.smtpd.checks.authentication import DkimCheck, DmarcCheck, SpfCheck, parse_dmarc
 from mailsift.smtpd.checks.base import CheckAction, SmtpContext
-from mailsift.smtpd.checks.dns import make_resolver
-from tests.checks.helpers import make_settings, run_in_runner
-
-
-def names(res) -> set[str]:  # type: ignore[no-untyped-def]
-    return {s.name for s in res.symbols}
+from tests.checks.helpers import make_settings, names, run_in_runner
 
 
 def message(from_addr: str = "alice@good.test", body: str = "Hello Bob.\r\n") -> bytes:
@@ -21,27 +16,6 @@ def message(from_addr: str = "alice@good.test", body: str = "Hello Bob.\r\n") ->
         f"From: Alice <{from_addr}>\r\nTo: bob@mailsift.test\r\nSubject: lunch\r\n"
         f"Date: Sun, 29 Nov 2026 05:00:00 +0000\r\nMessage-ID: <1@good.test>\r\n\r\n{body}"
     ).encode()
-
-
-def sign(raw: bytes, key, domain: str = "good.test") -> bytes:  # type: ignore[no-untyped-def]
-    sig = dkim.sign(
-        raw,
-        selector=key.selector.encode(),
-        domain=domain.encode(),
-        privkey=key.private_pem,
-        include_headers=[b"from", b"to", b"subject", b"date", b"message-id"],
-    )
-    return sig + raw
-
-
-@pytest.fixture
-def settings(dns_settings):  # type: ignore[no-untyped-def]
-    return make_settings(dns_settings)
-
-
-@pytest.fixture
-def resolver(settings):  # type: ignore[no-untyped-def]
-    return make_resolver(settings.dns)
 
 
 def spf_check(settings, resolver) -> SpfCheck:  # type: ignore[no-untyped-def]
@@ -112,7 +86,7 @@ async def test_spf_uses_our_resolver_not_the_system_one(settings, resolver) -> N
 
 async def test_dkim_pass_fail_and_none(settings, resolver, dkim_key) -> None:  # type: ignore[no-untyped-def]
     check = DkimCheck(settings.auth, settings.dns, resolver)
-    signed = sign(message(), dkim_key)
+    signed = dkim_key.sign(message())
     ok = await check.run(SmtpContext("192.0.2.10", raw_message=signed))
     assert names(ok) == {"DKIM_PASS", "ARC_NONE"}
     assert ok.details["pass_domains"] == ["good.test"]
@@ -128,7 +102,7 @@ async def test_dkim_pass_fail_and_none(settings, resolver, dkim_key) -> None:  #
 
 async def test_dkim_missing_key_is_permerror(settings, resolver, dkim_key) -> None:  # type: ignore[no-untyped-def]
     check = DkimCheck(settings.auth, settings.dns, resolver)
-    signed = sign(message("a@soft.test"), dkim_key, domain="soft.test")  # no key published
+    signed = dkim_key.sign(message("a@soft.test"), domain="soft.test")  # no key published
     res = await check.run(SmtpContext("192.0.2.10", raw_message=signed))
     assert "DKIM_PERMERROR" in names(res)
 
@@ -183,7 +157,7 @@ async def test_dmarc_pass_by_spf_or_dkim(settings, resolver, dkim_key) -> None: 
             "198.51.100.1",
             helo="fwd.example",
             mail_from="a@good.test",
-            raw_message=sign(message(), dkim_key),
+            raw_message=dkim_key.sign(message()),
         ),
     )
     assert names(by_dkim) == {"DMARC_PASS"} and by_dkim.details["dkim_aligned"]

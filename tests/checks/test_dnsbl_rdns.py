@@ -5,24 +5,10 @@ from __future__ import annotations
 import pytest
 
 from mailsift.smtpd.checks.base import CheckAction
-from mailsift.smtpd.checks.dns import make_resolver, reverse_name
+from mailsift.smtpd.checks.dns import reverse_name
 from mailsift.smtpd.checks.dnsbl import Dnsbl, UriDnsbl
 from mailsift.smtpd.checks.rdns import HeloCheck, ReverseDns
-from tests.checks.helpers import ctx, make_settings, run_in_runner
-
-
-def names(res) -> set[str]:  # type: ignore[no-untyped-def]
-    return {s.name for s in res.symbols}
-
-
-@pytest.fixture
-def settings(dns_settings):  # type: ignore[no-untyped-def]
-    return make_settings(dns_settings)
-
-
-@pytest.fixture
-def resolver(settings):  # type: ignore[no-untyped-def]
-    return make_resolver(settings.dns)
+from tests.checks.helpers import ctx, make_settings, names, run_in_runner
 
 
 def test_reverse_names() -> None:

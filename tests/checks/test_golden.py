@@ -12,7 +12,6 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import dkim
 import pytest
 
 from mailsift.smtpd.checks import build_checks
@@ -23,12 +22,13 @@ from mailsift.store.greylist import SqliteGreylistStore
 from mailsift.store.lists import StoreListPolicy
 from tests.checks.helpers import make_settings
 from tests.fixtures.clamd import eicar
+from tests.fixtures.dns import DkimKey
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = json.loads((GOLDEN / "cases.json").read_text(encoding="utf-8"))["cases"]
 
 
-def load_message(case: dict[str, Any], dkim_key: Any) -> bytes:
+def load_message(case: dict[str, Any], dkim_key: DkimKey) -> bytes:
     raw = (GOLDEN / case["message"]).read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     if case.get("attach_eicar"):
         msg = message_from_bytes(raw, policy=policy.SMTP)
@@ -38,16 +38,7 @@ def load_message(case: dict[str, Any], dkim_key: Any) -> bytes:
                            filename="invoice.com")  # fmt: skip
         raw = msg.as_bytes()
     if case.get("sign_dkim"):
-        raw = (
-            dkim.sign(
-                raw,
-                selector=dkim_key.selector.encode(),
-                domain=dkim_key.domain.encode(),
-                privkey=dkim_key.private_pem,
-                include_headers=[b"from", b"to", b"subject", b"date", b"message-id"],
-            )
-            + raw
-        )
+        raw = dkim_key.sign(raw)
     return raw
 
 

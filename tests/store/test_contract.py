@@ -10,6 +10,7 @@ import pytest
 from mailsift.store import ListEntry, Store, StoreError, VerdictRecord, open_store
 from mailsift.store.base import FeedbackRecord, WebSession
 from mailsift.store.migrations import discover, split_statements
+from tests.store.helpers import run_in_threads
 
 
 def _verdict(vid: str, digest: str = "d" * 64, action: str = "ham", **kw) -> VerdictRecord:
@@ -132,11 +133,7 @@ def test_teach_is_atomic_across_threads(store: Store) -> None:
         with lock:
             results.append(status)
 
-    threads = [threading.Thread(target=report) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(report, [()] * 8)
     assert sorted(results) == ["duplicate"] * 7 + ["learned"]
     assert len(store.feedback.events_after(0)) == 1
 
@@ -228,11 +225,7 @@ def test_concurrent_writers(store: Store) -> None:
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(writer, [(n,) for n in range(4)])
     assert errors == []
     assert sum(store.verdicts.count_by_action().values()) == 80
 
@@ -293,11 +286,7 @@ def test_group_commit_each_caller_gets_its_own_outcome(store: Store) -> None:
             if store.verdicts.get(vid) is None or store.verdicts.sample(vid) != b"raw %d" % i:
                 missing.append(vid)
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(writer, [(n,) for n in range(8)])
     assert list(errors) == ["g-dup"]
     assert missing == []
     assert sum(store.verdicts.count_by_action().values()) == 8 * 15

@@ -18,6 +18,7 @@ from mailsift.store.greylist import (
     sqlite_greylist_counts,
 )
 from mailsift.store.migrations import discover
+from tests.store.greylist_contract import assert_client_passes_count, assert_triplets_round_trip
 
 # the schema the SQLite greylist created for itself before it was a store migration
 FORMER_SCHEMA = """
@@ -33,20 +34,10 @@ CREATE INDEX IF NOT EXISTS greylist_triplets_expires ON greylist_triplets(expire
 def test_greylist_contract_on_both_backends(store: Store) -> None:
     grey = SqlGreylistStore(store)
     assert grey.dependency == store.dialect
-    assert grey.get_triplet("k", 100.0) is None
-    grey.put_triplet("k", Triplet(100.0, None, 100.0, 200.0))
-    assert grey.get_triplet("k", 150.0) == Triplet(100.0, None, 100.0, 200.0)
-    grey.put_triplet("k", Triplet(100.0, 160.0, 160.0, 1000.0))
-    assert grey.get_triplet("k", 170.0) == Triplet(100.0, 160.0, 160.0, 1000.0)
-    assert grey.get_triplet("k", 1000.0) is None  # expired on the caller's clock
+    assert_triplets_round_trip(grey)
     grey.put_triplet("w", Triplet(100.0, None, 100.0, 2000.0))
 
-    assert grey.client_passes("192.0.2.0/24", 0.0) == 0
-    assert grey.add_client_pass("192.0.2.0/24", 10.0, 100.0) == 1
-    assert grey.add_client_pass("192.0.2.0/24", 20.0, 110.0) == 2
-    assert grey.client_passes("192.0.2.0/24", 50.0) == 2
-    assert grey.client_passes("192.0.2.0/24", 110.0) == 0  # expired
-    assert grey.add_client_pass("192.0.2.0/24", 120.0, 200.0) == 1  # counting restarts
+    assert_client_passes_count(grey)
 
     assert grey.counts(170.0) == {"waiting": 1, "passed": 1, "clients": 1}
     assert grey.purge(1000.0) == 2  # the passed triplet and the client

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from mailsift.store import Store, StoreError, StoreUnavailable, VerdictRecord, open_store
+from tests.store.helpers import run_in_threads
 
 
 def _verdict(vid: str) -> VerdictRecord:
@@ -41,11 +42,7 @@ def _add_concurrently(
         except Exception as exc:
             outcome[vid] = exc
 
-    threads = [threading.Thread(target=add, args=(v,)) for v in vids]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(add, [(v,) for v in vids])
     return outcome
 
 

@@ -50,7 +50,7 @@ from mailsift.config import (
 from mailsift.message import registrable_domain
 from mailsift.smtpd.checks.base import CheckAction, CheckResult, SmtpContext, Stage
 from mailsift.smtpd.checks.context import ar_comment, ar_value, domain_of, parsed_message
-from mailsift.smtpd.checks.dns import NODATA, NXDOMAIN, SessionDns, parse_ip, session_dns
+from mailsift.smtpd.checks.dns import NODATA, NXDOMAIN, DnsCheck, SessionDns, parse_ip
 from mailsift.smtpd.checks.rdns import HOSTNAME_RE
 from mailsift.smtpd.checks.registry import CheckEnv, register_check
 from mailsift.smtpd.checks.scores import symbol, table_symbols
@@ -111,6 +111,14 @@ def _auth(settings: Settings) -> AuthChecksSettings:
     return settings.check_block(AuthChecksSettings)
 
 
+class _AuthCheck(DnsCheck[AuthChecksSettings]):
+    """The skip flags the SPF, DKIM/ARC and DMARC checks share."""
+
+    skip_whitelisted: ClassVar[bool] = False  # results still go to Authentication-Results
+    skip_authenticated: ClassVar[bool] = True
+    skip_relay_clients: ClassVar[bool] = True
+
+
 def _build_spf(env: CheckEnv) -> SpfCheck:
     s = env.settings
     return SpfCheck(env.block(AuthChecksSettings), s.smtp, s.dns, env.resolver)
@@ -123,12 +131,9 @@ def _build_spf(env: CheckEnv) -> SpfCheck:
     build=_build_spf,
     symbols=table_symbols("SPF_"),
 )
-class SpfCheck:
+class SpfCheck(_AuthCheck):
     name: ClassVar[str] = "spf"
     stage: ClassVar[Stage] = Stage.MAIL
-    skip_whitelisted: ClassVar[bool] = False  # results still go to Authentication-Results
-    skip_authenticated: ClassVar[bool] = True
-    skip_relay_clients: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -137,14 +142,12 @@ class SpfCheck:
         dns_settings: DnsSettings,
         resolver: dns.asyncresolver.Resolver,
     ) -> None:
-        self.settings = settings
+        super().__init__(settings, dns_settings, resolver)
         self.receiver = smtp.hostname
-        self.dns_settings = dns_settings
-        self.resolver = resolver
         install_spf_resolver()
 
     async def run(self, ctx: SmtpContext) -> CheckResult:
-        sd = session_dns(ctx, self.resolver, self.dns_settings)
+        sd = self.session_dns(ctx)
         sd.bind()
         sender = (ctx.mail_from or "").strip().strip("<>")
         helo = (ctx.helo or "").strip().rstrip(".")
@@ -287,27 +290,14 @@ def verify_arc_sync(sd: SessionDns, raw: bytes, minkey: int) -> tuple[str, str]:
     build=lambda env: DkimCheck(env.block(AuthChecksSettings), env.settings.dns, env.resolver),
     symbols=table_symbols("DKIM_", "ARC_"),
 )
-class DkimCheck:
+class DkimCheck(_AuthCheck):
     name: ClassVar[str] = "dkim"
     stage: ClassVar[Stage] = Stage.DATA
-    skip_whitelisted: ClassVar[bool] = False  # results still go to Authentication-Results
-    skip_authenticated: ClassVar[bool] = True
-    skip_relay_clients: ClassVar[bool] = True
-
-    def __init__(
-        self,
-        settings: AuthChecksSettings,
-        dns_settings: DnsSettings,
-        resolver: dns.asyncresolver.Resolver,
-    ) -> None:
-        self.settings = settings
-        self.dns_settings = dns_settings
-        self.resolver = resolver
 
     async def run(self, ctx: SmtpContext) -> CheckResult:
         if ctx.raw_message is None:
             return CheckResult(self.name, result="none")
-        sd = session_dns(ctx, self.resolver, self.dns_settings)
+        sd = self.session_dns(ctx)
         sd.bind()
         raw = ctx.raw_message
         minkey = self.settings.dkim_min_key_bits
@@ -428,12 +418,9 @@ def _build_dmarc(env: CheckEnv) -> DmarcCheck:
     build=_build_dmarc,
     symbols=table_symbols("DMARC_"),
 )
-class DmarcCheck:
+class DmarcCheck(_AuthCheck):
     name: ClassVar[str] = "dmarc"
     stage: ClassVar[Stage] = Stage.DATA
-    skip_whitelisted: ClassVar[bool] = False  # results still go to Authentication-Results
-    skip_authenticated: ClassVar[bool] = True
-    skip_relay_clients: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -442,9 +429,7 @@ class DmarcCheck:
         resolver: dns.asyncresolver.Resolver,
         message: MessageSettings | None = None,
     ) -> None:
-        self.settings = settings
-        self.dns_settings = dns_settings
-        self.resolver = resolver
+        super().__init__(settings, dns_settings, resolver)
         self.message = message
 
     async def discover(self, sd: SessionDns, domain: str) -> DmarcRecord | str | None:
@@ -474,7 +459,7 @@ class DmarcCheck:
                 result="permerror",
                 auth_results=["dmarc=permerror (no single RFC5322.From domain)"],
             )
-        sd = session_dns(ctx, self.resolver, self.dns_settings)
+        sd = self.session_dns(ctx)
         rec = await self.discover(sd, fdom)
         if rec == "temperror":
             return CheckResult(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from mailsift.config import BarringSettings, Settings, SmtpSettings
 from mailsift.smtpd.checks.base import CheckAction, CheckResult, SmtpContext, Stage
@@ -36,6 +36,11 @@ def load_list(lines: Iterable[str], path: Path | None) -> WildcardList:
     return WildcardList(all_lines)
 
 
+def barring_list(barring: BarringSettings, kind: str) -> tuple[list[str], Path | None]:
+    """The inline lines and the file of the ``kind`` list ("sender" or "recipient")."""
+    return list(getattr(barring, kind)), getattr(barring, f"{kind}_file")
+
+
 def envelope_address(value: str | None) -> str:
     v = (value or "").strip()
     if v.startswith("<") and v.endswith(">"):
@@ -47,10 +52,20 @@ class _Barring:
     name: ClassVar[str]
     stage: ClassVar[Stage]
     _symbol: ClassVar[str]
+    _kind: ClassVar[str]  # "sender" or "recipient": the BarringSettings lists it reads
 
     def __init__(self, wildcards: WildcardList, smtp: SmtpSettings) -> None:
         self.list = wildcards
         self.message = smtp.barred_message
+
+    @classmethod
+    def from_settings(cls, barring: BarringSettings, smtp: SmtpSettings) -> Self:
+        return cls(load_list(*barring_list(barring, cls._kind)), smtp)
+
+    @classmethod
+    def build(cls, env: CheckEnv) -> Self | None:
+        check = cls.from_settings(env.block(BarringSettings), env.settings.smtp)
+        return check if len(check.list) else None  # an empty list bars nobody
 
     def _address(self, ctx: SmtpContext) -> str:
         raise NotImplementedError
@@ -74,19 +89,8 @@ class _Barring:
         )
 
 
-def _build_sender(env: CheckEnv) -> SenderBarring | None:
-    check = SenderBarring.from_settings(env.block(BarringSettings), env.settings.smtp)
-    return check if len(check.list) else None  # an empty list bars nobody
-
-
-def _build_recipient(env: CheckEnv) -> RecipientBarring | None:
-    check = RecipientBarring.from_settings(env.block(BarringSettings), env.settings.smtp)
-    return check if len(check.list) else None
-
-
 def _has_list(settings: Settings, kind: str) -> bool:
-    barring = settings.check_block(BarringSettings)
-    lines, path = getattr(barring, kind), getattr(barring, f"{kind}_file")
+    lines, path = barring_list(settings.check_block(BarringSettings), kind)
     return bool(lines) or path is not None
 
 
@@ -94,17 +98,14 @@ def _has_list(settings: Settings, kind: str) -> bool:
     block="barring",
     settings=BarringSettings,
     enabled=lambda settings: _has_list(settings, "sender"),
-    build=_build_sender,
+    build=lambda env: SenderBarring.build(env),
     symbols=("BARRED_SENDER",),
 )
 class SenderBarring(_Barring):
     name = "barring_sender"
     stage = Stage.MAIL
     _symbol = "BARRED_SENDER"
-
-    @classmethod
-    def from_settings(cls, barring: BarringSettings, smtp: SmtpSettings) -> SenderBarring:
-        return cls(load_list(barring.sender, barring.sender_file), smtp)
+    _kind = "sender"
 
     def _address(self, ctx: SmtpContext) -> str:
         return ctx.mail_from or ""
@@ -114,7 +115,7 @@ class SenderBarring(_Barring):
     block="barring",
     settings=BarringSettings,
     enabled=lambda settings: _has_list(settings, "recipient"),
-    build=_build_recipient,
+    build=lambda env: RecipientBarring.build(env),
     symbols=("BARRED_RECIPIENT",),
 )
 class RecipientBarring(_Barring):
@@ -122,10 +123,7 @@ class RecipientBarring(_Barring):
     stage = Stage.RCPT
     skip_whitelisted: ClassVar[bool] = False  # relay tricks stay barred for everyone
     _symbol = "BARRED_RECIPIENT"
-
-    @classmethod
-    def from_settings(cls, barring: BarringSettings, smtp: SmtpSettings) -> RecipientBarring:
-        return cls(load_list(barring.recipient, barring.recipient_file), smtp)
+    _kind = "recipient"
 
     def _address(self, ctx: SmtpContext) -> str:
         return ctx.current_rcpt or ""

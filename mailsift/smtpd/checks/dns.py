@@ -16,6 +16,9 @@ point it at a local unbound and production at the site's recursive resolver.
 Synchronous libraries (pyspf, dkimpy) run in worker threads and reach the same session state
 through :meth:`SessionDns.sync_lookup`, which hands the query to the event loop.
 
+``DnsCheck`` is the base of the checks that ask DNS: it keeps their settings block, the DNS
+settings and the resolver, and hands out the session's :class:`SessionDns`.
+
 RFC 1035 (DNS), RFC 3596 (AAAA, ip6.arpa). No symbols of its own: callers turn a
 ``timeout``/``error`` status into their ``*_TEMPERROR`` symbol.
 """
@@ -27,13 +30,14 @@ import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import dns.asyncresolver
 import dns.exception
 import dns.name
 import dns.rdatatype
 import dns.resolver
+from pydantic import BaseModel
 
 from mailsift import outages
 from mailsift.config import DnsSettings
@@ -201,6 +205,28 @@ def session_dns(
         sd = SessionDns(resolver, timeout=settings.timeout, budget=settings.session_budget)
         ctx.extra[SESSION_KEY] = sd
     return sd
+
+
+B = TypeVar("B", bound=BaseModel)
+
+
+class DnsCheck(Generic[B]):
+    """What every check that asks DNS holds: its settings block (``B``), the DNS settings and
+    the resolver; :meth:`session_dns` gives the SMTP session's :class:`SessionDns`, shared by
+    all the checks of the session, so they spend one DNS budget."""
+
+    def __init__(
+        self,
+        settings: B,
+        dns_settings: DnsSettings,
+        resolver: dns.asyncresolver.Resolver,
+    ) -> None:
+        self.settings = settings
+        self.dns_settings = dns_settings
+        self.resolver = resolver
+
+    def session_dns(self, ctx: SmtpContext) -> SessionDns:
+        return session_dns(ctx, self.resolver, self.dns_settings)
 
 
 def reverse_name(ip: str, zone: str = "") -> str:

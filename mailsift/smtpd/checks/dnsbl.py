@@ -31,7 +31,7 @@ import dns.asyncresolver
 from mailsift.config import DnsblSettings, DnsblZone, DnsSettings, MessageSettings, Settings
 from mailsift.smtpd.checks.base import CheckAction, CheckResult, SmtpContext, Stage
 from mailsift.smtpd.checks.context import parsed_message, symbol_part
-from mailsift.smtpd.checks.dns import Lookup, parse_ip, reverse_name, session_dns
+from mailsift.smtpd.checks.dns import DnsCheck, Lookup, parse_ip, reverse_name
 from mailsift.smtpd.checks.registry import CheckEnv, register_check
 from mailsift.smtpd.checks.scores import symbol
 from mailsift.verdict import Symbol
@@ -181,6 +181,21 @@ def _build_uribl(env: CheckEnv) -> UriDnsbl:
     return UriDnsbl(env.block(DnsblSettings), settings.dns, env.resolver, settings.message)
 
 
+class _ZoneCheck(DnsCheck[DnsblSettings]):
+    """A DNSBL check over the configured zones of its ``zone_kind`` ("ip" or "domain")."""
+
+    zone_kind: ClassVar[str]
+
+    def __init__(
+        self,
+        settings: DnsblSettings,
+        dns_settings: DnsSettings,
+        resolver: dns.asyncresolver.Resolver,
+    ) -> None:
+        super().__init__(settings, dns_settings, resolver)
+        self.zones = [z for z in settings.zones if z.kind == self.zone_kind]
+
+
 @register_check(
     block="dnsbl",
     settings=DnsblSettings,
@@ -189,30 +204,20 @@ def _build_uribl(env: CheckEnv) -> UriDnsbl:
     symbols=("DNSBL_BLOCKED_QUERY", "DNSBL_TEMPERROR"),
     dynamic_symbols="DNSBL_<ZONE>_<REASON>: the zone's weight",
 )
-class Dnsbl:
+class Dnsbl(_ZoneCheck):
     """Client IP against the ``kind = "ip"`` zones, at connect (EHLO)."""
 
     name: ClassVar[str] = "dnsbl"
     stage: ClassVar[Stage] = Stage.CONNECT
     skip_authenticated: ClassVar[bool] = True
     skip_relay_clients: ClassVar[bool] = True
-
-    def __init__(
-        self,
-        settings: DnsblSettings,
-        dns_settings: DnsSettings,
-        resolver: dns.asyncresolver.Resolver,
-    ) -> None:
-        self.settings = settings
-        self.dns_settings = dns_settings
-        self.resolver = resolver
-        self.zones = [z for z in settings.zones if z.kind == "ip"]
+    zone_kind: ClassVar[str] = "ip"
 
     async def run(self, ctx: SmtpContext) -> CheckResult:
         addr = parse_ip(ctx.client_ip)
         if addr is None or not self.zones:
             return CheckResult(self.name, result="none")
-        sd = session_dns(ctx, self.resolver, self.dns_settings)
+        sd = self.session_dns(ctx)
 
         async def one(zone: DnsblZone) -> ZoneOutcome:
             qname = reverse_name(str(addr), zone.zone.strip("."))
@@ -231,11 +236,12 @@ class Dnsbl:
     symbols=("URIBL_BLOCKED_QUERY", "URIBL_TEMPERROR"),
     dynamic_symbols="URIBL_<ZONE>_<REASON>: the zone's weight",
 )
-class UriDnsbl:
+class UriDnsbl(_ZoneCheck):
     """Registrable domains of the body's URLs against the ``kind = "domain"`` zones."""
 
     name: ClassVar[str] = "uribl"
     stage: ClassVar[Stage] = Stage.DATA
+    zone_kind: ClassVar[str] = "domain"
 
     def __init__(
         self,
@@ -244,11 +250,8 @@ class UriDnsbl:
         resolver: dns.asyncresolver.Resolver,
         message_settings: MessageSettings | None = None,
     ) -> None:
-        self.settings = settings
-        self.dns_settings = dns_settings
-        self.resolver = resolver
+        super().__init__(settings, dns_settings, resolver)
         self.message_settings = message_settings
-        self.zones = [z for z in settings.zones if z.kind == "domain"]
 
     def domains(self, ctx: SmtpContext) -> list[str]:
         pm = parsed_message(ctx, self.message_settings)
@@ -266,7 +269,7 @@ class UriDnsbl:
         domains = self.domains(ctx)
         if not domains:
             return CheckResult(self.name, result="none")
-        sd = session_dns(ctx, self.resolver, self.dns_settings)
+        sd = self.session_dns(ctx)
 
         async def one(zone: DnsblZone, domain: str) -> ZoneOutcome:
             lk = await sd.lookup(f"{domain}.{zone.zone.strip('.')}", "A")

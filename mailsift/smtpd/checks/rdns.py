@@ -29,7 +29,7 @@ import dns.asyncresolver
 
 from mailsift.config import DnsSettings, RdnsSettings, Settings, SmtpSettings
 from mailsift.smtpd.checks.base import CheckAction, CheckResult, SmtpContext, Stage
-from mailsift.smtpd.checks.dns import SessionDns, parse_ip, reverse_name, session_dns
+from mailsift.smtpd.checks.dns import DnsCheck, SessionDns, parse_ip, reverse_name
 from mailsift.smtpd.checks.registry import CheckEnv, register_check
 from mailsift.smtpd.checks.scores import symbol, table_symbols
 from mailsift.verdict import Symbol
@@ -60,27 +60,17 @@ def _rdns_enabled(settings: Settings) -> bool:
     build=lambda env: ReverseDns(env.block(RdnsSettings), env.settings.dns, env.resolver),
     symbols=table_symbols("RDNS_"),
 )
-class ReverseDns:
+class ReverseDns(DnsCheck[RdnsSettings]):
     name: ClassVar[str] = "rdns"
     stage: ClassVar[Stage] = Stage.CONNECT
     skip_authenticated: ClassVar[bool] = True
     skip_relay_clients: ClassVar[bool] = True
 
-    def __init__(
-        self,
-        settings: RdnsSettings,
-        dns_settings: DnsSettings,
-        resolver: dns.asyncresolver.Resolver,
-    ) -> None:
-        self.settings = settings
-        self.dns_settings = dns_settings
-        self.resolver = resolver
-
     async def run(self, ctx: SmtpContext) -> CheckResult:
         addr = parse_ip(ctx.client_ip)
         if addr is None:
             return CheckResult(self.name, result="none")
-        sd = session_dns(ctx, self.resolver, self.dns_settings)
+        sd = self.session_dns(ctx)
         ptr = await sd.lookup(reverse_name(str(addr)), "PTR")
         if ptr.failed:
             return self._temperror(f"PTR {addr}: {ptr.error}")
@@ -143,7 +133,7 @@ def _build_helo(env: CheckEnv) -> HeloCheck:
     build=_build_helo,
     symbols=table_symbols("HELO_"),
 )
-class HeloCheck:
+class HeloCheck(DnsCheck[RdnsSettings]):
     name: ClassVar[str] = "helo"
     stage: ClassVar[Stage] = Stage.HELO
     skip_authenticated: ClassVar[bool] = True
@@ -156,9 +146,7 @@ class HeloCheck:
         dns_settings: DnsSettings,
         resolver: dns.asyncresolver.Resolver,
     ) -> None:
-        self.settings = settings
-        self.dns_settings = dns_settings
-        self.resolver = resolver
+        super().__init__(settings, dns_settings, resolver)
         self.our_names = {smtp.hostname.lower().rstrip(".")} | {
             d.lower().rstrip(".") for d in smtp.local_domains
         }
@@ -223,7 +211,7 @@ class HeloCheck:
         return []
 
     async def _resolves(self, ctx: SmtpContext, name: str) -> list[Symbol]:
-        sd = session_dns(ctx, self.resolver, self.dns_settings)
+        sd = self.session_dns(ctx)
         a, aaaa = await asyncio.gather(sd.lookup(name, "A"), sd.lookup(name, "AAAA"))
         if a.ok or aaaa.ok:
             if any(parse_ip(r) in self.our_ips for r in a.records + aaaa.records):
