@@ -278,6 +278,12 @@ class SmtpSettings(BaseModel):
     # Prometheus metrics of the filter (outages, tempfails by reason) over HTTP on
     # smtp.host:metrics_port; None: not served
     metrics_port: int | None = None
+    # worker processes of `mailsift serve smtp` (each scores on a core of its own); 0: one
+    # per CPU core; 1: a single process, without a supervisor
+    workers: int = Field(default=0, ge=0)
+    # seconds SIGTERM waits for sessions to finish the transaction under way (idle sessions
+    # are closed at once with 421 4.3.2)
+    shutdown_timeout: float = 10.0
     # the filter sits after the MTA's queue (Postfix content_filter): the MTA already accepted
     # the message and would bounce a refusal to its sender (backscatter), so a spam reject or
     # a check's rejection (a virus) is held in the quarantine instead of answered 550
