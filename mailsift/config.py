@@ -298,6 +298,8 @@ class MilterSettings(BaseModel):
     socket: Path | None = None  # a Unix socket instead of TCP (Postfix: unix:/path)
     socket_mode: int = 0o660
     idle_timeout: float = 600.0  # an MTA connection silent this long is closed
+    # worker processes of `mailsift serve milter`; 0: one per CPU core; 1: one process
+    workers: int = Field(default=0, ge=0)
     max_message_size: int = 25 * 1024 * 1024  # beyond: 552 5.3.4 (the MTA's own limit first)
 
 
@@ -389,6 +391,9 @@ class SpamdSettings(BaseModel):
     hostname: str = ""  # named in REPORT texts; "" -> this machine's host name
     tls_cert: Path | None = None  # both set: every connection is TLS (spamc -S)
     tls_key: Path | None = None
+    # worker processes of `mailsift serve spamd` (each scores on a core of its own); 0: one
+    # per CPU core; 1: one process. max_connections holds per worker
+    workers: int = Field(default=0, ge=0)
 
 
 class QuarantineSettings(BaseModel):

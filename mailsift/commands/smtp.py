@@ -173,7 +173,7 @@ def serve_workers(settings: Any, n: int) -> None:
     """``serve smtp`` as a supervisor of ``n`` worker processes (see the module doc)."""
     from mailsift.smtpd.limits import SharedConnectionCounter, SharedConnectionTable
     from mailsift.smtpd.spool import Spool
-    from mailsift.smtpd.workers import Supervisor, listen_socket
+    from mailsift.smtpd.workers import listen_socket, serve_until_stopped, supervise
 
     smtp = settings.smtp
     main_sock = listen_socket(smtp.host, smtp.port)
@@ -205,38 +205,27 @@ def serve_workers(settings: Any, n: int) -> None:
         )
         server.start()
         sync = follow_model_reloads(settings, getattr(server.scoring, "service", None))
-        done = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: done.set())
-        ready()
-        done.wait()
-        if sync is not None:
-            sync.stop()
-        server.stop(drain=smtp.shutdown_timeout)
-        return 0
 
-    sup = Supervisor(
+        def stop() -> None:
+            if sync is not None:
+                sync.stop()
+            server.stop(drain=smtp.shutdown_timeout)
+
+        return serve_until_stopped(server, stop, ready)
+
+    main_port = main_sock.getsockname()[1]
+    sub_port = sub_sock.getsockname()[1] if sub_sock is not None else None
+    code = supervise(
         "smtp",
         n,
         worker,
+        prepare=lambda: prepare_workers(settings),
+        banner=lambda: _banner(settings, main_port, sub_port, n),
         stop_timeout=smtp.shutdown_timeout + 10.0,
         on_exit=table.clear_worker if table is not None else None,
     )
-    sup.install_signals()
-    code = sup.run_helper(lambda: prepare_workers(settings))
-    if sup.stopping:
-        return
-    if code != 0:
-        raise typer.Exit(1)
-    if not sup.start():
-        if sup.stopping:
-            return
-        raise typer.Exit(1)
-    main_port = main_sock.getsockname()[1]
-    sub_port = sub_sock.getsockname()[1] if sub_sock is not None else None
-    _banner(settings, main_port, sub_port, n)
-    log.info("SMTP filter workers: %s", " ".join(str(p) for p in sup.pids()))
-    sup.serve()
+    if code:
+        raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:

@@ -29,7 +29,9 @@ import os
 import select
 import signal
 import socket
+import stat
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -69,15 +71,6 @@ def listen_socket(host: str, port: int, backlog: int = 128) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-def wait_for_stop() -> None:
-    """In a worker: block until SIGTERM or SIGINT."""
-    got: list[int] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, _frame: got.append(signum))
-    while not got:
-        signal.pause()
 
 
 @dataclass
@@ -308,3 +301,67 @@ def _describe(code: int) -> str:
         except ValueError:
             return f"signal {-code}"
     return f"exit status {code}"
+
+
+def supervise(
+    name: str,
+    workers: int,
+    main: WorkerMain,
+    *,
+    prepare: Callable[[], None] | None = None,
+    banner: Callable[[], None] | None = None,
+    stop_timeout: float = 30.0,
+    on_exit: Callable[[int], None] | None = None,
+) -> int:
+    """A command's whole supervisor: ``prepare()`` in a helper child (e.g. compile the rules
+    cache once), the workers started, ``banner()`` once all listen, then serve until
+    SIGTERM / SIGINT. Returns the command's exit status (1: the helper or a worker failed
+    before the start; 0: stopped)."""
+    sup = Supervisor(name, workers, main, stop_timeout=stop_timeout, on_exit=on_exit)
+    sup.install_signals()
+    if prepare is not None:
+        code = sup.run_helper(prepare)
+        if sup.stopping:
+            return 0
+        if code != 0:
+            return 1
+    if not sup.start():
+        return 0 if sup.stopping else 1
+    if banner is not None:
+        banner()
+    log.info("%s workers: %s", name, " ".join(str(p) for p in sup.pids()))
+    sup.serve()
+    return 0
+
+
+def serve_until_stopped(server: object, stop: Callable[[], None], ready: Callable[[], None]) -> int:
+    """A worker's life once its server listens: report ready, wait for SIGTERM / SIGINT,
+    then ``stop()``."""
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    ready()
+    done.wait()
+    stop()
+    return 0
+
+
+def unix_listen_socket(
+    path: os.PathLike[str] | str, mode: int, backlog: int = 128
+) -> socket.socket:
+    """A listening Unix socket at ``path`` (a stale socket there is replaced), ``mode``."""
+    p = os.fspath(path)
+    os.makedirs(os.path.dirname(p) or ".", exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.stat(p).st_mode):
+            os.unlink(p)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(p)
+        os.chmod(p, mode)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -75,6 +75,15 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 class Workers:
     """``mailsift serve smtp --workers N`` in a subprocess, ready once it printed its
     banner (every worker listens)."""
@@ -306,3 +315,40 @@ def test_sigterm_drains_the_transactions_under_way(
             srv.kill()
     (m,) = smtp_sink.wait_for(1)
     assert m["Subject"] == "lunch on friday?"
+
+
+def test_spamd_workers_restart_a_killed_worker_and_stop_on_sigterm(
+    tmp_path: Path, small_model_dir: Path, test_settings: Any
+) -> None:
+    """``mailsift serve spamd --workers 2``: both workers answer on the one port; one killed
+    with SIGKILL is restarted while the other answers; SIGTERM stops the lot (exit 0)."""
+    from tests.spamd.conftest import SpamdProcess, request, spamc_request, spamd_test_settings
+
+    settings = spamd_test_settings(test_settings, tmp_path / "var", small_model_dir)
+    with SpamdProcess(settings, "--workers", "2") as spamd:
+        assert spamd.proc is not None
+        deadline = time.monotonic() + 120
+        while "mailsift spamd on" not in spamd.logs():  # every worker listens
+            assert time.monotonic() < deadline, spamd.logs()
+            time.sleep(0.05)
+        workers = sorted(_children(spamd.proc.pid))
+        assert len(workers) == 2, spamd.logs()
+        os.kill(workers[0], signal.SIGKILL)
+        while _alive(workers[0]):  # a connection it took before it died would be reset
+            time.sleep(0.01)
+        for _ in range(10):  # the other worker answers meanwhile
+            assert request(spamd.port, b"PING SPAMC/1.5\r\n\r\n").startswith(b"SPAMD/1.5 0 PONG")
+        deadline = time.monotonic() + 120
+        while True:
+            now = sorted(_children(spamd.proc.pid))
+            if len(now) == 2 and workers[0] not in now:
+                break
+            assert time.monotonic() < deadline, spamd.logs()
+            time.sleep(0.1)
+        assert workers[1] in now
+        body = f"From: a@example.org\r\nTo: b@mailsift.test\r\nSubject: lunch\r\n\r\n{BODY}"
+        reply = request(spamd.port, spamc_request("CHECK", body.encode()))
+        assert reply.startswith(b"SPAMD/1.1 0 EX_OK") and b"Spam: False" in reply, reply
+        proc = spamd.proc
+    assert proc.wait(5) == 0, spamd.logs()
+    assert f"spamd worker 0 (pid {workers[0]}) died (signal SIGKILL)" in spamd.log_path.read_text()
