@@ -251,6 +251,9 @@ class SmtpSettings(BaseModel):
     require_tls_for_auth: bool = True
     max_message_size: int = 25 * 1024 * 1024
     max_recipients: int = 100
+    # simultaneous connections per client IP, summed over the workers; a connection counts
+    # until its worker has read the client's close, so a client that reconnects at once
+    # while a worker is busy can briefly be refused one early (as Postfix's anvil counts)
     max_connections_per_ip: int = 20
     max_commands_per_session: int = 1000
     # seconds of silence from a client before it is disconnected (Postfix's smtpd_timeout:
