@@ -207,6 +207,10 @@ def record_cost(args: argparse.Namespace) -> dict[str, Any]:
                 "paths": base.paths.model_copy(update={"var_dir": tmp / store}),
                 "store": base.store.model_copy(update={"url": url}),
                 "model": base.model.model_copy(update={"path": model_dir}),
+                # the warm cache, not one per temporary var dir (a cold compile each)
+                "rules": base.rules.model_copy(
+                    update={"cache_dir": base.rules_cache_dir.resolve()}
+                ),
             },
             deep=True,
         )
