@@ -13,6 +13,14 @@
 * **RSS**: a fresh process that loads the serving Scorer (model for serving + rules) and
   reports its resident set size (VmRSS), and the same process before loading anything.
 
+* **Verdict write** (``--record``): what recording a verdict costs a scoring request
+  (``ScoringService.record``: the verdict row and the zlib sample, committed before the
+  answer), on SQLite (``synchronous=FULL``) and PostgreSQL (``--pg``, a fresh database):
+  one writer after another (the cost of one request alone) and 4 writers at once (group
+  commit shares one commit among the writes that queued meanwhile).
+* **Profile** (``--profile``): cProfile of ``Scorer.score`` over the messages, the top
+  functions by cumulative and by own time.
+
 The model is ``--model``, else the serving model (``mailsift.pipeline.registry.
 serving_model_dir``; train one with ``mailsift train --default`` or ``make run``). Figures
 are noisy on a shared 2-core machine: they say what was measured, when.
@@ -170,6 +178,122 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def record_cost(args: argparse.Namespace) -> dict[str, Any]:
+    """Per-request cost of ``ScoringService.record`` on SQLite and PostgreSQL (module doc)."""
+    import threading
+    import uuid
+
+    from mailsift.pipeline.corpus import load_messages
+    from mailsift.service import ScoringService
+
+    base = load_settings(rules={"use_stock": not args.no_stock_rules})
+    tmp = Path(tempfile.mkdtemp(prefix="bench-record-"))
+    model_dir = _model_dir(base, args.model, tmp)
+    _, raws, _ = load_messages(Path(str(base.paths.corpus)))
+    rng = np.random.default_rng(2)
+    msgs = [raws[i] for i in rng.choice(len(raws), size=min(args.n, len(raws)), replace=False)]
+    out: dict[str, Any] = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    for store in ("sqlite", "postgresql"):
+        url, db = "", ""
+        if store == "postgresql":
+            import psycopg
+
+            db = f"mailsift_record_{uuid.uuid4().hex[:10]}"
+            with psycopg.connect(args.pg, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{db}"')
+            url = f"{args.pg.rsplit('/', 1)[0]}/{db}"
+        settings = base.model_copy(
+            update={
+                "paths": base.paths.model_copy(update={"var_dir": tmp / store}),
+                "store": base.store.model_copy(update={"url": url}),
+                "model": base.model.model_copy(update={"path": model_dir}),
+                # the warm cache, not one per temporary var dir (a cold compile each)
+                "rules": base.rules.model_copy(
+                    update={"cache_dir": base.rules_cache_dir.resolve()}
+                ),
+            },
+            deep=True,
+        )
+        service = ScoringService(settings)
+        try:
+            verdicts = [service.evaluate(raw) for raw in msgs]  # distinct ids
+            half = len(msgs) // 2
+            lat: list[float] = []
+            for v, raw in zip(verdicts[:half], msgs[:half], strict=True):
+                t = time.perf_counter()
+                service.record(v, raw)
+                lat.append(time.perf_counter() - t)
+            conc: list[float] = []
+            rest = list(zip(verdicts[half:], msgs[half:], strict=True))
+            lock = threading.Lock()
+
+            def writer(items: list[Any]) -> None:
+                for v, raw in items:
+                    t = time.perf_counter()
+                    service.record(v, raw)
+                    with lock:
+                        conc.append(time.perf_counter() - t)
+
+            threads = [threading.Thread(target=writer, args=(rest[i::4],)) for i in range(4)]
+            t0 = time.perf_counter()
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            wall = time.perf_counter() - t0
+            out[store] = {
+                "one_writer_ms_mean": round(float(np.mean(lat)) * 1000, 3),
+                "one_writer_ms_p50": round(float(np.median(lat)) * 1000, 3),
+                "one_writer_ms_p99": round(float(np.percentile(lat, 99)) * 1000, 3),
+                "four_writers_ms_mean": round(float(np.mean(conc)) * 1000, 3),
+                "four_writers_ms_p99": round(float(np.percentile(conc, 99)) * 1000, 3),
+                "four_writers_writes_per_s": round(len(conc) / wall, 1),
+            }
+        finally:
+            service.close()
+            if db:
+                import psycopg
+
+                with psycopg.connect(args.pg, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    out["messages"] = len(msgs)
+    out["load_average"] = os.getloadavg()
+    return out
+
+
+def profile(args: argparse.Namespace) -> str:
+    """cProfile of ``Scorer.score`` over ``--n`` corpus messages: the top functions."""
+    import cProfile
+    import io
+    import pstats
+
+    from mailsift.classifier.model import SpamModel
+    from mailsift.classifier.scorer import Scorer, load_rules
+    from mailsift.pipeline.corpus import load_messages
+
+    settings = load_settings(rules={"use_stock": not args.no_stock_rules})
+    tmp = Path(tempfile.mkdtemp(prefix="bench-profile-"))
+    model_dir = _model_dir(settings, args.model, tmp)
+    scorer = Scorer(SpamModel.load(model_dir, serving=True), load_rules(settings), settings)
+    _, raws, _ = load_messages(Path(str(settings.paths.corpus)))
+    rng = np.random.default_rng(1)
+    msgs = [raws[i] for i in rng.choice(len(raws), size=min(args.n, len(raws)), replace=False)]
+    for raw in msgs[:20]:
+        scorer.score(raw)
+    gc.freeze()
+    prof = cProfile.Profile()
+    prof.enable()
+    for raw in msgs:
+        scorer.score(raw)
+    prof.disable()
+    buf = io.StringIO()
+    stats = pstats.Stats(prof, stream=buf)
+    buf.write(f"Scorer.score over {len(msgs)} corpus messages\n")
+    stats.sort_stats("cumulative").print_stats(35)
+    stats.sort_stats("tottime").print_stats(25)
+    return buf.getvalue()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.bench_score")
     ap.add_argument("--model", type=Path, default=None)
@@ -177,8 +301,16 @@ def main() -> None:
     ap.add_argument("--no-stock-rules", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after loading")
+    ap.add_argument("--record", action="store_true", help="the verdict write's cost instead")
+    ap.add_argument("--profile", action="store_true", help="cProfile of Scorer.score instead")
+    ap.add_argument(
+        "--pg", default="postgresql://postgres@127.0.0.1:5432/postgres", help="admin URL"
+    )
     args = ap.parse_args()
-    out = bench(args)
+    if args.profile:
+        print(profile(args))
+        return
+    out = record_cost(args) if args.record else bench(args)
     text = json.dumps(out, indent=2)
     print(text)
     if args.json:

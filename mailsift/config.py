@@ -269,6 +269,9 @@ class SmtpSettings(BaseModel):
     require_tls_for_auth: bool = True
     max_message_size: int = 25 * 1024 * 1024
     max_recipients: int = 100
+    # simultaneous connections per client IP, summed over the workers; a connection counts
+    # until its worker has read the client's close, so a client that reconnects at once
+    # while a worker is busy can briefly be refused one early (as Postfix's anvil counts)
     max_connections_per_ip: int = 20
     max_commands_per_session: int = 1000
     # seconds of silence from a client before it is disconnected (Postfix's smtpd_timeout:
@@ -296,6 +299,12 @@ class SmtpSettings(BaseModel):
     # Prometheus metrics of the filter (outages, tempfails by reason) over HTTP on
     # smtp.host:metrics_port; None: not served
     metrics_port: int | None = None
+    # worker processes of `mailsift serve smtp` (each scores on a core of its own); 0: one
+    # per CPU core; 1: a single process, without a supervisor
+    workers: int = Field(default=0, ge=0)
+    # seconds SIGTERM waits for sessions to finish the transaction under way (idle sessions
+    # are closed at once with 421 4.3.2)
+    shutdown_timeout: float = 10.0
     # the filter sits after the MTA's queue (Postfix content_filter): the MTA already accepted
     # the message and would bounce a refusal to its sender (backscatter), so a spam reject or
     # a check's rejection (a virus) is held in the quarantine instead of answered 550
@@ -310,6 +319,8 @@ class MilterSettings(BaseModel):
     socket: Path | None = None  # a Unix socket instead of TCP (Postfix: unix:/path)
     socket_mode: int = 0o660
     idle_timeout: float = 600.0  # an MTA connection silent this long is closed
+    # worker processes of `mailsift serve milter`; 0: one per CPU core; 1: one process
+    workers: int = Field(default=0, ge=0)
     max_message_size: int = 25 * 1024 * 1024  # beyond: 552 5.3.4 (the MTA's own limit first)
 
 
@@ -410,6 +421,9 @@ class SpamdSettings(BaseModel):
     hostname: str = ""  # named in REPORT texts; "" -> this machine's host name
     tls_cert: Path | None = None  # both set: every connection is TLS (spamc -S)
     tls_key: Path | None = None
+    # worker processes of `mailsift serve spamd` (each scores on a core of its own); 0: one
+    # per CPU core; 1: one process. max_connections holds per worker
+    workers: int = Field(default=0, ge=0)
 
 
 class QuarantineSettings(BaseModel):

@@ -6,6 +6,11 @@ It listens on ``milter.host:milter.port`` (``--host``/``--port``) or on a Unix s
 ``mailsift.smtpd.checks.build_checks`` and scores in-process with
 ``mailsift.service.ScoringService`` (or over HTTP when ``api.scorer_url`` is set), exactly as
 ``serve smtp`` does; see ``mailsift.smtpd.milter`` for what it answers at each step.
+
+With ``milter.workers`` (``--workers``; 0, the default: one per CPU core) above 1, the
+command supervises that many worker processes on the socket it binds (TCP or Unix;
+``mailsift.smtpd.workers``: the rules cache compiled once first, a dead worker restarted,
+SIGTERM stops them all); each worker is a whole ``MilterServer`` with its own scorer.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ import typer
 from mailsift.commands.serve import serve_app
 
 
-def build_milter(settings: Any) -> Any:
-    """The MilterServer with everything wired from settings (not started)."""
+def build_milter(settings: Any, sock: Any = None) -> Any:
+    """The MilterServer with everything wired from settings (not started); ``sock``: the
+    listening socket a worker inherited."""
     from mailsift.commands.smtp import build_scoring
     from mailsift.process import trim_heap
     from mailsift.smtpd.milter import MilterServer
@@ -31,7 +37,7 @@ def build_milter(settings: Any) -> Any:
     service, _store, checks = build_scoring(settings)
     gc.freeze()  # long-lived model and rules: keep them out of every GC pass
     trim_heap()
-    return MilterServer(settings, service, checks=checks)
+    return MilterServer(settings, service, checks=checks, sock=sock)
 
 
 @serve_app.command("milter")
@@ -40,6 +46,10 @@ def serve_milter(
     port: Annotated[int | None, typer.Option(help="TCP port (default: milter.port)")] = None,
     socket: Annotated[
         Path | None, typer.Option(help="Unix socket path instead of TCP (milter.socket)")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=0, help="Worker processes (default: milter.workers; 0: one per core)"),
     ] = None,
     log_level: Annotated[str, typer.Option(help="Python log level")] = "INFO",
 ) -> None:
@@ -60,12 +70,19 @@ def serve_milter(
         updates["socket"] = None
     if socket is not None:
         updates["socket"] = socket
+    if workers is not None:
+        updates["workers"] = workers
     if updates:
         settings = settings.model_copy(
             update={"milter": settings.milter.model_copy(update=updates)}
         )
     from mailsift.commands.smtp import follow_model_reloads
+    from mailsift.smtpd.workers import default_workers
 
+    n = settings.milter.workers or default_workers()
+    if n > 1:
+        serve_workers(settings, n)
+        return
     server = build_milter(settings)
     server.start()
     sync = follow_model_reloads(settings, getattr(server.scoring, "service", None))
@@ -77,6 +94,51 @@ def serve_milter(
     if sync is not None:
         sync.stop()
     server.stop()
+
+
+def serve_workers(settings: Any, n: int) -> None:
+    """``serve milter`` as a supervisor of ``n`` workers on one listening socket."""
+    from mailsift.commands.smtp import follow_model_reloads, prepare_workers
+    from mailsift.smtpd.workers import (
+        listen_socket,
+        serve_until_stopped,
+        supervise,
+        unix_listen_socket,
+    )
+
+    m = settings.milter
+    if m.socket is not None:
+        sock = unix_listen_socket(m.socket, m.socket_mode)
+        address = f"unix:{m.socket}"
+    else:
+        sock = listen_socket(m.host, m.port)
+        address = f"inet:{m.host}:{sock.getsockname()[1]}"
+
+    def worker(_index: int, ready: Any) -> int:
+        server = build_milter(settings, sock=sock)
+        server.start()
+        sync = follow_model_reloads(settings, getattr(server.scoring, "service", None))
+
+        def stop() -> None:
+            if sync is not None:
+                sync.stop()
+            server.stop()
+
+        return serve_until_stopped(server, stop, ready)
+
+    try:
+        code = supervise(
+            "milter",
+            n,
+            worker,
+            prepare=lambda: prepare_workers(settings),
+            banner=lambda: typer.echo(f"mailsift milter on {address}, {n} workers"),
+        )
+    finally:
+        if m.socket is not None:
+            m.socket.unlink(missing_ok=True)
+    if code:
+        raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,12 +6,24 @@ and on ``smtp.submission_port`` with implicit TLS, runs the checks from
 ``mailsift.service.ScoringService`` (or over HTTP when ``api.scorer_url`` is set), holds
 mail in ``mailsift.quarantine.Quarantine``, and forwards to ``smtp.next_hop_host:port``
 (``smtp.mode = "proxy"``) or through the durable spool (``"spool"``).
+
+With ``smtp.workers`` (``--workers``; 0, the default: one per CPU core) above 1, the
+command is a supervisor (``mailsift.smtpd.workers``): it binds the ports, compiles the rules
+cache once in a short-lived child, and forks the workers, each a whole filter (checks,
+scorer, spool runner) on the shared sockets. Per-IP connection limits are counted across
+the workers (``SharedConnectionTable``), the spool's messages are claimed by one worker at
+a time (``flock``), a dead worker is restarted, and SIGTERM drains every worker's sessions
+(``smtp.shutdown_timeout``). With ``smtp.metrics_port``, worker 0 serves the counters of
+all workers (prometheus-client's multiprocess mode). ``--workers 1``: one process, no
+supervisor.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
+import shutil
 import signal
 import threading
 from typing import Annotated, Any, Literal
@@ -62,8 +74,9 @@ def follow_model_reloads(settings: Any, service: Any) -> Any:
     return sync
 
 
-def build_server(settings: Any) -> Any:
-    """The FilterServer with everything wired from settings (not started)."""
+def build_server(settings: Any, **server_args: Any) -> Any:
+    """The FilterServer with everything wired from settings (not started); ``server_args``
+    go to ``FilterServer`` (a worker's inherited sockets and shared counter)."""
     from mailsift.process import trim_heap
     from mailsift.quarantine import Quarantine
     from mailsift.smtpd.accounts import Accounts
@@ -83,6 +96,7 @@ def build_server(settings: Any) -> Any:
         checks=checks,
         quarantine=quarantine,
         accounts=accounts if auth else None,
+        **server_args,
     )
 
 
@@ -92,6 +106,10 @@ def serve_smtp(
     port: Annotated[int | None, typer.Option(help="Port (default: smtp.port)")] = None,
     mode: Annotated[
         str | None, typer.Option(help="proxy (before-queue) or spool (store-and-forward)")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=0, help="Worker processes (default: smtp.workers; 0: one per core)"),
     ] = None,
     log_level: Annotated[str, typer.Option(help="Python log level")] = "INFO",
 ) -> None:
@@ -112,26 +130,114 @@ def serve_smtp(
             raise typer.BadParameter("mode must be proxy or spool")
         m: Literal["proxy", "spool"] = "proxy" if mode == "proxy" else "spool"
         smtp_updates["mode"] = m
+    if workers is not None:
+        smtp_updates["workers"] = workers
     if smtp_updates:
         settings = settings.model_copy(
             update={"smtp": settings.smtp.model_copy(update=smtp_updates)}
         )
+    from mailsift.smtpd.workers import default_workers
+
+    n = settings.smtp.workers or default_workers()
+    if n > 1:
+        serve_workers(settings, n)
+        return
     server = build_server(settings)
     server.start()
     sync = follow_model_reloads(settings, getattr(server.scoring, "service", None))
+    _banner(settings, server.port, server.submission_port, 1)
+    _wait_for_stop()
+    if sync is not None:
+        sync.stop()
+    server.stop(drain=settings.smtp.shutdown_timeout)
+
+
+def _banner(settings: Any, port: int | None, submission: int | None, workers: int) -> None:
     typer.echo(
-        f"mailsift SMTP filter on {settings.smtp.host}:{server.port}"
-        + (f" (implicit TLS on {server.submission_port})" if server.submission_port else "")
+        f"mailsift SMTP filter on {settings.smtp.host}:{port}"
+        + (f" (implicit TLS on {submission})" if submission else "")
         + f", next hop {settings.smtp.next_hop_host}:{settings.smtp.next_hop_port}"
         + f" ({settings.smtp.mode})"
+        + (f", {workers} workers" if workers > 1 else "")
     )
+
+
+def _wait_for_stop() -> None:
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     done.wait()
-    if sync is not None:
-        sync.stop()
-    server.stop()
+
+
+def prepare_workers(settings: Any) -> None:
+    """Before the workers start, in a short-lived child: open (and migrate) the store and
+    compile the rules cache once, so the workers neither race to migrate nor each compile
+    the same Hyperscan database."""
+    from mailsift.classifier.scorer import load_rules
+    from mailsift.store import open_store_for
+
+    open_store_for(settings).close()
+    if not settings.api.scorer_url:  # scoring over HTTP: the workers load no rules
+        load_rules(settings)
+
+
+def serve_workers(settings: Any, n: int) -> None:
+    """``serve smtp`` as a supervisor of ``n`` worker processes (see the module doc)."""
+    from mailsift.smtpd.limits import SharedConnectionCounter, SharedConnectionTable
+    from mailsift.smtpd.spool import Spool
+    from mailsift.smtpd.workers import listen_socket, serve_until_stopped, supervise
+
+    smtp = settings.smtp
+    main_sock = listen_socket(smtp.host, smtp.port)
+    sub_sock = None
+    if smtp.submission_port is not None and smtp.tls_cert and smtp.tls_key:
+        sub_sock = listen_socket(smtp.host, smtp.submission_port)
+    table = SharedConnectionTable(n) if smtp.max_connections_per_ip else None
+    if smtp.mode == "spool":
+        Spool(settings.spool_dir)  # removes what a crash left in tmp/, before any worker runs
+    if smtp.metrics_port is not None:
+        path = os.path.join(os.fspath(settings.paths.var_dir), "run", "prometheus-smtp")
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path, exist_ok=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path  # read by prometheus-client at import
+    quiet = settings.model_copy(update={"smtp": smtp.model_copy(update={"metrics_port": None})})
+
+    def worker(index: int, ready: Any) -> int:
+        counter = (
+            SharedConnectionCounter(table, index, smtp.max_connections_per_ip)
+            if table is not None
+            else None
+        )
+        server = build_server(
+            settings if index == 0 else quiet,  # worker 0 serves every worker's metrics
+            smtp_socket=main_sock,
+            submission_socket=sub_sock,
+            counter=counter,
+            clean_spool_tmp=False,
+        )
+        server.start()
+        sync = follow_model_reloads(settings, getattr(server.scoring, "service", None))
+
+        def stop() -> None:
+            if sync is not None:
+                sync.stop()
+            server.stop(drain=smtp.shutdown_timeout)
+
+        return serve_until_stopped(server, stop, ready)
+
+    main_port = main_sock.getsockname()[1]
+    sub_port = sub_sock.getsockname()[1] if sub_sock is not None else None
+    code = supervise(
+        "smtp",
+        n,
+        worker,
+        prepare=lambda: prepare_workers(settings),
+        banner=lambda: _banner(settings, main_port, sub_port, n),
+        stop_timeout=smtp.shutdown_timeout + 10.0,
+        on_exit=table.clear_worker if table is not None else None,
+    )
+    if code:
+        raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:

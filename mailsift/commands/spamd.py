@@ -3,6 +3,11 @@ SpamAssassin's spamd protocol (``spamc``, Exim's ``spamd_address``, amavis...) i
 foreground until SIGINT/SIGTERM, scoring with ``mailsift.service.ScoringService`` in this
 process (the same scorer, lists and learner as the API and the SMTP filter). Settings: the
 ``spamd`` block (``mailsift.config.SpamdSettings``); options override it.
+
+With ``spamd.workers`` (``--workers``; 0, the default: one per CPU core) above 1, the
+command supervises that many worker processes on the port it binds
+(``mailsift.smtpd.workers``: the rules cache compiled once first, a dead worker restarted,
+SIGTERM stops them all); each worker is a whole ``SpamdServer`` with its own scorer.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ import typer
 from mailsift.commands.serve import serve_app
 
 
-def build_spamd(settings: Any) -> Any:
-    """The SpamdServer over a ScoringService built from settings (not started)."""
+def build_spamd(settings: Any, sock: Any = None) -> Any:
+    """The SpamdServer over a ScoringService built from settings (not started); ``sock``:
+    the listening socket a worker inherited."""
     from mailsift.process import resolve_serving_model, trim_heap
     from mailsift.service import ScoringService
     from mailsift.spamd.server import SpamdServer
@@ -30,7 +36,7 @@ def build_spamd(settings: Any) -> Any:
     service = ScoringService(settings, model_resolver=resolve_serving_model)
     gc.freeze()  # long-lived model and rules: keep them out of every GC pass
     trim_heap()
-    return SpamdServer(settings, service)
+    return SpamdServer(settings, service, sock=sock)
 
 
 @serve_app.command("spamd")
@@ -43,6 +49,10 @@ def serve_spamd(
     ] = None,
     tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (spamc -S)")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="TLS key")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=0, help="Worker processes (default: spamd.workers; 0: one per core)"),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="Python log level")] = "INFO",
 ) -> None:
     """Serve the spamd protocol (foreground; Ctrl-C stops it)."""
@@ -59,6 +69,7 @@ def serve_spamd(
         ("allow_tell", allow_tell),
         ("tls_cert", tls_cert),
         ("tls_key", tls_key),
+        ("workers", workers),
     ):
         if value is not None:
             updates[key] = value
@@ -66,19 +77,59 @@ def serve_spamd(
         settings = settings.model_copy(update={"spamd": settings.spamd.model_copy(update=updates)})
     if bool(settings.spamd.tls_cert) != bool(settings.spamd.tls_key):
         raise typer.BadParameter("give both a TLS certificate and its key")
+    from mailsift.smtpd.workers import default_workers
+
+    n = settings.spamd.workers or default_workers()
+    if n > 1:
+        serve_workers(settings, n)
+        return
     server = build_spamd(settings)
     server.start()
-    typer.echo(
-        f"mailsift spamd on {settings.spamd.host}:{server.port}"
-        + (" (TLS)" if server.tls_context else "")
-        + (", TELL on" if settings.spamd.allow_tell else ", TELL off")
-    )
+    _banner(settings, server.port, 1)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     done.wait()
     server.stop()
     server.service.close()
+
+
+def _banner(settings: Any, port: int | None, workers: int) -> None:
+    typer.echo(
+        f"mailsift spamd on {settings.spamd.host}:{port}"
+        + (" (TLS)" if settings.spamd.tls_cert and settings.spamd.tls_key else "")
+        + (", TELL on" if settings.spamd.allow_tell else ", TELL off")
+        + (f", {workers} workers" if workers > 1 else "")
+    )
+
+
+def serve_workers(settings: Any, n: int) -> None:
+    """``serve spamd`` as a supervisor of ``n`` workers on one listening socket."""
+    from mailsift.commands.smtp import prepare_workers
+    from mailsift.smtpd.workers import listen_socket, serve_until_stopped, supervise
+
+    sock = listen_socket(settings.spamd.host, settings.spamd.port)
+
+    def worker(_index: int, ready: Any) -> int:
+        server = build_spamd(settings, sock=sock)
+        server.start()
+
+        def stop() -> None:
+            server.stop()
+            server.service.close()
+
+        return serve_until_stopped(server, stop, ready)
+
+    port = sock.getsockname()[1]
+    code = supervise(
+        "spamd",
+        n,
+        worker,
+        prepare=lambda: prepare_workers(settings),
+        banner=lambda: _banner(settings, port, n),
+    )
+    if code:
+        raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:

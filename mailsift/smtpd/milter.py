@@ -38,6 +38,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import socket
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -402,8 +403,12 @@ class MilterServer(LoopThread):
         checks: Sequence[Check] | None = None,
         *,
         scoring: Scoring | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
+        """``sock``: a listening socket (TCP or Unix) to serve on, bound by the supervisor
+        of ``mailsift serve milter``'s workers, which also removes the Unix socket's file."""
         super().__init__()
+        self._sock = sock
         self.settings = settings
         if scoring is None:
             if settings.api.scorer_url:
@@ -462,7 +467,13 @@ class MilterServer(LoopThread):
 
     async def _start_async(self) -> None:
         m = self.settings.milter
-        if self.socket_path is not None:
+        if self._sock is not None:
+            if self._sock.family == socket.AF_UNIX:
+                self._server = await asyncio.start_unix_server(self._serve, sock=self._sock)
+            else:
+                self._server = await asyncio.start_server(self._serve, sock=self._sock)
+                self.port = int(self._server.sockets[0].getsockname()[1])
+        elif self.socket_path is not None:
             path = self.socket_path
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.is_socket():
@@ -485,7 +496,7 @@ class MilterServer(LoopThread):
         await asyncio.gather(*rest, return_exceptions=True)
         if isinstance(self.scoring, HttpScoring):
             await self.scoring.aclose()
-        if self.socket_path is not None:
+        if self.socket_path is not None and self._sock is None:
             with contextlib.suppress(OSError):
                 self.socket_path.unlink()
 

@@ -5,7 +5,15 @@
 ``submission_port`` with implicit TLS (RFC 8314), and hands accepted mail to the next hop
 (``mode = "proxy"``) or to the durable spool (``mode = "spool"``). ``start()`` returns once
 both sockets listen (port 0 picks a free port: read ``.port`` / ``.submission_port``);
-``stop()`` closes them, finishes the spool runner and joins the thread.
+``stop()`` closes them, finishes the spool runner and joins the thread; ``stop(drain=T)``
+first stops listening and lets the sessions in a transaction finish it, for up to ``T``
+seconds (idle sessions, and each session once its transaction ended, are told
+``421 4.3.2`` and closed), which is what SIGTERM does to ``mailsift serve smtp``.
+
+One of several worker processes (``mailsift.smtpd.workers``), it is given the listening
+sockets its supervisor bound (``smtp_socket`` / ``submission_socket``) and a connection
+counter shared by all workers (``counter``), and leaves the spool's ``tmp/`` alone
+(``clean_spool_tmp=False``: the supervisor cleaned it before the workers started).
 
 ``FilterSMTP`` adds to aiosmtpd's ``SMTP``: a limit of simultaneous connections per client
 IP (``421 4.7.0`` before the greeting), a limit of commands per session (``421 4.7.0`` and
@@ -24,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,7 +46,7 @@ from mailsift.smtpd.accounts import Accounts
 from mailsift.smtpd.addresses import MAX_PATH, split_path
 from mailsift.smtpd.checks.base import Check
 from mailsift.smtpd.handler import FilterHandler, QuarantineLike
-from mailsift.smtpd.limits import AuthThrottle, ConnectionCounter
+from mailsift.smtpd.limits import AuthThrottle, ConnectionCounter, SharedConnectionCounter
 from mailsift.smtpd.relay import RecipientPolicy
 from mailsift.smtpd.runner import CheckRunner
 from mailsift.smtpd.scoring import HttpScoring, InProcessScoring, Scoring
@@ -55,7 +64,7 @@ class FilterSMTP(SMTP):
         self,
         handler: FilterHandler,
         *,
-        counter: ConnectionCounter,
+        counter: ConnectionCounter | SharedConnectionCounter,
         max_commands: int,
         implicit_tls: bool,
         line_length: int,
@@ -73,11 +82,13 @@ class FilterSMTP(SMTP):
             self._auth_require_tls = False  # the whole connection is TLS
         self._max_commands = max_commands
         self._commands = 0
+        self._in_command = False
+        self._draining = False
         for name, method in list(self._smtp_methods.items()):
-            self._smtp_methods[name] = self._limited(method)
+            self._smtp_methods[name] = self._limited(name, method)
 
     def _limited(
-        self, method: Callable[[Any], Awaitable[None]]
+        self, name: str, method: Callable[[Any], Awaitable[None]]
     ) -> Callable[[Any], Awaitable[None]]:
         async def run(arg: Any) -> None:
             self._commands += 1
@@ -86,9 +97,39 @@ class FilterSMTP(SMTP):
                 if self.transport is not None:
                     self.transport.close()
                 return
-            await method(arg)
+            if self._draining and name != "QUIT" and not self._in_transaction():
+                self._close_for_shutdown()
+                return
+            self._in_command = True
+            try:
+                await method(arg)
+            finally:
+                self._in_command = False
+            if self._draining and name != "QUIT" and not self._in_transaction():
+                self._close_for_shutdown()  # the transaction ended: the session ends here
 
         return run
+
+    # ---- shutdown --------------------------------------------------------------------------
+    def _in_transaction(self) -> bool:
+        return self.envelope is not None and self.envelope.mail_from is not None
+
+    def _close_for_shutdown(self) -> None:
+        if self.transport is None:
+            return
+        self._writer.write(b"421 4.3.2 Service shutting down, closing connection\r\n")
+        self.transport.close()
+
+    def begin_drain(self) -> None:
+        """The server stops: close the session now if it is idle, else once the
+        transaction under way (a command running, or MAIL given) has ended."""
+        self._draining = True
+        if not self._in_command and not self._in_transaction():
+            self._close_for_shutdown()
+
+    @property
+    def closed(self) -> bool:
+        return self.transport is None
 
     # ---- connection accounting -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -283,6 +324,10 @@ class FilterServer(LoopThread):
         *,
         accounts: Accounts | None = None,
         scoring: Scoring | None = None,
+        smtp_socket: socket.socket | None = None,
+        submission_socket: socket.socket | None = None,
+        counter: ConnectionCounter | SharedConnectionCounter | None = None,
+        clean_spool_tmp: bool = True,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -306,10 +351,14 @@ class FilterServer(LoopThread):
         self.tls_context: ssl.SSLContext | None = None
         if smtp.tls_cert and smtp.tls_key:
             self.tls_context = server_context(smtp.tls_cert, smtp.tls_key)
-        self.counter = ConnectionCounter(smtp.max_connections_per_ip)
+        self.counter = counter or ConnectionCounter(smtp.max_connections_per_ip)
+        self._smtp_socket = smtp_socket
+        self._submission_socket = submission_socket
         self.throttle = AuthThrottle(smtp.auth_failures_before_throttle, smtp.auth_throttle_window)
         self.recipients = RecipientPolicy(smtp, accounts)
-        self.spool: Spool | None = Spool(settings.spool_dir) if smtp.mode == "spool" else None
+        self.spool: Spool | None = (
+            Spool(settings.spool_dir, clean_tmp=clean_spool_tmp) if smtp.mode == "spool" else None
+        )
         self.spool_runner: SpoolRunner | None = None
         self.port: int | None = None
         self.submission_port: int | None = None
@@ -373,12 +422,21 @@ class FilterServer(LoopThread):
             auth_throttle=self.throttle,
         )
         loop = asyncio.get_running_loop()
-        srv = await loop.create_server(self._factory(False), smtp.host, smtp.port)
+        if self._smtp_socket is not None:
+            srv = await loop.create_server(self._factory(False), sock=self._smtp_socket)
+        else:
+            srv = await loop.create_server(self._factory(False), smtp.host, smtp.port)
         self._servers.append(srv)
         self.port = srv.sockets[0].getsockname()[1]
         if smtp.submission_port is not None and self.tls_context is None:
             log.warning("no smtp.tls_cert/tls_key: STARTTLS, AUTH and the submission port are off")
-        if smtp.submission_port is not None and self.tls_context is not None:
+        if self._submission_socket is not None and self.tls_context is not None:
+            sub = await loop.create_server(
+                self._factory(True), sock=self._submission_socket, ssl=self.tls_context
+            )
+            self._servers.append(sub)
+            self.submission_port = sub.sockets[0].getsockname()[1]
+        elif smtp.submission_port is not None and self.tls_context is not None:
             sub = await loop.create_server(
                 self._factory(True), smtp.host, smtp.submission_port, ssl=self.tls_context
             )
@@ -386,6 +444,21 @@ class FilterServer(LoopThread):
             self.submission_port = sub.sockets[0].getsockname()[1]
         if self.spool_runner is not None:
             self.spool_runner.start()
+
+    async def _drain(self, timeout: float) -> None:
+        """Stop listening; wait up to ``timeout`` s for the sessions to end their
+        transactions (see ``FilterSMTP.begin_drain``)."""
+        for srv in self._servers:
+            srv.close()
+        for proto in list(self._conns):
+            proto.begin_drain()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while any(not p.closed for p in list(self._conns)) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        left = sum(1 for p in list(self._conns) if not p.closed)
+        if left:
+            log.warning("%d sessions still in a transaction after %g s: closed", left, timeout)
 
     async def _shutdown(self) -> None:
         for srv in self._servers:
@@ -410,10 +483,18 @@ class FilterServer(LoopThread):
     def start(self) -> FilterServer:
         self._start_thread()
         if self.settings.smtp.metrics_port is not None:
-            from prometheus_client import start_http_server
+            import os
 
+            from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+
+            registry = REGISTRY
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # the workers' counters, summed
+                from prometheus_client import multiprocess
+
+                registry = CollectorRegistry()
+                multiprocess.MultiProcessCollector(registry)
             self._metrics, _thread = start_http_server(
-                self.settings.smtp.metrics_port, addr=self.settings.smtp.host
+                self.settings.smtp.metrics_port, addr=self.settings.smtp.host, registry=registry
             )
             self.metrics_port = int(self._metrics.server_address[1])
         log.info(
@@ -425,7 +506,13 @@ class FilterServer(LoopThread):
         )
         return self
 
-    def stop(self) -> None:
+    def stop(self, drain: float = 0.0) -> None:
+        """Stop; with ``drain`` > 0, first let the transactions under way finish (up to
+        ``drain`` seconds)."""
+        if drain > 0 and self._loop is not None and self._thread is not None:
+            fut = asyncio.run_coroutine_threadsafe(self._drain(drain), self._loop)
+            with contextlib.suppress(Exception):
+                fut.result(drain + 5)
         if self._metrics is not None:
             self._metrics.shutdown()
             self._metrics.server_close()

@@ -21,6 +21,15 @@ nothing is duplicated; the one window left is between the next hop's 250 and our
 delivers that message twice, the window SMTP itself has (RFC 1047). The SIGKILL test
 measures it.
 
+Several processes on one spool (the workers of ``mailsift serve smtp``): a delivery attempt
+first claims its message with an exclusive ``flock`` on ``<id>.msg`` and holds it until the
+attempt ended, so each message is in one delivery at a time; a process that finds it
+claimed leaves it and looks again later. The kernel drops the claim of a process that dies,
+so another worker (or the restart) takes the message over and, finding ``delivering``,
+proceeds as above. A deferred message's next attempt time is written into its state
+(``next_try``), so the other workers keep the backoff; a runner's first scan after it
+started ignores it (a restart retries what it finds at once, as before).
+
 A permanent refusal by the next hop moves the recipient into ``failed`` (kept in
 ``failed/`` for the operator, logged); no bounce is generated (no backscatter). So does a
 message still undelivered ``spool_max_age`` after it was accepted (5 days by default, like
@@ -34,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -65,6 +75,7 @@ class SpoolEntry:
     # {"rcpts": [...], "since": epoch}: an attempt that was sending DATA when the state was
     # last written (found on load after a crash; None otherwise)
     delivering: dict[str, Any] | None = None
+    next_try: float = 0.0  # epoch of the next attempt after a deferral (0: at once)
 
     @property
     def pending(self) -> list[str]:
@@ -72,15 +83,19 @@ class SpoolEntry:
 
 
 class Spool:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, clean_tmp: bool = True) -> None:
+        """``clean_tmp``: remove what a crash left in ``tmp/`` (never acknowledged). Off in
+        the workers of a multi-process filter: their supervisor cleans it before they
+        start, and a worker restarted later must not remove the others' files in flight."""
         self.root = root
         self.queue = root / "queue"
         self.tmp = root / "tmp"
         self.failed_dir = root / "failed"
         for d in (self.queue, self.tmp, self.failed_dir):
             d.mkdir(parents=True, exist_ok=True)
-        for leftover in self.tmp.iterdir():  # half-written files of a crash: never acked
-            leftover.unlink(missing_ok=True)
+        if clean_tmp:
+            for leftover in self.tmp.iterdir():  # half-written files of a crash: never acked
+                leftover.unlink(missing_ok=True)
 
     def put(self, mail_from: str, rcpts: Sequence[str], data: bytes, queue_id: str = "") -> str:
         qid = queue_id or uuid.uuid4().hex
@@ -104,7 +119,30 @@ class Spool:
             entry.attempts = st.get("attempts", 0)
             entry.last_error = st.get("last_error", "")
             entry.delivering = st.get("delivering")
+            entry.next_try = st.get("next_try", 0.0)
         return entry
+
+    def claim(self, qid: str) -> int | None:
+        """An exclusive claim on message ``qid`` for one delivery attempt: an open file
+        descriptor holding ``flock(LOCK_EX)`` on ``<id>.msg`` (give it to :meth:`release`),
+        or None when another process holds it or the message is gone."""
+        try:
+            fd = os.open(self.queue / f"{qid}.msg", os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        if os.fstat(fd).st_nlink == 0:  # delivered and removed since it was listed
+            os.close(fd)
+            return None
+        return fd
+
+    @staticmethod
+    def release(fd: int) -> None:
+        os.close(fd)  # closing the last descriptor drops the flock
 
     @staticmethod
     def _state_bytes(entry: SpoolEntry) -> bytes:
@@ -116,6 +154,8 @@ class Spool:
         }
         if entry.delivering is not None:
             st["delivering"] = entry.delivering
+        if entry.next_try:
+            st["next_try"] = entry.next_try
         return json.dumps(st).encode()
 
     def save_state(self, entry: SpoolEntry) -> None:
@@ -172,11 +212,16 @@ class SpoolRunner:
         retry_max: float,
         max_age: float = 5 * 86400.0,
         concurrency: int = 8,
+        recheck: float = 1.0,
     ) -> None:
+        """``recheck``: seconds before looking again at a message another process had
+        claimed (it may be deferred, or its process may have died)."""
         self.spool = spool
         self.host, self.port, self.helo, self.timeout = host, port, helo, timeout
         self.retry_initial, self.retry_max = retry_initial, retry_max
         self.max_age = max_age
+        self.recheck = recheck
+        self._first_scan: set[str] | None = None  # the ids found by the first scan
         self._sem = asyncio.Semaphore(concurrency)
         self._next_try: dict[str, float] = {}
         self._inflight: set[str] = set()
@@ -202,7 +247,10 @@ class SpoolRunner:
     async def _loop(self) -> None:
         while True:
             now = time.monotonic()
-            for qid in self.spool.ids():
+            ids = self.spool.ids()
+            if self._first_scan is None:
+                self._first_scan = set(ids)
+            for qid in ids:
                 if qid in self._inflight or self._next_try.get(qid, 0.0) > now:
                     continue
                 self._inflight.add(qid)
@@ -218,7 +266,14 @@ class SpoolRunner:
     async def _attempt(self, qid: str) -> None:
         try:
             async with self._sem:
-                await self._deliver(qid)
+                fd = await asyncio.to_thread(self.spool.claim, qid)
+                if fd is None:  # another process delivers it, or it is gone
+                    self._next_try[qid] = time.monotonic() + self.recheck
+                    return
+                try:
+                    await self._deliver(qid)
+                finally:
+                    self.spool.release(fd)
         except Exception:
             log.exception("spool: unexpected error delivering %s", qid)
             self._backoff_only(qid, 1)
@@ -226,9 +281,11 @@ class SpoolRunner:
             self._inflight.discard(qid)
             self._wake.set()
 
+    def _delay(self, attempts: int) -> float:
+        return min(self.retry_max, self.retry_initial * (2 ** max(0, attempts - 1)))
+
     def _backoff_only(self, qid: str, attempts: int) -> None:
-        delay = min(self.retry_max, self.retry_initial * (2 ** max(0, attempts - 1)))
-        self._next_try[qid] = time.monotonic() + delay
+        self._next_try[qid] = time.monotonic() + self._delay(attempts)
 
     def _expire(self, entry: SpoolEntry) -> None:
         """Past ``max_age``: the recipients still pending fail (kept in failed/, no bounce)."""
@@ -248,6 +305,13 @@ class SpoolRunner:
             entry = await asyncio.to_thread(self.spool.load, qid)
         except FileNotFoundError:
             self._next_try.pop(qid, None)
+            return
+        wait = entry.next_try - time.time()
+        first = self._first_scan or set()
+        if qid in first:
+            first.discard(qid)  # only its first attempt here ignores next_try
+        elif wait > 0:  # deferred by another worker: keep its backoff
+            self._next_try[qid] = time.monotonic() + wait
             return
         if entry.delivering is not None:
             log.warning(
@@ -309,6 +373,7 @@ class SpoolRunner:
                     for r in pending:
                         entry.failed[r] = str(exc)
                 self._expire(entry)
+                entry.next_try = time.time() + self._delay(entry.attempts) if entry.pending else 0.0
                 await asyncio.to_thread(self.spool.save_state, entry)
                 if entry.pending:
                     self._backoff_only(qid, entry.attempts)
@@ -323,6 +388,8 @@ class SpoolRunner:
                 if committed and not entry.pending:
                     await asyncio.to_thread(fsync_dir, self.spool.queue)
                 else:
+                    if entry.pending:
+                        entry.next_try = time.time() + self._delay(entry.attempts)
                     await asyncio.to_thread(self.spool.save_state, entry)
                 if entry.pending:
                     self._backoff_only(qid, entry.attempts)

@@ -55,8 +55,13 @@ class SpamdServer(LoopThread):
     thread_name = "mailsift-spamd"
     """The spamd protocol server; ``start()`` runs it on its own event loop thread."""
 
-    def __init__(self, settings: Settings, service: Any) -> None:
+    def __init__(
+        self, settings: Settings, service: Any, *, sock: socket.socket | None = None
+    ) -> None:
+        """``sock``: a listening socket to serve on (a worker of ``mailsift serve spamd``
+        is given its supervisor's) instead of binding ``spamd.host:port``."""
         super().__init__()
+        self._sock = sock
         self.settings = settings
         self.cfg = settings.spamd
         self.service = service
@@ -76,9 +81,14 @@ class SpamdServer(LoopThread):
         """Listen (on the running loop) until the server is closed."""
         # TLS is done here (``TlsSession``), not by asyncio: asyncio closes a TLS connection
         # when the client's close_notify arrives, and spamc sends it right after the request
-        self._server = await asyncio.start_server(
-            self._client, self.cfg.host, self.cfg.port, limit=p.MAX_LINE
-        )
+        if self._sock is not None:
+            self._server = await asyncio.start_server(
+                self._client, sock=self._sock, limit=p.MAX_LINE
+            )
+        else:
+            self._server = await asyncio.start_server(
+                self._client, self.cfg.host, self.cfg.port, limit=p.MAX_LINE
+            )
         self.port = self._server.sockets[0].getsockname()[1]
 
     def start(self) -> SpamdServer:

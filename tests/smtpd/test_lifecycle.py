@@ -52,14 +52,15 @@ def _cmdline(pid: int) -> str:
 
 
 def _sigterm_when(env: dict[str, str], log: Path, ready: Callable[[int], bool]) -> set[int]:
-    """Start ``mailsift serve smtp``, SIGTERM it once ``ready(child pid)`` holds for one of
-    its children; the processes of its tree at that moment."""
+    """Start ``mailsift serve smtp``, SIGTERM it once ``ready(pid)`` holds for one of its
+    descendants (with workers, the helpers are the workers' children); the processes of its
+    tree at that moment."""
     with open(log, "wb") as out:
         proc = subprocess.Popen([MAILSIFT, "serve", "smtp"], env=env, stdout=out, stderr=out)
     tree: set[int] = set()
     try:
         deadline = time.monotonic() + 180
-        while not any(ready(c) for c in _children(proc.pid)):
+        while not any(ready(c) for c in _tree(proc.pid) - {proc.pid}):
             assert proc.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "no helper child: " + log.read_text()[-3000:]
             time.sleep(0.05)

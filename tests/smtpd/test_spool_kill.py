@@ -96,9 +96,21 @@ class Filter:
         return self.proc.returncode
 
 
+def _stored(sink: Any) -> list[bytes]:
+    """The messages in the sink; smtp-sink removes the file of a transaction whose client
+    went before the end of data (a killed filter), so a listed file may be gone."""
+    out = []
+    for p in sink.files():
+        try:
+            out.append(p.read_bytes())
+        except FileNotFoundError:
+            continue
+    return out
+
+
 def _message_ids(sink: Any) -> Counter[str]:
     ids: Counter[str] = Counter()
-    for raw in sink.raw_messages():
+    for raw in _stored(sink):
         for line in raw.split(b"\n"):
             if line.lower().startswith(b"message-id:"):
                 ids[line.split(b":", 1)[1].strip().decode()] += 1
