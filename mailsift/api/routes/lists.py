@@ -35,6 +35,12 @@ from mailsift.store.lists import normalize_address, validate_pattern
 router = APIRouter(prefix="/v1/lists", tags=["lists"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {c: {"model": ErrorResponse} for c in (401, 403, 422)}
+# adding answers 201, or 200 when the entry was already there; removing answers 404 when not
+_ADD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": ListChange, "description": "Already there"},
+    **_ERRORS,
+}
+_REMOVE_RESPONSES: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}, **_ERRORS}
 User = Annotated[str, Path(min_length=1, max_length=320, description="The user (an address)")]
 Pattern = Annotated[str, Query(min_length=1, max_length=512, description="The entry to remove")]
 
@@ -105,7 +111,7 @@ def user_list(
     "/users/{user}/{kind}",
     response_model=ListChange,
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"model": ListChange, "description": "Already there"}, **_ERRORS},
+    responses=_ADD_RESPONSES,
 )
 def user_list_add(
     user: User,
@@ -123,7 +129,7 @@ def user_list_add(
 @router.delete(
     "/users/{user}/{kind}",
     response_model=ListChange,
-    responses={404: {"model": ErrorResponse}, **_ERRORS},
+    responses=_REMOVE_RESPONSES,
 )
 def user_list_remove(
     user: User, kind: UserListKind, pattern: Pattern, service: ServiceDep, who: FeedbackKey
@@ -145,7 +151,7 @@ def global_list(kind: GlobalListKind, service: ServiceDep, _who: AdminKey) -> Li
     "/global/{kind}",
     response_model=ListChange,
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"model": ListChange, "description": "Already there"}, **_ERRORS},
+    responses=_ADD_RESPONSES,
 )
 def global_list_add(
     kind: GlobalListKind, body: ListEntryIn, service: ServiceDep, who: AdminKey, response: Response
@@ -156,7 +162,7 @@ def global_list_add(
 @router.delete(
     "/global/{kind}",
     response_model=ListChange,
-    responses={404: {"model": ErrorResponse}, **_ERRORS},
+    responses=_REMOVE_RESPONSES,
 )
 def global_list_remove(
     kind: GlobalListKind, pattern: Pattern, service: ServiceDep, who: AdminKey
