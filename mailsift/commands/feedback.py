@@ -26,6 +26,7 @@ def feedback_cmd(
     """Teach the filter that a message is spam or ham."""
     from mailsift.config import get_settings
     from mailsift.learning.feedback import FeedbackError, record_report
+    from mailsift.service import kept_message, known_verdict
     from mailsift.store import StoreError, open_store_for
 
     if (file is None) == (verdict is None):
@@ -45,12 +46,8 @@ def feedback_cmd(
     try:
         digest = None
         if verdict is not None:
-            rec = store.verdicts.get(verdict)
-            if rec is None:
-                raise FeedbackError(f"unknown verdict {verdict}")
-            raw = store.verdicts.sample(verdict) or store.feedback.message(rec.digest)
-            if raw is None:
-                raise FeedbackError(f"the message of verdict {verdict} is no longer kept")
+            rec = known_verdict(store, verdict)
+            raw = kept_message(store, rec)
             digest = rec.digest
         assert raw is not None
         res, _ = record_report(
