@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from mailsift.config import Settings
-from tests.fixtures.process import ServerProcess, run_cli
+from tests.fixtures.process import ServerProcess, run_cli, served_settings
 
 SPAMC = "/usr/bin/spamc"
 
@@ -91,14 +91,8 @@ class SpamdProcess(ServerProcess):
 def spamd_test_settings(
     base: Settings, var_dir: Path, model_dir: Path, **spamd: object
 ) -> Settings:
-    return base.model_copy(
-        update={
-            "paths": base.paths.model_copy(update={"var_dir": var_dir}),
-            "store": base.store.model_copy(update={"url": ""}),
-            "model": base.model.model_copy(update={"path": model_dir}),
-            "spamd": base.spamd.model_copy(update={"allow_tell": True, **spamd}),
-        },
-        deep=True,
+    return served_settings(
+        base, var_dir, model_dir, spamd=base.spamd.model_copy(update={"allow_tell": True, **spamd})
     )
 
 
