@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FeedbackError", "FeedbackResult", "ScoringService"]
+__all__ = ["FeedbackError", "FeedbackResult", "ScoringService", "kept_message", "known_verdict"]
 
 
 def __getattr__(name: str) -> Any:
@@ -60,6 +60,28 @@ def __getattr__(name: str) -> Any:
 
 
 _HEADER_SCAN_BYTES = 64 * 1024
+
+
+def known_verdict(store: Store, verdict_id: str) -> VerdictRecord:
+    """The stored verdict ``verdict_id``; FeedbackError when there is none."""
+    from mailsift.learning.feedback import FeedbackError  # lazily: see __getattr__
+
+    rec = store.verdicts.get(verdict_id)
+    if rec is None:
+        raise FeedbackError(f"unknown verdict {verdict_id}")
+    return rec
+
+
+def kept_message(store: Store, rec: VerdictRecord, hint: str = "") -> bytes:
+    """The message a verdict was given for, as kept: the verdict's own sample, else the copy
+    kept for feedback under its digest. FeedbackError (its text ending in ``hint``) when
+    neither is kept any more."""
+    from mailsift.learning.feedback import FeedbackError  # lazily: see __getattr__
+
+    raw = store.verdicts.sample(rec.verdict_id) or store.feedback.message(rec.digest)
+    if raw is None:
+        raise FeedbackError(f"the message of verdict {rec.verdict_id} is no longer kept{hint}")
+    return raw
 
 
 class ScoringService:
@@ -178,17 +200,9 @@ class ScoringService:
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
         if verdict_id is not None:
-            rec = self.store.verdicts.get(verdict_id)
-            if rec is None:
-                raise FeedbackError(f"unknown verdict {verdict_id}")
+            rec = known_verdict(self.store, verdict_id)
             if raw is None:
-                raw = self.store.verdicts.sample(verdict_id) or self.store.feedback.message(
-                    rec.digest
-                )
-                if raw is None:
-                    raise FeedbackError(
-                        f"the message of verdict {verdict_id} is no longer kept: send it raw"
-                    )
+                raw = kept_message(self.store, rec, hint=": send it raw")
                 digest = rec.digest
         if raw is None:
             raise FeedbackError("feedback needs a verdict id or the raw message")

@@ -24,9 +24,10 @@ def feedback_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
 ) -> None:
     """Teach the filter that a message is spam or ham."""
+    from mailsift.commands.store import cli_store
     from mailsift.config import get_settings
     from mailsift.learning.feedback import FeedbackError, record_report
-    from mailsift.store import StoreError, open_store_for
+    from mailsift.service import kept_message, known_verdict
 
     if (file is None) == (verdict is None):
         raise typer.BadParameter("give either --verdict ID or a message FILE")
@@ -37,30 +38,20 @@ def feedback_cmd(
             raw = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
         except OSError as exc:
             raise typer.BadParameter(f"cannot read {file}: {exc}") from None
-    try:
-        store = open_store_for(settings)
-    except StoreError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    try:
-        digest = None
-        if verdict is not None:
-            rec = store.verdicts.get(verdict)
-            if rec is None:
-                raise FeedbackError(f"unknown verdict {verdict}")
-            raw = store.verdicts.sample(verdict) or store.feedback.message(rec.digest)
-            if raw is None:
-                raise FeedbackError(f"the message of verdict {verdict} is no longer kept")
-            digest = rec.digest
-        assert raw is not None
-        res, _ = record_report(
-            store, settings, label, user, raw, verdict_id=verdict, source=source, digest=digest
-        )
-    except FeedbackError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        store.close()
+    with cli_store(settings) as store:
+        try:
+            digest = None
+            if verdict is not None:
+                rec = known_verdict(store, verdict)
+                raw = kept_message(store, rec)
+                digest = rec.digest
+            assert raw is not None
+            res, _ = record_report(
+                store, settings, label, user, raw, verdict_id=verdict, source=source, digest=digest
+            )
+        except FeedbackError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
     if as_json:
         typer.echo(json.dumps(res.to_dict()))
     else:

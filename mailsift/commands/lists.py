@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from mailsift.commands.store import cli_store
 from mailsift.store.lists import StoreListPolicy
 
 lists_app = typer.Typer(
@@ -44,21 +45,13 @@ def _kind(kind: str | None, user: str | None) -> str:
 @contextmanager
 def _policy() -> Iterator[StoreListPolicy]:
     from mailsift.config import get_settings
-    from mailsift.store import StoreError, open_store_for
 
-    settings = get_settings()
-    try:
-        store = open_store_for(settings)
-    except StoreError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    try:
-        yield StoreListPolicy(store)
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        store.close()
+    with cli_store(get_settings()) as store:
+        try:
+            yield StoreListPolicy(store)
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
 
 
 @lists_app.command("add")

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI
 
@@ -21,7 +19,7 @@ from mailsift.config import Settings
 from mailsift.service import ScoringService
 from mailsift.store import open_store_for
 from tests.api import golden
-from tests.fixtures.api import api_test_settings
+from tests.fixtures.api import api_test_settings, running
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +44,6 @@ def served(
         service.close()
         store.close()
         gc.unfreeze()  # the app's start-up froze what was alive then
-
-
-@asynccontextmanager
-async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://mailsift.test") as c:
-            yield c
 
 
 def _apps(settings: Settings, service: ScoringService) -> dict[str, FastAPI]:

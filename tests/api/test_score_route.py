@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from mailsift.api import metrics
 from mailsift.api.app import create_app
@@ -29,7 +28,7 @@ from mailsift.service import ScoringService
 from mailsift.store import StoreError, open_store_for
 from mailsift.verdict import Action, Envelope, Verdict
 from tests.api.messages import GTUBE_MSG, HAM, SPAM, message
-from tests.fixtures.api import api_test_settings
+from tests.fixtures.api import api_test_settings, running
 
 LIMIT = 64 * 1024
 
@@ -68,15 +67,6 @@ def apps(
     finally:
         service.close()
         gc.unfreeze()  # the app's start-up froze what was alive then
-
-
-@asynccontextmanager
-async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app):
-        # a 500 is answered, then the error re-raised to the server (which logs it)
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://mailsift.test") as c:
-            yield c
 
 
 @asynccontextmanager

@@ -114,6 +114,12 @@ def envelope(sender: str = "spammer@bad.example", *rcpts: str) -> Envelope:
     )
 
 
+def hold_sample(q: Quarantine, subject: str, sender: str, *rcpts: str, score: float = 9.5) -> str:
+    """Hold ``sample_message(subject)`` from ``sender`` to ``rcpts`` with a sample verdict
+    of ``score``; returns the entry's id."""
+    return q.hold(sample_message(subject), envelope(sender, *rcpts), sample_verdict(score))
+
+
 HAM_TEXTS = [
     "Hi team, the meeting moves to Thursday at 10. Agenda attached in the wiki.",
     "Can you review my patch for the parser? The tests pass locally.",

@@ -12,7 +12,7 @@ from pathlib import Path
 from mailsift.config import Settings
 from mailsift.quarantine import Quarantine
 from mailsift.store import open_store
-from tests.quarantine.conftest import NextHop, envelope, sample_message, sample_verdict
+from tests.quarantine.conftest import NextHop, envelope, hold_sample, sample_message, sample_verdict
 
 MAILSIFT = str(Path(sys.executable).with_name("mailsift"))
 
@@ -42,16 +42,8 @@ def test_cli_list_show_release_delete_purge(qsettings: Settings, next_hop: NextH
     store = open_store(qsettings.store_url)
     try:
         q = Quarantine(qsettings, store)
-        a = q.hold(
-            sample_message("CLI one"),
-            envelope("s@x.example", "alice@mailsift.test"),
-            sample_verdict(7.0),
-        )
-        b = q.hold(
-            sample_message("CLI two"),
-            envelope("s@x.example", "bob@mailsift.test"),
-            sample_verdict(11.0),
-        )
+        a = hold_sample(q, "CLI one", "s@x.example", "alice@mailsift.test", score=7.0)
+        b = hold_sample(q, "CLI two", "s@x.example", "bob@mailsift.test", score=11.0)
         rows = [json.loads(x) for x in run(qsettings, "list", "--json").stdout.splitlines()]
         assert {r["id"] for r in rows} == {a, b}
         out = run(qsettings, "list", "--user", "alice@mailsift.test").stdout

@@ -21,6 +21,7 @@ from mailsift.quarantine import (
 from tests.quarantine.conftest import (
     NextHop,
     envelope,
+    hold_sample,
     make_settings,
     sample_message,
     sample_verdict,
@@ -52,20 +53,10 @@ def test_hold_is_durable_and_recorded(quarantine: Quarantine, store) -> None:
 
 
 def test_user_sees_only_own_mail_and_filters(quarantine: Quarantine) -> None:
-    a = quarantine.hold(
-        sample_message("A one"),
-        envelope("x@one.example", "alice@mailsift.test"),
-        sample_verdict(6.0),
-    )
-    b = quarantine.hold(
-        sample_message("B two"),
-        envelope("y@two.example", "bob@mailsift.test"),
-        sample_verdict(12.0),
-    )
-    c = quarantine.hold(
-        sample_message("Both"),
-        envelope("z@two.example", "alice@mailsift.test", "bob@mailsift.test"),
-        sample_verdict(8.0),
+    a = hold_sample(quarantine, "A one", "x@one.example", "alice@mailsift.test", score=6.0)
+    b = hold_sample(quarantine, "B two", "y@two.example", "bob@mailsift.test", score=12.0)
+    c = hold_sample(
+        quarantine, "Both", "z@two.example", "alice@mailsift.test", "bob@mailsift.test", score=8.0
     )
     ids = lambda res: [e.id for e in res[0]]  # noqa: E731
     assert set(ids(quarantine.list(user="alice@mailsift.test"))) == {a, c}

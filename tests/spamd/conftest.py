@@ -12,21 +12,16 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import pytest
 
 from mailsift.config import Settings
-from mailsift.process import settings_env
-from tests.fixtures.ports import free_port
-from tests.fixtures.process import MAILSIFT, run_cli
+from tests.fixtures.process import ServerProcess, run_cli, served_settings
 
 SPAMC = "/usr/bin/spamc"
 
@@ -62,33 +57,21 @@ def spamc_request(
     return f"{method} SPAMC/{version}\r\n{hdrs}\r\n".encode() + body
 
 
-class SpamdProcess:
-    """``mailsift serve spamd`` on a loopback port, in its own process group."""
+class SpamdProcess(ServerProcess):
+    """``mailsift serve spamd`` on a loopback port; ready once it answers PING."""
 
     def __init__(self, settings: Settings, *extra: str) -> None:
-        self.settings = settings
-        self.port = free_port()
-        self.env = settings_env(settings)
+        super().__init__(settings, "spamd")
         self.extra = extra
-        self.log_path = settings.paths.var_dir / f"spamd-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
 
     def start(self, timeout: float = 240.0) -> SpamdProcess:
-        self.settings.paths.var_dir.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")  # closed in stop()
-        cmd = [MAILSIFT, "serve", "spamd", "--host", "127.0.0.1", "--port", str(self.port)]
-        self.proc = subprocess.Popen(
-            [*cmd, *self.extra],
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        proc = self.launch(
+            "serve", "spamd", "--host", "127.0.0.1", "--port", str(self.port), *self.extra
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"spamd exited ({self.proc.returncode}):\n{self.logs()}")
+            if proc.poll() is not None:
+                raise RuntimeError(f"spamd exited ({proc.returncode}):\n{self.logs()}")
             with contextlib.suppress(OSError):
                 if request(self.port, b"PING SPAMC/1.5\r\n\r\n", timeout=5).startswith(
                     b"SPAMD/1.5 0 PONG"
@@ -99,43 +82,17 @@ class SpamdProcess:
         raise RuntimeError(f"spamd not ready after {timeout}s:\n{self.logs()}")
 
     def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
+        return super().logs()[-6000:]
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return run_cli(self.env, *args)
-
-    def stop(self) -> None:
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> SpamdProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def spamd_test_settings(
     base: Settings, var_dir: Path, model_dir: Path, **spamd: object
 ) -> Settings:
-    return base.model_copy(
-        update={
-            "paths": base.paths.model_copy(update={"var_dir": var_dir}),
-            "store": base.store.model_copy(update={"url": ""}),
-            "model": base.model.model_copy(update={"path": model_dir}),
-            "spamd": base.spamd.model_copy(update={"allow_tell": True, **spamd}),
-        },
-        deep=True,
+    return served_settings(
+        base, var_dir, model_dir, spamd=base.spamd.model_copy(update={"allow_tell": True, **spamd})
     )
 
 

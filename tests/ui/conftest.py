@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import httpx
 import pytest
 import uvicorn
 from argon2 import PasswordHasher
+from fastapi import FastAPI
 
 from mailsift.api.app import create_app
 from mailsift.api.keys import ApiKeys
@@ -99,28 +101,44 @@ def serve_in_thread(app: object) -> tuple[uvicorn.Server, threading.Thread, str]
     return server, thread, f"http://127.0.0.1:{port}"
 
 
-@pytest.fixture(scope="session")
-def ui_server(tmp_path_factory: pytest.TempPathFactory, ui_next_hop: Sink) -> Iterator[UiServer]:
-    tmp = tmp_path_factory.mktemp("ui")
-    settings = make_settings(tmp, ui_next_hop.port)
+def _store_with_accounts(settings: Settings) -> tuple[Store, Accounts]:
+    """The settings' store (its var dir made) and its accounts, one for each of PASSWORDS."""
     settings.paths.var_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.store_url)
     accounts = Accounts(store, hasher=FAST_HASHER)
     for user, pw in PASSWORDS.items():
         accounts.add(user, pw, admin=user.startswith("admin"))
-    quarantine = Quarantine(settings, store)
-    app = create_app(settings)
+    return store, accounts
+
+
+@contextmanager
+def _served(
+    app: FastAPI, quarantine: Quarantine, accounts: Accounts, next_hop: Sink
+) -> Iterator[UiServer]:
+    """``app`` with ``quarantine`` and ``accounts``, served in a thread; the server stopped
+    and the quarantine's store closed afterwards."""
+    store = quarantine.store
     app.state.quarantine = quarantine
     app.state.accounts = accounts
     server, thread, url = serve_in_thread(app)
-    # no scoring service here (no model): the key store is set up by hand
-    app.state.keys = ApiKeys(store, 0.0)
     try:
-        yield UiServer(url, settings, store, quarantine, accounts, ui_next_hop, app)
+        yield UiServer(url, quarantine.settings, store, quarantine, accounts, next_hop, app)
     finally:
         server.should_exit = True
         thread.join(timeout=30)
         store.close()
+
+
+@pytest.fixture(scope="session")
+def ui_server(tmp_path_factory: pytest.TempPathFactory, ui_next_hop: Sink) -> Iterator[UiServer]:
+    tmp = tmp_path_factory.mktemp("ui")
+    settings = make_settings(tmp, ui_next_hop.port)
+    store, accounts = _store_with_accounts(settings)
+    app = create_app(settings)
+    with _served(app, Quarantine(settings, store), accounts, ui_next_hop) as ui:
+        # no scoring service here (no model): the key store is set up by hand
+        app.state.keys = ApiKeys(store, 0.0)
+        yield ui
 
 
 @pytest.fixture
@@ -169,21 +187,9 @@ def e2e_server(
         thresholds={"spam": 0.01, "hold": 0.01, "reject": 1.0},
         rules={"cache_dir": PROJECT_ROOT / "var" / "test-cache" / "rules"},
     )
-    settings.paths.var_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(settings.store_url)
-    accounts = Accounts(store, hasher=FAST_HASHER)
-    for user, pw in PASSWORDS.items():
-        accounts.add(user, pw, admin=user.startswith("admin"))
+    store, accounts = _store_with_accounts(settings)
     scorer = Scorer(SpamModel.load(small_model_dir), load_rules(settings), settings)
     service = ScoringService(settings, scorer=scorer, store=store)
     quarantine = Quarantine(settings, store, service=service)
-    app = create_app(settings, service)
-    app.state.quarantine = quarantine
-    app.state.accounts = accounts
-    server, thread, url = serve_in_thread(app)
-    try:
-        yield UiServer(url, settings, store, quarantine, accounts, ui_next_hop, app)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        store.close()
+    with _served(create_app(settings, service), quarantine, accounts, ui_next_hop) as ui:
+        yield ui

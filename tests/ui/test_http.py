@@ -8,7 +8,7 @@ import re
 import httpx
 
 from mailsift.api.ui.security import CSP
-from tests.quarantine.conftest import envelope, sample_message, sample_verdict
+from tests.quarantine.conftest import hold_sample
 from tests.ui.conftest import UiServer
 
 
@@ -100,16 +100,8 @@ def test_forged_or_expired_session_is_refused(ui_server: UiServer) -> None:
 
 def test_users_see_their_own_mail_admins_all(ui_server: UiServer) -> None:
     q = ui_server.quarantine
-    to_alice = q.hold(
-        sample_message("For Alice only"),
-        envelope("s@x.example", "alice@mailsift.test"),
-        sample_verdict(),
-    )
-    to_bob = q.hold(
-        sample_message("For Bob only"),
-        envelope("s@x.example", "bob@mailsift.test"),
-        sample_verdict(),
-    )
+    to_alice = hold_sample(q, "For Alice only", "s@x.example", "alice@mailsift.test")
+    to_bob = hold_sample(q, "For Bob only", "s@x.example", "bob@mailsift.test")
     alice = ui_server.login("alice@mailsift.test")
     page = alice.get("/ui/quarantine").text
     assert "For Alice only" in page and "For Bob only" not in page
@@ -128,11 +120,7 @@ def test_users_see_their_own_mail_admins_all(ui_server: UiServer) -> None:
 
 def test_actions_need_the_csrf_token(ui_server: UiServer) -> None:
     q = ui_server.quarantine
-    qid = q.hold(
-        sample_message("CSRF target"),
-        envelope("s@x.example", "alice@mailsift.test"),
-        sample_verdict(),
-    )
+    qid = hold_sample(q, "CSRF target", "s@x.example", "alice@mailsift.test")
     alice = ui_server.login("alice@mailsift.test")
     for data in ({"action": "delete"}, {"action": "delete", "csrf": "wrong"}):
         r = alice.post(f"/ui/quarantine/{qid}/action", data=data)
@@ -153,16 +141,8 @@ def test_actions_need_the_csrf_token(ui_server: UiServer) -> None:
 
 def test_list_filters_and_sorting(ui_server: UiServer) -> None:
     q = ui_server.quarantine
-    low = q.hold(
-        sample_message("Filter low"),
-        envelope("low@filter.example", "bob@mailsift.test"),
-        sample_verdict(score=5.5),
-    )
-    high = q.hold(
-        sample_message("Filter high"),
-        envelope("high@filter.example", "bob@mailsift.test"),
-        sample_verdict(score=15.0),
-    )
+    low = hold_sample(q, "Filter low", "low@filter.example", "bob@mailsift.test", score=5.5)
+    high = hold_sample(q, "Filter high", "high@filter.example", "bob@mailsift.test", score=15.0)
     bob = ui_server.login("bob@mailsift.test")
     page = bob.get(
         "/ui/quarantine", params={"sender": "filter.example", "sort": "score", "order": "asc"}

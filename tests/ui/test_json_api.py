@@ -4,7 +4,7 @@ the same actions as the pages."""
 from __future__ import annotations
 
 from mailsift.api.keys import ApiKeys
-from tests.quarantine.conftest import envelope, sample_message, sample_verdict
+from tests.quarantine.conftest import hold_sample
 from tests.ui.conftest import UiServer
 
 
@@ -21,16 +21,8 @@ def _keys(server: UiServer) -> dict[str, str]:
 def test_quarantine_json_routes(ui_server: UiServer) -> None:
     k = _keys(ui_server)
     q = ui_server.quarantine
-    mine = q.hold(
-        sample_message("JSON alice"),
-        envelope("j@x.example", "alice@mailsift.test"),
-        sample_verdict(8.0),
-    )
-    theirs = q.hold(
-        sample_message("JSON bob"),
-        envelope("j@x.example", "bob@mailsift.test"),
-        sample_verdict(9.0),
-    )
+    mine = hold_sample(q, "JSON alice", "j@x.example", "alice@mailsift.test", score=8.0)
+    theirs = hold_sample(q, "JSON bob", "j@x.example", "bob@mailsift.test", score=9.0)
     c = ui_server.client()
     assert c.get("/v1/quarantine").status_code == 401
     auth = lambda name: {"Authorization": f"Bearer {k[name]}"}  # noqa: E731

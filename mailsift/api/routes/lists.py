@@ -14,7 +14,8 @@ Workers other than the one that took the change see it within the policy's cache
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
@@ -33,10 +34,31 @@ from mailsift.store.base import ListEntry
 from mailsift.store.lists import normalize_address, validate_pattern
 
 router = APIRouter(prefix="/v1/lists", tags=["lists"])
+_Route = TypeVar("_Route", bound=Callable[..., Any])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {c: {"model": ErrorResponse} for c in (401, 403, 422)}
+_ADD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": ListChange, "description": "Already there"},
+    **_ERRORS,
+}
+_REMOVE_RESPONSES: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}, **_ERRORS}
 User = Annotated[str, Path(min_length=1, max_length=320, description="The user (an address)")]
 Pattern = Annotated[str, Query(min_length=1, max_length=512, description="The entry to remove")]
+
+
+def _adds(path: str) -> Callable[[_Route], _Route]:
+    """The POST route adding to the list at ``path``: 201, or 200 when already there."""
+    return router.post(
+        path,
+        response_model=ListChange,
+        status_code=status.HTTP_201_CREATED,
+        responses=_ADD_RESPONSES,
+    )
+
+
+def _removes(path: str) -> Callable[[_Route], _Route]:
+    """The DELETE route removing from the list at ``path``: 404 when not there."""
+    return router.delete(path, response_model=ListChange, responses=_REMOVE_RESPONSES)
 
 
 def _out(e: ListEntry) -> ListEntryOut:
@@ -101,12 +123,7 @@ def user_list(
     return ListResponse(entries=[_out(e) for e in _entries(service, kind, user)])
 
 
-@router.post(
-    "/users/{user}/{kind}",
-    response_model=ListChange,
-    status_code=status.HTTP_201_CREATED,
-    responses={200: {"model": ListChange, "description": "Already there"}, **_ERRORS},
-)
+@_adds("/users/{user}/{kind}")
 def user_list_add(
     user: User,
     kind: UserListKind,
@@ -120,11 +137,7 @@ def user_list_add(
     return _add(service, kind, user, body, who, response)
 
 
-@router.delete(
-    "/users/{user}/{kind}",
-    response_model=ListChange,
-    responses={404: {"model": ErrorResponse}, **_ERRORS},
-)
+@_removes("/users/{user}/{kind}")
 def user_list_remove(
     user: User, kind: UserListKind, pattern: Pattern, service: ServiceDep, who: FeedbackKey
 ) -> ListChange:
@@ -141,23 +154,14 @@ def global_list(kind: GlobalListKind, service: ServiceDep, _who: AdminKey) -> Li
     return ListResponse(entries=[_out(e) for e in _entries(service, kind, "")])
 
 
-@router.post(
-    "/global/{kind}",
-    response_model=ListChange,
-    status_code=status.HTTP_201_CREATED,
-    responses={200: {"model": ListChange, "description": "Already there"}, **_ERRORS},
-)
+@_adds("/global/{kind}")
 def global_list_add(
     kind: GlobalListKind, body: ListEntryIn, service: ServiceDep, who: AdminKey, response: Response
 ) -> ListChange:
     return _add(service, kind, "", body, who, response)
 
 
-@router.delete(
-    "/global/{kind}",
-    response_model=ListChange,
-    responses={404: {"model": ErrorResponse}, **_ERRORS},
-)
+@_removes("/global/{kind}")
 def global_list_remove(
     kind: GlobalListKind, pattern: Pattern, service: ServiceDep, who: AdminKey
 ) -> ListChange:

@@ -8,6 +8,7 @@ and the CLI does the work, so every action is audited with the key id as the act
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
@@ -160,6 +161,18 @@ def _entry(request: Request, who: Principal, qid: str) -> QuarantineEntry:
         raise _fail(exc) from None
 
 
+def _act_on(
+    request: Request, who: Principal, qid: str, action: Callable[[Quarantine], ActionResult]
+) -> ActionOut:
+    """One action on entry ``qid``: the look-up's HTTP error unless ``who`` sees it, the
+    quarantine's refusal as its HTTP error, else the action's result."""
+    _entry(request, who, qid)
+    try:
+        return _act(action(_q(request)))
+    except QuarantineError as exc:
+        raise _fail(exc) from None
+
+
 @router.get("", response_model=EntryList, responses=_ERRORS)
 def list_entries(
     request: Request,
@@ -223,44 +236,35 @@ def show(request: Request, who: Reviewer, qid: str) -> EntryDetail:
 @router.post("/{qid}/release", response_model=ActionOut, responses=_ERRORS)
 def release(request: Request, who: Reviewer, qid: str) -> ActionOut:
     """Deliver to the original recipients through the next hop (once)."""
-    _entry(request, who, qid)
-    try:
-        return _act(_q(request).release(qid, who.actor))
-    except QuarantineError as exc:
-        raise _fail(exc) from None
+    return _act_on(request, who, qid, lambda q: q.release(qid, who.actor))
 
 
 @router.post("/{qid}/delete", response_model=ActionOut, responses=_ERRORS)
 def delete(request: Request, who: Reviewer, qid: str) -> ActionOut:
     """Delete the held message (the entry stays, marked deleted, until it expires)."""
-    _entry(request, who, qid)
-    try:
-        return _act(_q(request).delete(qid, who.actor))
-    except QuarantineError as exc:
-        raise _fail(exc) from None
+    return _act_on(request, who, qid, lambda q: q.delete(qid, who.actor))
 
 
 @router.post("/{qid}/learn", response_model=ActionOut, responses=_ERRORS)
 def learn(request: Request, who: Reviewer, qid: str, body: LearnIn) -> ActionOut:
     """ "ham": teach ham and release (optionally trust the sender); "spam": teach spam
     (optionally untrust the sender)."""
-    _entry(request, who, qid)
     user = _user(who)
-    try:
-        return _act(
-            _q(request).learn(
-                qid,
-                body.label,
-                who.actor,
-                trust_sender=body.trust_sender,
-                untrust_sender=body.untrust_sender,
-                users=[user] if user else None,
-                reporter=user or who.actor,
-                trusted=user is None,  # an admin key (or no keys): a global lesson
-            )
-        )
-    except QuarantineError as exc:
-        raise _fail(exc) from None
+    return _act_on(
+        request,
+        who,
+        qid,
+        lambda q: q.learn(
+            qid,
+            body.label,
+            who.actor,
+            trust_sender=body.trust_sender,
+            untrust_sender=body.untrust_sender,
+            users=[user] if user else None,
+            reporter=user or who.actor,
+            trusted=user is None,  # an admin key (or no keys): a global lesson
+        ),
+    )
 
 
 @router.post("/bulk", response_model=BulkOut, responses=_ERRORS)

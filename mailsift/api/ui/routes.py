@@ -13,6 +13,7 @@ import dataclasses
 import hmac
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -348,31 +349,33 @@ def _do(ctx: UiContext, s: Session, action: str, ids: list[str], form: Any) -> t
     return notice, error
 
 
-@router.post("/quarantine/{qid}/action")
-async def quarantine_action(request: Request, qid: str) -> Response:
+async def _post_action(request: Request, ids: Callable[[Any], list[str]]) -> tuple[str, str, str]:
+    """A quarantine action posted from a page: the live session, its CSRF-checked form and
+    the form's action (400 when unknown), run over ``ids(form)``. Returns the action, the
+    error text and the query string that carries the notice and error back to the page."""
     ctx = ui_context(request)
     s = await _session(request, ctx)
     form = await _form_checked(request, s)
     action = str(form.get("action", ""))
     if action not in ACTIONS:
         raise HTTPException(400, f"unknown action {action!r}")
-    notice, error = await run_in_threadpool(_do, ctx, s, action, [qid], form)
+    notice, error = await run_in_threadpool(_do, ctx, s, action, ids(form), form)
     params = urlencode({k: v for k, v in (("notice", notice), ("error", error)) if v})
+    return action, error, params
+
+
+@router.post("/quarantine/{qid}/action")
+async def quarantine_action(request: Request, qid: str) -> Response:
+    action, error, params = await _post_action(request, lambda form: [qid])
     target = "/ui/quarantine" if action == "delete" and not error else f"/ui/quarantine/{qid}"
     return RedirectResponse(f"{target}?{params}", status_code=303)
 
 
 @router.post("/quarantine")
 async def quarantine_bulk(request: Request) -> Response:
-    ctx = ui_context(request)
-    s = await _session(request, ctx)
-    form = await _form_checked(request, s)
-    action = str(form.get("action", ""))
-    if action not in ACTIONS:
-        raise HTTPException(400, f"unknown action {action!r}")
-    ids = [str(v) for v in form.getlist("id")][:500]
-    notice, error = await run_in_threadpool(_do, ctx, s, action, ids, form)
-    params = urlencode({k: v for k, v in (("notice", notice), ("error", error)) if v})
+    _, _, params = await _post_action(
+        request, lambda form: [str(v) for v in form.getlist("id")][:500]
+    )
     return RedirectResponse(f"/ui/quarantine?{params}", status_code=303)
 
 
