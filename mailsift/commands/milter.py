@@ -16,9 +16,6 @@ SIGTERM stops them all); each worker is a whole ``MilterServer`` with its own sc
 from __future__ import annotations
 
 import gc
-import logging
-import signal
-import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,57 +51,37 @@ def serve_milter(
     log_level: Annotated[str, typer.Option(help="Python log level")] = "INFO",
 ) -> None:
     """Serve the milter (Postfix smtpd_milters / Sendmail INPUT_MAIL_FILTER)."""
+    from mailsift.commands.serve import log_to_stderr, serve_in_process, with_block
     from mailsift.config import get_settings
 
     if socket is not None and (port is not None or host is not None):
         raise typer.BadParameter("--socket excludes --host/--port")
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    log_to_stderr(log_level)
+    settings = with_block(
+        get_settings(), "milter", host=host or None, port=port, socket=socket, workers=workers
     )
-    settings = get_settings()
-    updates: dict[str, Any] = {}
-    if host:
-        updates["host"] = host
-    if port is not None:
-        updates["port"] = port
-        updates["socket"] = None
-    if socket is not None:
-        updates["socket"] = socket
-    if workers is not None:
-        updates["workers"] = workers
-    if updates:
+    if port is not None and socket is None:  # a TCP port given: not the configured socket
         settings = settings.model_copy(
-            update={"milter": settings.milter.model_copy(update=updates)}
+            update={"milter": settings.milter.model_copy(update={"socket": None})}
         )
-    from mailsift.commands.smtp import follow_model_reloads
     from mailsift.smtpd.workers import default_workers
 
     n = settings.milter.workers or default_workers()
     if n > 1:
         serve_workers(settings, n)
         return
-    server = build_milter(settings)
-    server.start()
-    sync = follow_model_reloads(settings, getattr(server.scoring, "service", None))
-    typer.echo(f"mailsift milter on {server.address}")
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    done.wait()
-    if sync is not None:
-        sync.stop()
-    server.stop()
+    serve_in_process(
+        settings,
+        build_milter(settings),
+        lambda server: server.stop(),
+        lambda server: typer.echo(f"mailsift milter on {server.address}"),
+    )
 
 
 def serve_workers(settings: Any, n: int) -> None:
     """``serve milter`` as a supervisor of ``n`` workers on one listening socket."""
-    from mailsift.commands.smtp import follow_model_reloads, prepare_workers
-    from mailsift.smtpd.workers import (
-        listen_socket,
-        serve_until_stopped,
-        supervise,
-        unix_listen_socket,
-    )
+    from mailsift.commands.serve import serve_with_workers
+    from mailsift.smtpd.workers import listen_socket, unix_listen_socket
 
     m = settings.milter
     if m.socket is not None:
@@ -114,31 +91,18 @@ def serve_workers(settings: Any, n: int) -> None:
         sock = listen_socket(m.host, m.port)
         address = f"inet:{m.host}:{sock.getsockname()[1]}"
 
-    def worker(_index: int, ready: Any) -> int:
-        server = build_milter(settings, sock=sock)
-        server.start()
-        sync = follow_model_reloads(settings, getattr(server.scoring, "service", None))
-
-        def stop() -> None:
-            if sync is not None:
-                sync.stop()
-            server.stop()
-
-        return serve_until_stopped(server, stop, ready)
-
     try:
-        code = supervise(
+        serve_with_workers(
             "milter",
             n,
-            worker,
-            prepare=lambda: prepare_workers(settings),
-            banner=lambda: typer.echo(f"mailsift milter on {address}, {n} workers"),
+            settings,
+            lambda _index: build_milter(settings, sock=sock),
+            lambda server: server.stop(),
+            lambda: typer.echo(f"mailsift milter on {address}, {n} workers"),
         )
     finally:
         if m.socket is not None:
             m.socket.unlink(missing_ok=True)
-    if code:
-        raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,10 +10,12 @@ multiprocess mode under ``<var_dir>/run/prometheus`` so ``/metrics`` counts ever
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import shutil
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
@@ -93,6 +95,89 @@ def serve_api(
         server_header=False,
         timeout_graceful_shutdown=30,
     )
+
+
+def log_to_stderr(level: str) -> None:
+    """The servers' plain log lines on stderr at ``level`` (a Python level name)."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def with_block(settings: Any, block: str, **values: Any) -> Any:
+    """``settings`` with fields of one block replaced by the command's options; an option
+    left unset (None) keeps the configured value."""
+    updates = {k: v for k, v in values.items() if v is not None}
+    if not updates:
+        return settings
+    return settings.model_copy(update={block: getattr(settings, block).model_copy(update=updates)})
+
+
+def _started(settings: Any, server: Any, stop: Callable[[Any], None], reloads: bool) -> Any:
+    """Start ``server``; with ``reloads``, follow the API's model reloads. Returns the
+    function that stops both."""
+    from mailsift.commands.smtp import follow_model_reloads
+
+    server.start()
+    service = getattr(server.scoring, "service", None) if reloads else None
+    sync = follow_model_reloads(settings, service) if reloads else None
+
+    def halt() -> None:
+        if sync is not None:
+            sync.stop()
+        stop(server)
+
+    return halt
+
+
+def serve_in_process(
+    settings: Any,
+    server: Any,
+    stop: Callable[[Any], None],
+    banner: Callable[[Any], None],
+    *,
+    reloads: bool = True,
+) -> None:
+    """One server in this process: start it, ``banner(server)``, serve until SIGTERM /
+    SIGINT, then ``stop(server)``."""
+    from mailsift.smtpd.workers import wait_for_signal
+
+    halt = _started(settings, server, stop, reloads)
+    banner(server)
+    wait_for_signal()
+    halt()
+
+
+def serve_with_workers(
+    name: str,
+    workers: int,
+    settings: Any,
+    build: Callable[[int], Any],
+    stop: Callable[[Any], None],
+    banner: Callable[[], None],
+    *,
+    reloads: bool = True,
+    **supervise_args: Any,
+) -> None:
+    """A supervisor of ``workers`` processes (``mailsift.smtpd.workers``), each serving the
+    server ``build(index)`` makes until SIGTERM, then ``stop(server)``. The store is opened
+    (migrated) and the rules cache compiled once, in a helper child, before they start."""
+    from mailsift.commands.smtp import prepare_workers
+    from mailsift.smtpd.workers import serve_until_stopped, supervise
+
+    def worker(index: int, ready: Any) -> int:
+        return serve_until_stopped(None, _started(settings, build(index), stop, reloads), ready)
+
+    code = supervise(
+        name,
+        workers,
+        worker,
+        prepare=lambda: prepare_workers(settings),
+        banner=banner,
+        **supervise_args,
+    )
+    if code:
+        raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:

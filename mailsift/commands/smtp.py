@@ -24,9 +24,7 @@ import gc
 import logging
 import os
 import shutil
-import signal
-import threading
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 
@@ -114,42 +112,27 @@ def serve_smtp(
     log_level: Annotated[str, typer.Option(help="Python log level")] = "INFO",
 ) -> None:
     """Serve the SMTP filter (foreground; Ctrl-C stops it)."""
+    from mailsift.commands.serve import log_to_stderr, serve_in_process, with_block
     from mailsift.config import get_settings
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    log_to_stderr(log_level)
+    if mode and mode not in ("proxy", "spool"):
+        raise typer.BadParameter("mode must be proxy or spool")
+    settings = with_block(
+        get_settings(), "smtp", host=host or None, port=port, mode=mode or None, workers=workers
     )
-    settings = get_settings()
-    smtp_updates: dict[str, Any] = {}
-    if host:
-        smtp_updates["host"] = host
-    if port is not None:
-        smtp_updates["port"] = port
-    if mode:
-        if mode not in ("proxy", "spool"):
-            raise typer.BadParameter("mode must be proxy or spool")
-        m: Literal["proxy", "spool"] = "proxy" if mode == "proxy" else "spool"
-        smtp_updates["mode"] = m
-    if workers is not None:
-        smtp_updates["workers"] = workers
-    if smtp_updates:
-        settings = settings.model_copy(
-            update={"smtp": settings.smtp.model_copy(update=smtp_updates)}
-        )
     from mailsift.smtpd.workers import default_workers
 
     n = settings.smtp.workers or default_workers()
     if n > 1:
         serve_workers(settings, n)
         return
-    server = build_server(settings)
-    server.start()
-    sync = follow_model_reloads(settings, getattr(server.scoring, "service", None))
-    _banner(settings, server.port, server.submission_port, 1)
-    _wait_for_stop()
-    if sync is not None:
-        sync.stop()
-    server.stop(drain=settings.smtp.shutdown_timeout)
+    serve_in_process(
+        settings,
+        build_server(settings),
+        lambda server: server.stop(drain=settings.smtp.shutdown_timeout),
+        lambda server: _banner(settings, server.port, server.submission_port, 1),
+    )
 
 
 def _banner(settings: Any, port: int | None, submission: int | None, workers: int) -> None:
@@ -160,13 +143,6 @@ def _banner(settings: Any, port: int | None, submission: int | None, workers: in
         + f" ({settings.smtp.mode})"
         + (f", {workers} workers" if workers > 1 else "")
     )
-
-
-def _wait_for_stop() -> None:
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    done.wait()
 
 
 def prepare_workers(settings: Any) -> None:
@@ -183,9 +159,10 @@ def prepare_workers(settings: Any) -> None:
 
 def serve_workers(settings: Any, n: int) -> None:
     """``serve smtp`` as a supervisor of ``n`` worker processes (see the module doc)."""
+    from mailsift.commands.serve import serve_with_workers
     from mailsift.smtpd.limits import SharedConnectionCounter, SharedConnectionTable
     from mailsift.smtpd.spool import Spool
-    from mailsift.smtpd.workers import listen_socket, serve_until_stopped, supervise
+    from mailsift.smtpd.workers import listen_socket
 
     smtp = settings.smtp
     main_sock = listen_socket(smtp.host, smtp.port)
@@ -202,42 +179,32 @@ def serve_workers(settings: Any, n: int) -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = path  # read by prometheus-client at import
     quiet = settings.model_copy(update={"smtp": smtp.model_copy(update={"metrics_port": None})})
 
-    def worker(index: int, ready: Any) -> int:
+    def build(index: int) -> Any:
         counter = (
             SharedConnectionCounter(table, index, smtp.max_connections_per_ip)
             if table is not None
             else None
         )
-        server = build_server(
+        return build_server(
             settings if index == 0 else quiet,  # worker 0 serves every worker's metrics
             smtp_socket=main_sock,
             submission_socket=sub_sock,
             counter=counter,
             clean_spool_tmp=False,
         )
-        server.start()
-        sync = follow_model_reloads(settings, getattr(server.scoring, "service", None))
-
-        def stop() -> None:
-            if sync is not None:
-                sync.stop()
-            server.stop(drain=smtp.shutdown_timeout)
-
-        return serve_until_stopped(server, stop, ready)
 
     main_port = main_sock.getsockname()[1]
     sub_port = sub_sock.getsockname()[1] if sub_sock is not None else None
-    code = supervise(
+    serve_with_workers(
         "smtp",
         n,
-        worker,
-        prepare=lambda: prepare_workers(settings),
-        banner=lambda: _banner(settings, main_port, sub_port, n),
+        settings,
+        build,
+        lambda server: server.stop(drain=smtp.shutdown_timeout),
+        lambda: _banner(settings, main_port, sub_port, n),
         stop_timeout=smtp.shutdown_timeout + 10.0,
         on_exit=table.clear_worker if table is not None else None,
     )
-    if code:
-        raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,9 +13,6 @@ SIGTERM stops them all); each worker is a whole ``SpamdServer`` with its own sco
 from __future__ import annotations
 
 import gc
-import logging
-import signal
-import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -56,25 +53,20 @@ def serve_spamd(
     log_level: Annotated[str, typer.Option(help="Python log level")] = "INFO",
 ) -> None:
     """Serve the spamd protocol (foreground; Ctrl-C stops it)."""
+    from mailsift.commands.serve import log_to_stderr, serve_in_process, with_block
     from mailsift.config import get_settings
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    log_to_stderr(log_level)
+    settings = with_block(
+        get_settings(),
+        "spamd",
+        host=host,
+        port=port,
+        allow_tell=allow_tell,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        workers=workers,
     )
-    settings = get_settings()
-    updates: dict[str, Any] = {}
-    for key, value in (
-        ("host", host),
-        ("port", port),
-        ("allow_tell", allow_tell),
-        ("tls_cert", tls_cert),
-        ("tls_key", tls_key),
-        ("workers", workers),
-    ):
-        if value is not None:
-            updates[key] = value
-    if updates:
-        settings = settings.model_copy(update={"spamd": settings.spamd.model_copy(update=updates)})
     if bool(settings.spamd.tls_cert) != bool(settings.spamd.tls_key):
         raise typer.BadParameter("give both a TLS certificate and its key")
     from mailsift.smtpd.workers import default_workers
@@ -83,13 +75,16 @@ def serve_spamd(
     if n > 1:
         serve_workers(settings, n)
         return
-    server = build_spamd(settings)
-    server.start()
-    _banner(settings, server.port, 1)
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    done.wait()
+    serve_in_process(
+        settings,
+        build_spamd(settings),
+        _stop,
+        lambda server: _banner(settings, server.port, 1),
+        reloads=False,
+    )
+
+
+def _stop(server: Any) -> None:
     server.stop()
     server.service.close()
 
@@ -105,31 +100,20 @@ def _banner(settings: Any, port: int | None, workers: int) -> None:
 
 def serve_workers(settings: Any, n: int) -> None:
     """``serve spamd`` as a supervisor of ``n`` workers on one listening socket."""
-    from mailsift.commands.smtp import prepare_workers
-    from mailsift.smtpd.workers import listen_socket, serve_until_stopped, supervise
+    from mailsift.commands.serve import serve_with_workers
+    from mailsift.smtpd.workers import listen_socket
 
     sock = listen_socket(settings.spamd.host, settings.spamd.port)
-
-    def worker(_index: int, ready: Any) -> int:
-        server = build_spamd(settings, sock=sock)
-        server.start()
-
-        def stop() -> None:
-            server.stop()
-            server.service.close()
-
-        return serve_until_stopped(server, stop, ready)
-
     port = sock.getsockname()[1]
-    code = supervise(
+    serve_with_workers(
         "spamd",
         n,
-        worker,
-        prepare=lambda: prepare_workers(settings),
-        banner=lambda: _banner(settings, port, n),
+        settings,
+        lambda _index: build_spamd(settings, sock=sock),
+        _stop,
+        lambda: _banner(settings, port, n),
+        reloads=False,
     )
-    if code:
-        raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:

@@ -334,14 +334,20 @@ def supervise(
     return 0
 
 
-def serve_until_stopped(server: object, stop: Callable[[], None], ready: Callable[[], None]) -> int:
-    """A worker's life once its server listens: report ready, wait for SIGTERM / SIGINT,
-    then ``stop()``."""
+def wait_for_signal(ready: Callable[[], None] | None = None) -> None:
+    """Block until SIGTERM or SIGINT (handlers installed first, then ``ready()``)."""
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
-    ready()
+    if ready is not None:
+        ready()
     done.wait()
+
+
+def serve_until_stopped(server: object, stop: Callable[[], None], ready: Callable[[], None]) -> int:
+    """A worker's life once its server listens: report ready, wait for SIGTERM / SIGINT,
+    then ``stop()``."""
+    wait_for_signal(ready)
     stop()
     return 0
 
