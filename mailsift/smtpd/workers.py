@@ -131,10 +131,7 @@ class Supervisor:
             except BaseException:
                 traceback.print_exc()
             finally:
-                with contextlib.suppress(Exception):
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                os._exit(code)
+                _exit_child(code)
         os.close(w)
         worker = _Worker(index, pid, time.monotonic(), r)
         self.workers[pid] = worker
@@ -157,10 +154,7 @@ class Supervisor:
             except BaseException:
                 traceback.print_exc()
             finally:
-                with contextlib.suppress(Exception):
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                os._exit(code)
+                _exit_child(code)
         self._helpers.add(pid)
         try:
             while True:
@@ -301,6 +295,15 @@ def _describe(code: int) -> str:
         except ValueError:
             return f"signal {-code}"
     return f"exit status {code}"
+
+
+def _exit_child(code: int) -> None:
+    """End a forked child: flush what it printed, then leave without the parent's atexit
+    handlers and finalizers (they belong to the supervisor)."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
 
 
 def supervise(
