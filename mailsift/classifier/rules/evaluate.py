@@ -85,7 +85,6 @@ class Evaluator:
         self._rawbody = rawbody
         self._full = full
         self._uri = uri
-        self._mime = mime
         self._eval_groups = eval_groups
         self._meta_fn = meta_fn
         self._names = names
@@ -108,6 +107,11 @@ class Evaluator:
                 self._by_header.setdefault(ht.plain_name, []).append(ht)
                 self._absent_hits.extend(ht.unset_hits)
         self._header_set = frozenset(self._by_header)
+        # mimeheader rules grouped by the header they read: each group's per-part values are
+        # looked up once a message, not once a rule
+        self._mime_groups: dict[tuple[str, bool], list[tuple[Entry, bytes]]] = {}
+        for e, lname, raw, unset in mime:
+            self._mime_groups.setdefault((lname, raw), []).append((e, unset))
         if not use_pcre:
             return
         # PCRE2 compiles (and JITs) only what it will run: Hyperscan answers its exact
@@ -245,15 +249,15 @@ class Evaluator:
                 self._request(views, ht, h)
         for ht in self._special_requests:
             self._request(views, ht, h)
-        for e, lname, raw, unset in self._mime:
+        for (lname, raw), group in self._mime_groups.items():
             # SpamAssassin's MIMEHeader: the first such header of each MIME part (the top
             # level included; an absent one reads as its if-unset text, else ""); a hit
             # when some part matches (!~: when none does)
-            found = any(
-                count(e, unset if v is None else v) for v in views.part_header_values(lname, raw)
-            )
-            if found != e.negate:
-                h[e.rule] = 1
+            values = views.part_header_values(lname, raw)
+            for e, unset in group:
+                found = any(count(e, unset if v is None else v) for v in values)
+                if found != e.negate:
+                    h[e.rule] = 1
         if budget is not None and budget.spent("header rules"):
             return
         for fn, args, rule_ids in self._eval_groups:  # the same test under two names runs once
