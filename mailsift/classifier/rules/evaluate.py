@@ -85,7 +85,6 @@ class Evaluator:
         self._rawbody = rawbody
         self._full = full
         self._uri = uri
-        self._mime = mime
         self._eval_groups = eval_groups
         self._meta_fn = meta_fn
         self._names = names
@@ -108,18 +107,25 @@ class Evaluator:
                 self._by_header.setdefault(ht.plain_name, []).append(ht)
                 self._absent_hits.extend(ht.unset_hits)
         self._header_set = frozenset(self._by_header)
-        if not use_pcre:
-            return
-        # PCRE2 compiles (and JITs) only what it will run: Hyperscan answers its exact
-        # patterns alone (a JIT copy of every pattern would cost 6 MB a process for nothing)
-        for t in (body, rawbody, full, uri, *header_targets):
-            small = 0 < len(t.entries) <= DIRECT_MAX and t is not body
-            for e in t.entries:
-                if small or e.mode != MODE_HS or e.multiple:
-                    e.pc = native(e)
-            t.direct = small and all(e.pc is not None for e in t.entries)
-        for e, *_ in mime:
-            e.pc = native(e)
+        if use_pcre:
+            # PCRE2 compiles (and JITs) only what it will run: Hyperscan answers its exact
+            # patterns alone (a JIT copy of every pattern would cost 6 MB a process for
+            # nothing)
+            for t in (body, rawbody, full, uri, *header_targets):
+                small = 0 < len(t.entries) <= DIRECT_MAX and t is not body
+                for e in t.entries:
+                    if small or e.mode != MODE_HS or e.multiple:
+                        e.pc = native(e)
+                t.direct = small and all(e.pc is not None for e in t.entries)
+            for e, *_ in mime:
+                e.pc = native(e)
+        # mimeheader rules grouped by the header they read: each group's per-part values are
+        # looked up once a message, not once a rule; whether a rule matches its if-unset
+        # text (what an absent header reads as) is decided once, here, by the matcher that
+        # would decide it on a message
+        self._mime_groups: dict[tuple[str, bool], list[tuple[Entry, bool]]] = {}
+        for e, lname, raw, unset in mime:
+            self._mime_groups.setdefault((lname, raw), []).append((e, bool(count(e, unset))))
 
     def hit_values(self, pm: ParsedMessage, budget: ScanBudget | None = None) -> list[int]:
         """Raw per-rule values (index as in the rule set's names), metas included."""
@@ -245,15 +251,18 @@ class Evaluator:
                 self._request(views, ht, h)
         for ht in self._special_requests:
             self._request(views, ht, h)
-        for e, lname, raw, unset in self._mime:
+        for (lname, raw), group in self._mime_groups.items():
             # SpamAssassin's MIMEHeader: the first such header of each MIME part (the top
             # level included; an absent one reads as its if-unset text, else ""); a hit
             # when some part matches (!~: when none does)
-            found = any(
-                count(e, unset if v is None else v) for v in views.part_header_values(lname, raw)
-            )
-            if found != e.negate:
-                h[e.rule] = 1
+            values = views.part_header_values(lname, raw)
+            absent = None in values
+            # a value that several parts share is matched once
+            present = [v for v in dict.fromkeys(values) if v is not None]
+            for e, unset_found in group:
+                found = (absent and unset_found) or any(count(e, v) for v in present)
+                if found != e.negate:
+                    h[e.rule] = 1
         if budget is not None and budget.spent("header rules"):
             return
         for fn, args, rule_ids in self._eval_groups:  # the same test under two names runs once
