@@ -38,6 +38,7 @@ from pathlib import Path
 
 from mailsift.config import Settings, load_settings
 from tests.fixtures.ports import free_port
+from tests.fixtures.smtp import CHECKS_OFF_ENV
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 SMTP_SINK = "/usr/sbin/smtp-sink"
@@ -157,14 +158,7 @@ def filter_env(
             "MAILSIFT_SMTP__MAX_CONNECTIONS_PER_IP": str(4 * sessions),
             "MAILSIFT_SMTP__MAX_COMMANDS_PER_SESSION": "100000",
             "MAILSIFT_SMTP__RELAY_NETWORKS": '["127.0.0.1/32"]',
-            "MAILSIFT_GREYLIST__ENABLED": "false",
-            "MAILSIFT_DNSBL__ENABLED": "false",
-            "MAILSIFT_RDNS__ENABLED": "false",
-            "MAILSIFT_ANTIVIRUS__ENABLED": "false",
-            "MAILSIFT_AUTH__SPF": "false",
-            "MAILSIFT_AUTH__DKIM": "false",
-            "MAILSIFT_AUTH__ARC": "false",
-            "MAILSIFT_AUTH__DMARC": "false",
+            **CHECKS_OFF_ENV,
             "MLFLOW_DISABLE_TELEMETRY": "true",
         }
     )

@@ -13,6 +13,7 @@ from mailsift.smtpd.accounts import Account, Accounts
 from mailsift.store import open_store
 from tests.fixtures.ports import free_port
 from tests.fixtures.smtp import (
+    CHECKS_OFF_ENV,
     OUTSIDE_IP,
     TEST_HASHER,
     swaks,
@@ -88,14 +89,7 @@ def _serve_env(tmp_path: Path, port: int, sub: int, sink_port: int, tls: tuple[P
         "MAILSIFT_SMTP__RELAY_NETWORKS": '["127.0.0.1/32"]',
         "MAILSIFT_SMTP__TLS_CERT": str(tls[0]),
         "MAILSIFT_SMTP__TLS_KEY": str(tls[1]),
-        "MAILSIFT_GREYLIST__ENABLED": "false",
-        "MAILSIFT_DNSBL__ENABLED": "false",
-        "MAILSIFT_RDNS__ENABLED": "false",
-        "MAILSIFT_ANTIVIRUS__ENABLED": "false",
-        "MAILSIFT_AUTH__SPF": "false",
-        "MAILSIFT_AUTH__DKIM": "false",
-        "MAILSIFT_AUTH__ARC": "false",
-        "MAILSIFT_AUTH__DMARC": "false",
+        **CHECKS_OFF_ENV,
         "MAILSIFT_DNS__NAMESERVERS": '["127.0.0.1"]',
         "MAILSIFT_DNS__PORT": str(free_port()),
         **extra,

@@ -13,15 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.fixtures.ports import free_port
+from tests.fixtures.process import alive, child_pids
 from tests.smtpd.test_cli import MAILSIFT, _serve_env
-
-
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            out += [int(p) for p in (task / "children").read_text().split()]
-    return out
 
 
 def _tree(pid: int) -> set[int]:
@@ -31,17 +24,8 @@ def _tree(pid: int) -> set[int]:
         p = todo.pop()
         if p not in seen:
             seen.add(p)
-            todo += _children(p)
+            todo += child_pids(p)
     return seen
-
-
-def _alive(pid: int) -> bool:
-    """Running (not gone, not a zombie waiting to be reaped)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _cmdline(pid: int) -> str:
@@ -69,12 +53,12 @@ def _sigterm_when(env: dict[str, str], log: Path, ready: Callable[[int], bool]) 
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
         deadline = time.monotonic() + 5
-        while any(_alive(p) for p in tree) and time.monotonic() < deadline:
+        while any(alive(p) for p in tree) and time.monotonic() < deadline:
             time.sleep(0.05)
-        return {p for p in tree if _alive(p)}
+        return {p for p in tree if alive(p)}
     finally:
         for p in tree | {proc.pid}:  # whatever this test started and is left: not for others
-            if _alive(p) and ("mailsift" in _cmdline(p) or "python" in _cmdline(p)):
+            if alive(p) and ("mailsift" in _cmdline(p) or "python" in _cmdline(p)):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):

@@ -23,14 +23,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
 
 from tests.fixtures.ports import free_port
 from tests.fixtures.proxy import TcpProxy
-from tests.fixtures.smtp import wait_port
+from tests.fixtures.smtp import CHECKS_OFF_ENV, wait_port
 
 MAILSIFT = str(Path(sys.executable).with_name("mailsift"))
 N_MESSAGES = 240
@@ -58,14 +57,7 @@ def _env(
         "MAILSIFT_SMTP__DELIVERY_TIMEOUT": "10",
         "MAILSIFT_SMTP__NEXT_HOP_PORT": str(next_hop),
         "MAILSIFT_SMTP__RELAY_NETWORKS": '["127.0.0.1/32"]',
-        "MAILSIFT_GREYLIST__ENABLED": "false",
-        "MAILSIFT_DNSBL__ENABLED": "false",
-        "MAILSIFT_RDNS__ENABLED": "false",
-        "MAILSIFT_ANTIVIRUS__ENABLED": "false",
-        "MAILSIFT_AUTH__SPF": "false",
-        "MAILSIFT_AUTH__DKIM": "false",
-        "MAILSIFT_AUTH__ARC": "false",
-        "MAILSIFT_AUTH__DMARC": "false",
+        **CHECKS_OFF_ENV,
         "MAILSIFT_MODEL__PATH": str(model),
         "MAILSIFT_RULES__CACHE_DIR": str(test_settings.rules_cache_dir),
         "MAILSIFT_RULES__USE_STOCK": "false",
@@ -94,28 +86,6 @@ class Filter:
         self.proc.wait(30)
         self.log.close()
         return self.proc.returncode
-
-
-def _stored(sink: Any) -> list[bytes]:
-    """The messages in the sink; smtp-sink removes the file of a transaction whose client
-    went before the end of data (a killed filter), so a listed file may be gone."""
-    out = []
-    for p in sink.files():
-        try:
-            out.append(p.read_bytes())
-        except FileNotFoundError:
-            continue
-    return out
-
-
-def _message_ids(sink: Any) -> Counter[str]:
-    ids: Counter[str] = Counter()
-    for raw in _stored(sink):
-        for line in raw.split(b"\n"):
-            if line.lower().startswith(b"message-id:"):
-                ids[line.split(b":", 1)[1].strip().decode()] += 1
-                break
-    return ids
 
 
 def _send(port: int, ids: list[str], acked: list[str], lock: threading.Lock) -> None:
@@ -171,7 +141,7 @@ def test_sigkill_while_delivering_loses_nothing_and_duplicates_at_most_the_windo
         deadline = time.monotonic() + 120
         spool = tmp_path / "var" / "spool" / "queue"
         while time.monotonic() < deadline:
-            if len(set(_message_ids(sink))) >= N_MESSAGES and not any(spool.glob("*.msg")):
+            if len(set(sink.message_ids())) >= N_MESSAGES and not any(spool.glob("*.msg")):
                 break
             time.sleep(0.1)
     finally:
@@ -179,7 +149,7 @@ def test_sigkill_while_delivering_loses_nothing_and_duplicates_at_most_the_windo
         proxy.kill()
     text = log.read_text()
     assert code == 0, text
-    got = _message_ids(sink)
+    got = sink.message_ids()
     missing = set(acked) - set(got)
     assert not missing, f"{len(missing)} acknowledged messages lost"
     duplicates = sum(n - 1 for n in got.values())

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import smtplib
 import socket
 import subprocess
 import threading
 import time
-from collections import Counter
 from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from typing import Any
 import pytest
 
 from mailsift.smtpd.limits import SharedConnectionTable
+from tests.fixtures.process import alive, child_pids
 from tests.fixtures.smtp import OUTSIDE_IP, free_port
 from tests.smtpd.test_cli import MAILSIFT, _serve_env
 from tests.smtpd.util import Raw
@@ -67,21 +66,6 @@ def test_shared_table_counts_across_processes_and_forgets_a_dead_worker() -> Non
 
 
 # ---- the real command ---------------------------------------------------------------------
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            out += [int(p) for p in (task / "children").read_text().split()]
-    return out
-
-
-def _alive(pid: int) -> bool:
-    """Running (not gone, not a zombie waiting to be reaped)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 class Workers:
@@ -105,7 +89,7 @@ class Workers:
         return self.log_path.read_text(errors="replace")
 
     def workers(self) -> list[int]:
-        return sorted(_children(self.proc.pid))
+        return sorted(child_pids(self.proc.pid))
 
     def wait_workers(self, exclude: set[int] = frozenset(), timeout: float = 120) -> list[int]:  # type: ignore[assignment]
         """The worker pids once there are N of them, none in ``exclude``, all listening (a
@@ -138,27 +122,6 @@ def _env(tmp_path: Path, sink_port: int, tls: Any, model: Path, settings: Any, *
                      MAILSIFT_RULES__CACHE_DIR=str(settings.rules_cache_dir),
                      MAILSIFT_RULES__USE_STOCK="false", **extra)  # fmt: skip
     return env, port
-
-
-def _stored(sink: Any) -> list[bytes]:
-    """The messages in the sink; smtp-sink removes the file of a transaction whose client
-    went before the end of data (a killed filter), so a listed file may be gone."""
-    out = []
-    for p in sink.files():
-        try:
-            out.append(p.read_bytes())
-        except FileNotFoundError:
-            continue
-    return out
-
-
-def _message_ids(sink: Any) -> Counter[str]:
-    ids: Counter[str] = Counter()
-    for raw in _stored(sink):
-        m = re.search(rb"(?im)^message-id:\s*(\S+)", raw)
-        if m:
-            ids[m.group(1).decode()] += 1
-    return ids
 
 
 def test_sigkill_of_a_worker_loses_and_duplicates_nothing_answered(
@@ -209,7 +172,7 @@ def test_sigkill_of_a_worker_loses_and_duplicates_nothing_answered(
         deadline = time.monotonic() + 120
         spool = tmp_path / "var" / "spool" / "queue"
         while time.monotonic() < deadline:
-            if len(_message_ids(sink)) >= n_messages and not any(spool.glob("*.msg")):
+            if len(sink.message_ids()) >= n_messages and not any(spool.glob("*.msg")):
                 break
             time.sleep(0.1)
     finally:
@@ -218,7 +181,7 @@ def test_sigkill_of_a_worker_loses_and_duplicates_nothing_answered(
     assert code == 0, text[-3000:]
     assert f"worker 0 (pid {victim}) died (signal SIGKILL); restarting it" in text
     assert len(acked) + len(retried) == n_messages
-    got = _message_ids(sink)
+    got = sink.message_ids()
     missing = (set(acked) | set(retried)) - set(got)
     assert not missing, f"{len(missing)} messages lost"
     dup_acked = sum(got[m] - 1 for m in acked)
@@ -331,16 +294,16 @@ def test_spamd_workers_restart_a_killed_worker_and_stop_on_sigterm(
         while "mailsift spamd on" not in spamd.logs():  # every worker listens
             assert time.monotonic() < deadline, spamd.logs()
             time.sleep(0.05)
-        workers = sorted(_children(spamd.proc.pid))
+        workers = sorted(child_pids(spamd.proc.pid))
         assert len(workers) == 2, spamd.logs()
         os.kill(workers[0], signal.SIGKILL)
-        while _alive(workers[0]):  # a connection it took before it died would be reset
+        while alive(workers[0]):  # a connection it took before it died would be reset
             time.sleep(0.01)
         for _ in range(10):  # the other worker answers meanwhile
             assert request(spamd.port, b"PING SPAMC/1.5\r\n\r\n").startswith(b"SPAMD/1.5 0 PONG")
         deadline = time.monotonic() + 120
         while True:
-            now = sorted(_children(spamd.proc.pid))
+            now = sorted(child_pids(spamd.proc.pid))
             if len(now) == 2 and workers[0] not in now:
                 break
             assert time.monotonic() < deadline, spamd.logs()
