@@ -2,7 +2,7 @@
 
 - ``mailsift.quarantine.service``  ``Quarantine``: hold, list, release, delete, learn, purge
   (each action audited in the store).
-- ``mailsift.quarantine.spool``    ``Spool``: the held messages' raw bytes as durable files.
+- ``mailsift.quarantine.held``     ``HeldMessages``: the held messages' raw bytes as durable files.
 - ``mailsift.store.quarantine``    the entries' records, query and SQL (``store.quarantine``).
 
 The names callers use are importable from here.
@@ -10,6 +10,7 @@ The names callers use are importable from here.
 
 from __future__ import annotations
 
+from mailsift.quarantine.held import HeldMessages
 from mailsift.quarantine.service import (
     ActionResult,
     BulkResult,
@@ -17,7 +18,6 @@ from mailsift.quarantine.service import (
     Quarantine,
     entry_sender,
 )
-from mailsift.quarantine.spool import Spool
 from mailsift.store.quarantine import (
     DELETED,
     HELD,
@@ -40,12 +40,12 @@ __all__ = [
     "STATUSES",
     "ActionResult",
     "BulkResult",
+    "HeldMessages",
     "NotFound",
     "Quarantine",
     "QuarantineEntry",
     "QuarantineError",
     "QuarantineQuery",
     "QuarantineRepo",
-    "Spool",
     "entry_sender",
 ]

@@ -1,8 +1,8 @@
 """The quarantine service: held mail, kept durably, reviewed by people, released exactly once.
 
 A message the filter decides to hold (score between the ``hold`` and ``reject`` thresholds,
-or by policy) is written to the spool under ``settings.quarantine_dir``
-(``mailsift.quarantine.spool``: it survives a crash the moment ``hold`` returns) and gets an
+or by policy) is written to the held-message files under ``settings.quarantine_dir``
+(``mailsift.quarantine.held``: it survives a crash the moment ``hold`` returns) and gets an
 entry in the store (``store.quarantine``, ``mailsift.store.quarantine``): verdict id, envelope sender and recipients,
 subject, score, the verdict's reasons, time and expiry (``settings.quarantine.retention_days``).
 
@@ -15,11 +15,11 @@ Actions, each recorded in the store's audit trail (who, when, what):
   moves it back to ``held`` with the error kept; a crash between the 250 and the update leaves
   it ``releasing`` (never delivered twice; shown to the reviewer, ``release(force=True)`` by
   an admin retries it).
-- ``delete``: the spool file goes, the entry stays (status ``deleted``) until it expires.
+- ``delete``: the message file goes, the entry stays (status ``deleted``) until it expires.
 - ``learn``: "ham" (not spam) = teach the model ham + release + optionally trust the sender
   for the recipients; "spam" = teach spam + optionally untrust the sender; the message stays
   held (the reviewer deletes it or lets it expire).
-- ``purge``: expired entries and their spool files go; the count is logged.
+- ``purge``: expired entries and their files go; the count is logged.
 
 No message is ever sent to anyone about a held message (no backscatter): release is the only
 thing that delivers, and only to the original recipients.
@@ -36,7 +36,7 @@ from typing import Any
 
 from mailsift.config import Settings
 from mailsift.message import parse
-from mailsift.quarantine.spool import ID_RE, Spool
+from mailsift.quarantine.held import ID_RE, HeldMessages
 from mailsift.store.base import ListEntry, Store
 from mailsift.store.quarantine import (
     DELETED,
@@ -101,7 +101,7 @@ class Quarantine:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.spool = Spool(settings.quarantine_dir)
+        self.files = HeldMessages(settings.quarantine_dir)
         self.repo: QuarantineRepo = store.quarantine
         self._service = service
         self._deliver = deliver
@@ -129,11 +129,11 @@ class Quarantine:
             created=now,
             expires=now + self.settings.quarantine.retention_days * _DAY,
         )
-        self.spool.write(qid, raw)
+        self.files.write(qid, raw)
         try:
             self.repo.add(entry)
         except BaseException:
-            self.spool.remove(qid)
+            self.files.remove(qid)
             raise
         self._audit(
             "mailsift",
@@ -170,7 +170,7 @@ class Quarantine:
         return entry
 
     def raw(self, qid: str) -> bytes:
-        return self.spool.read(qid)
+        return self.files.read(qid)
 
     def counts(self) -> dict[str, int]:
         return self.repo.counts()
@@ -193,7 +193,7 @@ class Quarantine:
                 return ActionResult(qid, "release", True, RELEASING, "release in progress", True)
             raise QuarantineError(f"cannot release a {status} message", 409)
         try:
-            data = self.spool.read(qid)
+            data = self.files.read(qid)
             self.deliver(entry.sender, entry.recipients, data)
         except Exception as exc:
             err = _error_text(exc)
@@ -219,7 +219,7 @@ class Quarantine:
             qid, (HELD, RELEASED), DELETED, deleted_at=self.clock(), deleted_by=actor
         ):
             raise QuarantineError("the message changed meanwhile; try again", 409)
-        self.spool.remove(qid)
+        self.files.remove(qid)
         self._audit(actor, "quarantine.delete", qid, {"previous": entry.status})
         log.info("quarantine delete id=%s by=%s", qid, actor)
         return ActionResult(qid, "delete", True, DELETED, "deleted")
@@ -248,7 +248,7 @@ class Quarantine:
         entry = self.get(qid)
         if entry.status == DELETED:
             raise QuarantineError("the message was deleted", 409)
-        raw = self.spool.read(qid)
+        raw = self.files.read(qid)
         service = self.service
         detail: list[str] = []
         if entry.label != label.value:  # the same correction twice teaches once
@@ -325,7 +325,7 @@ class Quarantine:
         return out
 
     def purge(self, now: float | None = None) -> int:
-        """Remove expired entries and their spool files; return how many went."""
+        """Remove expired entries and their files; return how many went."""
         now = self.clock() if now is None else now
         n = 0
         while True:
@@ -333,12 +333,12 @@ class Quarantine:
             if not ids:
                 break
             for qid in ids:
-                self.spool.remove(qid)
+                self.files.remove(qid)
                 if self.repo.remove(qid):
                     n += 1
             if len(ids) < 1000:
                 break
-        self.spool.clean_tmp()
+        self.files.clean_tmp()
         if n:
             self._audit("mailsift", "quarantine.purge", "*", {"count": n})
         log.info("quarantine purge: %d expired entr%s removed", n, "y" if n == 1 else "ies")

@@ -5,7 +5,7 @@ One row per held message: what it is (verdict id, envelope, subject, score, the 
 reasons, size, digest), when it expires and what became of it (``status``: held, releasing,
 released, deleted; who released or deleted it, the last reviewer's label, the last delivery
 error). The raw message itself is not here: it lives in the quarantine's spool
-(``mailsift.quarantine.spool``). ``recipients`` and ``reasons`` are JSON text; times are
+(``mailsift.quarantine.held``). ``recipients`` and ``reasons`` are JSON text; times are
 epoch seconds.
 """
 

@@ -32,10 +32,10 @@ def test_hold_is_durable_and_recorded(quarantine: Quarantine, store) -> None:
     raw = sample_message()
     v = sample_verdict()
     qid = quarantine.hold(raw, envelope("spammer@bad.example", "Alice@mailsift.test"), v)
-    path = quarantine.spool.path(qid)
+    path = quarantine.files.path(qid)
     assert path.read_bytes() == raw
     assert oct(path.stat().st_mode & 0o777) == "0o600"
-    assert list(quarantine.spool.tmp.iterdir()) == []  # nothing half-written left behind
+    assert list(quarantine.files.tmp.iterdir()) == []  # nothing half-written left behind
     e = quarantine.get(qid)
     assert e.verdict_id == v.verdict_id
     assert e.recipients == ["alice@mailsift.test"]
@@ -164,7 +164,7 @@ def test_delete_and_purge(quarantine: Quarantine, store) -> None:
     q2 = quarantine.hold(sample_message("two"), envelope(), sample_verdict())
     q3 = quarantine.hold(sample_message("three"), envelope(), sample_verdict())
     r = quarantine.delete(q1, "alice@mailsift.test")
-    assert r.status == DELETED and not quarantine.spool.exists(q1)
+    assert r.status == DELETED and not quarantine.files.exists(q1)
     assert quarantine.delete(q1, "alice@mailsift.test").already
     with pytest.raises(QuarantineError) as exc:
         quarantine.release(q1, "alice@mailsift.test")
@@ -174,7 +174,7 @@ def test_delete_and_purge(quarantine: Quarantine, store) -> None:
     later = time.time() + 31 * 86400
     assert quarantine.purge(now=later) == 3
     assert quarantine.list(query=QuarantineQuery(statuses=(HELD, RELEASED, DELETED)))[1] == 0
-    assert not quarantine.spool.exists(q2) and not quarantine.spool.exists(q3)
+    assert not quarantine.files.exists(q2) and not quarantine.files.exists(q3)
     assert store.audit.recent(action="quarantine.purge")[0].detail == {"count": 3}
 
 
@@ -192,4 +192,4 @@ def test_bad_ids_are_refused(quarantine: Quarantine) -> None:
         with pytest.raises(QuarantineError):
             quarantine.get(bad)
         with pytest.raises(QuarantineError):
-            quarantine.spool.path(bad)
+            quarantine.files.path(bad)

@@ -1,4 +1,4 @@
-"""The quarantine's spool: each held message's raw bytes as a file ``<id>.eml``.
+"""The quarantine's files: each held message's raw bytes as a file ``<id>.eml``.
 
 Writes are atomic and durable (temporary file under ``tmp/``, fsync, rename, fsync of the
 directory): a message is on disk the moment ``write`` returns, or absent, never half
@@ -20,7 +20,7 @@ ID_RE = re.compile(r"^[0-9a-f]{32}$")  # a quarantine id: 128 random bits in hex
 _DAY = 86400.0
 
 
-class Spool:
+class HeldMessages:
     """Raw messages as files ``<id>.eml``; writes are atomic and durable."""
 
     def __init__(self, root: Path) -> None:
