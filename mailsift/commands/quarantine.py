@@ -62,7 +62,7 @@ def list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
 ) -> None:
     """List held messages (newest first)."""
-    from mailsift.quarantine import HELD, RELEASING, QuarantineError, QuarantineQuery
+    from mailsift.quarantine import QuarantineError, QuarantineQuery
 
     try:
         q = QuarantineQuery(
@@ -70,7 +70,7 @@ def list_cmd(
             recipient=recipient,
             min_score=min_score,
             max_score=max_score,
-            statuses=tuple(status) if status else (HELD, RELEASING),
+            statuses=tuple(status or ()),
             sort=sort,
             descending=not asc,
             limit=limit,

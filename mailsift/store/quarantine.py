@@ -91,13 +91,15 @@ class QuarantineQuery:
     max_score: float | None = None
     since: float | None = None  # unix time, created >= since
     until: float | None = None  # created < until
-    statuses: tuple[str, ...] = (HELD, RELEASING)
+    statuses: tuple[str, ...] = (HELD, RELEASING)  # empty: these two, what awaits review
     sort: str = "created"
     descending: bool = True
     limit: int = 100
     offset: int = 0
 
     def __post_init__(self) -> None:
+        if not self.statuses:
+            self.statuses = (HELD, RELEASING)
         if self.sort not in SORT_KEYS:
             raise QuarantineError(f"sort must be one of {', '.join(SORT_KEYS)}")
         bad = [s for s in self.statuses if s not in STATUSES]

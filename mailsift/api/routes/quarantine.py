@@ -19,8 +19,6 @@ from mailsift.api.schemas import ErrorResponse
 from mailsift.api.ui.context import quarantine_for
 from mailsift.quarantine import (
     DELETED,
-    HELD,
-    RELEASING,
     SORT_KEYS,
     ActionResult,
     Quarantine,
@@ -201,7 +199,7 @@ def list_entries(
         max_score=max_score,
         since=since,
         until=until,
-        statuses=tuple(status_) if status_ else (HELD, RELEASING),
+        statuses=tuple(status_ or ()),
         sort=sort,
         descending=order == "desc",
         limit=limit,
