@@ -153,7 +153,13 @@ def test_spamc_learn_spam_is_acknowledged_and_learned(
     assert learn.stdout == b"Message successfully un/learned\n"
     again = spamc(spamd_proc.port, "-L", "spam", "-u", user, input=borderline)
     assert again.stdout == b"Message was already un/learned\n"
+    # the worker that learnt it scores with the lesson at once; another worker replays it
+    # from the store's learn-event log within feedback.sync_interval (1 s)
+    deadline = time.monotonic() + 10
     after = spamc_score(spamd_proc.port, campaign_copy(borderline), user)
+    while after <= before and time.monotonic() < deadline:
+        time.sleep(0.2)
+        after = spamc_score(spamd_proc.port, campaign_copy(borderline), user)
     assert after > before, (before, after)
     # the reports are in the store as this user's, made through the spamd protocol
     recs = user_feedback(spamd_proc.settings.store_url, user)
