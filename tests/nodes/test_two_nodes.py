@@ -87,8 +87,9 @@ def node_settings(
     for section, values in conf.items():
         data[section].update(values)
     data["greylist"].update(redis_prefix=prefix, delay=GREY_DELAY)
+    # one SMTP process per node: a reload reaching the SMTP filter is read from its log line
     data["smtp"].update(
-        port=smtp_port, submission_port=None, next_hop_port=sink_port,
+        port=smtp_port, submission_port=None, next_hop_port=sink_port, workers=1,
         relay_networks=["127.0.0.1/32"], mailboxes_file=None, accounts_file=None,
     )  # fmt: skip
     for block in ("dnsbl", "rdns", "antivirus"):
