@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from mailsift.budget import SCAN_BUDGET_SYMBOL, ScanBudget
-from mailsift.classifier.features import Sample, make_sample
+from mailsift.classifier.features import UNLEARNED_RULES, Sample, make_sample
 from mailsift.classifier.model import LOGIT_CLIP, SpamModel
 from mailsift.config import ResolvedThresholds, Settings
 from mailsift.message import ParsedMessage, parse
@@ -294,9 +294,11 @@ class Scorer:
         if not items:
             return []
         weights = model.feature_weights([f for f, _ in items], nb_factor=nb_factor)
+        unlearned = {f"rule:{n}" for n in UNLEARNED_RULES}
         out = [
-            Symbol(s.name, round(float(w), 4), s.description, s.source)
-            for (_, s), w in zip(items, weights, strict=True)
+            # a rule the model does not learn from weighs nothing, whatever its column holds
+            Symbol(s.name, 0.0 if f in unlearned else round(float(w), 4), s.description, s.source)
+            for (f, s), w in zip(items, weights, strict=True)
         ]
         out.sort(key=lambda s: -s.score)
         return out

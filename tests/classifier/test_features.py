@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailsift.classifier.features import (
+    UNLEARNED_RULES,
     Sample,
     Vectorizer,
     make_sample,
@@ -39,7 +40,7 @@ def test_feature_families_present() -> None:
     assert "u:ip" in toks
     assert "w:guaranteed" in toks and "bw:click_here" in toks
     assert "ct:text/html" in toks and "cs:iso-8859-1" in toks
-    assert "st:html_only" in s.meta and "st:url_ip" in s.meta
+    assert "st:url_ip" in s.meta
     p = make_sample(parse(PERSONAL))
     assert "xm:mutt" in p.tokens and "mid:dom:example.org" in p.tokens
     assert "from:name:bob" in p.tokens and "to:dom:example.com" in p.tokens
@@ -81,12 +82,22 @@ def test_vectorizer_is_stateless_and_hashes_into_fixed_space() -> None:
     assert cols[1] >= 2**18 and cols[0] < 2**18
 
 
-def test_structure_features_hold_no_counts() -> None:
-    """Counts (images, URLs, size, parts, Received hops, capitals) describe the training
-    mail's era and site, not spam: the structure features are categorical facts only."""
+def test_structure_features_hold_no_counts_and_no_html_facts() -> None:
+    """Counts (images, URLs, size, parts, Received hops, capitals) and "it is HTML" describe
+    the training mail's era and site, not spam: the structure features are categorical facts
+    about the message's shape that hold across eras (no text, an IP link, MIME defects)."""
     st = structure_features(parse(SPAMMY))
-    assert "st:html_links" in st or "st:html_only" in st or "st:html_alt" in st
+    assert "st:url_ip" in st
     assert not any(f.split(":")[1] in ("img", "urls", "size", "parts", "rcv", "caps") for f in st)
+    assert not any(f.startswith("st:html") for f in st)
+
+
+def test_html_rules_fire_but_are_no_evidence() -> None:
+    """HTML_MESSAGE and friends stay rule hits (reported with a verdict) but never enter the
+    model's features, whichever rule source reports them."""
+    s = make_sample(parse(SPAMMY), ["HTML_MESSAGE", "MIME_HTML_ONLY", "MS_HTML_ONLY", "GTUBE"])
+    assert s.rules == ["GTUBE"]
+    assert UNLEARNED_RULES == {"HTML_MESSAGE", "MIME_HTML_ONLY", "MS_HTML_ONLY"}
 
 
 def test_function_words_are_no_tokens_alone() -> None:
