@@ -433,6 +433,42 @@ def test_builtin_evals(engine: Build) -> None:
     assert hits(rs, make_message("SHOUTING IN CAPITALS HERE")) == {"CAPS"}
 
 
+def test_address_lists(engine: Build) -> None:
+    """``enlist_addrlist`` globs with SpamAssassin's WLBLEval tests: the whole address,
+    case-insensitive, lists resolved at load (defined after the rule too); a list nobody
+    defines makes its rule a skipped one, with the reason."""
+    rs = engine(
+        """
+        header __FROM_NTLD    eval:check_from_in_list('SUSP_NTLD')
+        header __RT_NTLD      eval:check_replyto_in_list('susp_ntld')
+        meta   FROM_NTLD      __FROM_NTLD
+        meta   RT_NTLD        __RT_NTLD
+        header FROM_BANK      eval:check_from_in_list('BANKS')
+        header FROM_NOLIST    eval:check_from_in_list('NOBODY_DEFINES_IT')
+        enlist_addrlist (SUSP_NTLD) *@*.top *@*.icu
+        enlist_addrlist (BANKS) *@bank.example ?ob@bank2.example
+        """
+    )
+    assert dict(rs.skipped)["FROM_NOLIST"] == "address list not defined: NOBODY_DEFINES_IT"
+
+    def msg(frm: str, reply_to: str | None = None) -> set[str]:
+        headers = {"Reply-To": reply_to} if reply_to else {}
+        pm = parse(
+            (
+                f"From: {frm}\r\nTo: bob@example.net\r\nSubject: s\r\n"
+                + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                + "\r\nHi\r\n"
+            ).encode()
+        )
+        return {h for h in hits(rs, pm) if not h.startswith("__")}
+
+    assert msg("Deals <offers@promo.shop.TOP>") == {"FROM_NTLD"}
+    assert msg("x@top.example") == set()  # the glob is the whole address, not a substring
+    assert msg("Bank <alerts@bank.example>") == {"FROM_BANK"}
+    assert msg("rob@bank2.example") == {"FROM_BANK"} and msg("robb@bank2.example") == set()
+    assert msg("a@example.org", reply_to="Reply <r@x.icu>") == {"RT_NTLD"}
+
+
 SA_EVALS = """
     header PAST_03_06    eval:check_for_shifted_date('-6', '-3')
     header FUTURE_24_48  eval:check_for_shifted_date('24', '48')

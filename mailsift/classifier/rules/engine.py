@@ -263,6 +263,8 @@ class RuleSet:
                 try:
                     args = evals_mod.parse_args(rd.eval_args)
                     evals_mod.check_args(rd.eval_name, args)
+                    if rd.eval_name in evals_mod.ADDRLIST_EVALS:
+                        args = evals_mod.addrlist_args(args, p.addrlists)
                 except ValueError as exc:
                     self.skipped.append((name, str(exc)))
                     continue

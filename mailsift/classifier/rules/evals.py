@@ -45,6 +45,9 @@ Tests (arguments in brackets):
   ``mime_attachment``, ``mime_bad_iso_charset``, ``mimepart_limit_exceeded`` and
   ``mime_faraway_charset`` (never: like SpamAssassin with its default ``ok_locales all``).
   Other sub-tests are skipped at load with a reason (:func:`check_args`).
+  ``check_from_in_list(list)`` / ``check_replyto_in_list(list)``: the From (Reply-To)
+  address matches a glob of an ``enlist_addrlist (list)`` line (SpamAssassin's WLBLEval
+  meaning; lists are resolved at load, :func:`addrlist_args`).
 """
 
 from __future__ import annotations
@@ -858,6 +861,41 @@ def check_for_mime(v: MessageViews, args: tuple[Any, ...]) -> int:
     return 0
 
 
+@functools.lru_cache(maxsize=64)
+def _glob_re(globs: tuple[str, ...]) -> re.Pattern[str]:
+    """``enlist_addrlist`` globs (``*`` any run, ``?`` one character, case-insensitive, the
+    whole address) as one regex."""
+    parts = [re.escape(g).replace(r"\*", ".*").replace(r"\?", ".") for g in globs]
+    return re.compile("(?:" + "|".join(parts) + r")\Z", re.IGNORECASE | re.DOTALL)
+
+
+def addrlist_args(args: tuple[Any, ...], lists: dict[str, list[str]]) -> tuple[Any, ...]:
+    """``check_from_in_list('NAME')``'s arguments with the list's globs resolved at load:
+    ``(NAME, globs)``. A list no ``enlist_addrlist`` defines is a load error (the rule is
+    skipped with the reason), not a rule that never hits."""
+    name = str(args[0]).upper() if args else ""
+    globs = tuple(dict.fromkeys(lists.get(name, ())))
+    if not globs:
+        raise ValueError(f"address list not defined: {name or '(none)'}")
+    return (name, globs)
+
+
+def _in_list(v: MessageViews, header: str, args: tuple[Any, ...]) -> int:
+    addr = address_of(_header(v, header))
+    return int(bool(addr) and _glob_re(args[1]).match(addr) is not None)
+
+
+def from_in_list(v: MessageViews, args: tuple[Any, ...]) -> int:
+    return _in_list(v, "from", args)
+
+
+def replyto_in_list(v: MessageViews, args: tuple[Any, ...]) -> int:
+    return _in_list(v, "reply-to", args)
+
+
+ADDRLIST_EVALS = frozenset({"check_from_in_list", "check_replyto_in_list"})
+
+
 def check_args(name: str, args: tuple[Any, ...]) -> None:
     """Refuse (ValueError, the skip reason) eval sub-tests we do not compute, so that their
     rules are reported as skipped rather than silently never hitting."""
@@ -903,6 +941,8 @@ EVALS: dict[str, EvalFn] = {
     "html_tag_exists": html_tag_exists,
     "check_mime_multipart_ratio": multipart_ratio,
     "check_for_mime": check_for_mime,
+    "check_from_in_list": from_in_list,
+    "check_replyto_in_list": replyto_in_list,
 }
 
 _ARG_RE = re.compile(r"""\s*(?:'([^']*)'|"([^"]*)"|([^,\s'"]+))\s*(?:,|$)""")

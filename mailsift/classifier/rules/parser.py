@@ -5,7 +5,8 @@ Syntax (see ``Mail::SpamAssassin::Conf``): one directive a line, ``#`` starts a 
 ``Name:name``, ``:first``/``:last``, ``ALL``, ``ToCc``, ``EnvelopeFrom``, ``MESSAGEID``,
 ``exists:Name``, ``=~``/``!~``, ``[if-unset: ...]``), ``body``, ``rawbody``, ``full``, ``uri``,
 ``meta``, ``describe``, ``score`` (one value or the four score sets: the first, set 0, is
-ours since we run with neither Bayes nor network tests), ``tflags``, the ReplaceTags
+ours since we run with neither Bayes nor network tests), ``tflags``, ``enlist_addrlist``
+(address globs for ``check_from_in_list`` and ``check_replyto_in_list``), the ReplaceTags
 directives (``replace_tag``/``_pre``/``_inter``/``_post``/``_rules``), and the conditional
 blocks ``ifplugin`` / ``if`` / ``else`` / ``endif``. Every other directive (``lang``,
 ``priority``, ``reuse``, ``freemail_domains`` ...) is tolerated and ignored.
@@ -77,6 +78,7 @@ _COMMENT_RE = re.compile(r"(?<!\\)#.*$")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 _HEADER_RE = re.compile(r"^(\S+)\s*(=~|!~)\s*(.+?)(?:\s*\[if-unset:\s?(.*)\])?\s*$")
 _EVAL_RE = re.compile(r"^eval:\s*([A-Za-z_]\w*)\s*\((.*)\)\s*$")
+_ADDRLIST_RE = re.compile(r"^\(\s*([A-Za-z0-9_]+)\s*\)\s*(\S.*)$")
 
 
 @dataclass(slots=True)
@@ -108,6 +110,8 @@ class ParsedRules:
     # 3: both). One value on the ``score`` line stands for all four.
     score_sets: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
     tflags: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # ``enlist_addrlist (NAME) glob ...``: address lists for check_from_in_list and friends
+    addrlists: dict[str, list[str]] = field(default_factory=dict)
     inactive: dict[str, str] = field(default_factory=dict)  # name -> hiding condition
     unsupported: dict[str, str] = field(default_factory=dict)  # name -> reason
     warnings: list[str] = field(default_factory=list)
@@ -246,6 +250,13 @@ def _directive(key: str, rest: str, where: str, out: ParsedRules) -> None:
         bits = rest.split(None, 1)
         if len(bits) == 2:
             getattr(out, key)[bits[0]] = bits[1].strip()
+    elif key == "enlist_addrlist":
+        m = _ADDRLIST_RE.match(rest)
+        if m is None:
+            out.warnings.append(f"{where}: bad enlist_addrlist {rest[:60]!r}")
+        else:
+            globs = [g.lower() for g in m.group(2).split()]
+            out.addrlists.setdefault(m.group(1).upper(), []).extend(globs)
     elif key == "replace_rules":
         out.replace_rules.update(rest.split())
     elif key == "replace_start" and rest:
