@@ -98,9 +98,11 @@ def serve_api(
 
 
 def log_to_stderr(level: str) -> None:
-    """The servers' plain log lines on stderr at ``level`` (a Python level name)."""
+    """The servers' plain log lines on stderr at ``level`` (a Python level name), each with
+    the process id after the logger's name (the workers of one command share the stream)."""
     logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
     )
 
 
