@@ -31,10 +31,10 @@ def build_milter(settings: Any, sock: Any = None) -> Any:
     from mailsift.process import trim_heap
     from mailsift.smtpd.milter import MilterServer
 
-    service, _store, checks = build_scoring(settings)
+    service, _store, checks, sync = build_scoring(settings)
     gc.freeze()  # long-lived model and rules: keep them out of every GC pass
     trim_heap()
-    return MilterServer(settings, service, checks=checks, sock=sock)
+    return MilterServer(settings, service, checks=checks, sock=sock, model_sync=sync)
 
 
 @serve_app.command("milter")
@@ -71,7 +71,6 @@ def serve_milter(
         serve_workers(settings, n)
         return
     serve_in_process(
-        settings,
         build_milter(settings),
         lambda server: server.stop(),
         lambda server: typer.echo(f"mailsift milter on {server.address}"),

@@ -76,7 +76,6 @@ def serve_spamd(
         serve_workers(settings, n)
         return
     serve_in_process(
-        settings,
         build_spamd(settings),
         _stop,
         lambda server: _banner(settings, server.port, 1),

@@ -404,11 +404,15 @@ class MilterServer(LoopThread):
         *,
         scoring: Scoring | None = None,
         sock: socket.socket | None = None,
+        model_sync: Any = None,
     ) -> None:
         """``sock``: a listening socket (TCP or Unix) to serve on, bound by the supervisor
-        of ``mailsift serve milter``'s workers, which also removes the Unix socket's file."""
+        of ``mailsift serve milter``'s workers, which also removes the Unix socket's file.
+        ``model_sync``: the ModelSync that follows model reloads for ``service``, made
+        before its model was loaded; the serving command starts it."""
         super().__init__()
         self._sock = sock
+        self.model_sync = model_sync
         self.settings = settings
         if scoring is None:
             if settings.api.scorer_url:

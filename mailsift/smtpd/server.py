@@ -328,9 +328,13 @@ class FilterServer(LoopThread):
         submission_socket: socket.socket | None = None,
         counter: ConnectionCounter | SharedConnectionCounter | None = None,
         clean_spool_tmp: bool = True,
+        model_sync: Any = None,
     ) -> None:
         super().__init__()
         self.settings = settings
+        # the ModelSync that follows model reloads for ``service``, made before its model
+        # was loaded; the serving command starts it (mailsift.commands.serve)
+        self.model_sync = model_sync
         smtp = settings.smtp
         self._accounts_store: Store | None = None
         if accounts is None and smtp.accounts_file is not None:

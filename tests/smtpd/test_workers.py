@@ -70,15 +70,20 @@ def test_shared_table_counts_across_processes_and_forgets_a_dead_worker() -> Non
 
 class Workers:
     """``mailsift serve smtp --workers N`` in a subprocess, ready once it printed its
-    banner (every worker listens)."""
+    banner (every worker listens); with ``wait=False`` returned at once (``wait_banner``
+    waits later)."""
 
-    def __init__(self, tmp_path: Path, env: dict[str, str], n: int = 2) -> None:
+    def __init__(self, tmp_path: Path, env: dict[str, str], n: int = 2, wait: bool = True) -> None:
         self.log_path = tmp_path / "serve.log"
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([MAILSIFT, "serve", "smtp", "--workers", str(n)], env=env,
                                      stdout=self.log, stderr=self.log)  # fmt: skip
         self.n = n
-        deadline = time.monotonic() + 180
+        if wait:
+            self.wait_banner()
+
+    def wait_banner(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
         while "mailsift SMTP filter on" not in self.text():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.kill()
