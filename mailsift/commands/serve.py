@@ -123,7 +123,9 @@ def _started(server: Any, stop: Callable[[Any], None], reloads: bool) -> Any:
     server.start()
     sync = getattr(server, "model_sync", None) if reloads else None
     if sync is not None:
-        sync.start(server.scoring.service.reload_model)
+        # the spamd server holds its scoring service; the SMTP filter and milter, a scorer
+        service = getattr(server, "service", None) or server.scoring.service
+        sync.start(service.reload_model)
 
     def halt() -> None:
         if sync is not None:

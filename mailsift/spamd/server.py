@@ -56,15 +56,23 @@ class SpamdServer(LoopThread):
     """The spamd protocol server; ``start()`` runs it on its own event loop thread."""
 
     def __init__(
-        self, settings: Settings, service: Any, *, sock: socket.socket | None = None
+        self,
+        settings: Settings,
+        service: Any,
+        *,
+        sock: socket.socket | None = None,
+        model_sync: Any = None,
     ) -> None:
         """``sock``: a listening socket to serve on (a worker of ``mailsift serve spamd``
-        is given its supervisor's) instead of binding ``spamd.host:port``."""
+        is given its supervisor's) instead of binding ``spamd.host:port``. ``model_sync``:
+        the ``mailsift.api.reload.ModelSync`` the serving command starts, so the service
+        follows the API's model reloads."""
         super().__init__()
         self._sock = sock
         self.settings = settings
         self.cfg = settings.spamd
         self.service = service
+        self.model_sync = model_sync
         self.hostname = self.cfg.hostname or socket.gethostname()
         self.networks = [ipaddress.ip_network(n, strict=False) for n in self.cfg.allowed_networks]
         self.tls_context: ssl.SSLContext | None = None
