@@ -51,6 +51,7 @@ from mailsift.smtpd.limits import (
 from mailsift.smtpd.relay import RecipientPolicy
 from mailsift.smtpd.runner import CheckRunner, StageOutcome
 from mailsift.smtpd.scoring import Scoring
+from mailsift.store.base import StoreError
 from mailsift.verdict import Action, Envelope, Verdict
 
 if TYPE_CHECKING:
@@ -184,7 +185,11 @@ class FilterHandler:
         ip = st.ctx.client_ip
         if self.accounts is None:
             return "504 5.5.4 Unrecognized authentication type"
-        if self.throttle.blocked(ip):
+        try:
+            blocked = await asyncio.to_thread(self.throttle.blocked, ip)
+        except StoreError as exc:  # the failure count is in the store: no AUTH without it
+            return _counted(_AUTH_TEMPFAIL, "auth_store", exc)
+        if blocked:
             return _counted(
                 "454 4.7.0 Too many failed authentication attempts, try again later",
                 "auth_throttle",
@@ -200,13 +205,18 @@ class FilterHandler:
         if creds is None:
             return None  # the client aborted or sent bad base64; aiosmtpd already answered
         user, password = creds
-        ok: bool = bool(user) and await asyncio.to_thread(self.accounts.verify, user, password)
+        try:
+            ok = bool(user) and await asyncio.to_thread(self.accounts.verify, user, password)
+            if not ok:
+                await asyncio.to_thread(self.throttle.failure, ip, user.lower())
+            else:
+                await asyncio.to_thread(self.throttle.success, ip, user.lower())
+        except StoreError as exc:  # accounts or the failure count unreachable
+            return _counted(_AUTH_TEMPFAIL, "auth_store", exc)
         if not ok:
-            self.throttle.failure(ip)
             log.info("AUTH failed for %r from %s", user, ip)
             await asyncio.sleep(self.smtp.auth_failure_delay)
             return "535 5.7.8 Authentication credentials invalid"
-        self.throttle.success(ip)
         session.authenticated = True
         session.auth_data = user  # type: ignore[assignment]
         st.ctx.auth_user = user.lower()
@@ -441,6 +451,10 @@ def _delayed(out: StageOutcome) -> tuple[str, CheckAction, str, bool] | None:
     if not out.reply:
         return None
     return out.reply, out.action, out.reason, out.outage
+
+
+# RFC 4954: 454 4.7.0 "Temporary authentication failure"
+_AUTH_TEMPFAIL = "454 4.7.0 Temporary authentication failure, try again later"
 
 
 def _counted(reply: str, reason: str, detail: object = "", outage: bool = True) -> str:

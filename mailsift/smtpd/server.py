@@ -358,7 +358,12 @@ class FilterServer(LoopThread):
         self.counter = counter or ConnectionCounter(smtp.max_connections_per_ip)
         self._smtp_socket = smtp_socket
         self._submission_socket = submission_socket
-        self.throttle = AuthThrottle(smtp.auth_failures_before_throttle, smtp.auth_throttle_window)
+        # failed AUTH counted in the accounts' store: one limit for every worker and node
+        self.throttle = AuthThrottle(
+            smtp.auth_failures_before_throttle,
+            smtp.auth_throttle_window,
+            store=accounts.store if accounts is not None else None,
+        )
         self.recipients = RecipientPolicy(smtp, accounts)
         self.spool: Spool | None = (
             Spool(settings.spool_dir, clean_tmp=clean_spool_tmp) if smtp.mode == "spool" else None
