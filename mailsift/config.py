@@ -319,6 +319,7 @@ class MilterSettings(BaseModel):
     socket: Path | None = None  # a Unix socket instead of TCP (Postfix: unix:/path)
     socket_mode: int = 0o660
     idle_timeout: float = 600.0  # an MTA connection silent this long is closed
+    shutdown_timeout: float = 30.0  # on SIGTERM, seconds the messages under way may take
     # worker processes of `mailsift serve milter`; 0: one per CPU core; 1: one process
     workers: int = Field(default=0, ge=0)
     max_message_size: int = 25 * 1024 * 1024  # beyond: 552 5.3.4 (the MTA's own limit first)

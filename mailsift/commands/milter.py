@@ -72,7 +72,7 @@ def serve_milter(
         return
     serve_in_process(
         build_milter(settings),
-        lambda server: server.stop(),
+        lambda server: server.stop(drain=settings.milter.shutdown_timeout),
         lambda server: typer.echo(f"mailsift milter on {server.address}"),
     )
 
@@ -96,7 +96,7 @@ def serve_workers(settings: Any, n: int) -> None:
             n,
             settings,
             lambda _index: build_milter(settings, sock=sock),
-            lambda server: server.stop(),
+            lambda server: server.stop(drain=settings.milter.shutdown_timeout),
             lambda: typer.echo(f"mailsift milter on {address}, {n} workers"),
         )
     finally:
