@@ -261,6 +261,9 @@ class SmtpSettings(BaseModel):
     )
     relay_networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     relay_allowed_recipients: list[str] = Field(default_factory=list)  # Type 2 wildcards
+    # networks whose clients may send XFORWARD (the Postfix in front, as a before-queue proxy
+    # or a content filter): the checks then see the original client; empty: not offered
+    xforward_hosts: list[str] = Field(default_factory=list)
     next_hop_host: str = "127.0.0.1"
     next_hop_port: int = 10025
     mode: Literal["proxy", "spool"] = "proxy"

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 import ssl
 import weakref
@@ -45,7 +46,7 @@ from mailsift.loopthread import LoopThread
 from mailsift.smtpd.accounts import Accounts
 from mailsift.smtpd.addresses import MAX_PATH, split_path
 from mailsift.smtpd.checks.base import Check
-from mailsift.smtpd.handler import FilterHandler, QuarantineLike
+from mailsift.smtpd.handler import XFORWARD_ATTRS, FilterHandler, QuarantineLike
 from mailsift.smtpd.limits import AuthThrottle, ConnectionCounter, SharedConnectionCounter
 from mailsift.smtpd.relay import RecipientPolicy
 from mailsift.smtpd.runner import CheckRunner
@@ -55,6 +56,8 @@ from mailsift.smtpd.tls import server_context
 from mailsift.store.base import Store
 
 log = logging.getLogger("mailsift.smtpd.server")
+
+_XTEXT_RE = re.compile(r"\+([0-9A-Fa-f]{2})")  # RFC 3461 xtext: "+XX" is a byte
 
 
 class FilterSMTP(SMTP):
@@ -203,6 +206,26 @@ class FilterSMTP(SMTP):
             return "TLS"
         cipher = obj.cipher()
         return f"{obj.version()} with cipher {cipher[0]}" if cipher else str(obj.version())
+
+    # ---- XFORWARD --------------------------------------------------------------------------
+    async def smtp_XFORWARD(self, arg: str | None) -> None:
+        """Postfix's XFORWARD (offered in EHLO only to ``smtp.xforward_hosts``): attributes
+        ``NAME=value`` in xtext; ``[UNAVAILABLE]`` and ``[TEMPUNAVAIL]`` mean unknown."""
+        if await self.check_helo_needed():
+            return
+        if not arg or not arg.strip():
+            await self.push("501 5.5.4 Syntax: XFORWARD attribute=value...")
+            return
+        attrs: dict[str, str] = {}
+        for item in arg.split():
+            name, eq, value = item.partition("=")
+            if not eq or name.upper() not in XFORWARD_ATTRS:
+                await self.push(f"501 5.5.4 Bad XFORWARD attribute name: {name[:40]}")
+                return
+            value = _XTEXT_RE.sub(lambda m: chr(int(m.group(1), 16)), value)
+            if value not in ("[UNAVAILABLE]", "[TEMPUNAVAIL]"):
+                attrs[name.upper()] = value
+        await self.push(await self.event_handler.xforward(self, attrs))
 
     # ---- DATA -----------------------------------------------------------------------------
     async def smtp_DATA(self, arg: str) -> None:
