@@ -149,8 +149,10 @@ def no_failures(ui_server: UiServer) -> Iterator[None]:
     ui_server.store.execute("DELETE FROM ui_login_failures")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    """Chromium, per test module: Playwright's sync API keeps an event loop running in this
+    thread while it is open, which asyncio tests of later modules must not find."""
     from playwright.sync_api import sync_playwright
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
