@@ -8,7 +8,9 @@ both sockets listen (port 0 picks a free port: read ``.port`` / ``.submission_po
 ``stop()`` closes them, finishes the spool runner and joins the thread; ``stop(drain=T)``
 first stops listening and lets the sessions in a transaction finish it, for up to ``T``
 seconds (idle sessions, and each session once its transaction ended, are told
-``421 4.3.2`` and closed), which is what SIGTERM does to ``mailsift serve smtp``.
+``421 4.3.2`` and closed), which is what SIGTERM does to ``mailsift serve smtp``. Scoring
+in-process, the verdict records are written by a ``VerdictWriter`` (in batches, off the path
+of the reply); ``stop()`` writes those still queued once the sessions are over.
 
 One of several worker processes (``mailsift.smtpd.workers``), it is given the listening
 sockets its supervisor bound (``smtp_socket`` / ``submission_socket``) and a connection
@@ -52,6 +54,7 @@ from mailsift.smtpd.runner import CheckRunner
 from mailsift.smtpd.scoring import HttpScoring, InProcessScoring, Scoring
 from mailsift.smtpd.spool import Spool, SpoolRunner
 from mailsift.smtpd.tls import server_context
+from mailsift.smtpd.verdicts import VerdictWriter
 from mailsift.store.base import Store
 
 log = logging.getLogger("mailsift.smtpd.server")
@@ -340,11 +343,17 @@ class FilterServer(LoopThread):
             self._accounts_store = open_store_for(settings)
             accounts = Accounts(self._accounts_store, import_file=smtp.accounts_file)
         self.accounts = accounts
+        self.verdict_writer: VerdictWriter | None = None
         if scoring is None:
             if settings.api.scorer_url:
                 scoring = HttpScoring(settings.api.scorer_url, settings.api.scorer_api_key)
             elif service is not None:
-                scoring = InProcessScoring(service)
+                # the reply waits for the next hop or the spool, not for the verdict record
+                # (a service without a store of its own records, if at all, as it scores)
+                store = getattr(service, "store", None)
+                if store is not None and hasattr(service, "verdict_record"):
+                    self.verdict_writer = VerdictWriter(store.verdicts.add_many)
+                scoring = InProcessScoring(service, self.verdict_writer)
         self.scoring = scoring
         self.checks = list(checks or [])
         self.quarantine = quarantine
@@ -518,6 +527,8 @@ class FilterServer(LoopThread):
             self._metrics.server_close()
             self._metrics = None
         self._stop_thread()
+        if self.verdict_writer is not None:  # the sessions are over: write what is queued
+            self.verdict_writer.close(max(drain, self.settings.smtp.shutdown_timeout))
         if self._accounts_store is not None:
             self._accounts_store.close()
             self._accounts_store = None
