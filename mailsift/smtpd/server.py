@@ -47,6 +47,7 @@ from mailsift.loopthread import LoopThread
 from mailsift.smtpd.accounts import Accounts
 from mailsift.smtpd.addresses import MAX_PATH, split_path
 from mailsift.smtpd.checks.base import Check
+from mailsift.smtpd.delivery import NextHopPool
 from mailsift.smtpd.handler import FilterHandler, QuarantineLike
 from mailsift.smtpd.limits import AuthThrottle, ConnectionCounter, SharedConnectionCounter
 from mailsift.smtpd.relay import RecipientPolicy
@@ -369,6 +370,7 @@ class FilterServer(LoopThread):
             Spool(settings.spool_dir, clean_tmp=clean_spool_tmp) if smtp.mode == "spool" else None
         )
         self.spool_runner: SpoolRunner | None = None
+        self.next_hop: NextHopPool | None = None
         self.port: int | None = None
         self.submission_port: int | None = None
         self._servers: list[asyncio.base_events.Server] = []
@@ -419,6 +421,15 @@ class FilterServer(LoopThread):
                 max_age=smtp.spool_max_age,
                 concurrency=smtp.spool_concurrency,
             )
+        if smtp.mode == "proxy":
+            self.next_hop = NextHopPool(
+                smtp.next_hop_host,
+                smtp.next_hop_port,
+                helo=smtp.hostname,
+                timeout=smtp.delivery_timeout,
+                max_idle=smtp.next_hop_idle_connections,
+                idle_time=smtp.next_hop_idle_time,
+            )
         self.handler = FilterHandler(
             self.settings,
             runner=CheckRunner(self.checks, smtp.check_timeout),
@@ -429,6 +440,7 @@ class FilterServer(LoopThread):
             spool=self.spool,
             spool_runner=self.spool_runner,
             auth_throttle=self.throttle,
+            next_hop=self.next_hop,
         )
         loop = asyncio.get_running_loop()
         if self._smtp_socket is not None:
@@ -477,6 +489,8 @@ class FilterServer(LoopThread):
                 proto.transport.close()
         if self.spool_runner is not None:
             await self.spool_runner.stop()
+        if self.next_hop is not None:
+            await self.next_hop.close()
         await asyncio.sleep(0.05)
         current = asyncio.current_task()
         rest = [t for t in asyncio.all_tasks() if t is not current]
