@@ -111,6 +111,11 @@ class VerdictWriter:
         with self._cond:
             return len(self._queue) + (1 if self._busy else 0)
 
+    def queued(self) -> int:
+        """Records waiting for a write to begin (``max_queued`` bounds them)."""
+        with self._cond:
+            return len(self._queue)
+
     def flush(self, timeout: float) -> bool:
         """Wait until every record queued so far is written (True), or ``timeout`` s."""
         deadline = time.monotonic() + timeout

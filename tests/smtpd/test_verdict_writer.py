@@ -82,7 +82,7 @@ def test_a_full_queue_is_refused_until_it_drains(
     writer = VerdictWriter(sqlite_store.verdicts.add_many, max_queued=3)
     try:
         writer.submit(_record("a0"), None)
-        assert _wait(lambda: writer.pending() == 1 and writer.refusal() is None)
+        assert _wait(lambda: writer.pending() == 1 and writer.queued() == 0)  # waits for the lock
         for vid in ("a1", "a2", "a3"):
             writer.submit(_record(vid), None)
         assert writer.refusal() is not None
