@@ -433,7 +433,7 @@ async def _quietly_end(conn: _Conn) -> None:
 
 
 def _has_8bit(data: bytes) -> bool:
-    return any(b > 127 for b in data)
+    return not data.isascii()
 
 
 def deliver(

@@ -306,3 +306,19 @@ def test_a_connection_whose_message_was_refused_is_not_kept(filter_factory, sink
     time.sleep(0.3)
     assert sink.raw_messages() == [] or all(b"body r" not in r for r in sink.raw_messages())
     assert srv.next_hop is not None and srv.next_hop.opened == 2
+
+
+def test_8bit_content_is_sent_with_body_8bitmime(smtp_filter, smtp_sink) -> None:
+    body = "Subject: caf\u00e9\r\n\r\nd\u00e9j\u00e0 vu\r\n".encode()
+    ascii_body = _message("plain")
+    for data in (body, ascii_body):
+        c = client(smtp_filter.port)
+        try:
+            c.docmd("MAIL FROM:<a@example.org>")
+            c.docmd("RCPT TO:<bob@mailsift.test>")
+            assert c.data(data)[0] == 250
+        finally:
+            c.quit()
+    msgs = smtp_sink.wait_for(2)
+    args = sorted(m["X-Mail-Args"] for m in msgs)
+    assert args == ["<a@example.org>", "<a@example.org> BODY=8BITMIME"]
