@@ -2,9 +2,10 @@
 
 Scoring: ``InProcessScoring`` calls ``mailsift.service.ScoringService.score`` in a worker
 thread (the SMTP filter gives it a ``VerdictWriter``: the verdict record is then written in
-batches by a background thread, off the path of the SMTP reply); ``HttpScoring`` calls the HTTP API (``settings.api.scorer_url`` with the bearer key
-``settings.api.scorer_api_key``). Any failure raises ``ScoringUnavailable`` and the filter
-answers ``451 4.3.0``: an unscored message is never accepted silently.
+batches by a background thread, off the path of the SMTP reply); ``HttpScoring`` calls the
+HTTP API (``settings.api.scorer_url`` with the bearer key ``settings.api.scorer_api_key``).
+Any failure raises ``ScoringUnavailable`` and the filter answers ``451 4.3.0``: an unscored
+message is never accepted silently.
 """
 
 from __future__ import annotations
