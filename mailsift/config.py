@@ -261,6 +261,9 @@ class SmtpSettings(BaseModel):
     )
     relay_networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     relay_allowed_recipients: list[str] = Field(default_factory=list)  # Type 2 wildcards
+    # networks whose clients may send XFORWARD (the Postfix in front, as a before-queue proxy
+    # or a content filter): the checks then see the original client; empty: not offered
+    xforward_hosts: list[str] = Field(default_factory=list)
     next_hop_host: str = "127.0.0.1"
     next_hop_port: int = 10025
     mode: Literal["proxy", "spool"] = "proxy"
@@ -323,6 +326,7 @@ class MilterSettings(BaseModel):
     socket: Path | None = None  # a Unix socket instead of TCP (Postfix: unix:/path)
     socket_mode: int = 0o660
     idle_timeout: float = 600.0  # an MTA connection silent this long is closed
+    shutdown_timeout: float = 30.0  # on SIGTERM, seconds the messages under way may take
     # worker processes of `mailsift serve milter`; 0: one per CPU core; 1: one process
     workers: int = Field(default=0, ge=0)
     max_message_size: int = 25 * 1024 * 1024  # beyond: 552 5.3.4 (the MTA's own limit first)

@@ -70,10 +70,13 @@ Authenticate with an API key as a bearer token (`mailsift keys create`). Scopes:
 def _start(app: FastAPI, settings: Settings) -> None:
     """Build what the worker needs (runs in a thread: loading a model is slow). Without a
     model the worker still serves /healthz, /readyz (503, with the reason) and API keys."""
+    sync: ModelSync | None = None
     if app.state.service is None:
         store: Store = open_store_for(settings)
         app.state.store = store
         app.state.keys = ApiKeys(store, settings.api.key_cache_seconds)
+        # the generation is read before the model is loaded (mailsift.api.reload)
+        sync = _model_sync(settings, store)
         try:
             app.state.service = ScoringService(
                 settings, store=store, model_resolver=resolve_serving_model
@@ -83,6 +86,8 @@ def _start(app: FastAPI, settings: Settings) -> None:
             log_event(log, "scoring service failed to start", logging.ERROR, error=str(exc))
             return
     service: ScoringService = app.state.service
+    if sync is None:  # a service handed in: its model is loaded already
+        sync = _model_sync(settings, service.store)
     # The model and the compiled rules are long-lived: move them out of the cyclic GC's
     # reach, or every collection walks them (parsing ran ~4x slower without this).
     gc.collect()
@@ -97,15 +102,15 @@ def _start(app: FastAPI, settings: Settings) -> None:
         trim_heap()
         metrics.set_model_version(service.model_version)
 
-    sync = ModelSync(
-        generation_file(settings.paths.var_dir),
-        follow,
-        settings.api.reload_poll_seconds,
-        store=service.store,
-    )
-    sync.start()
+    sync.start(follow)
     app.state.model_sync = sync
     log_event(log, "api worker ready", pid=os.getpid(), model_version=service.model_version)
+
+
+def _model_sync(settings: Settings, store: Store) -> ModelSync:
+    return ModelSync(
+        generation_file(settings.paths.var_dir), settings.api.reload_poll_seconds, store=store
+    )
 
 
 def _stop(app: FastAPI) -> None:

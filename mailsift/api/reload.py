@@ -11,6 +11,12 @@ Given the store, the generation is also written to the store (``store.generation
 polled from there: every node on a shared store (its API workers, its SMTP filter, its
 milter) follows a reload made on any node. A store that cannot be read keeps the last
 generation seen (no reload, no error beyond a log line).
+
+A process makes its ``ModelSync`` before it loads its model and starts it once the model
+serves: the generation it starts from is read first, so a reload announced while the model
+loads (a worker starting or restarted while another node promotes a model) is followed. Read
+after the load, that generation would be taken for the loaded model's, which may be the one
+before it, served until the next reload.
 """
 
 from __future__ import annotations
@@ -37,17 +43,12 @@ GENERATION_KEY = "serving"
 
 class ModelSync:
     """Polls the generation file (and the store's generation) in a daemon thread and calls
-    ``reload`` on a change."""
+    ``reload`` on a change. The generation it starts from is read here: make it before the
+    model is loaded (module docstring), then ``start(reload)``."""
 
-    def __init__(
-        self,
-        path: Path,
-        reload: Callable[[], object],
-        poll_seconds: float = 1.0,
-        store: Any = None,
-    ) -> None:
+    def __init__(self, path: Path, poll_seconds: float = 1.0, store: Any = None) -> None:
         self.path = path
-        self.reload = reload
+        self.reload: Callable[[], object] | None = None
         self.poll_seconds = poll_seconds
         self.store = store
         self._shared = ""
@@ -81,7 +82,10 @@ class ModelSync:
         return generation
 
     def check(self) -> bool:
-        """Reload when another worker bumped the generation; True when it did."""
+        """Reload when another worker bumped the generation; True when it did. Before
+        ``start`` nothing is read: the change is left for the first check after it."""
+        if self.reload is None:
+            return False
         current = self._read()
         if not current or current == self._seen:
             return False
@@ -93,7 +97,9 @@ class ModelSync:
             log_event(log, "model reload failed", logging.ERROR, error=str(exc))
         return True
 
-    def start(self) -> None:
+    def start(self, reload: Callable[[], object]) -> None:
+        """Call ``reload`` on every generation change from now on (polled in a thread)."""
+        self.reload = reload
         if self.poll_seconds <= 0 or self._thread is not None:
             return
         self._thread = threading.Thread(target=self._run, name="model-sync", daemon=True)

@@ -31,10 +31,10 @@ def build_milter(settings: Any, sock: Any = None) -> Any:
     from mailsift.process import trim_heap
     from mailsift.smtpd.milter import MilterServer
 
-    service, _store, checks = build_scoring(settings)
+    service, _store, checks, sync = build_scoring(settings)
     gc.freeze()  # long-lived model and rules: keep them out of every GC pass
     trim_heap()
-    return MilterServer(settings, service, checks=checks, sock=sock)
+    return MilterServer(settings, service, checks=checks, sock=sock, model_sync=sync)
 
 
 @serve_app.command("milter")
@@ -71,9 +71,8 @@ def serve_milter(
         serve_workers(settings, n)
         return
     serve_in_process(
-        settings,
         build_milter(settings),
-        lambda server: server.stop(),
+        lambda server: server.stop(drain=settings.milter.shutdown_timeout),
         lambda server: typer.echo(f"mailsift milter on {server.address}"),
     )
 
@@ -97,7 +96,7 @@ def serve_workers(settings: Any, n: int) -> None:
             n,
             settings,
             lambda _index: build_milter(settings, sock=sock),
-            lambda server: server.stop(),
+            lambda server: server.stop(drain=settings.milter.shutdown_timeout),
             lambda: typer.echo(f"mailsift milter on {address}, {n} workers"),
         )
     finally:

@@ -98,9 +98,11 @@ def serve_api(
 
 
 def log_to_stderr(level: str) -> None:
-    """The servers' plain log lines on stderr at ``level`` (a Python level name)."""
+    """The servers' plain log lines on stderr at ``level`` (a Python level name), each with
+    the process id after the logger's name (the workers of one command share the stream)."""
     logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
     )
 
 
@@ -113,14 +115,17 @@ def with_block(settings: Any, block: str, **values: Any) -> Any:
     return settings.model_copy(update={block: getattr(settings, block).model_copy(update=updates)})
 
 
-def _started(settings: Any, server: Any, stop: Callable[[Any], None], reloads: bool) -> Any:
-    """Start ``server``; with ``reloads``, follow the API's model reloads. Returns the
+def _started(server: Any, stop: Callable[[Any], None], reloads: bool) -> Any:
+    """Start ``server``; with ``reloads``, follow the API's model reloads: the server's
+    ``model_sync`` (None when it scores over HTTP), made before its model was loaded
+    (``mailsift.api.reload``), calls its scoring service's ``reload_model``. Returns the
     function that stops both."""
-    from mailsift.commands.smtp import follow_model_reloads
-
     server.start()
-    service = getattr(server.scoring, "service", None) if reloads else None
-    sync = follow_model_reloads(settings, service) if reloads else None
+    sync = getattr(server, "model_sync", None) if reloads else None
+    if sync is not None:
+        # the spamd server holds its scoring service; the SMTP filter and milter, a scorer
+        service = getattr(server, "service", None) or server.scoring.service
+        sync.start(service.reload_model)
 
     def halt() -> None:
         if sync is not None:
@@ -131,7 +136,6 @@ def _started(settings: Any, server: Any, stop: Callable[[Any], None], reloads: b
 
 
 def serve_in_process(
-    settings: Any,
     server: Any,
     stop: Callable[[Any], None],
     banner: Callable[[Any], None],
@@ -142,7 +146,7 @@ def serve_in_process(
     SIGINT, then ``stop(server)``."""
     from mailsift.smtpd.workers import wait_for_signal
 
-    halt = _started(settings, server, stop, reloads)
+    halt = _started(server, stop, reloads)
     banner(server)
     wait_for_signal()
     halt()
@@ -166,7 +170,7 @@ def serve_with_workers(
     from mailsift.smtpd.workers import serve_until_stopped, supervise
 
     def worker(index: int, ready: Any) -> int:
-        return serve_until_stopped(None, _started(settings, build(index), stop, reloads), ready)
+        return serve_until_stopped(None, _started(build(index), stop, reloads), ready)
 
     code = supervise(
         name,

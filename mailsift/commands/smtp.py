@@ -33,43 +33,33 @@ from mailsift.commands.serve import serve_app
 log = logging.getLogger("mailsift.smtpd")
 
 
-def build_scoring(settings: Any) -> tuple[Any, Any, list[Any]]:
-    """(scoring service or None when scoring over HTTP, store, checks) from settings: what
-    the SMTP filter and the milter share."""
+def build_scoring(settings: Any) -> tuple[Any, Any, list[Any], Any]:
+    """(scoring service or None when scoring over HTTP, store, checks, model sync) from
+    settings: what the SMTP filter and the milter share. The model sync
+    (``mailsift.api.reload.ModelSync``, None when scoring over HTTP) is made before the
+    model is loaded, so a reload announced meanwhile is followed; the serving command starts
+    it once the server runs (``mailsift.commands.serve``)."""
+    from mailsift.api.reload import ModelSync, generation_file
     from mailsift.process import resolve_serving_model
     from mailsift.store import open_store_for
 
     service: Any = None
-    if settings.api.scorer_url:
-        store = open_store_for(settings)
-    else:
+    sync: Any = None
+    store = open_store_for(settings)
+    if not settings.api.scorer_url:
         from mailsift.service import ScoringService
 
+        sync = ModelSync(
+            generation_file(settings.paths.var_dir),
+            settings.api.reload_poll_seconds,
+            store=store,
+        )
         # the champion is looked up in a child process, as the API workers do: MLflow (and
         # the pandas it imports, ~150 MB) never enters the filter's process
-        service = ScoringService(settings, model_resolver=resolve_serving_model)
-        store = service.store
+        service = ScoringService(settings, store=store, model_resolver=resolve_serving_model)
     from mailsift.smtpd.checks import build_checks
 
-    return service, store, list(build_checks(settings, store=store))
-
-
-def follow_model_reloads(settings: Any, service: Any) -> Any:
-    """Reload the in-process model when any API worker or node reloads it (the generation
-    file in the var dir and the store's ``model_generation``; ``mailsift.api.reload``).
-    Returns the started ``ModelSync`` (None when scoring over HTTP)."""
-    if service is None:
-        return None
-    from mailsift.api.reload import ModelSync, generation_file
-
-    sync = ModelSync(
-        generation_file(settings.paths.var_dir),
-        service.reload_model,
-        settings.api.reload_poll_seconds,
-        store=service.store,
-    )
-    sync.start()
-    return sync
+    return service, store, list(build_checks(settings, store=store)), sync
 
 
 def build_server(settings: Any, **server_args: Any) -> Any:
@@ -80,7 +70,7 @@ def build_server(settings: Any, **server_args: Any) -> Any:
     from mailsift.smtpd.accounts import Accounts
     from mailsift.smtpd.server import FilterServer
 
-    service, store, checks = build_scoring(settings)
+    service, store, checks, sync = build_scoring(settings)
     if service is not None:  # the public suffix list loads now, not during the first message
         from mailsift.message import registrable_domain
 
@@ -98,6 +88,7 @@ def build_server(settings: Any, **server_args: Any) -> Any:
         checks=checks,
         quarantine=quarantine,
         accounts=accounts if auth else None,
+        model_sync=sync,
         **server_args,
     )
 
@@ -132,7 +123,6 @@ def serve_smtp(
         serve_workers(settings, n)
         return
     serve_in_process(
-        settings,
         build_server(settings),
         lambda server: server.stop(drain=settings.smtp.shutdown_timeout),
         lambda server: _banner(settings, server.port, server.submission_port, 1),

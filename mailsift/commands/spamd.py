@@ -24,16 +24,23 @@ from mailsift.commands.serve import serve_app
 def build_spamd(settings: Any, sock: Any = None) -> Any:
     """The SpamdServer over a ScoringService built from settings (not started); ``sock``:
     the listening socket a worker inherited."""
+    from mailsift.api.reload import ModelSync, generation_file
     from mailsift.process import resolve_serving_model, trim_heap
     from mailsift.service import ScoringService
     from mailsift.spamd.server import SpamdServer
+    from mailsift.store import open_store_for
 
+    store = open_store_for(settings)
+    # made before the model loads, so a reload announced meanwhile is followed
+    sync = ModelSync(
+        generation_file(settings.paths.var_dir), settings.api.reload_poll_seconds, store=store
+    )
     # the champion is looked up in a child process, as the API workers and the SMTP filter
     # do: MLflow never enters this process
-    service = ScoringService(settings, model_resolver=resolve_serving_model)
+    service = ScoringService(settings, store=store, model_resolver=resolve_serving_model)
     gc.freeze()  # long-lived model and rules: keep them out of every GC pass
     trim_heap()
-    return SpamdServer(settings, service, sock=sock)
+    return SpamdServer(settings, service, sock=sock, model_sync=sync)
 
 
 @serve_app.command("spamd")
@@ -76,17 +83,16 @@ def serve_spamd(
         serve_workers(settings, n)
         return
     serve_in_process(
-        settings,
         build_spamd(settings),
         _stop,
         lambda server: _banner(settings, server.port, 1),
-        reloads=False,
     )
 
 
 def _stop(server: Any) -> None:
     server.stop()
     server.service.close()
+    server.service.store.close()  # opened by build_spamd, shared with the model sync
 
 
 def _banner(settings: Any, port: int | None, workers: int) -> None:
@@ -112,7 +118,6 @@ def serve_workers(settings: Any, n: int) -> None:
         lambda _index: build_spamd(settings, sock=sock),
         _stop,
         lambda: _banner(settings, port, n),
-        reloads=False,
     )
 
 

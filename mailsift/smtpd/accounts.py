@@ -3,15 +3,21 @@
 Accounts live in the store (``store.accounts``, SQLite or PostgreSQL), one row per login,
 with an argon2id password hash (argon2-cffi), a ``disabled`` flag, an ``admin`` flag (the web
 UI's login reuses ``verify`` and ``is_admin``) and an optional ``expires`` time: an expired
-("old") or disabled account can neither log in nor receive mail. Every call reads the store,
-so ``mailsift accounts ...`` takes effect in a running server at once, on every node sharing
-the store.
+("old") or disabled account can neither log in nor receive mail. Every call but ``exist``
+reads the store, so ``mailsift accounts ...`` takes effect in a running server at once, on
+every node sharing the store.
 
 Accounts used to live in a JSON file (``settings.smtp.accounts_file``). When a store is first
 opened with such a file configured, the file's accounts are imported into it once
 (``import_file``); from then on the store is the only source and the file is not read again.
 
 Logins are addresses (``alice@example.com``) compared case-insensitively.
+
+``exist`` (is there any account at all?) keeps its answer for ``EXIST_REFRESH_SECONDS``: the
+SMTP filter asks it at every RCPT to an address that is no account (with no accounts and no
+mailboxes file every local address is a mailbox). An account added through the same object
+counts at once; one added by another process (the first account restricts the mailboxes to
+the known ones) within that time.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +40,10 @@ from mailsift.store.base import Store
 __all__ = ["Account", "AccountError", "Accounts", "normalise_login", "read_accounts_file"]
 
 log = logging.getLogger(__name__)
+
+# how long ``Accounts.exist`` keeps its answer: an account added by another process (``mailsift
+# accounts add``, another node) counts within this time
+EXIST_REFRESH_SECONDS = 5.0
 
 
 class AccountError(ValueError):
@@ -70,9 +81,14 @@ class Accounts:
         hasher: PasswordHasher | None = None,
         *,
         import_file: Path | None = None,
+        exist_refresh: float = EXIST_REFRESH_SECONDS,
     ) -> None:
         self.store = store
         self.hasher = hasher or PasswordHasher()
+        self.exist_refresh = exist_refresh
+        self._exist_lock = threading.Lock()
+        self._exist: bool | None = None  # None: ask the store
+        self._exist_at = 0.0  # time.monotonic() of that answer
         # verifying an unknown user costs the same as a known one (no user enumeration)
         self._dummy_hash = self.hasher.hash("mailsift-dummy-password")
         if import_file is not None:
@@ -84,6 +100,7 @@ class Accounts:
         if not path.is_file():
             return None
         added = self.store.accounts.import_once(str(path.resolve()), read_accounts_file(path))
+        self._forget_exist()
         if added is not None:
             self.store.audit.record("mailsift", "accounts.import", str(path), {"count": added})
             log.warning(
@@ -108,7 +125,9 @@ class Accounts:
             expires=expires,
             created=time.time(),
         )
-        if not self.store.accounts.add(acc):
+        added = self.store.accounts.add(acc)
+        self._forget_exist()
+        if not added:
             raise AccountError(f"account {name} exists")
         return acc
 
@@ -141,6 +160,20 @@ class Accounts:
 
     def __len__(self) -> int:
         return self.store.accounts.count()
+
+    def exist(self) -> bool:
+        """Whether there is any account (disabled and expired ones too), as ``len(self) > 0``
+        but asked of the store at most every ``exist_refresh`` seconds (module docstring)."""
+        with self._exist_lock:
+            now = time.monotonic()
+            if self._exist is None or now - self._exist_at >= self.exist_refresh:
+                self._exist = self.store.accounts.count() > 0
+                self._exist_at = now
+            return self._exist
+
+    def _forget_exist(self) -> None:
+        with self._exist_lock:
+            self._exist = None
 
     # ---- queries -----------------------------------------------------------------------
     def get(self, name: str) -> Account | None:

@@ -24,6 +24,7 @@ anyone about blocked mail.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 import uuid
@@ -48,9 +49,10 @@ from mailsift.smtpd.limits import (
     inspect_line_endings,
     normalise_line_endings,
 )
-from mailsift.smtpd.relay import RecipientPolicy
+from mailsift.smtpd.relay import RecipientPolicy, ip_in, parse_networks
 from mailsift.smtpd.runner import CheckRunner, StageOutcome
 from mailsift.smtpd.scoring import Scoring
+from mailsift.store.base import StoreError
 from mailsift.verdict import Action, Envelope, Verdict
 
 if TYPE_CHECKING:
@@ -69,6 +71,9 @@ class ConnState:
 
     ctx: SmtpContext
     our_ip: str = ""
+    peer_ip: str = ""  # the connecting client; ctx.client_ip is the XFORWARD one, if any
+    peer_port: int = 0
+    forwarded: bool = False  # ctx describes a client XFORWARD named
     connect_done: bool = False
     pending: str | None = None  # a delayed CONNECT/HELO-stage refusal
     pending_why: tuple[str, bool] = ("", False)  # (tempfail reason, from an outage)
@@ -76,6 +81,11 @@ class ConnState:
     session_results: dict[str, Any] = field(default_factory=dict)
     deliver_to: list[str] = field(default_factory=list)  # resolved, parallel to rcpt_tos
     messages: int = 0
+
+
+# the attributes Postfix may send (XFORWARD_README); values are xtext, [UNAVAILABLE] and
+# [TEMPUNAVAIL] mean "not known"
+XFORWARD_ATTRS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE")
 
 
 def new_queue_id() -> str:
@@ -107,6 +117,7 @@ class FilterHandler:
         self.quarantine = quarantine
         self.spool = spool
         self.spool_runner = spool_runner
+        self._xforward_nets = parse_networks(self.smtp.xforward_hosts)
         self.throttle = auth_throttle or AuthThrottle(
             self.smtp.auth_failures_before_throttle, self.smtp.auth_throttle_window
         )
@@ -120,7 +131,7 @@ class FilterHandler:
             port = peer[1] if isinstance(peer, tuple) else 0
             ctx = SmtpContext(client_ip=ip, client_port=port, session_id=new_queue_id())
             ctx.in_relay_network = self.recipients.in_relay_network(ip)
-            st = ConnState(ctx=ctx)
+            st = ConnState(ctx=ctx, peer_ip=ip, peer_port=port)
             transport = server.transport
             sock = transport.get_extra_info("sockname") if transport else None
             st.our_ip = sock[0] if isinstance(sock, tuple) else ""
@@ -143,6 +154,23 @@ class FilterHandler:
     # ---- greeting stage ------------------------------------------------------------------
     async def _helo_stage(self, server: SMTP, hostname: str) -> None:
         st = self.state(server)
+        if st.forwarded:  # HELO/EHLO ends what XFORWARD said (as in Postfix)
+            self._set_client(st, st.peer_ip, st.peer_port, None)
+            st.forwarded = False
+        await self._greeting_checks(st, hostname)
+
+    def _set_client(self, st: ConnState, ip: str, port: int, name: str | None) -> None:
+        ctx = st.ctx
+        ctx.client_ip, ctx.client_port = ip, port
+        ctx.in_relay_network = self.recipients.in_relay_network(ip)
+        if name:
+            ctx.extra["client_name"] = name
+        else:
+            ctx.extra.pop("client_name", None)
+        st.connect_done = False  # the CONNECT-stage checks are about this client
+        st.session_results = {}  # and none of the earlier client's results carry over
+
+    async def _greeting_checks(self, st: ConnState, hostname: str) -> None:
         st.ctx.helo = hostname
         self._reset_transaction(st)
         if not st.connect_done:
@@ -165,7 +193,46 @@ class FilterHandler:
         session.host_name = hostname
         out = [r for r in responses if not (r.startswith("250-AUTH") and self.accounts is None)]
         out.insert(len(out) - 1, "250-PIPELINING")
+        if self.xforward_allowed(self.state(server).peer_ip):
+            out.insert(len(out) - 1, "250-XFORWARD " + " ".join(XFORWARD_ATTRS))
         return out
+
+    # ---- XFORWARD (Postfix's XFORWARD_README) ---------------------------------------------
+    def xforward_allowed(self, peer_ip: str) -> bool:
+        return bool(self._xforward_nets) and ip_in(peer_ip, self._xforward_nets)
+
+    async def xforward(self, server: SMTP, attrs: dict[str, str]) -> str:
+        """The Postfix in front names the client it is passing on: from now on (until the
+        next XFORWARD, HELO or EHLO) the checks, the Received field and the verdict see that
+        client; the CONNECT and HELO stages run again for it (their refusals delayed to MAIL,
+        as always). Relaying is still decided by the connecting peer (the Postfix in front
+        applied its own relay restrictions)."""
+        st = self.state(server)
+        if not self.xforward_allowed(st.peer_ip):
+            return "550 5.7.0 Error: insufficient authorization"
+        if server.envelope is not None and server.envelope.mail_from is not None:
+            return "503 5.5.1 Error: MAIL transaction in progress"
+        ctx = st.ctx
+        addr = attrs.get("ADDR", "")
+        if addr:
+            try:
+                addr = str(ipaddress.ip_address(addr.removeprefix("IPV6:").removeprefix("IPv6:")))
+            except ValueError:
+                return "501 5.5.4 Bad XFORWARD address syntax"
+        port = attrs.get("PORT", "")
+        if port and not port.isdigit():
+            return "501 5.5.4 Bad XFORWARD port syntax"
+        name = attrs.get("NAME", "")
+        self._set_client(
+            st,
+            addr or ctx.client_ip,
+            int(port) if port else (0 if addr else ctx.client_port),
+            name if name and name.lower() != "unknown" else None,
+        )
+        st.forwarded = True
+        log.info("XFORWARD from %s: client %s (%s)", st.peer_ip, ctx.client_ip, name or "unknown")
+        await self._greeting_checks(st, attrs.get("HELO") or ctx.helo or "")
+        return "250 2.0.0 Ok"
 
     async def handle_HELO(
         self, server: SMTP, session: Session, envelope: SmtpEnvelope, hostname: str
@@ -186,7 +253,11 @@ class FilterHandler:
         ip = st.ctx.client_ip
         if self.accounts is None:
             return "504 5.5.4 Unrecognized authentication type"
-        if self.throttle.blocked(ip):
+        try:
+            blocked = await asyncio.to_thread(self.throttle.blocked, ip)
+        except StoreError as exc:  # the failure count is in the store: no AUTH without it
+            return _counted(_AUTH_TEMPFAIL, "auth_store", exc)
+        if blocked:
             return _counted(
                 "454 4.7.0 Too many failed authentication attempts, try again later",
                 "auth_throttle",
@@ -202,13 +273,18 @@ class FilterHandler:
         if creds is None:
             return None  # the client aborted or sent bad base64; aiosmtpd already answered
         user, password = creds
-        ok: bool = bool(user) and await asyncio.to_thread(self.accounts.verify, user, password)
+        try:
+            ok = bool(user) and await asyncio.to_thread(self.accounts.verify, user, password)
+            if not ok:
+                await asyncio.to_thread(self.throttle.failure, ip, user.lower())
+            else:
+                await asyncio.to_thread(self.throttle.success, ip, user.lower())
+        except StoreError as exc:  # accounts or the failure count unreachable
+            return _counted(_AUTH_TEMPFAIL, "auth_store", exc)
         if not ok:
-            self.throttle.failure(ip)
             log.info("AUTH failed for %r from %s", user, ip)
             await asyncio.sleep(self.smtp.auth_failure_delay)
             return "535 5.7.8 Authentication credentials invalid"
-        self.throttle.success(ip)
         session.authenticated = True
         session.auth_data = user  # type: ignore[assignment]
         st.ctx.auth_user = user.lower()
@@ -295,7 +371,7 @@ class FilterHandler:
             return refusal
         decision = self.recipients.decide(
             address,
-            client_ip=st.ctx.client_ip,
+            client_ip=st.peer_ip,
             authenticated=bool(st.ctx.auth_user),
             our_ips=[st.our_ip] if st.our_ip else [],
         )
@@ -446,6 +522,10 @@ def _delayed(out: StageOutcome) -> tuple[str, CheckAction, str, bool] | None:
     if not out.reply:
         return None
     return out.reply, out.action, out.reason, out.outage
+
+
+# RFC 4954: 454 4.7.0 "Temporary authentication failure"
+_AUTH_TEMPFAIL = "454 4.7.0 Temporary authentication failure, try again later"
 
 
 def _counted(reply: str, reason: str, detail: object = "", outage: bool = True) -> str:

@@ -3,8 +3,9 @@
 * ``ConnectionCounter``: simultaneous connections per client IP (``421 4.7.0`` above it).
 * ``SharedConnectionTable`` / ``SharedConnectionCounter``: the same limit when several worker
   processes serve one filter (``smtp.workers``): counts in shared memory, per worker.
-* ``AuthThrottle``: failed AUTH attempts per client IP in a sliding window; once over the
-  limit, AUTH is refused with ``454 4.7.0`` until old failures age out (RFC 4954 section 6).
+* ``AuthThrottle``: failed AUTH attempts per client IP in a sliding window, counted in the
+  store (every worker and node) when there is one; once over the limit, AUTH is refused with
+  ``454 4.7.0`` until old failures age out (RFC 4954 section 6).
 * ``inspect_line_endings``: SMTP smuggling (SEC Consult, 2023; CVE-2023-51764/51765/51766):
   aiosmtpd only ends DATA on ``<CR><LF>.<CR><LF>``, but a message that *contains* ``<LF>.<CR><LF>``
   or ``<CR><LF>.<LF>`` (or any "." line ended or started by a bare CR/LF, or a line starting
@@ -26,6 +27,7 @@ import time
 import zlib
 from collections import defaultdict, deque
 from enum import Enum
+from typing import Any
 
 # a line holding only "." where either line break around it is not a proper CRLF
 _SMUGGLE_RE = re.compile(rb"(?:^|\r\n|\r|\n)\.(?:\r\n|\r|\n)")
@@ -83,31 +85,60 @@ class ConnectionCounter:
 
 
 class AuthThrottle:
-    def __init__(self, max_failures: int, window: float, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
+    """Failed AUTH attempts per client IP in a sliding window of ``window`` seconds: at
+    ``max_failures`` (0: never) AUTH from that IP is refused until old failures age out. A
+    successful login forgets that (IP, user)'s earlier failures (typos), not other users'.
+
+    With a store (``store.auth_failures``) the attempts are counted there, on the wall clock,
+    so every worker process and node of a filter meets the same limit (a guesser spreading
+    its attempts over them gains nothing); its calls then block on the store, so the SMTP
+    handler makes them in a thread. Without one (no accounts store), in this process.
+    """
+
+    def __init__(  # type: ignore[no-untyped-def]
+        self, max_failures: int, window: float, clock=time.monotonic, store: Any = None
+    ) -> None:
         self.max_failures = max_failures
         self.window = window
         self.clock = clock
+        self.log = store.auth_failures if store is not None else None
         self._lock = threading.Lock()
-        self._fails: dict[str, deque[float]] = defaultdict(deque)
+        self._fails: dict[str, deque[tuple[float, str]]] = defaultdict(deque)
 
-    def _prune(self, ip: str) -> deque[float]:
+    def _prune(self, ip: str) -> deque[tuple[float, str]]:
         q = self._fails[ip]
         cutoff = self.clock() - self.window
-        while q and q[0] < cutoff:
+        while q and q[0][0] < cutoff:
             q.popleft()
         return q
 
     def blocked(self, ip: str) -> bool:
+        if self.max_failures <= 0:
+            return False
+        if self.log is not None:
+            since = time.time() - self.window
+            return self.log.failures(since, client_ip=ip) >= self.max_failures  # type: ignore[no-any-return]
         with self._lock:
-            return len(self._prune(ip)) >= self.max_failures > 0
+            return len(self._prune(ip)) >= self.max_failures
 
-    def failure(self, ip: str) -> None:
+    def failure(self, ip: str, user: str = "") -> None:
+        if self.log is not None:
+            now = time.time()
+            self.log.record_failure(ip, user, now)
+            self.log.purge_failures(now - self.window)
+            return
         with self._lock:
-            self._prune(ip).append(self.clock())
+            self._prune(ip).append((self.clock(), user))
 
-    def success(self, ip: str) -> None:
+    def success(self, ip: str, user: str = "") -> None:
+        if self.log is not None:
+            self.log.clear_failures(ip, user)
+            return
         with self._lock:
-            self._fails.pop(ip, None)
+            q = self._prune(ip)
+            kept = [f for f in q if f[1] != user]
+            q.clear()
+            q.extend(kept)
 
 
 class SharedConnectionTable:

@@ -72,6 +72,7 @@ from kilter.protocol.messages import (
     Unknown,
 )
 
+from mailsift import outages
 from mailsift.config import Settings
 from mailsift.loopthread import LoopThread
 from mailsift.smtpd import headers as hdr
@@ -79,7 +80,7 @@ from mailsift.smtpd import replies
 from mailsift.smtpd.checks.base import Check, CheckAction, CheckResult, SmtpContext, Stage
 from mailsift.smtpd.content import judge, result_headers
 from mailsift.smtpd.relay import ip_in, parse_networks
-from mailsift.smtpd.runner import CheckRunner
+from mailsift.smtpd.runner import CheckRunner, StageOutcome
 from mailsift.smtpd.scoring import HttpScoring, InProcessScoring, Scoring
 from mailsift.verdict import Action
 
@@ -142,6 +143,7 @@ class _Transaction:
     body: list[bytes] = field(default_factory=list)
     size: int = 0
     too_big: bool = False
+    started: bool = False  # MAIL accepted: a message is under way until its end or abort
 
 
 class MilterSession:
@@ -163,10 +165,15 @@ class MilterSession:
         self.macros: dict[str, str] = {}
         self.ctx = SmtpContext(client_ip="")
         self.client_name: str | None = None
-        self.connect_reply: tuple[str, CheckAction] | None = None
-        self.pending: str | None = None
+        self.connect_reply: StageOutcome | None = None
+        self.pending: StageOutcome | None = None  # a refusal delayed to MAIL
         self.session_results: dict[str, CheckResult] = {}
         self.tx = _Transaction()
+
+    @property
+    def busy(self) -> bool:
+        """A message is under way (MAIL accepted, its end of message not yet answered)."""
+        return self.tx.started
 
     # ---- the conversation --------------------------------------------------------------
     async def handle(self, msg: Message) -> list[Message] | None:
@@ -234,8 +241,8 @@ class MilterSession:
         self.ctx = SmtpContext(client_ip=ip, client_port=port, session_id=self.macros.get("i", ""))
         self.ctx.in_relay_network = ip_in(ip, self.relay_networks)
         out = await self.runner.run(Stage.CONNECT, self.ctx)
-        self.connect_reply = (out.reply, out.action) if out.reply else None
-        self.pending = out.reply
+        self.connect_reply = out if out.reply else None
+        self.pending = self.connect_reply
         self.session_results = dict(self.ctx.results)
 
     async def _helo(self, hostname: str) -> None:
@@ -244,11 +251,11 @@ class MilterSession:
         ctx.tls = bool(self.macros.get("{tls_version}"))
         self._reset_transaction()
         out = await self.runner.run(Stage.HELO, ctx)
-        helo_reply = (out.reply, out.action) if out.reply else None
+        helo_reply = out if out.reply else None
         candidates = [r for r in (self.connect_reply, helo_reply) if r is not None]
-        rejects = [r for r in candidates if r[1] is CheckAction.REJECT]
+        rejects = [r for r in candidates if r.action is CheckAction.REJECT]
         chosen = rejects or candidates
-        self.pending = chosen[0][0] if chosen else None
+        self.pending = chosen[0] if chosen else None
         self.session_results = dict(ctx.results)
 
     async def _mail(self, msg: EnvelopeFrom) -> Message:
@@ -257,15 +264,16 @@ class MilterSession:
         auth = self.macros.get("{auth_authen}", "")
         ctx.auth_user = auth.lower() or None
         ctx.tls = ctx.tls or bool(self.macros.get("{tls_version}"))
-        if self.pending and not ctx.auth_user:
-            return reply_code(self.pending)
+        if self.pending is not None and not ctx.auth_user:
+            return _refusal(self.pending)
         sender = _address(bytes(msg.sender))
         ctx.mail_from = sender
         self.tx.mail_from = sender
         out = await self.runner.run(Stage.MAIL, ctx)
         if out.reply:
             self._reset_transaction()
-            return reply_code(out.reply)
+            return _refusal(out)
+        self.tx.started = True
         return Continue()
 
     async def _rcpt(self, msg: EnvelopeRecipient) -> Message:
@@ -277,7 +285,7 @@ class MilterSession:
         finally:
             ctx.current_rcpt = None
         if out.reply:
-            return reply_code(out.reply)
+            return _refusal(out)
         ctx.rcpt_to.append(rcpt)
         self.tx.rcpt_to.append(rcpt)
         return Continue()
@@ -330,6 +338,8 @@ class MilterSession:
         if j.reply:
             if verdict is not None and verdict.action is Action.REJECT:
                 log.info("%s rejected as spam (score %.1f)", qid, verdict.score)
+            if j.reply[:1] == "4":
+                outages.tempfail("milter", j.reason, j.reply, outage=j.outage)
             return [reply_code(j.reply)]
         out: list[Message] = []
         if self.actions & ActionFlags.CHANGE_HEADERS:
@@ -379,6 +389,15 @@ class MilterSession:
         self.tx = _Transaction()
 
 
+def _refusal(out: StageOutcome) -> ReplyCode:
+    """A check's refusal as the MTA's reply; a 4xx is counted and logged as the SMTP
+    filter's are (``mailsift_tempfails_total{service="milter", reason}``)."""
+    assert out.reply is not None
+    if out.reply[:1] == "4":
+        outages.tempfail("milter", out.reason, out.reply, outage=out.outage)
+    return reply_code(out.reply)
+
+
 def _address(arg: bytes) -> str:
     """``<a@b>`` -> ``a@b``; ``<>`` -> "" (the null sender)."""
     text = arg.decode("utf-8", "replace").strip()
@@ -404,11 +423,15 @@ class MilterServer(LoopThread):
         *,
         scoring: Scoring | None = None,
         sock: socket.socket | None = None,
+        model_sync: Any = None,
     ) -> None:
         """``sock``: a listening socket (TCP or Unix) to serve on, bound by the supervisor
-        of ``mailsift serve milter``'s workers, which also removes the Unix socket's file."""
+        of ``mailsift serve milter``'s workers, which also removes the Unix socket's file.
+        ``model_sync``: the ModelSync that follows model reloads for ``service``, made
+        before its model was loaded; the serving command starts it."""
         super().__init__()
         self._sock = sock
+        self.model_sync = model_sync
         self.settings = settings
         if scoring is None:
             if settings.api.scorer_url:
@@ -421,7 +444,8 @@ class MilterServer(LoopThread):
         self.port: int | None = None
         self.socket_path: Path | None = settings.milter.socket
         self._server: asyncio.base_events.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._sessions: dict[asyncio.StreamWriter, MilterSession] = {}
+        self._draining = False
 
     @property
     def address(self) -> str:
@@ -432,7 +456,7 @@ class MilterServer(LoopThread):
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         session = MilterSession(self.settings, self.runner, self.scoring, self.relay_networks)
-        self._writers.add(writer)
+        self._sessions[writer] = session
         timeout = self.settings.milter.idle_timeout
         try:
             while True:
@@ -453,6 +477,8 @@ class MilterServer(LoopThread):
                 if answers:
                     writer.write(b"".join(encode(a) for a in answers))
                     await writer.drain()
+                if self._draining and not session.busy:
+                    return  # stopping: the message is answered; the MTA reconnects elsewhere
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the MTA closed the connection (it does so between sessions)
         except TimeoutError:
@@ -460,7 +486,7 @@ class MilterServer(LoopThread):
         except MilterProtocolError as exc:
             log.warning("milter: protocol error, closing: %s", exc)
         finally:
-            self._writers.discard(writer)
+            self._sessions.pop(writer, None)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -484,10 +510,28 @@ class MilterServer(LoopThread):
             self._server = await asyncio.start_server(self._serve, m.host, m.port)
             self.port = int(self._server.sockets[0].getsockname()[1])
 
+    async def _drain(self, timeout: float) -> None:
+        """Stop listening; close each MTA connection once it is between messages, waiting
+        up to ``timeout`` s for the messages under way to be answered (a connection closed
+        mid-message makes the MTA apply its default action: a tempfail, a delay)."""
+        self._draining = True
+        if self._server is not None:
+            self._server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._sessions and loop.time() < deadline:
+            for writer, session in list(self._sessions.items()):
+                if not session.busy:
+                    writer.close()
+            await asyncio.sleep(0.05)
+        if self._sessions:
+            log.warning("milter: %d messages still under way after %g s: closed",
+                        len(self._sessions), timeout)  # fmt: skip
+
     async def _shutdown(self) -> None:
         if self._server is not None:
             self._server.close()
-        for w in list(self._writers):
+        for w in list(self._sessions):
             w.close()
         current = asyncio.current_task()
         rest = [t for t in asyncio.all_tasks() if t is not current]
@@ -504,3 +548,12 @@ class MilterServer(LoopThread):
         self._start_thread()
         log.info("milter listening on %s", self.address)
         return self
+
+    def stop(self, drain: float = 0.0) -> None:
+        """Stop; with ``drain`` > 0, first let the messages under way be answered (up to
+        ``drain`` seconds, see ``_drain``)."""
+        if drain > 0 and self._loop is not None and self._thread is not None:
+            fut = asyncio.run_coroutine_threadsafe(self._drain(drain), self._loop)
+            with contextlib.suppress(Exception):
+                fut.result(drain + 5)
+        self._stop_thread()

@@ -128,9 +128,11 @@ class RecipientPolicy:
         return domain in self.local_domains or domain == self.smtp.hostname.lower()
 
     def _restricted(self) -> bool:
-        """True when the set of mailboxes is known (a file or accounts exist)."""
+        """True when the set of mailboxes is known (a file or accounts exist). Whether any
+        account exists is asked of the store at most every few seconds
+        (``Accounts.exist``), not at every RCPT."""
         return self.smtp.mailboxes_file is not None or (
-            self.accounts is not None and len(self.accounts) > 0
+            self.accounts is not None and self.accounts.exist()
         )
 
     def mailbox_exists(self, address: str) -> bool:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 import ssl
 import weakref
@@ -48,7 +49,7 @@ from mailsift.smtpd.accounts import Accounts
 from mailsift.smtpd.addresses import MAX_PATH, split_path
 from mailsift.smtpd.checks.base import Check
 from mailsift.smtpd.delivery import NextHopPool
-from mailsift.smtpd.handler import FilterHandler, QuarantineLike
+from mailsift.smtpd.handler import XFORWARD_ATTRS, FilterHandler, QuarantineLike
 from mailsift.smtpd.limits import AuthThrottle, ConnectionCounter, SharedConnectionCounter
 from mailsift.smtpd.relay import RecipientPolicy
 from mailsift.smtpd.runner import CheckRunner
@@ -59,6 +60,8 @@ from mailsift.smtpd.verdicts import VerdictWriter
 from mailsift.store.base import Store
 
 log = logging.getLogger("mailsift.smtpd.server")
+
+_XTEXT_RE = re.compile(r"\+([0-9A-Fa-f]{2})")  # RFC 3461 xtext: "+XX" is a byte
 
 
 class FilterSMTP(SMTP):
@@ -208,6 +211,26 @@ class FilterSMTP(SMTP):
         cipher = obj.cipher()
         return f"{obj.version()} with cipher {cipher[0]}" if cipher else str(obj.version())
 
+    # ---- XFORWARD --------------------------------------------------------------------------
+    async def smtp_XFORWARD(self, arg: str | None) -> None:
+        """Postfix's XFORWARD (offered in EHLO only to ``smtp.xforward_hosts``): attributes
+        ``NAME=value`` in xtext; ``[UNAVAILABLE]`` and ``[TEMPUNAVAIL]`` mean unknown."""
+        if await self.check_helo_needed():
+            return
+        if not arg or not arg.strip():
+            await self.push("501 5.5.4 Syntax: XFORWARD attribute=value...")
+            return
+        attrs: dict[str, str] = {}
+        for item in arg.split():
+            name, eq, value = item.partition("=")
+            if not eq or name.upper() not in XFORWARD_ATTRS:
+                await self.push(f"501 5.5.4 Bad XFORWARD attribute name: {name[:40]}")
+                return
+            value = _XTEXT_RE.sub(lambda m: chr(int(m.group(1), 16)), value)
+            if value not in ("[UNAVAILABLE]", "[TEMPUNAVAIL]"):
+                attrs[name.upper()] = value
+        await self.push(await self.event_handler.xforward(self, attrs))
+
     # ---- DATA -----------------------------------------------------------------------------
     async def smtp_DATA(self, arg: str) -> None:
         """aiosmtpd's DATA, with the content read by :meth:`_read_content`."""
@@ -332,9 +355,13 @@ class FilterServer(LoopThread):
         submission_socket: socket.socket | None = None,
         counter: ConnectionCounter | SharedConnectionCounter | None = None,
         clean_spool_tmp: bool = True,
+        model_sync: Any = None,
     ) -> None:
         super().__init__()
         self.settings = settings
+        # the ModelSync that follows model reloads for ``service``, made before its model
+        # was loaded; the serving command starts it (mailsift.commands.serve)
+        self.model_sync = model_sync
         smtp = settings.smtp
         self._accounts_store: Store | None = None
         if accounts is None and smtp.accounts_file is not None:
@@ -364,7 +391,12 @@ class FilterServer(LoopThread):
         self.counter = counter or ConnectionCounter(smtp.max_connections_per_ip)
         self._smtp_socket = smtp_socket
         self._submission_socket = submission_socket
-        self.throttle = AuthThrottle(smtp.auth_failures_before_throttle, smtp.auth_throttle_window)
+        # failed AUTH counted in the accounts' store: one limit for every worker and node
+        self.throttle = AuthThrottle(
+            smtp.auth_failures_before_throttle,
+            smtp.auth_throttle_window,
+            store=accounts.store if accounts is not None else None,
+        )
         self.recipients = RecipientPolicy(smtp, accounts)
         self.spool: Spool | None = (
             Spool(settings.spool_dir, clean_tmp=clean_spool_tmp) if smtp.mode == "spool" else None

@@ -43,6 +43,7 @@ import ssl
 import time
 from typing import Any
 
+from mailsift import outages
 from mailsift.config import Settings
 from mailsift.loopthread import LoopThread
 from mailsift.spamd import protocol as p
@@ -56,15 +57,23 @@ class SpamdServer(LoopThread):
     """The spamd protocol server; ``start()`` runs it on its own event loop thread."""
 
     def __init__(
-        self, settings: Settings, service: Any, *, sock: socket.socket | None = None
+        self,
+        settings: Settings,
+        service: Any,
+        *,
+        sock: socket.socket | None = None,
+        model_sync: Any = None,
     ) -> None:
         """``sock``: a listening socket to serve on (a worker of ``mailsift serve spamd``
-        is given its supervisor's) instead of binding ``spamd.host:port``."""
+        is given its supervisor's) instead of binding ``spamd.host:port``. ``model_sync``:
+        the ``mailsift.api.reload.ModelSync`` the serving command starts, so the service
+        follows the API's model reloads."""
         super().__init__()
         self._sock = sock
         self.settings = settings
         self.cfg = settings.spamd
         self.service = service
+        self.model_sync = model_sync
         self.hostname = self.cfg.hostname or socket.gethostname()
         self.networks = [ipaddress.ip_network(n, strict=False) for n in self.cfg.allowed_networks]
         self.tls_context: ssl.SSLContext | None = None
@@ -131,7 +140,9 @@ class SpamdServer(LoopThread):
                 log.warning("spamd: unauthorized connection from %s", peer)
                 return
             if self.active >= self.cfg.max_connections:
-                writer.write(p.tempfail("too many connections, try again later").line)
+                writer.write(
+                    _tempfail("connections", "too many connections, try again later", False).line
+                )
                 await writer.drain()
                 await _linger(reader, writer)
                 return
@@ -216,7 +227,7 @@ class SpamdServer(LoopThread):
             raise p.timeout_error(f"({t:g} second timeout while trying to {method})") from None
         except StoreError as exc:
             log.warning("spamd: %s: store unavailable: %s", method, exc)
-            raise p.tempfail("the store is unavailable, try again later") from None
+            raise _tempfail("store", "the store is unavailable, try again later") from None
 
     async def _check(self, req: p.Request) -> bytes:
         from mailsift.smtpd import headers as hdr
@@ -231,7 +242,7 @@ class SpamdServer(LoopThread):
             raise
         except Exception as exc:
             log.exception("spamd: scoring failed")
-            raise p.tempfail(f"scoring failed: {exc}") from None
+            raise _tempfail("scoring", f"scoring failed: {exc}") from None
         spam = p.spam_line(req.method, verdict.is_spam, verdict.score, verdict.required_score)
         body = b""
         if req.method == "SYMBOLS":
@@ -281,7 +292,8 @@ class SpamdServer(LoopThread):
             raw, _ = hdr.remove_untrusted(req.body, self.settings.smtp.authserv_id)
             res = await self._learn(req.message_class, user, raw)
             if res.status == "rate_limited":
-                raise p.tempfail(f"feedback rate cap reached: {res.detail or 'try again later'}")
+                detail = f"feedback rate cap reached: {res.detail or 'try again later'}"
+                raise _tempfail("rate_limited", detail, False)
             if res.learned:
                 did_set.append("local")
             log.info(
@@ -302,7 +314,15 @@ class SpamdServer(LoopThread):
             raise p.protocol_error(f"({exc})") from None
         except Exception as exc:
             log.exception("spamd: learning failed")
-            raise p.tempfail(f"learning failed: {exc}") from None
+            raise _tempfail("learning", f"learning failed: {exc}") from None
+
+
+def _tempfail(reason: str, detail: str, outage: bool = True) -> p.SpamdError:
+    """A temporary-failure reply, counted and logged as the SMTP filter's are
+    (``mailsift_tempfails_total{service="spamd", reason}``; a policy, ``outage=False``,
+    logs at INFO)."""
+    outages.tempfail("spamd", reason, detail, outage=outage)
+    return p.tempfail(detail)
 
 
 async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

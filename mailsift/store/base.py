@@ -14,6 +14,8 @@ Repositories (one Protocol each, one SQL implementation shared by every backend)
 - ``store.audit``     an append-only trail of who did what (feedback, list edits, releases).
 - ``store.sessions``  the web UI's login sessions (by the sha256 of their cookie) and its
   failed logins (for the login throttle).
+- ``store.auth_failures`` failed SMTP AUTH attempts, shared by every filter process and
+  node (``mailsift.store.failures``: the same ``FailureLog`` as the UI's failed logins).
 - ``store.quarantine`` the held messages' entries (``mailsift.store.quarantine``: records,
   query, SQL); the raw messages are in the quarantine's spool.
 - ``store.api_keys``  the HTTP API's keys (only the sha256 of each token;
@@ -333,7 +335,24 @@ class AuditRepo(Protocol):
 
 
 @runtime_checkable
-class SessionRepo(Protocol):
+class FailureRepo(Protocol):
+    """Failed logins of one kind (``mailsift.store.failures.FailureLog``)."""
+
+    def record_failure(self, client_ip: str, user: str, when: float | None = None) -> None: ...
+
+    def failures(self, since: float, client_ip: str | None = None, user: str | None = None) -> int:
+        """Failed logins since ``since``: of one address and/or one account, or in all."""
+
+    def clear_failures(self, client_ip: str, user: str) -> int:
+        """Forget the failures of one (address, account) pair (after it logged in)."""
+
+    def purge_failures(self, before: float) -> int: ...
+
+
+@runtime_checkable
+class SessionRepo(FailureRepo, Protocol):
+    """Web UI sessions, and the UI's failed logins."""
+
     def create(self, session: WebSession) -> None: ...
 
     def get(self, session_sha256: str, now: float | None = None) -> WebSession | None:
@@ -346,16 +365,6 @@ class SessionRepo(Protocol):
 
     def purge(self, now: float | None = None) -> int:
         """Delete expired sessions; returns how many."""
-
-    def record_failure(self, client_ip: str, user: str, when: float | None = None) -> None: ...
-
-    def failures(self, since: float, client_ip: str | None = None, user: str | None = None) -> int:
-        """Failed logins since ``since``: of one address and/or one account, or in all."""
-
-    def clear_failures(self, client_ip: str, user: str) -> int:
-        """Forget the failures of one (address, account) pair (after it logged in)."""
-
-    def purge_failures(self, before: float) -> int: ...
 
 
 class Tx(Protocol):
@@ -408,6 +417,9 @@ class Store(Protocol):
 
     @property
     def generations(self) -> GenerationRepo: ...
+
+    @property
+    def auth_failures(self) -> FailureRepo: ...
 
     def execute(self, sql: str, params: Params = ()) -> int: ...
 

@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 from mailsift.store.base import Row, WebSession
+from mailsift.store.failures import FailureLog
 
 if TYPE_CHECKING:
     from mailsift.store.sql import SqlStore
@@ -26,9 +27,11 @@ def _session(row: Row) -> WebSession:
     )
 
 
-class SqlSessionRepo:
+class SqlSessionRepo(FailureLog):
+    """Sessions, and the failed logins of the web UI (``FailureLog`` on ui_login_failures)."""
+
     def __init__(self, db: SqlStore) -> None:
-        self.db = db
+        super().__init__(db, "ui_login_failures")
 
     def create(self, session: WebSession) -> None:
         self.db.execute(
@@ -62,30 +65,3 @@ class SqlSessionRepo:
         return self.db.execute(
             "DELETE FROM ui_sessions WHERE expires <= ?", [time.time() if now is None else now]
         )
-
-    def record_failure(self, client_ip: str, user: str, when: float | None = None) -> None:
-        self.db.execute(
-            "INSERT INTO ui_login_failures (created, client_ip, user_name) VALUES (?, ?, ?)",
-            [time.time() if when is None else when, client_ip, user],
-        )
-
-    def failures(self, since: float, client_ip: str | None = None, user: str | None = None) -> int:
-        sql = "SELECT COUNT(*) AS n FROM ui_login_failures WHERE created >= ?"
-        params: list[object] = [since]
-        if client_ip is not None:
-            sql += " AND client_ip = ?"
-            params.append(client_ip)
-        if user is not None:
-            sql += " AND user_name = ?"
-            params.append(user)
-        row = self.db.query_one(sql, params)
-        return int(row["n"]) if row else 0
-
-    def clear_failures(self, client_ip: str, user: str) -> int:
-        return self.db.execute(
-            "DELETE FROM ui_login_failures WHERE client_ip = ? AND user_name = ?",
-            [client_ip, user],
-        )
-
-    def purge_failures(self, before: float) -> int:
-        return self.db.execute("DELETE FROM ui_login_failures WHERE created < ?", [before])

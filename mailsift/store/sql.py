@@ -42,6 +42,7 @@ from mailsift.store.base import (
     dumps,
     loads,
 )
+from mailsift.store.failures import FailureLog
 from mailsift.store.generations import SqlGenerationRepo
 from mailsift.store.greylist import SqlGreylistRepo
 from mailsift.store.quarantine import SqlQuarantineRepo
@@ -69,6 +70,7 @@ class SqlStore:
         self.greylist = SqlGreylistRepo(self)
         self.accounts = SqlAccountRepo(self)
         self.generations = SqlGenerationRepo(self)
+        self.auth_failures = FailureLog(self, "smtp_auth_failures")
 
     # ---- backend hooks ---------------------------------------------------------------------
     def _begin(self) -> AbstractContextManager[Tx]:

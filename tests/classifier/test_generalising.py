@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from mailsift.classifier.features import Sample, hash_columns
-from mailsift.classifier.model import CALIBRATION_FLOOR, Hyper, SpamModel, calibrate_thresholds
+from mailsift.classifier.model import (
+    CALIBRATION_FLOOR,
+    CALIBRATION_MIN_HAM,
+    Hyper,
+    SpamModel,
+    calibrate_thresholds,
+    per_source_thresholds,
+)
 from mailsift.classifier.scorer import Scorer, thresholds_for
 from mailsift.config import load_settings
 from mailsift.verdict import Action
@@ -51,6 +58,30 @@ def test_calibration_lets_through_at_most_the_target_share_of_ham() -> None:
     # very clean ham never pulls a threshold below the floor
     low = calibrate_thresholds(np.full(100, 1e-6), None, Hyper())
     assert low == CALIBRATION_FLOOR
+
+
+def test_each_source_gets_at_most_the_target_share_tagged() -> None:
+    """Pooled out-of-source ham sets the thresholds for the average source; a hard source
+    (newsletters among mailing lists) raises them until its own ham is within the targets."""
+    rng = np.random.default_rng(2)
+    easy, hard = rng.uniform(0.0, 0.6, 5000), rng.uniform(0.0, 1.0, 200)
+    p = np.concatenate([easy, hard, rng.uniform(0.9, 1.0, 300)])
+    y = np.array([0] * 5200 + [1] * 300)
+    groups = np.array(["lists"] * 5000 + ["newsletters"] * 200 + ["spam"] * 300)
+    pooled = calibrate_thresholds(p[y == 0], None, Hyper())
+    assert np.mean(hard >= pooled["spam"]) > 0.01  # the average hides the hard source
+    t = per_source_thresholds(pooled, p, y, groups, Hyper())
+    for ham in (easy, hard):
+        assert np.mean(ham >= t["spam"]) <= 0.01
+        assert np.mean(ham >= t["hold"]) <= 0.003 and np.mean(ham >= t["reject"]) <= 0.0005
+    assert all(t[k] >= pooled[k] for k in t) and t["spam"] <= t["hold"] <= t["reject"]
+    # a source with too few ham messages to say anything does not move them
+    tiny = rng.uniform(0.95, 1.0, CALIBRATION_MIN_HAM - 1)
+    p3 = np.concatenate([easy, tiny, rng.uniform(0.9, 1.0, 300)])
+    y3 = np.array([0] * (5000 + len(tiny)) + [1] * 300)
+    g3 = np.array(["lists"] * 5000 + ["tiny"] * len(tiny) + ["spam"] * 300)
+    pooled3 = calibrate_thresholds(p3[y3 == 0], None, Hyper())
+    assert per_source_thresholds(pooled3, p3, y3, g3, Hyper()) == pooled3
 
 
 def test_blend_is_stacked_out_of_source_and_calibrated() -> None:

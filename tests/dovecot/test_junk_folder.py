@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
+import json
 import os
 import pwd
 import re
@@ -117,6 +118,7 @@ def dovecot(api: ApiServer) -> Iterator[int]:
             text = text.replace("/etc/dovecot/mailsift", str(recipe))
             text = text.replace("/usr/local/bin/mailsift", _mailsift_command())
             text = text.replace("http://127.0.0.1:8080", api.base_url)
+            text = text.replace("/var/spool/mailsift-learn", str(root / "learn-queue"))
             (recipe / f.name).write_text(text)
             (recipe / f.name).chmod(0o755 if os.access(f, os.X_OK) else 0o644)
         key = recipe / "feedback.key"
@@ -127,6 +129,9 @@ def dovecot(api: ApiServer) -> Iterator[int]:
         home.mkdir(parents=True)
         os.chown(home, account.pw_uid, account.pw_gid)
         os.chown(recipe, account.pw_uid, account.pw_gid)  # sieve binaries are saved here
+        queue = root / "learn-queue"  # the reports waiting while the API is away
+        queue.mkdir(mode=0o700)
+        os.chown(queue, account.pw_uid, account.pw_gid)
         (root / "passwd").write_text(
             f"{USER}:{{PLAIN}}{PASSWORD}:{account.pw_uid}:{account.pw_gid}::{home}::\n"
         )
@@ -232,6 +237,49 @@ def test_moving_into_and_out_of_junk_teaches_that_users_verdicts(
     # retraining is the one she moved
     assert sorted((r.label, r.source) for r in recs) == [("ham", "api"), ("spam", "api")]
     assert [r.status for r in recs if r.label == "spam"] == ["personal"]
+
+
+def test_reports_wait_in_the_queue_while_the_api_is_away(api: ApiServer, tmp_path: Path) -> None:
+    """A report the API cannot take is kept (0600 in a 0700 queue) and the move succeeds;
+    queued reports are sent oldest first, before the next report and by learn-flush; one
+    the API refuses for good is set aside with its reason, never retried forever."""
+    key = tmp_path / "key"
+    key.write_text(api.create_key("queue-test", "delegate"))
+    queue, user = tmp_path / "queue", "carol@example.org"
+    down = f"http://127.0.0.1:{free_port()}"
+    msg = b"Subject: queued report\nMessage-ID: <q-1@example.org>\n\nwin a prize now\n"
+
+    def run(
+        *a: str, url: str = api.base_url, data: bytes = msg
+    ) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [MAILSIFT, *a, "--api-url", url, "--key-file", str(key), "--queue-dir", str(queue)],
+            input=data, capture_output=True, env=api.env, timeout=120,
+        )  # fmt: skip
+
+    first = run("learn-pipe", "spam", "--user", user, url=down)
+    assert first.returncode == 0 and first.stdout.startswith(b"queued: spam"), first.stderr
+    assert run("learn-pipe", "ham", "--user", user, url=down).returncode == 0
+    pending = sorted((queue / "new").iterdir())
+    assert len(pending) == 2 and {p.stat().st_mode & 0o777 for p in pending} == {0o600}
+    assert queue.stat().st_mode & 0o777 == 0o700
+    assert user_feedback(api.settings.store_url, user) == []
+    assert run("learn-flush", url=down).returncode == 75  # still away: kept
+    assert len(list((queue / "new").iterdir())) == 2
+    # one the API will refuse (no such label), queued between them by hand
+    bad = queue / "new" / (pending[0].name.replace(".json", "") + "5.json")
+    bad.write_text(json.dumps({"label": "eggs", "user": user, "message": "aGk="}))
+    flushed = run("learn-flush")
+    assert flushed.returncode == 0, flushed.stderr
+    assert list((queue / "new").iterdir()) == []
+    assert [p.suffix for p in sorted((queue / "failed").iterdir())] == [".json", ".reason"]
+    recs = user_feedback(api.settings.store_url, user)
+    assert [r.label for r in sorted(recs, key=lambda r: r.feedback_id or 0)] == ["spam", "ham"]
+    # queued again while away, then sent before the next report once the API is back
+    assert run("learn-pipe", "spam", "--user", user, url=down).returncode == 0
+    again = run("learn-pipe", "spam", "--user", "dave@example.org")
+    assert again.returncode == 0 and b"(queued)" in again.stdout, again.stderr
+    assert list((queue / "new").iterdir()) == []
 
 
 def test_learn_pipe_failures_are_sysexits(api: ApiServer, tmp_path: Path) -> None:

@@ -6,9 +6,10 @@ of docs/integrations.md ("Several nodes").
   feedback sync interval (both replay the store's learn-event log);
 * a greylist triplet first seen on A passes on B (the triplets live in Redis);
 * a new model put into service on A (``POST /v1/models/reload`` on A) is served by B's API
-  and B's SMTP filter within the reload poll interval, while B answers every request (the
-  generation travels through the store's ``model_generation``; the nodes serve the model
-  from one shared path here, from the shared MLflow registry's champion in production);
+  and each of B's two SMTP workers within the reload poll interval, while B answers every
+  request (the generation travels through the store's ``model_generation``; the nodes serve
+  the model from one shared path here, from the shared MLflow registry's champion in
+  production);
 * killing node A's SMTP filter mid-load loses nothing it acknowledged (250 only after the
   next hop took the message), and B takes the rest.
 """
@@ -39,7 +40,8 @@ from tests.api import test_reload
 from tests.fixtures.api import ApiServer, api_test_settings, start_api_server
 from tests.fixtures.ports import free_port
 from tests.fixtures.postfix import doc_block
-from tests.fixtures.smtp import OUTSIDE_IP, Sink, wait_port
+from tests.fixtures.process import child_pids
+from tests.fixtures.smtp import OUTSIDE_IP, Sink
 from tests.fixtures.store import pg_schema_url
 from tests.smtpd.test_cli import MAILSIFT
 
@@ -87,9 +89,9 @@ def node_settings(
     for section, values in conf.items():
         data[section].update(values)
     data["greylist"].update(redis_prefix=prefix, delay=GREY_DELAY)
-    # one SMTP process per node: a reload reaching the SMTP filter is read from its log line
+    # two SMTP workers per node: a reload must reach each (each logs it under its pid)
     data["smtp"].update(
-        port=smtp_port, submission_port=None, next_hop_port=sink_port, workers=1,
+        port=smtp_port, submission_port=None, next_hop_port=sink_port, workers=2,
         relay_networks=["127.0.0.1/32"], mailboxes_file=None, accounts_file=None,
     )  # fmt: skip
     for block in ("dnsbl", "rdns", "antivirus"):
@@ -105,11 +107,14 @@ def start_smtp(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         [MAILSIFT, "serve", "smtp"], env=settings_env(settings), stdout=out, stderr=out
     )
     out.close()
-    try:
-        wait_port("127.0.0.1", settings.smtp.port, timeout=180)
-    except TimeoutError:
-        proc.kill()
-        raise AssertionError(log.read_text()) from None
+    # the supervisor's port accepts connections from its bind on; the banner comes once
+    # every worker has loaded its model and listens
+    deadline = time.monotonic() + 180
+    while "mailsift SMTP filter on" not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(log.read_text())
+        time.sleep(0.05)
     return proc
 
 
@@ -238,14 +243,18 @@ def test_a_reload_on_a_reaches_b_without_dropped_requests(
             r = admin.post("/v1/models/reload")
         assert r.status_code == 200 and r.json()["changed"], r.text
         new = r.json()["version"]
+        workers = child_pids(b.smtp.pid)
+        assert len(workers) == 2, workers
+        lines = [f"mailsift.service[{pid}]: model reloaded: {new}" for pid in workers]
         deadline = time.monotonic() + 20  # the poll interval, a model load, a margin
         while time.monotonic() < deadline:
             current = httpx.get(b.api.base_url + "/readyz", timeout=10).json()["model_version"]
-            if current == new and f"model reloaded: {new}" in b.log.read_text():
+            if current == new and all(line in b.log.read_text() for line in lines):
                 break
             time.sleep(0.1)
         assert current == new  # B's API
-        assert f"model reloaded: {new}" in b.log.read_text()  # B's SMTP filter
+        text = b.log.read_text()
+        assert all(line in text for line in lines), text[-3000:]  # each of B's SMTP workers
         time.sleep(0.3)
     finally:
         stop.set()

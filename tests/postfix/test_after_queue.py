@@ -8,7 +8,17 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.postfix.common import Rig, delivered_ham, eicar_mail, gtube, send, tagged, wait_tags
+from tests.fixtures.smtp import OUTSIDE_IP
+from tests.postfix.common import (
+    Rig,
+    delivered_ham,
+    eicar_mail,
+    gtube,
+    headers_of,
+    send,
+    tagged,
+    wait_tags,
+)
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +33,10 @@ def test_ham_delivered_gtube_and_eicar_held(rig: Rig) -> None:
     # Postfix accepts all three (the queue comes first) ...
     for raw in (tagged(rig.ham, "1"), gtube(), eicar_mail()):
         assert send(pf.port, raw) == (250, "ok")
-    delivered_ham(rig, "1")
+    msg, _ = delivered_ham(rig, "1")
+    # Postfix's smtp client named the original client (XFORWARD): mailsift's Received does too
+    ours = [r for r in headers_of(msg, "Received") if "(mailsift)" in r]
+    assert len(ours) == 1 and f"[{OUTSIDE_IP}])" in ours[0], ours
     pf.wait_queue_empty()  # ... and nothing bounced or stayed behind
     # the spam and the virus are in mailsift's quarantine, not bounced to the sender
     wait_tags(rig.sink, ["1"])

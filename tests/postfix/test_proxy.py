@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.fixtures.smtp import OUTSIDE_IP
 from tests.postfix.common import (
     Rig,
     delivered_ham,
@@ -24,9 +25,12 @@ def rig(start_rig: Callable[..., Rig]) -> Rig:
 def test_ham_gtube_eicar_through_postfix(rig: Rig) -> None:
     ham_passes_spam_and_virus_refused(rig)
     msg, _ = delivered_ham(rig, "1")
-    # Postfix's public smtpd, mailsift and the re-injection smtpd each left a Received
+    # Postfix's public smtpd, mailsift and the re-injection smtpd each left a Received;
+    # Postfix named the real client with XFORWARD, so mailsift's names it too
     received = headers_of(msg, "Received")
-    assert any("(mailsift)" in r for r in received) and len(received) >= 3
+    ours = [r for r in received if "(mailsift)" in r]
+    assert len(ours) == 1 and len(received) >= 3
+    assert ours[0].startswith("from client.example (") and f"[{OUTSIDE_IP}])" in ours[0], ours
     rig.pf.wait_queue_empty()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from kilter.protocol.messages import (
     Quarantine,
     ReplyCode,
 )
+from prometheus_client import REGISTRY
 
 from mailsift.classifier.scorer import GTUBE
 from mailsift.config import load_settings
@@ -242,10 +244,50 @@ def test_hold_is_an_mta_quarantine_with_the_headers(milter: Any) -> None:
 def test_scorer_down_is_a_tempfail(milter: Any) -> None:
     srv = milter(FixedService(fail=True))
     mta = Mta(("127.0.0.1", srv.port))
+    before = _tempfails("scorer")
     eom = mta.message(HAM)[-1]
     mta.close()
     assert isinstance(eom[-1], ReplyCode)
     assert bytes(eom[-1].content).startswith(b"451 4.3.0")
+    assert _tempfails("scorer") == before + 1  # counted, as the SMTP filter's are
+
+
+def _tempfails(reason: str) -> float:
+    labels = {"service": "milter", "reason": reason}
+    return REGISTRY.get_sample_value("mailsift_tempfails_total", labels) or 0.0
+
+
+def test_stop_with_drain_answers_the_message_under_way(milter: Any) -> None:
+    """SIGTERM (``stop(drain=...)``): no new connections; an MTA connection in the middle of a
+    message gets that message answered, then is closed; an idle one is closed at once (the
+    MTA reconnects to another worker for its next message)."""
+    srv = milter(FixedService())
+    busy, idle = Mta(("127.0.0.1", srv.port)), Mta(("127.0.0.1", srv.port))
+    busy.ask(Connect("client.example", IPv4Address("192.0.2.10"), 40000), {"j": "mx.test"})
+    busy.ask(Helo("client.example"))
+    assert isinstance(busy.ask(EnvelopeFrom(b"<sender@example.org>"))[-1], Continue)
+    assert isinstance(busy.ask(EnvelopeRecipient(b"<bob@mailsift.test>"))[-1], Continue)
+    stopping = threading.Thread(target=srv.stop, kwargs={"drain": 20.0})
+    stopping.start()
+    try:
+        assert idle.sock.recv(1) == b""  # closed while between messages
+        with pytest.raises(OSError):
+            Mta(("127.0.0.1", srv.port))  # no longer listening
+        assert stopping.is_alive()  # waits for the message under way
+        head, _, body = HAM.partition(b"\r\n\r\n")
+        for line in head.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            busy.ask(Header(name.decode(), value))
+        busy.ask(EndOfHeaders())
+        busy.ask(Body(body))
+        eom = busy.ask(EndOfMessage(b""), {"i": "QID"})
+        assert isinstance(eom[-1], Continue)  # answered in full
+        assert busy.sock.recv(1) == b""  # then closed
+    finally:
+        stopping.join(30)
+        busy.close()
+        idle.close()
+    assert not stopping.is_alive()
 
 
 def test_checks_run_per_stage_with_delayed_connect_refusal(milter: Any) -> None:
@@ -275,8 +317,10 @@ def test_checks_run_per_stage_with_delayed_connect_refusal(milter: Any) -> None:
     assert isinstance(mta.message(HAM, ip="192.0.2.66", auth="alice")[-1][-1], Continue)
     mta.close()
     mta = Mta(("127.0.0.1", srv.port))
+    before = _tempfails("greylist")
     answers = mta.message(HAM, rcpts=("bob@mailsift.test", "carol@mailsift.test"))
     assert bytes(answers[4][-1].content).startswith(b"451 4.7.1 greylisted")
+    assert _tempfails("greylist") == before + 1
     mta.close()
     mta = Mta(("127.0.0.1", srv.port))
     eom = mta.message(HAM.replace(b"Sam", b"VIRUS"))[-1]

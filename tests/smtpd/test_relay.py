@@ -9,15 +9,21 @@ plain remote addresses are relayed and the hidden-path forms are still refused.
 
 from __future__ import annotations
 
+import os
 import smtplib
 import ssl
+import time
+from pathlib import Path
 
 import pytest
 
 from mailsift.config import load_settings
+from mailsift.smtpd.accounts import Accounts
 from mailsift.smtpd.addresses import PathSyntaxError, parse_path, split_path
-from mailsift.smtpd.relay import RecipientPolicy
-from tests.fixtures.smtp import INSIDE_IP, OUTSIDE_IP, swaks
+from mailsift.smtpd.relay import RcptDecision, RecipientPolicy
+from mailsift.store import open_store
+from tests.fixtures.smtp import INSIDE_IP, OUTSIDE_IP, TEST_HASHER, swaks
+from tests.smtpd.test_cli import _cli
 
 REMOTE = "relay-target.example"
 SERVER_NAME = "mx.mailsift.test"
@@ -115,6 +121,55 @@ def test_postmaster_always_accepted() -> None:
     p = _policy()
     d = p.decide("postmaster", client_ip="192.0.2.9", authenticated=False)
     assert d.accepted and d.deliver_to == f"postmaster@{LOCAL}"
+
+
+def test_accounts_are_counted_once_per_interval_and_a_new_account_takes_effect(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No mailboxes file: with no account every local address is a mailbox; once an account
+    exists (here the first, added by ``mailsift accounts add`` in another process) only the
+    known ones are. Whether accounts exist is asked of the store once per refresh interval,
+    not at every RCPT; an account added through the policy's own ``Accounts`` counts at once."""
+    store = open_store(store_url)
+    counted: list[int] = []
+    count = store.accounts.count
+    monkeypatch.setattr(store.accounts, "count", lambda: counted.append(1) or count())
+    try:
+        accounts = Accounts(store, TEST_HASHER, exist_refresh=3600)
+        policy = RecipientPolicy(_policy().smtp, accounts)
+
+        def rcpt(user: str) -> RcptDecision:
+            return policy.decide(f"{user}@{LOCAL}", client_ip="192.0.2.9", authenticated=False)
+
+        assert all(rcpt(f"user{i}").accepted for i in range(50))
+        assert len(counted) == 1  # one count for 50 RCPTs
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSIFT_")}
+        env.update(MAILSIFT_PATHS__VAR_DIR=str(tmp_path / "var"), MAILSIFT_STORE__URL=store_url)
+        r = _cli("accounts", "add", f"alice@{LOCAL}", "--password-stdin", stdin="pw\n", env=env)
+        assert r.returncode == 0, r.stderr
+        assert rcpt("alice").accepted  # the account itself at once: it is looked up
+        assert rcpt("nobody").accepted and len(counted) == 1  # the others: not asked yet
+        accounts.exist_refresh = 0.2
+        deadline = time.monotonic() + 10
+        while (d := rcpt("nobody")).accepted:  # once asked again, only the known ones
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert d.reply.startswith("550 5.1.1"), d.reply
+        assert rcpt("alice").accepted
+    finally:
+        store.close()
+    # an account added through the same Accounts counts at once
+    own = open_store(f"sqlite:///{tmp_path / 'own.db'}")
+    try:
+        policy = RecipientPolicy(_policy().smtp, Accounts(own, TEST_HASHER, exist_refresh=3600))
+        assert policy.decide(f"nobody@{LOCAL}", client_ip="192.0.2.9", authenticated=False).accepted
+        assert policy.accounts is not None
+        policy.accounts.add(f"bob@{LOCAL}", "pw")
+        assert not policy.decide(f"nobody@{LOCAL}", client_ip="192.0.2.9",
+                                 authenticated=False).accepted  # fmt: skip
+        assert policy.decide(f"bob@{LOCAL}", client_ip="192.0.2.9", authenticated=False).accepted
+    finally:
+        own.close()
 
 
 def test_path_parser_keeps_what_aiosmtpd_would_hide() -> None:

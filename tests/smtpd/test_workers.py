@@ -12,6 +12,7 @@ smtp-sink as the next hop.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import signal
@@ -31,7 +32,7 @@ from mailsift.store import open_store
 from tests.fixtures.process import alive, child_pids
 from tests.fixtures.smtp import OUTSIDE_IP, free_port
 from tests.smtpd.test_cli import MAILSIFT, _serve_env
-from tests.smtpd.util import Raw
+from tests.smtpd.util import Raw, tls_client
 
 pytestmark = pytest.mark.integration
 
@@ -71,15 +72,20 @@ def test_shared_table_counts_across_processes_and_forgets_a_dead_worker() -> Non
 
 class Workers:
     """``mailsift serve smtp --workers N`` in a subprocess, ready once it printed its
-    banner (every worker listens)."""
+    banner (every worker listens); with ``wait=False`` returned at once (``wait_banner``
+    waits later)."""
 
-    def __init__(self, tmp_path: Path, env: dict[str, str], n: int = 2) -> None:
+    def __init__(self, tmp_path: Path, env: dict[str, str], n: int = 2, wait: bool = True) -> None:
         self.log_path = tmp_path / "serve.log"
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([MAILSIFT, "serve", "smtp", "--workers", str(n)], env=env,
                                      stdout=self.log, stderr=self.log)  # fmt: skip
         self.n = n
-        deadline = time.monotonic() + 180
+        if wait:
+            self.wait_banner()
+
+    def wait_banner(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
         while "mailsift SMTP filter on" not in self.text():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.kill()
@@ -242,6 +248,54 @@ def test_connection_limit_per_ip_holds_across_workers(
             with contextlib.suppress(OSError):
                 r.sock.close()
         _OPEN.clear()
+        code = srv.stop()
+    assert code == 0, srv.text()[-3000:]
+
+
+def _auth(port: int, password: str) -> int:
+    c = tls_client(port)
+    try:
+        plain = base64.b64encode(f"\0alice@mailsift.test\0{password}".encode()).decode()
+        return int(c.docmd("AUTH", "PLAIN " + plain)[0])
+    finally:
+        c.quit()
+
+
+def test_failed_auth_throttle_holds_across_workers(
+    tmp_path: Path, smtp_sink: Any, smtp_tls_files: Any, smtp_accounts: Path,
+    small_model_dir: Path, test_settings: Any,
+) -> None:  # fmt: skip
+    """A password guesser gets the configured number of failures in all, however its
+    connections are spread over the workers: the failures are counted in the store."""
+    env, port = _env(tmp_path, smtp_sink.port, smtp_tls_files, small_model_dir, test_settings,
+                     MAILSIFT_SMTP__ACCOUNTS_FILE=str(smtp_accounts),
+                     MAILSIFT_SMTP__AUTH_FAILURES_BEFORE_THROTTLE="4",
+                     MAILSIFT_SMTP__AUTH_FAILURE_DELAY="0")  # fmt: skip
+    srv = Workers(tmp_path, env)
+    a, b = srv.workers()
+    try:
+        _stop(a)  # two failures on b
+        try:
+            assert [_auth(port, "guess-1"), _auth(port, "guess-2")] == [535, 535]
+        finally:
+            os.kill(a, signal.SIGCONT)
+        _stop(b)  # two more on a, which then refuses even the right password
+        try:
+            assert [_auth(port, "guess-3"), _auth(port, "guess-4")] == [535, 535]
+            assert _auth(port, "alice-pw") == 454
+        finally:
+            os.kill(b, signal.SIGCONT)
+        _stop(a)  # and so does b
+        try:
+            assert _auth(port, "alice-pw") == 454
+        finally:
+            os.kill(a, signal.SIGCONT)
+        c = tls_client(port, source="127.0.0.3")  # another address is not throttled
+        try:
+            c.login("alice@mailsift.test", "alice-pw")
+        finally:
+            c.quit()
+    finally:
         code = srv.stop()
     assert code == 0, srv.text()[-3000:]
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from mailsift.config import Settings
 from mailsift.spamd.server import SpamdServer
@@ -179,13 +180,24 @@ def test_bare_user_names_take_the_user_domain(make_server: Callable[..., SpamdSe
     assert [r.user for r in srv.service.store.feedback.recent()] == ["frank@example.org"]
 
 
+def _tempfails(reason: str) -> float:
+    return (
+        REGISTRY.get_sample_value(
+            "mailsift_tempfails_total", {"service": "spamd", "reason": reason}
+        )
+        or 0.0
+    )
+
+
 def test_store_failure_is_a_tempfail_not_a_verdict(make_server: Callable[..., SpamdServer]) -> None:
     srv = make_server()
     assert srv.port
     assert request(srv.port, spamc_request("CHECK", PLAIN_HAM)).startswith(b"SPAMD/1.1 0 EX_OK")
+    before = _tempfails("store")
     srv.service.store.close()  # the verdict can no longer be recorded
     reply = request(srv.port, spamc_request("CHECK", GTUBE))
     assert reply.startswith(b"SPAMD/1.0 75 Temporary failure: ")
+    assert _tempfails("store") == before + 1  # counted, as the SMTP filter's are
     # spamc reads header lines after the status line whatever its code: an error reply
     # ends its read (EX_IOERR), the same as with spamd's error replies
     res = spamc(srv.port, "-c", input=GTUBE)
@@ -245,8 +257,10 @@ def test_tell_over_the_rate_cap_is_a_tempfail(make_server: Callable[..., SpamdSe
         return request(srv.port or 0, spamc_request("TELL", raw, *headers))
 
     assert tell(PLAIN_HAM) == spamd401.TELL_LEARNED
+    before = _tempfails("rate_limited")
     capped = tell(GTUBE)
     assert capped.startswith(b"SPAMD/1.0 75 Temporary failure: feedback rate cap reached")
+    assert _tempfails("rate_limited") == before + 1
     statuses = sorted(r.status for r in srv.service.store.feedback.recent())
     assert statuses == ["personal", "rate_limited"]
 
@@ -282,8 +296,10 @@ def test_connections_over_the_limit_get_a_tempfail(
             if srv.active == 1:
                 break
             time.sleep(0.02)
+        before = _tempfails("connections")
         busy = request(srv.port, spamc_request("CHECK", GTUBE))
         assert busy == b"SPAMD/1.0 75 Temporary failure: too many connections, try again later\r\n"
+        assert _tempfails("connections") == before + 1
     for _ in range(250):  # the held connection ends (EOF during headers): its slot frees
         if srv.active == 0:
             break

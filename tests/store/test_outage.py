@@ -320,3 +320,38 @@ def test_smtp_filter_answers_451_when_postgresql_is_down(
             fresh.close()
     finally:
         store.close()
+
+
+def test_smtp_auth_answers_454_when_postgresql_is_down(
+    proxied_url: str,
+    pg_proxy: TcpProxy,
+    filter_factory: Any,
+    smtp_sink: Any,
+    test_settings: Settings,
+) -> None:
+    """The accounts and the failed-AUTH counts are in the store: while it is down, AUTH is a
+    temporary failure (RFC 4954's 454 4.7.0), never a 5xx or a login without the checks."""
+    from tests.smtpd.util import tls_client
+
+    outages.reset()
+    base = test_settings.model_copy(
+        update={"store": test_settings.store.model_copy(update={"url": proxied_url})}
+    )
+    srv = filter_factory(smtp_sink, base=base, auth_failures_before_throttle=3)
+    with tls_client(srv.port) as c:
+        assert c.login("alice@mailsift.test", "alice-pw")[0] == 235
+    before = _metric("mailsift_tempfails_total", service="smtp", reason="auth_store")
+    pg_proxy.kill()
+    with tls_client(srv.port) as c:
+        code, text = c.docmd("AUTH", "PLAIN " + _plain("alice@mailsift.test", "alice-pw"))
+        assert code == 454 and text.startswith(b"4.7.0"), (code, text)
+    assert _metric("mailsift_tempfails_total", service="smtp", reason="auth_store") == before + 1
+    pg_proxy.restore()
+    with tls_client(srv.port) as c:
+        for _ in range(3):  # failures are counted in the store again
+            assert c.docmd("AUTH", "PLAIN " + _plain("alice@mailsift.test", "bad"))[0] == 535
+        assert c.docmd("AUTH", "PLAIN " + _plain("alice@mailsift.test", "alice-pw"))[0] == 454
+
+
+def _plain(user: str, password: str) -> str:
+    return b64encode(f"\0{user}\0{password}".encode()).decode()
