@@ -293,6 +293,10 @@ class SmtpSettings(BaseModel):
     bare_newlines: Literal["normalize", "reject"] = "normalize"  # smuggling forms always 550
     check_timeout: float = 60.0  # a check running longer is a tempfail
     delivery_timeout: float = 60.0  # per next-hop SMTP step
+    # proxy mode: connections to the next hop kept open between messages, per worker (0: a
+    # connection per message); one idle longer than next_hop_idle_time seconds is closed
+    next_hop_idle_connections: int = Field(default=16, ge=0)
+    next_hop_idle_time: float = 5.0
     spool_retry_initial: float = 60.0  # store-and-forward backoff: doubles per attempt
     spool_retry_max: float = 3600.0
     # a message the next hop has not taken after this long stops being retried: it moves to

@@ -152,6 +152,18 @@ class ScoringService:
 
     def record(self, verdict: Verdict, raw: bytes, envelope: Envelope | None = None) -> None:
         """Store a verdict (and the message sample) durably; raises StoreError on failure."""
+        rec, sample = self.verdict_record(verdict, raw, envelope)
+        try:
+            self.store.verdicts.add(rec, sample)
+        except Exception as exc:
+            raise StoreError(f"could not record verdict {verdict.verdict_id}: {exc}") from exc
+
+    def verdict_record(
+        self, verdict: Verdict, raw: bytes, envelope: Envelope | None = None
+    ) -> tuple[VerdictRecord, bytes | None]:
+        """The row ``record`` stores for a verdict, and the sample kept with it (None when
+        ``feedback.keep_samples`` is off): for a caller that writes verdicts in batches of
+        its own (``store.verdicts.add_many``)."""
         env = envelope or Envelope()
         fs = self.settings.feedback
         rec = VerdictRecord(
@@ -170,10 +182,7 @@ class ScoringService:
             reason=verdict.reason,
         )
         sample = raw[: fs.sample_max_bytes] if fs.keep_samples else None
-        try:
-            self.store.verdicts.add(rec, sample)
-        except Exception as exc:
-            raise StoreError(f"could not record verdict {verdict.verdict_id}: {exc}") from exc
+        return rec, sample
 
     def verdict(self, verdict_id: str) -> VerdictRecord | None:
         return self.store.verdicts.get(verdict_id)

@@ -71,6 +71,10 @@ def build_server(settings: Any, **server_args: Any) -> Any:
     from mailsift.smtpd.server import FilterServer
 
     service, store, checks, sync = build_scoring(settings)
+    if service is not None:  # the public suffix list loads now, not during the first message
+        from mailsift.message import registrable_domain
+
+        registrable_domain("mailsift.invalid")
     quarantine = Quarantine(settings, store, service=service)
     # AUTH and account mailboxes when accounts are configured: an accounts file (imported
     # into the store once) or accounts in the store

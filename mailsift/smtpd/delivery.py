@@ -19,6 +19,16 @@ known); ``on_accepted(result)`` is called right after that 250, before ``QUIT``,
 await in between.
 
 ``deliver(...)`` is the blocking form (for the quarantine's release and the CLI).
+
+``NextHopPool`` is the before-queue proxy's client: it keeps connections to the next hop
+open between messages (no connect, greeting, EHLO and QUIT per message) and, when the next
+hop offers ``PIPELINING`` (RFC 2920), sends ``MAIL``, the ``RCPT``s and ``DATA`` in one
+write: a message costs two round trips instead of seven. A connection goes back to the
+pool only after a message's 250; any other outcome closes it. A kept connection the next
+hop closed meanwhile (its idle timeout, a restart) shows as an EOF, a reset or a ``421``
+before the first reply of the transaction: nothing of the message was sent yet, so it is
+sent once more on a new connection. Any failure after that first reply is the message's
+outcome, as without the pool.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import contextlib
 import re
 import socket
 import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -192,6 +203,220 @@ async def _transaction(
     return result
 
 
+class _Stale(Exception):
+    """A kept connection turned out closed before the transaction's first reply."""
+
+
+@dataclass(slots=True)
+class _Session:
+    conn: _Conn
+    pipelining: bool
+    eightbit: bool
+    born: float
+    idle_since: float = 0.0
+    reused: bool = False
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.writer.close()
+
+
+class NextHopPool:
+    """Connections to one next hop, kept for the following messages (one event loop).
+
+    ``max_idle``: connections kept idle at most (more are closed after their message);
+    ``idle_time``: an idle connection older than this is closed (Postfix's
+    ``smtp_connection_cache_time_limit`` is 2 s, its server's idle timeout 300 s);
+    ``reuse_time``: a connection is not used for new messages after this long (Postfix's
+    ``smtp_connection_reuse_time_limit``). ``max_idle=0``: one connection per message.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        helo: str | None = None,
+        timeout: float = 60.0,
+        max_idle: int = 16,
+        idle_time: float = 5.0,
+        reuse_time: float = 300.0,
+    ) -> None:
+        self.host, self.port = host, port
+        self.helo = helo or socket.getfqdn()
+        self.timeout = timeout
+        self.max_idle = max_idle
+        self.idle_time = idle_time
+        self.reuse_time = reuse_time
+        self._idle: list[_Session] = []
+        self._prune_timer: asyncio.TimerHandle | None = None
+        self.opened = 0  # connections made (for tests and benches)
+
+    async def deliver(self, mail_from: str, rcpts: Sequence[str], data: bytes) -> DeliveryResult:
+        """One message (all recipients or none, as ``deliver_async(partial=False)``);
+        raises DeliveryError."""
+        if not rcpts:
+            raise DeliveryError(554, "5.5.1 no recipients", False)
+        while True:
+            sess = self._take()
+            if sess is None:
+                sess = await self._open()
+            try:
+                result = await self._message(sess, mail_from, rcpts, data)
+            except _Stale:
+                sess.close()
+                continue  # nothing of the message was sent: again, on a new connection
+            except DeliveryError:
+                sess.close()
+                raise
+            except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+                sess.close()
+                raise DeliveryError(
+                    451, f"4.4.2 next hop connection failed: {exc!r}", True, True
+                ) from exc
+            except BaseException:
+                sess.close()
+                raise
+            self._put(sess)
+            return result
+
+    async def close(self) -> None:
+        """QUIT and close every idle connection."""
+        if self._prune_timer is not None:
+            self._prune_timer.cancel()
+            self._prune_timer = None
+        idle, self._idle = self._idle, []
+        for sess in idle:
+            await self._quit(sess)
+
+    # ---- connections -----------------------------------------------------------------------
+    def _take(self) -> _Session | None:
+        now = time.monotonic()
+        while self._idle:
+            sess = self._idle.pop()  # the most recently used: the least likely closed
+            if (
+                now - sess.idle_since < self.idle_time
+                and now - sess.born < self.reuse_time
+                and not sess.conn.reader.at_eof()
+                and not sess.conn.writer.is_closing()
+            ):
+                sess.reused = True
+                return sess
+            sess.close()
+        return None
+
+    def _put(self, sess: _Session) -> None:
+        if len(self._idle) >= self.max_idle or time.monotonic() - sess.born >= self.reuse_time:
+            asyncio.get_running_loop().create_task(self._quit(sess))
+            return
+        sess.idle_since = time.monotonic()
+        self._idle.append(sess)
+        if self._prune_timer is None:
+            self._prune_timer = asyncio.get_running_loop().call_later(self.idle_time, self._prune)
+
+    def _prune(self) -> None:
+        """Close the connections idle for ``idle_time``; look again while some are kept."""
+        self._prune_timer = None
+        now = time.monotonic()
+        keep = []
+        for sess in self._idle:
+            if now - sess.idle_since >= self.idle_time:
+                sess.close()
+            else:
+                keep.append(sess)
+        self._idle = keep
+        if keep:
+            self._prune_timer = asyncio.get_running_loop().call_later(self.idle_time, self._prune)
+
+    async def _quit(self, sess: _Session) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(sess.conn.cmd("QUIT"), 2)
+        sess.close()
+
+    async def _open(self) -> _Session:
+        """A new connection, greeted and EHLO'd (HELO when EHLO is refused)."""
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port), self.timeout
+            )
+        except (OSError, TimeoutError) as exc:
+            raise DeliveryError(
+                451, f"4.4.1 next hop {self.host}:{self.port} unreachable: {exc}", True, True
+            ) from exc
+        conn = _Conn(reader, writer, self.timeout)
+        self.opened += 1
+        try:
+            code, msg = await conn.reply()
+            if code != 220:
+                raise _error(code, msg)
+            code, msg = await conn.cmd(f"EHLO {self.helo}")
+            esmtp = code == 250
+            ext = {ln.split()[0].upper() for ln in msg.split("\n")[1:] if ln.strip()}
+            if not esmtp:
+                ext = set()
+                code, msg = await conn.cmd(f"HELO {self.helo}")
+                if code != 250:
+                    raise _error(code, msg)
+        except DeliveryError:
+            writer.close()
+            raise
+        except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+            writer.close()
+            raise DeliveryError(
+                451, f"4.4.2 next hop connection failed: {exc!r}", True, True
+            ) from exc
+        return _Session(conn, "PIPELINING" in ext, "8BITMIME" in ext, time.monotonic())
+
+    async def _message(
+        self, sess: _Session, mail_from: str, rcpts: Sequence[str], data: bytes
+    ) -> DeliveryResult:
+        conn = sess.conn
+        params = " BODY=8BITMIME" if sess.eightbit and _has_8bit(data) else ""
+        sender = "<>" if mail_from in ("", "<>") else f"<{mail_from}>"
+        mail = f"MAIL FROM:{sender}{params}"
+        replies: list[tuple[int, str]] = []
+        try:
+            if sess.pipelining:  # one write; the replies come in order (RFC 2920)
+                commands = [mail, *(f"RCPT TO:<{r}>" for r in rcpts), "DATA"]
+                conn.writer.write(b"".join(_line(c) for c in commands))
+                await asyncio.wait_for(conn.writer.drain(), conn.timeout)
+                replies.append(await conn.reply())
+            else:
+                replies.append(await conn.cmd(mail))
+        except (DeliveryError, OSError, asyncio.IncompleteReadError) as exc:
+            if sess.reused and (not isinstance(exc, DeliveryError) or exc.unreachable):
+                raise _Stale from exc  # closed while idle: no reply to this message yet
+            raise
+        if sess.reused and replies[0][0] == 421:  # the next hop's goodbye to an idle client
+            raise _Stale
+        code, msg = replies[0]
+        if code != 250:
+            raise _error(code, msg)  # the connection is closed: unread replies do not matter
+        result = DeliveryResult(0, "")
+        for rcpt in rcpts:
+            code, msg = await (conn.reply() if sess.pipelining else conn.cmd(f"RCPT TO:<{rcpt}>"))
+            if code in (250, 251):
+                result.accepted.append(rcpt)
+            else:
+                result.refused[rcpt] = (code, msg)
+        if result.refused:  # all or none; a pipelined DATA answered 354 dies with the connection
+            raise _error(*_worst(result.refused.values()))
+        code, msg = await (conn.reply() if sess.pipelining else conn.cmd("DATA"))
+        if code != 354:
+            raise _error(code, msg)
+        conn.writer.write(to_wire(data))
+        await asyncio.wait_for(conn.writer.drain(), conn.timeout)
+        code, msg = await conn.reply()
+        if code != 250:
+            raise _error(code, msg)
+        result.code, result.message = code, msg
+        return result
+
+
+def _line(command: str) -> bytes:
+    return command.encode("utf-8", "surrogateescape") + b"\r\n"
+
+
 def _worst(replies: object) -> tuple[int, str]:
     """Temporary beats permanent (the client retries; nobody gets a wrong 5xx)."""
     items = list(replies)  # type: ignore[call-overload]
@@ -208,7 +433,7 @@ async def _quietly_end(conn: _Conn) -> None:
 
 
 def _has_8bit(data: bytes) -> bool:
-    return any(b > 127 for b in data)
+    return not data.isascii()
 
 
 def deliver(

@@ -42,7 +42,7 @@ from mailsift.smtpd.accounts import Accounts
 from mailsift.smtpd.addresses import PathSyntaxError, parse_path
 from mailsift.smtpd.checks.base import CheckAction, SmtpContext, Stage
 from mailsift.smtpd.content import Judgement, judge, result_headers
-from mailsift.smtpd.delivery import DeliveryError, deliver_async
+from mailsift.smtpd.delivery import DeliveryError, NextHopPool, deliver_async
 from mailsift.smtpd.limits import (
     AuthThrottle,
     LineEndings,
@@ -105,8 +105,10 @@ class FilterHandler:
         spool: Spool | None = None,
         spool_runner: SpoolRunner | None = None,
         auth_throttle: AuthThrottle | None = None,
+        next_hop: NextHopPool | None = None,
     ) -> None:
         self.settings = settings
+        self.next_hop = next_hop  # proxy mode: the kept connections to the next hop
         self.smtp = settings.smtp
         self.runner = runner
         self.recipients = recipients
@@ -454,15 +456,18 @@ class FilterHandler:
                 self.spool_runner.wake(queue_id)
             return replies.accepted(queue_id)
         try:
-            await deliver_async(
-                self.smtp.next_hop_host,
-                self.smtp.next_hop_port,
-                mail_from,
-                rcpts,
-                data,
-                self.smtp.delivery_timeout,
-                helo=self.smtp.hostname,
-            )
+            if self.next_hop is not None:
+                await self.next_hop.deliver(mail_from, rcpts, data)
+            else:
+                await deliver_async(
+                    self.smtp.next_hop_host,
+                    self.smtp.next_hop_port,
+                    mail_from,
+                    rcpts,
+                    data,
+                    self.smtp.delivery_timeout,
+                    helo=self.smtp.hostname,
+                )
         except DeliveryError as exc:
             log.info("%s: next hop refused: %s", queue_id, exc)
             if exc.unreachable:

@@ -1,9 +1,11 @@
 """The scorer connection of the SMTP filter: the verdict at DATA.
 
 Scoring: ``InProcessScoring`` calls ``mailsift.service.ScoringService.score`` in a worker
-thread; ``HttpScoring`` calls the HTTP API (``settings.api.scorer_url`` with the bearer key
-``settings.api.scorer_api_key``). Any failure raises ``ScoringUnavailable`` and the filter
-answers ``451 4.3.0``: an unscored message is never accepted silently.
+thread (the SMTP filter gives it a ``VerdictWriter``: the verdict record is then written in
+batches by a background thread, off the path of the SMTP reply); ``HttpScoring`` calls the
+HTTP API (``settings.api.scorer_url`` with the bearer key ``settings.api.scorer_api_key``).
+Any failure raises ``ScoringUnavailable`` and the filter answers ``451 4.3.0``: an unscored
+message is never accepted silently.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from mailsift import outages
-from mailsift.store.base import StoreError
+from mailsift.smtpd.verdicts import VerdictWriter
+from mailsift.store.base import StoreError, VerdictRecord
 from mailsift.verdict import Envelope, Symbol, Verdict, decode_verdict
 
 log = logging.getLogger("mailsift.smtpd.scoring")
@@ -37,21 +40,46 @@ class Scoring(Protocol):
 class _Service(Protocol):
     def score(self, raw: bytes, envelope: Envelope, symbols: Sequence[Symbol]) -> Verdict: ...
 
+    def evaluate(self, raw: bytes, envelope: Envelope, symbols: Sequence[Symbol]) -> Verdict: ...
+
+    def verdict_record(
+        self, verdict: Verdict, raw: bytes, envelope: Envelope
+    ) -> tuple[VerdictRecord, bytes | None]: ...
+
 
 class InProcessScoring:
-    """``ScoringService.score`` in a worker thread (it is CPU work and may touch the store)."""
+    """``ScoringService.score`` in a worker thread (it is CPU work and may touch the store).
 
-    def __init__(self, service: _Service) -> None:
+    With a ``writer`` (``mailsift.smtpd.verdicts.VerdictWriter``) the verdict is evaluated
+    in the thread and its record queued to the writer instead of committed before the
+    answer; a writer that refuses (the store is down, its queue is full) makes the message
+    a ``store`` tempfail before any scoring work is done."""
+
+    def __init__(self, service: _Service, writer: VerdictWriter | None = None) -> None:
         self.service = service
+        self.writer = writer
 
     async def score(self, raw: bytes, envelope: Envelope, symbols: Sequence[Symbol]) -> Verdict:
+        writer = self.writer
         try:
-            return await asyncio.to_thread(self.service.score, raw, envelope, list(symbols))
+            if writer is None:
+                return await asyncio.to_thread(self.service.score, raw, envelope, list(symbols))
+            why = writer.refusal()
+            if why is not None:
+                raise StoreError(why)
+            return await asyncio.to_thread(self._score_queued, writer, raw, envelope, symbols)
         except StoreError as exc:  # the store's outage is logged and counted by the store
             raise ScoringUnavailable(str(exc), reason="store") from exc
         except Exception as exc:
             log.exception("in-process scoring failed")
             raise ScoringUnavailable(str(exc)) from exc
+
+    def _score_queued(
+        self, writer: VerdictWriter, raw: bytes, envelope: Envelope, symbols: Sequence[Symbol]
+    ) -> Verdict:
+        verdict = self.service.evaluate(raw, envelope, list(symbols))
+        writer.submit(*self.service.verdict_record(verdict, raw, envelope))
+        return verdict
 
 
 class HttpScoring:

@@ -8,7 +8,9 @@ both sockets listen (port 0 picks a free port: read ``.port`` / ``.submission_po
 ``stop()`` closes them, finishes the spool runner and joins the thread; ``stop(drain=T)``
 first stops listening and lets the sessions in a transaction finish it, for up to ``T``
 seconds (idle sessions, and each session once its transaction ended, are told
-``421 4.3.2`` and closed), which is what SIGTERM does to ``mailsift serve smtp``.
+``421 4.3.2`` and closed), which is what SIGTERM does to ``mailsift serve smtp``. Scoring
+in-process, the verdict records are written by a ``VerdictWriter`` (in batches, off the path
+of the reply); ``stop()`` writes those still queued once the sessions are over.
 
 One of several worker processes (``mailsift.smtpd.workers``), it is given the listening
 sockets its supervisor bound (``smtp_socket`` / ``submission_socket``) and a connection
@@ -46,6 +48,7 @@ from mailsift.loopthread import LoopThread
 from mailsift.smtpd.accounts import Accounts
 from mailsift.smtpd.addresses import MAX_PATH, split_path
 from mailsift.smtpd.checks.base import Check
+from mailsift.smtpd.delivery import NextHopPool
 from mailsift.smtpd.handler import XFORWARD_ATTRS, FilterHandler, QuarantineLike
 from mailsift.smtpd.limits import AuthThrottle, ConnectionCounter, SharedConnectionCounter
 from mailsift.smtpd.relay import RecipientPolicy
@@ -53,6 +56,7 @@ from mailsift.smtpd.runner import CheckRunner
 from mailsift.smtpd.scoring import HttpScoring, InProcessScoring, Scoring
 from mailsift.smtpd.spool import Spool, SpoolRunner
 from mailsift.smtpd.tls import server_context
+from mailsift.smtpd.verdicts import VerdictWriter
 from mailsift.store.base import Store
 
 log = logging.getLogger("mailsift.smtpd.server")
@@ -367,11 +371,17 @@ class FilterServer(LoopThread):
             self._accounts_store = open_store_for(settings)
             accounts = Accounts(self._accounts_store, import_file=smtp.accounts_file)
         self.accounts = accounts
+        self.verdict_writer: VerdictWriter | None = None
         if scoring is None:
             if settings.api.scorer_url:
                 scoring = HttpScoring(settings.api.scorer_url, settings.api.scorer_api_key)
             elif service is not None:
-                scoring = InProcessScoring(service)
+                # the reply waits for the next hop or the spool, not for the verdict record
+                # (a service without a store of its own records, if at all, as it scores)
+                store = getattr(service, "store", None)
+                if store is not None and hasattr(service, "verdict_record"):
+                    self.verdict_writer = VerdictWriter(store.verdicts.add_many)
+                scoring = InProcessScoring(service, self.verdict_writer)
         self.scoring = scoring
         self.checks = list(checks or [])
         self.quarantine = quarantine
@@ -392,6 +402,7 @@ class FilterServer(LoopThread):
             Spool(settings.spool_dir, clean_tmp=clean_spool_tmp) if smtp.mode == "spool" else None
         )
         self.spool_runner: SpoolRunner | None = None
+        self.next_hop: NextHopPool | None = None
         self.port: int | None = None
         self.submission_port: int | None = None
         self._servers: list[asyncio.base_events.Server] = []
@@ -442,6 +453,15 @@ class FilterServer(LoopThread):
                 max_age=smtp.spool_max_age,
                 concurrency=smtp.spool_concurrency,
             )
+        if smtp.mode == "proxy":
+            self.next_hop = NextHopPool(
+                smtp.next_hop_host,
+                smtp.next_hop_port,
+                helo=smtp.hostname,
+                timeout=smtp.delivery_timeout,
+                max_idle=smtp.next_hop_idle_connections,
+                idle_time=smtp.next_hop_idle_time,
+            )
         self.handler = FilterHandler(
             self.settings,
             runner=CheckRunner(self.checks, smtp.check_timeout),
@@ -452,6 +472,7 @@ class FilterServer(LoopThread):
             spool=self.spool,
             spool_runner=self.spool_runner,
             auth_throttle=self.throttle,
+            next_hop=self.next_hop,
         )
         loop = asyncio.get_running_loop()
         if self._smtp_socket is not None:
@@ -500,6 +521,8 @@ class FilterServer(LoopThread):
                 proto.transport.close()
         if self.spool_runner is not None:
             await self.spool_runner.stop()
+        if self.next_hop is not None:
+            await self.next_hop.close()
         await asyncio.sleep(0.05)
         current = asyncio.current_task()
         rest = [t for t in asyncio.all_tasks() if t is not current]
@@ -550,6 +573,8 @@ class FilterServer(LoopThread):
             self._metrics.server_close()
             self._metrics = None
         self._stop_thread()
+        if self.verdict_writer is not None:  # the sessions are over: write what is queued
+            self.verdict_writer.close(max(drain, self.settings.smtp.shutdown_timeout))
         if self._accounts_store is not None:
             self._accounts_store.close()
             self._accounts_store = None

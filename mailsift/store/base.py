@@ -210,6 +210,10 @@ class VerdictRepo(Protocol):
         """Record a verdict (and optionally the raw message to learn from later). Durable
         (committed) when it returns."""
 
+    def add_many(self, items: Sequence[tuple[VerdictRecord, bytes | None]]) -> None:
+        """Record several verdicts (each with its optional sample) in one transaction: all
+        are committed when it returns, or none (it raises)."""
+
     def get(self, verdict_id: str) -> VerdictRecord | None: ...
 
     def by_digest(self, digest: str, limit: int = 20) -> list[VerdictRecord]: ...

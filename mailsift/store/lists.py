@@ -151,12 +151,27 @@ class StoreListPolicy:
         with self._lock:
             self._snap = None
 
-    def _snapshot(self) -> _Snapshot:
-        now = time.monotonic()
+    def cached(self) -> _Snapshot | None:
+        """The snapshot in memory while it is fresh (checked against the store's list
+        version within ``ttl`` s, no local edit since), else None: a caller on an event
+        loop decides with it at once (``decide(..., snapshot=)``) and goes to a thread
+        only when the store must be asked."""
         snap = self._snap
         local = getattr(self.store.lists, "local_version", 0)
-        if snap is not None and now - self._checked < self.ttl and local == self._local:
+        if (
+            snap is not None
+            and time.monotonic() - self._checked < self.ttl
+            and local == self._local
+        ):
             return snap
+        return None
+
+    def _snapshot(self) -> _Snapshot:
+        snap = self.cached()
+        if snap is not None:
+            return snap
+        now = time.monotonic()
+        local = getattr(self.store.lists, "local_version", 0)
         with self._lock:
             version = self.store.lists.version()
             if self._snap is None or self._snap.version != version:
@@ -176,8 +191,10 @@ class StoreListPolicy:
         return _Snapshot(version, glob, users)
 
     # ---- decisions -------------------------------------------------------------------------
-    def decide(self, envelope: Envelope, from_addr: str) -> ListDecision | None:
-        snap = self._snapshot()
+    def decide(
+        self, envelope: Envelope, from_addr: str, snapshot: _Snapshot | None = None
+    ) -> ListDecision | None:
+        snap = snapshot or self._snapshot()
         senders = [
             a
             for a in dict.fromkeys(
@@ -202,7 +219,11 @@ class StoreListPolicy:
         return None
 
     def decide_for_recipient(
-        self, recipient: str, envelope: Envelope, from_addr: str
+        self,
+        recipient: str,
+        envelope: Envelope,
+        from_addr: str,
+        snapshot: _Snapshot | None = None,
     ) -> ListDecision | None:
         """The decision for one recipient (for callers that split a message per recipient)."""
         env = Envelope(
@@ -213,7 +234,7 @@ class StoreListPolicy:
             auth_user=envelope.auth_user,
             client_name=envelope.client_name,
         )
-        return self.decide(env, from_addr)
+        return self.decide(env, from_addr, snapshot)
 
     def _all_recipients(
         self, snap: _Snapshot, kind: str, rcpts: list[str], senders: list[str], ip: str | None

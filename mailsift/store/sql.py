@@ -359,13 +359,28 @@ class SqlVerdictRepo:
         threads) share one transaction: one commit, one fsync (group commit). Each call
         still returns only once its own row is committed, so an answered verdict survives a
         crash and is readable at once from any process."""
-        row = self._row(rec)
-        sample_row = (rec.verdict_id, rec.created, compress(sample)) if sample is not None else None
+        rows = self._rows(rec, sample)
         tx: Tx | None = getattr(self.db._local, "tx", None)
         if tx is not None:  # join the caller's transaction
-            self._write(tx, [(row, sample_row)])
+            self._write(tx, [rows])
             return
-        self._group.submit((row, sample_row))
+        self._group.submit(rows)
+
+    def add_many(self, items: Sequence[tuple[VerdictRecord, bytes | None]]) -> None:
+        """Record ``items`` in one transaction (one commit), without the group commit: for a
+        caller that batches verdicts itself (``mailsift.smtpd.verdicts.VerdictWriter``)."""
+        if not items:
+            return
+        rows = [self._rows(rec, sample) for rec, sample in items]
+        tx: Tx | None = getattr(self.db._local, "tx", None)
+        if tx is not None:  # join the caller's transaction
+            self._write(tx, rows)
+            return
+        self._write_batch(rows)
+
+    def _rows(self, rec: VerdictRecord, sample: bytes | None) -> _VerdictRows:
+        sample_row = (rec.verdict_id, rec.created, compress(sample)) if sample is not None else None
+        return self._row(rec), sample_row
 
     @staticmethod
     def _row(rec: VerdictRecord) -> tuple[Any, ...]:

@@ -222,3 +222,103 @@ def test_smtplib_sendmail_smoke(smtp_filter, smtp_sink) -> None:
     with smtplib.SMTP("127.0.0.1", smtp_filter.port) as c:
         assert c.sendmail("a@example.org", ["carol@mailsift.test"], _message("smoke")) == {}
     assert len(smtp_sink.wait_for(1)) == 1
+
+
+# ---- kept connections to the next hop (proxy mode) ------------------------------------------
+
+
+def _send_each(port: int, tags: list[str]) -> list[tuple[int, bytes]]:
+    """One client session per message, as independent senders would."""
+    out = []
+    for tag in tags:
+        c = client(port)
+        try:
+            c.docmd("MAIL FROM:<a@example.org>")
+            c.docmd("RCPT TO:<bob@mailsift.test>")
+            out.append(c.data(_message(tag)))
+        finally:
+            c.quit()
+    return out
+
+
+@pytest.mark.parametrize("sink_args", [(), ("-p",)], ids=["pipelining", "no-pipelining"])
+def test_next_hop_connection_is_kept_for_the_next_messages(
+    filter_factory, sink_factory, sink_args
+) -> None:
+    sink = sink_factory(args=sink_args)
+    srv = filter_factory(sink)
+    tags = [f"kept-{i}" for i in range(5)]
+    assert [code for code, _ in _send_each(srv.port, tags)] == [250] * 5
+    sink.wait_for(5)
+    assert sorted(_bodies(sink)) == sorted(f"body {t}" for t in tags)
+    assert srv.next_hop is not None and srv.next_hop.opened == 1
+
+
+def test_no_kept_connections_when_turned_off(filter_factory, smtp_sink) -> None:
+    srv = filter_factory(smtp_sink, next_hop_idle_connections=0)
+    assert [code for code, _ in _send_each(srv.port, ["a", "b", "c"])] == [250] * 3
+    smtp_sink.wait_for(3)
+    assert srv.next_hop is not None and srv.next_hop.opened == 3
+
+
+def test_a_kept_connection_the_next_hop_dropped_is_replaced(filter_factory, sink_factory) -> None:
+    """The connection kept after the first message is cut (the next hop restarted); the
+    second message goes over a new connection: both answered 250, each delivered once."""
+    from tests.fixtures.proxy import TcpProxy
+
+    sink = sink_factory()
+    proxy = TcpProxy(sink.port).start()
+    try:
+        srv = filter_factory(sink, next_hop_port=proxy.port)
+        assert _send_each(srv.port, ["first"])[0][0] == 250
+        proxy.kill()
+        proxy.restore()
+        assert _send_each(srv.port, ["second"])[0][0] == 250
+        sink.wait_for(2)
+        time.sleep(0.3)
+        assert sorted(_bodies(sink)) == ["body first", "body second"]
+        assert srv.next_hop is not None and srv.next_hop.opened == 2
+    finally:
+        proxy.kill()
+
+
+def test_a_kept_connection_the_next_hop_timed_out_is_replaced(filter_factory, sink_factory) -> None:
+    """smtp-sink ends a session idle for a second (``-t 1``); the filter keeps connections
+    longer, so the second message meets a closed one and is sent on a new connection."""
+    sink = sink_factory(args=("-t", "1"))
+    srv = filter_factory(sink, next_hop_idle_time=60.0)
+    assert _send_each(srv.port, ["early"])[0][0] == 250
+    sink.wait_for(1)
+    time.sleep(2.0)  # the sink's idle limit passes
+    assert _send_each(srv.port, ["late"])[0][0] == 250
+    sink.wait_for(2)
+    time.sleep(0.3)
+    assert sorted(_bodies(sink)) == ["body early", "body late"]
+    assert srv.next_hop is not None and srv.next_hop.opened == 2
+
+
+def test_a_connection_whose_message_was_refused_is_not_kept(filter_factory, sink_factory) -> None:
+    """The recipients refused (pipelined: the DATA already sent is dropped with the
+    connection): each message is refused, nothing is delivered, no connection is reused."""
+    sink = sink_factory(args=("-r", "RCPT"))
+    srv = filter_factory(sink)
+    assert [code for code, _ in _send_each(srv.port, ["r1", "r2"])] == [450, 450]
+    time.sleep(0.3)
+    assert sink.raw_messages() == [] or all(b"body r" not in r for r in sink.raw_messages())
+    assert srv.next_hop is not None and srv.next_hop.opened == 2
+
+
+def test_8bit_content_is_sent_with_body_8bitmime(smtp_filter, smtp_sink) -> None:
+    body = "Subject: caf\u00e9\r\n\r\nd\u00e9j\u00e0 vu\r\n".encode()
+    ascii_body = _message("plain")
+    for data in (body, ascii_body):
+        c = client(smtp_filter.port)
+        try:
+            c.docmd("MAIL FROM:<a@example.org>")
+            c.docmd("RCPT TO:<bob@mailsift.test>")
+            assert c.data(data)[0] == 250
+        finally:
+            c.quit()
+    msgs = smtp_sink.wait_for(2)
+    args = sorted(m["X-Mail-Args"] for m in msgs)
+    assert args == ["<a@example.org>", "<a@example.org> BODY=8BITMIME"]

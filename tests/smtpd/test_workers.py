@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from mailsift.smtpd.limits import SharedConnectionTable
+from mailsift.store import open_store
 from tests.fixtures.process import alive, child_pids
 from tests.fixtures.smtp import OUTSIDE_IP, free_port
 from tests.smtpd.test_cli import MAILSIFT, _serve_env
@@ -332,6 +333,13 @@ def test_sigterm_drains_the_transactions_under_way(
             srv.kill()
     (m,) = smtp_sink.wait_for(1)
     assert m["Subject"] == "lunch on friday?"
+    # the verdict record, queued when the message was answered, was written at the stop
+    store = open_store(f"sqlite:///{tmp_path / 'var' / 'mailsift.db'}")
+    try:
+        (rec,) = store.verdicts.recent()
+        assert rec.recipients == ("bob@mailsift.test",) and rec.sender == "a@example.org"
+    finally:
+        store.close()
 
 
 def test_spamd_workers_restart_a_killed_worker_and_stop_on_sigterm(

@@ -108,6 +108,26 @@ def test_cache_and_invalidation(store: Store, store_url: str) -> None:
     assert ("system", "lists.add", "block:spam.test") in actions
 
 
+def test_cached_snapshot_is_offered_only_while_fresh(store: Store) -> None:
+    """``cached()`` (what the SMTP checks decide with on the event loop) is the snapshot
+    ``decide`` would use without asking the store; a local edit or the ttl ends it."""
+    policy = StoreListPolicy(store, ttl=3600.0)
+    assert policy.cached() is None  # nothing read yet
+    assert policy.decide(env("x@spam.test", "u@x.test"), "") is None
+    snap = policy.cached()
+    assert snap is not None
+    assert policy.decide(env("x@spam.test", "u@x.test"), "", snap) is None
+    store.lists.add(ListEntry("block", "spam.test"))
+    assert policy.cached() is None  # edited through this store object: read again
+    assert policy.decide(env("x@spam.test", "u@x.test"), "").kind == "block"
+    snap = policy.cached()
+    assert snap is not None
+    assert policy.decide(env("x@spam.test", "u@x.test"), "", snap).kind == "block"
+    assert policy.decide_for_recipient("u@x.test", env("x@spam.test"), "", snap).kind == "block"
+    policy.ttl = 0.0
+    assert policy.cached() is None
+
+
 def test_validation(policy: StoreListPolicy) -> None:
     for bad in ["", "has space@x.test", "@", "user@", "localhost", "a b"]:
         with pytest.raises(ValueError):

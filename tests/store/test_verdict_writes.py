@@ -137,3 +137,17 @@ def test_writer_connection_recovers_from_a_dropped_connection(pg_store_url: str)
         store.close()
     with pytest.raises(StoreError):
         store.verdicts.add(_verdict("after-close"))
+
+
+def test_add_many_commits_all_or_none(store: Store, store_url: str) -> None:
+    """``add_many`` is one transaction: every verdict and sample, or none when one fails."""
+    store.verdicts.add_many([(_verdict(f"m{i}"), b"raw m%d" % i) for i in range(5)])
+    store.verdicts.add_many([(_verdict("nosample"), None)])
+    for i in range(5):
+        assert store.verdicts.get(f"m{i}") is not None
+        assert store.verdicts.sample(f"m{i}") == b"raw m%d" % i
+    assert store.verdicts.sample("nosample") is None
+    _fail_samples_trigger(store, store_url, "bad")
+    with pytest.raises(Exception, match="refused"):
+        store.verdicts.add_many([(_verdict("g1"), b"g1"), (_verdict("bad1"), b"bad1")])
+    assert store.verdicts.get("g1") is None and store.verdicts.get("bad1") is None

@@ -68,7 +68,12 @@ class _ListCheck:
             rcpt_to=(rcpt,) if rcpt else (),
             auth_user=ctx.auth_user,
         )
-        if rcpt:
+        snap = self.policy.cached()
+        if snap is not None:  # the lists in memory: no store query, no thread
+            if rcpt:
+                return self.policy.decide_for_recipient(rcpt, env, "", snap)
+            return self.policy.decide(env, "", snap)
+        if rcpt:  # the store is asked: off the event loop
             return await asyncio.to_thread(self.policy.decide_for_recipient, rcpt, env, "")
         return await asyncio.to_thread(self.policy.decide, env, "")
 
