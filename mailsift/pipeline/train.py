@@ -168,14 +168,9 @@ def train(
         t4 = time.perf_counter()
         x_all = x_train + extract(sp.test, settings, progress=progress, cache=feature_cache)
         y_all = np.concatenate([y_train, y_test])
+        w_all, g_all = refit_inputs(sp.train, sp.test, len(extra))
         model = train_model(
-            x_all,
-            y_all,
-            kind,
-            settings,
-            sample_weight=np.concatenate([weights, source_weights(sp.test, y_test)]),
-            groups=np.concatenate([groups, stacker_groups(sp.test)]),
-            rule_priors=priors,
+            x_all, y_all, kind, settings, sample_weight=w_all, groups=g_all, rule_priors=priors
         )
         del x_all
         timings["refit_s"] = time.perf_counter() - t4
@@ -223,6 +218,23 @@ def train(
         if promote and result.registered_version:
             result.promotion = registry.promote(settings, result.registered_version)
     return result
+
+
+def refit_inputs(
+    train_index: pd.DataFrame, test_index: pd.DataFrame, n_extra: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weights and stacker groups for a refit on every message, in the order the refit's
+    samples come: the training rows, ``n_extra`` feedback messages (weight 1, group
+    ``feedback``), the held-out rows. They are those of the whole corpus, as if it had never
+    been split: weighed per part, each part's sources would be balanced within it (a
+    source's newest fifth weighing as much as the rest of it) and the stacker and the
+    thresholds would depend on the split."""
+    both = pd.concat([train_index, test_index])
+    y_both = labels_of(both)
+    w, g = source_weights(both, y_both), stacker_groups(both)
+    n = len(train_index)
+    extra_w, extra_g = np.ones(n_extra), np.array(["feedback"] * n_extra, dtype=object)
+    return np.concatenate([w[:n], extra_w, w[n:]]), np.concatenate([g[:n], extra_g, g[n:]])
 
 
 def fit_on_sources(

@@ -17,6 +17,7 @@ from mailsift.pipeline.sources import (
     source_weights,
     stacker_groups,
 )
+from mailsift.pipeline.train import refit_inputs
 from tests.pipeline import fixtures as F
 
 
@@ -85,6 +86,28 @@ def test_source_weights_balance_archives_within_each_class() -> None:
     assert w[:90].sum() == pytest.approx(w[90:100].sum())
     half = source_weights(df, y, power=0.5)
     assert w[95] > half[95] > half[0] > w[0]  # the small archive's messages weigh more
+
+
+def test_refit_weighs_the_whole_corpus_not_each_part() -> None:
+    """The refit of ``train --default`` gets the weights and groups the whole corpus has,
+    whatever the held-out split cut out of it (feedback rows between, weight 1)."""
+    df = pd.DataFrame(
+        {
+            "source": ["spamassassin:easy_ham"] * 60 + ["archive:site-2025.tar.xz"] * 40,
+            "label": ["ham"] * 60 + ["ham"] * 20 + ["spam"] * 20,
+        }
+    )
+    train_part, test_part = df.iloc[:70], df.iloc[70:]  # the newest part: most of one source
+    w, g = refit_inputs(train_part, test_part, n_extra=2)
+    y = np.array([0] * 80 + [1] * 20)
+    whole_w, whole_g = source_weights(df, y), stacker_groups(df)
+    assert np.allclose(np.delete(w, [70, 71]), whole_w)
+    assert list(np.delete(g, [70, 71])) == list(whole_g)
+    assert list(w[70:72]) == [1.0, 1.0] and list(g[70:72]) == ["feedback", "feedback"]
+    # weighed per part instead, the site's ham in the held-out part would weigh as much as
+    # all of it does in the whole corpus
+    parts = np.concatenate([source_weights(train_part, y[:70]), source_weights(test_part, y[70:])])
+    assert not np.allclose(parts, whole_w)
 
 
 def test_splits_of_the_protocol() -> None:
