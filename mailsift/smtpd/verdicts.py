@@ -11,8 +11,9 @@ Store outage: a batch the store refuses is kept, in order, and retried with a ba
 (``retry_initial`` doubling up to ``retry_max`` seconds). While the writer is down,
 ``refusal()`` names the failure and ``submit`` raises ``StoreError``: the filter answers
 ``451 4.3.0`` (reason ``store``) to every new message, as it does when the store fails
-during scoring. The first batch written clears it. A queue of ``max_queued`` records (a
-store slower than the load) is refused the same way until it drains. Between the store going
+during scoring. The first batch written clears it. A queue of ``max_queued`` records or
+``max_queued_bytes`` of kept message samples (a store slower than the load; samples are up
+to ``feedback.sample_max_bytes`` each) is refused the same way until it drains. Between the store going
 away and the first failed write (one commit, bounded by the store's own deadlines) messages
 may still be accepted: their records wait in the queue and are written once the store is
 back.
@@ -57,12 +58,15 @@ class VerdictWriter:
         *,
         max_batch: int = 256,
         max_queued: int = 10_000,
+        max_queued_bytes: int = 64 * 1024 * 1024,
         retry_initial: float = 0.2,
         retry_max: float = 5.0,
     ) -> None:
         self._write_many = write_many
         self.max_batch = max_batch
         self.max_queued = max_queued
+        self.max_queued_bytes = max_queued_bytes
+        self._queued_bytes = 0  # message samples queued (not yet being written)
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self._cond = threading.Condition()
@@ -87,8 +91,11 @@ class VerdictWriter:
             return "the verdict writer is closing"
         if self._down is not None:
             return f"the store is down: {self._down}"
-        if len(self._queue) >= self.max_queued:
-            return f"{len(self._queue)} verdict records wait for the store"
+        if len(self._queue) >= self.max_queued or self._queued_bytes >= self.max_queued_bytes:
+            return (
+                f"{len(self._queue)} verdict records ({self._queued_bytes} bytes of samples)"
+                " wait for the store"
+            )
         return None
 
     def submit(self, rec: VerdictRecord, sample: bytes | None) -> None:
@@ -98,6 +105,7 @@ class VerdictWriter:
             if why is not None:
                 raise StoreError(f"could not record verdict {rec.verdict_id}: {why}")
             self._queue.append((rec, sample))
+            self._queued_bytes += len(sample or b"")
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="mailsift-verdicts", daemon=True
@@ -157,12 +165,14 @@ class VerdictWriter:
                     return  # closing, and everything is written
                 n = min(len(self._queue), self.max_batch)
                 batch = [self._queue.popleft() for _ in range(n)]
+                self._queued_bytes -= sum(len(s or b"") for _, s in batch)
                 self._busy = True
             kept, error = self._write(batch)
             with self._cond:
                 self._busy = False
                 if kept:
                     self._queue.extendleft(reversed(kept))  # first in, first written
+                    self._queued_bytes += sum(len(s or b"") for _, s in kept)
                     if self._down is None:
                         log.warning("verdict records wait for the store: %s", error)
                     self._down = error or "write failed"

@@ -101,6 +101,31 @@ def test_a_full_queue_is_refused_until_it_drains(
         writer.close(10)
 
 
+def test_queued_samples_are_bounded_in_bytes(sqlite_store: Store, sqlite_store_url: str) -> None:
+    """Large messages' samples bound the queue too: with the store's write lock held, the
+    queue refuses once the samples waiting reach ``max_queued_bytes``, however few."""
+    path = sqlite_store_url.removeprefix("sqlite:///")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    writer = VerdictWriter(sqlite_store.verdicts.add_many, max_queued_bytes=3 * 1024 * 1024)
+    big = b"x" * (1024 * 1024)
+    try:
+        writer.submit(_record("b0"), big)
+        assert _wait(lambda: writer.pending() == 1 and writer.queued() == 0)  # waits for the lock
+        for vid in ("b1", "b2", "b3"):
+            writer.submit(_record(vid), big)
+        assert writer.refusal() is not None and "bytes of samples" in str(writer.refusal())
+        with pytest.raises(StoreError):
+            writer.submit(_record("b4"), None)
+        other.execute("ROLLBACK")
+        assert writer.flush(30)
+        assert writer.refusal() is None
+        assert all(sqlite_store.verdicts.get(v) is not None for v in ("b0", "b1", "b2", "b3"))
+    finally:
+        other.close()
+        writer.close(10)
+
+
 def test_close_writes_what_is_queued(sqlite_store_url: str) -> None:
     store = open_store(sqlite_store_url)
     writer = VerdictWriter(store.verdicts.add_many)
