@@ -43,7 +43,10 @@ from mailsift.config import load_settings
 from mailsift.smtpd.checks.base import CheckAction, Stage
 from mailsift.smtpd.milter import MilterServer, decode, encode, reply_code
 from mailsift.verdict import Action, Symbol
+from tests.api import test_reload
 from tests.smtpd.test_runner_scoring import FixedService, make_check
+
+second_model_dir = test_reload.second_model_dir  # a module fixture: another model version
 
 FINAL = {b"c", b"a", b"r", b"t", b"y", b"d"}
 ALL_PROTOCOL = ProtocolFlags(0x1FFFFF)  # what Postfix 3.7 offers
@@ -399,6 +402,67 @@ def test_serve_milter_command(
         log.close()
     assert code == 0, (tmp_path / "milter.log").read_text()
     assert not sock.exists()
+
+
+def test_every_milter_worker_follows_a_reload(
+    tmp_path: Path,
+    smtp_tls_files: Any,
+    small_model_dir: Path,
+    second_model_dir: Path,
+    test_settings: Any,
+) -> None:
+    """``serve milter --workers 2``: the served model re-pointed and the reload announced as
+    the API announces it (the var dir's generation file): each worker loads the new model and
+    logs it under its pid, and the milter keeps answering."""
+    import re
+    import subprocess
+    import time
+
+    from mailsift.api.reload import ModelSync, generation_file
+    from mailsift.classifier.model import SpamModel
+    from tests.fixtures.ports import free_port
+    from tests.smtpd.test_cli import MAILSIFT, _serve_env
+
+    served = tmp_path / "serving-model"
+    served.symlink_to(small_model_dir.resolve(), target_is_directory=True)
+    new_dir = second_model_dir
+    new = str(SpamModel.load(new_dir).version)
+    assert new != str(SpamModel.load(small_model_dir).version)
+    env = _serve_env(
+        tmp_path, free_port(), free_port(), free_port(), smtp_tls_files,
+        MAILSIFT_MODEL__PATH=str(served),
+        MAILSIFT_RULES__CACHE_DIR=str(test_settings.rules_cache_dir),
+        MAILSIFT_RULES__USE_STOCK="false",
+        MAILSIFT_API__RELOAD_POLL_SECONDS="0.2",
+    )  # fmt: skip
+    sock = tmp_path / "milter.sock"
+    log_path = tmp_path / "milter.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [MAILSIFT, "serve", "milter", "--socket", str(sock), "--workers", "2"],
+            env=env, stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 180
+            while "2 workers" not in log_path.read_text(errors="replace"):
+                assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.1)
+            test_reload._point(served, new_dir)
+            ModelSync(generation_file(tmp_path / "var")).bump()
+            line = re.compile(r"mailsift\.service\[(\d+)\]: model reloaded: " + re.escape(new))
+            deadline = time.monotonic() + 60
+            pids: set[str] = set()
+            while len(pids) < 2 and time.monotonic() < deadline:
+                pids = set(line.findall(log_path.read_text(errors="replace")))
+                time.sleep(0.2)
+            assert len(pids) == 2 and str(proc.pid) not in pids, log_path.read_text()[-3000:]
+            mta = Mta(str(sock))
+            assert isinstance(mta.message(HAM)[-1][-1], Continue)
+            mta.close()
+        finally:
+            proc.terminate()
+            code = proc.wait(60)
+    assert code == 0, log_path.read_text()[-3000:]
 
 
 def test_two_transactions_and_an_abort_in_one_session(milter: Any) -> None:
