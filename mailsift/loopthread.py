@@ -5,12 +5,14 @@ command, a test or an embedding program can start and stop them like a plain obj
 ``start()`` returns once the server listens (or raises what kept it from listening) and
 ``stop()`` stops the loop, lets ``_shutdown`` close the server and finish what is in flight,
 and waits for the thread. Subclasses give ``_start_async`` (bind and listen, on the loop)
-and ``_shutdown``.
+and ``_shutdown``; those that can let the work under way end before they stop give
+``_drain`` and call ``_drain_thread(seconds)`` first in their ``stop``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from typing import Self
 
@@ -47,6 +49,18 @@ class LoopThread:
         finally:
             loop.run_until_complete(self._shutdown())
             loop.close()
+
+    async def _drain(self, timeout: float) -> None:
+        """Stop taking work and let what is under way end, for up to ``timeout`` s."""
+        raise NotImplementedError
+
+    def _drain_thread(self, timeout: float) -> None:
+        """Run ``_drain(timeout)`` on the loop and wait for it (nothing when ``timeout`` is 0
+        or the loop is not running)."""
+        if timeout > 0 and self._loop is not None and self._thread is not None:
+            fut = asyncio.run_coroutine_threadsafe(self._drain(timeout), self._loop)
+            with contextlib.suppress(Exception):
+                fut.result(timeout + 5)
 
     def _start_thread(self) -> None:
         """Run the loop in its thread; return once it listens, else raise why it did not."""

@@ -11,7 +11,8 @@ or answers again, and when it answers a client with a temporary failure (SMTP 4x
   ``REPEAT_SECONDS``.
 - ``dependency_ok(dep)``: after an outage, a WARNING ``dependency <dep> is back after N s``
   (cheap when nothing was down: one dictionary look-up).
-- ``tempfail(service, reason, detail)``: counts ``mailsift_tempfails_total{service,reason}``
+- ``tempfail(service, reason, detail)`` (``counted(service, reply, ...)`` for an SMTP reply
+  that may be a 4xx): counts ``mailsift_tempfails_total{service,reason}``
   and logs a WARNING naming the reason at most every ``REPEAT_SECONDS`` per (service,
   reason), with how many were answered since the last line, so an outage under load writes
   a few lines, not one per request.
@@ -128,6 +129,14 @@ def is_down(dependency: str) -> bool:
 def down() -> list[str]:
     """The dependencies this process currently sees as down."""
     return sorted(_down)
+
+
+def counted(service: str, reply: str, reason: str, detail: object = "", outage: bool = True) -> str:
+    """``reply`` (an SMTP reply line) as it is, counted and logged by :func:`tempfail` when
+    it is a 4xx: how the SMTP filter and the milter answer a refusal."""
+    if reply[:1] == "4":
+        tempfail(service, reason, detail or reply, outage=outage)
+    return reply
 
 
 def tempfail(service: str, reason: str, detail: object = "", outage: bool = True) -> None:

@@ -53,6 +53,8 @@ GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 GTUBE_SCORE = 1000.0
 _ACTION_ORDER = [Action.HAM, Action.SPAM, Action.HOLD, Action.REJECT]
 
+_UNLEARNED = frozenset(f"rule:{n}" for n in UNLEARNED_RULES)  # as meta features
+
 
 class RuleEvaluator(Protocol):
     """What the scorer needs of a rule set (mailsift.classifier.rules.RuleSet)."""
@@ -294,10 +296,9 @@ class Scorer:
         if not items:
             return []
         weights = model.feature_weights([f for f, _ in items], nb_factor=nb_factor)
-        unlearned = {f"rule:{n}" for n in UNLEARNED_RULES}
         out = [
             # a rule the model does not learn from weighs nothing, whatever its column holds
-            Symbol(s.name, 0.0 if f in unlearned else round(float(w), 4), s.description, s.source)
+            Symbol(s.name, 0.0 if f in _UNLEARNED else round(float(w), 4), s.description, s.source)
             for (f, s), w in zip(items, weights, strict=True)
         ]
         out.sort(key=lambda s: -s.score)

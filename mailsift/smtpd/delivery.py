@@ -157,19 +157,8 @@ async def _transaction(
     before_data: Callable[[DeliveryResult], Awaitable[None]] | None = None,
     on_accepted: Callable[[DeliveryResult], None] | None = None,
 ) -> DeliveryResult:
-    code, msg = await conn.reply()
-    if code != 220:
-        raise _error(code, msg)
-    code, msg = await conn.cmd(f"EHLO {helo}")
-    esmtp = code == 250
-    ext = {ln.split()[0].upper() for ln in msg.split("\n")[1:] if ln.strip()} if esmtp else set()
-    if not esmtp:
-        code, msg = await conn.cmd(f"HELO {helo}")
-        if code != 250:
-            raise _error(code, msg)
-    params = " BODY=8BITMIME" if esmtp and "8BITMIME" in ext and _has_8bit(data) else ""
-    sender = "<>" if mail_from in ("", "<>") else f"<{mail_from}>"
-    code, msg = await conn.cmd(f"MAIL FROM:{sender}{params}")
+    ext = await _greet(conn, helo)
+    code, msg = await conn.cmd(_mail_command(mail_from, data, "8BITMIME" in ext))
     if code != 250:
         raise _error(code, msg)
     result = DeliveryResult(0, "")
@@ -189,12 +178,7 @@ async def _transaction(
     if code != 354:
         await _quietly_end(conn)
         raise _error(code, msg)
-    conn.writer.write(to_wire(data))
-    await asyncio.wait_for(conn.writer.drain(), conn.timeout)
-    code, msg = await conn.reply()
-    if code != 250:
-        raise _error(code, msg)
-    result.code, result.message = code, msg
+    await _send_content(conn, data, result)
     if on_accepted is not None:
         on_accepted(result)
     # the message is accepted; a lost QUIT changes nothing
@@ -346,17 +330,7 @@ class NextHopPool:
         conn = _Conn(reader, writer, self.timeout)
         self.opened += 1
         try:
-            code, msg = await conn.reply()
-            if code != 220:
-                raise _error(code, msg)
-            code, msg = await conn.cmd(f"EHLO {self.helo}")
-            esmtp = code == 250
-            ext = {ln.split()[0].upper() for ln in msg.split("\n")[1:] if ln.strip()}
-            if not esmtp:
-                ext = set()
-                code, msg = await conn.cmd(f"HELO {self.helo}")
-                if code != 250:
-                    raise _error(code, msg)
+            ext = await _greet(conn, self.helo)
         except DeliveryError:
             writer.close()
             raise
@@ -371,9 +345,7 @@ class NextHopPool:
         self, sess: _Session, mail_from: str, rcpts: Sequence[str], data: bytes
     ) -> DeliveryResult:
         conn = sess.conn
-        params = " BODY=8BITMIME" if sess.eightbit and _has_8bit(data) else ""
-        sender = "<>" if mail_from in ("", "<>") else f"<{mail_from}>"
-        mail = f"MAIL FROM:{sender}{params}"
+        mail = _mail_command(mail_from, data, sess.eightbit)
         replies: list[tuple[int, str]] = []
         try:
             if sess.pipelining:  # one write; the replies come in order (RFC 2920)
@@ -404,13 +376,40 @@ class NextHopPool:
         code, msg = await (conn.reply() if sess.pipelining else conn.cmd("DATA"))
         if code != 354:
             raise _error(code, msg)
-        conn.writer.write(to_wire(data))
-        await asyncio.wait_for(conn.writer.drain(), conn.timeout)
-        code, msg = await conn.reply()
-        if code != 250:
-            raise _error(code, msg)
-        result.code, result.message = code, msg
-        return result
+        return await _send_content(conn, data, result)
+
+
+async def _greet(conn: _Conn, helo: str) -> set[str]:
+    """Read the greeting and say EHLO (HELO when EHLO is refused); the ESMTP extensions
+    the next hop offers (none after HELO)."""
+    code, msg = await conn.reply()
+    if code != 220:
+        raise _error(code, msg)
+    code, msg = await conn.cmd(f"EHLO {helo}")
+    if code == 250:
+        return {ln.split()[0].upper() for ln in msg.split("\n")[1:] if ln.strip()}
+    code, msg = await conn.cmd(f"HELO {helo}")
+    if code != 250:
+        raise _error(code, msg)
+    return set()
+
+
+def _mail_command(mail_from: str, data: bytes, eightbit: bool) -> str:
+    """``MAIL FROM``, with ``BODY=8BITMIME`` when the next hop offers it and it is needed."""
+    params = " BODY=8BITMIME" if eightbit and _has_8bit(data) else ""
+    sender = "<>" if mail_from in ("", "<>") else f"<{mail_from}>"
+    return f"MAIL FROM:{sender}{params}"
+
+
+async def _send_content(conn: _Conn, data: bytes, result: DeliveryResult) -> DeliveryResult:
+    """After 354: the message, then its final reply (250 or DeliveryError)."""
+    conn.writer.write(to_wire(data))
+    await asyncio.wait_for(conn.writer.drain(), conn.timeout)
+    code, msg = await conn.reply()
+    if code != 250:
+        raise _error(code, msg)
+    result.code, result.message = code, msg
+    return result
 
 
 def _line(command: str) -> bytes:

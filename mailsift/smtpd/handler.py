@@ -530,9 +530,7 @@ _AUTH_TEMPFAIL = "454 4.7.0 Temporary authentication failure, try again later"
 
 def _counted(reply: str, reason: str, detail: object = "", outage: bool = True) -> str:
     """``reply``, counted and logged by ``mailsift.outages`` when it is a 4xx."""
-    if reply[:1] == "4":
-        outages.tempfail("smtp", reason, detail or reply, outage=outage)
-    return reply
+    return outages.counted("smtp", reply, reason, detail, outage)
 
 
 def _stage_reply(out: StageOutcome) -> str:

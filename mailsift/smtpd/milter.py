@@ -338,9 +338,7 @@ class MilterSession:
         if j.reply:
             if verdict is not None and verdict.action is Action.REJECT:
                 log.info("%s rejected as spam (score %.1f)", qid, verdict.score)
-            if j.reply[:1] == "4":
-                outages.tempfail("milter", j.reason, j.reply, outage=j.outage)
-            return [reply_code(j.reply)]
+            return [reply_code(outages.counted("milter", j.reply, j.reason, outage=j.outage))]
         out: list[Message] = []
         if self.actions & ActionFlags.CHANGE_HEADERS:
             out.extend(self._delete_untrusted(authserv_id))
@@ -393,9 +391,7 @@ def _refusal(out: StageOutcome) -> ReplyCode:
     """A check's refusal as the MTA's reply; a 4xx is counted and logged as the SMTP
     filter's are (``mailsift_tempfails_total{service="milter", reason}``)."""
     assert out.reply is not None
-    if out.reply[:1] == "4":
-        outages.tempfail("milter", out.reason, out.reply, outage=out.outage)
-    return reply_code(out.reply)
+    return reply_code(outages.counted("milter", out.reply, out.reason, outage=out.outage))
 
 
 def _address(arg: bytes) -> str:
@@ -552,8 +548,5 @@ class MilterServer(LoopThread):
     def stop(self, drain: float = 0.0) -> None:
         """Stop; with ``drain`` > 0, first let the messages under way be answered (up to
         ``drain`` seconds, see ``_drain``)."""
-        if drain > 0 and self._loop is not None and self._thread is not None:
-            fut = asyncio.run_coroutine_threadsafe(self._drain(drain), self._loop)
-            with contextlib.suppress(Exception):
-                fut.result(drain + 5)
+        self._drain_thread(drain)
         self._stop_thread()

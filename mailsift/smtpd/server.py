@@ -564,10 +564,7 @@ class FilterServer(LoopThread):
     def stop(self, drain: float = 0.0) -> None:
         """Stop; with ``drain`` > 0, first let the transactions under way finish (up to
         ``drain`` seconds)."""
-        if drain > 0 and self._loop is not None and self._thread is not None:
-            fut = asyncio.run_coroutine_threadsafe(self._drain(drain), self._loop)
-            with contextlib.suppress(Exception):
-                fut.result(drain + 5)
+        self._drain_thread(drain)
         if self._metrics is not None:
             self._metrics.shutdown()
             self._metrics.server_close()

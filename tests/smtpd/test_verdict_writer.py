@@ -21,24 +21,10 @@ from typing import Any
 import pytest
 
 from mailsift.smtpd.verdicts import VerdictWriter
-from mailsift.store import Store, StoreError, VerdictRecord, open_store
+from mailsift.store import Store, StoreError, open_store
 from tests.fixtures.proxy import TcpProxy
 from tests.smtpd.util import client
-
-
-def _record(vid: str) -> VerdictRecord:
-    return VerdictRecord(
-        verdict_id=vid,
-        digest="d" * 64,
-        score=1.5,
-        probability=0.2,
-        action="ham",
-        model_version="m1",
-        created=time.time(),
-        recipients=("bob@example.org",),
-        sender="alice@example.org",
-        rules=[("HTML_MESSAGE", 0.5)],
-    )
+from tests.store.helpers import verdict_record
 
 
 def _wait(cond: Any, timeout: float = 30.0) -> bool:
@@ -52,14 +38,14 @@ def _wait(cond: Any, timeout: float = 30.0) -> bool:
 
 
 def test_queued_records_are_written_and_a_bad_one_is_dropped(sqlite_store: Store) -> None:
-    sqlite_store.verdicts.add(_record("taken"))
+    sqlite_store.verdicts.add(verdict_record("taken"))
     writer = VerdictWriter(sqlite_store.verdicts.add_many)
     try:
         vids = [f"v{i}" for i in range(300)]
         for i, vid in enumerate(vids):
-            writer.submit(_record(vid), b"raw " + vid.encode())
+            writer.submit(verdict_record(vid), b"raw " + vid.encode())
             if i == 150:
-                writer.submit(_record("taken"), None)  # a duplicate id: refused by the store
+                writer.submit(verdict_record("taken"), None)  # a duplicate id: refused by the store
         assert writer.flush(30)
         assert writer.refusal() is None
         assert writer.dropped == 1
@@ -81,17 +67,17 @@ def test_a_full_queue_is_refused_until_it_drains(
     other.execute("BEGIN IMMEDIATE")
     writer = VerdictWriter(sqlite_store.verdicts.add_many, max_queued=3)
     try:
-        writer.submit(_record("a0"), None)
+        writer.submit(verdict_record("a0"), None)
         assert _wait(lambda: writer.pending() == 1 and writer.queued() == 0)  # waits for the lock
         for vid in ("a1", "a2", "a3"):
-            writer.submit(_record(vid), None)
+            writer.submit(verdict_record(vid), None)
         assert writer.refusal() is not None
         with pytest.raises(StoreError):
-            writer.submit(_record("a4"), None)
+            writer.submit(verdict_record("a4"), None)
         other.execute("ROLLBACK")
         assert writer.flush(30)
         assert writer.refusal() is None
-        writer.submit(_record("a5"), None)
+        writer.submit(verdict_record("a5"), None)
         assert writer.flush(30)
         for vid in ("a0", "a1", "a2", "a3", "a5"):
             assert sqlite_store.verdicts.get(vid) is not None
@@ -110,13 +96,13 @@ def test_queued_samples_are_bounded_in_bytes(sqlite_store: Store, sqlite_store_u
     writer = VerdictWriter(sqlite_store.verdicts.add_many, max_queued_bytes=3 * 1024 * 1024)
     big = b"x" * (1024 * 1024)
     try:
-        writer.submit(_record("b0"), big)
+        writer.submit(verdict_record("b0"), big)
         assert _wait(lambda: writer.pending() == 1 and writer.queued() == 0)  # waits for the lock
         for vid in ("b1", "b2", "b3"):
-            writer.submit(_record(vid), big)
+            writer.submit(verdict_record(vid), big)
         assert writer.refusal() is not None and "bytes of samples" in str(writer.refusal())
         with pytest.raises(StoreError):
-            writer.submit(_record("b4"), None)
+            writer.submit(verdict_record("b4"), None)
         other.execute("ROLLBACK")
         assert writer.flush(30)
         assert writer.refusal() is None
@@ -131,10 +117,10 @@ def test_close_writes_what_is_queued(sqlite_store_url: str) -> None:
     writer = VerdictWriter(store.verdicts.add_many)
     vids = [uuid.uuid4().hex for _ in range(500)]
     for vid in vids:
-        writer.submit(_record(vid), b"x" * 2000)
+        writer.submit(verdict_record(vid), b"x" * 2000)
     writer.close(30)
     with pytest.raises(StoreError):  # closed: nothing more is taken
-        writer.submit(_record("late"), None)
+        writer.submit(verdict_record("late"), None)
     store.close()
     other = open_store(sqlite_store_url)
     try:
@@ -156,18 +142,18 @@ def test_postgresql_outage_refuses_new_records_and_loses_none_queued(
     store = open_store(pg_store_url.replace("127.0.0.1:5432", f"127.0.0.1:{pg_proxy.port}"))
     writer = VerdictWriter(store.verdicts.add_many, retry_initial=0.05, retry_max=0.5)
     try:
-        writer.submit(_record("before"), b"before")
+        writer.submit(verdict_record("before"), b"before")
         assert writer.flush(30)
         pg_proxy.kill()
-        writer.submit(_record("during"), b"during")  # the store's loss is not known yet
+        writer.submit(verdict_record("during"), b"during")  # the store's loss is not known yet
         assert _wait(lambda: writer.refusal() is not None)
         assert "down" in (writer.refusal() or "")
         with pytest.raises(StoreError):
-            writer.submit(_record("refused"), None)
+            writer.submit(verdict_record("refused"), None)
         pg_proxy.restore()
         assert writer.flush(60)
         assert writer.refusal() is None
-        writer.submit(_record("after"), None)
+        writer.submit(verdict_record("after"), None)
         assert writer.flush(30)
         for vid in ("before", "during", "after"):
             assert store.verdicts.get(vid) is not None

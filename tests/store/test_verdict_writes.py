@@ -9,22 +9,8 @@ import uuid
 import psycopg
 import pytest
 
-from mailsift.store import Store, StoreError, StoreUnavailable, VerdictRecord, open_store
-from tests.store.helpers import run_in_threads
-
-
-def _verdict(vid: str) -> VerdictRecord:
-    return VerdictRecord(
-        verdict_id=vid,
-        digest="d" * 64,
-        score=2.5,
-        probability=0.7,
-        action="spam",
-        model_version="m1",
-        recipients=("bob@example.org",),
-        sender="a@bad.test",
-        rules=[("HTML_MESSAGE", 0.5), ("BAYES_99", 3.5)],
-    )
+from mailsift.store import Store, StoreError, StoreUnavailable, open_store
+from tests.store.helpers import run_in_threads, verdict_record
 
 
 def _add_concurrently(
@@ -37,7 +23,9 @@ def _add_concurrently(
     def add(vid: str) -> None:
         start.wait()
         try:
-            store.verdicts.add(_verdict(vid), sample=b"raw " + vid.encode() if sample else None)
+            store.verdicts.add(
+                verdict_record(vid), sample=b"raw " + vid.encode() if sample else None
+            )
             outcome[vid] = None
         except Exception as exc:
             outcome[vid] = exc
@@ -119,35 +107,35 @@ def test_when_every_write_fails_every_call_fails(store: Store, store_url: str) -
 def test_writer_connection_recovers_from_a_dropped_connection(pg_store_url: str) -> None:
     store = open_store(pg_store_url)
     try:
-        store.verdicts.add(_verdict("before"))
+        store.verdicts.add(verdict_record("before"))
         writer = store._writer_tx  # type: ignore[attr-defined]
         assert writer is not None
         with psycopg.connect(pg_store_url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", [writer.conn.info.backend_pid])
         try:  # the first write may meet the dead connection: an error, never a silent loss
-            store.verdicts.add(_verdict("during"))
+            store.verdicts.add(verdict_record("during"))
             assert store.verdicts.get("during") is not None
         except StoreUnavailable:
             assert store.verdicts.get("during") is None
         vid = uuid.uuid4().hex
-        store.verdicts.add(_verdict(vid))
+        store.verdicts.add(verdict_record(vid))
         assert store.verdicts.get(vid) is not None
         assert store._writer_tx is not writer  # type: ignore[attr-defined]
     finally:
         store.close()
     with pytest.raises(StoreError):
-        store.verdicts.add(_verdict("after-close"))
+        store.verdicts.add(verdict_record("after-close"))
 
 
 def test_add_many_commits_all_or_none(store: Store, store_url: str) -> None:
     """``add_many`` is one transaction: every verdict and sample, or none when one fails."""
-    store.verdicts.add_many([(_verdict(f"m{i}"), b"raw m%d" % i) for i in range(5)])
-    store.verdicts.add_many([(_verdict("nosample"), None)])
+    store.verdicts.add_many([(verdict_record(f"m{i}"), b"raw m%d" % i) for i in range(5)])
+    store.verdicts.add_many([(verdict_record("nosample"), None)])
     for i in range(5):
         assert store.verdicts.get(f"m{i}") is not None
         assert store.verdicts.sample(f"m{i}") == b"raw m%d" % i
     assert store.verdicts.sample("nosample") is None
     _fail_samples_trigger(store, store_url, "bad")
     with pytest.raises(Exception, match="refused"):
-        store.verdicts.add_many([(_verdict("g1"), b"g1"), (_verdict("bad1"), b"bad1")])
+        store.verdicts.add_many([(verdict_record("g1"), b"g1"), (verdict_record("bad1"), b"bad1")])
     assert store.verdicts.get("g1") is None and store.verdicts.get("bad1") is None
