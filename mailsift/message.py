@@ -27,6 +27,7 @@ from datetime import datetime, timedelta, timezone
 from email import policy
 from email.message import EmailMessage, Message
 from functools import lru_cache
+from typing import Any
 
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
@@ -109,6 +110,10 @@ class ParsedMessage:
     text: str = ""  # text/plain parts, joined
     html: str = ""  # text/html source, joined (capped)
     html_text: str = ""  # text/html rendered to text
+    # what a reader's mail client shows: the text parts that are no multipart/alternative
+    # sibling of an HTML part, and the rendered HTML without its hidden elements
+    shown_text: str = ""
+    html_shown_text: str = ""
     urls: list[Url] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
     images: int = 0  # inline/attached images plus <img> tags
@@ -179,6 +184,16 @@ class ParsedMessage:
         if self.text and not self.text.isspace():  # = self.text.strip(), without the copy
             return self.text if not self.html_text else self.text + "\n" + self.html_text
         return self.html_text
+
+    @property
+    def shown_body(self) -> str:
+        """The text a reader sees (:attr:`body` also holds what a client never shows: the
+        plain-text alternative of an HTML message and the HTML's hidden elements)."""
+        if self.shown_text and not self.shown_text.isspace():
+            if not self.html_shown_text:
+                return self.shown_text
+            return self.shown_text + "\n" + self.html_shown_text
+        return self.html_shown_text
 
     @property
     def header_block(self) -> str:
@@ -412,6 +427,33 @@ def urls_from_text(text: str, limit: int = 500) -> list[Url]:
 
 
 _HTML_BLANKS = ("\t", "\r", "\f", "\v", "\u00a0")
+# inline styles that hide an element from the reader: no display, no visibility, no size,
+# no opacity, Outlook's own switch, placed far off-screen, or clipped to nothing (a cheap
+# test on the whole document first)
+_HIDDEN_HINT_RE = re.compile(
+    r"(?i)display|visibility|font-size|opacity|max-height|mso-hide|hidden|scale|olor|:\s*-\d{3}"
+)
+_END = r"\s*(?:[;!\"']|$)"
+_HIDDEN_STYLE_RE = re.compile(
+    r"(?i)(?:^|[;\s\"'])(?:display\s*:\s*none|visibility\s*:\s*hidden|mso-hide\s*:\s*all"
+    r"|font-size\s*:\s*(?:0*\.?0+|[012](?:\.\d+)?(?:px|pt))"
+    + _END
+    + r"|max-height\s*:\s*0+(?:px)?"
+    + _END
+    + r"|opacity\s*:\s*0*\.?0+"
+    + _END
+    + r"|(?:left|top|text-indent|margin-left|margin-top)\s*:\s*-\d{3,}(?:\.\d+)?(?:px|pt)?"
+    + _END
+    + r")"
+)
+_CLIPPED_RE = re.compile(r"(?i)overflow\s*:\s*hidden|transform\s*:\s*scale\(\s*0*\.?0+\s*[,)]")
+# text colour and background: text in (nearly) the background's colour is not read
+_COLOR_RE = re.compile(r"(?i)(?:^|[;\s\"'])color\s*:\s*([^;!\"']+)")
+_BACKGROUND_RE = re.compile(r"(?i)background(?:-color)?\s*:\s*([^;!\"']+)")
+_HEX_RE = re.compile(r"#([0-9a-f]{3}|[0-9a-f]{6})\b")
+_RGB_RE = re.compile(r"rgba?\(\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)")
+_NAMED_COLORS = {"white": (255, 255, 255), "black": (0, 0, 0), "transparent": None}
+_ZERO_BOX_RE = re.compile(r"(?i)(?:^|[;\s\"'])(?:width|height)\s*:\s*0+(?:px)?" + _END)
 _SPACES_RE = re.compile("  +")
 _BLANK_LINES_RE = re.compile(r"\n\s*\n+")
 
@@ -426,6 +468,101 @@ def html_to_text(html: str) -> tuple[str, list[Url], int, int]:
 
 def _render_html(html: str) -> tuple[str, list[Url], int, int, bool]:
     """``html_to_text``, and whether the nesting was flattened."""
+    text, urls, images, tags, flattened, _ = _render_html_shown(html)
+    return text, urls, images, tags, flattened
+
+
+def _clean_rendered(text: str) -> str:
+    # = re.sub(r"[ \t\r\f\v\u00a0]+", " ", text): the other blanks become spaces (str.replace
+    # scans are cheap), then only runs of two or more are rewritten (single spaces are most
+    # of the matches of the one-pass regex, each replaced by itself): 2x faster
+    for blank in _HTML_BLANKS:
+        if blank in text:
+            text = text.replace(blank, " ")
+    text = _SPACES_RE.sub(" ", text)
+    text = _BLANK_LINES_RE.sub("\n\n", text)
+    return text.strip()
+
+
+def _hidden_nodes(tree: HTMLParser) -> list[Any]:
+    """Elements a mail client does not show (inline style or the ``hidden`` attribute),
+    outermost only."""
+    out: list[Any] = []
+    ids: set[int] = set()
+    for node in tree.css("[style], [hidden]"):
+        attrs = node.attributes
+        style = attrs.get("style") or ""
+        if not (
+            "hidden" in attrs
+            or _HIDDEN_STYLE_RE.search(style)
+            or (_CLIPPED_RE.search(style) and _ZERO_BOX_RE.search(style))
+            or ("olor" in style and _same_as_background(node, style))
+        ):
+            continue
+        parent, inside = node.parent, False
+        while parent is not None and ids:
+            if parent.mem_id in ids:
+                inside = True
+                break
+            parent = parent.parent
+        if not inside:
+            out.append(node)
+            ids.add(node.mem_id)
+    return out
+
+
+def _rgb(value: str) -> tuple[int, int, int] | None:
+    v = value.strip().lower()
+    m = _HEX_RE.match(v)
+    if m:
+        h = m.group(1)
+        if len(h) == 3:
+            h = "".join(c + c for c in h)
+        return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
+    m = _RGB_RE.match(v)
+    if m:
+        return int(m.group(1)), int(m.group(2)), int(m.group(3))
+    return _NAMED_COLORS.get(v.split()[0] if v else v)
+
+
+def _luminance(rgb: tuple[int, int, int]) -> float:
+    r, g, b = rgb
+    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255.0
+
+
+def _same_as_background(node: Any, style: str) -> bool:
+    """The element's text colour is within 0.08 luminance of the nearest background set
+    on it or an ancestor (white when none is set); unknown colours and background images
+    count as readable."""
+    m = _COLOR_RE.search(style)
+    if m is None:
+        return False
+    fg = _rgb(m.group(1))
+    if fg is None:
+        return False
+    bg: tuple[int, int, int] | None = (255, 255, 255)
+    el: Any = node
+    while el is not None:
+        attrs = el.attributes if el.tag != "-undef" else {}
+        value = None
+        b = _BACKGROUND_RE.search(attrs.get("style") or "")
+        if b is not None:
+            value = b.group(1)
+        elif attrs.get("bgcolor"):
+            value = attrs["bgcolor"]
+        if value is not None:
+            if "url(" in value.lower():
+                return False
+            got = _rgb(value)
+            if got is not None:
+                bg = got
+                break
+        el = el.parent
+    return bg is not None and abs(_luminance(fg) - _luminance(bg)) < 0.08
+
+
+def _render_html_shown(html: str) -> tuple[str, list[Url], int, int, bool, str]:
+    """``_render_html``, and the text without the elements a mail client hides."""
     capped = _htmldepth.cap(html, MAX_HTML_DEPTH)
     tree = HTMLParser(html if capped is None else capped)
     urls: list[Url] = []
@@ -450,16 +587,15 @@ def _render_html(html: str) -> tuple[str, list[Url], int, int, bool]:
         tags = sum(1 for _ in root.traverse(include_text=False))
     tree.strip_tags(["script", "style", "head", "title", "noscript", "template"])
     body = tree.body or tree.root
-    text = body.text(separator=" ", strip=False) if body is not None else ""
-    # = re.sub(r"[ \t\r\f\v\u00a0]+", " ", text): the other blanks become spaces (str.replace
-    # scans are cheap), then only runs of two or more are rewritten (single spaces are most
-    # of the matches of the one-pass regex, each replaced by itself): 2x faster
-    for blank in _HTML_BLANKS:
-        if blank in text:
-            text = text.replace(blank, " ")
-    text = _SPACES_RE.sub(" ", text)
-    text = _BLANK_LINES_RE.sub("\n\n", text)
-    return text.strip(), urls, images, tags, capped is not None
+    text = _clean_rendered(body.text(separator=" ", strip=False)) if body is not None else ""
+    shown = text
+    if body is not None and _HIDDEN_HINT_RE.search(html):
+        hidden = _hidden_nodes(tree)
+        if hidden:
+            for node in hidden:
+                node.decompose()
+            shown = _clean_rendered(body.text(separator=" ", strip=False))
+    return text, urls, images, tags, capped is not None, shown
 
 
 # ---- parsing -------------------------------------------------------------------------------
@@ -483,6 +619,7 @@ def parse(
         pm.defects.append(f"parser error: {type(exc).__name__}: {str(exc)[:200]}")
         if not pm.text and not pm.html_text:
             pm.text = raw[:max_text_chars].decode("utf-8", errors="replace")
+            pm.shown_text = pm.text
     return pm
 
 
@@ -540,7 +677,9 @@ def _parse_into(
 
     pm.content_type = _safe(lambda: msg.get_content_type(), "text/plain")
     text_parts: list[str] = []
+    shown_parts: list[str] = []
     html_parts: list[str] = []
+    shadowed = _safe(lambda: _shadowed_parts(msg), set()) if msg.is_multipart() else set()
     text_len = 0
     nparts = 0
     for part in msg.walk():
@@ -593,13 +732,17 @@ def _parse_into(
             html_parts.append(content)
         else:
             text_parts.append(content)
+            if id(part) not in shadowed:
+                shown_parts.append(content)
     pm.parts = nparts
     pm.text = "\n".join(text_parts)
+    pm.shown_text = pm.text if len(shown_parts) == len(text_parts) else "\n".join(shown_parts)
     pm.html = "\n".join(html_parts)
     urls = text_urls = urls_from_text(pm.text)
     if pm.html:
         try:
-            pm.html_text, html_urls, imgs, tags, flattened = _render_html(pm.html)
+            rendered = _render_html_shown(pm.html)
+            pm.html_text, html_urls, imgs, tags, flattened, pm.html_shown_text = rendered
             if flattened:
                 pm.defects.append(
                     f"HTML nested deeper than {MAX_HTML_DEPTH} elements: the deeper tags"
@@ -608,7 +751,7 @@ def _parse_into(
         except Exception as exc:
             pm.defects.append(f"html error: {type(exc).__name__}")
             html_urls, imgs, tags = [], 0, 0
-            pm.html_text = re.sub(r"<[^>]{0,2000}>", " ", pm.html)
+            pm.html_text = pm.html_shown_text = re.sub(r"<[^>]{0,2000}>", " ", pm.html)
         pm.images += imgs
         pm.html_tags = tags
         seen = {u.url for u in html_urls}
@@ -616,6 +759,25 @@ def _parse_into(
         seen.update(u.url for u in urls)
         urls += [u for u in text_urls if u.url not in seen]
     pm.urls = urls[:1000]
+
+
+def _shadowed_parts(msg: Message) -> set[int]:
+    """ids of the non-HTML text parts of each multipart/alternative that also offers HTML:
+    a mail client shows the HTML alternative, never these."""
+    out: set[int] = set()
+    for part in msg.walk():
+        if part.get_content_type() != "multipart/alternative":
+            continue
+        inner = list(part.walk())[1:]
+        if any(p.get_content_type() == "text/html" for p in inner):
+            out.update(
+                id(p)
+                for p in inner
+                if not p.is_multipart()
+                and p.get_content_type() not in ("text/html",)
+                and p.get_content_maintype() == "text"
+            )
+    return out
 
 
 def _message_from_bytes(data: bytes) -> Message:

@@ -16,8 +16,10 @@ Two blocks of features:
   / ``rt:`` / ``to:`` domains and display-name words, ``rcv:`` Received hosts and IPv4 /16
   prefixes, ``xm:`` X-Mailer / User-Agent words, ``ct:`` / ``cs:`` Content-Type and charset,
   ``mid:`` Message-ID domain and shape, ``h:`` header names; not the words of other headers'
-  values: they age badly), body words ``w:`` and word bigrams ``b:`` (case-folded; numbers
-  become shapes, long tokens are cut), URL features ``u:`` (registrable domain, host, TLD, IP
+  values: they age badly), body words ``w:`` and word bigrams ``b:`` of the text a reader
+  sees (``ParsedMessage.shown_body``: not the plain-text alternative of an HTML message nor
+  the HTML's hidden elements, where spam hides text written to look like ham; case-folded;
+  numbers become shapes, long tokens are cut), URL features ``u:`` (registrable domain, host, TLD, IP
   literal) and attachment features ``att:``.
 * **meta** (binary): rule hits ``rule:NAME``, SMTP check symbols ``sym:NAME`` and
   structural facts ``st:...`` (HTML-only, image / URL / size / caps-ratio buckets, defects).
@@ -49,7 +51,7 @@ if TYPE_CHECKING:  # the batch (training) path's: one message at a time needs ne
     from sklearn.feature_extraction import FeatureHasher
 
 # Bump when the token scheme changes: a model is only valid for the version it was trained on.
-FEATURE_SET_VERSION = "5"
+FEATURE_SET_VERSION = "6"
 
 DEFAULT_N_META = 2**16  # hashed space of rule/symbol/structure features
 MAX_BODY_CHARS = 40_000  # body text tokenised per message (spam shows its hand early)
@@ -313,7 +315,7 @@ def attachment_tokens(pm: ParsedMessage) -> list[str]:
 
 
 def body_tokens(pm: ParsedMessage) -> list[str]:
-    return _body_tokens(pm.body)
+    return _body_tokens(pm.shown_body)
 
 
 def _body_tokens(body: str) -> list[str]:
@@ -349,8 +351,13 @@ def _structure_features(pm: ParsedMessage, body: str) -> list[str]:
 
 # Rules that still fire (and are reported in a verdict's rule list) but are no evidence for
 # the model: they only say a message is HTML, which was rare in legitimate mail of the
-# 2002 training corpus and is the norm since (same measurement as the structure features).
-UNLEARNED_RULES = frozenset({"HTML_MESSAGE", "MIME_HTML_ONLY", "MS_HTML_ONLY"})
+# 2002 training corpus and is the norm since (same measurement as the structure features),
+# or that it hides text: a newsletter's hidden preheader is as common in later legitimate
+# mail as in spam, and the hidden text itself is kept out of the body tokens
+# (``ParsedMessage.shown_body``).
+UNLEARNED_RULES = frozenset(
+    {"HTML_MESSAGE", "MIME_HTML_ONLY", "MS_HTML_ONLY", "MS_HTML_HIDDEN_TEXT"}
+)
 
 
 def _names(items: Iterable[Symbol | str]) -> list[str]:
@@ -365,7 +372,8 @@ def make_sample(
     """Everything the model needs about one message (no raw text kept)."""
     body = pm.body  # built once (text + rendered HTML when a message has both)
     tokens = header_tokens(pm)
-    tokens += _body_tokens(body)
+    # body words: what the reader sees, not what the client hides (see body_tokens)
+    tokens += _body_tokens(pm.shown_body)
     tokens += url_tokens(pm)
     tokens += attachment_tokens(pm)
     meta = ["rule:" + n for n in sorted(set(_names(rule_hits)) - UNLEARNED_RULES)]
