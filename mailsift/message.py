@@ -452,7 +452,11 @@ _COLOR_RE = re.compile(r"(?i)(?:^|[;\s\"'])color\s*:\s*([^;!\"']+)")
 _BACKGROUND_RE = re.compile(r"(?i)background(?:-color)?\s*:\s*([^;!\"']+)")
 _HEX_RE = re.compile(r"#([0-9a-f]{3}|[0-9a-f]{6})\b")
 _RGB_RE = re.compile(r"rgba?\(\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)")
-_NAMED_COLORS = {"white": (255, 255, 255), "black": (0, 0, 0), "transparent": None}
+_NAMED_COLORS: dict[str, tuple[int, int, int] | None] = {
+    "white": (255, 255, 255),
+    "black": (0, 0, 0),
+    "transparent": None,
+}
 _ZERO_BOX_RE = re.compile(r"(?i)(?:^|[;\s\"'])(?:width|height)\s*:\s*0+(?:px)?" + _END)
 _SPACES_RE = re.compile("  +")
 _BLANK_LINES_RE = re.compile(r"\n\s*\n+")
@@ -484,31 +488,83 @@ def _clean_rendered(text: str) -> str:
     return text.strip()
 
 
+_WHITE = (255, 255, 255)
+_UNKNOWN = (-1, -1, -1)  # a background image: any text colour may be readable on it
+
+
 def _hidden_nodes(tree: HTMLParser) -> list[Any]:
     """Elements a mail client does not show (inline style or the ``hidden`` attribute),
-    outermost only."""
+    outermost only. Linear in the document: what each element inherits (a hidden
+    ancestor, the nearest background) is looked up once per element and kept."""
     out: list[Any] = []
-    ids: set[int] = set()
+    inside: dict[int, bool] = {}  # mem_id -> within an element already found hidden
+    backgrounds: dict[int, tuple[int, int, int]] = {}
     for node in tree.css("[style], [hidden]"):
+        if _within(node.parent, inside):
+            inside[node.mem_id] = True
+            continue
         attrs = node.attributes
         style = attrs.get("style") or ""
-        if not (
+        if (
             "hidden" in attrs
             or _HIDDEN_STYLE_RE.search(style)
             or (_CLIPPED_RE.search(style) and _ZERO_BOX_RE.search(style))
-            or ("olor" in style and _same_as_background(node, style))
+            or ("olor" in style and _same_as_background(node, style, backgrounds))
         ):
-            continue
-        parent, inside = node.parent, False
-        while parent is not None and ids:
-            if parent.mem_id in ids:
-                inside = True
-                break
-            parent = parent.parent
-        if not inside:
             out.append(node)
-            ids.add(node.mem_id)
+            inside[node.mem_id] = True
     return out
+
+
+def _within(node: Any, inside: dict[int, bool]) -> bool:
+    """Is ``node`` (or an ancestor) in an element found hidden? Fills ``inside`` for the
+    path walked."""
+    path: list[int] = []
+    found = False
+    while node is not None:
+        key = node.mem_id
+        known = inside.get(key)
+        if known is not None:
+            found = known
+            break
+        path.append(key)
+        node = node.parent
+    for key in path:
+        inside[key] = found
+    return found
+
+
+def _own_background(node: Any) -> tuple[int, int, int] | None:
+    """The background an element sets itself (``_UNKNOWN`` for an image), else None."""
+    attrs = node.attributes if node.tag != "-undef" else {}
+    b = _BACKGROUND_RE.search(attrs.get("style") or "")
+    value = b.group(1) if b is not None else attrs.get("bgcolor")
+    if not value:
+        return None
+    if "url(" in value.lower():
+        return _UNKNOWN
+    return _rgb(value)
+
+
+def _background(node: Any, backgrounds: dict[int, tuple[int, int, int]]) -> tuple[int, int, int]:
+    """The nearest background set on ``node`` or an ancestor (white when none is)."""
+    path: list[int] = []
+    found = _WHITE
+    while node is not None:
+        key = node.mem_id
+        known = backgrounds.get(key)
+        if known is not None:
+            found = known
+            break
+        path.append(key)
+        own = _own_background(node)
+        if own is not None:
+            found = own
+            break
+        node = node.parent
+    for key in path:
+        backgrounds[key] = found
+    return found
 
 
 def _rgb(value: str) -> tuple[int, int, int] | None:
@@ -530,7 +586,9 @@ def _luminance(rgb: tuple[int, int, int]) -> float:
     return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255.0
 
 
-def _same_as_background(node: Any, style: str) -> bool:
+def _same_as_background(
+    node: Any, style: str, backgrounds: dict[int, tuple[int, int, int]]
+) -> bool:
     """The element's text colour is within 0.08 luminance of the nearest background set
     on it or an ancestor (white when none is set); unknown colours and background images
     count as readable."""
@@ -540,25 +598,8 @@ def _same_as_background(node: Any, style: str) -> bool:
     fg = _rgb(m.group(1))
     if fg is None:
         return False
-    bg: tuple[int, int, int] | None = (255, 255, 255)
-    el: Any = node
-    while el is not None:
-        attrs = el.attributes if el.tag != "-undef" else {}
-        value = None
-        b = _BACKGROUND_RE.search(attrs.get("style") or "")
-        if b is not None:
-            value = b.group(1)
-        elif attrs.get("bgcolor"):
-            value = attrs["bgcolor"]
-        if value is not None:
-            if "url(" in value.lower():
-                return False
-            got = _rgb(value)
-            if got is not None:
-                bg = got
-                break
-        el = el.parent
-    return bg is not None and abs(_luminance(fg) - _luminance(bg)) < 0.08
+    bg = _background(node, backgrounds)
+    return bg != _UNKNOWN and abs(_luminance(fg) - _luminance(bg)) < 0.08
 
 
 def _render_html_shown(html: str) -> tuple[str, list[Url], int, int, bool, str]:
