@@ -4,7 +4,8 @@
 
 For the nested-div family (``<div>`` * n + text + ``</div>`` * n, n = 10k ... 200k) and a
 few other shapes an HTML5 tree builder is slow on (stray end tags, reopened formatting
-elements, nested lists, a select of 20,000 options), prints the median CPU time (thread
+elements, nested lists, a select of 20,000 options) or the shown-text pass could be (many
+styled elements under deep nesting), prints the median CPU time (thread
 time, ms) of ``html_to_text`` and of lexbor parsing the same document unbounded, the latter
 only where it stays under a few seconds (``--unbounded-max`` tags). Figures are noisy on a
 shared 2-core machine: they say what was measured, when.
@@ -50,6 +51,22 @@ def documents() -> list[tuple[str, int, str]]:
         ),
         ("nested lists x40k", 80_000, "<ul><li>" * 40_000),
         ("select of 20k options", 20_000, "<select>" + "<option>x" * 20_000),
+        # the shown-text pass: styled elements whose hidden ancestor or background is
+        # looked up (once per element) under deep nesting
+        (
+            "20k coloured <p> under 250 <div>",
+            20_250,
+            '<div style="background:#000">'
+            + "<div>" * 250
+            + '<p style="color:#010101">x</p>' * 20_000,
+        ),
+        (
+            "20k styled <p> after a hidden <div>",
+            20_251,
+            '<div style="display:none">y</div>'
+            + "<div>" * 250
+            + '<p style="color:#333">x</p>' * 20_000,
+        ),
     ]
     return out
 
