@@ -114,6 +114,9 @@ class ParsedMessage:
     # sibling of an HTML part, and the rendered HTML without its hidden elements
     shown_text: str = ""
     html_shown_text: str = ""
+    # multipart/alternative parts that offer HTML, and their other text parts (joined)
+    html_alternatives: int = 0
+    alternative_text: str = ""
     urls: list[Url] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
     images: int = 0  # inline/attached images plus <img> tags
@@ -720,7 +723,10 @@ def _parse_into(
     text_parts: list[str] = []
     shown_parts: list[str] = []
     html_parts: list[str] = []
-    shadowed = _safe(lambda: _shadowed_parts(msg), set()) if msg.is_multipart() else set()
+    shadowed: set[int] = set()
+    if msg.is_multipart():
+        shadowed, pm.html_alternatives = _safe(lambda: _shadowed_parts(msg), (set(), 0))
+    alternative_parts: list[str] = []
     text_len = 0
     nparts = 0
     for part in msg.walk():
@@ -775,9 +781,12 @@ def _parse_into(
             text_parts.append(content)
             if id(part) not in shadowed:
                 shown_parts.append(content)
+            else:
+                alternative_parts.append(content)
     pm.parts = nparts
     pm.text = "\n".join(text_parts)
     pm.shown_text = pm.text if len(shown_parts) == len(text_parts) else "\n".join(shown_parts)
+    pm.alternative_text = "\n".join(alternative_parts)
     pm.html = "\n".join(html_parts)
     urls = text_urls = urls_from_text(pm.text)
     if pm.html:
@@ -802,15 +811,18 @@ def _parse_into(
     pm.urls = urls[:1000]
 
 
-def _shadowed_parts(msg: Message) -> set[int]:
-    """ids of the non-HTML text parts of each multipart/alternative that also offers HTML:
-    a mail client shows the HTML alternative, never these."""
+def _shadowed_parts(msg: Message) -> tuple[set[int], int]:
+    """ids of the non-HTML text parts of each multipart/alternative that also offers HTML
+    (a mail client shows the HTML alternative, never these), and how many such
+    multipart/alternative parts there are."""
     out: set[int] = set()
+    count = 0
     for part in msg.walk():
         if part.get_content_type() != "multipart/alternative":
             continue
         inner = list(part.walk())[1:]
         if any(p.get_content_type() == "text/html" for p in inner):
+            count += 1
             out.update(
                 id(p)
                 for p in inner
@@ -818,7 +830,7 @@ def _shadowed_parts(msg: Message) -> set[int]:
                 and p.get_content_type() not in ("text/html",)
                 and p.get_content_maintype() == "text"
             )
-    return out
+    return out, count
 
 
 def _message_from_bytes(data: bytes) -> Message:

@@ -565,6 +565,49 @@ def test_spamassassin_mime_and_html_eval_tests(engine: Build) -> None:
     assert hits(rs, plain) == set()
 
 
+def _alternative(plain: str, html: str) -> bytes:
+    return (
+        "From: a@example.org\r\nTo: b@example.net\r\nSubject: points\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/alternative; boundary="A"\r\n\r\n'
+        f"--A\r\nContent-Type: text/plain\r\n\r\n{plain}\r\n"
+        f"--A\r\nContent-Type: text/html\r\n\r\n{html}\r\n--A--\r\n"
+    ).encode()
+
+
+def test_multipart_alternative_difference(engine: Build) -> None:
+    """SpamAssassin's MIMEEval measures (stock MPART_ALT_DIFF and MPART_ALT_DIFF_COUNT):
+    the HTML alternative's shown words missing from the plain one, and a plain alternative
+    with more than three times the HTML's distinct words."""
+    rs = engine(
+        """
+        body ALT_DIFF        eval:multipart_alternative_difference('99', '100')
+        body ALT_DIFF_COUNT  eval:multipart_alternative_difference_count('3', '1')
+        body ALT_SOME_DIFF   eval:multipart_alternative_difference('10', '50')
+        """
+    )
+    offer = "Your points expire today. Convert them to a gift card."
+    salad = " ".join(f"word{i}" for i in range(40))
+
+    def got(raw: bytes) -> set[str]:
+        return hits(rs, parse(raw))
+
+    assert got(_alternative(offer, f"<p>{offer}</p>")) == set()  # same words
+    # the plain part says something else entirely
+    assert got(_alternative("Dear friend, see you on Sunday", f"<p>{offer}</p>")) == {"ALT_DIFF"}
+    # the plain part hides a salad beside the offer: more words, none missing from it
+    assert got(_alternative(f"{salad} {offer}", f"<p>{offer}</p>")) == {"ALT_DIFF_COUNT"}
+    # hidden HTML is not what the reader sees: the shown words are the offer
+    hidden = f'<p>{offer}</p><div style="display:none">{salad}</div>'
+    assert got(_alternative(offer, hidden)) == set()
+    # half the shown words missing from the plain part: a difference of 50%
+    half = "one two three four"
+    assert got(_alternative("one two", f"<p>{half}</p>")) == {"ALT_SOME_DIFF"}
+    # an image-only HTML alternative counts one word the plain part lacks
+    assert got(_alternative(offer, '<img src="cid:x">')) == {"ALT_DIFF"}
+    # no multipart/alternative: neither test
+    assert hits(rs, make_message(offer)) == set()
+
+
 def test_max_scan_bytes_caps_body() -> None:
     text = "x" * 5000 + " needle"
     rs = RuleSet.from_text("body NEEDLE /needle/\n", max_scan_bytes=1000)

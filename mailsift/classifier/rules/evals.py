@@ -40,7 +40,11 @@ Tests (arguments in brackets):
   ratio, count)`` (8-bit and control bytes in a raw header, ``ALL`` without Subject and From),
   ``html_test('html'|'embeds'|'form_action_mailto')``, ``html_tag_exists(tag)`` (a tag
   written in the HTML source), ``check_mime_multipart_ratio(min, max)`` (plain text length
-  over rendered HTML length when a message has both) and ``check_for_mime(test)`` for
+  over rendered HTML length when a message has both),
+  ``multipart_alternative_difference(min, max)`` and
+  ``multipart_alternative_difference_count(ratio, min_html)`` (how far the plain-text
+  alternative of an HTML message says something else, MIMEEval's measure on the shown
+  HTML) and ``check_for_mime(test)`` for
   ``mime_base64_count``, ``mime_qp_count``, ``mime_base64_encoded_text``,
   ``mime_attachment``, ``mime_bad_iso_charset``, ``mimepart_limit_exceeded`` and
   ``mime_faraway_charset`` (never: like SpamAssassin with its default ``ok_locales all``).
@@ -55,6 +59,7 @@ from __future__ import annotations
 import functools
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -788,6 +793,62 @@ def multipart_ratio(v: MessageViews, args: tuple[Any, ...]) -> int:
     return int(ratio >= _num(args, 0, 0) and ratio < _num(args, 1, 1))
 
 
+_WORD_CHAR_RE = re.compile(r"\w")
+
+
+def _words(text: str) -> Counter[str]:
+    """Blank-separated words holding a word character, counted (the test runs once per
+    distinct word)."""
+    counts = Counter(text.split())
+    for w in [w for w in counts if not _WORD_CHAR_RE.search(w)]:
+        del counts[w]
+    return counts
+
+
+def _alternative_difference(v: MessageViews) -> tuple[float, int, int]:
+    """SpamAssassin's multipart/alternative measure (MIMEEval): the share (%) of the
+    distinct words of the HTML alternative (as shown: rendered, hidden elements out) that
+    the plain-text alternative does not hold at least as often, the number of distinct
+    HTML words and of distinct text words. Words are runs of non-blanks holding a word
+    character, case kept; an HTML part without words but with an image counts one. Our
+    parse pools the alternatives of a message (SpamAssassin takes the largest difference
+    of each): nearly every message has one."""
+    memo = v.memo.get("alt_diff")
+    if memo is not None:
+        return memo  # type: ignore[no-any-return]
+    pm = v.pm
+    out = (0.0, 0, 0)
+    if pm.html_alternatives:
+        html = _words(pm.html_shown_text)
+        if not html and "img" in _html_tags(v):
+            html["\n"] = 1
+        text = _words(pm.alternative_text)
+        if html:
+            left = sum(1 for w, n in html.items() if n - text.get(w, 0) >= 1)
+            out = (100.0 * left / len(html), len(html), len(text))
+    v.memo["alt_diff"] = out
+    return out
+
+
+def alternative_difference(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """``multipart_alternative_difference(min, max)``: the difference is above ``min`` (or
+    ``min`` is 0) and at most ``max`` (``'undef'``: no upper end)."""
+    diff, n_html, _ = _alternative_difference(v)
+    if not n_html:
+        return 0
+    lo, hi = _bound(args, 0), _bound(args, 1)
+    return int((not lo or diff > lo) and (hi is None or diff <= hi))
+
+
+def alternative_difference_count(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """``multipart_alternative_difference_count(ratio, min_html)``: more than ``min_html``
+    distinct HTML words, and more than ``ratio`` times as many distinct words in the
+    plain-text alternative (text hidden there, not shown)."""
+    _, n_html, n_text = _alternative_difference(v)
+    ratio, min_html = _num(args, 0, 3.0), _num(args, 1, 1.0)
+    return int(n_html > min_html and n_text / n_html > ratio)
+
+
 def _mime_parts(v: MessageViews) -> list[tuple[str, str, str]]:
     """(content type, transfer encoding, disposition) of every MIME part, lower-cased: the
     first such header of the message, then of each part (the views index them once, for the
@@ -940,6 +1001,8 @@ EVALS: dict[str, EvalFn] = {
     "html_test": html_test,
     "html_tag_exists": html_tag_exists,
     "check_mime_multipart_ratio": multipart_ratio,
+    "multipart_alternative_difference": alternative_difference,
+    "multipart_alternative_difference_count": alternative_difference_count,
     "check_for_mime": check_for_mime,
     "check_from_in_list": from_in_list,
     "check_replyto_in_list": replyto_in_list,
