@@ -1,36 +1,46 @@
-"""The SMTP filter's verdict writer: verdict records written in batches, off the reply's path.
+"""Verdict records written in batches, off the answer's path, and found again at once.
 
-The filter's answer to DATA waits only for what the message's durability needs (the next
-hop's 250 in proxy mode, the spool's fsync in spool mode). The verdict record (what feedback
-by verdict id reads later: the message carries its verdict id in ``X-Spam-Status``) is
-queued in memory and written by one background thread: everything queued while a commit
-ran goes into the next transaction (``store.verdicts.add_many``), so under load one commit
-and one fsync serve many messages, and no scoring thread waits for the disk.
+``VerdictWriter``: the SMTP filter's answer to DATA and the HTTP API's answer to
+``POST /v1/score`` wait only for what the message's durability needs, not for the verdict
+record (what feedback by verdict id reads later). The record is queued in memory and
+written by one background thread: everything queued while a commit ran goes into the next
+transaction (``store.verdicts.add_many``), so under load one commit and one fsync serve
+many messages, and no scoring thread waits for the disk.
 
 Store outage: a batch the store refuses is kept, in order, and retried with a backoff
 (``retry_initial`` doubling up to ``retry_max`` seconds). While the writer is down,
 ``refusal()`` names the failure and ``submit`` raises ``StoreError``: the filter answers
-``451 4.3.0`` (reason ``store``) to every new message, as it does when the store fails
-during scoring. The first batch written clears it. A queue of ``max_queued`` records or
-``max_queued_bytes`` of kept message samples (a store slower than the load; samples are up
-to ``feedback.sample_max_bytes`` each) is refused the same way until it drains. Between the store going
-away and the first failed write (one commit, bounded by the store's own deadlines) messages
-may still be accepted: their records wait in the queue and are written once the store is
-back.
+``451 4.3.0`` (reason ``store``) and the API 503 with ``Retry-After`` to every new message,
+as they do when the store fails during scoring. The first batch written clears it. A queue
+of ``max_queued`` records or ``max_queued_bytes`` of kept message samples (a store slower
+than the load; samples are up to ``feedback.sample_max_bytes`` each) is refused the same
+way until it drains. Between the store going away and the first failed write (one commit,
+bounded by the store's own deadlines) messages may still be accepted: their records wait in
+the queue and are written once the store is back.
 
-A batch that fails as a whole is written again one record at a time: a record that fails
-on its own while others go through (a duplicate verdict id) is logged and dropped, so one
-bad row never blocks the queue; when every record fails, or a record fails with
-``StoreUnavailable``, the store is down and they are kept.
+A batch that fails as a whole with ``StoreUnavailable`` (the store is down: each record's
+write would wait for the same deadline) is kept for the retry. Any other failure of a batch
+is written again one record at a time: a record that fails on its own while others go
+through (a duplicate verdict id) is logged and dropped, so one bad row never blocks the
+queue; when every record fails, or a record fails with ``StoreUnavailable``, the store is
+down and they are kept.
 
-``close(timeout)`` (the filter's stop, once its sessions drained) writes what is queued,
+``close(timeout)`` (the server's stop, once its requests drained) writes what is queued,
 for up to ``timeout`` seconds if the store is down, and logs how many records it could not
 write. A process killed outright (``kill -9``) loses the records still queued (at most
-one commit's worth under normal load), never a message: every message was delivered or
-spooled before it was answered.
+one commit's worth under normal load): for the SMTP filter never a message (each was
+delivered or spooled before it was answered); for the API, the records of verdicts it had
+answered, whose ids feedback then does not find (404).
 
-The thread starts with the first record, in the process that submits it (the filter's
+The thread starts with the first record, in the process that submits it (the servers'
 workers are forked after the store is opened).
+
+``find_verdict``: a verdict id just answered may still be queued in the writer of the
+worker (or node) that scored it. Verdict ids carry their creation time
+(``mailsift.verdict.verdict_id_time``); a lookup of a recent id that the store does not
+have yet polls the store for a bounded time (``RECENT_SECONDS``, ``WAIT_SECONDS``) until
+that writer's commit lands, so feedback on a verdict id works from any worker at once. An
+unknown id that is not recent is answered at once.
 """
 
 from __future__ import annotations
@@ -41,16 +51,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from mailsift.store.base import StoreError, StoreUnavailable, VerdictRecord
+from mailsift.store.base import StoreError, StoreUnavailable, VerdictRecord, VerdictRepo
+from mailsift.verdict import verdict_id_time
 
-log = logging.getLogger("mailsift.smtpd.verdicts")
+log = logging.getLogger("mailsift.store.verdicts")
 
 Item = tuple[VerdictRecord, bytes | None]
 
 
 class VerdictWriter:
     """``write_many(items)``: writes ``items`` in one transaction or raises (normally
-    ``store.verdicts.add_many``)."""
+    ``store.verdicts.add_many``). ``name``: the writer thread's name."""
 
     def __init__(
         self,
@@ -61,7 +72,9 @@ class VerdictWriter:
         max_queued_bytes: int = 64 * 1024 * 1024,
         retry_initial: float = 0.2,
         retry_max: float = 5.0,
+        name: str = "mailsift-verdicts",
     ) -> None:
+        self.name = name
         self._write_many = write_many
         self.max_batch = max_batch
         self.max_queued = max_queued
@@ -79,7 +92,7 @@ class VerdictWriter:
         self.written = 0
         self.dropped = 0
 
-    # ---- the filter's side ---------------------------------------------------------------
+    # ---- the submitting side ---------------------------------------------------------------
     def refusal(self) -> str | None:
         """Why a new message must be refused now (the store is down, the queue is full,
         the writer is closing), or None."""
@@ -107,9 +120,7 @@ class VerdictWriter:
             self._queue.append((rec, sample))
             self._queued_bytes += len(sample or b"")
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="mailsift-verdicts", daemon=True
-                )
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
             elif not self._busy:
                 self._cond.notify_all()
@@ -195,6 +206,8 @@ class VerdictWriter:
             self._write_many(batch)
             self.written += len(batch)
             return [], ""
+        except StoreUnavailable as exc:  # the store is down: one by one would wait as long
+            return batch, str(exc)
         except Exception as exc:
             if len(batch) == 1:
                 return batch, str(exc)
@@ -216,3 +229,41 @@ class VerdictWriter:
             self.dropped += 1
             log.error("verdict %s not recorded: %s", rec.verdict_id, why)
         return kept, error
+
+
+# a verdict id younger than this may still wait in some worker's writer queue (its time is
+# the scorer's clock: the margin covers clock skew between nodes and a commit under load)
+RECENT_SECONDS = 30.0
+# how long a lookup of such an id waits for the commit that writes it
+WAIT_SECONDS = 2.0
+_POLL_FIRST, _POLL_MAX = 0.002, 0.05
+
+
+def find_verdict(
+    repo: VerdictRepo,
+    verdict_id: str,
+    *,
+    wait: float = WAIT_SECONDS,
+    recent: float = RECENT_SECONDS,
+    clock: Callable[[], float] = time.time,
+) -> VerdictRecord | None:
+    """``repo.get(verdict_id)``; when the store does not have it and the id was made within
+    ``recent`` seconds, asks again (every 2 ms, backing off to 50 ms) for up to ``wait``
+    seconds: the writer that holds it commits within a few milliseconds normally."""
+    rec = repo.get(verdict_id)
+    if rec is not None or wait <= 0:
+        return rec
+    made = verdict_id_time(verdict_id)
+    if made is None or abs(clock() - made) > recent:
+        return None
+    deadline = time.monotonic() + wait
+    pause = _POLL_FIRST
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, _POLL_MAX)
+        rec = repo.get(verdict_id)
+        if rec is not None:
+            return rec
