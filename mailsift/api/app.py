@@ -49,10 +49,8 @@ log = logging.getLogger("mailsift.api")
 
 # Threads per worker. Scoring holds the GIL (but for Hyperscan scans), so more scoring
 # threads add no CPU, only per-thread Hyperscan scratch memory and GIL hand-offs. Verdict
-# records are written by one writer thread per worker (``VerdictWriter``), in batches;
-# the record threads serve only an app run without its lifespan.
+# records are written by one writer thread per worker (``VerdictWriter``), in batches.
 SCORE_THREADS = 1
-RECORD_THREADS = 8
 # the verdict writer: a store that refuses a batch is tried again after 0.1 s, doubling up
 # to 0.5 s (scoring answers 503 meanwhile and resumes within half a second of the store's
 # return); at shutdown, queued records are written for up to WRITER_CLOSE_SECONDS
@@ -188,14 +186,12 @@ def create_app(settings: Settings, service: ScoringService | None = None) -> Fas
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(_start, app, settings)
         app.state.score_executor = ThreadPoolExecutor(SCORE_THREADS, thread_name_prefix="score")
-        app.state.record_executor = ThreadPoolExecutor(RECORD_THREADS, thread_name_prefix="rec")
         app.state.verdict_writer = _verdict_writer(app)
         try:
             yield
         finally:
-            for name in ("score_executor", "record_executor"):
-                getattr(app.state, name).shutdown(wait=False)
-                setattr(app.state, name, None)
+            app.state.score_executor.shutdown(wait=False)
+            app.state.score_executor = None
             writer, app.state.verdict_writer = app.state.verdict_writer, None
             await run_in_threadpool(writer.close, WRITER_CLOSE_SECONDS)
             await run_in_threadpool(_stop, app)
@@ -218,7 +214,6 @@ def create_app(settings: Settings, service: ScoringService | None = None) -> Fas
     app.state.model_sync = None
     app.state.startup_error = ""
     app.state.score_executor = None
-    app.state.record_executor = None
     app.state.verdict_writer = None
 
     # the scoring routes are the app router's own (first, so matched first): included, a

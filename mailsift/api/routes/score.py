@@ -152,9 +152,9 @@ def envelope_from(
 
 
 async def run_on(state: Any, pool: str, fn: Callable[..., T], *args: Any) -> T:
-    """Run blocking work off the event loop: on one of the app's thread pools when it has
-    them (``app.state.score_executor`` for CPU-bound scoring, ``record_executor`` for the
-    verdict commit: plain executors, cheaper than anyio's threadpool), else on anyio's."""
+    """Run blocking work off the event loop: on the app's thread pool ``pool`` when it has
+    it (``app.state.score_executor`` for CPU-bound scoring: a plain executor, cheaper than
+    anyio's threadpool), else on anyio's."""
     executor = getattr(state, pool, None)
     if executor is None:
         return await run_in_threadpool(fn, *args)
@@ -179,11 +179,11 @@ async def score_and_record(
 
     The scoring thread queues the record itself and the event loop wakes once, when the
     verdict is ready. Without a writer (an app run without its lifespan) the verdict is
-    committed before the answer, on the record threads."""
+    committed before the answer, on anyio's threads."""
     scoring, writer = state.score_executor, state.verdict_writer
     if scoring is None or writer is None:
         verdict = await run_on(state, "score_executor", service.evaluate, data, env)
-        await run_on(state, "record_executor", service.record, verdict, data, env)
+        await run_in_threadpool(service.record, verdict, data, env)
         return verdict
     why = writer.refusal()
     if why is not None:
