@@ -127,8 +127,14 @@ def _verdict_writer(app: FastAPI) -> VerdictWriter:
             raise StoreError("no scoring service: the worker did not start")
         service.store.verdicts.add_many(items)
 
+    def exists(verdict_id: str) -> bool:
+        service: ScoringService | None = app.state.service
+        return service is not None and service.store.verdicts.get(verdict_id) is not None
+
     first, most = WRITER_RETRY
-    return VerdictWriter(write_many, retry_initial=first, retry_max=most, name="verdicts")
+    return VerdictWriter(
+        write_many, retry_initial=first, retry_max=most, name="verdicts", exists=exists
+    )
 
 
 def _stop(app: FastAPI) -> None:

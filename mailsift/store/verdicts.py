@@ -18,7 +18,9 @@ way until it drains. Between the store going away and the first failed write (on
 bounded by the store's own deadlines) messages may still be accepted: their records wait in
 the queue and are written once the store is back.
 
-A batch that fails as a whole with ``StoreUnavailable`` (the store is down: each record's
+A write that fails other than with ``StoreUnavailable`` first asks the store which of its
+records it already has (``exists``: the commit may have gone through before the connection
+dropped) and counts those as written. A batch that fails as a whole with ``StoreUnavailable`` (the store is down: each record's
 write would wait for the same deadline) is kept for the retry. Any other failure of a batch
 is written again one record at a time: a record that fails on its own while others go
 through (a duplicate verdict id) is logged and dropped, so one bad row never blocks the
@@ -61,7 +63,10 @@ Item = tuple[VerdictRecord, bytes | None]
 
 class VerdictWriter:
     """``write_many(items)``: writes ``items`` in one transaction or raises (normally
-    ``store.verdicts.add_many``). ``name``: the writer thread's name."""
+    ``store.verdicts.add_many``). ``name``: the writer thread's name. ``exists(verdict_id)``:
+    whether the store has that verdict; after a failed write the records it has are counted
+    as written (a commit that went through while its connection dropped), not retried for
+    ever against their own duplicate keys."""
 
     def __init__(
         self,
@@ -73,8 +78,10 @@ class VerdictWriter:
         retry_initial: float = 0.2,
         retry_max: float = 5.0,
         name: str = "mailsift-verdicts",
+        exists: Callable[[str], bool] | None = None,
     ) -> None:
         self.name = name
+        self._exists = exists
         self._write_many = write_many
         self.max_batch = max_batch
         self.max_queued = max_queued
@@ -199,6 +206,15 @@ class VerdictWriter:
                     self._cond.wait(wait)
                     delay = min(delay * 2, self.retry_max)
 
+    def _stored(self, batch: list[Item]) -> set[str]:
+        """The verdict ids of ``batch`` the store already has (``exists``), else none."""
+        if self._exists is None:
+            return set()
+        try:
+            return {rec.verdict_id for rec, _ in batch if self._exists(rec.verdict_id)}
+        except Exception:  # the store cannot say: nothing is known to be stored
+            return set()
+
     def _write(self, batch: list[Item]) -> tuple[list[Item], str]:
         """Write ``batch``; returns the records to keep for a retry (the store is down) and
         the error, or ``([], "")``."""
@@ -209,9 +225,23 @@ class VerdictWriter:
         except StoreUnavailable as exc:  # the store is down: one by one would wait as long
             return batch, str(exc)
         except Exception as exc:
-            if len(batch) == 1:
-                return batch, str(exc)
             error = str(exc)
+        stored = self._stored(batch)
+        if stored:  # an earlier attempt committed them, its answer lost (a dropped connection)
+            self.written += len(stored)
+            batch = [item for item in batch if item[0].verdict_id not in stored]
+            if not batch:
+                return [], ""
+            try:
+                self._write_many(batch)
+                self.written += len(batch)
+                return [], ""
+            except StoreUnavailable as exc:
+                return batch, str(exc)
+            except Exception as exc:
+                error = str(exc)
+        if len(batch) == 1:
+            return batch, error
         kept: list[Item] = []
         bad: list[tuple[Item, Exception]] = []
         for item in batch:
