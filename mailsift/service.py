@@ -39,6 +39,7 @@ from mailsift.config import Settings
 from mailsift.message import address_of
 from mailsift.store import Store, StoreError, VerdictRecord, open_store_for
 from mailsift.store.lists import StoreListPolicy
+from mailsift.store.verdicts import find_verdict
 from mailsift.verdict import Envelope, Label, Symbol, Verdict
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def known_verdict(store: Store, verdict_id: str) -> VerdictRecord:
     """The stored verdict ``verdict_id``; FeedbackError when there is none."""
     from mailsift.learning.feedback import FeedbackError  # lazily: see __getattr__
 
-    rec = store.verdicts.get(verdict_id)
+    rec = find_verdict(store.verdicts, verdict_id)
     if rec is None:
         raise FeedbackError(f"unknown verdict {verdict_id}")
     return rec
@@ -185,7 +186,8 @@ class ScoringService:
         return rec, sample
 
     def verdict(self, verdict_id: str) -> VerdictRecord | None:
-        return self.store.verdicts.get(verdict_id)
+        """The stored verdict; a recent id not stored yet is waited for (``find_verdict``)."""
+        return find_verdict(self.store.verdicts, verdict_id)
 
     # ---- feedback --------------------------------------------------------------------------
     def feedback(

@@ -43,14 +43,19 @@ from mailsift.config import Settings, get_settings
 from mailsift.process import lean_process, resolve_serving_model, trim_heap
 from mailsift.service import ScoringService
 from mailsift.store import Store, StoreError, open_store_for
+from mailsift.store.verdicts import Item, VerdictWriter
 
 log = logging.getLogger("mailsift.api")
 
 # Threads per worker. Scoring holds the GIL (but for Hyperscan scans), so more scoring
-# threads add no CPU, only per-thread Hyperscan scratch memory and GIL hand-offs; commits
-# wait for the disk, so several record threads let concurrent verdicts share one commit.
+# threads add no CPU, only per-thread Hyperscan scratch memory and GIL hand-offs. Verdict
+# records are written by one writer thread per worker (``VerdictWriter``), in batches.
 SCORE_THREADS = 1
-RECORD_THREADS = 8
+# the verdict writer: a store that refuses a batch is tried again after 0.1 s, doubling up
+# to 0.5 s (scoring answers 503 meanwhile and resumes within half a second of the store's
+# return); at shutdown, queued records are written for up to WRITER_CLOSE_SECONDS
+WRITER_RETRY = (0.1, 0.5)
+WRITER_CLOSE_SECONDS = 10.0
 # requests a keep-alive connection carries before the server closes it (spreads the
 # connections of long-lived clients over the workers: see RecycleMiddleware)
 KEEPALIVE_REQUESTS = 100
@@ -113,6 +118,25 @@ def _model_sync(settings: Settings, store: Store) -> ModelSync:
     )
 
 
+def _verdict_writer(app: FastAPI) -> VerdictWriter:
+    """The worker's verdict writer, writing to the store of the service scoring now."""
+
+    def write_many(items: list[Item]) -> None:
+        service: ScoringService | None = app.state.service
+        if service is None:
+            raise StoreError("no scoring service: the worker did not start")
+        service.store.verdicts.add_many(items)
+
+    def exists(verdict_id: str) -> bool:
+        service: ScoringService | None = app.state.service
+        return service is not None and service.store.verdicts.get(verdict_id) is not None
+
+    first, most = WRITER_RETRY
+    return VerdictWriter(
+        write_many, retry_initial=first, retry_max=most, name="verdicts", exists=exists
+    )
+
+
 def _stop(app: FastAPI) -> None:
     if app.state.model_sync is not None:
         app.state.model_sync.stop()
@@ -168,13 +192,14 @@ def create_app(settings: Settings, service: ScoringService | None = None) -> Fas
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(_start, app, settings)
         app.state.score_executor = ThreadPoolExecutor(SCORE_THREADS, thread_name_prefix="score")
-        app.state.record_executor = ThreadPoolExecutor(RECORD_THREADS, thread_name_prefix="rec")
+        app.state.verdict_writer = _verdict_writer(app)
         try:
             yield
         finally:
-            for name in ("score_executor", "record_executor"):
-                getattr(app.state, name).shutdown(wait=False)
-                setattr(app.state, name, None)
+            app.state.score_executor.shutdown(wait=False)
+            app.state.score_executor = None
+            writer, app.state.verdict_writer = app.state.verdict_writer, None
+            await run_in_threadpool(writer.close, WRITER_CLOSE_SECONDS)
             await run_in_threadpool(_stop, app)
 
     app = FastAPI(
@@ -195,7 +220,7 @@ def create_app(settings: Settings, service: ScoringService | None = None) -> Fas
     app.state.model_sync = None
     app.state.startup_error = ""
     app.state.score_executor = None
-    app.state.record_executor = None
+    app.state.verdict_writer = None
 
     # the scoring routes are the app router's own (first, so matched first): included, a
     # route is matched twice per request, through FastAPI's include wrappers

@@ -380,7 +380,10 @@ class FilterServer(LoopThread):
                 # (a service without a store of its own records, if at all, as it scores)
                 store = getattr(service, "store", None)
                 if store is not None and hasattr(service, "verdict_record"):
-                    self.verdict_writer = VerdictWriter(store.verdicts.add_many)
+                    self.verdict_writer = VerdictWriter(
+                        store.verdicts.add_many,
+                        exists=lambda vid: store.verdicts.get(vid) is not None,
+                    )
                 scoring = InProcessScoring(service, self.verdict_writer)
         self.scoring = scoring
         self.checks = list(checks or [])

@@ -6,6 +6,7 @@ by ``test_verdict_codec``."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import hashlib
 import logging
@@ -25,7 +26,7 @@ from mailsift.api.logs import ACCESS_LOGGER
 from mailsift.api.schemas import ScoreResponse
 from mailsift.config import Settings
 from mailsift.service import ScoringService
-from mailsift.store import StoreError, open_store_for
+from mailsift.store import StoreUnavailable, open_store_for
 from mailsift.verdict import Action, Envelope, Verdict
 from tests.api.messages import GTUBE_MSG, HAM, SPAM, message
 from tests.fixtures.api import api_test_settings, running
@@ -101,7 +102,8 @@ async def test_scores_alike_and_records(apps: Apps) -> None:
             assert r.status_code == 200
             assert r.headers["content-type"] == "application/json"
             v = r.json()
-            assert apps.service.verdict(v["verdict_id"]) is not None  # durable before the answer
+            # recorded by the worker's verdict writer; the lookup waits for its commit
+            assert apps.service.verdict(v["verdict_id"]) is not None
         assert (await ask(c, content=HAM, headers=auth(apps.keys["admin"]))).status_code == 200
         r = await ask(
             c, content=HAM, headers=auth(apps.keys["score"], "Application/Octet-Stream; x=1")
@@ -163,16 +165,37 @@ async def test_no_service_is_503_before_auth(apps: Apps) -> None:
 
 async def test_store_and_scoring_failures(apps: Apps, monkeypatch: pytest.MonkeyPatch) -> None:
     def store_down(*args: Any) -> None:
-        raise StoreError("could not record verdict: connection refused")
+        raise StoreUnavailable("connection refused")
 
     def scorer_bug(*args: Any) -> Verdict:
         raise ValueError("a scorer bug")
 
     async with served(apps) as c:
         with monkeypatch.context() as m:
-            m.setattr(apps.service, "record", store_down)
+            # the verdict writer's commits fail: a record queued before its first failure
+            # waits for the store; once it failed, scoring answers 503 with Retry-After
+            m.setattr(apps.service.store.verdicts, "add_many", store_down)
+            statuses: list[int] = []
+            queued: list[str] = []
+            for _ in range(100):
+                r = await ask(c, content=HAM, headers=auth(apps.keys["score"]))
+                statuses.append(r.status_code)
+                if r.status_code == 200:
+                    queued.append(r.json()["verdict_id"])
+                else:
+                    assert r.status_code == 503 and r.headers["retry-after"] == "2"
+                    break
+                await asyncio.sleep(0.01)
+            assert statuses[-1] == 503, statuses
+        # the store is back: the writer writes what waited and scoring resumes
+        for _ in range(100):
             r = await ask(c, content=HAM, headers=auth(apps.keys["score"]))
-            assert r.status_code == 503 and r.headers["retry-after"] == "2"
+            if r.status_code == 200:
+                break
+            await asyncio.sleep(0.05)
+        assert r.status_code == 200
+        for verdict_id in queued:
+            assert apps.service.verdict(verdict_id) is not None
         with monkeypatch.context() as m:
             m.setattr(apps.service, "evaluate", scorer_bug)
             r = await ask(c, content=HAM, headers=auth(apps.keys["score"]))

@@ -56,6 +56,39 @@ def test_queued_records_are_written_and_a_bad_one_is_dropped(sqlite_store: Store
         writer.close(10)
 
 
+@pytest.mark.parametrize("size", [1, 5])
+def test_a_commit_whose_answer_was_lost_counts_as_written(store: Store, size: int) -> None:
+    """The store committed a batch but the writer saw an error (the connection dropped
+    after the commit): the retry meets the records' own duplicate keys. With ``exists`` the
+    writer counts them as written and goes on; nothing is dropped or kept for ever."""
+    calls: list[int] = []
+
+    def commit_then_fail_once(items: list[Any]) -> None:
+        store.verdicts.add_many(items)
+        calls.append(len(items))
+        if len(calls) == 1:
+            raise StoreError("server closed the connection unexpectedly")
+
+    writer = VerdictWriter(
+        commit_then_fail_once, exists=lambda vid: store.verdicts.get(vid) is not None
+    )
+    try:
+        vids = [f"lost-{size}-{i}-{uuid.uuid4().hex[:6]}" for i in range(size)]
+        # queued before the writer thread starts (with the first submit), so the first
+        # batch holds them all; no samples, so the queue's byte count needs no update
+        for vid in vids:
+            writer._queue.append((verdict_record(vid), None))
+        writer.submit(verdict_record(f"after-{size}-{uuid.uuid4().hex[:6]}"), b"raw")
+        assert writer.flush(30)
+        assert writer.refusal() is None
+        assert writer.dropped == 0
+        assert writer.written == size + 1
+        for vid in vids:
+            assert store.verdicts.get(vid) is not None
+    finally:
+        writer.close(10)
+
+
 def test_a_full_queue_is_refused_until_it_drains(
     sqlite_store: Store, sqlite_store_url: str
 ) -> None:

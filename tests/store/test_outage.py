@@ -124,20 +124,29 @@ def test_pool_wait_has_a_deadline(proxied_url: str) -> None:
 
 
 @pytest.fixture
-def proxied_api(
-    tmp_path: Path,
-    test_settings: Settings,
-    small_model_dir: Path,
-    pg_proxy: TcpProxy,
-    pg_database: str,
-) -> Iterator[Any]:
+def proxied_api(request: pytest.FixtureRequest, pg_proxy: TcpProxy) -> Iterator[Any]:
+    yield from _proxied_api(request, pg_proxy)
+
+
+@pytest.fixture
+def proxied_api_cached_keys(request: pytest.FixtureRequest, pg_proxy: TcpProxy) -> Iterator[Any]:
+    """``proxied_api`` with API keys cached for 10 minutes: during an outage a scoring
+    request passes the key check and meets the verdict writer."""
+    yield from _proxied_api(request, pg_proxy, key_cache_seconds=600.0)
+
+
+def _proxied_api(request: pytest.FixtureRequest, pg_proxy: TcpProxy, **api: Any) -> Iterator[Any]:
     import psycopg
 
+    tmp_path: Path = request.getfixturevalue("tmp_path")
+    test_settings: Settings = request.getfixturevalue("test_settings")
+    small_model_dir: Path = request.getfixturevalue("small_model_dir")
+    pg_database: str = request.getfixturevalue("pg_database")
     schema = f"api_outage_{int(time.time() * 1000) % 10**9}"
     with psycopg.connect(pg_database, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     url = pg_schema_url(pg_database, schema).replace("127.0.0.1:5432", f"127.0.0.1:{pg_proxy.port}")
-    settings = api_test_settings(test_settings, tmp_path / "var", small_model_dir)
+    settings = api_test_settings(test_settings, tmp_path / "var", small_model_dir, **api)
     settings = settings.model_copy(
         update={"store": settings.store.model_copy(update={"url": url})}, deep=True
     )
@@ -234,6 +243,56 @@ def test_api_answers_503_during_outage_and_recovers(proxied_api: Any, pg_proxy: 
     logs = server.logs()
     assert "dependency postgresql is down" in logs
     assert "api answered a temporary failure (store)" in logs
+
+
+def test_api_verdict_writer_outage_503_and_no_answered_verdict_lost(
+    proxied_api_cached_keys: Any, pg_proxy: TcpProxy
+) -> None:
+    """Scoring with the key cached: the verdict records wait in the worker's writer while
+    the database is away; once a write failed, scoring answers 503 with Retry-After (never
+    200 with a record dropped, never 500); after the database returned every verdict that
+    was answered 200 is in the store."""
+    server = proxied_api_cached_keys
+    answered: list[str] = []
+    statuses: Counter[int] = Counter()
+    with server.client(server.keys["score"]) as c:
+
+        def score(i: int) -> httpx.Response:
+            r = c.post(
+                "/v1/score", content=MESSAGE % (500 + i), headers={"Content-Type": "message/rfc822"}
+            )
+            statuses[r.status_code] += 1
+            if r.status_code == 200:
+                answered.append(r.json()["verdict_id"])
+            else:
+                assert r.status_code == 503 and r.headers["retry-after"] == "2", r.text
+            return r
+
+        for i in range(5):
+            assert score(i).status_code == 200
+        pg_proxy.kill()
+        i, deadline = 5, time.monotonic() + 30.0
+        while statuses[503] < 5:
+            assert time.monotonic() < deadline, statuses
+            score(i)
+            i += 1
+            time.sleep(0.02)
+        pg_proxy.restore()
+        restored, ok = time.monotonic(), None
+        while time.monotonic() - restored < 10.0:
+            if score(i).status_code == 200:
+                ok = time.monotonic() - restored
+                break
+            i += 1
+            time.sleep(0.02)
+        assert ok is not None and ok < 3.0, (ok, statuses, server.logs()[-3000:])
+        for vid in answered:  # waits for the writer's commit where needed
+            r = c.get(f"/v1/verdicts/{vid}")
+            assert r.status_code == 200, (vid, r.text)
+    assert set(statuses) <= {200, 503}, statuses
+    logs = server.logs()
+    assert "verdict records wait for the store" in logs
+    assert "not recorded" not in logs  # a commit whose answer was lost counts as written
 
 
 # ---- the SMTP filter -------------------------------------------------------------------------

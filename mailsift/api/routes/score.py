@@ -17,8 +17,9 @@ dependencies would, in their order:
    into the access log);
 3. the media type (415), the envelope from the query or the rspamd-style headers (422),
    the body read as it streams (the body limit middleware's 413), an empty body (400);
-4. scoring and the durable verdict commit on the app's thread pools, the verdict metrics,
-   and the verdict's JSON (``mailsift.verdict.encode_verdict``).
+4. scoring on the app's scoring thread, the verdict record queued with the worker's
+   verdict writer (written in batches off the answer's path; 503 when the writer refuses),
+   the verdict metrics, and the verdict's JSON (``mailsift.verdict.encode_verdict``).
 
 Its errors are exceptions, rendered by the app's exception handlers as every route's are.
 """
@@ -59,6 +60,7 @@ from mailsift.api.schemas import (
     decode_b64,
 )
 from mailsift.service import ScoringService
+from mailsift.store import StoreError
 from mailsift.verdict import Envelope, Verdict, encode_verdict
 
 router = APIRouter(prefix="/v1", tags=["score"])
@@ -150,9 +152,9 @@ def envelope_from(
 
 
 async def run_on(state: Any, pool: str, fn: Callable[..., T], *args: Any) -> T:
-    """Run blocking work off the event loop: on one of the app's thread pools when it has
-    them (``app.state.score_executor`` for CPU-bound scoring, ``record_executor`` for the
-    verdict commit: plain executors, cheaper than anyio's threadpool), else on anyio's."""
+    """Run blocking work off the event loop: on the app's thread pool ``pool`` when it has
+    it (``app.state.score_executor`` for CPU-bound scoring: a plain executor, cheaper than
+    anyio's threadpool), else on anyio's."""
     executor = getattr(state, pool, None)
     if executor is None:
         return await run_in_threadpool(fn, *args)
@@ -168,17 +170,24 @@ async def run_scoring(
 async def score_and_record(
     state: Any, service: ScoringService, data: bytes, env: Envelope
 ) -> Verdict:
-    """Score on the few scoring threads, then commit the verdict on others (the commit
-    waits for the disk), so a scoring thread never idles while verdicts of concurrent
-    requests commit together; returns once the verdict is durable.
+    """Score on the few scoring threads and queue the verdict's record with the worker's
+    ``VerdictWriter`` (``state.verdict_writer``), which commits it within milliseconds, in a
+    batch, off the answer's path; a lookup of the verdict id waits for that commit
+    (``mailsift.store.verdicts.find_verdict``). When the writer refuses records (the store
+    is down, or too many records wait for it) the request fails with ``StoreError`` (503)
+    before scoring, as it does when the store fails during scoring.
 
-    With the app's executors, the scoring thread hands the verdict to a commit thread
-    itself and the event loop wakes once, when the commit is done (not once per step)."""
-    scoring, recording = state.score_executor, state.record_executor
-    if scoring is None or recording is None:
+    The scoring thread queues the record itself and the event loop wakes once, when the
+    verdict is ready. Without a writer (an app run without its lifespan) the verdict is
+    committed before the answer, on anyio's threads."""
+    scoring, writer = state.score_executor, state.verdict_writer
+    if scoring is None or writer is None:
         verdict = await run_on(state, "score_executor", service.evaluate, data, env)
-        await run_on(state, "record_executor", service.record, verdict, data, env)
+        await run_in_threadpool(service.record, verdict, data, env)
         return verdict
+    why = writer.refusal()
+    if why is not None:
+        raise StoreError(f"could not record a verdict: {why}")
 
     loop = asyncio.get_running_loop()
     done: asyncio.Future[Verdict] = loop.create_future()
@@ -195,20 +204,14 @@ async def score_and_record(
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
             loop.call_soon_threadsafe(settle, verdict, exc)
 
-    def record(verdict: Verdict) -> None:
-        try:
-            service.record(verdict, data, env)
-        except BaseException as exc:
-            report(None, exc)
-        else:
-            report(verdict, None)
-
     def evaluate() -> None:
         try:
             verdict = service.evaluate(data, env)
-            recording.submit(record, verdict)
-        except BaseException as exc:  # scoring failed, or the pool is shut down
+            writer.submit(*service.verdict_record(verdict, data, env))
+        except BaseException as exc:  # scoring failed, the writer refused, or shut down
             report(None, exc)
+        else:
+            report(verdict, None)
 
     scoring.submit(evaluate)
     return await done

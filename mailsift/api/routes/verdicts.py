@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Path, status
 
 from mailsift.api.deps import ScoreKey, StoreDep
 from mailsift.api.schemas import ErrorResponse, RuleHit, VerdictOut
+from mailsift.store.verdicts import find_verdict
 
 router = APIRouter(prefix="/v1", tags=["verdicts"])
 
@@ -23,7 +24,7 @@ def get_verdict(
     store: StoreDep,
     _key: ScoreKey,
 ) -> VerdictOut:
-    rec = store.verdicts.get(verdict_id)
+    rec = find_verdict(store.verdicts, verdict_id)  # a recent id may be on its way
     if rec is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no verdict {verdict_id}")
     return VerdictOut(
