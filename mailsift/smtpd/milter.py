@@ -20,6 +20,10 @@ end of message  DATA checks, scorer; then: a refusal -> the reply code (``550 5.
                 queue, ``postqueue -p`` shows ``!``; ``postsuper -H`` releases)
 ==============  ===============================================================================
 
+Scoring in-process, the verdict records are written by a ``VerdictWriter`` (in batches,
+off the answer's path, as the SMTP filter and the API do); while it refuses (the store is
+down, its queue is full) a message gets ``451 4.3.0``; ``stop`` writes what is queued.
+
 Every refusal is a reply in the MTA's SMTP dialogue (``SMFIR_REPLYCODE`` with the text
 ``mailsift.smtpd.replies`` formats), never a bounce. A protocol error or an internal failure
 closes the connection: the MTA then applies its ``milter_default_action`` (document and test:
@@ -81,7 +85,8 @@ from mailsift.smtpd.checks.base import Check, CheckAction, CheckResult, SmtpCont
 from mailsift.smtpd.content import judge, result_headers
 from mailsift.smtpd.relay import ip_in, parse_networks
 from mailsift.smtpd.runner import CheckRunner, StageOutcome
-from mailsift.smtpd.scoring import HttpScoring, InProcessScoring, Scoring
+from mailsift.smtpd.scoring import HttpScoring, InProcessScoring, Scoring, verdict_writer_for
+from mailsift.smtpd.verdicts import VerdictWriter
 from mailsift.verdict import Action
 
 log = logging.getLogger("mailsift.smtpd.milter")
@@ -429,11 +434,13 @@ class MilterServer(LoopThread):
         self._sock = sock
         self.model_sync = model_sync
         self.settings = settings
+        self.verdict_writer: VerdictWriter | None = None
         if scoring is None:
             if settings.api.scorer_url:
                 scoring = HttpScoring(settings.api.scorer_url, settings.api.scorer_api_key)
             elif service is not None:
-                scoring = InProcessScoring(service)
+                self.verdict_writer = verdict_writer_for(service)
+                scoring = InProcessScoring(service, self.verdict_writer)
         self.scoring = scoring
         self.runner = CheckRunner(checks or [], settings.smtp.check_timeout)
         self.relay_networks = parse_networks(settings.smtp.relay_networks)
@@ -550,3 +557,5 @@ class MilterServer(LoopThread):
         ``drain`` seconds, see ``_drain``)."""
         self._drain_thread(drain)
         self._stop_thread()
+        if self.verdict_writer is not None:  # the sessions are over: write what is queued
+            self.verdict_writer.close(max(drain, self.settings.milter.shutdown_timeout))

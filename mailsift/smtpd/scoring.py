@@ -47,6 +47,18 @@ class _Service(Protocol):
     ) -> tuple[VerdictRecord, bytes | None]: ...
 
 
+def verdict_writer_for(service: object) -> VerdictWriter | None:
+    """A writer of ``service``'s verdict records in batches, off the reply's path (the reply
+    waits for the next hop, the spool or the MTA, not for the record); None for a service
+    without a store of its own (it records, if at all, as it scores)."""
+    store = getattr(service, "store", None)
+    if store is None or not hasattr(service, "verdict_record"):
+        return None
+    return VerdictWriter(
+        store.verdicts.add_many, exists=lambda vid: store.verdicts.get(vid) is not None
+    )
+
+
 class InProcessScoring:
     """``ScoringService.score`` in a worker thread (it is CPU work and may touch the store).
 

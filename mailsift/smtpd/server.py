@@ -53,7 +53,7 @@ from mailsift.smtpd.handler import XFORWARD_ATTRS, FilterHandler, QuarantineLike
 from mailsift.smtpd.limits import AuthThrottle, ConnectionCounter, SharedConnectionCounter
 from mailsift.smtpd.relay import RecipientPolicy
 from mailsift.smtpd.runner import CheckRunner
-from mailsift.smtpd.scoring import HttpScoring, InProcessScoring, Scoring
+from mailsift.smtpd.scoring import HttpScoring, InProcessScoring, Scoring, verdict_writer_for
 from mailsift.smtpd.spool import Spool, SpoolRunner
 from mailsift.smtpd.tls import server_context
 from mailsift.smtpd.verdicts import VerdictWriter
@@ -376,14 +376,7 @@ class FilterServer(LoopThread):
             if settings.api.scorer_url:
                 scoring = HttpScoring(settings.api.scorer_url, settings.api.scorer_api_key)
             elif service is not None:
-                # the reply waits for the next hop or the spool, not for the verdict record
-                # (a service without a store of its own records, if at all, as it scores)
-                store = getattr(service, "store", None)
-                if store is not None and hasattr(service, "verdict_record"):
-                    self.verdict_writer = VerdictWriter(
-                        store.verdicts.add_many,
-                        exists=lambda vid: store.verdicts.get(vid) is not None,
-                    )
+                self.verdict_writer = verdict_writer_for(service)
                 scoring = InProcessScoring(service, self.verdict_writer)
         self.scoring = scoring
         self.checks = list(checks or [])

@@ -493,3 +493,33 @@ def test_two_transactions_and_an_abort_in_one_session(milter: Any) -> None:
         ("three@example.org", ("r2@mailsift.test",)),
     ]
     assert service.calls[1][0].endswith(b"\r\n\r\nmessage 2\r\n")
+
+
+def _recorded(service: Any) -> int:
+    return sum(n for _, _, n in service.store.stats.verdicts_by_bucket(0.0, 1e12))
+
+
+def test_verdict_records_are_written_off_the_answer_and_all_kept_at_stop(
+    milter: Any, small_model_dir: Path, test_settings: Any, tmp_path: Path
+) -> None:
+    """In-process scoring queues each verdict record to the milter's writer (the answer does
+    not wait for the store); stop() writes every queued record before it returns."""
+    from mailsift.classifier.model import SpamModel
+    from mailsift.classifier.scorer import Scorer, load_rules
+    from mailsift.service import ScoringService
+
+    data = test_settings.model_dump()
+    data["paths"]["var_dir"] = tmp_path / "service-var"
+    settings = load_settings(**data)
+    scorer = Scorer(SpamModel.load(small_model_dir), load_rules(settings), settings)
+    service = ScoringService(settings, scorer=scorer)
+    srv = milter(service)
+    assert srv.verdict_writer is not None
+    mta = Mta(("127.0.0.1", srv.port))
+    for i in range(12):
+        eom = mta.message(HAM.replace(b"lunch on thursday", f"lunch number {i}".encode()))[-1]
+        assert isinstance(eom[-1], Continue)
+    mta.close()
+    srv.stop(drain=5.0)
+    assert srv.verdict_writer.written == 12 and srv.verdict_writer.dropped == 0
+    assert _recorded(service) == 12
