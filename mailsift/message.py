@@ -21,7 +21,7 @@ import email.utils
 import hashlib
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email import policy
@@ -503,7 +503,8 @@ def _hidden_nodes(tree: HTMLParser) -> list[Any]:
     inside: dict[int, bool] = {}  # mem_id -> within an element already found hidden
     backgrounds: dict[int, tuple[int, int, int]] = {}
     for node in tree.css("[style], [hidden]"):
-        if _within(node.parent, inside):
+        # within an element found hidden (one is marked True as it is found)
+        if _inherited(node.parent, inside, _no_value, False):
             inside[node.mem_id] = True
             continue
         attrs = node.attributes
@@ -519,22 +520,32 @@ def _hidden_nodes(tree: HTMLParser) -> list[Any]:
     return out
 
 
-def _within(node: Any, inside: dict[int, bool]) -> bool:
-    """Is ``node`` (or an ancestor) in an element found hidden? Fills ``inside`` for the
-    path walked."""
+def _inherited(node: Any, memo: dict[int, Any], own: Callable[[Any], Any], default: Any) -> Any:
+    """What ``node`` inherits: the first value found walking up from it, an element's own
+    (``own(element)``, None when it sets none) or one already in ``memo`` (by ``mem_id``),
+    else ``default``. Every element walked gets the value in ``memo``, so each element of a
+    document is walked once over all calls."""
     path: list[int] = []
-    found = False
+    found = default
     while node is not None:
         key = node.mem_id
-        known = inside.get(key)
+        known = memo.get(key)
         if known is not None:
             found = known
             break
         path.append(key)
+        mine = own(node)
+        if mine is not None:
+            found = mine
+            break
         node = node.parent
     for key in path:
-        inside[key] = found
+        memo[key] = found
     return found
+
+
+def _no_value(node: Any) -> None:
+    return None
 
 
 def _own_background(node: Any) -> tuple[int, int, int] | None:
@@ -551,23 +562,7 @@ def _own_background(node: Any) -> tuple[int, int, int] | None:
 
 def _background(node: Any, backgrounds: dict[int, tuple[int, int, int]]) -> tuple[int, int, int]:
     """The nearest background set on ``node`` or an ancestor (white when none is)."""
-    path: list[int] = []
-    found = _WHITE
-    while node is not None:
-        key = node.mem_id
-        known = backgrounds.get(key)
-        if known is not None:
-            found = known
-            break
-        path.append(key)
-        own = _own_background(node)
-        if own is not None:
-            found = own
-            break
-        node = node.parent
-    for key in path:
-        backgrounds[key] = found
-    return found
+    return _inherited(node, backgrounds, _own_background, _WHITE)  # type: ignore[no-any-return]
 
 
 def _rgb(value: str) -> tuple[int, int, int] | None:
