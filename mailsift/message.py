@@ -473,12 +473,6 @@ def html_to_text(html: str) -> tuple[str, list[Url], int, int]:
     return _render_html(html)[:4]
 
 
-def _render_html(html: str) -> tuple[str, list[Url], int, int, bool]:
-    """``html_to_text``, and whether the nesting was flattened."""
-    text, urls, images, tags, flattened, _ = _render_html_shown(html)
-    return text, urls, images, tags, flattened
-
-
 def _clean_rendered(text: str) -> str:
     # = re.sub(r"[ \t\r\f\v\u00a0]+", " ", text): the other blanks become spaces (str.replace
     # scans are cheap), then only runs of two or more are rewritten (single spaces are most
@@ -600,8 +594,9 @@ def _same_as_background(
     return bg != _UNKNOWN and abs(_luminance(fg) - _luminance(bg)) < 0.08
 
 
-def _render_html_shown(html: str) -> tuple[str, list[Url], int, int, bool, str]:
-    """``_render_html``, and the text without the elements a mail client hides."""
+def _render_html(html: str) -> tuple[str, list[Url], int, int, bool, str]:
+    """``html_to_text``, whether the nesting was flattened, and the text without the
+    elements a mail client hides."""
     capped = _htmldepth.cap(html, MAX_HTML_DEPTH)
     tree = HTMLParser(html if capped is None else capped)
     urls: list[Url] = []
@@ -786,7 +781,7 @@ def _parse_into(
     urls = text_urls = urls_from_text(pm.text)
     if pm.html:
         try:
-            rendered = _render_html_shown(pm.html)
+            rendered = _render_html(pm.html)
             pm.html_text, html_urls, imgs, tags, flattened, pm.html_shown_text = rendered
             if flattened:
                 pm.defects.append(
@@ -821,9 +816,7 @@ def _shadowed_parts(msg: Message) -> tuple[set[int], int]:
             out.update(
                 id(p)
                 for p in inner
-                if not p.is_multipart()
-                and p.get_content_type() not in ("text/html",)
-                and p.get_content_maintype() == "text"
+                if p.get_content_maintype() == "text" and p.get_content_type() != "text/html"
             )
     return out, count
 

@@ -19,8 +19,8 @@ Two blocks of features:
   values: they age badly), body words ``w:`` and word bigrams ``b:`` of the text a reader
   sees (``ParsedMessage.shown_body``: not the plain-text alternative of an HTML message nor
   the HTML's hidden elements, where spam hides text written to look like ham; case-folded;
-  numbers become shapes, long tokens are cut), URL features ``u:`` (registrable domain, host, TLD, IP
-  literal) and attachment features ``att:``.
+  numbers become shapes, long tokens are cut), URL features ``u:`` (registrable domain,
+  host, TLD, IP literal) and attachment features ``att:``.
 * **meta** (binary): rule hits ``rule:NAME``, SMTP check symbols ``sym:NAME`` and
   structural facts ``st:...`` (HTML-only, image / URL / size / caps-ratio buckets, defects).
 

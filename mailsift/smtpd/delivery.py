@@ -39,7 +39,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 _EOL_RE = re.compile(rb"\r\n|\r|\n")
@@ -103,6 +103,34 @@ def _error(code: int, msg: str) -> DeliveryError:
     return DeliveryError(code, msg, temporary=code < 500)
 
 
+async def _connect(
+    host: str, port: int, timeout: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to the next hop; unreachable is ``451 4.4.1`` (temporary)."""
+    try:
+        return await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, TimeoutError) as exc:
+        raise DeliveryError(
+            451, f"4.4.1 next hop {host}:{port} unreachable: {exc}", True, True
+        ) from exc
+
+
+@contextlib.contextmanager
+def _next_hop_io(on_failure: Callable[[], None] | None = None) -> Iterator[None]:
+    """Talking to the next hop: a connection error or timeout is ``451 4.4.2``
+    (temporary); ``on_failure`` (closing the connection) runs on any failure."""
+    try:
+        yield
+    except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+        if on_failure is not None:
+            on_failure()
+        raise DeliveryError(451, f"4.4.2 next hop connection failed: {exc!r}", True, True) from exc
+    except BaseException:
+        if on_failure is not None:
+            on_failure()
+        raise
+
+
 async def deliver_async(
     host: str,
     port: int,
@@ -119,28 +147,20 @@ async def deliver_async(
     """One transaction; returns the final reply. Raises DeliveryError."""
     if not rcpts:
         raise DeliveryError(554, "5.5.1 no recipients", False)
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except (OSError, TimeoutError) as exc:
-        raise DeliveryError(
-            451, f"4.4.1 next hop {host}:{port} unreachable: {exc}", True, True
-        ) from exc
+    reader, writer = await _connect(host, port, timeout)
     conn = _Conn(reader, writer, timeout)
     try:
-        return await _transaction(
-            conn,
-            mail_from,
-            rcpts,
-            data,
-            helo or socket.getfqdn(),
-            partial,
-            before_data,
-            on_accepted,
-        )
-    except DeliveryError:
-        raise
-    except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
-        raise DeliveryError(451, f"4.4.2 next hop connection failed: {exc!r}", True, True) from exc
+        with _next_hop_io():
+            return await _transaction(
+                conn,
+                mail_from,
+                rcpts,
+                data,
+                helo or socket.getfqdn(),
+                partial,
+                before_data,
+                on_accepted,
+            )
     finally:
         writer.close()
         with contextlib.suppress(OSError, TimeoutError):
@@ -246,21 +266,10 @@ class NextHopPool:
             if sess is None:
                 sess = await self._open()
             try:
-                result = await self._message(sess, mail_from, rcpts, data)
-            except _Stale:
-                sess.close()
-                continue  # nothing of the message was sent: again, on a new connection
-            except DeliveryError:
-                sess.close()
-                raise
-            except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
-                sess.close()
-                raise DeliveryError(
-                    451, f"4.4.2 next hop connection failed: {exc!r}", True, True
-                ) from exc
-            except BaseException:
-                sess.close()
-                raise
+                with _next_hop_io(sess.close):
+                    result = await self._message(sess, mail_from, rcpts, data)
+            except _Stale:  # closed: nothing of the message was sent, again on a new one
+                continue
             self._put(sess)
             return result
 
@@ -319,26 +328,11 @@ class NextHopPool:
 
     async def _open(self) -> _Session:
         """A new connection, greeted and EHLO'd (HELO when EHLO is refused)."""
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), self.timeout
-            )
-        except (OSError, TimeoutError) as exc:
-            raise DeliveryError(
-                451, f"4.4.1 next hop {self.host}:{self.port} unreachable: {exc}", True, True
-            ) from exc
+        reader, writer = await _connect(self.host, self.port, self.timeout)
         conn = _Conn(reader, writer, self.timeout)
         self.opened += 1
-        try:
+        with _next_hop_io(writer.close):
             ext = await _greet(conn, self.helo)
-        except DeliveryError:
-            writer.close()
-            raise
-        except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
-            writer.close()
-            raise DeliveryError(
-                451, f"4.4.2 next hop connection failed: {exc!r}", True, True
-            ) from exc
         return _Session(conn, "PIPELINING" in ext, "8BITMIME" in ext, time.monotonic())
 
     async def _message(

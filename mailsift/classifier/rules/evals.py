@@ -836,7 +836,7 @@ def alternative_difference(v: MessageViews, args: tuple[Any, ...]) -> int:
     diff, n_html, _ = _alternative_difference(v)
     if not n_html:
         return 0
-    lo, hi = _bound(args, 0), _bound(args, 1)
+    lo, hi = _bounds(args)
     return int((not lo or diff > lo) and (hi is None or diff <= hi))
 
 
