@@ -106,6 +106,11 @@ class Hyper:
     lr_average: bool = False
     nb_binary: bool = True  # NB counts a token once per message (else log1p of its count)
     nb_squash: bool = True  # blend: arcsinh of the NB log-odds before the stacker
+    # NB: a token the training mail never held is no evidence (Graham's "unknown token"
+    # rule). scikit-learn's smoothing gives every unseen column the same log ratio, the
+    # class sizes' (+1.08 per token towards spam trained on the SpamAssassin corpus), so
+    # mail from another era, full of words the corpus never had, drifts towards spam
+    nb_unseen_neutral: bool = True
     # value of a rule / symbol / structure feature for logreg (tokens are L2-normalised, so
     # their values are ~0.05: at 1.0 the ~2,500 stock-rule features crowd the tokens out)
     meta_scale: float = 0.12
@@ -571,12 +576,27 @@ class SpamModel:
         nb = self.nb_
         assert nb is not None
         n = self.vectorizer.n_features
-        flp = nb.feature_log_prob_
+        d = self._nb_delta(nb)
         xt = self._nb_tokens(xt)
-        z = xt @ flp[1, :n] - xt @ flp[0, :n] + xm @ flp[1, n:] - xm @ flp[0, n:]
+        z = xt @ d[:n] + xm @ d[n:]
         if self.kind != "cnb":  # MultinomialNB (ComplementNB's prior plays no part)
             z = z + (nb.class_log_prior_[1] - nb.class_log_prior_[0])
         return np.asarray(z, dtype=float).ravel()
+
+    def _nb_delta(self, nb: Any, cols: np.ndarray | None = None) -> np.ndarray:
+        """NB's per-column log ratio (spam over ham) of ``cols`` (all columns if None), zero
+        for columns no training message held when ``Hyper.nb_unseen_neutral``."""
+        flp = nb.feature_log_prob_
+        if cols is None:
+            d = flp[1] - flp[0]
+            fc = nb.feature_count_
+        else:
+            both = flp[:, cols]
+            d = both[1] - both[0]
+            fc = nb.feature_count_[:, cols]
+        if self.hyper.nb_unseen_neutral:
+            d = np.where((fc[0] + fc[1]) > 0, d, 0.0)
+        return d
 
     def _lr_logit(self, xt: sp.csr_matrix, xm: sp.csr_matrix) -> np.ndarray:
         lr = self.lr_
@@ -645,8 +665,7 @@ class SpamModel:
         lrw = np.zeros(len(cols))
         if self.uses_nb:
             assert self.nb_ is not None
-            flp = self.nb_.feature_log_prob_
-            nbw = flp[1, cols] - flp[0, cols]  # (CNB stores -log complement: same sign)
+            nbw = self._nb_delta(self.nb_, cols)  # (CNB stores -log complement: same sign)
             if self.kind == "blend":
                 nbw = nbw * self._stack_coef(0) / NB_LOGIT_SCALE
         if self.uses_lr:
@@ -701,8 +720,7 @@ class SpamModel:
         if self.uses_nb:
             nb = self.nb_
             assert nb is not None
-            both = nb.feature_log_prob_[:, row_cols]
-            nbd = both[1] - both[0]
+            nbd = self._nb_delta(nb, row_cols)
             tok = nbd[:k].sum() if self.hyper.nb_binary else nbd[:k] @ h.vals
             nb_z = float(tok + nbd[k:].sum())
             if self.kind != "cnb":
@@ -882,7 +900,8 @@ class SpamModel:
         state = persistence.load_serving(data, fpath) if serving else None
         if state is None:  # not asked, or a part the serving reader does not take
             state = persistence.load_estimators(data, fpath)
-        hyper = Hyper(**manifest.get("hyper", {}))
+        # a model saved before a Hyper field existed keeps the behaviour it was trained with
+        hyper = Hyper(**{"nb_unseen_neutral": False, **manifest.get("hyper", {})})
         model = cls(
             manifest.get("kind", "blend"),
             n_features=int(manifest["n_features"]),

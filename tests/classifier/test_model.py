@@ -264,3 +264,40 @@ def test_blend_has_a_rules_structure_model_and_it_survives_save_load(tmp_path: P
     assert w.shape == (2,)
     plain = SpamModel("blend", n_features=2**16, hyper=Hyper(meta_c=0)).fit(samples, y)
     assert plain.meta_ is None and plain.stack_ is not None and plain.stack_.coef_.shape == (1, 2)
+
+
+@pytest.mark.parametrize("kind", ["nb", "cnb", "blend"])
+@pytest.mark.parametrize("serving", [False, True])
+def test_tokens_no_training_message_held_are_no_naive_bayes_evidence(
+    kind: str, serving: bool, tmp_path: Path
+) -> None:
+    samples, y = _toy()
+    fitted = SpamModel(kind, n_features=2**16).fit(samples, y)
+    base = Sample(("w:lunch", "w:cheap", "s:re"), ("st:size:0",))
+    novel = Sample((*base.tokens, "w:zq-never-1", "w:zq-never-2", "w:zq-never-3"), base.meta)
+    m = SpamModel.load(fitted.save(tmp_path / "m"), serving=serving)
+    nb_b, nb_n = (m._nb_logit(*m._blocks([s])) for s in (base, novel))
+    assert np.allclose(nb_b, nb_n)  # the batch path
+    p_base, p_novel = m.predict_explain(base)[0], m.predict_explain(novel)[0]
+    if kind != "blend":  # logreg sees the novel tokens too (they dilute the L2 norm)
+        assert p_base == pytest.approx(p_novel, abs=1e-12)
+    nbw, _, _ = m._weight_parts(["w:zq-never-1", "w:lunch"])
+    assert nbw[0] == 0.0 and nbw[1] != 0.0
+    # once learnt, a token is evidence
+    m.partial_fit([Sample(("w:zq-never-1", "w:zq-never-2"), ())] * 3, [1, 1, 1])
+    assert (m._nb_logit(*m._blocks([novel])) > m._nb_logit(*m._blocks([base]))).all()
+
+
+def test_a_model_saved_before_unseen_tokens_were_neutral_keeps_its_behaviour(
+    tmp_path: Path,
+) -> None:
+    samples, y = _toy()
+    out = SpamModel("nb", n_features=2**16).fit(samples, y).save(tmp_path / "m")
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["hyper"]["nb_unseen_neutral"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    old = SpamModel.load(out)
+    assert old.hyper.nb_unseen_neutral is False
+    base = Sample(("w:lunch", "w:cheap"), ())
+    novel = Sample((*base.tokens, "w:zq-never-1"), ())
+    assert not np.allclose(old.decision_function([base]), old.decision_function([novel]))
