@@ -24,8 +24,10 @@ figures in ``docs/experiments.md``):
 * **The rules start from SpamAssassin's scores.** Given ``rule_priors`` (rule -> score, the
   stock scores fitted by SpamAssassin on very large many-site corpora), the rules/structure
   model takes the score sum as one input and learns per-feature corrections, each clipped to
-  ``Hyper.prior_bound``; the learned scale is folded back into the rule columns, so a rule
-  the training mail never hit still weighs in proportion to its score.
+  ``Hyper.prior_bound``, or ``Hyper.stock_prior_bound`` (tighter) for the stock rules'
+  scores, fitted on far more mail than any training set here; the learned scale is folded
+  back into the rule columns, so a rule the training mail never hit still weighs in
+  proportion to its score.
 * **Out-of-source stacking and calibration.** With ``groups`` (the source of each training
   message, :func:`mailsift.pipeline.sources.stacker_groups`), the stacker is fitted on each
   source's predictions from base models trained on the other sources, so it weighs the base
@@ -58,10 +60,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 
@@ -122,6 +124,9 @@ class Hyper:
     # starts from them (one learned scale for SpamAssassin's score sum) and learns per-feature
     # corrections, each clipped to +-``prior_bound`` log-odds
     prior_bound: float = 1.0
+    # the bound for rules whose score is SpamAssassin's own (``stock_rules``: fitted by its
+    # perceptron on mass-checks of many sites' mail), tighter than for hand-set scores
+    stock_prior_bound: float = 0.5
     # blend: the share of out-of-source ham (see ``fit``'s ``groups``) the calibrated
     # thresholds let through, pooled and of each source (``per_source_thresholds``): tagged
     # spam, held, rejected
@@ -261,6 +266,11 @@ def _row_l2_normalise(x: sp.csr_matrix) -> sp.csr_matrix:
     return x
 
 
+class _Priors(NamedTuple):
+    scores: np.ndarray  # a rule's score on its hashed column (0 elsewhere)
+    bounds: np.ndarray  # the bound of each column's learned correction
+
+
 @dataclass(slots=True)
 class _Row:
     """One hashed sample and what the fitted arrays say about its columns."""
@@ -391,6 +401,7 @@ class SpamModel:
         sample_weight: Sequence[float] | np.ndarray | None = None,
         groups: Sequence[str] | np.ndarray | None = None,
         rule_priors: dict[str, float] | None = None,
+        stock_rules: Collection[str] = (),
     ) -> SpamModel:
         """Fit on all samples.
 
@@ -399,14 +410,15 @@ class SpamModel:
         source made by base models trained on the other sources (out-of-source, not
         shuffled folds of the same mail), so it weighs the base models by how they travel.
         ``rule_priors``: rule name -> score (SpamAssassin's scores) for the blend's
-        rules/structure model to start from.
+        rules/structure model to start from; ``stock_rules``: those of them whose score is
+        SpamAssassin's (their corrections bounded by ``Hyper.stock_prior_bound``).
         """
         y = np.asarray(y, dtype=np.int64)
         if len(set(y.tolist())) < 2:
             raise ValueError("training needs both spam and ham messages")
         w = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
         xt, xm = self._blocks(samples)
-        prior = self._prior_vector(rule_priors) if rule_priors and self.uses_meta else None
+        prior = self._priors(rule_priors, stock_rules) if rule_priors and self.uses_meta else None
         g = None if groups is None else np.asarray(groups)
         if self.kind == "blend":
             self.stack_ = self._fit_stacker(xt, xm, y, w, g, prior)
@@ -414,13 +426,17 @@ class SpamModel:
         self.n_learned_ = 0
         return self
 
-    def _prior_vector(self, rule_priors: dict[str, float]) -> np.ndarray:
-        """Rule scores laid out over the meta block's hashed columns."""
+    def _priors(self, rule_priors: dict[str, float], stock_rules: Collection[str]) -> _Priors:
+        """Rule scores, and the bound of each column's learned correction, laid out over the
+        meta block's hashed columns."""
         names = sorted(rule_priors)
         cols = hash_columns(["rule:" + n for n in names], self.vectorizer.n_meta)
         vec = np.zeros(self.vectorizer.n_meta)
         np.add.at(vec, cols, np.array([rule_priors[n] for n in names], dtype=float))
-        return vec
+        bounds = np.full(self.vectorizer.n_meta, self.hyper.prior_bound)
+        stock = set(stock_rules)
+        bounds[cols[[n in stock for n in names]]] = self.hyper.stock_prior_bound
+        return _Priors(vec, bounds)
 
     def _fit_base(
         self,
@@ -428,7 +444,7 @@ class SpamModel:
         xm: sp.csr_matrix,
         y: np.ndarray,
         w: np.ndarray | None = None,
-        prior: np.ndarray | None = None,
+        prior: _Priors | None = None,
     ) -> None:
         if self.uses_nb:
             self.nb_ = self._new_nb().fit(self._nb_x(xt, xm), y, sample_weight=w)
@@ -438,12 +454,13 @@ class SpamModel:
             self.meta_ = self._fit_meta(xm, y, w, prior)
 
     def _fit_meta(
-        self, xm: sp.csr_matrix, y: np.ndarray, w: np.ndarray | None, prior: np.ndarray | None
+        self, xm: sp.csr_matrix, y: np.ndarray, w: np.ndarray | None, prior: _Priors | None
     ) -> LogisticRegression:
         """The rules/structure model. With rule priors, the rules' score sum is one more
         input, scaled to SpamAssassin's ``required_score`` of 5; its learned coefficient
         is then folded into the rule columns (prior x scale + correction), so the fitted
-        model is one linear function over the meta block like the one without priors."""
+        model is one linear function over the meta block like the one without priors. Each
+        correction is clipped to its column's bound (``_priors``)."""
         from sklearn.linear_model import LogisticRegression
 
         lr = LogisticRegression(C=self.hyper.meta_c, solver="liblinear")
@@ -451,12 +468,11 @@ class SpamModel:
             return lr.fit(xm, y, sample_weight=w)
         import scipy.sparse as sp
 
-        total = np.asarray(xm @ prior).reshape(-1, 1) / PRIOR_UNIT
+        total = np.asarray(xm @ prior.scores).reshape(-1, 1) / PRIOR_UNIT
         lr.fit(sp.hstack([xm, sp.csr_matrix(total)], format="csr"), y, sample_weight=w)
-        bound = self.hyper.prior_bound
-        corr = np.clip(lr.coef_[0, :-1], -bound, bound)
+        corr = np.clip(lr.coef_[0, :-1], -prior.bounds, prior.bounds)
         scale = lr.coef_[0, -1] / PRIOR_UNIT
-        lr.coef_ = (corr + scale * prior).reshape(1, -1)
+        lr.coef_ = (corr + scale * prior.scores).reshape(1, -1)
         lr.n_features_in_ = xm.shape[1]
         return lr
 
@@ -467,7 +483,7 @@ class SpamModel:
         y: np.ndarray,
         w: np.ndarray | None = None,
         groups: np.ndarray | None = None,
-        prior: np.ndarray | None = None,
+        prior: _Priors | None = None,
     ) -> LogisticRegression:
         """Out-of-fold base log-odds -> a 2- (3-) input logistic regression (calibrated).
         With ``groups`` of at least two sources, each source is predicted by base models
@@ -933,9 +949,15 @@ def train_model(
     sample_weight: Sequence[float] | np.ndarray | None = None,
     groups: Sequence[str] | np.ndarray | None = None,
     rule_priors: dict[str, float] | None = None,
+    stock_rules: Collection[str] = (),
 ) -> SpamModel:
     """Build a model of ``kind`` (default: settings.model.kind) and fit it on all samples
     (see :meth:`SpamModel.fit` for the keyword arguments)."""
     return SpamModel.build(kind, settings).fit(
-        samples, y, sample_weight=sample_weight, groups=groups, rule_priors=rule_priors
+        samples,
+        y,
+        sample_weight=sample_weight,
+        groups=groups,
+        rule_priors=rule_priors,
+        stock_rules=stock_rules,
     )

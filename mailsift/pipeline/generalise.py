@@ -194,14 +194,15 @@ def mailsift_system(settings: Settings, kind: str | None = None) -> System:
     """mailsift trained as ``mailsift train`` trains (source weights, out-of-source stacker
     and calibration, rule priors), scored as the scorer scores (probabilities)."""
     from mailsift.pipeline.extract import extract
-    from mailsift.pipeline.train import fit_on_sources, rule_priors
+    from mailsift.pipeline.train import fit_on_sources, rule_priors, stock_rules
 
     cache: dict[str, Any] = {}
     priors = rule_priors(settings)
+    stock = stock_rules(settings)
 
     def system(train: pd.DataFrame, y: np.ndarray, test: pd.DataFrame) -> Prediction:
         samples = extract(train, settings, cache=cache)
-        model = fit_on_sources(samples, y, train, kind, settings, priors)
+        model = fit_on_sources(samples, y, train, kind, settings, priors, stock)
         scores = np.asarray(model.predict_proba(extract(test, settings, cache=cache)))
         t = settings.thresholds.resolved(model.thresholds_)
         return Prediction(scores, {"spam": t.spam, "hold": t.hold, "reject": t.reject})

@@ -146,6 +146,7 @@ def train(
 
     t2 = time.perf_counter()
     priors = rule_priors(settings)
+    stock = stock_rules(settings)
     model = train_model(
         x_train,
         y_train,
@@ -154,6 +155,7 @@ def train(
         sample_weight=weights,
         groups=groups,
         rule_priors=priors,
+        stock_rules=stock,
     )
     timings["fit_s"] = time.perf_counter() - t2
 
@@ -170,7 +172,14 @@ def train(
         y_all = np.concatenate([y_train, y_test])
         w_all, g_all = refit_inputs(sp.train, sp.test, len(extra))
         model = train_model(
-            x_all, y_all, kind, settings, sample_weight=w_all, groups=g_all, rule_priors=priors
+            x_all,
+            y_all,
+            kind,
+            settings,
+            sample_weight=w_all,
+            groups=g_all,
+            rule_priors=priors,
+            stock_rules=stock,
         )
         del x_all
         timings["refit_s"] = time.perf_counter() - t4
@@ -244,10 +253,12 @@ def fit_on_sources(
     kind: str | None,
     settings: Settings,
     priors: dict[str, float] | None = None,
+    stock: frozenset[str] | None = None,
 ) -> Any:
     """A model of the corpus rows ``index`` (their ``samples`` and labels ``y``) trained as
     :func:`train` trains it: source weights, the stacker and thresholds out of source, the
-    rules' scores as priors (``priors``, else the configured rules')."""
+    rules' scores as priors (``priors``, else the configured rules'; ``stock``: which of them
+    are SpamAssassin's, else the configured rules')."""
     from mailsift.classifier.model import train_model
 
     return train_model(
@@ -258,6 +269,7 @@ def fit_on_sources(
         sample_weight=source_weights(index, y),
         groups=stacker_groups(index),
         rule_priors=priors if priors is not None else rule_priors(settings),
+        stock_rules=stock if stock is not None else stock_rules(settings),
     )
 
 
@@ -268,6 +280,28 @@ def rule_priors(settings: Settings) -> dict[str, float] | None:
 
     score_set = getattr(load_rules(settings), "score_set", None)
     return None if score_set is None else dict(score_set(2))
+
+
+def stock_rules(settings: Settings) -> frozenset[str]:
+    """The configured rules defined in the stock SpamAssassin files (not ours, nor extra
+    paths): their scores were fitted by SpamAssassin's perceptron on mass-checks of many
+    sites' mail, and the rules/structure model keeps closer to them
+    (``Hyper.stock_prior_bound``) than to hand-set scores."""
+    from mailsift.classifier.rules import stock_paths
+    from mailsift.pipeline.extract import load_rules
+
+    if not settings.rules.use_stock:
+        return frozenset()
+    sources = getattr(load_rules(settings), "sources", None)
+    if sources is None:
+        return frozenset()
+    roots = [p.resolve() for p in stock_paths(settings)]
+    out = set()
+    for name, src in sources().items():
+        path = Path(src).resolve()
+        if any(path == r or r in path.parents for r in roots):
+            out.add(name)
+    return frozenset(out)
 
 
 def _copy_model(src: Path, dst: Path) -> None:

@@ -118,6 +118,31 @@ def test_rules_start_from_their_scores_and_learn_bounded_corrections() -> None:
     assert plain.meta_ is not None and plain.meta_.coef_[0][col["NEVER_SEEN_BIG"]] == 0
 
 
+def test_corrections_of_stock_scores_are_bounded_tighter_than_hand_set_ones() -> None:
+    samples, y, groups = _sources()
+    # two rules that hit the same spam, neither with a score of its own: what each weighs is
+    # its learned correction, clipped to its bound
+    twins = [
+        Sample(s.tokens, (*s.meta, "rule:OURS", "rule:STOCK")) if label else s
+        for s, label in zip(samples, y, strict=True)
+    ]
+    priors = {"OURS": 0.0, "STOCK": 0.0, "NEVER_SEEN": 1.0}
+    hyper = Hyper(meta_c=10.0, prior_bound=1.0, stock_prior_bound=0.25)
+    m = SpamModel("blend", n_features=2**16, hyper=hyper).fit(
+        twins, y, groups=groups, rule_priors=priors, stock_rules={"STOCK"}
+    )
+    assert m.meta_ is not None
+    coef = np.asarray(m.meta_.coef_[0])
+    col = dict(zip(priors, hash_columns([f"rule:{n}" for n in priors], m.vectorizer.n_meta)))
+    assert coef[col["OURS"]] == pytest.approx(1.0)
+    assert coef[col["STOCK"]] == pytest.approx(0.25)
+    # the same rule trusted as a hand-set one learns as far as the wider bound
+    m2 = SpamModel("blend", n_features=2**16, hyper=hyper).fit(
+        twins, y, groups=groups, rule_priors=priors
+    )
+    assert m2.meta_ is not None and m2.meta_.coef_[0][col["STOCK"]] == pytest.approx(1.0)
+
+
 def test_thresholds_come_from_the_model_unless_configured(tmp_path: Path) -> None:
     samples, y, groups = _sources()
     m = SpamModel("blend", n_features=2**16).fit(samples, y, groups=groups)

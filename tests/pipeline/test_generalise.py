@@ -200,3 +200,25 @@ def test_refit_saves_the_model_of_all_mail(tmp_path: Path, test_settings: Settin
     # from its own fit on all the mail (every corpus held out in turn)
     assert res.split["test_messages"] > 0
     assert manifest["out_of_fold"]["out_of_source"] is True
+
+
+def test_stock_rules_are_the_ones_the_stock_files_define(tmp_path: Path) -> None:
+    from mailsift.config import load_settings
+    from mailsift.pipeline.train import rule_priors, stock_rules
+
+    stock = tmp_path / "stock"
+    stock.mkdir()
+    (stock / "20_words.cf").write_text(
+        "body STOCK_WORD /\\bviagra\\b/i\nscore STOCK_WORD 2.5\n"
+        "body STOCK_NO_SCORE /\\bcasino\\b/i\n"
+    )
+    rules = {"stock_paths": [stock], "cache_dir": tmp_path / "cache"}
+    settings = load_settings(paths={"var_dir": tmp_path / "var"}, rules=rules)
+    names = stock_rules(settings)
+    assert {"STOCK_WORD", "STOCK_NO_SCORE"} <= names
+    assert not any(n.startswith("MS_") for n in names)  # ours are hand-set
+    priors = rule_priors(settings)
+    assert priors is not None and priors["STOCK_WORD"] == 2.5
+    assert any(n.startswith("MS_") for n in priors)
+    off = load_settings(paths={"var_dir": tmp_path / "var"}, rules={**rules, "use_stock": False})
+    assert stock_rules(off) == frozenset()

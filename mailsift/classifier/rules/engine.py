@@ -580,6 +580,16 @@ class RuleSet:
             if rep
         }
 
+    def sources(self) -> dict[str, str]:
+        """The file each reported rule is defined in (``score_set``'s rules)."""
+        defs = self._parsed.rules
+        out: dict[str, str] = {}
+        for n, rep in zip(self.names, self._report, strict=True):
+            rd = defs.get(n)
+            if rep and rd is not None:
+                out[n] = rd.source.rsplit(":", 1)[0]
+        return out
+
     def description(self, name: str) -> str:
         return self._describe[self._index[name]]
 
