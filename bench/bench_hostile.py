@@ -5,9 +5,11 @@
 For the nested-div family (``<div>`` * n + text + ``</div>`` * n, n = 10k ... 200k) and a
 few other shapes an HTML5 tree builder is slow on (stray end tags, reopened formatting
 elements, nested lists, a select of 20,000 options) or the shown-text pass could be (many
-styled elements under deep nesting), prints the median CPU time (thread
-time, ms) of ``html_to_text`` and of lexbor parsing the same document unbounded, the latter
-only where it stays under a few seconds (``--unbounded-max`` tags). Figures are noisy on a
+styled elements under deep nesting), and shapes made for the HTMLEval pass (``<`` never
+closed, a link's text cut by 50,000 tags, a title of entities), prints the median CPU time
+(thread time, ms) of ``html_to_text``, of the HTMLEval measures (:func:`htmleval`) and of
+lexbor parsing the same document unbounded, the latter only where it stays under a few
+seconds (``--unbounded-max`` tags). Figures are noisy on a
 shared 2-core machine: they say what was measured, when.
 """
 
@@ -25,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from selectolax.lexbor import LexborHTMLParser
 
+from mailsift.classifier.rules import evals
 from mailsift.message import html_to_text
 
 
@@ -35,6 +38,23 @@ def _cpu_ms(fn: Any, arg: str, repeat: int) -> float:
         fn(arg)
         times.append((time.thread_time() - t0) * 1000.0)
     return statistics.median(times)
+
+
+class _Views:
+    """What the HTMLEval measures read of a message's views: its HTML and a memo."""
+
+    def __init__(self, html: str) -> None:
+        self.pm = type("pm", (), {"html": html})()
+        self.memo: dict[str, Any] = {}
+
+
+def htmleval(html: str) -> None:
+    """Every HTMLEval measure the stock rules ask for, on one document."""
+    v: Any = _Views(html)
+    for kind in ("comment", "title", "anchor"):
+        evals._html_strings(v, kind)
+    for tag in ("head", "body", "center"):
+        evals._tag_balance(v, tag)
 
 
 def documents() -> list[tuple[str, int, str]]:
@@ -67,6 +87,10 @@ def documents() -> list[tuple[str, int, str]]:
             + "<div>" * 250
             + '<p style="color:#333">x</p>' * 20_000,
         ),
+        ("70k '<a ' never closed", 70_000, "<a " * 70_000),
+        ("link text cut by 50k tags", 50_001, '<a href="x">' + "x<b>" * 50_000),
+        ("title of 30k entities", 30_001, "<title>" + "&amp;<i>" * 30_000),
+        ("60k links inside a script", 60_001, "<script>" + "<a><img>" * 60_000),
     ]
     return out
 
@@ -78,20 +102,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     rows = []
-    print(f"{'document':28} {'chars':>9} {'html_to_text ms':>16} {'lexbor unbounded ms':>20}")
+    print(
+        f"{'document':28} {'chars':>9} {'html_to_text ms':>16} {'htmleval ms':>12} "
+        f"{'lexbor unbounded ms':>20}"
+    )
     for name, tags, html in documents():
         ours = _cpu_ms(html_to_text, html, args.repeat)
+        stats = _cpu_ms(htmleval, html, args.repeat)
         raw = _cpu_ms(LexborHTMLParser, html, 1) if tags <= args.unbounded_max else None
         rows.append(
             {
                 "document": name,
                 "chars": len(html),
                 "html_to_text_ms": ours,
+                "htmleval_ms": stats,
                 "lexbor_unbounded_ms": raw,
             }
         )
         shown = f"{raw:.1f}" if raw is not None else "-"
-        print(f"{name:28} {len(html):9d} {ours:16.1f} {shown:>20}", flush=True)
+        print(f"{name:28} {len(html):9d} {ours:16.1f} {stats:12.1f} {shown:>20}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

@@ -656,3 +656,69 @@ def test_reach_bounds_match_length_with_lookarounds() -> None:
     assert reach(re.compile(rb"(?!credit)c[r4]e{1,3}(?=xy)")) == 13
     assert reach(re.compile(rb"a.*b")) == -1  # unbounded: confirm from the start
     assert reach(re.compile(rb"x{1,100000}")) == -1  # beyond MAX_REACH
+
+
+def test_htmleval_tests_read_what_spamassassins_parser_records(engine: Build) -> None:
+    """HTMLEval's comment / title / link-text matches, title against Subject length, the
+    source's length and a tag left open, with the stock rules' arguments."""
+    rs = engine(
+        """
+        body LINK_IMAGE      eval:html_text_match('anchor', '<img>')
+        body COMMENT         eval:html_text_match('comment', '<!.*?>')
+        body SAVED_URL       eval:html_text_match('comment', '<!-- saved from url=\\(\\d{4}\\)')
+        body TITLE_120       eval:html_text_match('title', '.{120}')
+        body TITLE_SUBJ      eval:html_title_subject_ratio('3.5')
+        body LEN_0_1024      eval:html_range('length', '0', '1024')
+        body LEN_OVER_1024   eval:html_range('length', '1024', 'inf')
+        body LEN_UNDER_384   eval:html_eval('length', '< 384')
+        body HEAD_OPEN       eval:html_tag_balance('head', '!= 0')
+        body CENTER_OPEN     eval:html_tag_balance('center', '!= 0')
+        """
+    )
+
+    def got(html: str, subject: str = "Your order") -> set[str]:
+        return hits(rs, make_message(html, subject=subject, content_type="text/html"))
+
+    short = (
+        '<html><head></head><body><a href="http://x.example/"><img src="a.png"></a></body></html>'
+    )
+    assert got(short) == {"LINK_IMAGE", "LEN_0_1024", "LEN_UNDER_384"}
+    # text in a link is no image; a comment with its markers; the length is the source's
+    assert got('<p><a href="http://x.example/">click</a></p><!-- x -->' + " " * 400) == {
+        "COMMENT",
+        "LEN_0_1024",
+    }
+    assert got("<!-- saved from url=(0022)http://x.example/ --><p>" + "y" * 1100 + "</p>") == {
+        "COMMENT",
+        "SAVED_URL",
+        "LEN_OVER_1024",
+    }
+    # a title more than 3.5 times as long as the Subject; entities decoded, tags inside
+    # script are no tags
+    title = "<title>" + "A &amp; B " * 21 + "</title>"  # 126 characters decoded
+    script = '<script>document.write(\'<a href="http://y.example/"><img src="p"></a>\')</script>'
+    assert got(f"<html><head>{title}{script}</head><p>hi</p></html>", subject="Sale") == {
+        "TITLE_120",
+        "TITLE_SUBJ",
+        "LEN_0_1024",
+        "LEN_UNDER_384",
+    }
+    # a head or center never closed; one closed too often counts 0, not below
+    assert got("<html><head><title>x</title><body><center>hi</body></html>") >= {
+        "HEAD_OPEN",
+        "CENTER_OPEN",
+    }
+    assert "HEAD_OPEN" not in got("<html><head></head></head><body>hi</body></html>")
+    # no HTML: none of them
+    assert hits(rs, make_message("<a href=x><img></a> plain text")) == set()
+
+
+def test_htmleval_measures_not_computed_are_skipped_with_a_reason() -> None:
+    rs = RuleSet.from_text(
+        "body OBF eval:html_range('obfuscation_ratio', '.2', '.3')\n"
+        "body BAD_EXPR eval:html_eval('length', 'lt 5')\n"
+        "body OK eval:html_range('length', '0', '10')\n"
+    )
+    skipped = dict(rs.skipped)
+    assert "obfuscation_ratio" in skipped["OBF"] and "lt 5" in skipped["BAD_EXPR"]
+    assert "OK" in rs.names

@@ -49,6 +49,11 @@ Tests (arguments in brackets):
   ``mime_attachment``, ``mime_bad_iso_charset``, ``mimepart_limit_exceeded`` and
   ``mime_faraway_charset`` (never: like SpamAssassin with its default ``ok_locales all``).
   Other sub-tests are skipped at load with a reason (:func:`check_args`).
+  HTMLEval's ``html_text_match(comment|title|anchor, regex)``,
+  ``html_title_subject_ratio(ratio)``, ``html_range('length', min, max)``,
+  ``html_eval('length', 'OP N')`` and ``html_tag_balance(tag, 'OP N')`` read what
+  SpamAssassin's HTML parser records (:func:`_html_strings`); their other measures are
+  skipped.
   ``check_from_in_list(list)`` / ``check_replyto_in_list(list)``: the From (Reply-To)
   address matches a glob of an ``enlist_addrlist (list)`` line (SpamAssassin's WLBLEval
   meaning; lists are resolved at load, :func:`addrlist_args`).
@@ -57,6 +62,7 @@ Tests (arguments in brackets):
 from __future__ import annotations
 
 import functools
+import html as html_mod
 import re
 import time
 from collections import Counter
@@ -957,14 +963,226 @@ def replyto_in_list(v: MessageViews, args: tuple[Any, ...]) -> int:
 ADDRLIST_EVALS = frozenset({"check_from_in_list", "check_replyto_in_list"})
 
 
+# ---- SpamAssassin's HTMLEval tests over what its HTML parser records ---------------------
+# What HTMLEval's tests read, taken from the HTML source (the HTML parts joined: SpamAssassin
+# measures each HTML part, a message with several counts here as one), each measure only
+# when a rule asks for it: the source's length, the comments (with their markers), the text
+# of each <title> and of each <a> (an image inside a link adds "<img>\n", as SpamAssassin's
+# parser writes it) and a tag's open count (opened minus closed, never below 0). Script and
+# style contents hold no tags, as for HTML::Parser. Every scan finds each tag's end from its
+# start and goes on after it: one pass, however many "<" are left unclosed.
+_RAW_OPEN_RE = re.compile(r"<(script|style)\b")
+_LINK_TAG_RE = re.compile(r"<(/?)(a|img)\b")
+_TAG_ANY_RE = re.compile(r"<[^>]{0,2000}>")
+_HTML_TEXT_TYPES = frozenset({"comment", "title", "anchor"})
+_HTML_RANGE_TESTS = frozenset({"length"})
+_EXPR_RE = re.compile(r"^\s*(==|!=|<=|>=|<|>)\s*(-?\d+(?:\.\d+)?)\s*$")
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<=": lambda a, b: a <= b,
+    ">=": lambda a, b: a >= b,
+    "<": lambda a, b: a < b,
+    ">": lambda a, b: a > b,
+}
+MAX_HTML_STRINGS = 500  # titles, links and comments read a message
+MAX_HTML_STRING = 4096  # characters kept of a title or a link's text
+
+
+def _html_lower(v: MessageViews) -> str:
+    """The HTML source lower-cased, script and style contents blanked (same length)."""
+    if "html_lower" not in v.memo:
+        low = v.pm.html.lower()
+        parts: list[str] = []
+        pos = 0
+        while (m := _RAW_OPEN_RE.search(low, pos)) is not None:
+            start = low.find(">", m.end())
+            if start < 0:
+                break
+            end = low.find("</" + m.group(1), start)
+            if end < 0:
+                end = len(low)
+            parts += [low[pos : start + 1], " " * (end - start - 1)]
+            pos = end
+        v.memo["html_lower"] = "".join(parts) + low[pos:] if parts else low
+    out: str = v.memo["html_lower"]
+    return out
+
+
+def _between(low: str, opener: str, closer: str) -> list[tuple[int, int]]:
+    """(start, end) of each ``opener`` ... ``closer`` span, closer included (at most
+    ``MAX_HTML_STRINGS``); an opener with no closer after it ends the scan."""
+    out: list[tuple[int, int]] = []
+    pos = 0
+    while len(out) < MAX_HTML_STRINGS and (i := low.find(opener, pos)) >= 0:
+        j = low.find(closer, i + len(opener))
+        if j < 0:
+            break
+        pos = j + len(closer)
+        out.append((i, pos))
+    return out
+
+
+def _shown(source: str) -> str:
+    """Text between tags, entities decoded, at most ``MAX_HTML_STRING`` characters."""
+    return html_mod.unescape(_TAG_ANY_RE.sub("", source[: 4 * MAX_HTML_STRING]))[:MAX_HTML_STRING]
+
+
+def _html_strings(v: MessageViews, kind: str) -> list[str]:
+    key = "html_" + kind
+    if key in v.memo:
+        cached: list[str] = v.memo[key]
+        return cached
+    low = _html_lower(v)
+    src = v.pm.html
+    out: list[str] = []
+    if kind == "comment":
+        out = [src[i:j] for i, j in _between(low, "<!--", "-->")]
+    elif kind == "title":
+        for i, j in _between(low, "<title", "</title"):
+            start = low.find(">", i)
+            if 0 <= start < j:
+                out.append(_shown(src[start + 1 : j - len("</title")]))
+    elif kind == "anchor":
+        depth = 0
+        close = -1  # the next "</a" at or after the current link's start (len: none)
+        for m in _LINK_TAG_RE.finditer(low):
+            end = low.find(">", m.end())
+            if end < 0:
+                break
+            if m.group(2) == "img":
+                if depth > 0 and out:
+                    out[-1] += "<img>\n"
+            elif m.group(1):
+                depth = max(depth - 1, 0)
+            else:
+                depth += 1
+                if len(out) >= MAX_HTML_STRINGS:
+                    break
+                if close < end:
+                    close = low.find("</a", end)
+                    close = len(low) if close < 0 else close
+                out.append(_shown(src[end + 1 : close]))
+    v.memo[key] = out
+    return out
+
+
+def _tag_positions(low: str, prefix: str) -> list[int]:
+    """Where ``prefix`` (``<name`` or ``</name``) starts a tag: not followed by a name
+    character, and a ``>`` after it."""
+    out: list[int] = []
+    pos = 0
+    while (i := low.find(prefix, pos)) >= 0:
+        pos = i + len(prefix)
+        if pos < len(low) and (low[pos].isalnum() or low[pos] in "_:-"):
+            continue
+        out.append(i)
+    return out
+
+
+def _tag_balance(v: MessageViews, tag: str) -> int | None:
+    """The tag's open count at the end (None: never written)."""
+    key = "html_balance_" + tag
+    if key not in v.memo:
+        low = _html_lower(v)
+        count: int | None = None
+        last_end = low.rfind(">")
+        opens = [i for i in _tag_positions(low, "<" + tag) if i < last_end]
+        if opens:
+            closes = [i for i in _tag_positions(low, "</" + tag) if i < last_end]
+            count = 0
+            for _, step in sorted([(i, 1) for i in opens] + [(i, -1) for i in closes]):
+                count = max(count + step, 0)
+        v.memo[key] = count
+    balance: int | None = v.memo[key]
+    return balance
+
+
+@functools.lru_cache(maxsize=256)
+def _text_re(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+@functools.lru_cache(maxsize=256)
+def _expr(text: str) -> tuple[Callable[[float, float], bool], float]:
+    m = _EXPR_RE.match(text)
+    if m is None:
+        raise ValueError(f"eval test not implemented: expression {text!r}")
+    return _OPS[m.group(1)], float(m.group(2))
+
+
+def html_text_match(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """``html_text_match(type, regex)``: a comment, title or link text matches."""
+    if not v.pm.html:
+        return 0
+    rx = _text_re(str(args[1]))
+    return int(any(rx.search(s) for s in _html_strings(v, str(args[0]))))
+
+
+def html_title_subject_ratio(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """``html_title_subject_ratio(ratio)``: a <title> more than ``ratio`` times as long as
+    the Subject."""
+    subject = _header(v, "subject")
+    if not v.pm.html or not subject:
+        return 0
+    longest = max((len(t) for t in _html_strings(v, "title") if t), default=0)
+    return int(longest / len(subject) > _num(args, 0, 3.5))
+
+
+def html_range(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """``html_range('length', min, max)``: the HTML source's length is above ``min`` and at
+    most ``max`` (``inf``: no upper end)."""
+    if not v.pm.html:
+        return 0
+    length = len(v.pm.html)
+    lo = _num(args, 1, 0.0)
+    if len(args) < 3 or str(args[2]) == "inf":
+        return int(length > lo)
+    return int(lo < length <= _num(args, 2, 0.0))
+
+
+def html_eval(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """``html_eval('length', 'OP N')``: the HTML source's length compared with N."""
+    if not v.pm.html:
+        return 0
+    op, n = _expr(str(args[1]))
+    return int(op(len(v.pm.html), n))
+
+
+def html_tag_balance(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """``html_tag_balance(tag, 'OP N')``: the tag was written, and its open count (opened
+    minus closed, never below 0) compares with N, e.g. ``'!= 0'``: left open."""
+    if not v.pm.html:
+        return 0
+    balance = _tag_balance(v, str(args[0]).lower())
+    if balance is None:
+        return 0
+    op, n = _expr(str(args[1]))
+    return int(op(balance, n))
+
+
 def check_args(name: str, args: tuple[Any, ...]) -> None:
     """Refuse (ValueError, the skip reason) eval sub-tests we do not compute, so that their
     rules are reported as skipped rather than silently never hitting."""
     sub = str(args[0]) if args else ""
-    if (name == "check_for_mime" and sub not in MIME_TESTS) or (
-        name == "html_test" and sub not in HTML_TESTS
+    if (
+        (name == "check_for_mime" and sub not in MIME_TESTS)
+        or (name == "html_test" and sub not in HTML_TESTS)
+        or (name == "html_text_match" and sub not in _HTML_TEXT_TYPES)
+        or (name in ("html_range", "html_eval") and sub not in _HTML_RANGE_TESTS)
     ):
         raise ValueError(f"eval test not implemented: {name}('{sub}')")
+    if name == "html_text_match":
+        if len(args) < 2:
+            raise ValueError("html_text_match needs a text type and a regex")
+        try:
+            _text_re(str(args[1]))
+        except re.error as exc:
+            raise ValueError(f"bad html_text_match regex {args[1]!r}: {exc}") from exc
+    if name in ("html_eval", "html_tag_balance"):
+        if len(args) < 2:
+            raise ValueError(f"{name} needs two arguments")
+        _expr(str(args[1]))
 
 
 EVALS: dict[str, EvalFn] = {
@@ -1006,6 +1224,11 @@ EVALS: dict[str, EvalFn] = {
     "check_for_mime": check_for_mime,
     "check_from_in_list": from_in_list,
     "check_replyto_in_list": replyto_in_list,
+    "html_text_match": html_text_match,
+    "html_title_subject_ratio": html_title_subject_ratio,
+    "html_range": html_range,
+    "html_eval": html_eval,
+    "html_tag_balance": html_tag_balance,
 }
 
 _ARG_RE = re.compile(r"""\s*(?:'([^']*)'|"([^"]*)"|([^,\s'"]+))\s*(?:,|$)""")
