@@ -722,3 +722,30 @@ def test_htmleval_measures_not_computed_are_skipped_with_a_reason() -> None:
     skipped = dict(rs.skipped)
     assert "obfuscation_ratio" in skipped["OBF"] and "lt 5" in skipped["BAD_EXPR"]
     assert "OK" in rs.names
+
+
+def test_uri_host_lists(engine: Build) -> None:
+    """WLBLEval's check_uri_host_listed over ``enlist_uri_host`` lists: a host or a parent
+    domain listed, the nearest entry deciding ("!" excepts a subdomain), mailto: not a
+    link, ``delist_uri_host`` taking entries back, an undefined list a load error."""
+    rs = engine(
+        """
+        enlist_uri_host (BAD_TLD) top xyz !ok.top
+        enlist_uri_host (SHORT) bit.example
+        delist_uri_host (BAD_TLD) xyz
+        body BAD_TLD   eval:check_uri_host_listed('BAD_TLD')
+        body SHORT     eval:check_uri_host_listed('SHORT')
+        body NO_LIST   eval:check_uri_host_listed('NEVER_DEFINED')
+        """
+    )
+    assert "NO_LIST" in dict(rs.skipped)
+
+    def got(body: str) -> set[str]:
+        return hits(rs, make_message(body))
+
+    assert got("see https://deals.shop.top/x") == {"BAD_TLD"}
+    assert got("see https://www.ok.top/x") == set()  # excepted, nearest entry wins
+    assert got("see https://a.b.bit.example/y") == {"SHORT"}
+    assert got("see https://bit.example.org/y") == set()  # only a parent domain counts
+    assert got("see https://site.xyz/") == set()  # delisted
+    assert got("write to mailto:someone@deals.top") == set()

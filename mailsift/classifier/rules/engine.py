@@ -265,6 +265,8 @@ class RuleSet:
                     evals_mod.check_args(rd.eval_name, args)
                     if rd.eval_name in evals_mod.ADDRLIST_EVALS:
                         args = evals_mod.addrlist_args(args, p.addrlists)
+                    elif rd.eval_name in evals_mod.URIHOST_EVALS:
+                        args = evals_mod.urihost_args(rd.eval_name, args, p.urihosts)
                 except ValueError as exc:
                     self.skipped.append((name, str(exc)))
                     continue

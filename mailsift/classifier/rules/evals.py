@@ -57,6 +57,8 @@ Tests (arguments in brackets):
   ``check_from_in_list(list)`` / ``check_replyto_in_list(list)``: the From (Reply-To)
   address matches a glob of an ``enlist_addrlist (list)`` line (SpamAssassin's WLBLEval
   meaning; lists are resolved at load, :func:`addrlist_args`).
+  ``check_uri_host_listed(list)``: a link's host or a parent domain of it is on an
+  ``enlist_uri_host (list)`` line (:func:`urihost_args`).
 """
 
 from __future__ import annotations
@@ -963,6 +965,68 @@ def replyto_in_list(v: MessageViews, args: tuple[Any, ...]) -> int:
 ADDRLIST_EVALS = frozenset({"check_from_in_list", "check_replyto_in_list"})
 
 
+# WLBLEval's URI host lists: ``check_uri_host_listed('NAME')`` hits when a link's host, or
+# the nearest of its parent domains that the list names, is listed (not a "!" exception);
+# ``check_uri_host_in_blocklist`` / ``_welcomelist`` read the lists BLOCK and WELCOME.
+URIHOST_EVALS = frozenset(
+    {"check_uri_host_listed", "check_uri_host_in_blocklist", "check_uri_host_in_welcomelist"}
+)
+_URIHOST_LIST = {"check_uri_host_in_blocklist": "BLOCK", "check_uri_host_in_welcomelist": "WELCOME"}
+MAX_HOST_KEYS = 11  # a host and its parent domains looked up, the nearest to the TLD kept
+
+
+def urihost_args(
+    name: str, args: tuple[Any, ...], lists: dict[str, dict[str, bool]]
+) -> tuple[Any, ...]:
+    """The list's entries resolved at load: ``(NAME, ((host, listed), ...))``. A list no
+    ``enlist_uri_host`` defines is a load error (the rule is skipped with the reason)."""
+    list_name = _URIHOST_LIST.get(name) or (str(args[0]).upper() if args else "")
+    entries = lists.get(list_name)
+    if not entries:
+        raise ValueError(f"uri host list not defined: {list_name or '(none)'}")
+    return (list_name, tuple(sorted(entries.items())))
+
+
+@functools.lru_cache(maxsize=64)
+def _urihost_map(entries: tuple[tuple[str, bool], ...]) -> dict[str, bool]:
+    return dict(entries)
+
+
+def _host_keys(host: str) -> list[str]:
+    """``a.b.example.com`` -> itself and each parent domain down to ``com`` (an address
+    literal or an IPv4 address alone), at most ``MAX_HOST_KEYS``, the last ones kept."""
+    host = host.lower().rstrip(".")
+    if host.startswith("[") and host.endswith("]"):
+        return [host[1:-1]]
+    if _IPV4_HOST_RE.match(host):
+        return [host]
+    keys = [host]
+    while "." in host:
+        host = host.split(".", 1)[1]
+        keys.append(host)
+    return keys[-MAX_HOST_KEYS:]
+
+
+_IPV4_HOST_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+
+
+def uri_host_listed(v: MessageViews, args: tuple[Any, ...]) -> int:
+    table = _urihost_map(args[1])
+    seen: set[str] = set()
+    for url in v.pm.urls:
+        host = url.host or ""
+        if not host or host in seen or url.url[:7].lower() == "mailto:":
+            continue
+        seen.add(host)
+        for key in _host_keys(host):
+            verdict = table.get(key)
+            if verdict is not None:
+                if verdict:
+                    return 1
+                break
+    return 0
+
+
 # ---- SpamAssassin's HTMLEval tests over what its HTML parser records ---------------------
 # What HTMLEval's tests read, taken from the HTML source (the HTML parts joined: SpamAssassin
 # measures each HTML part, a message with several counts here as one), each measure only
@@ -1229,6 +1293,9 @@ EVALS: dict[str, EvalFn] = {
     "html_range": html_range,
     "html_eval": html_eval,
     "html_tag_balance": html_tag_balance,
+    "check_uri_host_listed": uri_host_listed,
+    "check_uri_host_in_blocklist": uri_host_listed,
+    "check_uri_host_in_welcomelist": uri_host_listed,
 }
 
 _ARG_RE = re.compile(r"""\s*(?:'([^']*)'|"([^"]*)"|([^,\s'"]+))\s*(?:,|$)""")

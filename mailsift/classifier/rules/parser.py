@@ -112,6 +112,9 @@ class ParsedRules:
     tflags: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # ``enlist_addrlist (NAME) glob ...``: address lists for check_from_in_list and friends
     addrlists: dict[str, list[str]] = field(default_factory=dict)
+    # ``enlist_uri_host (NAME) [!]host ...``: host -> listed (False: a "!" exception) per
+    # list, for check_uri_host_listed; ``delist_uri_host [(NAME)] host ...`` removes entries
+    urihosts: dict[str, dict[str, bool]] = field(default_factory=dict)
     inactive: dict[str, str] = field(default_factory=dict)  # name -> hiding condition
     unsupported: dict[str, str] = field(default_factory=dict)  # name -> reason
     warnings: list[str] = field(default_factory=list)
@@ -257,6 +260,20 @@ def _directive(key: str, rest: str, where: str, out: ParsedRules) -> None:
         else:
             globs = [g.lower() for g in m.group(2).split()]
             out.addrlists.setdefault(m.group(1).upper(), []).extend(globs)
+    elif key == "enlist_uri_host":
+        m = _ADDRLIST_RE.match(rest)
+        if m is None:
+            out.warnings.append(f"{where}: bad enlist_uri_host {rest[:60]!r}")
+        else:
+            hosts = out.urihosts.setdefault(m.group(1).upper(), {})
+            for h in m.group(2).lower().split():
+                hosts[h.lstrip("!")] = not h.startswith("!")
+    elif key == "delist_uri_host":
+        m = _ADDRLIST_RE.match(rest)
+        names, items = ([m.group(1).upper()], m.group(2)) if m else (list(out.urihosts), rest)
+        for name in names:
+            for h in items.lower().split():
+                out.urihosts.get(name, {}).pop(h.lstrip("!"), None)
     elif key == "replace_rules":
         out.replace_rules.update(rest.split())
     elif key == "replace_start" and rest:
