@@ -30,7 +30,6 @@ Only ``ParsedMessage.headers`` is read, which never contains other filters' head
 
 from __future__ import annotations
 
-import email.utils
 import functools
 import itertools
 import re
@@ -43,7 +42,7 @@ import mmh3
 import numpy as np
 
 from mailsift.classifier.stopwords import STOPWORDS
-from mailsift.message import ParsedMessage, registrable_domain
+from mailsift.message import ParsedMessage, parse_address, registrable_domain
 from mailsift.verdict import Symbol
 
 if TYPE_CHECKING:  # the batch (training) path's: one message at a time needs neither
@@ -279,7 +278,7 @@ def header_tokens(pm: ParsedMessage) -> list[str]:
 
 @functools.lru_cache(maxsize=4096)
 def _name_of(value: str) -> str:
-    return email.utils.parseaddr(value)[0]
+    return parse_address(value)[0]
 
 
 def _addr(value: str) -> str:

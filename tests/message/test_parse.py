@@ -342,3 +342,15 @@ def test_fast_received_date_agrees_with_the_stdlib() -> None:
         aware = want if want is not None and want.tzinfo is not None else None
         assert via_received == aware, text
     assert fast == 4
+
+
+def test_parse_address_is_parseaddr() -> None:
+    from mailsift.message import _simple_addresses, address_of, parse_address
+
+    fast = 0
+    for value in ADDRESS_VALUES:
+        want = email.utils.parseaddr(value)
+        assert parse_address(value) == want, value
+        assert address_of(value) == want[1].lower(), value
+        fast += _simple_addresses((value,)) is not None
+    assert fast >= 10  # the simple shapes do take the fast path

@@ -383,6 +383,9 @@ def test_mimeheader_rules_see_every_part(engine: Build) -> None:
     }  # fmt: skip
     plain = hits(rs, make_message("no parts"))
     assert plain == {"NO_ZIP", "NO_GIF", "UNSET"}  # the top level is a part too
+    # the same values again: the remembered hits, the same as computed
+    assert hits(rs, parse(MULTIPART)) == got
+    assert hits(rs, make_message("no parts")) == plain
 
 
 def test_prune_unused_keeps_what_reported_rules_need() -> None:

@@ -13,6 +13,10 @@ longest possible match (:func:`.targets.reach`), since no match ends before that
 target other than ``body`` with at most :data:`DIRECT_MAX` patterns, all in PCRE2, runs
 them one by one instead.
 
+The ``mimeheader`` rules of one header give the same hits whenever a message's parts hold
+the same values of it (most messages: one of a few dozen Content-Type values), so the hits of
+each list of values are remembered (at most :data:`MIME_MEMO_ENTRIES` lists a header).
+
 Header rules: a missing header reads as the ``[if-unset: ...]`` text or the empty string (so
 ``!~`` hits), as in SpamAssassin; ``exists:`` tests presence. Requests for one real header
 first read as absent, and only the headers the message has are read. ``mimeheader`` rules
@@ -50,6 +54,13 @@ MAX_URLS = 200
 # a target of at most this many patterns, all compiled by PCRE2, skips its Hyperscan
 # database: on header values, a few PCRE2 searches cost less than one scan and its set-up
 DIRECT_MAX = 4
+
+# mimeheader hits remembered: per header, for lists of at most MIME_MEMO_VALUES values of at
+# most MIME_MEMO_BYTES bytes each (so at most 640 kB of values a header), started afresh when
+# full
+MIME_MEMO_ENTRIES = 1024
+MIME_MEMO_VALUES = 4
+MIME_MEMO_BYTES = 160
 
 # (eval function, its arguments, the rules it answers)
 EvalGroup = tuple[evals_mod.EvalFn, tuple[Any, ...], list[int]]
@@ -126,6 +137,12 @@ class Evaluator:
         self._mime_groups: dict[tuple[str, bool], list[tuple[Entry, bool]]] = {}
         for e, lname, raw, unset in mime:
             self._mime_groups.setdefault((lname, raw), []).append((e, bool(count(e, unset))))
+        # each group's hits by the values of its header on a message's parts (see the module
+        # doc); shared by every thread: a lookup and a store are single dict operations, and
+        # two threads storing the hits of one list store the same hits
+        self._mime_memo: dict[tuple[str, bool], dict[tuple[bytes | None, ...], list[int]]] = {
+            key: {} for key in self._mime_groups
+        }
 
     def hit_values(self, pm: ParsedMessage, budget: ScanBudget | None = None) -> list[int]:
         """Raw per-rule values (index as in the rule set's names), metas included."""
@@ -251,18 +268,21 @@ class Evaluator:
                 self._request(views, ht, h)
         for ht in self._special_requests:
             self._request(views, ht, h)
-        for (lname, raw), group in self._mime_groups.items():
-            # SpamAssassin's MIMEHeader: the first such header of each MIME part (the top
-            # level included; an absent one reads as its if-unset text, else ""); a hit
-            # when some part matches (!~: when none does)
-            values = views.part_header_values(lname, raw)
-            absent = None in values
-            # a value that several parts share is matched once
-            present = [v for v in dict.fromkeys(values) if v is not None]
-            for e, unset_found in group:
-                found = (absent and unset_found) or any(count(e, v) for v in present)
-                if found != e.negate:
-                    h[e.rule] = 1
+        for key, group in self._mime_groups.items():
+            values = views.part_header_values(*key)
+            memo = self._mime_memo[key]
+            vkey = tuple(values)
+            rules = memo.get(vkey)
+            if rules is None:
+                rules = _mime_hits(group, values)
+                if len(values) <= MIME_MEMO_VALUES and all(
+                    v is None or len(v) <= MIME_MEMO_BYTES for v in values
+                ):
+                    if len(memo) >= MIME_MEMO_ENTRIES:
+                        memo.clear()
+                    memo[vkey] = rules
+            for ri in rules:
+                h[ri] = 1
         if budget is not None and budget.spent("header rules"):
             return
         for fn, args, rule_ids in self._eval_groups:  # the same test under two names runs once
@@ -273,6 +293,21 @@ class Evaluator:
                 continue
             for ri in rule_ids:
                 h[ri] = result
+
+
+def _mime_hits(group: list[tuple[Entry, bool]], values: list[bytes | None]) -> list[int]:
+    """The rules of one ``mimeheader`` group that hit, given the header's first value in each
+    MIME part (None: absent). SpamAssassin's MIMEHeader: the top level included, an absent
+    header reads as its if-unset text (else ""); a hit when some part matches (!~: when
+    none does)."""
+    absent = None in values
+    # a value that several parts share is matched once
+    present = [v for v in dict.fromkeys(values) if v is not None]
+    return [
+        e.rule
+        for e, unset_found in group
+        if ((absent and unset_found) or any(count(e, v) for v in present)) != e.negate
+    ]
 
 
 def _on_match(hid: int, start: int, end: int, flags: int, ctx: list[tuple[int, int]]) -> None:

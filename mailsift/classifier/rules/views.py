@@ -121,12 +121,39 @@ def to_bytes(text: str) -> bytes:
 _PARA_BREAK_RE = re.compile(r"[ \t\r\f\v\u00a0]*\n(?:[ \t\r\f\v\u00a0]*\n)+[ \t\r\f\v\u00a0\n]*")
 _SPACES_RE = re.compile(r"[ \t\r\n\f\v\u00a0]{2,}|[\t\r\n\f\v\u00a0]")
 _WS_RE = re.compile(r"[ \t\r\n\f\v\u00a0]+")
+# two line ends with only blanks between them: where a paragraph ends (a literal "\n" first,
+# which the regex engine finds by a fast search)
+_PARA_SPLIT_RE = re.compile(r"\n[ \t\r\f\v\u00a0]*\n")
+_BODY_SPACES = " \t\r\n\f\v\u00a0"
+# what str.split() takes for white space beyond the blanks above, and NUL (which the
+# regex rendering uses as its paragraph mark): a text holding any is rendered by the regexes
+_NOT_BODY_SPACE_RE = re.compile(
+    "["
+    + "".join(
+        re.escape(chr(c))
+        for c in range(0x110000)
+        if (chr(c).isspace() and chr(c) not in _BODY_SPACES) or c == 0
+    )
+    + "]"
+)
 
 
 def render_body(pm: ParsedMessage, max_chars: int | None = None) -> str:
-    """SpamAssassin's ``body`` view: Subject first, then one line per paragraph."""
+    """SpamAssassin's ``body`` view: Subject first, then one line per paragraph.
+
+    A paragraph ends at a run of blanks holding two line ends or more; every other run of
+    blanks (``_BODY_SPACES``) becomes one space. When the text has no other character
+    ``str.split()`` takes for white space, one regex split into paragraphs and a
+    ``str.split`` per paragraph give what the two regex substitutions give (each of which
+    tries a match at every character): a run of blanks with two line ends holds a match of
+    ``_PARA_SPLIT_RE``, and the empty pieces between the matches in one run are dropped.
+    """
     text = pm.body if max_chars is None else pm.body[:max_chars]
-    text = _PARA_BREAK_RE.sub("\x00", text.strip())
+    text = text.strip()
+    if _NOT_BODY_SPACE_RE.search(text) is None:
+        paras = [" ".join(p.split()) for p in _PARA_SPLIT_RE.split(text)]
+        return pm.subject + "\n" + "\n".join(filter(None, paras)) + "\n"
+    text = _PARA_BREAK_RE.sub("\x00", text)
     text = _SPACES_RE.sub(" ", text).replace(" \x00", "\x00").replace("\x00 ", "\x00")
     return pm.subject + "\n" + text.replace("\x00", "\n") + "\n"
 
