@@ -332,7 +332,16 @@ def test_killing_node_a_mid_load_loses_nothing_acknowledged(
         time.sleep(0.1)
     delivered = sorted(str(m).strip("<>").split("@")[0] for m in got)
     assert delivered == sorted(acknowledged)
-    # every acknowledged message's verdict is in the shared store
-    with psycopg.connect(a.settings.store.url) as conn:
-        n = conn.execute("SELECT count(*) FROM verdicts WHERE sender = %s", (sender,)).fetchone()
-    assert n is not None and n[0] >= len(acknowledged)
+    # every acknowledged message's verdict is in the shared store (B's writer records after
+    # its replies: wait for its commits)
+    deadline = time.monotonic() + 10
+    with psycopg.connect(a.settings.store.url, autocommit=True) as conn:
+        while True:
+            row = conn.execute(
+                "SELECT count(*) FROM verdicts WHERE sender = %s", (sender,)
+            ).fetchone()
+            n = 0 if row is None else int(row[0])
+            if n >= len(acknowledged) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    assert n >= len(acknowledged)

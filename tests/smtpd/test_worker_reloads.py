@@ -39,6 +39,7 @@ pytestmark = pytest.mark.integration
 second_model_dir = test_reload.second_model_dir  # a module fixture: another model version
 POLL_SECONDS = 0.2
 DEADLINE = 60.0  # the poll interval and a model load, with a wide margin on a busy machine
+RECORD_SECONDS = 10.0  # a verdict reaches the store within a writer commit or two
 
 
 def _model_version(path: Path) -> str:
@@ -80,9 +81,16 @@ class Filter:
         finally:
             for pid in others:
                 os.kill(pid, signal.SIGCONT)
+        # the verdict is recorded by the worker's background writer, after the reply: wait
+        # for it (the writer commits what queued during its previous commit)
+        deadline = time.monotonic() + RECORD_SECONDS
         store = open_store(self.store_url)
         try:
-            rows = store.query("SELECT model_version FROM verdicts WHERE sender = ?", [sender])
+            while not (
+                rows := store.query("SELECT model_version FROM verdicts WHERE sender = ?", [sender])
+            ):
+                assert time.monotonic() < deadline, f"no verdict recorded for {sender}"
+                time.sleep(0.05)
         finally:
             store.close()
         assert len(rows) == 1, rows
