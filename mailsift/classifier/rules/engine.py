@@ -55,6 +55,7 @@ from mailsift.classifier.rules.perlre import (
     possessive,
     translate,
 )
+from mailsift.classifier.rules.relays import PSEUDO_HEADERS
 from mailsift.classifier.rules.targets import (
     HS_VERSION,
     MODE_HS,
@@ -220,6 +221,7 @@ class RuleSet:
                 and rd.kind == "header"
                 and rd.header is not None
                 and rd.header.lower().startswith(("x-spam-relays-", "all-"))
+                and rd.header.lower() not in PSEUDO_HEADERS
             ):
                 reason = f"pseudo-header not available: {rd.header}"
             if reason is not None:
@@ -408,7 +410,11 @@ class RuleSet:
         ht = self._headers.get(key)
         if ht is None:
             ht = HeaderTarget(name, key[1])
-            special = name in ("ALL", "MESSAGEID") or name.lower() in ("tocc", "envelopefrom")
+            special = (
+                name in ("ALL", "MESSAGEID")
+                or name.lower() in ("tocc", "envelopefrom")
+                or name.lower() in PSEUDO_HEADERS
+            )
             ht.plain_name = None if special else name.lower()
             self._headers[key] = ht
         return ht

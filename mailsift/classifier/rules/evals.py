@@ -59,6 +59,9 @@ Tests (arguments in brackets):
   meaning; lists are resolved at load, :func:`addrlist_args`).
   ``check_uri_host_listed(list)``: a link's host or a parent domain of it is on an
   ``enlist_uri_host (list)`` line (:func:`urihost_args`).
+- RelayEval, on the relays of the Received headers (:mod:`.relays`): ``check_no_relays``,
+  ``check_relays_unparseable``, ``check_all_trusted``, ``helo_ip_mismatch`` and
+  ``check_for_no_rdns_dotcom_helo``.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from mailsift.classifier.rules.relays import IS_IP_PRIVATE, IS_IPV4_ADDRESS
 from mailsift.message import address_of, parse_date, registrable_domain
 
 if TYPE_CHECKING:
@@ -1225,6 +1229,62 @@ def html_tag_balance(v: MessageViews, args: tuple[Any, ...]) -> int:
     return int(op(balance, n))
 
 
+# ---- SpamAssassin's RelayEval over the relays of the Received headers (views.relays) ------
+_DOTCOM_HELO = re.compile(
+    r"(?:\.|^)(lycos\.com|lycos\.co\.uk|hotmail\.com|localhost\.com|excite\.com|caramail\.com"
+    r"|cs\.com|aol\.com|msn\.com|yahoo\.com|drizzle\.com)$",
+    re.IGNORECASE | re.ASCII,
+)
+_HELO_NET24 = re.compile(r"(\d+\.\d+\.\d+\.)", re.ASCII)
+
+
+def relays_none(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """check_no_relays: no relay parsed and none unparseable."""
+    r = v.relays()
+    return int(not r.trusted and not r.untrusted and not r.unparseable)
+
+
+def relays_unparseable(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """check_relays_unparseable: some Received header could not be parsed."""
+    return 1 if v.relays().unparseable else 0
+
+
+def relays_all_trusted(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """check_all_trusted: trusted relays only, none unparseable."""
+    r = v.relays()
+    return int(bool(r.trusted) and not r.untrusted and not r.unparseable)
+
+
+def helo_ip_mismatch(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """An untrusted relay's HELO is a public IPv4 address outside the /24 of its public
+    IPv4 address."""
+    for relay in v.relays().untrusted:
+        helo, ip = relay.helo, relay.ip
+        if not IS_IPV4_ADDRESS.search(helo) or IS_IP_PRIVATE.search(helo):
+            continue
+        m = _HELO_NET24.match(helo)
+        if (
+            IS_IPV4_ADDRESS.search(ip)
+            and not IS_IP_PRIVATE.search(ip)
+            and helo != ip
+            and m is not None
+            and not ip.startswith(m[1])
+        ):
+            return 1
+    return 0
+
+
+def no_rdns_dotcom_helo(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """check_for_no_rdns_dotcom_helo: as RelayEval computes it, the last untrusted relay from
+    a public IP decides: its HELO names a big free-mail domain and its MTA found no rDNS."""
+    found = 0
+    for relay in v.relays().untrusted:
+        if relay.ip_private:
+            continue
+        found = int(bool(_DOTCOM_HELO.search(relay.helo)) and relay.no_reverse_dns)
+    return found
+
+
 def check_args(name: str, args: tuple[Any, ...]) -> None:
     """Refuse (ValueError, the skip reason) eval sub-tests we do not compute, so that their
     rules are reported as skipped rather than silently never hitting."""
@@ -1296,6 +1356,12 @@ EVALS: dict[str, EvalFn] = {
     "check_uri_host_listed": uri_host_listed,
     "check_uri_host_in_blocklist": uri_host_listed,
     "check_uri_host_in_welcomelist": uri_host_listed,
+    # RelayEval
+    "check_no_relays": relays_none,
+    "check_relays_unparseable": relays_unparseable,
+    "check_all_trusted": relays_all_trusted,
+    "helo_ip_mismatch": helo_ip_mismatch,
+    "check_for_no_rdns_dotcom_helo": no_rdns_dotcom_helo,
 }
 
 _ARG_RE = re.compile(r"""\s*(?:'([^']*)'|"([^"]*)"|([^,\s'"]+))\s*(?:,|$)""")

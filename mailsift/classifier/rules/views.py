@@ -4,8 +4,10 @@
 between all scan targets and eval tests: ``body`` (SpamAssassin's rendered body: the
 Subject, then the visible text with each paragraph on one line, see :func:`render_body`),
 ``rawbody`` (decoded text and HTML source, unrendered), ``full`` (the raw message), header
-values and each MIME part's first headers. :func:`header_request` gives the text of a
-header request (``name:modifiers``) as SpamAssassin's ``get()`` does. Every view is cut at
+values, each MIME part's first headers and the relays of the Received headers
+(:mod:`.relays`: the ``X-Spam-Relays-*`` pseudo-headers and RelayEval's tests).
+:func:`header_request` gives the text of a header request (``name:modifiers``) as
+SpamAssassin's ``get()`` does. Every view is cut at
 ``max_scan_bytes``; a header request's text at :data:`MAX_HEADER_BYTES`.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from mailsift.classifier.rules.relays import PSEUDO_HEADERS, Relays, message_relays
 from mailsift.message import ParsedMessage, decode_header_value, parse_addresses
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -58,6 +61,14 @@ class MessageViews:
         if self._raw_head_and_body is None:
             self._raw_head_and_body = self.pm.raw[: self.max].replace(b"\r\n", b"\n")
         return self._raw_head_and_body
+
+    def relays(self) -> Relays:
+        """The message's relays as SpamAssassin parses its Received headers (once)."""
+        r: Relays | None = self.memo.get("relays")
+        if r is None:
+            r = message_relays(self.pm.raw_headers)
+            self.memo["relays"] = r
+        return r
 
     def part_header_values(self, lname: str, raw: bool) -> list[bytes | None]:
         """The first ``lname`` header of each MIME part (top level first), None if absent."""
@@ -168,6 +179,12 @@ def header_request(views: MessageViews, name: str, modifiers: tuple[str, ...]) -
     raw = "raw" in modifiers
     pm = views.pm
     lname = name.lower()
+    if lname in PSEUDO_HEADERS:
+        # SpamAssassin's relay metadata: always present (empty without relays), one value
+        # without a newline; a real header of that name is another filter's and was dropped
+        text = views.relays().pseudo_header(lname)
+        assert text is not None
+        return text.encode("latin-1")[:MAX_HEADER_BYTES]
     if name == "ALL":
         pairs = pm.raw_headers if raw else pm.headers
         if not pairs:
