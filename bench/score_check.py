@@ -15,7 +15,6 @@ many lines are identical and the first differences, and exits 1 on any differenc
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -66,32 +65,7 @@ def dump(model: Path, corpora: Path, out: Path) -> int:
     return n
 
 
-def compare(a: Path, b: Path) -> bool:
-    la = a.read_text().splitlines()
-    lb = b.read_text().splitlines()
-    same = sum(1 for x, y in zip(la, lb, strict=False) if x == y)
-    print(f"{same} of {max(len(la), len(lb))} scores identical ({len(la)} vs {len(lb)} lines)")
-    shown = 0
-    for x, y in zip(la, lb, strict=False):
-        if x != y and shown < 5:
-            print(f"- {x[:300]}\n+ {y[:300]}")
-            shown += 1
-    return same == len(la) == len(lb)
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", type=Path)
-    ap.add_argument("--corpora", type=Path, default=Path("../shared/corpora"))
-    ap.add_argument("--out", type=Path)
-    ap.add_argument("--compare", type=Path, nargs=2, metavar=("A", "B"))
-    args = ap.parse_args()
-    if args.compare:
-        sys.exit(0 if compare(*args.compare) else 1)
-    if args.model is None or args.out is None:
-        ap.error("--model and --out (or --compare A B)")
-    dump(args.model, args.corpora, args.out)
-
-
 if __name__ == "__main__":
-    main()
+    from bench.verdict_check import cli
+
+    cli(__doc__, dump, "scores")

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -52,11 +53,12 @@ def dump(model: Path, corpora: Path, out: Path) -> int:
     return n
 
 
-def compare(a: Path, b: Path) -> bool:
+def compare(a: Path, b: Path, noun: str = "verdicts") -> bool:
+    """Print how many lines of two dumps are identical and the first differences."""
     la = a.read_text().splitlines()
     lb = b.read_text().splitlines()
     same = sum(1 for x, y in zip(la, lb, strict=False) if x == y)
-    print(f"{same} of {max(len(la), len(lb))} verdicts identical ({len(la)} vs {len(lb)} lines)")
+    print(f"{same} of {max(len(la), len(lb))} {noun} identical ({len(la)} vs {len(lb)} lines)")
     shown = 0
     for x, y in zip(la, lb, strict=False):
         if x != y and shown < 5:
@@ -65,19 +67,20 @@ def compare(a: Path, b: Path) -> bool:
     return same == len(la) == len(lb)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def cli(doc: str, dump_fn: Callable[[Path, Path, Path], int], noun: str) -> None:
+    """``--model DIR --out FILE`` (``dump_fn``) or ``--compare A B`` (exit 1 on a difference)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--model", type=Path)
     ap.add_argument("--corpora", type=Path, default=Path("../shared/corpora"))
     ap.add_argument("--out", type=Path)
     ap.add_argument("--compare", type=Path, nargs=2, metavar=("A", "B"))
     args = ap.parse_args()
     if args.compare:
-        sys.exit(0 if compare(*args.compare) else 1)
+        sys.exit(0 if compare(*args.compare, noun=noun) else 1)
     if args.model is None or args.out is None:
         ap.error("--model and --out (or --compare A B)")
-    dump(args.model, args.corpora, args.out)
+    dump_fn(args.model, args.corpora, args.out)
 
 
 if __name__ == "__main__":
-    main()
+    cli(__doc__, dump, "verdicts")
