@@ -29,38 +29,36 @@ def dump(model: Path, corpora: Path, out: Path) -> int:
     from mailsift.classifier.model import SpamModel
     from mailsift.classifier.scorer import Scorer, load_rules, parse_with, sample_of
     from mailsift.config import load_settings
-    from mailsift.pipeline.corpus import _iter_archive
 
     settings = load_settings()
     rules = load_rules(settings)
     spam_model = SpamModel.load(model, serving=True)
     scorer = Scorer(spam_model, rules, settings)
     hit_values = getattr(rules, "hit_values", None)
-    archives = sorted(
-        p for p in corpora.rglob("*") if p.is_file() and p.name.endswith((".tar.bz2", ".tar.xz"))
-    )
+    from bench.verdict_check import corpus_archives, corpus_messages
+
+    archives = corpus_archives(corpora)
     n = 0
     with out.open("w") as f:
-        for archive in archives:
-            for i, item in enumerate(_iter_archive(archive, None)):
-                v = scorer.score(item.raw)
-                values = hit_values(parse_with(item.raw, settings)) if hit_values else []
-                _, sample, _ = sample_of(item.raw, settings, rules)
-                features = "\x00".join((*sample.tokens, "\x01", *sample.meta))
-                prob = spam_model.predict_explain(sample, top=10)[0]
-                doc = {
-                    "probability": repr(prob),
-                    "features": hashlib.sha256(features.encode("utf-8", "replace")).hexdigest(),
-                    "score": repr(v.score),
-                    "action": str(v.action),
-                    "rules": [(s.name, repr(s.score), s.source) for s in v.rules],
-                    "tokens": [(t.token, repr(t.weight)) for t in v.tokens],
-                    "hits": [(j, x) for j, x in enumerate(values) if x],
-                    "truncated": v.truncated,
-                }
-                rel = str(archive.relative_to(corpora))
-                f.write(json.dumps([rel, i, doc], sort_keys=True) + "\n")
-                n += 1
+        for archive, i, item in corpus_messages(archives):
+            v = scorer.score(item.raw)
+            values = hit_values(parse_with(item.raw, settings)) if hit_values else []
+            _, sample, _ = sample_of(item.raw, settings, rules)
+            features = "\x00".join((*sample.tokens, "\x01", *sample.meta))
+            prob = spam_model.predict_explain(sample, top=10)[0]
+            doc = {
+                "probability": repr(prob),
+                "features": hashlib.sha256(features.encode("utf-8", "replace")).hexdigest(),
+                "score": repr(v.score),
+                "action": str(v.action),
+                "rules": [(s.name, repr(s.score), s.source) for s in v.rules],
+                "tokens": [(t.token, repr(t.weight)) for t in v.tokens],
+                "hits": [(j, x) for j, x in enumerate(values) if x],
+                "truncated": v.truncated,
+            }
+            rel = str(archive.relative_to(corpora))
+            f.write(json.dumps([rel, i, doc], sort_keys=True) + "\n")
+            n += 1
     print(f"{n} scores of {len(archives)} archives written to {out}")
     return n
 

@@ -18,8 +18,9 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -27,28 +28,40 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 _VARYING = ("verdict_id", "elapsed_ms")
 
 
+def corpus_archives(corpora: Path) -> list[Path]:
+    """The corpus archives under ``corpora``, in a fixed order."""
+    return sorted(
+        p for p in corpora.rglob("*") if p.is_file() and p.name.endswith((".tar.bz2", ".tar.xz"))
+    )
+
+
+def corpus_messages(archives: list[Path]) -> Iterator[tuple[Path, int, Any]]:
+    """(archive, index in it, message) of every message of ``archives``, in order."""
+    from mailsift.pipeline.corpus import _iter_archive
+
+    for archive in archives:
+        for i, item in enumerate(_iter_archive(archive, None)):
+            yield archive, i, item
+
+
 def dump(model: Path, corpora: Path, out: Path) -> int:
     from mailsift.classifier.model import SpamModel
     from mailsift.classifier.scorer import Scorer, load_rules
     from mailsift.config import load_settings
-    from mailsift.pipeline.corpus import _iter_archive
     from mailsift.verdict import encode_verdict
 
     settings = load_settings()
     scorer = Scorer(SpamModel.load(model, serving=True), load_rules(settings), settings)
-    archives = sorted(
-        p for p in corpora.rglob("*") if p.is_file() and p.name.endswith((".tar.bz2", ".tar.xz"))
-    )
+    archives = corpus_archives(corpora)
     n = 0
     with out.open("w") as f:
-        for archive in archives:
-            for i, item in enumerate(_iter_archive(archive, None)):
-                doc = json.loads(encode_verdict(scorer.score(item.raw)))
-                for key in _VARYING:
-                    doc.pop(key, None)
-                rel = str(archive.relative_to(corpora))
-                f.write(json.dumps([rel, i, doc], sort_keys=True) + "\n")
-                n += 1
+        for archive, i, item in corpus_messages(archives):
+            doc = json.loads(encode_verdict(scorer.score(item.raw)))
+            for key in _VARYING:
+                doc.pop(key, None)
+            rel = str(archive.relative_to(corpora))
+            f.write(json.dumps([rel, i, doc], sort_keys=True) + "\n")
+            n += 1
     print(f"{n} verdicts of {len(archives)} archives written to {out}")
     return n
 
