@@ -602,16 +602,11 @@ class SpamModel:
     def _nb_delta(self, nb: Any, cols: np.ndarray | None = None) -> np.ndarray:
         """NB's per-column log ratio (spam over ham) of ``cols`` (all columns if None), zero
         for columns no training message held when ``Hyper.nb_unseen_neutral``."""
-        flp = nb.feature_log_prob_
-        if cols is None:
-            d = flp[1] - flp[0]
-            fc = nb.feature_count_
-        else:
-            both = flp[:, cols]
-            d = both[1] - both[0]
-            fc = nb.feature_count_[:, cols]
+        flp, fc = nb.feature_log_prob_, nb.feature_count_
+        at = slice(None) if cols is None else cols
+        d = flp[1, at] - flp[0, at]
         if self.hyper.nb_unseen_neutral:
-            d = np.where((fc[0] + fc[1]) > 0, d, 0.0)
+            d[(fc[0, at] + fc[1, at]) == 0] = 0.0
         return d
 
     def _lr_logit(self, xt: sp.csr_matrix, xm: sp.csr_matrix) -> np.ndarray:

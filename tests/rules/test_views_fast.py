@@ -60,3 +60,15 @@ def test_render_body_is_the_regex_definition(seed: int) -> None:
 def test_render_body_examples(text: str) -> None:
     pm = _pm(text)
     assert render_body(pm) == _ref_render_body(pm)
+
+
+def test_the_written_out_class_is_every_other_white_space_and_nul() -> None:
+    from mailsift.classifier.rules.views import _BODY_SPACES, _NOT_BODY_SPACE_RE
+
+    derived = {
+        chr(c)
+        for c in range(0x110000)
+        if (chr(c).isspace() and chr(c) not in _BODY_SPACES) or c == 0
+    }
+    written = {chr(c) for c in range(0x110000) if _NOT_BODY_SPACE_RE.match(chr(c))}
+    assert written == derived

@@ -22,6 +22,7 @@ into equivalents with the same matches (see the comments at each).
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -465,8 +466,6 @@ _SCOPE = _re(r"%[A-Z0-9._~-]*\Z", re.I | re.S)
 _MAPPED4 = _re(r"^0*:0*:(?:0*:)*ffff:(\d+\.\d+\.\d+\.\d+)$", re.I)
 _ENV_LEAD = _re(r"^\s*<*", re.S)
 _ENV_TRAIL = _re(r">*\s*$", re.S)
-_AS_STRING_INTL = re.compile(r" intl=\d ", _A)
-_AS_STRING_MSA = re.compile(r" msa=\d ", _A)
 
 
 def _clean_envfrom(envfrom: str) -> str:
@@ -1049,17 +1048,17 @@ def _relay(p: _Line) -> Relay:
             r.no_reverse_dns = True
         else:
             r.rdns_not_in_headers = True
-    r.as_string = as_string(r)
     r.ip_private = _IP_PRIVATE_RE.search(ip) is not None
     return r
 
 
 def as_string(r: Relay) -> str:
-    """SpamAssassin's make_relay_as_string (intl=0 and msa=0, set later)."""
+    """SpamAssassin's make_relay_as_string, with the intl and msa marks it writes in once the
+    relay's place in the trust chain is known."""
     env = r.envfrom if perl_true(r.envfrom) else ""
     return (
         f"[ ip={r.ip} rdns={r.rdns} helo={r.helo} by={r.by} ident={r.ident} envfrom={env}"
-        f" intl=0 id={r.id} auth={r.auth} msa=0 ]"
+        f" intl={int(r.internal)} id={r.id} auth={r.auth} msa={int(r.msa)} ]"
     )
 
 
@@ -1091,7 +1090,7 @@ def parse_relays(received: Iterable[str], originating: Iterable[str] = ()) -> Re
     in_internal = True
     allow_fetch_markers = True
     qms_pending: str | None = None
-    lines = [*list(_first(received, MAX_RECEIVED)), *originating]
+    lines = [*itertools.islice(received, MAX_RECEIVED), *originating]
     for line in lines:
         qms_env_from = qms_pending if perl_true(qms_pending) else None
         qms_pending = None
@@ -1110,14 +1109,11 @@ def parse_relays(received: Iterable[str], originating: Iterable[str] = ()) -> Re
             continue
         if qms_env_from is not None:
             relay.envfrom = qms_env_from
-            relay.as_string = as_string(relay)
         if in_trusted and not relay.ip_private and not relay.auth:
             in_trusted = False
             in_internal = False
         relay.internal = in_internal
-        relay.as_string = _AS_STRING_INTL.sub(
-            f" intl={int(in_internal)} ", relay.as_string, count=1
-        )
+        relay.as_string = as_string(relay)
         if in_trusted:
             out.trusted.append(relay)
             allow_fetch_markers = True
@@ -1129,13 +1125,6 @@ def parse_relays(received: Iterable[str], originating: Iterable[str] = ()) -> Re
         else:
             out.external.append(relay)
     return out
-
-
-def _first(items: Iterable[str], n: int) -> Iterable[str]:
-    for i, item in enumerate(items):
-        if i >= n:
-            return
-        yield item
 
 
 def _header_bytes(value: str) -> bytes:
