@@ -162,6 +162,29 @@ def test_work_is_bounded() -> None:
     assert isinstance(relay, Relay) and relay.ip == "203.0.113.5"
 
 
+@pytest.mark.parametrize(
+    "odd",
+    # blanks for str.split() but not for Perl's \s: they stay part of the field they are in
+    ["\x1c", "\x1f", "\x85", "\xa0"],
+)
+def test_only_perl_blanks_separate_fields(odd: str) -> None:
+    line = f"from a (a{odd}x [203.0.113.5]) by b (Postfix) with ESMTP id 111;" + DATE
+    relay = parse_received_line(line)
+    assert isinstance(relay, Relay) and relay.rdns == f"a{odd}x"
+    # folded, tabbed and doubled blanks are one blank
+    relay = parse_received_line(line.replace(" by ", "\r\n\t by  ").replace(odd, ""))
+    assert isinstance(relay, Relay) and relay.by == "b" and relay.rdns == "ax"
+
+
+def test_date_cut_after_blank_or_semicolon_only() -> None:
+    # the date at the end is cut from the blanks and semicolons before it, not further
+    base = "from a (a [203.0.113.5]) by b (Postfix) with ESMTP id 111"
+    assert _one(base + " ;;" + DATE).id == "111"
+    assert _one(base + ";" + DATE.lstrip()).id == "111"
+    # a date glued to a word is not a date: it stays in the id
+    assert _one(base + "x1 Jan 2024 00:00:00 +0000").id == "111x1"
+
+
 RULES = r"""
 header RDNS_NONE        X-Spam-Relays-Untrusted =~ /^[^\]]+ rdns= /
 header RDNS_FROM_SENDER X-Spam-Relays-External =~ /^[^\]]+ rdns=mail\.sender\.example /

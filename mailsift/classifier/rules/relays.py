@@ -204,6 +204,8 @@ def header_text(value: bytes) -> str:
 
 # ---- parse_received_line ------------------------------------------------------------------
 _WS = re.compile(r"\s+", _A)
+# what str.split() counts as blank, in one-byte text, besides the ASCII \s
+_SPLIT_ONLY_BLANKS = re.compile(r"[\x1c-\x1f\x85\xa0]")
 _FROM_START = _re(r"\(?from ", re.I)
 _WITH_LOCAL_FOR = _re(r"\bwith local for\b")
 _FROM_BY_SEMI = _re(r"^from (\S+) by [^\s;]+ ?;", re.I)
@@ -214,9 +216,11 @@ _BRACKET_DOTS = _re(r"\[[\d.]+\]")
 # semicolons (quadratic). The same cut: the leftmost date that ends the line and follows a
 # blank or semicolon (runs before two such dates are disjoint, so the leftmost date has the
 # leftmost run), cut from the start of the run of blanks and semicolons before it.
+# (The date is group 1 after one blank or semicolon, rather than a look-behind: a pattern
+# that starts with a character class lets re skip to the places it can start.)
 _DATE_TAIL = _re(
-    r"(?<=[\s;])(?:(?:Mon|T(?:ue|hu)|Wed|Fri|S(?:at|un)), )?\d+ "
-    r"(?:J(?:an|u[nl])|Feb|Ma[ry]|A(?:pr|ug)|Sep|Oct|Nov|Dec) \d+ \d+:\d+(?::\d+)? \S+$"
+    r"[\s;]((?:(?:Mon|T(?:ue|hu)|Wed|Fri|S(?:at|un)), )?\d+ "
+    r"(?:J(?:an|u[nl])|Feb|Ma[ry]|A(?:pr|ug)|Sep|Oct|Nov|Dec) \d+ \d+:\d+(?::\d+)? \S+$)"
 )
 _BLANK_SEMI = frozenset(" \t\n\r\f\v;")
 
@@ -225,7 +229,7 @@ def _cut_date(s: str) -> str:
     m = _DATE_TAIL.search(s)
     if m is None:
         return s
-    i = m.start()
+    i = m.start(1)
     while i > 0 and s[i - 1] in _BLANK_SEMI:
         i -= 1
     return s[:i]
@@ -501,11 +505,21 @@ QMAIL_SCANNER = 3  # qmail-scanner's line: ignored, its envelope sender given to
 
 def _from_formats(s: str, p: _Line) -> int | None:
     """The formats after "from " (``s`` without it): ENOUGH, SKIP, FETCHER, QMAIL_SCANNER,
-    or None to fall through to the general patterns."""
-    m = _ENVFROM.search(s)
-    if m:
-        p.envfrom = m[1]
-    if _SQUIRREL.search(s):
+    or None to fall through to the general patterns.
+
+    A pattern runs only when ``s`` holds a fixed string that every match of it contains
+    (the ``in`` tests before it), so most lines skip most of the patterns; the order and
+    the outcomes are Received.pm's."""
+    low = s.lower()
+    if "return-path" in low or "envelope-" in low:
+        m = _ENVFROM.search(s)
+        if m:
+            p.envfrom = m[1]
+    helo_cmd = "HELO " in s or "EHLO " in s
+    paren_by = ") by " in s
+    bracket_paren_by = "]) by " in s
+    bracket_by = "] by " in s
+    if "authenticated user " in s and _SQUIRREL.search(s):
         m = _SQUIRREL_IP.search(s)
         if m:
             p.ip, p.by = m[1], m[2]
@@ -522,7 +536,7 @@ def _from_formats(s: str, p: _Line) -> int | None:
             return ENOUGH
         if _SMTPSVC_PICKUP.search(s):
             return SKIP
-    elif _MS_SMTP.search(s):
+    elif (" with Microsoft SMTP Server " in s or " with mapi id " in s) and _MS_SMTP.search(s):
         m = _MS_SMTP_IP.search(s)
         if m:
             p.helo, p.ip, p.by, p.id = m[1], m[2], m[3], ""
@@ -538,7 +552,7 @@ def _from_formats(s: str, p: _Line) -> int | None:
             if m2:
                 p.envfrom = m2[1]
             return ENOUGH
-    elif _ECELERITY.search(s):
+    elif "(ecelerity" in s and _ECELERITY.search(s):
         m = _ECELERITY_HELO.search(s)
         if m:
             p.ip, p.helo, p.by = m[1], m[2], m[3]
@@ -600,12 +614,12 @@ def _from_formats(s: str, p: _Line) -> int | None:
             p.helo, p.ip, p.by = m[1], m[2], m[3]
             return ENOUGH
 
-    if _WITH_HTTP.search(s):
+    if "with HTTP" in s and _WITH_HTTP.search(s):
         m = _HTTP_NUMERIC.search(s)
         if m:
             p.ip, p.by = m[1], m[2]
             return ENOUGH
-    if not _QMAIL_LDAP.search(s):
+    if paren_by and " [" in s and not ("(qmail-" in s and _QMAIL_LDAP.search(s)):
         m = _SENDMAIL_1.search(s)
         if m:
             p.looked_up = True
@@ -621,47 +635,47 @@ def _from_formats(s: str, p: _Line) -> int | None:
             p.rdns = rdns
             return ENOUGH
 
-    m = _NS_1.search(s)
+    m = _NS_1.search(s) if bracket_paren_by else None
     if m:
         p.looked_up = True
         p.rdns, p.ip, p.helo, p.by = m[2], m[3], m[1], m[4]
         return ENOUGH
-    m = _NS_2.search(s)
+    m = _NS_2.search(s) if "] helo=" in s else None
     if m:
         p.rdns, p.ip, p.helo, p.by = m[1], m[2], m[3], m[4]
         return ENOUGH
-    m = _NS_3.search(s)
+    m = _NS_3.search(s) if "(<unknown" in s else None
     if m:
         p.helo, p.ip, p.by = m[1], m[2], m[3]
         return ENOUGH
-    m = _NS_4.search(s)
+    m = _NS_4.search(s) if bracket_paren_by else None
     if m:
         p.looked_up = True
         p.helo, p.rdns, p.ip, p.by = m[1], m[2], m[3], m[4]
         return ENOUGH
-    m = _NS_5.search(s)
+    m = _NS_5.search(s) if "@[" in s else None
     if m:
         p.looked_up = True
         p.helo, p.ip, p.by, p.ident = m[1], m[3], m[4], m[2]
         return ENOUGH
-    m = _HOTMAIL.search(s)
+    m = _HOTMAIL.search(s) if ".hotmail.msn.com " in s else None
     if m:
         p.by = m[1]
         m2 = _LEADING_IP.search(s)
         if m2:
             p.ip = m2[1]
         return ENOUGH
-    for rx in (_QPSMTPD, _LMTP, _GMX):
-        m = rx.search(s)
+    for rx, needed in ((_QPSMTPD, "(qpsmtpd/"), (_LMTP, "(LHLO "), (_GMX, "] by ")):
+        m = rx.search(s) if needed in s else None
         if m:
             p.rdns, p.helo, p.ip, p.by = m[1], m[2], m[3], m[4]
             return ENOUGH
-    m = _SMTPD_FOR.search(s)
+    m = _SMTPD_FOR.search(s) if " via smtpd (for " in s else None
     if m:
         p.helo, p.ip, p.by = m[1], m[2], m[3]
         return ENOUGH
 
-    if _QMAIL.search(s):
+    if (" by " in s and ("SMTP" in s or "QMQP" in s)) and _QMAIL.search(s):
         m = _QMAIL_1.search(s)
         if m:
             p.rdns, p.helo, p.ident, p.ip, p.by = m[1], m[2], m[3], m[4], m[6]
@@ -685,39 +699,40 @@ def _from_formats(s: str, p: _Line) -> int | None:
             p.rdns = ""
         return ENOUGH
 
-    if _VIA_HTTP_END.search(s):
+    if s.endswith(" via HTTP") and _VIA_HTTP_END.search(s):
         m = _YAHOO_WEB.search(s)
         if m:
             p.ip, p.by = m[1], m[2]
             return ENOUGH
-    m = _SPACE_BRACKET.search(s)
+    m = _SPACE_BRACKET.search(s) if "( [" in s else None
     if m:
         p.ip, p.by = m[2], m[3]
         return ENOUGH
-    m = _PAREN_HELO_IP.search(s)
+    m = _PAREN_HELO_IP.search(s) if s.startswith("(") else None
     if m:
         p.helo, p.ip, p.by = m[1], m[2], m[3]
         return ENOUGH
-    for rx in (_BRACKET_BY, _PAREN_IP_BY):
-        m = rx.search(s)
+    for rx, first in ((_BRACKET_BY, "["), (_PAREN_IP_BY, "(")):
+        m = rx.search(s) if s.startswith(first) else None
         if m:
             p.ip, p.by = m[1], m[2]
             return ENOUGH
-    m = _MDAEMON.search(s)
+    m = _MDAEMON.search(s) if bracket_by else None
     if m:
         p.looked_up = True
         p.helo, p.ip, p.by = m[1], m[2], m[3]
         return ENOUGH
-    m = _MDAEMON_2.search(s)
+    m = _MDAEMON_2.search(s) if " [(" in s else None
     if m:
         p.helo, p.ip, p.by = m[1], m[2], m[3]
         return ENOUGH
-    m = _SENDMAIL_2.search(s)
+    bracket_paren = "])" in s
+    m = _SENDMAIL_2.search(s) if bracket_paren_by else None
     if m:
         p.looked_up = True
         p.helo, p.ip, p.by = m[1], m[2], m[3]
         return ENOUGH
-    m = _SENDMAIL_3.search(s)
+    m = _SENDMAIL_3.search(s) if bracket_paren else None
     if m:
         if m[2] == "softdnserr":
             p.looked_up = False
@@ -726,21 +741,21 @@ def _from_formats(s: str, p: _Line) -> int | None:
             p.rdns = m[2]
         p.helo, p.ip, p.by = m[1], m[3], m[4]
         return ENOUGH
-    m = _SENDMAIL_4.search(s)
+    m = _SENDMAIL_4.search(s) if bracket_paren else None
     if m:
         p.looked_up = True
         p.helo, p.ip, p.by = m[1], m[2], m[3]
         return ENOUGH
-    m = _SENDMAIL_5.search(s)
+    m = _SENDMAIL_5.search(s) if bracket_paren else None
     if m:
         p.looked_up = True
         p.helo, p.rdns, p.ip, p.by = m[1], m[2], m[3], m[4]
         return ENOUGH
 
-    if _FETCHER.search(s):
+    if ("with POP3" in s or "with IMAP" in s) and _FETCHER.search(s):
         return FETCHER
 
-    m = _QMAILISH_1.search(s)
+    m = _QMAILISH_1.search(s) if helo_cmd else None
     if m:
         p.looked_up = True
         p.rdns, p.helo, p.ip, p.by = m[1], m[2], m[4], m[5]
@@ -768,7 +783,7 @@ def _from_formats(s: str, p: _Line) -> int | None:
             p.looked_up = True
             p.rdns, p.ip, p.by = m[1], m[2], m[3]
             return ENOUGH
-    m = _SMAP_2.search(s)
+    m = _SMAP_2.search(s) if " via smap " in s else None
     if m:
         p.looked_up = True
         p.rdns, p.ip, p.helo, p.by = m[1], m[2], m[3], m[4]
@@ -783,25 +798,25 @@ def _from_formats(s: str, p: _Line) -> int | None:
         if m:
             p.ip, p.by = m[1], m[2]
             return ENOUGH
-    m = _INTERSCAN.search(s)
+    m = _INTERSCAN.search(s) if "(SMTPL" in s or "(InterScan" in s else None
     if m:
         p.ip, p.by = m[1], m[2]
         return ENOUGH
     if " with BSMTP" in s and _BSMTP.search(s):
         return SKIP
-    m = _SPIKE.search(s)
+    m = _SPIKE.search(s) if bracket_paren_by else None
     if m:
         p.looked_up = True
         p.helo, p.rdns, p.ip, p.by = m[1], m[2], m[3], m[4]
         return ENOUGH
-    m = _YAHOO_HELO.search(s)
+    m = _YAHOO_HELO.search(s) if helo_cmd else None
     if m:
         p.looked_up = True
         p.rdns, p.helo, p.ip, p.by = m[1], m[2], m[4], m[5]
         if m[3] is not None:
             p.ident = m[3]
         return ENOUGH
-    m = _CGP_ACCOUNT.search(s)
+    m = _CGP_ACCOUNT.search(s) if s.startswith("[") else None
     if m:
         p.ip, p.helo, p.by = m[1], m[2], m[3]
         return ENOUGH
@@ -811,17 +826,17 @@ def _from_formats(s: str, p: _Line) -> int | None:
             p.looked_up = True
             p.rdns, p.helo, p.ip, p.by = m[1], m[1], m[2], m[3]
             return ENOUGH
-    m = _CIPHERTRUST.search(s)
+    m = _CIPHERTRUST.search(s) if s.startswith("([") else None
     if m:
         p.ip, p.by = m[1], m[2]
         return ENOUGH
-    m = _IRONPORT.search(s)
+    m = _IRONPORT.search(s) if paren_by else None
     if m:
         p.helo, p.ip, p.by = m[1], m[2], m[3]
         return ENOUGH
-    if _CONTENT_TECH.search(s):
+    if "(Content Technologies " in s and _CONTENT_TECH.search(s):
         return SKIP
-    m = _BLS.search(s)
+    m = _BLS.search(s) if "] [" in s else None
     if m:
         p.helo, p.ip, p.by = m[1], m[2], m[4]
         return ENOUGH
@@ -829,46 +844,46 @@ def _from_formats(s: str, p: _Line) -> int | None:
     if m:
         p.ip, p.by = m[1], m[2]
         return ENOUGH
-    m = _ATTBI.search(s)
+    m = _ATTBI.search(s) if bracket_paren_by else None
     if m:
         p.looked_up = True
         p.helo, p.rdns, p.ip, p.by = m[1], m[2], m[3], m[4]
         return ENOUGH
-    for rx in (_FSECURE, _ALTAVISTA):
-        m = rx.search(s)
+    for rx, needed in ((_FSECURE, s.startswith("[")), (_ALTAVISTA, helo_cmd)):
+        m = rx.search(s) if needed else None
         if m:
             p.ip, p.helo, p.by = m[1], m[2], m[3]
             return ENOUGH
-    m = _SMTPD32.search(s)
+    m = _SMTPD32.search(s) if bracket_by else None
     if m:
         p.helo, p.ip, p.by = m[1], m[2], m[3]
         return ENOUGH
-    m = _CSMAP.search(s)
+    m = _CSMAP.search(s) if paren_by else None
     if m:
         p.rdns, p.ip, p.by = m[1], m[2], m[3]
         return ENOUGH
-    m = _MAILGATE.search(s)
+    m = _MAILGATE.search(s) if "(MailGate " in s else None
     if m:
         p.ip, p.by = m[1], m[2]
         return ENOUGH
-    m = _UNVERIFIED.search(s)
+    m = _UNVERIFIED.search(s) if "(unverified [" in s else None
     if m:
         p.helo, p.ip, p.by = m[1], m[2], m[3]
         return ENOUGH
-    m = _PROXYING.search(s)
+    m = _PROXYING.search(s) if paren_by else None
     if m:
         p.ip, p.by = m[1], m[2]
         return ENOUGH
-    m = _BRACKET_SUB.search(s)
+    m = _BRACKET_SUB.search(s) if s.startswith("[") else None
     if m:
         p.ip, sub, p.by = m[1], m[2], m[3]
         _exim_sub(sub, p)
         return ENOUGH
-    m = _KDE.search(s)
+    m = _KDE.search(s) if paren_by else None
     if m:
         p.rdns, p.ip, p.by = m[1], m[2], m[3]
         return ENOUGH
-    m = _OBTUSE.search(s)
+    m = _OBTUSE.search(s) if " via " in s else None
     if m:
         p.rdns, p.ip, p.by = m[1], m[2], m[4]
         p.helo = m[3] if m[3] is not None else ""
@@ -876,11 +891,11 @@ def _from_formats(s: str, p: _Line) -> int | None:
             p.looked_up = True
             p.rdns = m[1]
         return ENOUGH
-    m = _YAHOO_LOGIN.search(s)
+    m = _YAHOO_LOGIN.search(s) if " with login) by " in s else None
     if m:
         p.helo, p.ip, p.by = m[1], m[3], m[4]
         return ENOUGH
-    m = _SYNTHETIC.search(s)
+    m = _SYNTHETIC.search(s) if s.startswith("X-Originating-IP: ") else None
     if m:
         p.ip, p.by = m[1], ""
         return ENOUGH
@@ -912,33 +927,40 @@ def _exim_sub(sub: str, p: _Line) -> None:
 
 
 def _auth(s: str) -> str:
-    """The authentication token Received.pm recognises ("" for none)."""
-    if " by " in s:
+    """The authentication token Received.pm recognises ("" for none). Each pattern runs
+    only when the text holds a fixed string every match contains (lower-cased for the
+    case-insensitive ones: only ASCII letters fold, as in the pattern)."""
+    by = " by " in s
+    low = s.lower() if by else ""
+    if by and " with " in low:
         m = _AUTH_WITH.search(s)
         if m:
             return m[1]
-    if _AUTH_GMAIL.search(s):
+    if "by mx.google.com with ESMTPS id " in s and _AUTH_GMAIL.search(s):
         m = _AUTH_GMAIL_TLS.search(s)
         if m:
             return f"GMail - transport={m[1]} cipher={m[2]}"
-    m = _AUTH_COURIER.search(s)
-    if m:
-        return m[1]
+    if "(AUTH: " in s:
+        m = _AUTH_COURIER.search(s)
+        if m:
+            return m[1]
     if "authenticated" in s and _sendmail_authenticated(s):
         return "Sendmail"
-    m = _AUTH_GMX.search(s)
-    if m:
-        return f"GMX ({m[4]} / {m[3]})"
+    if "by mail.gmx." in s:
+        m = _AUTH_GMX.search(s)
+        if m:
+            return f"GMX ({m[4]} / {m[3]})"
     if " (authenticated as " in s and _critical_path(s):
         return "CriticalPath"
-    m = _AUTH_POSTFIX.search(s)
-    if m:
-        return m[1] if m[1] == "Postfix" else f"Postfix ({m[1]})"
-    if _AUTH_CGP.search(s) and " (account " in s:
+    if "(Authenticated sender: " in s:
+        m = _AUTH_POSTFIX.search(s)
+        if m:
+            return m[1] if m[1] == "Postfix" else f"Postfix ({m[1]})"
+    if " (account " in s and _AUTH_CGP.search(s):
         return "Communigate"
-    if _AUTH_DAV.search(s):
+    if "HTTP-DAV" in s and _AUTH_DAV.search(s):
         return "HTTP-DAV"
-    if " by " in s:
+    if by and "(via http" in low:
         m = _AUTH_VIA_HTTP.search(s)
         if m:
             return m[1]
@@ -953,8 +975,16 @@ def parse_received_line(line: str) -> Relay | int | None:
     return result[0]
 
 
+def _squeeze(line: str) -> str:
+    """Perl's ``s/\\s+/ /gs`` then the blanks at both ends removed. ``str.split`` splits on
+    the same blanks unless the text holds one of the other characters it counts as blank."""
+    if _SPLIT_ONLY_BLANKS.search(line) is None:
+        return " ".join(line.split())
+    return _WS.sub(" ", line).strip(" ")
+
+
 def _parse(line: str) -> tuple[Relay | int | None, str | None]:
-    s = _WS.sub(" ", line[:MAX_LINE]).strip(" ")
+    s = _squeeze(line[:MAX_LINE])
     # 1 while s/\s?;$//; (one step per semicolon, no rescan of the line)
     while s.endswith(";"):
         s = s[:-1]
@@ -962,28 +992,30 @@ def _parse(line: str) -> tuple[Relay | int | None, str | None]:
             s = s[:-1]
     if not _FROM_START.match(s):
         return SKIP, None
-    if _WITH_LOCAL_FOR.search(s):
+    if "with local for" in s and _WITH_LOCAL_FOR.search(s):
         return SKIP, None
-    m = _FROM_BY_SEMI.search(s)
+    m = _FROM_BY_SEMI.search(s) if ";" in s else None
     if m and not _BRACKET_DOTS.fullmatch(m[1]):
         return SKIP, None
     s = _cut_date(s)
     s = s.replace(")by ", ") by ", 1)
 
     p = _Line()
-    m = _ID.search(s)
-    if m:
-        p.id = m[1]
-    m = _HELO_EQ.search(s)
+    if " id " in s:
+        m = _ID.search(s)
+        if m:
+            p.id = m[1]
+    m = _HELO_EQ.search(s) if "helo=" in s else None
     if m:
         p.helo = m[1]
-    else:
+    elif "HELO " in s or "EHLO " in s:
         m = _HELO_CMD.search(s)
         if m:
             p.helo = m[1]
-    m = _BY.search(s)
-    if m:
-        p.by = m[1]
+    if " by " in s:
+        m = _BY.search(s)
+        if m:
+            p.by = m[1]
     p.auth = _auth(s)
 
     outcome: int | None = None
@@ -1027,18 +1059,25 @@ def _parse(line: str) -> tuple[Relay | int | None, str | None]:
 def _relay(p: _Line) -> Relay:
     """Received.pm's "enough:" step: clean the fields, build the relay."""
     rdns = p.rdns.rstrip(".")
-    if _RDNS_UNKNOWN.search(rdns) or rdns.startswith("["):
+    if rdns.startswith("[") or (len(rdns) <= 8 and _RDNS_UNKNOWN.search(rdns)):
         rdns = ""
-    ip = _IPV6_PREFIX.sub("", p.ip, count=1)
+    ip = p.ip
+    if ":" in ip:
+        ip = _IPV6_PREFIX.sub("", ip, count=1)
     ip = ip.removeprefix("[").removesuffix("]")
-    ip = _SCOPE.sub("", ip, count=1)
-    ip = _MAPPED4.sub(r"\1", ip, count=1)
+    if "%" in ip:
+        ip = _SCOPE.sub("", ip, count=1)
+    if ":" in ip:
+        ip = _MAPPED4.sub(r"\1", ip, count=1)
     by = p.by.removesuffix(";")
-    ip = _STRIP_CHARS.sub("!", ip)
-    rdns = _STRIP_CHARS.sub("!", rdns)
-    helo = _STRIP_CHARS.sub("!", p.helo)
-    by = _STRIP_CHARS.sub("!", by)
-    ident = _STRIP_CHARS.sub("!", p.ident)
+    helo = p.helo
+    ident = p.ident
+    if _STRIP_CHARS.search(ip + rdns + helo + by + ident):
+        ip = _STRIP_CHARS.sub("!", ip)
+        rdns = _STRIP_CHARS.sub("!", rdns)
+        helo = _STRIP_CHARS.sub("!", helo)
+        by = _STRIP_CHARS.sub("!", by)
+        ident = _STRIP_CHARS.sub("!", ident)
     envfrom = _clean_envfrom(p.envfrom) if p.envfrom is not None else None
     r = Relay(
         ip=ip, rdns=rdns, helo=helo, by=by, ident=ident, envfrom=envfrom, id=p.id, auth=p.auth
