@@ -1014,15 +1014,28 @@ def _host_keys(host: str) -> list[str]:
 _IPV4_HOST_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 
 
+def _uri_host_keys(v: MessageViews) -> list[list[str]]:
+    """Each distinct host of the message's links (mailto: left out), first seen first, as
+    its :func:`_host_keys`; read once a message for every list."""
+    memo = v.memo
+    if "uri_host_keys" not in memo:
+        seen: set[str] = set()
+        out: list[list[str]] = []
+        for url in v.pm.urls:
+            host = url.host or ""
+            if not host or host in seen or url.url[:7].lower() == "mailto:":
+                continue
+            seen.add(host)
+            out.append(_host_keys(host))
+        memo["uri_host_keys"] = out
+    keys: list[list[str]] = memo["uri_host_keys"]
+    return keys
+
+
 def uri_host_listed(v: MessageViews, args: tuple[Any, ...]) -> int:
     table = _urihost_map(args[1])
-    seen: set[str] = set()
-    for url in v.pm.urls:
-        host = url.host or ""
-        if not host or host in seen or url.url[:7].lower() == "mailto:":
-            continue
-        seen.add(host)
-        for key in _host_keys(host):
+    for host_keys in _uri_host_keys(v):
+        for key in host_keys:
             verdict = table.get(key)
             if verdict is not None:
                 if verdict:
