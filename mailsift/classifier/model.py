@@ -119,7 +119,7 @@ class Hyper:
     stack_folds: int = 3
     # blend: C of a third base model, a logistic regression over the rule / symbol /
     # structure block alone (0 = none); the stacker weighs it next to NB and logreg
-    meta_c: float = 0.03
+    meta_c: float = 0.01
     # blend, when the rules' own scores are given (``rule_priors``): the rules/structure model
     # starts from them (one learned scale for SpamAssassin's score sum) and learns per-feature
     # corrections, each clipped to +-``prior_bound`` log-odds
