@@ -4,9 +4,10 @@
 
 The API app (``create_app``) is driven in-process as an ASGI application (no sockets, no
 HTTP client): a scoring service that answers every message with the same verdict and
-records nothing stands in for the real one, so what is timed is what the API itself does
-per request (middleware, routing, the key check from the key cache, the envelope, reading
-the body, the thread hand-offs of scoring and commit, the response JSON). Each round sends
+hands its record to the verdict writer as the real one does stands in for it, so what is
+timed is what the API itself does per request (middleware, routing, the key check from the
+key cache, the envelope, reading the body, the thread hand-off of scoring, the record queued
+and written in batches by the writer thread, the response JSON). Each round sends
 ``--requests`` requests one after the other; printed: the median and the best round's
 microseconds per request, for messages without and with an envelope in the query, as CPU
 time of the process (all its threads: what a worker spends; stable when other processes
@@ -27,7 +28,9 @@ from typing import Any
 from mailsift.api.app import create_app
 from mailsift.api.keys import ApiKeys
 from mailsift.config import Settings, load_settings
+from mailsift.service import ScoringService
 from mailsift.store import Store, open_store_for
+from mailsift.store.base import VerdictRecord
 from mailsift.verdict import Action, Envelope, Symbol, TokenContribution, Verdict
 
 MESSAGE = (
@@ -51,8 +54,9 @@ VERDICT = Verdict(
 class CannedService:
     """What the API needs of a ``ScoringService``, answering one verdict at no cost."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
+        self.settings = settings
         self.model_version = "bench"
 
     def evaluate(self, raw: bytes, envelope: Envelope | None = None, symbols: Any = ()) -> Verdict:
@@ -60,6 +64,11 @@ class CannedService:
 
     def record(self, verdict: Verdict, raw: bytes, envelope: Envelope | None = None) -> None:
         return None
+
+    def verdict_record(
+        self, verdict: Verdict, raw: bytes, envelope: Envelope | None = None
+    ) -> tuple[VerdictRecord, bytes | None]:
+        return ScoringService.verdict_record(self, verdict, raw, envelope)  # type: ignore[arg-type]
 
     def reload_model(self) -> None:
         return None
@@ -106,7 +115,7 @@ async def _request(app: Any, query: bytes, token: bytes) -> int:
 
 async def _run(settings: Settings, token: str, requests: int, rounds: int) -> None:
     store = open_store_for(settings)
-    app = create_app(settings, CannedService(store))  # type: ignore[arg-type]
+    app = create_app(settings, CannedService(store, settings))  # type: ignore[arg-type]
     queries = {"no envelope": b"", "envelope": b"ip=192.0.2.7&rcpt=a%40x.test&helo=mx.x.test"}
     async with app.router.lifespan_context(app):
         for query in queries.values():  # warm-up: key cache, thread pools

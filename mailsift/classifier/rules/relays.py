@@ -849,8 +849,8 @@ def _from_formats(s: str, p: _Line) -> int | None:
         p.looked_up = True
         p.helo, p.rdns, p.ip, p.by = m[1], m[2], m[3], m[4]
         return ENOUGH
-    for rx, needed in ((_FSECURE, s.startswith("[")), (_ALTAVISTA, helo_cmd)):
-        m = rx.search(s) if needed else None
+    for rx, possible in ((_FSECURE, s.startswith("[")), (_ALTAVISTA, helo_cmd)):
+        m = rx.search(s) if possible else None
         if m:
             p.ip, p.helo, p.by = m[1], m[2], m[3]
             return ENOUGH
