@@ -4,7 +4,7 @@
 # SpamAssassin (stock rules + spamd for the bench, spamc for the spamd-protocol tests),
 # Dovecot with Sieve (the Junk-folder learning test), the libraries of Debian's Exim (whose
 # binary install-test-exim.sh unpacks for the spamd-protocol test), bogofilter, rspamd,
-# Chromium (UI tests),
+# Chromium (UI tests), valgrind (bench/ab_score.py's instruction counts),
 # the PCRE2 headers the rule engine's native matcher is built against (libpcre2-dev), and
 # Debian's python3.11 with venv and headers (the Makefile builds .venv on it).
 # Idempotent: does nothing when every package is present. Services are not started here
@@ -12,7 +12,7 @@
 set -euo pipefail
 PKGS=(clamav-daemon clamav unbound postfix swaks spamassassin spamd spamc bogofilter rspamd
       dovecot-imapd dovecot-sieve libspf2-2 libidn12 libmariadb3 libpq5 libperl5.36 libgnutls-dane0
-      chromium openssl zip libpcre2-dev gcc python3.11-venv python3.11-dev)
+      chromium valgrind openssl zip libpcre2-dev gcc python3.11-venv python3.11-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
