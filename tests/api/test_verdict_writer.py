@@ -1,6 +1,6 @@
 """``mailsift serve api --workers 2`` records verdicts off the answer's path (each worker's
-``VerdictWriter``), on SQLite and PostgreSQL: a verdict id just answered is found at once
-by either worker (``GET /v1/verdicts/{id}``, feedback by verdict id), every answered
+``VerdictWriter``, for one message and for a batch), on SQLite and PostgreSQL: a verdict id
+just answered is found at once by either worker (``GET /v1/verdicts/{id}``, feedback by verdict id), every answered
 verdict is in the store once the server stopped, and an id that is neither recent nor
 stored is a 404 without waiting."""
 
@@ -16,7 +16,7 @@ import pytest
 from mailsift.config import Settings
 from mailsift.store import open_store
 from mailsift.verdict import new_verdict_id, verdict_id_time
-from tests.api.messages import message
+from tests.api.messages import b64, message
 from tests.fixtures.api import api_test_settings, start_api_server
 
 pytestmark = pytest.mark.integration
@@ -106,5 +106,34 @@ def test_a_verdict_just_answered_is_found_by_either_worker(
         for vid in answered:
             assert store.verdicts.get(vid) is not None
             assert store.verdicts.sample(vid) is not None
+    finally:
+        store.close()
+
+
+def test_a_batch_is_recorded_off_the_answer_path(
+    sqlite_store_url: str, tmp_path: Path, test_settings: Settings, small_model_dir: Path
+) -> None:
+    settings = api_test_settings(test_settings, tmp_path / "var", small_model_dir)
+    settings = settings.model_copy(
+        update={"store": settings.store.model_copy(update={"url": sqlite_store_url})}, deep=True
+    )
+    raws = [message(msgid=f"<b{i}@example.org>", subject=f"batch {i}") for i in range(6)]
+    body = {"messages": [{"id": str(i), "message": b64(r)} for i, r in enumerate(raws)]}
+    with start_api_server(settings, workers=2) as server:
+        with server.client(server.keys["score"]) as c:
+            r = c.post("/v1/score/batch", json=body)
+        assert r.status_code == 200, r.text
+        ids = [x["verdict"]["verdict_id"] for x in r.json()["results"]]
+        assert len(set(ids)) == len(raws)
+        # found at once, whichever worker answers the lookup (a new connection each)
+        for vid in ids:
+            with server.client(server.keys["score"]) as c:
+                g = c.get(f"/v1/verdicts/{vid}")
+            assert g.status_code == 200 and g.json()["verdict_id"] == vid, g.text
+    store = open_store(sqlite_store_url)
+    try:
+        for vid, raw in zip(ids, raws, strict=True):
+            assert store.verdicts.get(vid) is not None
+            assert store.verdicts.sample(vid) == raw[: settings.feedback.sample_max_bytes]
     finally:
         store.close()

@@ -248,10 +248,10 @@ def test_api_answers_503_during_outage_and_recovers(proxied_api: Any, pg_proxy: 
 def test_api_verdict_writer_outage_503_and_no_answered_verdict_lost(
     proxied_api_cached_keys: Any, pg_proxy: TcpProxy
 ) -> None:
-    """Scoring with the key cached: the verdict records wait in the worker's writer while
-    the database is away; once a write failed, scoring answers 503 with Retry-After (never
-    200 with a record dropped, never 500); after the database returned every verdict that
-    was answered 200 is in the store."""
+    """Scoring with the key cached: the verdict records (of single messages and of a batch)
+    wait in the worker's writer while the database is away; once a write failed, scoring
+    answers 503 with Retry-After (never 200 with a record dropped, never 500), a batch too;
+    after the database returned every verdict that was answered 200 is in the store."""
     server = proxied_api_cached_keys
     answered: list[str] = []
     statuses: Counter[int] = Counter()
@@ -268,8 +268,15 @@ def test_api_verdict_writer_outage_503_and_no_answered_verdict_lost(
                 assert r.status_code == 503 and r.headers["retry-after"] == "2", r.text
             return r
 
+        def batch(i: int) -> httpx.Response:
+            msgs = [b64encode(MESSAGE % (900 + i + k)).decode() for k in range(3)]
+            return c.post("/v1/score/batch", json={"messages": [{"message": m} for m in msgs]})
+
         for i in range(5):
             assert score(i).status_code == 200
+        r = batch(0)  # a batch's records wait in the same writer
+        assert r.status_code == 200, r.text
+        answered.extend(x["verdict"]["verdict_id"] for x in r.json()["results"])
         pg_proxy.kill()
         i, deadline = 5, time.monotonic() + 30.0
         while statuses[503] < 5:
@@ -277,6 +284,8 @@ def test_api_verdict_writer_outage_503_and_no_answered_verdict_lost(
             score(i)
             i += 1
             time.sleep(0.02)
+        r = batch(10)  # refused as a whole before scoring, like one message
+        assert r.status_code == 503 and r.headers["retry-after"] == "2", r.text
         pg_proxy.restore()
         restored, ok = time.monotonic(), None
         while time.monotonic() - restored < 10.0:

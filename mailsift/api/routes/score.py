@@ -22,6 +22,7 @@ dependencies would, in their order:
    the verdict metrics, and the verdict's JSON (``mailsift.verdict.encode_verdict``).
 
 Its errors are exceptions, rendered by the app's exception handlers as every route's are.
+``POST /v1/score/batch`` queues its verdicts' records with the same writer.
 """
 
 from __future__ import annotations
@@ -410,8 +411,26 @@ async def score_batch(
             "send application/json (base64 messages) or multipart/form-data",
         )
 
-    def run() -> list[Verdict]:
-        return [service.score(raw, env) for _, raw, env in items]
+    writer = getattr(request.app.state, "verdict_writer", None)
+    if writer is None:  # an app run without its lifespan: each verdict committed in turn
+
+        def run() -> list[Verdict]:
+            return [service.score(raw, env) for _, raw, env in items]
+
+    else:
+        # as for one message: the records are queued with the worker's writer, committed
+        # in batches off the answer's path; refused before scoring when the store is down
+        why = writer.refusal()
+        if why is not None:
+            raise StoreError(f"could not record a verdict: {why}")
+
+        def run() -> list[Verdict]:
+            out = []
+            for _, raw, env in items:
+                verdict = service.evaluate(raw, env)
+                writer.submit(*service.verdict_record(verdict, raw, env))
+                out.append(verdict)
+            return out
 
     verdicts = await run_scoring(request, run)
     _record(request, verdicts)
