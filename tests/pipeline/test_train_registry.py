@@ -231,6 +231,41 @@ def test_gate_compares_out_of_source_figures_too() -> None:
     assert passed and checks[1]["skipped"]
 
 
+def test_gate_skips_held_out_figures_a_refit_model_was_fitted_on(tmp_path: Path) -> None:
+    metrics = ["-one_minus_roca_pct", "recall_at_fpr_0.001", "-oos_one_minus_roca_pct"]
+    # both refit on all their mail: the held-out split is in-sample for both (a perfect
+    # champion there says nothing); the out-of-source figures decide
+    champion = {
+        "one_minus_roca_pct": 0.0,
+        "recall_at_fpr_0.001": 1.0,
+        "oos_one_minus_roca_pct": 1.4,
+        registry.IN_SAMPLE: 1.0,
+    }
+    better = {
+        "one_minus_roca_pct": 0.002,
+        "recall_at_fpr_0.001": 0.99,
+        "oos_one_minus_roca_pct": 1.3,
+        registry.IN_SAMPLE: 1.0,
+    }
+    passed, checks = registry.gate(better, champion, metrics)
+    assert passed and [bool(c.get("skipped")) for c in checks] == [True, True, False]
+    worse = {**better, "oos_one_minus_roca_pct": 1.5}
+    passed, checks = registry.gate(worse, champion, metrics)
+    assert not passed and [c["ok"] for c in checks] == [True, True, False]
+    # one side in-sample is enough: a refit champion against a challenger that held out
+    plain = {k: v for k, v in better.items() if k != registry.IN_SAMPLE}
+    assert registry.gate(plain, champion, metrics)[0]
+    # neither: held-out figures count as before
+    plain_champion = {k: v for k, v in champion.items() if k != registry.IN_SAMPLE}
+    assert not registry.gate(plain, plain_champion, metrics)[0]
+    # the mark comes from the manifest
+    (tmp_path / "manifest.json").write_text('{"refit_on_all": true}')
+    assert registry.refit_on_all(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"refit_on_all": false}')
+    assert not registry.refit_on_all(tmp_path)
+    assert not registry.refit_on_all(tmp_path / "missing")
+
+
 def test_out_of_source_figures_come_from_the_manifest(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text(
         '{"out_of_fold": {"out_of_source": true, "one_minus_roca_pct": 1.5, "ham_at_spam": 0.01}}'
