@@ -102,7 +102,7 @@ CALIBRATION_MIN_HAM = 50  # a source's own calibration counts from this many ham
 class Hyper:
     """Hyper-parameters (fixed per kind; chosen on the measurements in docs/experiments.md)."""
 
-    nb_alpha: float = 0.003
+    nb_alpha: float = 0.0003
     lr_alpha: float = 3e-6
     lr_epochs: int = 15
     lr_average: bool = False
