@@ -104,7 +104,8 @@ def gate(
     A metric named ``-x`` is "lower is better" for ``x``. Returns (passed, per-metric checks).
     When either evaluation is marked ``IN_SAMPLE`` (a model refit on all its mail scored the
     held-out split it was fitted on), the held-out metrics measure fit, not what a model
-    does on unseen mail: they are reported and skipped, and the out-of-source ones decide.
+    does on unseen mail: they are reported and skipped, and the out-of-source ones decide
+    (with none compared, the challenger fails: nothing shows it is no worse).
     """
     checks: list[dict[str, Any]] = []
     passed = True
@@ -156,6 +157,19 @@ def gate(
             }
         )
         passed = passed and ok
+    if in_sample and all(c.get("skipped") for c in checks):
+        # nothing measured on mail either model did not fit: no evidence for the challenger
+        checks.append(
+            {
+                "metric": "out-of-source figures",
+                "better": None,
+                "challenger": None,
+                "champion": None,
+                "ok": False,
+                "skipped": None,
+            }
+        )
+        passed = False
     return passed, checks
 
 

@@ -258,6 +258,12 @@ def test_gate_skips_held_out_figures_a_refit_model_was_fitted_on(tmp_path: Path)
     # neither: held-out figures count as before
     plain_champion = {k: v for k, v in champion.items() if k != registry.IN_SAMPLE}
     assert not registry.gate(plain, plain_champion, metrics)[0]
+    # in-sample and no out-of-source figures on either side: nothing shows it is no worse
+    bare = ["-one_minus_roca_pct", "recall_at_fpr_0.001"]
+    passed, checks = registry.gate(better, champion, bare)
+    assert not passed and checks[-1]["metric"] == "out-of-source figures"
+    no_oos = {k: v for k, v in champion.items() if not k.startswith("oos_")}
+    assert not registry.gate(better, no_oos, metrics)[0]
     # the mark comes from the manifest
     (tmp_path / "manifest.json").write_text('{"refit_on_all": true}')
     assert registry.refit_on_all(tmp_path)
