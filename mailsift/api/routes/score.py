@@ -168,6 +168,20 @@ async def run_scoring(
     return await run_on(request.app.state, pool, fn, *args)
 
 
+def refuse_when_writer_refuses(writer: Any) -> None:
+    """``StoreError`` (503) before scoring when the verdict writer refuses records."""
+    why = writer.refusal()
+    if why is not None:
+        raise StoreError(f"could not record a verdict: {why}")
+
+
+def evaluate_and_queue(service: ScoringService, writer: Any, data: bytes, env: Envelope) -> Verdict:
+    """Score one message and queue its record with the writer (on a scoring thread)."""
+    verdict = service.evaluate(data, env)
+    writer.submit(*service.verdict_record(verdict, data, env))
+    return verdict
+
+
 async def score_and_record(
     state: Any, service: ScoringService, data: bytes, env: Envelope
 ) -> Verdict:
@@ -186,9 +200,7 @@ async def score_and_record(
         verdict = await run_on(state, "score_executor", service.evaluate, data, env)
         await run_in_threadpool(service.record, verdict, data, env)
         return verdict
-    why = writer.refusal()
-    if why is not None:
-        raise StoreError(f"could not record a verdict: {why}")
+    refuse_when_writer_refuses(writer)
 
     loop = asyncio.get_running_loop()
     done: asyncio.Future[Verdict] = loop.create_future()
@@ -207,8 +219,7 @@ async def score_and_record(
 
     def evaluate() -> None:
         try:
-            verdict = service.evaluate(data, env)
-            writer.submit(*service.verdict_record(verdict, data, env))
+            verdict = evaluate_and_queue(service, writer, data, env)
         except BaseException as exc:  # scoring failed, the writer refused, or shut down
             report(None, exc)
         else:
@@ -420,17 +431,10 @@ async def score_batch(
     else:
         # as for one message: the records are queued with the worker's writer, committed
         # in batches off the answer's path; refused before scoring when the store is down
-        why = writer.refusal()
-        if why is not None:
-            raise StoreError(f"could not record a verdict: {why}")
+        refuse_when_writer_refuses(writer)
 
         def run() -> list[Verdict]:
-            out = []
-            for _, raw, env in items:
-                verdict = service.evaluate(raw, env)
-                writer.submit(*service.verdict_record(verdict, raw, env))
-                out.append(verdict)
-            return out
+            return [evaluate_and_queue(service, writer, raw, env) for _, raw, env in items]
 
     verdicts = await run_scoring(request, run)
     _record(request, verdicts)

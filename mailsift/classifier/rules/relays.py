@@ -503,14 +503,14 @@ FETCHER = 2  # a POP/IMAP fetcher's handover (ignored, and may restart the trust
 QMAIL_SCANNER = 3  # qmail-scanner's line: ignored, its envelope sender given to the next
 
 
-def _from_formats(s: str, p: _Line) -> int | None:
+def _from_formats(s: str, p: _Line, low: str) -> int | None:
     """The formats after "from " (``s`` without it): ENOUGH, SKIP, FETCHER, QMAIL_SCANNER,
-    or None to fall through to the general patterns.
+    or None to fall through to the general patterns. ``low``: the whole line lower-cased
+    (its "from " holds no start of the strings looked for in it).
 
     A pattern runs only when ``s`` holds a fixed string that every match of it contains
     (the ``in`` tests before it), so most lines skip most of the patterns; the order and
     the outcomes are Received.pm's."""
-    low = s.lower()
     if "return-path" in low or "envelope-" in low:
         m = _ENVFROM.search(s)
         if m:
@@ -926,12 +926,12 @@ def _exim_sub(sub: str, p: _Line) -> None:
         p.ident = m[1]
 
 
-def _auth(s: str) -> str:
+def _auth(s: str, low: str) -> str:
     """The authentication token Received.pm recognises ("" for none). Each pattern runs
-    only when the text holds a fixed string every match contains (lower-cased for the
-    case-insensitive ones: only ASCII letters fold, as in the pattern)."""
+    only when the text holds a fixed string every match contains (in ``low``, ``s``
+    lower-cased, for the case-insensitive ones: only ASCII letters fold, as in the
+    pattern)."""
     by = " by " in s
-    low = s.lower() if by else ""
     if by and " with " in low:
         m = _AUTH_WITH.search(s)
         if m:
@@ -1016,11 +1016,12 @@ def _parse(line: str) -> tuple[Relay | int | None, str | None]:
         m = _BY.search(s)
         if m:
             p.by = m[1]
-    p.auth = _auth(s)
+    low = s.lower()
+    p.auth = _auth(s, low)
 
     outcome: int | None = None
     if s.startswith("from "):
-        outcome = _from_formats(s[5:], p)
+        outcome = _from_formats(s[5:], p, low)
         if outcome == QMAIL_SCANNER:
             env = p.envfrom
             return SKIP, (_clean_envfrom(env) if env is not None else None)
