@@ -24,10 +24,10 @@ figures in ``docs/experiments.md``):
 * **The rules start from SpamAssassin's scores.** Given ``rule_priors`` (rule -> score, the
   stock scores fitted by SpamAssassin on very large many-site corpora), the rules/structure
   model takes the score sum as one input and learns per-feature corrections, each clipped to
-  ``Hyper.prior_bound``, or ``Hyper.stock_prior_bound`` (tighter) for the stock rules'
-  scores, fitted on far more mail than any training set here; the learned scale is folded
-  back into the rule columns, so a rule the training mail never hit still weighs in
-  proportion to its score.
+  ``Hyper.rule_bound`` score points, or ``Hyper.stock_rule_bound`` (tighter) for the stock
+  rules' scores, fitted on far more mail than any training set here; the learned scale is
+  folded back into the rule columns, so a rule the training mail never hit still weighs in
+  proportion to its score, and one it hit stays within a few points of its score.
 * **Out-of-source stacking and calibration.** With ``groups`` (the source of each training
   message, :func:`mailsift.pipeline.sources.stacker_groups`), the stacker is fitted on each
   source's predictions from base models trained on the other sources, so it weighs the base
@@ -122,11 +122,14 @@ class Hyper:
     meta_c: float = 0.01
     # blend, when the rules' own scores are given (``rule_priors``): the rules/structure model
     # starts from them (one learned scale for SpamAssassin's score sum) and learns per-feature
-    # corrections, each clipped to +-``prior_bound`` log-odds
+    # corrections. A rule's correction is clipped to +-``rule_bound`` score points (times the
+    # learned scale, so the bound keeps its size next to the prior whatever the scale); a
+    # column with no score (structure features, symbols) to +-``prior_bound`` log-odds
     prior_bound: float = 1.0
+    rule_bound: float = 2.0
     # the bound for rules whose score is SpamAssassin's own (``stock_rules``: fitted by its
     # perceptron on mass-checks of many sites' mail), tighter than for hand-set scores
-    stock_prior_bound: float = 0.5
+    stock_rule_bound: float = 0.5
     # blend: the share of out-of-source ham (see ``fit``'s ``groups``) the calibrated
     # thresholds let through, pooled and of each source (``per_source_thresholds``): tagged
     # spam, held, rejected
@@ -268,7 +271,10 @@ def _row_l2_normalise(x: sp.csr_matrix) -> sp.csr_matrix:
 
 class _Priors(NamedTuple):
     scores: np.ndarray  # a rule's score on its hashed column (0 elsewhere)
-    bounds: np.ndarray  # the bound of each column's learned correction
+    bounds: np.ndarray  # the bound of each column's learned correction, in log-odds
+    # the bound in score points of each rule's column (times the learned scale), NaN where
+    # the column holds no rule (then ``bounds`` holds)
+    points: np.ndarray
 
 
 @dataclass(slots=True)
@@ -411,7 +417,7 @@ class SpamModel:
         shuffled folds of the same mail), so it weighs the base models by how they travel.
         ``rule_priors``: rule name -> score (SpamAssassin's scores) for the blend's
         rules/structure model to start from; ``stock_rules``: those of them whose score is
-        SpamAssassin's (their corrections bounded by ``Hyper.stock_prior_bound``).
+        SpamAssassin's (their corrections bounded by ``Hyper.stock_rule_bound``).
         """
         y = np.asarray(y, dtype=np.int64)
         if len(set(y.tolist())) < 2:
@@ -434,9 +440,11 @@ class SpamModel:
         vec = np.zeros(self.vectorizer.n_meta)
         np.add.at(vec, cols, np.array([rule_priors[n] for n in names], dtype=float))
         bounds = np.full(self.vectorizer.n_meta, self.hyper.prior_bound)
+        points = np.full(self.vectorizer.n_meta, np.nan)
+        points[cols] = self.hyper.rule_bound
         stock = set(stock_rules)
-        bounds[cols[[n in stock for n in names]]] = self.hyper.stock_prior_bound
-        return _Priors(vec, bounds)
+        points[cols[[n in stock for n in names]]] = self.hyper.stock_rule_bound
+        return _Priors(vec, bounds, points)
 
     def _fit_base(
         self,
@@ -470,8 +478,14 @@ class SpamModel:
 
         total = np.asarray(xm @ prior.scores).reshape(-1, 1) / PRIOR_UNIT
         lr.fit(sp.hstack([xm, sp.csr_matrix(total)], format="csr"), y, sample_weight=w)
-        corr = np.clip(lr.coef_[0, :-1], -prior.bounds, prior.bounds)
         scale = lr.coef_[0, -1] / PRIOR_UNIT
+        # a rule's bound in points becomes log-odds at the learned scale: with the scale at
+        # 0.3 log-odds a point, a fixed bound of 0.5 log-odds would let a few thousand
+        # messages of one site turn a 1-point spam rule into ham evidence
+        rules = ~np.isnan(prior.points)
+        bounds = prior.bounds.copy()
+        bounds[rules] = prior.points[rules] * abs(scale)
+        corr = np.clip(lr.coef_[0, :-1], -bounds, bounds)
         lr.coef_ = (corr + scale * prior.scores).reshape(1, -1)
         lr.n_features_in_ = xm.shape[1]
         return lr

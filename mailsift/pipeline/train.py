@@ -286,7 +286,7 @@ def stock_rules(settings: Settings) -> frozenset[str]:
     """The configured rules defined in the stock SpamAssassin files (not ours, nor extra
     paths): their scores were fitted by SpamAssassin's perceptron on mass-checks of many
     sites' mail, and the rules/structure model keeps closer to them
-    (``Hyper.stock_prior_bound``) than to hand-set scores."""
+    (``Hyper.stock_rule_bound``) than to hand-set scores."""
     from mailsift.classifier.rules import stock_paths
     from mailsift.pipeline.extract import load_rules
 

@@ -100,7 +100,7 @@ def test_blend_is_stacked_out_of_source_and_calibrated() -> None:
 def test_rules_start_from_their_scores_and_learn_bounded_corrections() -> None:
     samples, y, groups = _sources()
     priors = {"SEEN_SPAMMY": 1.0, "NEVER_SEEN_BIG": 4.0, "NEVER_SEEN_SMALL": 0.5, "NICE": -2.0}
-    m = SpamModel("blend", n_features=2**16, hyper=Hyper(prior_bound=0.5)).fit(
+    m = SpamModel("blend", n_features=2**16, hyper=Hyper(rule_bound=0.5)).fit(
         samples, y, groups=groups, rule_priors=priors
     )
     assert m.meta_ is not None
@@ -110,9 +110,11 @@ def test_rules_start_from_their_scores_and_learn_bounded_corrections() -> None:
     big, small, nice = (coef[col[n]] for n in ("NEVER_SEEN_BIG", "NEVER_SEEN_SMALL", "NICE"))
     assert big > small > 0 > nice
     assert big / small == pytest.approx(8.0) and nice / small == pytest.approx(-4.0)
-    # a rule the mail did hit moves from there by at most the bound
+    # a rule the mail did hit moves from there by at most the bound: 0.5 score points at the
+    # learned scale (log-odds per point)
     scale = small / 0.5
-    assert abs(coef[col["SEEN_SPAMMY"]] - scale * 1.0) <= 0.5 + 1e-9
+    assert scale > 0
+    assert abs(coef[col["SEEN_SPAMMY"]] - scale * 1.0) <= 0.5 * scale + 1e-9
     # without priors an unseen rule weighs nothing
     plain = SpamModel("blend", n_features=2**16).fit(samples, y, groups=groups)
     assert plain.meta_ is not None and plain.meta_.coef_[0][col["NEVER_SEEN_BIG"]] == 0
@@ -123,24 +125,33 @@ def test_corrections_of_stock_scores_are_bounded_tighter_than_hand_set_ones() ->
     # two rules that hit the same spam, neither with a score of its own: what each weighs is
     # its learned correction, clipped to its bound
     twins = [
-        Sample(s.tokens, (*s.meta, "rule:OURS", "rule:STOCK")) if label else s
+        Sample(s.tokens, (*s.meta, "rule:OURS", "rule:STOCK", "st:SHAPE")) if label else s
         for s, label in zip(samples, y, strict=True)
     ]
-    priors = {"OURS": 0.0, "STOCK": 0.0, "NEVER_SEEN": 1.0}
-    hyper = Hyper(meta_c=10.0, prior_bound=1.0, stock_prior_bound=0.25)
+    priors = {"OURS": 1.0, "STOCK": 1.0, "NEVER_SEEN": 1.0}
+    hyper = Hyper(meta_c=10.0, prior_bound=0.3, rule_bound=1.0, stock_rule_bound=0.25)
     m = SpamModel("blend", n_features=2**16, hyper=hyper).fit(
         twins, y, groups=groups, rule_priors=priors, stock_rules={"STOCK"}
     )
     assert m.meta_ is not None
     coef = np.asarray(m.meta_.coef_[0])
-    col = dict(zip(priors, hash_columns([f"rule:{n}" for n in priors], m.vectorizer.n_meta)))
-    assert coef[col["OURS"]] == pytest.approx(1.0)
-    assert coef[col["STOCK"]] == pytest.approx(0.25)
+    names = [f"rule:{n}" for n in priors] + ["st:SHAPE"]
+    col = dict(zip([*priors, "SHAPE"], hash_columns(names, m.vectorizer.n_meta)))
+    # a rule's bound is in score points at the learned scale (what NEVER_SEEN's score of 1
+    # weighs): each twin weighs its score of 1 point plus its bound
+    scale = coef[col["NEVER_SEEN"]]
+    assert scale > 0
+    assert coef[col["OURS"]] == pytest.approx((1.0 + 1.0) * scale)
+    assert coef[col["STOCK"]] == pytest.approx((1.0 + 0.25) * scale)
+    # a column no rule's score speaks for is bounded in log-odds
+    assert coef[col["SHAPE"]] == pytest.approx(0.3)
     # the same rule trusted as a hand-set one learns as far as the wider bound
     m2 = SpamModel("blend", n_features=2**16, hyper=hyper).fit(
         twins, y, groups=groups, rule_priors=priors
     )
-    assert m2.meta_ is not None and m2.meta_.coef_[0][col["STOCK"]] == pytest.approx(1.0)
+    assert m2.meta_ is not None
+    scale2 = m2.meta_.coef_[0][col["NEVER_SEEN"]]
+    assert m2.meta_.coef_[0][col["STOCK"]] == pytest.approx((1.0 + 1.0) * scale2)
 
 
 def test_thresholds_come_from_the_model_unless_configured(tmp_path: Path) -> None:
