@@ -120,6 +120,15 @@ class RulesSettings(BaseModel):
     pcre: bool = True
     cache_dir: Path | None = None  # default: <var_dir>/cache/rules
     max_scan_bytes: int = 256 * 1024  # body text scanned by rules
+    # SpamAssassin's trust boundary in the Received chain (the relay rules read the first
+    # untrusted hop): networks as SpamAssassin writes them ("10.1.", "192.0.2.0/24",
+    # "!10.1.2.3", IPv6); 127/8 and ::1 always count. Unset (both None): trust is inferred
+    # (private IPs and authenticated hops trusted). With one of the two set the other is
+    # the same list. msa_networks: relays that take authenticated submissions (the hops
+    # before them count as trusted)
+    trusted_networks: list[str] | None = None
+    internal_networks: list[str] | None = None
+    msa_networks: list[str] = Field(default_factory=list)
     # skip rules that cannot change a reported hit (score 0, sub-rules no scoring rule uses),
     # as SpamAssassin does; `mailsift rules test --subrules` then shows only the used ones
     prune_unused: bool = True
@@ -139,6 +148,15 @@ class RulesSettings(BaseModel):
             "T_FUZZY_OPTOUT",
         ]
     )
+
+    @field_validator("trusted_networks", "internal_networks", "msa_networks")
+    @classmethod
+    def _networks(cls, v: list[str] | None) -> list[str] | None:
+        from mailsift.classifier.rules.relays import NetSet
+
+        if v is not None:
+            NetSet.parse(v)  # ValueError names the network that does not parse
+        return v
 
 
 class ModelSettings(BaseModel):

@@ -21,7 +21,9 @@ from mailsift.classifier.rules.relays import (
     MAX_LINE,
     MAX_RECEIVED,
     SKIP,
+    NetSet,
     Relay,
+    Trust,
     message_relays,
     parse_received_line,
     parse_relays,
@@ -236,3 +238,65 @@ def test_real_x_spam_relays_headers_cannot_inject_relays(engine: Build) -> None:
     assert hits(rs, pm) == {"NO_RELAYS", "UNTRUSTED_EMPTY"}
     r = message_relays(pm.raw_headers)
     assert r.trusted_str == r.untrusted_str == r.internal_str == r.external_str == ""
+
+
+TRUST_SA = json.loads((Path(__file__).parent / "data" / "trust_sa.json").read_text())
+
+
+def _trust(conf: dict[str, list[str]]) -> Trust | None:
+    return Trust.configured(conf.get("trusted"), conf.get("internal"), conf.get("msa", []))
+
+
+@pytest.mark.parametrize("name", sorted(TRUST_SA["cases"]))
+def test_configured_networks_split_the_chain_as_spamassassin_does(name: str) -> None:
+    case = TRUST_SA["cases"][name]
+    r = message_relays(_message(TRUST_SA["received"]).raw_headers, _trust(case["conf"]))
+    sa = case["sa"]
+    assert (r.trusted_str, r.untrusted_str) == (sa["Trusted"], sa["Untrusted"])
+    assert (r.internal_str, r.external_str) == (sa["Internal"], sa["External"])
+
+
+def test_without_configured_networks_trust_is_inferred() -> None:
+    # the first hop is from a public address: nothing is trusted
+    r = message_relays(_message(TRUST_SA["received"]).raw_headers, None)
+    assert r.trusted == [] and len(r.untrusted) == 3
+    assert Trust.configured(None, None, ["198.51.100.7"]) is None
+    # an authenticated hop stays trusted under configured networks too
+    hop = (
+        "from laptop (dyn-7.example.net [192.0.2.55]) (authenticated sender: a) by "
+        "sub.example.org (Postfix) with ESMTPSA id D1;" + DATE
+    )
+    r = message_relays(_message([hop]).raw_headers, Trust.configured(["203.0.113.0/24"], None))
+    assert [x.ip for x in r.trusted] == ["192.0.2.55"] and r.trusted[0].internal
+
+
+def test_network_lists_read_as_spamassassin_writes_them() -> None:
+    n = NetSet.parse(["!10.1.2.3 10.1.", "2001:db8::/32 !2001:db8:1::/64", "2001:db8:1::1"])
+    inside = ["10.1.2.4", "10.1.255.1", "2001:db8::5", "2001:db8:1::1", "::ffff:10.1.9.9"]
+    outside = ["10.1.2.3", "10.2.0.1", "2001:db8:1::2", "192.0.2.1", "junk", ""]
+    assert all(ip in n for ip in inside)
+    assert not any(ip in n for ip in outside)
+    # loopback is always in, unless excluded; the most specific entry decides
+    assert "127.0.0.1" in n and "::1" in n
+    assert "127.0.0.2" not in NetSet.parse(["!127.0.0.2"])
+    assert "10.0.1.5" in NetSet.parse(["10.0.1/24"])
+    for bad in ("10.1", "10.1.2.300", "10.0.0.0/x", "example.org"):
+        with pytest.raises(ValueError):
+            NetSet.parse([bad])
+
+
+def test_settings_take_the_networks_and_refuse_bad_ones(tmp_path: Path) -> None:
+    from mailsift.classifier.rules import load_ruleset
+    from mailsift.config import load_settings
+
+    with pytest.raises(ValueError, match="incomplete IPv4"):
+        load_settings(rules={"trusted_networks": ["10.1"]})
+    cf = tmp_path / "relay.cf"
+    cf.write_text("header UNTRUSTED_HOP X-Spam-Relays-Untrusted =~ /ip=203\\.0\\.113\\.10 /\n")
+    common = {"use_stock": False, "use_default": False, "extra_paths": [str(cf)]}
+    common["cache_dir"] = str(tmp_path / "cache")
+    pm = _message(TRUST_SA["received"])
+    inferred = load_ruleset(load_settings(rules=common))
+    assert inferred.trust is None and hits(inferred, pm) == {"UNTRUSTED_HOP"}
+    site = load_ruleset(load_settings(rules={**common, "trusted_networks": ["203.0.113.0/24"]}))
+    assert site.trust is not None and hits(site, pm) == set()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from mailsift.classifier.rules.engine import RuleSet
 from mailsift.classifier.rules.parser import rule_files
+from mailsift.classifier.rules.relays import Trust
 from mailsift.classifier.rules.views import render_body
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ def configured_paths(settings: Settings) -> list[Path]:
 
 def load_ruleset(settings: Settings) -> RuleSet:
     """The configured rule set, with its Hyperscan databases cached under the cache dir."""
-    return RuleSet.load(
+    rules = RuleSet.load(
         configured_paths(settings),
         cache_dir=settings.rules_cache_dir,
         use_hyperscan=settings.rules.hyperscan,
@@ -78,3 +79,9 @@ def load_ruleset(settings: Settings) -> RuleSet:
         prune_unused=settings.rules.prune_unused,
         use_pcre=settings.rules.pcre,
     )
+    rules.trust = Trust.configured(
+        settings.rules.trusted_networks,
+        settings.rules.internal_networks,
+        settings.rules.msa_networks,
+    )
+    return rules

@@ -55,7 +55,7 @@ from mailsift.classifier.rules.perlre import (
     possessive,
     translate,
 )
-from mailsift.classifier.rules.relays import PSEUDO_HEADERS
+from mailsift.classifier.rules.relays import PSEUDO_HEADERS, Trust
 from mailsift.classifier.rules.targets import (
     HS_VERSION,
     MODE_HS,
@@ -545,6 +545,17 @@ class RuleSet:
                 self.warnings.append(f"cannot write rules cache: {exc}")
 
     # -- evaluation ---------------------------------------------------------------------
+    @property
+    def trust(self) -> Trust | None:
+        """The configured trusted / internal / MSA networks the relay rules split the
+        Received chain by (:class:`~mailsift.classifier.rules.relays.Trust`); None: trust is
+        inferred, as SpamAssassin does without ``trusted_networks``."""
+        return self._evaluator.trust
+
+    @trust.setter
+    def trust(self, trust: Trust | None) -> None:
+        self._evaluator.trust = trust
+
     def hit_values(self, pm: ParsedMessage, budget: ScanBudget | None = None) -> list[int]:
         """Raw per-rule values (index as in :attr:`names`), metas included.
 

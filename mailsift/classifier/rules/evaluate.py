@@ -34,6 +34,7 @@ from typing import Any
 
 from mailsift.budget import ScanBudget
 from mailsift.classifier.rules import evals as evals_mod
+from mailsift.classifier.rules.relays import Trust
 from mailsift.classifier.rules.targets import (
     MODE_HS,
     MODE_PREFILTER,
@@ -100,6 +101,9 @@ class Evaluator:
         self._meta_fn = meta_fn
         self._names = names
         self._max_scan_bytes = max_scan_bytes
+        # the configured trusted / internal networks the relay rules split by (None: trust
+        # inferred, as SpamAssassin does without trusted_networks)
+        self.trust: Trust | None = None
         self._local = threading.local()
         # requests for one real header, by its name (most name a header a message lacks:
         # their if-unset values are set up front, and only present headers are read)
@@ -147,7 +151,7 @@ class Evaluator:
     def hit_values(self, pm: ParsedMessage, budget: ScanBudget | None = None) -> list[int]:
         """Raw per-rule values (index as in the rule set's names), metas included."""
         h = [0] * len(self._names)
-        self._run_stages(MessageViews(pm, self._max_scan_bytes), h, budget)
+        self._run_stages(MessageViews(pm, self._max_scan_bytes, self.trust), h, budget)
         self._meta_fn(h)
         return h
 

@@ -4,10 +4,13 @@ A port of SpamAssassin 4.0's ``Mail::SpamAssassin::Message::Metadata::Received``
 :func:`parse_received_line` reads one Received header as the MTA formats it knows, in
 their order (with the handovers it skips and its fall-through), and :func:`parse_relays`
 walks a message's Received headers top first, the originating-IP headers appended as
-synthetic ones, and infers trust as SpamAssassin does when ``trusted_networks`` is not
-configured: a hop from a private IP or an authenticated hop is trusted, the first other
-hop ends trust, and internal is trusted. A POP/IMAP fetcher's handover inside the trusted
-part restarts the trusted list. The result gives the four pseudo-headers
+synthetic ones, and splits them by trust as SpamAssassin does. With ``trusted_networks``
+/ ``internal_networks`` configured (:class:`Trust`), a hop from a listed network or an
+authenticated hop keeps the chain trusted (internal, when also in the internal networks),
+the first other hop ends it, and a hop from ``msa_networks`` makes the rest trusted.
+Without them trust is inferred: a hop from a private IP or an authenticated hop is
+trusted, the first other hop ends trust, and internal is trusted. A POP/IMAP fetcher's
+handover inside the trusted part restarts the trusted list. The result gives the four pseudo-headers
 ``X-Spam-Relays-{Trusted,Untrusted,Internal,External}`` (each relay as
 ``[ ip=... rdns=... helo=... by=... ident=... envfrom=... intl=0|1 id=... auth=... msa=0 ]``)
 and the counts RelayEval's tests read.
@@ -22,6 +25,7 @@ into equivalents with the same matches (see the comments at each).
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import re
 from collections.abc import Iterable, Sequence
@@ -1121,13 +1125,115 @@ def originating_lines(headers: Sequence[tuple[str, str]]) -> list[str]:
     return out
 
 
-def parse_relays(received: Iterable[str], originating: Iterable[str] = ()) -> Relays:
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _network(spec: str) -> _Network:
+    """One network as SpamAssassin's NetSet reads it: ``a.b.c.d``, ``a.b.`` (the mask
+    implied by the octets given), ``a.b.c/24`` (missing octets 0), IPv6 with optional
+    brackets, ``/len`` masks. ValueError when it is none of these."""
+    text = spec.strip()
+    mask: int | None = None
+    if "/" in text:
+        text, _, m = text.partition("/")
+        if not m.isdigit():
+            raise ValueError(f"bad mask length in network {spec!r}")
+        mask = int(m)
+    text = text.strip("[]")
+    if ":" in text:
+        return ipaddress.IPv6Network(f"{text}/{128 if mask is None else mask}", strict=False)
+    octets = text.split(".")
+    implied = 32
+    if octets and octets[-1] == "":  # "10.1." : the octets given, the rest any
+        octets = octets[:-1]
+        implied = 8 * len(octets)
+    if not 1 <= len(octets) <= 4 or not all(o.isdigit() and int(o) <= 255 for o in octets):
+        raise ValueError(f"not an IPv4 or IPv6 network: {spec!r}")
+    if mask is None and implied == 32 and len(octets) < 4:
+        raise ValueError(f"an incomplete IPv4 address needs a trailing dot or a mask: {spec!r}")
+    full = ".".join([*octets, *["0"] * (4 - len(octets))])
+    return ipaddress.IPv4Network(f"{full}/{implied if mask is None else mask}", strict=False)
+
+
+# always in the trusted and internal networks (SpamAssassin adds them to any configuration)
+_LOOPBACK = ("127.0.0.0/8", "::1")
+
+
+@dataclass(frozen=True, slots=True)
+class NetSet:
+    """A list of networks as SpamAssassin's ``trusted_networks`` takes it: ``!net``
+    excludes a network; the most specific entry that holds an address decides (the order
+    SpamAssassin documents as predictable: its Patricia-trie lookup)."""
+
+    entries: tuple[tuple[_Network, bool], ...] = ()  # (network, excluded), most specific first
+
+    @classmethod
+    def parse(cls, specs: Iterable[str], *, loopback: bool = True) -> NetSet:
+        out: list[tuple[_Network, bool]] = []
+        for spec in specs:
+            for word in spec.split():
+                excluded = word.startswith("!")
+                out.append((_network(word[1:] if excluded else word), excluded))
+        if loopback:
+            out.extend((_network(n), False) for n in _LOOPBACK)
+        # stable: among equally specific entries the first listed decides
+        out.sort(key=lambda e: -e[0].prefixlen)
+        return cls(tuple(out))
+
+    def __contains__(self, ip: object) -> bool:
+        if not isinstance(ip, str) or not ip:
+            return False
+        try:
+            addr: _Address = ipaddress.ip_address(ip.strip("[]").split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        for net, excluded in self.entries:
+            if addr.version == net.version and addr in net:
+                return not excluded
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Trust:
+    """The configured trust boundary (SpamAssassin's ``trusted_networks``,
+    ``internal_networks`` and ``msa_networks``). With only one of the first two given, the
+    other is the same list, as in SpamAssassin; with neither, :func:`parse_relays` infers
+    trust and this is not used."""
+
+    trusted: NetSet
+    internal: NetSet
+    msa: NetSet = NetSet()
+
+    @classmethod
+    def configured(
+        cls,
+        trusted: Sequence[str] | None,
+        internal: Sequence[str] | None,
+        msa: Sequence[str] = (),
+    ) -> Trust | None:
+        """The trust of the given network lists; None when neither ``trusted`` nor
+        ``internal`` is set (trust is then inferred). ValueError on a bad network."""
+        if trusted is None and internal is None:
+            return None
+        t = NetSet.parse(trusted if trusted is not None else internal or ())
+        i = NetSet.parse(internal if internal is not None else trusted or ())
+        return cls(t, i, NetSet.parse(msa, loopback=False))
+
+
+def parse_relays(
+    received: Iterable[str], originating: Iterable[str] = (), trust: Trust | None = None
+) -> Relays:
     """The relays of a message: ``received`` holds its Received header texts top first
     (:func:`header_text`), ``originating`` the synthetic lines of :func:`originating_lines`.
-    Trust is inferred as SpamAssassin does without ``trusted_networks``."""
+    ``trust``: the configured networks; None: trust is inferred as SpamAssassin infers it
+    without ``trusted_networks``."""
     out = Relays()
     in_trusted = True
     in_internal = True
+    found_msa = False
     allow_fetch_markers = True
     qms_pending: str | None = None
     lines = [*itertools.islice(received, MAX_RECEIVED), *originating]
@@ -1149,9 +1255,20 @@ def parse_relays(received: Iterable[str], originating: Iterable[str] = ()) -> Re
             continue
         if qms_env_from is not None:
             relay.envfrom = qms_env_from
-        if in_trusted and not relay.ip_private and not relay.auth:
-            in_trusted = False
-            in_internal = False
+        if in_trusted and not found_msa:
+            if trust is None:
+                if not relay.ip_private and not relay.auth:
+                    in_trusted = False
+                    in_internal = False
+            elif not relay.auth and relay.ip not in trust.trusted:
+                in_trusted = False  # the trust chain ends here
+                in_internal = False  # not trusted is not internal
+            else:
+                if in_internal and not relay.auth and relay.ip not in trust.internal:
+                    in_internal = False
+                if relay.ip in trust.msa:  # the hops before it were the sender's own
+                    found_msa = True
+                    relay.msa = True
         relay.internal = in_internal
         relay.as_string = as_string(relay)
         if in_trusted:
@@ -1175,10 +1292,10 @@ def _header_bytes(value: str) -> bytes:
         return value.encode("utf-8", "replace")
 
 
-def message_relays(raw_headers: Sequence[tuple[str, str]]) -> Relays:
+def message_relays(raw_headers: Sequence[tuple[str, str]], trust: Trust | None = None) -> Relays:
     """The relays of a message from its undecoded, unfolded headers (name, value) in order
     (``ParsedMessage.raw_headers``: other filters' headers, X-Spam-Relays-* among them,
-    are not there)."""
+    are not there); ``trust`` as in :func:`parse_relays`."""
     received: list[str] = []
     for k, v in raw_headers:
         if k.lower() == "received":
@@ -1192,7 +1309,7 @@ def message_relays(raw_headers: Sequence[tuple[str, str]]) -> Relays:
             if k.lower() in _ORIG_LOWER
         ]
     )
-    return parse_relays(received, originating)
+    return parse_relays(received, originating, trust)
 
 
 _ORIG_LOWER = frozenset(h.lower() for h in ORIGINATING_IP_HEADERS)

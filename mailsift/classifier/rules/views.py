@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from mailsift.classifier.rules.relays import PSEUDO_HEADERS, Relays, message_relays
+from mailsift.classifier.rules.relays import PSEUDO_HEADERS, Relays, Trust, message_relays
 from mailsift.message import ParsedMessage, decode_header_value, parse_addresses
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -26,9 +26,10 @@ MAX_ADDRESS_HEADER = 4096  # characters of an address header parsed for :addr / 
 class MessageViews:
     """Lazily built byte views of one message, shared by all targets."""
 
-    def __init__(self, pm: ParsedMessage, max_scan_bytes: int) -> None:
+    def __init__(self, pm: ParsedMessage, max_scan_bytes: int, trust: Trust | None = None) -> None:
         self.pm = pm
         self.max = max_scan_bytes
+        self.trust = trust  # the configured trusted / internal networks (None: inferred)
         self._body: bytes | None = None
         self._rawbody: bytes | None = None
         self._full: bytes | None = None
@@ -66,7 +67,7 @@ class MessageViews:
         """The message's relays as SpamAssassin parses its Received headers (once)."""
         r: Relays | None = self.memo.get("relays")
         if r is None:
-            r = message_relays(self.pm.raw_headers)
+            r = message_relays(self.pm.raw_headers, self.trust)
             self.memo["relays"] = r
         return r
 
