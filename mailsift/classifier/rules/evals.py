@@ -65,6 +65,11 @@ Tests (arguments in brackets):
   :func:`freemail_args`): ``check_freemail_from([regex])``,
   ``check_freemail_header(header, [regex])``, ``check_freemail_body([regex])`` and
   ``check_freemail_replyto(['replyto'|'reply'])``.
+- The FromNameSpoof plugin (:class:`FromNameConf`, :func:`fromname_args`):
+  ``check_fromname_spoof([level])``, ``check_fromname_different``,
+  ``check_fromname_domain_differ``, ``check_fromname_contains_email``,
+  ``check_fromname_equals_to``, ``check_fromname_owners_differ`` and
+  ``check_fromname_equals_replyto``.
 - RelayEval, on the relays of the Received headers (:mod:`.relays`): ``check_no_relays``,
   ``check_relays_unparseable``, ``check_all_trusted``, ``helo_ip_mismatch`` and
   ``check_for_no_rdns_dotcom_helo``.
@@ -1644,6 +1649,196 @@ def freemail_replyto(v: MessageViews, args: tuple[Any, ...]) -> int:
     return int(any(b != r for b in found for r in reply))
 
 
+# ---- SpamAssassin's FromNameSpoof plugin -------------------------------------------------
+# Mail::SpamAssassin::Plugin::FromNameSpoof (4.0): the From display name holds an address
+# (close to the whole name: at most ``fns_extrachars`` other characters) that differs from
+# the From address, its domain or its owner (``fns_add_addrlist``, else the domain's first
+# label). ``fns_ignore_dkim`` is not applied: as in SpamAssassin with local tests only,
+# where no DKIM signature is verified. Domains are registrable domains (the public suffix
+# list) of hosts with a ``util_rb_tld`` TLD, where SpamAssassin trims with its own 2- and
+# 3-level TLD lists.
+
+
+@dataclass(frozen=True, slots=True)
+class FromNameConf:
+    tlds: frozenset[str]
+    owners: tuple[tuple[str, tuple[str, ...]], ...]  # (owner, address globs), by owner
+    ignore_headers: tuple[str, ...]
+    extrachars: float
+    check: int  # fns_check: 0 address, 1 and owner, 2 and domain differ
+
+
+FROMNAME_EVALS = frozenset(
+    {
+        "check_fromname_spoof",
+        "check_fromname_different",
+        "check_fromname_domain_differ",
+        "check_fromname_contains_email",
+        "check_fromname_equals_to",
+        "check_fromname_owners_differ",
+        "check_fromname_equals_replyto",
+    }
+)
+_FNS_NAME_ADDR_RE = re.compile(
+    r"\b([\w.!#$%&'*+/=?^_`{|}~-]+@\w[\w-]*\.\w[\w.-]++)\b", re.IGNORECASE
+)
+_FNS_NOT_ALNUM_RE = re.compile(r"[^a-z0-9]")
+_PCT_ENCODED_RE = re.compile(r"%(?:2[1-9a-f]|[3-6][0-9a-f]|7[0-9a-e])")
+_FQDN_LABEL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+
+
+def fromname_args(name: str, args: tuple[Any, ...], p: ParsedRules) -> tuple[Any, ...]:
+    """``(conf, *args)``: FromNameSpoof's configuration read at load, then the arguments."""
+    check = int(p.settings.get("fns_check", PLUGIN_SETTINGS["fns_check"]))
+    if name == "check_fromname_spoof" and args and str(args[0]).strip() in ("0", "1", "2"):
+        check = int(str(args[0]).strip().split(".")[0])
+    conf = FromNameConf(
+        tlds=frozenset(p.valid_tlds),
+        owners=tuple(sorted((o, tuple(g)) for o, g in p.fns_addrlists.items() if g)),
+        ignore_headers=tuple(sorted(p.fns_ignore_headers)),
+        extrachars=p.settings.get("fns_extrachars", PLUGIN_SETTINGS["fns_extrachars"]),
+        check=check if check in (0, 1, 2) else 1,
+    )
+    return (conf,)
+
+
+def _mailto_domain(addr: str, tlds: frozenset[str]) -> str | None:
+    """RegistryBoundaries' ``uri_to_domain("mailto:addr")``: the registrable domain of the
+    address's host, None for several "@", none, a percent-encoded host, an invalid host
+    name or TLD."""
+    addr = addr.lower().split("?", 1)[0]
+    if addr.count("@") != 1:
+        return None
+    host = addr.rpartition("@")[2]
+    if _PCT_ENCODED_RE.search(host):
+        return None
+    if IS_IPV4_ADDRESS.match(host):
+        return host
+    labels = host.split(".")
+    if len(labels) < 2 or not all(_FQDN_LABEL_RE.match(label) for label in labels):
+        return None
+    if labels[-1] not in tlds:
+        return None
+    return registrable_domain(host)
+
+
+def _fns_owner(addr: str, domain: str, conf: FromNameConf) -> str:
+    for owner, globs in conf.owners:
+        if _glob_re(globs).match(addr):
+            return owner
+    local, _, host = addr.rpartition("@")
+    if local and host != domain:
+        return _fns_owner(f"{local}@{domain}", domain, conf)
+    return domain.split(".", 1)[0] if "." in domain else domain
+
+
+def _to_addrs(v: MessageViews) -> list[str]:
+    """SpamAssassin's ``all_to_addrs``: the first Resent-To and Resent-Cc, else the "for"
+    address of the three newest Received headers and the recipient headers."""
+    addrs = _fm_addrs_raw(v, "Resent-To:first") + _fm_addrs_raw(v, "Resent-Cc:first")
+    if not addrs:
+        for line in v.header_values("received", False)[:3]:
+            m = re.search(r" for <?(\S+@(\S+?))>?;", line)
+            if m and _mailto_domain(m.group(1), frozenset({m.group(2).rpartition(".")[2]})):
+                addrs.append(m.group(1))
+        for h in (
+            "To",
+            "Apparently-To",
+            "Delivered-To",
+            "Envelope-Recipients",
+            "Apparently-Resent-To",
+            "X-Envelope-To",
+            "Envelope-To",
+            "X-Delivered-To",
+            "X-Original-To",
+            "X-Rcpt-To",
+            "X-Real-To",
+            "Cc",
+        ):
+            addrs += _fm_addrs_raw(v, h)
+    return list(dict.fromkeys(addrs))
+
+
+def _fm_addrs_raw(v: MessageViews, request: str) -> list[str]:
+    name, *mods = request.split(":")
+    text = header_request(v, name, (*(m.lower() for m in mods if m), "addr"))
+    if text is None:
+        return []
+    return [a for a in text.decode("utf-8", "surrogateescape").split("\n") if a]
+
+
+def _fromname_flags(v: MessageViews, conf: FromNameConf) -> frozenset[str]:
+    """FromNameSpoof's findings for the message (once): "contains_email",
+    "address_different", "domain_different", "owner_different", "equals_replyto",
+    "equals_to"."""
+    key = ("fromname", conf)
+    if key in v.memo:
+        cached: frozenset[str] = v.memo[key]
+        return cached
+    flags: set[str] = set()
+    v.memo[key] = frozenset()
+    for h in conf.ignore_headers:
+        text = header_request(v, h, ())
+        if text and text.strip(b"\n") not in (b"", b"0"):
+            return frozenset()
+    from_addrs = _fm_addrs(v, "From")
+    from_addr = from_addrs[0] if from_addrs else ""
+    from_domain = _mailto_domain(from_addr, conf.tlds)
+    if from_domain is None:
+        return frozenset()
+    names = header_request(v, "From", ("name",))
+    fromname = names.decode("utf-8", "surrogateescape").split("\n")[0].lower() if names else ""
+    m = _FNS_NAME_ADDR_RE.search(fromname)
+    if m is None:
+        return frozenset()
+    fromname_addr = m.group(1)
+    fromname_domain = _mailto_domain(fromname_addr, conf.tlds)
+    if fromname_domain is None:
+        return frozenset()
+    flags.add("contains_email")
+    nochar = len(_FNS_NOT_ALNUM_RE.findall(fromname)) - len(
+        _FNS_NOT_ALNUM_RE.findall(fromname_addr)
+    )
+    if len(fromname) + nochar - len(fromname_addr) > conf.extrachars:
+        v.memo[key] = frozenset(flags)
+        return v.memo[key]  # type: ignore[no-any-return]
+    if fromname_addr != from_addr:
+        flags.add("address_different")
+    if fromname_domain != from_domain:
+        flags.add("domain_different")
+    if _fns_owner(fromname_addr, fromname_domain, conf) != _fns_owner(from_addr, from_domain, conf):
+        flags.add("owner_different")
+    replyto = _fm_addrs(v, "Reply-To")
+    if fromname_addr == (replyto[0] if replyto else ""):
+        flags.add("equals_replyto")
+    if fromname_addr in _to_addrs(v):
+        flags.add("equals_to")
+    v.memo[key] = frozenset(flags)
+    return v.memo[key]  # type: ignore[no-any-return]
+
+
+def fromname_spoof(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """``check_fromname_spoof([level])``: the name's address differs from the From address
+    (``fns_check`` 0), and its owner (1) or its domain (2) too."""
+    conf: FromNameConf = args[0]
+    f = _fromname_flags(v, conf)
+    if "address_different" not in f:
+        return 0
+    return int(
+        conf.check == 0
+        or (conf.check == 1 and "owner_different" in f)
+        or (conf.check == 2 and "domain_different" in f)
+    )
+
+
+def _fns_flag(flag: str) -> EvalFn:
+    def test(v: MessageViews, args: tuple[Any, ...]) -> int:
+        return int(flag in _fromname_flags(v, args[0]))
+
+    test.__name__ = f"fromname_{flag}"
+    return test
+
+
 def check_args(name: str, args: tuple[Any, ...]) -> None:
     """Refuse (ValueError, the skip reason) eval sub-tests we do not compute, so that their
     rules are reported as skipped rather than silently never hitting."""
@@ -1721,6 +1916,14 @@ EVALS: dict[str, EvalFn] = {
     "check_freemail_replyto": freemail_replyto,
     "check_freemail_header": freemail_header,
     "check_freemail_body": freemail_body,
+    # FromNameSpoof
+    "check_fromname_spoof": fromname_spoof,
+    "check_fromname_different": _fns_flag("address_different"),
+    "check_fromname_domain_differ": _fns_flag("domain_different"),
+    "check_fromname_contains_email": _fns_flag("contains_email"),
+    "check_fromname_equals_to": _fns_flag("equals_to"),
+    "check_fromname_owners_differ": _fns_flag("owner_different"),
+    "check_fromname_equals_replyto": _fns_flag("equals_replyto"),
     # RelayEval
     "check_no_relays": relays_none,
     "check_relays_unparseable": relays_unparseable,

@@ -8,7 +8,8 @@ Syntax (see ``Mail::SpamAssassin::Conf``): one directive a line, ``#`` starts a 
 ours since we run with neither Bayes nor network tests), ``tflags``, ``enlist_addrlist``
 (address globs for ``check_from_in_list`` and ``check_replyto_in_list``), the FreeMail
 plugin's lists (``freemail_domains``, ``freemail_welcomelist``/``_whitelist``) with the TLDs
-its address regex needs (``util_rb_tld``), the numeric plugin settings of
+its address regex needs (``util_rb_tld``), FromNameSpoof's ``fns_add_addrlist`` /
+``fns_remove_addrlist`` and ``fns_ignore_headers``, the numeric plugin settings of
 :data:`PLUGIN_SETTINGS`, the ReplaceTags
 directives (``replace_tag``/``_pre``/``_inter``/``_post``/``_rules``), and the conditional
 blocks ``ifplugin`` / ``if`` / ``else`` / ``endif``. Every other directive (``lang``,
@@ -50,6 +51,7 @@ AVAILABLE_PLUGINS = frozenset(
         "Mail::SpamAssassin::Plugin::VBounce",
         "Mail::SpamAssassin::Plugin::MIMEHeader",
         "Mail::SpamAssassin::Plugin::FreeMail",
+        "Mail::SpamAssassin::Plugin::FromNameSpoof",
     }
 )
 
@@ -69,6 +71,7 @@ PLUGIN_SETTING_ALIASES = {
     "freemail_import_whitelist_auth": "freemail_import_welcomelist_auth",
     "freemail_import_def_whitelist_auth": "freemail_import_def_welcomelist_auth",
 }
+_FNS_ADDRLIST_RE = re.compile(r"^\((.+?)\)\s+(.+)\Z", re.DOTALL)
 _NUMERIC_RE = re.compile(r"^-?\d+(?:\.\d+)?$|^-?\.\d+$")
 # FreeMail's freemail_domains entries: letters, digits, ".", "-" and the wildcards "*", "?"
 _FREEMAIL_DOMAIN_RE = re.compile(r"^[a-zA-Z0-9.*?-]+$")
@@ -147,6 +150,10 @@ class ParsedRules:
     freemail_wildcards: set[str] = field(default_factory=set)
     freemail_welcomelist: set[str] = field(default_factory=set)
     valid_tlds: set[str] = field(default_factory=set)
+    # FromNameSpoof: ``fns_add_addrlist (owner) glob ...`` (owner lower-cased, globs as for
+    # enlist_addrlist) and ``fns_ignore_headers``
+    fns_addrlists: dict[str, list[str]] = field(default_factory=dict)
+    fns_ignore_headers: set[str] = field(default_factory=set)
     # the :data:`PLUGIN_SETTINGS` set by a directive (the last one wins)
     settings: dict[str, float] = field(default_factory=dict)
     inactive: dict[str, str] = field(default_factory=dict)  # name -> hiding condition
@@ -322,6 +329,19 @@ def _directive(key: str, rest: str, where: str, out: ParsedRules) -> None:
                 out.warnings.append(f"{where}: invalid {key} entry {e[:60]!r}")
             else:
                 out.freemail_welcomelist.add(e)
+    elif key in ("fns_add_addrlist", "fns_remove_addrlist"):
+        m = _FNS_ADDRLIST_RE.match(rest)
+        if m is None:
+            out.warnings.append(f"{where}: bad {key} {rest[:60]!r}")
+        else:
+            globs = out.fns_addrlists.setdefault(m.group(1).lower(), [])
+            items = m.group(2).lower().split()
+            if key == "fns_add_addrlist":
+                globs.extend(g for g in items if g not in globs)
+            else:
+                globs[:] = [g for g in globs if g not in items]
+    elif key == "fns_ignore_headers":
+        out.fns_ignore_headers.update(rest.split())
     elif key == "util_rb_tld":
         out.valid_tlds.update(_ace(t) for t in rest.split())
     elif key in PLUGIN_SETTINGS or key in PLUGIN_SETTING_ALIASES:
