@@ -222,3 +222,60 @@ def test_bad_arguments_are_skipped_with_a_reason() -> None:
     assert "header name" in reasons["FM_NOHDR"]
     none = RuleSet.from_text("header FM_X eval:check_freemail_from()\n", use_hyperscan=False)
     assert dict(none.skipped)["FM_X"] == "no freemail_domains defined"
+
+
+# ---- FromNameSpoof -------------------------------------------------------------------------
+
+
+def test_fromname_spoof(stock_rules: RuleSet) -> None:
+    spoof = {"From": '"billing@paypal.com" <alerts@secure-pay.example.net>'}
+    got = hits(stock_rules, msg(spoof))
+    assert "__PLUGIN_FROMNAME_SPOOF" in got
+    assert "T_FROMNAME_SPOOFED_EMAIL" in got
+    # the name's address is the From address
+    same = {"From": '"alerts@secure-pay.example.net" <alerts@secure-pay.example.net>'}
+    assert "__PLUGIN_FROMNAME_SPOOF" not in hits(stock_rules, msg(same))
+    # fns_check 1: another address of the same owner (domain's first label) is no spoof
+    owner = {"From": '"billing@paypal.com" <alerts@mail.paypal.com>'}
+    assert "__PLUGIN_FROMNAME_SPOOF" not in hits(stock_rules, msg(owner))
+    # fns_extrachars 50: an address lost in a long name is not taken
+    long_name = "Please read this long note from our team about billing@paypal.com today ok"
+    assert "__PLUGIN_FROMNAME_SPOOF" not in hits(
+        stock_rules, msg({"From": f'"{long_name}" <alerts@secure-pay.example.net>'})
+    )
+    # fns_ignore_headers List-Id
+    listed = {**spoof, "List-Id": "<announce.lists.example.org>"}
+    assert "__PLUGIN_FROMNAME_SPOOF" not in hits(stock_rules, msg(listed))
+
+
+def test_fromname_equals_to(stock_rules: RuleSet) -> None:
+    got = hits(stock_rules, msg({"From": '"someone@example.net" <x@spam.example.org>'}))
+    assert "T_FROMNAME_EQUALS_TO" in got
+
+
+FNS_RULES = """
+util_rb_tld com net org
+fns_add_addrlist (bank) *@bank.com *@bank-alerts.net
+header FNS_SPOOF eval:check_fromname_spoof()
+header FNS_DIFF eval:check_fromname_different()
+header FNS_DOM eval:check_fromname_domain_differ()
+header FNS_OWN eval:check_fromname_owners_differ()
+header FNS_EMAIL eval:check_fromname_contains_email()
+header FNS_REPLY eval:check_fromname_equals_replyto()
+"""
+
+
+def test_fromname_owner_lists() -> None:
+    rs = RuleSet.from_text(FNS_RULES, use_hyperscan=False)
+    got = hits(rs, msg({"From": '"info@bank.com" <notice@bank-alerts.net>'}))
+    # another address and domain, but one owner (fns_add_addrlist): not a spoof at fns_check 1
+    assert {"FNS_EMAIL", "FNS_DIFF", "FNS_DOM"} <= got
+    assert "FNS_OWN" not in got and "FNS_SPOOF" not in got
+    got = hits(
+        rs,
+        msg({"From": '"info@bank.com" <notice@other.org>', "Reply-To": "info@bank.com"}),
+    )
+    assert {"FNS_SPOOF", "FNS_OWN", "FNS_REPLY"} <= got
+    level2 = RuleSet.from_text(FNS_RULES + "fns_check 2\n", use_hyperscan=False)
+    got = hits(level2, msg({"From": '"info@bank.com" <notice@bank-alerts.net>'}))
+    assert "FNS_SPOOF" in got  # fns_check 2: the domains differ
