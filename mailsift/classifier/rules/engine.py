@@ -269,6 +269,10 @@ class RuleSet:
                         args = evals_mod.addrlist_args(args, p.addrlists)
                     elif rd.eval_name in evals_mod.URIHOST_EVALS:
                         args = evals_mod.urihost_args(rd.eval_name, args, p.urihosts)
+                    elif rd.eval_name in evals_mod.FREEMAIL_EVALS:
+                        args = evals_mod.freemail_args(rd.eval_name, args, p)
+                    elif rd.eval_name in evals_mod.FROMNAME_EVALS:
+                        args = evals_mod.fromname_args(rd.eval_name, args, p)
                 except ValueError as exc:
                     self.skipped.append((name, str(exc)))
                     continue

@@ -59,6 +59,17 @@ Tests (arguments in brackets):
   meaning; lists are resolved at load, :func:`addrlist_args`).
   ``check_uri_host_listed(list)``: a link's host or a parent domain of it is on an
   ``enlist_uri_host (list)`` line (:func:`urihost_args`).
+- HeaderEval's ``check_equal_from_domains()``: the From and envelope-sender domains differ
+  in their last two labels.
+- The FreeMail plugin (:class:`FreemailConf`, its configuration read at load by
+  :func:`freemail_args`): ``check_freemail_from([regex])``,
+  ``check_freemail_header(header, [regex])``, ``check_freemail_body([regex])`` and
+  ``check_freemail_replyto(['replyto'|'reply'])``.
+- The FromNameSpoof plugin (:class:`FromNameConf`, :func:`fromname_args`):
+  ``check_fromname_spoof([level])``, ``check_fromname_different``,
+  ``check_fromname_domain_differ``, ``check_fromname_contains_email``,
+  ``check_fromname_equals_to``, ``check_fromname_owners_differ`` and
+  ``check_fromname_equals_replyto``.
 - RelayEval, on the relays of the Received headers (:mod:`.relays`): ``check_no_relays``,
   ``check_relays_unparseable``, ``check_all_trusted``, ``helo_ip_mismatch`` and
   ``check_for_no_rdns_dotcom_helo``.
@@ -72,10 +83,14 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from mailsift.classifier.rules.parser import PLUGIN_SETTINGS, ParsedRules
+from mailsift.classifier.rules.perlre import RegexError, compile_python, translate
 from mailsift.classifier.rules.relays import IS_IP_PRIVATE, IS_IPV4_ADDRESS
+from mailsift.classifier.rules.views import header_request
 from mailsift.message import address_of, parse_date, registrable_domain
 
 if TYPE_CHECKING:
@@ -1298,6 +1313,532 @@ def no_rdns_dotcom_helo(v: MessageViews, args: tuple[Any, ...]) -> int:
     return found
 
 
+_SECOND_LEVEL_RE = re.compile(r"^.+\.([^.]+\.[^.]+)\Z", re.DOTALL)
+
+
+def _second_level(addr: str) -> str:
+    """HeaderEval's domain of an address: after its last "@", cut to the last two labels."""
+    if "@" not in addr:
+        return ""
+    domain = addr.rpartition("@")[2]
+    m = _SECOND_LEVEL_RE.match(domain)
+    return m.group(1) if m else domain
+
+
+def equal_from_domains(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """HeaderEval's ``check_equal_from_domains()``: the last two labels of the From address's
+    domain differ from the envelope sender's (the first address of each; no hit when either
+    is missing)."""
+    from_addrs = _fm_addrs(v, "From")
+    from_domain = _second_level(from_addrs[0]) if from_addrs else ""
+    if not from_domain:
+        return 0
+    env_addrs = _fm_addrs(v, "EnvelopeFrom")
+    env_domain = _second_level(env_addrs[0]) if env_addrs else ""
+    return int(bool(env_domain) and from_domain != env_domain)
+
+
+# ---- SpamAssassin's FreeMail plugin ------------------------------------------------------
+# Mail::SpamAssassin::Plugin::FreeMail (4.0): is a sender, a Reply-To, a header's or the
+# body's address at a free mail provider (``freemail_domains``)? Its configuration is read
+# at load into one :class:`FreemailConf` that every FreeMail rule carries as its first
+# argument (:func:`freemail_args`). Addresses come from the header requests header rules
+# read (``Name:addr``, :func:`.views.header_request`), lower-cased. Not ported:
+# ``freemail_import_welcomelist_auth`` / ``freemail_import_def_welcomelist_auth`` (the
+# ``welcomelist_auth`` lists are not read; both default to off) and the describe text.
+
+
+@dataclass(frozen=True, slots=True)
+class FreemailConf:
+    domains: frozenset[str]  # freemail_domains without wildcards
+    wildcards: frozenset[str]  # freemail_domains with "*" / "?"
+    welcomelist: frozenset[str]  # freemail_welcomelist: addresses and domains
+    tlds: frozenset[str]  # util_rb_tld: the TLDs a body address may end in
+    max_body_emails: float
+    max_body_freemails: float
+    skip_when_over_max: bool
+    skip_bulk_envfrom: bool
+
+
+FREEMAIL_EVALS = frozenset(
+    {
+        "check_freemail_from",
+        "check_freemail_replyto",
+        "check_freemail_header",
+        "check_freemail_body",
+    }
+)
+
+# FreeMail's default welcomelist: role and bounce addresses, message-id-like local parts
+_FM_EMAIL_WELCOMELIST_RE = re.compile(
+    r"""^(?:
+        abuse|support|sales|info|helpdesk|contact|kontakt
+      | (?:post|host|domain)master
+      | undisclosed.*
+      | request-[a-f0-9]{16}
+      | bounced?-
+      | [a-f0-9]{8}(?:\.[a-f0-9]{8}|-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12})
+      | .+=.+=.+
+    )@""",
+    re.IGNORECASE | re.VERBOSE,
+)
+# an envelope sender of list or bounce mail: check_freemail_replyto does not run
+# ("[._-t]" is Perl's and Python's range "_" to "t", plus ".")
+_FM_SKIP_REPLYTO_ENVFROM_RE = re.compile(
+    r"""(?:
+        ^(?:post|host|domain)master
+      | ^double-bounce
+      | ^(?:sentto|owner|return|(?:gr)?bounced?)-.+
+      | -(?:request|bounces?|admin|owner)
+      | \b(?:do[._-t]?)?no[._-t]?repl(?:y|ies)
+      | .+=.+
+    )@""",
+    re.IGNORECASE | re.VERBOSE,
+)
+_FM_ATEXT = rb"a-z0-9!#$%&'*+/=?^_`{|}~-"
+_FM_MAILTO_HREF_RE = re.compile(
+    r"""<a\s[^>]*?\bhref\s*=\s*(?:"\s*(mailto:[^"]*)"|'\s*(mailto:[^']*)'|(mailto:[^\s>]*))""",
+    re.IGNORECASE,
+)
+_FM_MAILTO_RE = re.compile("mailto:", re.IGNORECASE)
+MAX_FM_MAILTO = 20  # FreeMail's sanity limits: mailto: links, body addresses in all
+MAX_FM_BODY_EMAILS = 40
+
+
+def freemail_args(name: str, args: tuple[Any, ...], p: ParsedRules) -> tuple[Any, ...]:
+    """``(conf, *args)``: the FreeMail configuration read at load, then the rule's own
+    arguments, checked (an error here skips the rule with the reason, where SpamAssassin
+    warns and the rule never hits). No ``freemail_domains`` at all is a load error too
+    (SpamAssassin disables the plugin)."""
+    if not p.freemail_domains and not p.freemail_wildcards:
+        raise ValueError("no freemail_domains defined")
+    strs = tuple(str(a) for a in args)
+    if name == "check_freemail_header":
+        if not strs:
+            raise ValueError("check_freemail_header needs a header name")
+        regexes = strs[1:2]
+    elif name == "check_freemail_replyto":
+        if strs and strs[0] not in ("replyto", "reply"):
+            raise ValueError(f"invalid check_freemail_replyto option: {strs[0]!r}")
+        strs = strs[:1] or ("replyto",)
+        regexes = ()
+    else:
+        regexes = strs[:1]
+    for rx in regexes:
+        try:
+            _fm_regex(rx)
+        except RegexError as exc:
+            raise ValueError(f"invalid regex {rx!r} for {name}: {exc}") from exc
+
+    def setting(key: str) -> float:
+        return p.settings.get(key, PLUGIN_SETTINGS[key])
+
+    conf = FreemailConf(
+        domains=frozenset(p.freemail_domains),
+        wildcards=frozenset(p.freemail_wildcards),
+        welcomelist=frozenset(p.freemail_welcomelist),
+        tlds=frozenset(p.valid_tlds),
+        max_body_emails=setting("freemail_max_body_emails"),
+        max_body_freemails=setting("freemail_max_body_freemails"),
+        skip_when_over_max=bool(setting("freemail_skip_when_over_max")),
+        skip_bulk_envfrom=bool(setting("freemail_skip_bulk_envfrom")),
+    )
+    return (conf, *strs)
+
+
+@functools.lru_cache(maxsize=64)
+def _fm_regex(pattern: str) -> re.Pattern[bytes]:
+    """A rule's regex argument: a Perl pattern without delimiters or flags (SpamAssassin's
+    ``compile_regexp($re, 0)``), matched against the address's bytes."""
+    return compile_python(translate(pattern, ""))
+
+
+@functools.lru_cache(maxsize=4)
+def _fm_wildcard_re(wildcards: frozenset[str]) -> re.Pattern[str] | None:
+    """The wildcard domains as one regex after the "@": "?" is any one character, "*" any
+    run without a dot (FreeMail's translation)."""
+    if not wildcards:
+        return None
+    alts = [
+        "".join("[^.]*" if c == "*" else "." if c == "?" else re.escape(c) for c in w)
+        for w in sorted(wildcards)
+    ]
+    return re.compile(r"@(?:" + "|".join(alts) + r")\Z")
+
+
+@functools.lru_cache(maxsize=4)
+def _fm_email_res(tlds: frozenset[str]) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
+    """FreeMail's body address regex (the address is group 1, ending in a valid TLD), and
+    its strip of addresses in "<...>" or before a "word:" such as "wrote:" (fax, tel, phone
+    and mail excepted)."""
+    if tlds:
+        alts = b"|".join(re.escape(t.encode("ascii", "replace")) for t in sorted(tlds, key=len))
+    else:
+        alts = b"no_tlds_defined"
+    tld = rb"(?<![a-zA-Z0-9-])(?:" + alts + rb")(?!(?:[a-zA-Z0-9-]|\.[a-zA-Z0-9]))"
+    email = (
+        rb"(?=.{0,64}@)(?<![" + _FM_ATEXT + rb"])"
+        rb"([" + _FM_ATEXT + rb"]+(?:\.[" + _FM_ATEXT + rb"]+)*@"
+        rb"(?:[a-z0-9](?:[a-z0-9-]{0,59}[a-z0-9])?\.){1,4}" + tld + rb")"
+    )
+    strip = (
+        rb"<?(?<!mailto:)" + email + rb"(?:>|\s{1,10}(?!(?:fa(?:x|csi)|tel|phone|e?-?mail))"
+        rb"[a-z]{2,11}:)"
+    )
+    return re.compile(email, re.IGNORECASE), re.compile(strip, re.IGNORECASE)
+
+
+_FM_URL_WITH_AT_RE = re.compile(rb"<?https?://\S{0,255}(?:@|%40)\S{0,255}", re.IGNORECASE)
+
+
+def _is_freemail(email: str, conf: FreemailConf) -> bool:
+    if not email or email in conf.welcomelist:
+        return False
+    domain = email.rpartition("@")[2]
+    if domain in conf.welcomelist or _FM_EMAIL_WELCOMELIST_RE.search(email):
+        return False
+    if domain in conf.domains:
+        return True
+    wc = _fm_wildcard_re(conf.wildcards)
+    return wc is not None and wc.search(email) is not None
+
+
+def _fm_addrs(v: MessageViews, request: str) -> list[str]:
+    """``get("request:addr")`` lower-cased: the addresses of a header request (modifiers
+    in the request kept, ``:addr`` added)."""
+    name, *mods = request.split(":")
+    text = header_request(v, name, (*(m.lower() for m in mods if m), "addr"))
+    if text is None:
+        return []
+    return [a.lower() for a in text.decode("utf-8", "surrogateescape").split("\n") if a]
+
+
+def _fm_match(email: str, pattern: str) -> bool:
+    return _fm_regex(pattern).search(email.encode("utf-8", "surrogateescape")) is not None
+
+
+def _fm_body(v: MessageViews, conf: FreemailConf) -> set[str] | None:
+    """FreeMail's ``_parse_body``: the freemail addresses of the body, None when the body
+    holds too many addresses (the ``freemail_max_body_emails``-th distinct one) or too many
+    freemail ones (the ``freemail_max_body_freemails``-th) and ``freemail_skip_when_over_max``
+    is on. Addresses come from the message's ``<a href="mailto:...">`` links (at most
+    :data:`MAX_FM_MAILTO`; SpamAssassin leaves out a link whose URI its text parser also
+    found, which this approximates by leaving out a link whose address the body text
+    shows), then from each line of the rendered body (the ``body`` view) after removing
+    URLs holding an "@" and addresses in "<...>" or followed by a "word:"."""
+    key = ("freemail_body", conf)
+    if key in v.memo:
+        cached: set[str] | None = v.memo[key]
+        return cached
+    email_re, strip_re = _fm_email_res(conf.tlds)
+    body = v.body
+    body_lower = body.lower()
+    emails: dict[str, None] = {}
+    if v.pm.html and _FM_MAILTO_RE.search(v.pm.html):
+        for hm in _FM_MAILTO_HREF_RE.finditer(v.pm.html):
+            uri = html_mod.unescape(hm.group(1) or hm.group(2) or hm.group(3) or "")
+            um = email_re.match(uri.encode("utf-8", "surrogateescape"), 7)
+            if uri[:7].lower() != "mailto:" or um is None:
+                continue
+            email = um.group(1).lower().decode("ascii", "replace")
+            if email.encode() in body_lower:
+                continue
+            emails.setdefault(email)
+            if len(emails) >= MAX_FM_MAILTO:
+                break
+    if b"@" in body:
+        for line in body.split(b"\n"):
+            if b"@" not in line:
+                continue
+            line = _FM_URL_WITH_AT_RE.sub(b" ", line)
+            line = strip_re.sub(b" ", line)
+            full = False
+            for bm in email_re.finditer(line):
+                emails.setdefault(bm.group(1).lower().decode("ascii", "replace"))
+                if len(emails) >= MAX_FM_BODY_EMAILS:
+                    full = True
+                    break
+            if full:
+                break
+    found: set[str] | None = set()
+    count_all = count_fm = 0
+    for email in emails:
+        count_all += 1
+        if count_all == conf.max_body_emails and conf.skip_when_over_max:
+            found = None
+            break
+        if not _is_freemail(email, conf):
+            continue
+        count_fm += 1
+        if count_fm == conf.max_body_freemails and conf.skip_when_over_max:
+            found = None
+            break
+        assert found is not None
+        found.add(email)
+    v.memo[key] = found
+    return found
+
+
+def freemail_from(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """``check_freemail_from([regex])``: an address of SpamAssassin's ``all_from_addrs``
+    (the first Resent-From, else From, Envelope-Sender, Resent-Sender, X-Envelope-From and
+    the envelope sender, runs of dots squeezed) is freemail (and matches the regex)."""
+    conf: FreemailConf = args[0]
+    addrs = _fm_addrs(v, "Resent-From:first")
+    if not addrs:
+        addrs = [
+            re.sub(r"\.{2,}", ".", a)
+            for h in ("From", "Envelope-Sender", "Resent-Sender", "X-Envelope-From")
+            for a in _fm_addrs(v, h)
+        ]
+        addrs += [re.sub(r"\.{2,}", ".", a) for a in _fm_addrs(v, "EnvelopeFrom")]
+    for email in dict.fromkeys(addrs):
+        if _is_freemail(email, conf) and (len(args) < 2 or _fm_match(email, args[1])):
+            return 1
+    return 0
+
+
+def freemail_header(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """``check_freemail_header(header, [regex])``: an address of the header is freemail
+    (and matches the regex)."""
+    conf: FreemailConf = args[0]
+    for email in _fm_addrs(v, args[1]):
+        if _is_freemail(email, conf) and (len(args) < 3 or _fm_match(email, args[2])):
+            return 1
+    return 0
+
+
+def freemail_body(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """``check_freemail_body([regex])``: the body holds a freemail address (matching the
+    regex), within the body limits (:func:`_fm_body`)."""
+    found = _fm_body(v, args[0])
+    if not found:
+        return 0
+    if len(args) < 2:
+        return 1
+    return int(any(_fm_match(e, args[1]) for e in found))
+
+
+def freemail_replyto(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """``check_freemail_replyto('replyto'|'reply')``: From and Reply-To are different
+    freemail addresses, or the reply address (Reply-To; with 'reply' the From when there is
+    no Reply-To) is freemail and the body holds another freemail address. Not for an
+    envelope sender that looks like list or bounce mail (``freemail_skip_bulk_envfrom``)."""
+    conf: FreemailConf = args[0]
+    what = args[1]
+    if conf.skip_bulk_envfrom:
+        env = _fm_addrs(v, "EnvelopeFrom")
+        if env and _FM_SKIP_REPLYTO_ENVFROM_RE.search(env[0]):
+            return 0
+    from_addrs = _fm_addrs(v, "From")
+    replyto_addrs = _fm_addrs(v, "Reply-To")
+    from_is_fm = any(_is_freemail(a, conf) for a in from_addrs)
+    replyto_is_fm = any(_is_freemail(a, conf) for a in replyto_addrs)
+    from_not_in_replyto = not any(a in replyto_addrs for a in from_addrs)
+    if from_is_fm and replyto_is_fm and from_not_in_replyto:
+        return 1
+    if what == "replyto":
+        if not replyto_is_fm:
+            return 0
+    elif (replyto_addrs and not replyto_is_fm) or not from_is_fm:
+        return 0
+    found = _fm_body(v, conf)
+    if not found:
+        return 0
+    reply = replyto_addrs if what == "replyto" or replyto_is_fm else from_addrs
+    return int(any(b != r for b in found for r in reply))
+
+
+# ---- SpamAssassin's FromNameSpoof plugin -------------------------------------------------
+# Mail::SpamAssassin::Plugin::FromNameSpoof (4.0): the From display name holds an address
+# (close to the whole name: at most ``fns_extrachars`` other characters) that differs from
+# the From address, its domain or its owner (``fns_add_addrlist``, else the domain's first
+# label). ``fns_ignore_dkim`` is not applied: as in SpamAssassin with local tests only,
+# where no DKIM signature is verified. Domains are registrable domains (the public suffix
+# list) of hosts with a ``util_rb_tld`` TLD, where SpamAssassin trims with its own 2- and
+# 3-level TLD lists.
+
+
+@dataclass(frozen=True, slots=True)
+class FromNameConf:
+    tlds: frozenset[str]
+    owners: tuple[tuple[str, tuple[str, ...]], ...]  # (owner, address globs), by owner
+    ignore_headers: tuple[str, ...]
+    extrachars: float
+    check: int  # fns_check: 0 address, 1 and owner, 2 and domain differ
+
+
+FROMNAME_EVALS = frozenset(
+    {
+        "check_fromname_spoof",
+        "check_fromname_different",
+        "check_fromname_domain_differ",
+        "check_fromname_contains_email",
+        "check_fromname_equals_to",
+        "check_fromname_owners_differ",
+        "check_fromname_equals_replyto",
+    }
+)
+_FNS_NAME_ADDR_RE = re.compile(
+    r"\b([\w.!#$%&'*+/=?^_`{|}~-]+@\w[\w-]*\.\w[\w.-]++)\b", re.IGNORECASE
+)
+_FNS_NOT_ALNUM_RE = re.compile(r"[^a-z0-9]")
+_PCT_ENCODED_RE = re.compile(r"%(?:2[1-9a-f]|[3-6][0-9a-f]|7[0-9a-e])")
+_FQDN_LABEL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+
+
+def fromname_args(name: str, args: tuple[Any, ...], p: ParsedRules) -> tuple[Any, ...]:
+    """``(conf, *args)``: FromNameSpoof's configuration read at load, then the arguments."""
+    check = int(p.settings.get("fns_check", PLUGIN_SETTINGS["fns_check"]))
+    if name == "check_fromname_spoof" and args and str(args[0]).strip() in ("0", "1", "2"):
+        check = int(str(args[0]).strip().split(".")[0])
+    conf = FromNameConf(
+        tlds=frozenset(p.valid_tlds),
+        owners=tuple(sorted((o, tuple(g)) for o, g in p.fns_addrlists.items() if g)),
+        ignore_headers=tuple(sorted(p.fns_ignore_headers)),
+        extrachars=p.settings.get("fns_extrachars", PLUGIN_SETTINGS["fns_extrachars"]),
+        check=check if check in (0, 1, 2) else 1,
+    )
+    return (conf,)
+
+
+def _mailto_domain(addr: str, tlds: frozenset[str]) -> str | None:
+    """RegistryBoundaries' ``uri_to_domain("mailto:addr")``: the registrable domain of the
+    address's host, None for several "@", none, a percent-encoded host, an invalid host
+    name or TLD."""
+    addr = addr.lower().split("?", 1)[0]
+    if addr.count("@") != 1:
+        return None
+    host = addr.rpartition("@")[2]
+    if _PCT_ENCODED_RE.search(host):
+        return None
+    if IS_IPV4_ADDRESS.match(host):
+        return host
+    labels = host.split(".")
+    if len(labels) < 2 or not all(_FQDN_LABEL_RE.match(label) for label in labels):
+        return None
+    if labels[-1] not in tlds:
+        return None
+    return registrable_domain(host)
+
+
+def _fns_owner(addr: str, domain: str, conf: FromNameConf) -> str:
+    for owner, globs in conf.owners:
+        if _glob_re(globs).match(addr):
+            return owner
+    local, _, host = addr.rpartition("@")
+    if local and host != domain:
+        return _fns_owner(f"{local}@{domain}", domain, conf)
+    return domain.split(".", 1)[0] if "." in domain else domain
+
+
+def _to_addrs(v: MessageViews) -> list[str]:
+    """SpamAssassin's ``all_to_addrs``: the first Resent-To and Resent-Cc, else the "for"
+    address of the three newest Received headers and the recipient headers."""
+    addrs = _fm_addrs_raw(v, "Resent-To:first") + _fm_addrs_raw(v, "Resent-Cc:first")
+    if not addrs:
+        for line in v.header_values("received", False)[:3]:
+            m = re.search(r" for <?(\S+@(\S+?))>?;", line)
+            if m and _mailto_domain(m.group(1), frozenset({m.group(2).rpartition(".")[2]})):
+                addrs.append(m.group(1))
+        for h in (
+            "To",
+            "Apparently-To",
+            "Delivered-To",
+            "Envelope-Recipients",
+            "Apparently-Resent-To",
+            "X-Envelope-To",
+            "Envelope-To",
+            "X-Delivered-To",
+            "X-Original-To",
+            "X-Rcpt-To",
+            "X-Real-To",
+            "Cc",
+        ):
+            addrs += _fm_addrs_raw(v, h)
+    return list(dict.fromkeys(addrs))
+
+
+def _fm_addrs_raw(v: MessageViews, request: str) -> list[str]:
+    name, *mods = request.split(":")
+    text = header_request(v, name, (*(m.lower() for m in mods if m), "addr"))
+    if text is None:
+        return []
+    return [a for a in text.decode("utf-8", "surrogateescape").split("\n") if a]
+
+
+def _fromname_flags(v: MessageViews, conf: FromNameConf) -> frozenset[str]:
+    """FromNameSpoof's findings for the message (once): "contains_email",
+    "address_different", "domain_different", "owner_different", "equals_replyto",
+    "equals_to"."""
+    key = ("fromname", conf)
+    if key in v.memo:
+        cached: frozenset[str] = v.memo[key]
+        return cached
+    flags: set[str] = set()
+    v.memo[key] = frozenset()
+    for h in conf.ignore_headers:
+        text = header_request(v, h, ())
+        if text and text.strip(b"\n") not in (b"", b"0"):
+            return frozenset()
+    from_addrs = _fm_addrs(v, "From")
+    from_addr = from_addrs[0] if from_addrs else ""
+    from_domain = _mailto_domain(from_addr, conf.tlds)
+    if from_domain is None:
+        return frozenset()
+    names = header_request(v, "From", ("name",))
+    fromname = names.decode("utf-8", "surrogateescape").split("\n")[0].lower() if names else ""
+    m = _FNS_NAME_ADDR_RE.search(fromname)
+    if m is None:
+        return frozenset()
+    fromname_addr = m.group(1)
+    fromname_domain = _mailto_domain(fromname_addr, conf.tlds)
+    if fromname_domain is None:
+        return frozenset()
+    flags.add("contains_email")
+    nochar = len(_FNS_NOT_ALNUM_RE.findall(fromname)) - len(
+        _FNS_NOT_ALNUM_RE.findall(fromname_addr)
+    )
+    if len(fromname) + nochar - len(fromname_addr) > conf.extrachars:
+        v.memo[key] = frozenset(flags)
+        return v.memo[key]  # type: ignore[no-any-return]
+    if fromname_addr != from_addr:
+        flags.add("address_different")
+    if fromname_domain != from_domain:
+        flags.add("domain_different")
+    if _fns_owner(fromname_addr, fromname_domain, conf) != _fns_owner(from_addr, from_domain, conf):
+        flags.add("owner_different")
+    replyto = _fm_addrs(v, "Reply-To")
+    if fromname_addr == (replyto[0] if replyto else ""):
+        flags.add("equals_replyto")
+    if fromname_addr in _to_addrs(v):
+        flags.add("equals_to")
+    v.memo[key] = frozenset(flags)
+    return v.memo[key]  # type: ignore[no-any-return]
+
+
+def fromname_spoof(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """``check_fromname_spoof([level])``: the name's address differs from the From address
+    (``fns_check`` 0), and its owner (1) or its domain (2) too."""
+    conf: FromNameConf = args[0]
+    f = _fromname_flags(v, conf)
+    if "address_different" not in f:
+        return 0
+    return int(
+        conf.check == 0
+        or (conf.check == 1 and "owner_different" in f)
+        or (conf.check == 2 and "domain_different" in f)
+    )
+
+
+def _fns_flag(flag: str) -> EvalFn:
+    def test(v: MessageViews, args: tuple[Any, ...]) -> int:
+        return int(flag in _fromname_flags(v, args[0]))
+
+    test.__name__ = f"fromname_{flag}"
+    return test
+
+
 def check_args(name: str, args: tuple[Any, ...]) -> None:
     """Refuse (ValueError, the skip reason) eval sub-tests we do not compute, so that their
     rules are reported as skipped rather than silently never hitting."""
@@ -1369,6 +1910,20 @@ EVALS: dict[str, EvalFn] = {
     "check_uri_host_listed": uri_host_listed,
     "check_uri_host_in_blocklist": uri_host_listed,
     "check_uri_host_in_welcomelist": uri_host_listed,
+    "check_equal_from_domains": equal_from_domains,
+    # FreeMail
+    "check_freemail_from": freemail_from,
+    "check_freemail_replyto": freemail_replyto,
+    "check_freemail_header": freemail_header,
+    "check_freemail_body": freemail_body,
+    # FromNameSpoof
+    "check_fromname_spoof": fromname_spoof,
+    "check_fromname_different": _fns_flag("address_different"),
+    "check_fromname_domain_differ": _fns_flag("domain_different"),
+    "check_fromname_contains_email": _fns_flag("contains_email"),
+    "check_fromname_equals_to": _fns_flag("equals_to"),
+    "check_fromname_owners_differ": _fns_flag("owner_different"),
+    "check_fromname_equals_replyto": _fns_flag("equals_replyto"),
     # RelayEval
     "check_no_relays": relays_none,
     "check_relays_unparseable": relays_unparseable,

@@ -6,10 +6,14 @@ Syntax (see ``Mail::SpamAssassin::Conf``): one directive a line, ``#`` starts a 
 ``exists:Name``, ``=~``/``!~``, ``[if-unset: ...]``), ``body``, ``rawbody``, ``full``, ``uri``,
 ``meta``, ``describe``, ``score`` (one value or the four score sets: the first, set 0, is
 ours since we run with neither Bayes nor network tests), ``tflags``, ``enlist_addrlist``
-(address globs for ``check_from_in_list`` and ``check_replyto_in_list``), the ReplaceTags
+(address globs for ``check_from_in_list`` and ``check_replyto_in_list``), the FreeMail
+plugin's lists (``freemail_domains``, ``freemail_welcomelist``/``_whitelist``) with the TLDs
+its address regex needs (``util_rb_tld``), FromNameSpoof's ``fns_add_addrlist`` /
+``fns_remove_addrlist`` and ``fns_ignore_headers``, the numeric plugin settings of
+:data:`PLUGIN_SETTINGS`, the ReplaceTags
 directives (``replace_tag``/``_pre``/``_inter``/``_post``/``_rules``), and the conditional
 blocks ``ifplugin`` / ``if`` / ``else`` / ``endif``. Every other directive (``lang``,
-``priority``, ``reuse``, ``freemail_domains`` ...) is tolerated and ignored.
+``priority``, ``reuse`` ...) is tolerated and ignored.
 
 Conditionals: ``ifplugin P`` is true for the plugins in :data:`AVAILABLE_PLUGINS` (what this
 engine implements: the regex rule types, ReplaceTags, and the *Eval plugins whose eval tests
@@ -46,8 +50,33 @@ AVAILABLE_PLUGINS = frozenset(
         "Mail::SpamAssassin::Plugin::WLBLEval",
         "Mail::SpamAssassin::Plugin::VBounce",
         "Mail::SpamAssassin::Plugin::MIMEHeader",
+        "Mail::SpamAssassin::Plugin::FreeMail",
+        "Mail::SpamAssassin::Plugin::FromNameSpoof",
     }
 )
+
+# Numeric plugin settings (SpamAssassin's CONF_TYPE_NUMERIC) and their defaults; aliases
+# map to the setting they stand for.
+PLUGIN_SETTINGS: dict[str, float] = {
+    "freemail_max_body_emails": 5,
+    "freemail_max_body_freemails": 3,
+    "freemail_skip_when_over_max": 1,
+    "freemail_skip_bulk_envfrom": 1,
+    "freemail_import_welcomelist_auth": 0,
+    "freemail_import_def_welcomelist_auth": 0,
+    "fns_extrachars": 50,
+    "fns_check": 1,
+}
+PLUGIN_SETTING_ALIASES = {
+    "freemail_import_whitelist_auth": "freemail_import_welcomelist_auth",
+    "freemail_import_def_whitelist_auth": "freemail_import_def_welcomelist_auth",
+}
+_FNS_ADDRLIST_RE = re.compile(r"^\((.+?)\)\s+(.+)\Z", re.DOTALL)
+_NUMERIC_RE = re.compile(r"^-?\d+(?:\.\d+)?$|^-?\.\d+$")
+# FreeMail's freemail_domains entries: letters, digits, ".", "-" and the wildcards "*", "?"
+_FREEMAIL_DOMAIN_RE = re.compile(r"^[a-zA-Z0-9.*?-]+$")
+# freemail_welcomelist entries: an address or a domain
+_FREEMAIL_WELCOME_RE = re.compile(r"\w[.@]\w", re.ASCII)
 
 RULE_TYPES = ("header", "mimeheader", "body", "rawbody", "full", "uri", "meta")
 # rule-defining directives we recognise but cannot run
@@ -115,6 +144,18 @@ class ParsedRules:
     # ``enlist_uri_host (NAME) [!]host ...``: host -> listed (False: a "!" exception) per
     # list, for check_uri_host_listed; ``delist_uri_host [(NAME)] host ...`` removes entries
     urihosts: dict[str, dict[str, bool]] = field(default_factory=dict)
+    # FreeMail: ``freemail_domains`` without and with wildcards (lower-cased), the
+    # ``freemail_welcomelist`` entries, and ``util_rb_tld``'s valid TLDs (lower-cased)
+    freemail_domains: set[str] = field(default_factory=set)
+    freemail_wildcards: set[str] = field(default_factory=set)
+    freemail_welcomelist: set[str] = field(default_factory=set)
+    valid_tlds: set[str] = field(default_factory=set)
+    # FromNameSpoof: ``fns_add_addrlist (owner) glob ...`` (owner lower-cased, globs as for
+    # enlist_addrlist) and ``fns_ignore_headers``
+    fns_addrlists: dict[str, list[str]] = field(default_factory=dict)
+    fns_ignore_headers: set[str] = field(default_factory=set)
+    # the :data:`PLUGIN_SETTINGS` set by a directive (the last one wins)
+    settings: dict[str, float] = field(default_factory=dict)
     inactive: dict[str, str] = field(default_factory=dict)  # name -> hiding condition
     unsupported: dict[str, str] = field(default_factory=dict)  # name -> reason
     warnings: list[str] = field(default_factory=list)
@@ -274,6 +315,41 @@ def _directive(key: str, rest: str, where: str, out: ParsedRules) -> None:
         for name in names:
             for h in items.lower().split():
                 out.urihosts.get(name, {}).pop(h.lstrip("!"), None)
+    elif key == "freemail_domains":
+        for d in rest.split():
+            if _FREEMAIL_DOMAIN_RE.match(d) is None:
+                out.warnings.append(f"{where}: invalid freemail_domains entry {d[:60]!r}")
+            elif "*" in d or "?" in d:
+                out.freemail_wildcards.add(d.lower())
+            else:
+                out.freemail_domains.add(d.lower())
+    elif key in ("freemail_welcomelist", "freemail_whitelist"):
+        for e in rest.lower().split():
+            if _FREEMAIL_WELCOME_RE.search(e) is None:
+                out.warnings.append(f"{where}: invalid {key} entry {e[:60]!r}")
+            else:
+                out.freemail_welcomelist.add(e)
+    elif key in ("fns_add_addrlist", "fns_remove_addrlist"):
+        m = _FNS_ADDRLIST_RE.match(rest)
+        if m is None:
+            out.warnings.append(f"{where}: bad {key} {rest[:60]!r}")
+        else:
+            globs = out.fns_addrlists.setdefault(m.group(1).lower(), [])
+            items = m.group(2).lower().split()
+            if key == "fns_add_addrlist":
+                globs.extend(g for g in items if g not in globs)
+            else:
+                globs[:] = [g for g in globs if g not in items]
+    elif key == "fns_ignore_headers":
+        out.fns_ignore_headers.update(rest.split())
+    elif key == "util_rb_tld":
+        out.valid_tlds.update(_ace(t) for t in rest.split())
+    elif key in PLUGIN_SETTINGS or key in PLUGIN_SETTING_ALIASES:
+        value = rest.split()[0] if rest else ""
+        if _NUMERIC_RE.match(value) is None:
+            out.warnings.append(f"{where}: {key} needs a number, not {value[:20]!r}")
+        else:
+            out.settings[PLUGIN_SETTING_ALIASES.get(key, key)] = float(value)
     elif key == "replace_rules":
         out.replace_rules.update(rest.split())
     elif key == "replace_start" and rest:
@@ -281,6 +357,14 @@ def _directive(key: str, rest: str, where: str, out: ParsedRules) -> None:
     elif key == "replace_end" and rest:
         out.replace_end = rest.strip()
     # everything else: tolerated and ignored
+
+
+def _ace(label: str) -> str:
+    """A TLD as SpamAssassin keeps it: lower case, a UTF-8 label in its ASCII form."""
+    try:
+        return label.encode("latin-1").decode("utf-8").encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return label.lower()
 
 
 def _rule(kind: str, name: str, spec: str, where: str) -> RuleDef:
