@@ -1476,8 +1476,10 @@ def _fm_email_res(tlds: frozenset[str]) -> tuple[re.Pattern[bytes], re.Pattern[b
     else:
         alts = b"no_tlds_defined"
     tld = rb"(?<![a-zA-Z0-9-])(?:" + alts + rb")(?!(?:[a-zA-Z0-9-]|\.[a-zA-Z0-9]))"
+    # the one-byte look-behind first: it fails at once inside a word, where the 64-byte
+    # look-ahead would scan on (the same matches; both are zero-width at one position)
     email = (
-        rb"(?=.{0,64}@)(?<![" + _FM_ATEXT + rb"])"
+        rb"(?<![" + _FM_ATEXT + rb"])(?=.{0,64}@)"
         rb"([" + _FM_ATEXT + rb"]+(?:\.[" + _FM_ATEXT + rb"]+)*@"
         rb"(?:[a-z0-9](?:[a-z0-9-]{0,59}[a-z0-9])?\.){1,4}" + tld + rb")"
     )
@@ -1489,6 +1491,46 @@ def _fm_email_res(tlds: frozenset[str]) -> tuple[re.Pattern[bytes], re.Pattern[b
 
 
 _FM_URL_WITH_AT_RE = re.compile(rb"<?https?://\S{0,255}(?:@|%40)\S{0,255}", re.IGNORECASE)
+_FM_BLANKS = (b" ", b"\t", b"\r", b"\x0b", b"\x0c")  # what \s matches in a line
+# how far past its address's word a strip match can reach: up to 10 blanks, an 11-letter
+# word and ":", and the look-ahead after the blanks
+_FM_STRIP_REACH = 40
+
+
+def _fm_at_words(line: bytes) -> list[tuple[int, int]]:
+    """The spans of the blank-separated words of ``line`` that hold an "@". An address
+    (no blank in it) and a strip match's start lie inside one, so the address regexes need
+    only run there: the same matches as over the whole line, without scanning long lines of
+    text byte by byte."""
+    spans = []
+    n = len(line)
+    i = line.find(b"@")
+    while i >= 0:
+        start = max(line.rfind(c, 0, i) for c in _FM_BLANKS) + 1
+        end = min((j for c in _FM_BLANKS if (j := line.find(c, i)) >= 0), default=n)
+        spans.append((start, end))
+        i = line.find(b"@", end)
+    return spans
+
+
+def _fm_strip(strip_re: re.Pattern[bytes], line: bytes) -> bytes:
+    """``strip_re.sub(b" ", line)``, searching only from the words that hold an "@" (a
+    match starts in one and ends within :data:`_FM_STRIP_REACH` bytes of its end)."""
+    out: list[bytes] = []
+    last = 0
+    for start, end in _fm_at_words(line):
+        pos = max(start, last)
+        while pos <= end:
+            m = strip_re.search(line, pos, min(len(line), end + _FM_STRIP_REACH))
+            if m is None or m.start() > end:
+                break
+            out += (line[last : m.start()], b" ")
+            last = m.end()
+            pos = m.end() if m.end() > m.start() else m.end() + 1
+    if not out:
+        return line
+    out.append(line[last:])
+    return b"".join(out)
 
 
 def _is_freemail(email: str, conf: FreemailConf) -> bool:
@@ -1550,13 +1592,15 @@ def _fm_body(v: MessageViews, conf: FreemailConf) -> set[str] | None:
         for line in body.split(b"\n"):
             if b"@" not in line:
                 continue
-            line = _FM_URL_WITH_AT_RE.sub(b" ", line)
-            line = strip_re.sub(b" ", line)
+            line = _fm_strip(strip_re, _FM_URL_WITH_AT_RE.sub(b" ", line))
             full = False
-            for bm in email_re.finditer(line):
-                emails.setdefault(bm.group(1).lower().decode("ascii", "replace"))
-                if len(emails) >= MAX_FM_BODY_EMAILS:
-                    full = True
+            for start, end in _fm_at_words(line):
+                for bm in email_re.finditer(line, start, end):
+                    emails.setdefault(bm.group(1).lower().decode("ascii", "replace"))
+                    if len(emails) >= MAX_FM_BODY_EMAILS:
+                        full = True
+                        break
+                if full:
                     break
             if full:
                 break
