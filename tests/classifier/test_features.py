@@ -92,13 +92,16 @@ def test_structure_features_hold_no_counts_and_no_html_facts() -> None:
     assert not any(f.startswith("st:html") for f in st)
 
 
-def test_html_rules_fire_but_are_no_evidence() -> None:
-    """HTML_MESSAGE and friends stay rule hits (reported with a verdict) but never enter the
-    model's features, whichever rule source reports them."""
-    hits = ["HTML_MESSAGE", "MIME_HTML_ONLY", "MS_HTML_ONLY", "MS_HTML_HIDDEN_TEXT", "GTUBE"]
+def test_html_and_sender_info_rules_fire_but_are_no_evidence() -> None:
+    """HTML_MESSAGE and friends, and SpamAssassin's informational sender tests, stay rule
+    hits (reported with a verdict) but never enter the model's features, whichever rule
+    source reports them."""
+    html = ["HTML_MESSAGE", "MIME_HTML_ONLY", "MS_HTML_ONLY", "MS_HTML_HIDDEN_TEXT"]
+    sender = ["FREEMAIL_FROM", "HEADER_FROM_DIFFERENT_DOMAINS", "FREEMAIL_FORGED_FROMDOMAIN"]
+    hits = [*html, *sender, "FREEMAIL_FORGED_REPLYTO", "GTUBE"]
     s = make_sample(parse(SPAMMY), hits)
-    assert s.rules == ["GTUBE"]
-    assert UNLEARNED_RULES == set(hits) - {"GTUBE"}
+    assert s.rules == ["FREEMAIL_FORGED_REPLYTO", "GTUBE"]
+    assert UNLEARNED_RULES == {*html, *sender}
 
 
 def test_function_words_are_no_tokens_alone() -> None:
