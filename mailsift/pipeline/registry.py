@@ -270,7 +270,8 @@ def _sha256(path: Path) -> str:
 
 
 def resolve_serving_model_dir(settings: Settings) -> Path | None:
-    """The champion's local artifact folder, else ``settings.default_model_dir`` if present."""
+    """The champion's local artifact folder, else ``settings.default_model_dir`` if present;
+    either only when this mailsift can serve it (:func:`incompatibility`)."""
     if settings.model.path is not None:
         return settings.model.path if is_model_dir(settings.model.path) else None
     try:
@@ -291,7 +292,13 @@ def resolve_serving_model_dir(settings: Settings) -> Path | None:
             "MLflow champion unavailable (%s); falling back to %s", e, settings.default_model_dir
         )
     default = settings.default_model_dir
-    return default if is_model_dir(default) else None
+    if not is_model_dir(default):
+        return None
+    why = incompatibility(default)
+    if why is not None:  # e.g. after an upgrade: `make run` then trains a new default
+        log.warning("the default model %s cannot be served (%s)", default, why)
+        return None
+    return default
 
 
 def serving_model_dir(settings: Settings) -> Path:

@@ -178,8 +178,11 @@ def test_a_champion_from_an_older_feature_set_is_passed_over_and_replaced(
     assert why is not None and "0-older" in why and current in why
     assert registry.resolve_serving_model_dir(settings) is None  # no usable default either
     shutil.copytree(old.model_dir, settings.default_model_dir)
-    # the default folder is as stale as the champion: nothing servable is invented
-    assert registry.resolve_serving_model_dir(settings) == settings.default_model_dir
+    # the default folder is as stale as the champion: nothing is servable (`make run` then
+    # trains a new default instead of starting a server that cannot load it)
+    assert registry.resolve_serving_model_dir(settings) is None
+    with pytest.raises(registry.NoModelError):
+        registry.serving_model_dir(settings)
 
     new = train([small_corpus], "nb", tmp_path / "new", settings, promote=True)
     assert new.promotion is not None and new.promotion.promoted
