@@ -17,7 +17,7 @@ model that only fits its own corpus better is not promoted. The decision and the
 
 Serving (:func:`serving_model_dir`): ``settings.model.path`` when set, else the champion's
 local folder (:func:`resolve_serving_model_dir`), else ``settings.default_model_dir`` when it
-holds a model, else :class:`NoModelError`. The scorer is handed the folder
+holds a model this mailsift can serve, else :class:`NoModelError`. The scorer is handed the folder
 (``Scorer.from_model_dir``): the classifier itself never asks the registry.
 
 A champion this mailsift cannot serve (trained on another feature set, after an upgrade, or
