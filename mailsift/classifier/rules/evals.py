@@ -85,7 +85,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mailsift.classifier.rules.parser import PLUGIN_SETTINGS, ParsedRules
 from mailsift.classifier.rules.perlre import RegexError, compile_python, translate
@@ -1405,6 +1405,19 @@ MAX_FM_MAILTO = 20  # FreeMail's sanity limits: mailto: links, body addresses in
 MAX_FM_BODY_EMAILS = 40
 
 
+_C = TypeVar("_C")
+_SHARED_CONFS: dict[Any, Any] = {}
+
+
+def _shared(conf: _C) -> _C:
+    """One instance of each distinct plugin configuration, shared by the rules that carry
+    it: the per-message memo is keyed by it, and a lookup then matches by identity instead
+    of comparing two copies field by field (the TLD list alone is over a thousand names)."""
+    if len(_SHARED_CONFS) > 64:  # configurations of rule sets loaded and dropped
+        _SHARED_CONFS.clear()
+    return _SHARED_CONFS.setdefault(conf, conf)  # type: ignore[no-any-return]
+
+
 def freemail_args(name: str, args: tuple[Any, ...], p: ParsedRules) -> tuple[Any, ...]:
     """``(conf, *args)``: the FreeMail configuration read at load, then the rule's own
     arguments, checked (an error here skips the rule with the reason, where SpamAssassin
@@ -1443,7 +1456,7 @@ def freemail_args(name: str, args: tuple[Any, ...], p: ParsedRules) -> tuple[Any
         skip_when_over_max=bool(setting("freemail_skip_when_over_max")),
         skip_bulk_envfrom=bool(setting("freemail_skip_bulk_envfrom")),
     )
-    return (conf, *strs)
+    return (_shared(conf), *strs)
 
 
 @functools.lru_cache(maxsize=64)
@@ -1547,12 +1560,20 @@ def _is_freemail(email: str, conf: FreemailConf) -> bool:
 
 def _fm_addrs(v: MessageViews, request: str) -> list[str]:
     """``get("request:addr")`` lower-cased: the addresses of a header request (modifiers
-    in the request kept, ``:addr`` added)."""
-    name, *mods = request.split(":")
-    text = header_request(v, name, (*(m.lower() for m in mods if m), "addr"))
-    if text is None:
-        return []
-    return [a.lower() for a in text.decode("utf-8", "surrogateescape").split("\n") if a]
+    in the request kept, ``:addr`` added); read once a message (the FreeMail and
+    FromNameSpoof tests ask for the same few headers)."""
+    key = ("fm_addrs", request)
+    got: tuple[str, ...] | None = v.memo.get(key)
+    if got is None:
+        name, *mods = request.split(":")
+        text = header_request(v, name, (*(m.lower() for m in mods if m), "addr"))
+        got = (
+            ()
+            if text is None
+            else tuple(a.lower() for a in text.decode("utf-8", "surrogateescape").split("\n") if a)
+        )
+        v.memo[key] = got
+    return list(got)
 
 
 def _fm_match(email: str, pattern: str) -> bool:
@@ -1743,7 +1764,7 @@ def fromname_args(name: str, args: tuple[Any, ...], p: ParsedRules) -> tuple[Any
         extrachars=p.settings.get("fns_extrachars", PLUGIN_SETTINGS["fns_extrachars"]),
         check=check if check in (0, 1, 2) else 1,
     )
-    return (conf,)
+    return (_shared(conf),)
 
 
 def _mailto_domain(addr: str, tlds: frozenset[str]) -> str | None:
@@ -1821,6 +1842,9 @@ def _fromname_flags(v: MessageViews, conf: FromNameConf) -> frozenset[str]:
         return cached
     flags: set[str] = set()
     v.memo[key] = frozenset()
+    names = header_request(v, "From", ("name",))
+    if not names or b"@" not in names:  # no address in the name: no finding (the common case)
+        return frozenset()
     for h in conf.ignore_headers:
         text = header_request(v, h, ())
         if text and text.strip(b"\n") not in (b"", b"0"):
@@ -1830,8 +1854,7 @@ def _fromname_flags(v: MessageViews, conf: FromNameConf) -> frozenset[str]:
     from_domain = _mailto_domain(from_addr, conf.tlds)
     if from_domain is None:
         return frozenset()
-    names = header_request(v, "From", ("name",))
-    fromname = names.decode("utf-8", "surrogateescape").split("\n")[0].lower() if names else ""
+    fromname = names.decode("utf-8", "surrogateescape").split("\n")[0].lower()
     m = _FNS_NAME_ADDR_RE.search(fromname)
     if m is None:
         return frozenset()
