@@ -300,3 +300,36 @@ def test_settings_take_the_networks_and_refuse_bad_ones(tmp_path: Path) -> None:
     assert inferred.trust is None and hits(inferred, pm) == {"UNTRUSTED_HOP"}
     site = load_ruleset(load_settings(rules={**common, "trusted_networks": ["203.0.113.0/24"]}))
     assert site.trust is not None and hits(site, pm) == set()
+
+
+def test_rule_files_give_the_networks_and_settings_rule_over_them(tmp_path: Path) -> None:
+    import pickle
+
+    from mailsift.classifier.rules import load_ruleset
+    from mailsift.config import load_settings
+
+    cf = tmp_path / "local.cf"
+    cf.write_text(
+        "header UNTRUSTED_HOP X-Spam-Relays-Untrusted =~ /ip=203\\.0\\.113\\.10 /\n"
+        "trusted_networks 10.9.9.9\n"
+        "clear_trusted_networks\n"
+        "trusted_networks 203.0.113.0/24 not-a-network\n"
+    )
+    common = {"use_stock": False, "use_default": False, "extra_paths": [str(cf)]}
+    common["cache_dir"] = str(tmp_path / "cache")
+    pm = _message(TRUST_SA["received"])
+    rs = load_ruleset(load_settings(rules=common))
+    # as in a site's local.cf: the cleared line is gone, the bad word is warned about
+    assert rs.trust is not None and "203.0.113.10" in rs.trust.trusted
+    assert "10.9.9.9" not in rs.trust.trusted
+    assert any("not-a-network" in w for w in rs.warnings)
+    assert hits(rs, pm) == set()
+    # the setting is kept across the copies a worker pool or an engine switch makes
+    for copy in (pickle.loads(pickle.dumps(rs)), rs.variant(use_hyperscan=False)):
+        assert hits(copy, pm) == set()
+    # mailsift's own settings, when they name networks, rule over the rule files'
+    site = load_ruleset(load_settings(rules={**common, "trusted_networks": ["192.0.2.0/24"]}))
+    assert site.trust is not None and "203.0.113.10" not in site.trust.trusted
+    assert hits(site, pm) == {"UNTRUSTED_HOP"}
+    for copy in (pickle.loads(pickle.dumps(site)), site.variant(use_pcre=False)):
+        assert hits(copy, pm) == {"UNTRUSTED_HOP"}

@@ -79,9 +79,12 @@ def load_ruleset(settings: Settings) -> RuleSet:
         prune_unused=settings.rules.prune_unused,
         use_pcre=settings.rules.pcre,
     )
-    rules.trust = Trust.configured(
+    # mailsift's own settings, when they name networks, rule over the rule files' (local.cf)
+    configured = Trust.configured(
         settings.rules.trusted_networks,
         settings.rules.internal_networks,
         settings.rules.msa_networks,
     )
+    if configured is not None:
+        rules.trust = configured
     return rules

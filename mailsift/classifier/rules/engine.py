@@ -107,6 +107,7 @@ class RuleSet:
         use_pcre: bool = True,
     ) -> None:
         self._parsed = parsed
+        self._trust_setting: Trust | None = None  # set through ``trust``; else the .cf's
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.use_hyperscan = bool(use_hyperscan and hs is not None)
         self.use_pcre = bool(use_pcre and _pcre is not None)
@@ -171,7 +172,7 @@ class RuleSet:
     ) -> RuleSet:
         """The same rules with another engine choice (benchmarks, differential tests);
         an unnamed choice stays as it is."""
-        return RuleSet(
+        out = RuleSet(
             self._parsed,
             cache_dir=self.cache_dir,
             use_hyperscan=self.use_hyperscan if use_hyperscan is None else use_hyperscan,
@@ -180,6 +181,9 @@ class RuleSet:
             prune_unused=self.prune_unused,
             use_pcre=self.use_pcre if use_pcre is None else use_pcre,
         )
+        if self._trust_setting is not None:
+            out.trust = self._trust_setting
+        return out
 
     def __getstate__(self) -> dict[str, Any]:
         return {
@@ -190,6 +194,7 @@ class RuleSet:
             "max_scan_bytes": self.max_scan_bytes,
             "exclude": self.exclude,
             "prune_unused": self.prune_unused,
+            "trust": self._trust_setting,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -200,6 +205,7 @@ class RuleSet:
         self.max_scan_bytes = state["max_scan_bytes"]
         self.exclude = tuple(state.get("exclude", ()))
         self.prune_unused = bool(state.get("prune_unused", False))
+        self._trust_setting = state.get("trust")
         self._build()
 
     def _build(self) -> None:
@@ -520,6 +526,7 @@ class RuleSet:
                 max_scan_bytes=self.max_scan_bytes,
                 use_pcre=self.use_pcre,
             )
+            self._evaluator.trust = self._trust_setting or self.cf_trust()
 
     def _compile_all(self) -> None:
         targets = [t for t in self._all_targets() if t.entries]
@@ -551,14 +558,24 @@ class RuleSet:
     # -- evaluation ---------------------------------------------------------------------
     @property
     def trust(self) -> Trust | None:
-        """The configured trusted / internal / MSA networks the relay rules split the
-        Received chain by (:class:`~mailsift.classifier.rules.relays.Trust`); None: trust is
-        inferred, as SpamAssassin does without ``trusted_networks``."""
+        """The trusted / internal / MSA networks the relay rules split the Received chain
+        by (:class:`~mailsift.classifier.rules.relays.Trust`): the ones set here, else the
+        rule files' ``trusted_networks`` / ``internal_networks`` / ``msa_networks``
+        (:meth:`cf_trust`); None: trust is inferred, as SpamAssassin does without them."""
         return self._evaluator.trust
 
     @trust.setter
     def trust(self, trust: Trust | None) -> None:
-        self._evaluator.trust = trust
+        self._trust_setting = trust
+        self._evaluator.trust = trust or self.cf_trust()
+
+    def cf_trust(self) -> Trust | None:
+        """The networks the rule files configure (a site's local.cf), None when neither
+        ``trusted_networks`` nor ``internal_networks`` is set there."""
+        n = self._parsed.networks
+        return Trust.configured(
+            n.get("trusted_networks"), n.get("internal_networks"), n.get("msa_networks", [])
+        )
 
     def hit_values(self, pm: ParsedMessage, budget: ScanBudget | None = None) -> list[int]:
         """Raw per-rule values (index as in :attr:`names`), metas included.

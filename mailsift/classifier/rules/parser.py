@@ -10,7 +10,8 @@ ours since we run with neither Bayes nor network tests), ``tflags``, ``enlist_ad
 plugin's lists (``freemail_domains``, ``freemail_welcomelist``/``_whitelist``) with the TLDs
 its address regex needs (``util_rb_tld``), FromNameSpoof's ``fns_add_addrlist`` /
 ``fns_remove_addrlist`` and ``fns_ignore_headers``, the numeric plugin settings of
-:data:`PLUGIN_SETTINGS`, the ReplaceTags
+:data:`PLUGIN_SETTINGS`, the trust boundary (``trusted_networks``, ``internal_networks``,
+``msa_networks`` and their ``clear_`` forms), the ReplaceTags
 directives (``replace_tag``/``_pre``/``_inter``/``_post``/``_rules``), and the conditional
 blocks ``ifplugin`` / ``if`` / ``else`` / ``endif``. Every other directive (``lang``,
 ``priority``, ``reuse`` ...) is tolerated and ignored.
@@ -77,6 +78,9 @@ _NUMERIC_RE = re.compile(r"^-?\d+(?:\.\d+)?$|^-?\.\d+$")
 _FREEMAIL_DOMAIN_RE = re.compile(r"^[a-zA-Z0-9.*?-]+$")
 # freemail_welcomelist entries: an address or a domain
 _FREEMAIL_WELCOME_RE = re.compile(r"\w[.@]\w", re.ASCII)
+
+# SpamAssassin's trust-boundary directives (``trusted_networks`` etc., ``clear_`` + each)
+NETWORK_DIRECTIVES = ("trusted_networks", "internal_networks", "msa_networks")
 
 RULE_TYPES = ("header", "mimeheader", "body", "rawbody", "full", "uri", "meta")
 # rule-defining directives we recognise but cannot run
@@ -156,6 +160,10 @@ class ParsedRules:
     fns_ignore_headers: set[str] = field(default_factory=set)
     # the :data:`PLUGIN_SETTINGS` set by a directive (the last one wins)
     settings: dict[str, float] = field(default_factory=dict)
+    # ``trusted_networks`` / ``internal_networks`` / ``msa_networks`` (each line adds;
+    # ``clear_*`` empties the list, and the first two read as not configured again): the
+    # Received chain's trust boundary, as a site's local.cf gives it to SpamAssassin
+    networks: dict[str, list[str]] = field(default_factory=dict)
     inactive: dict[str, str] = field(default_factory=dict)  # name -> hiding condition
     unsupported: dict[str, str] = field(default_factory=dict)  # name -> reason
     warnings: list[str] = field(default_factory=list)
@@ -344,6 +352,19 @@ def _directive(key: str, rest: str, where: str, out: ParsedRules) -> None:
         out.fns_ignore_headers.update(rest.split())
     elif key == "util_rb_tld":
         out.valid_tlds.update(_ace(t) for t in rest.split())
+    elif key in NETWORK_DIRECTIVES:
+        from mailsift.classifier.rules.relays import NetSet
+
+        words = out.networks.setdefault(key, [])
+        for w in rest.split():
+            try:
+                NetSet.parse([w], loopback=False)
+            except ValueError as exc:
+                out.warnings.append(f"{where}: {key}: {exc}")
+                continue
+            words.append(w)
+    elif key.startswith("clear_") and key[6:] in NETWORK_DIRECTIVES:
+        out.networks.pop(key[6:], None)
     elif key in PLUGIN_SETTINGS or key in PLUGIN_SETTING_ALIASES:
         value = rest.split()[0] if rest else ""
         if _NUMERIC_RE.match(value) is None:
