@@ -1565,13 +1565,7 @@ def _fm_addrs(v: MessageViews, request: str) -> list[str]:
     key = ("fm_addrs", request)
     got: tuple[str, ...] | None = v.memo.get(key)
     if got is None:
-        name, *mods = request.split(":")
-        text = header_request(v, name, (*(m.lower() for m in mods if m), "addr"))
-        got = (
-            ()
-            if text is None
-            else tuple(a.lower() for a in text.decode("utf-8", "surrogateescape").split("\n") if a)
-        )
+        got = tuple(a.lower() for a in _fm_addrs_raw(v, request))
         v.memo[key] = got
     return list(got)
 
@@ -1825,6 +1819,8 @@ def _to_addrs(v: MessageViews) -> list[str]:
 
 
 def _fm_addrs_raw(v: MessageViews, request: str) -> list[str]:
+    """``get("request:addr")``: the addresses of a header request as the message writes
+    them (modifiers in the request kept, ``:addr`` added)."""
     name, *mods = request.split(":")
     text = header_request(v, name, (*(m.lower() for m in mods if m), "addr"))
     if text is None:

@@ -34,6 +34,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailsift.classifier.rules.relays import NetSet
+
 SA_VERSION = 4.000001
 
 # Plugins whose rules this engine can take (rule types it runs, or eval tests it either
@@ -353,8 +355,6 @@ def _directive(key: str, rest: str, where: str, out: ParsedRules) -> None:
     elif key == "util_rb_tld":
         out.valid_tlds.update(_ace(t) for t in rest.split())
     elif key in NETWORK_DIRECTIVES:
-        from mailsift.classifier.rules.relays import NetSet
-
         words = out.networks.setdefault(key, [])
         for w in rest.split():
             try:
