@@ -121,6 +121,10 @@ class ParsedMessage:
     attachments: list[Attachment] = field(default_factory=list)
     images: int = 0  # inline/attached images plus <img> tags
     html_tags: int = 0
+    # per text/html part, as SpamAssassin's HTML parser records it for HTMLEval's
+    # html_image_only: the length of the part's decoded source (characters when it reads
+    # as UTF-8, else bytes) and whether it holds an <img> tag
+    html_part_images: list[tuple[int, bool]] = field(default_factory=list)
     parts: int = 0
     defects: list[str] = field(default_factory=list)
     truncated: bool = False
@@ -771,7 +775,7 @@ def _parse_into(
         if text_len >= max_text_chars:
             pm.truncated = True
             continue
-        content = _part_text(part, pm)
+        content, payload = _part_text(part, pm)
         room = max_text_chars - text_len
         if len(content) > room:
             content = content[:room]
@@ -780,6 +784,9 @@ def _parse_into(
         text_len += len(content)
         if ctype == "text/html":
             html_parts.append(content)
+            pm.html_part_images.append(
+                (_sa_source_length(payload), _IMG_TAG_RE.search(content) is not None)
+            )
         else:
             text_parts.append(content)
             if id(part) not in shadowed:
@@ -932,7 +939,23 @@ def _payload_bytes(part: Message, pm: ParsedMessage) -> bytes:
     return str(payload).encode("utf-8", "replace")
 
 
-def _part_text(part: Message, pm: ParsedMessage) -> str:
+_IMG_TAG_RE = re.compile(r"<img[\s/>]", re.IGNORECASE)
+
+
+def _sa_source_length(payload: bytes) -> int:
+    """A part's length as SpamAssassin's renderer counts it with ``normalize_charset`` off
+    (its default): bytes, or characters when the bytes are valid UTF-8."""
+    if payload.isascii():
+        return len(payload)
+    try:
+        return len(payload.decode("utf-8"))
+    except UnicodeDecodeError:
+        return len(payload)
+
+
+def _part_text(part: Message, pm: ParsedMessage) -> tuple[str, bytes]:
+    """The part's payload decoded to text (its charset, else UTF-8, else Latin-1), and the
+    payload."""
     payload = _payload_bytes(part, pm)
     charset = None
     try:
@@ -947,10 +970,10 @@ def _part_text(part: Message, pm: ParsedMessage) -> str:
             charset = None
     if charset is None:
         try:
-            return payload.decode("utf-8")
+            return payload.decode("utf-8"), payload
         except UnicodeDecodeError:
-            return payload.decode("latin-1")
-    return _decode_bytes(payload, charset)
+            return payload.decode("latin-1"), payload
+    return _decode_bytes(payload, charset), payload
 
 
 def iter_header_values(pm: ParsedMessage, names: Iterable[str]) -> Iterable[str]:

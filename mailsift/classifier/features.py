@@ -50,7 +50,7 @@ if TYPE_CHECKING:  # the batch (training) path's: one message at a time needs ne
     from sklearn.feature_extraction import FeatureHasher
 
 # Bump when the token scheme changes: a model is only valid for the version it was trained on.
-FEATURE_SET_VERSION = "7"
+FEATURE_SET_VERSION = "8"
 
 DEFAULT_N_META = 2**16  # hashed space of rule/symbol/structure features
 MAX_BODY_CHARS = 40_000  # body text tokenised per message (spam shows its hand early)

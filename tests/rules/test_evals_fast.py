@@ -273,12 +273,35 @@ RANGES = [
 
 
 @pytest.mark.parametrize("text", HTML_TEXTS)
-def test_html_image_only_counts_as_the_cut_off_definition(text: str) -> None:
-    v = views(_pm(html="<img src=x>", html_text=text, images=1))
+def test_image_only_counts_visible_characters_as_the_cut_off_definition(text: str) -> None:
+    v = views(_pm(text=text, images=1))
+    for limit in (0, 1, 5, 200, 400, 1000, 8000):
+        got = evals.image_only(v, (str(limit),))
+        assert got == int(_ref_visible(v.pm.body, limit) <= limit), limit
+    assert evals.image_only(views(_pm(text=text)), ("400",)) == 0
+
+
+PARTS = [
+    [],
+    [(400, True)],
+    [(401, True)],
+    [(0, True)],
+    [(300, False)],
+    [(5000, False), (700, True)],  # any part
+    [(700, False), (5000, True)],
+]
+
+
+@pytest.mark.parametrize("parts", PARTS)
+def test_html_image_only_reads_each_parts_source_length(parts: list[tuple[int, bool]]) -> None:
+    v = views(_pm(html="<img src=x>", html_part_images=parts, images=1))
     for args in RANGES:
         lo, hi = evals._num(args, 0, 0), evals._num(args, 1, 400)
-        assert evals.sa_html_image_only(v, args) == int(lo <= _ref_visible(text, hi) < hi), args
-    assert evals.sa_html_image_only(views(_pm(html_text=text, images=1)), ("0", "400")) == 0
+        want = int(any(img and lo < n <= hi for n, img in parts))
+        assert evals.sa_html_image_only(v, args) == want, args
+    assert evals.sa_html_image_only(v, ("0400", "0800")) == int(
+        any(img and 400 < n <= 800 for n, img in parts)
+    )
 
 
 SUBJECTS = [

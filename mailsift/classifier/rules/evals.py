@@ -29,7 +29,7 @@ Tests (arguments in brackets):
 - ``mailsift_body_caps([ratio=0.5], [min_letters=100])``: share of upper-case letters.
 - ``mailsift_many_urls([n=20])``: at least ``n`` distinct URLs.
 - SpamAssassin names: ``check_for_mime_html_only``, ``check_for_mime_html``,
-  ``check_for_missing_to_header``, ``html_image_only``, ``check_for_faraway_charset``
+  ``check_for_missing_to_header``, ``check_for_faraway_charset``
   (our charset mismatch), ``check_msg_parse_flags('truncated')``, and, with SpamAssassin's
   definitions: ``check_for_shifted_date(min, max)`` (Date minus the closest Received
   timestamp, in hours, ``'undef'`` for an open end), ``check_for_uppercase(min, max)``
@@ -43,8 +43,10 @@ Tests (arguments in brackets):
   over rendered HTML length when a message has both),
   ``multipart_alternative_difference(min, max)`` and
   ``multipart_alternative_difference_count(ratio, min_html)`` (how far the plain-text
-  alternative of an HTML message says something else, MIMEEval's measure on the shown
-  HTML) and ``check_for_mime(test)`` for
+  alternative of an HTML message says something else, BodyEval's measure on the whole
+  rendered HTML, hidden text included), ``html_image_only(min, max)`` (an HTML part with an
+  <img> tag whose source, not its visible text, is more than ``min`` and at most ``max``
+  characters long) and ``check_for_mime(test)`` for
   ``mime_base64_count``, ``mime_qp_count``, ``mime_base64_encoded_text``,
   ``mime_attachment``, ``mime_bad_iso_charset``, ``mimepart_limit_exceeded`` and
   ``mime_faraway_charset`` (never: like SpamAssassin with its default ``ok_locales all``).
@@ -263,19 +265,11 @@ def image_only(v: MessageViews, args: tuple[Any, ...]) -> int:
 
 
 def sa_html_image_only(v: MessageViews, args: tuple[Any, ...]) -> int:
-    pm = v.pm
-    if not pm.html or pm.images <= 0:
-        return 0
+    """HTMLEval's ``html_image_only(min, max)``: some HTML part holds an <img> tag and its
+    source (not its visible text) is more than ``min`` and at most ``max`` characters long,
+    as SpamAssassin 4.0 measures it."""
     lo, hi = _nums(args, (0, 400))
-    text = pm.html_text
-    if len(text) <= int(hi) * 20 + 1000:
-        # _visible_chars reads all of the text: count it once for the eight range tests
-        n: int | None = v.memo.get("html_visible")
-        if n is None:
-            n = v.memo["html_visible"] = len(text) - sum(text.count(c) for c in _SPACE_CHARS)
-    else:
-        n = _visible_chars(text, hi)
-    return int(lo <= n < hi)
+    return int(any(img and lo < n <= hi for n, img in v.pm.html_part_images))
 
 
 def _shown_domain(text: str | None) -> str:
@@ -833,8 +827,9 @@ def _words(text: str) -> Counter[str]:
 
 
 def _alternative_difference(v: MessageViews) -> tuple[float, int, int]:
-    """SpamAssassin's multipart/alternative measure (MIMEEval): the share (%) of the
-    distinct words of the HTML alternative (as shown: rendered, hidden elements out) that
+    """SpamAssassin's multipart/alternative measure (BodyEval): the share (%) of the
+    distinct words of the HTML alternative (all of its rendered text, hidden elements too,
+    as SpamAssassin's ``rendered()`` gives it) that
     the plain-text alternative does not hold at least as often, the number of distinct
     HTML words and of distinct text words. Words are runs of non-blanks holding a word
     character, case kept; an HTML part without words but with an image counts one. Our
@@ -846,7 +841,7 @@ def _alternative_difference(v: MessageViews) -> tuple[float, int, int]:
     pm = v.pm
     out = (0.0, 0, 0)
     if pm.html_alternatives:
-        html = _words(pm.html_shown_text)
+        html = _words(pm.html_text)
         if not html and "img" in _html_tags(v):
             html["\n"] = 1
         text = _words(pm.alternative_text)
