@@ -13,6 +13,7 @@ feature can see; their names are listed in ``dropped_headers``.
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import email
 import email.header
@@ -125,6 +126,10 @@ class ParsedMessage:
     # html_image_only: the length of the part's decoded source (characters when it reads
     # as UTF-8, else bytes) and whether it holds an <img> tag
     html_part_images: list[tuple[int, bool]] = field(default_factory=list)
+    # per image/gif, image/png and image/jp(e)g part sent in base64 (its last
+    # Content-Transfer-Encoding), as SpamAssassin's ImageInfo plugin reads it: the kind
+    # ("gif", "png", "jpeg") and the width and height in its header (0, 0 when unreadable)
+    image_dims: list[tuple[str, int, int]] = field(default_factory=list)
     parts: int = 0
     defects: list[str] = field(default_factory=list)
     truncated: bool = False
@@ -760,6 +765,11 @@ def _parse_into(
             or not (ctype.startswith("text/") or ctype == "message/rfc822")
         ):
             payload = _payload_bytes(part, pm)
+            kind = _IMAGEINFO_KINDS.get(ctype)
+            if kind is not None:
+                dims = _imageinfo_dims(part, kind, payload)
+                if dims is not None:
+                    pm.image_dims.append(dims)
             pm.attachments.append(
                 Attachment(
                     filename=decode_header_value(filename or ""),
@@ -940,6 +950,79 @@ def _payload_bytes(part: Message, pm: ParsedMessage) -> bytes:
 
 
 _IMG_TAG_RE = re.compile(r"<img[\s/>]", re.IGNORECASE)
+
+# the image types SpamAssassin's ImageInfo plugin reads, and its name for each
+_IMAGEINFO_KINDS = {
+    "image/gif": "gif",
+    "image/png": "png",
+    "image/jpeg": "jpeg",
+    "image/jpg": "jpeg",
+}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_CHUNK_RE = re.compile(rb"IHDR|IEND")
+_JPEG_SOF = frozenset(
+    [*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0)]
+)
+
+
+def _imageinfo_dims(part: Message, kind: str, payload: bytes) -> tuple[str, int, int] | None:
+    """``(kind, width, height)`` of an image part as ImageInfo reads it, None unless its last
+    Content-Transfer-Encoding is base64 (ImageInfo skips the part)."""
+    ctes = part.get_all("content-transfer-encoding") or []
+    if not ctes or str(ctes[-1]).strip().lower() != "base64":
+        return None
+    if str(ctes[0]).strip().lower() != "base64":
+        # the email package decoded by the first header: decode the base64 here
+        raw = part.get_payload(decode=False)
+        text = raw if isinstance(raw, str) else ""
+        b64 = re.sub(r"[^A-Za-z0-9+/]", "", text.split("=", 1)[0] if "=" in text else text)
+        try:
+            payload = binascii.a2b_base64(b64[: len(b64) - len(b64) % 4])
+        except binascii.Error:
+            payload = b""
+    width, height = _image_size(kind, payload)
+    return kind, width, height
+
+
+def _image_size(kind: str, data: bytes) -> tuple[int, int]:
+    """Width and height in an image's header, as ImageInfo's readers find them (0, 0 when
+    they find none): a GIF's logical screen; a PNG's IHDR chunk, looked for in steps of 8
+    bytes from offset 8 (ImageInfo never skips a chunk's data) until IEND; a JPEG's first
+    start-of-frame segment before the scan."""
+    if kind == "gif":
+        if len(data) >= 10 and data[:6] in (b"GIF87a", b"GIF89a"):
+            return int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
+        return 0, 0
+    if kind == "png":
+        if data[:8] != _PNG_SIGNATURE:
+            return 0, 0
+        for m in _PNG_CHUNK_RE.finditer(data, 12):
+            pos = m.start() - 4  # the chunk's length field: at 8, 16, 24, ...
+            if pos % 8:
+                continue
+            if m.group() == b"IEND":
+                break
+            if data[pos : pos + 4] == b"\0\0\0\x0d":
+                fields = data[pos + 8 : pos + 25][:-4]  # the 13 data bytes (CRC cut off)
+                if len(fields) < 8:
+                    return 0, 0
+                return int.from_bytes(fields[0:4], "big"), int.from_bytes(fields[4:8], "big")
+        return 0, 0
+    if data[:2] != b"\xff\xd8":
+        return 0, 0
+    pos = 2
+    while len(data) >= pos + 4:
+        mark, length = data[pos + 1], int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if data[pos] != 0xFF or mark in (0xDA, 0xD9) or length < 2:
+            break
+        pos += 4
+        block = data[pos : pos + length - 2]
+        if mark in _JPEG_SOF:
+            if len(block) < 5:
+                return 0, 0
+            return int.from_bytes(block[3:5], "big"), int.from_bytes(block[1:3], "big")
+        pos += len(block)
+    return 0, 0
 
 
 def _sa_source_length(payload: bytes) -> int:

@@ -279,6 +279,8 @@ class RuleSet:
                         args = evals_mod.freemail_args(rd.eval_name, args, p)
                     elif rd.eval_name in evals_mod.FROMNAME_EVALS:
                         args = evals_mod.fromname_args(rd.eval_name, args, p)
+                    elif rd.eval_name in evals_mod.IMAGEINFO_EVALS:
+                        args = evals_mod.imageinfo_args(rd.eval_name, args, rd.kind)
                 except ValueError as exc:
                     self.skipped.append((name, str(exc)))
                     continue

@@ -72,6 +72,13 @@ Tests (arguments in brackets):
   ``check_fromname_domain_differ``, ``check_fromname_contains_email``,
   ``check_fromname_equals_to``, ``check_fromname_owners_differ`` and
   ``check_fromname_equals_replyto``.
+- The ImageInfo plugin, on the sizes the parser reads from the headers of base64 GIF, PNG
+  and JPEG parts (``ParsedMessage.image_dims``): ``image_count(kind, min, [max])``,
+  ``pixel_coverage(kind, min, [max])``, ``image_size_exact(kind, h, w)``,
+  ``image_size_range(kind, min_h, min_w, [max_h], [max_w])`` and
+  ``image_to_text_ratio(kind, min, max)`` (the rule's body or rawbody text length over the
+  pixel area); ``image_named`` and ``image_name_regex`` (no stock rule uses them) are not
+  implemented.
 - RelayEval, on the relays of the Received headers (:mod:`.relays`): ``check_no_relays``,
   ``check_relays_unparseable``, ``check_all_trusted``, ``helo_ip_mismatch`` and
   ``check_for_no_rdns_dotcom_helo``.
@@ -270,6 +277,108 @@ def sa_html_image_only(v: MessageViews, args: tuple[Any, ...]) -> int:
     as SpamAssassin 4.0 measures it."""
     lo, hi = _nums(args, (0, 400))
     return int(any(img and lo < n <= hi for n, img in v.pm.html_part_images))
+
+
+# ---- SpamAssassin's ImageInfo plugin -----------------------------------------------------
+# Mail::SpamAssassin::Plugin::ImageInfo (4.0) on the image parts the parser measured
+# (``ParsedMessage.image_dims``): counts and pixel areas by kind ("gif", "png", "jpeg",
+# "all"); an image counts even when its size is unreadable, its area only when it is not.
+IMAGE_KINDS = ("gif", "png", "jpeg")
+
+
+def _imageinfo(v: MessageViews) -> tuple[dict[str, int], dict[str, int], dict[str, set[str]]]:
+    """Counts, pixel areas and ``HEIGHTxWIDTH`` sizes by kind, once a message."""
+    found: tuple[dict[str, int], dict[str, int], dict[str, set[str]]] | None
+    found = v.memo.get("imageinfo")
+    if found is None:
+        count = dict.fromkeys(("all", *IMAGE_KINDS), 0)
+        area = dict.fromkeys(("all", *IMAGE_KINDS), 0)
+        sizes: dict[str, set[str]] = {}
+        for kind, width, height in v.pm.image_dims:
+            count[kind] += 1
+            count["all"] += 1
+            if width and height:
+                area[kind] += width * height
+                area["all"] += width * height
+                sizes.setdefault(kind, set()).add(f"{height}x{width}")
+                sizes.setdefault("all", set()).add(f"{height}x{width}")
+        found = v.memo["imageinfo"] = (count, area, sizes)
+    return found
+
+
+def _result_check(args: tuple[Any, ...], value: float | None, nomaxequal: bool = False) -> int:
+    """ImageInfo's ``result_check``: ``value`` at least ``args[1]`` and at most ``args[2]``
+    (below it with ``nomaxequal``), no upper bound without ``args[2]``."""
+    if value is None or len(args) < 2:
+        return 0
+    low = _num(args, 1, 0.0)
+    high = _num(args, 2, 0.0) if len(args) > 2 else None
+    if value < low or (high is not None and (value > high or (nomaxequal and value == high))):
+        return 0
+    return 1
+
+
+def image_count(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """``image_count(kind, min, [max])``: how many images of that kind."""
+    return _result_check(args, _imageinfo(v)[0].get(str(args[0]) if args else ""))
+
+
+def pixel_coverage(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """``pixel_coverage(kind, min, [max])``: the pixel area of the images of that kind."""
+    return _result_check(args, _imageinfo(v)[1].get(str(args[0]) if args else ""))
+
+
+def image_size_exact(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """``image_size_exact(kind, height, width)``: an image of that kind has that size."""
+    if len(args) < 3:
+        return 0
+    size = f"{int(_num(args, 1, 0))}x{int(_num(args, 2, 0))}"
+    return int(size in _imageinfo(v)[2].get(str(args[0]), ()))
+
+
+def image_size_range(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """``image_size_range(kind, min_height, min_width, [max_height], [max_width])``."""
+    if len(args) < 3:
+        return 0
+    minh, minw = _num(args, 1, 0), _num(args, 2, 0)
+    maxh = _num(args, 3, 0) if len(args) > 3 else None
+    maxw = _num(args, 4, 0) if len(args) > 4 else None
+    for size in _imageinfo(v)[2].get(str(args[0]), ()):
+        h, _, w = size.partition("x")
+        height, width = int(h), int(w)
+        if height < minh or width < minw:
+            continue
+        if (maxh is not None and height > maxh) or (maxw is not None and width > maxw):
+            continue
+        return 1
+    return 0
+
+
+def image_to_text_ratio(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """``image_to_text_ratio(kind, min, max)``: the text's length over the pixel area of the
+    images of that kind, at least ``min`` and below ``max``. The text is the rule's own: the
+    rendered body for a body rule, the decoded raw body for a rawbody rule (the rule type is
+    the last argument, added at load by :func:`imageinfo_args`)."""
+    if len(args) < 4:
+        return 0
+    area = _imageinfo(v)[1].get(str(args[0]), 0)
+    if not area:
+        return 0
+    text = v.rawbody if args[-1] == "rawbody" else v.body
+    if not text:
+        return 0
+    return _result_check(args[:3], len(text) / area, nomaxequal=True)
+
+
+def imageinfo_args(name: str, args: tuple[Any, ...], kind: str) -> tuple[Any, ...]:
+    """ImageInfo's arguments as the tests read them: ``image_to_text_ratio`` gets the rule's
+    type (which text it measures) appended."""
+    return (*args, kind) if name == "image_to_text_ratio" else args
+
+
+IMAGEINFO_EVALS = frozenset(
+    {"image_count", "pixel_coverage", "image_size_exact", "image_size_range", "image_to_text_ratio"}
+)
 
 
 def _shown_domain(text: str | None) -> str:
@@ -1969,6 +2078,12 @@ EVALS: dict[str, EvalFn] = {
     "check_uri_host_in_blocklist": uri_host_listed,
     "check_uri_host_in_welcomelist": uri_host_listed,
     "check_equal_from_domains": equal_from_domains,
+    # ImageInfo
+    "image_count": image_count,
+    "pixel_coverage": pixel_coverage,
+    "image_size_exact": image_size_exact,
+    "image_size_range": image_size_range,
+    "image_to_text_ratio": image_to_text_ratio,
     # FreeMail
     "check_freemail_from": freemail_from,
     "check_freemail_replyto": freemail_replyto,

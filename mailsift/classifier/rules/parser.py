@@ -55,6 +55,7 @@ AVAILABLE_PLUGINS = frozenset(
         "Mail::SpamAssassin::Plugin::MIMEHeader",
         "Mail::SpamAssassin::Plugin::FreeMail",
         "Mail::SpamAssassin::Plugin::FromNameSpoof",
+        "Mail::SpamAssassin::Plugin::ImageInfo",
     }
 )
 
