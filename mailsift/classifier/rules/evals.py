@@ -31,8 +31,9 @@ Tests (arguments in brackets):
 - SpamAssassin names: ``check_for_mime_html_only``, ``check_for_mime_html``,
   ``check_for_missing_to_header``, ``check_for_faraway_charset``
   (our charset mismatch), ``check_msg_parse_flags('truncated')``, and, with SpamAssassin's
-  definitions: ``check_for_shifted_date(min, max)`` (Date minus the closest Received
-  timestamp, in hours, ``'undef'`` for an open end), ``check_for_uppercase(min, max)``
+  definitions: ``check_for_shifted_date(min, max)`` (Resent-Date, else Date, minus the
+  closest Received timestamp, in hours, ``'undef'`` for an open end; HeaderEval's reading,
+  :func:`_date_diff_seconds`), ``check_for_uppercase(min, max)``
   (upper-case share of the letters and digits of body lines with an inner space, from 200
   characters, not for CJK charsets), ``subject_is_all_caps()``,
   ``check_for_to_in_subject('user'|'address')``, ``check_header_count_range(name, min,
@@ -93,7 +94,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mailsift.classifier.rules.parser import PLUGIN_SETTINGS, ParsedRules
@@ -705,30 +706,69 @@ def _bounds(args: tuple[Any, ...]) -> tuple[float | None, float | None]:
     return _bound(args, 0), _bound(args, 1)
 
 
-def _date_diff_hours(v: MessageViews) -> float | None:
-    """Date header minus the Received timestamp closest to it, in hours (SpamAssassin's
-    ``date_diff``); None without a usable Date or Received timestamp."""
-    dates = _dates(v)
-    if dates is None:
+# HeaderEval's Received timestamps: the first match in each Received header; the top header
+# set aside when it is a local (localhost, 127.0.0.1, qmail) hop followed by fetchmail's
+_SA_RECEIVED_TIME_RE = re.compile(r"(\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+)", re.ASCII)
+_SA_LOCAL_RECEIVED_RE = re.compile(
+    r"\bfrom (?:localhost\s|(?:\S+ ){1,2}\S*\b127\.0\.0\.1\b)|qmail \d+ invoked by uid \d+",
+    re.ASCII,
+)
+_SA_FETCHMAIL_RECEIVED_RE = re.compile(r"\bby localhost with \w+ \(fetchmail-[\d.]+", re.ASCII)
+MAX_SA_RECEIVED_TIMES = 100  # Received headers read for check_for_shifted_date
+
+
+def _sa_time(text: str) -> float | None:
+    """A date as seconds since the epoch, UTC when it names no zone (parse_rfc822_date)."""
+    dt = parse_date(text.strip())
+    if dt is None:
         return None
-    dt, received = dates
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
     try:
-        diffs = [(dt - r).total_seconds() / 3600.0 for r in received]
-    except (OverflowError, ValueError):
+        return dt.timestamp()
+    except (OverflowError, ValueError, OSError):
         return None
-    return min(diffs, key=abs) if diffs else None
+
+
+def _date_diff_seconds(v: MessageViews) -> float:
+    """HeaderEval's ``date_diff``: the first Resent-Date (else Date) that parses minus the
+    Received timestamp closest to it, in seconds; the last (oldest) difference is dropped
+    when it is 0 and there are others; 0 without a date or a Received timestamp."""
+    date = None
+    for name in ("resent-date", "date"):
+        for value in v.header_values(name, False):
+            if value:
+                date = _sa_time(value)
+            if date is not None:
+                break
+        if date is not None:
+            break
+    if date is None:
+        return 0.0
+    received = [r for r in v.header_values("received", False)[:MAX_SA_RECEIVED_TIMES] if r.strip()]
+    # a local top hop is set aside only with fetchmail's hop after it; fetchmail's alone is
+    local = 1 if received and _SA_LOCAL_RECEIVED_RE.search(received[0]) else 0
+    if len(received) > local and _SA_FETCHMAIL_RECEIVED_RE.search(received[local]):
+        received = received[local + 1 :]
+    diffs = []
+    for value in received:
+        m = _SA_RECEIVED_TIME_RE.search(value)
+        t = _sa_time(m.group(1)) if m else None
+        if t is not None:
+            diffs.append(date - t)
+    if len(diffs) > 1 and diffs[-1] == 0:
+        diffs.pop()
+    return min(diffs, key=abs) if diffs else 0.0
 
 
 def shifted_date(v: MessageViews, args: tuple[Any, ...]) -> int:
     memo = v.memo
     if "date_diff" in memo:  # eleven ranges ask: the dates are read once a message
-        diff: float | None = memo["date_diff"]
+        diff: float = memo["date_diff"]
     else:
-        diff = memo["date_diff"] = _date_diff_hours(v)
-    if diff is None:
-        return 0
+        diff = memo["date_diff"] = _date_diff_seconds(v)
     lo, hi = _bounds(args)
-    return int((lo is None or diff >= lo) and (hi is None or diff < hi))
+    return int((lo is None or diff >= 3600 * lo) and (hi is None or diff < 3600 * hi))
 
 
 def _declared_charsets(v: MessageViews) -> set[bytes]:
