@@ -57,13 +57,14 @@ Tests (arguments in brackets):
   ``html_eval('length', 'OP N')`` and ``html_tag_balance(tag, 'OP N')`` read what
   SpamAssassin's HTML parser records (:func:`_html_strings`); their other measures are
   skipped.
-  ``check_from_in_list(list)`` / ``check_replyto_in_list(list)``: the From (Reply-To)
-  address matches a glob of an ``enlist_addrlist (list)`` line (SpamAssassin's WLBLEval
+  ``check_from_in_list(list)`` / ``check_replyto_in_list(list)``: a sender address of
+  SpamAssassin's ``all_from_addrs`` (the Reply-To address) matches a glob of an ``enlist_addrlist (list)`` line (SpamAssassin's WLBLEval
   meaning; lists are resolved at load, :func:`addrlist_args`).
   ``check_uri_host_listed(list)``: a link's host or a parent domain of it is on an
   ``enlist_uri_host (list)`` line (:func:`urihost_args`).
 - HeaderEval's ``check_equal_from_domains()``: the From and envelope-sender domains differ
-  in their last two labels.
+  in their last two labels; ``check_for_matching_env_and_hdr_from()``: the envelope
+  sender (:func:`.views.envelope_sender`) is the From address.
 - The FreeMail plugin (:class:`FreemailConf`, its configuration read at load by
   :func:`freemail_args`): ``check_freemail_from([regex])``,
   ``check_freemail_header(header, [regex])``, ``check_freemail_body([regex])`` and
@@ -1118,7 +1119,9 @@ def _in_list(v: MessageViews, header: str, args: tuple[Any, ...]) -> int:
 
 
 def from_in_list(v: MessageViews, args: tuple[Any, ...]) -> int:
-    return _in_list(v, "from", args)
+    """WLBLEval's ``check_from_in_list``: an address of :func:`_all_from_addrs` is listed."""
+    pattern = _glob_re(args[1])
+    return int(any(pattern.match(a) for a in _all_from_addrs(v)))
 
 
 def replyto_in_list(v: MessageViews, args: tuple[Any, ...]) -> int:
@@ -1482,6 +1485,14 @@ def equal_from_domains(v: MessageViews, args: tuple[Any, ...]) -> int:
     return int(bool(env_domain) and from_domain != env_domain)
 
 
+def matching_env_and_hdr_from(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """HeaderEval's ``check_for_matching_env_and_hdr_from()``: the envelope sender's address
+    equals the first From address, case aside (two missing ones are equal)."""
+    env = _fm_addrs(v, "EnvelopeFrom")
+    frm = _fm_addrs(v, "From")
+    return int((env[0] if env else "") == (frm[0] if frm else ""))
+
+
 # ---- SpamAssassin's FreeMail plugin ------------------------------------------------------
 # Mail::SpamAssassin::Plugin::FreeMail (4.0): is a sender, a Reply-To, a header's or the
 # body's address at a free mail provider (``freemail_domains``)? Its configuration is read
@@ -1782,20 +1793,30 @@ def _fm_body(v: MessageViews, conf: FreemailConf) -> set[str] | None:
     return found
 
 
+def _all_from_addrs(v: MessageViews) -> list[str]:
+    """SpamAssassin's ``all_from_addrs``, lower-cased, each once: the first Resent-From's
+    address, else the addresses of From, Envelope-Sender, Resent-Sender, X-Envelope-From and
+    the envelope sender, runs of dots squeezed."""
+    got: list[str] | None = v.memo.get("all_from_addrs")
+    if got is None:
+        addrs = _fm_addrs(v, "Resent-From:first")
+        if not addrs:
+            addrs = [
+                re.sub(r"\.{2,}", ".", a)
+                for h in ("From", "Envelope-Sender", "Resent-Sender", "X-Envelope-From")
+                for a in _fm_addrs(v, h)
+            ]
+            addrs += [re.sub(r"\.{2,}", ".", a) for a in _fm_addrs(v, "EnvelopeFrom")]
+        got = v.memo["all_from_addrs"] = list(dict.fromkeys(addrs))
+    return got
+
+
 def freemail_from(v: MessageViews, args: tuple[Any, ...]) -> int:
     """``check_freemail_from([regex])``: an address of SpamAssassin's ``all_from_addrs``
     (the first Resent-From, else From, Envelope-Sender, Resent-Sender, X-Envelope-From and
     the envelope sender, runs of dots squeezed) is freemail (and matches the regex)."""
     conf: FreemailConf = args[0]
-    addrs = _fm_addrs(v, "Resent-From:first")
-    if not addrs:
-        addrs = [
-            re.sub(r"\.{2,}", ".", a)
-            for h in ("From", "Envelope-Sender", "Resent-Sender", "X-Envelope-From")
-            for a in _fm_addrs(v, h)
-        ]
-        addrs += [re.sub(r"\.{2,}", ".", a) for a in _fm_addrs(v, "EnvelopeFrom")]
-    for email in dict.fromkeys(addrs):
+    for email in _all_from_addrs(v):
         if _is_freemail(email, conf) and (len(args) < 2 or _fm_match(email, args[1])):
             return 1
     return 0
@@ -2118,6 +2139,7 @@ EVALS: dict[str, EvalFn] = {
     "check_uri_host_in_blocklist": uri_host_listed,
     "check_uri_host_in_welcomelist": uri_host_listed,
     "check_equal_from_domains": equal_from_domains,
+    "check_for_matching_env_and_hdr_from": matching_env_and_hdr_from,
     # ImageInfo
     "image_count": image_count,
     "pixel_coverage": pixel_coverage,

@@ -171,6 +171,66 @@ def _addresses(values: list[str]) -> tuple[tuple[str, str], ...]:
     return parse_addresses(tuple(v[:MAX_ADDRESS_HEADER] for v in values))
 
 
+def _first_addr(views: MessageViews, name: str) -> str | None:
+    """``get("name:first:addr")``: the first address of the first ``name`` header."""
+    values = views.header_values(name, True)[:1]
+    if not values:
+        return None
+    return next((a for _, a in _addresses(values) if a), None)
+
+
+def _after_received(pm: ParsedMessage, lname: str) -> bool:
+    """A ``lname`` header comes after a Received header."""
+    seen = False
+    for k, _ in pm.raw_headers:
+        k = k.lower()
+        if k == "received":
+            seen = True
+        elif k == lname and seen:
+            return True
+    return False
+
+
+def envelope_sender(views: MessageViews) -> str | None:
+    """The envelope sender as SpamAssassin's ``get_envelope_from`` finds it (once a message):
+    the envelope-from the last untrusted relay (else the first trusted one) recorded, when
+    it is an address or empty; none when an X-Sender address comes with a fetchmail
+    Received header; else the first address of X-Envelope-From, Envelope-Sender or
+    Return-Path, each only when no such header comes after a Received header (a late
+    X-Envelope-From ends the search)."""
+    memo = views.memo
+    if "envelope_sender" in memo:
+        found: str | None = memo["envelope_sender"]
+        return found
+    found = None
+    relays = views.relays()
+    hop = (
+        relays.untrusted[0] if relays.untrusted else relays.trusted[-1] if relays.trusted else None
+    )
+    env = hop.envfrom if hop is not None else None
+    if env is not None and (env.find("@") > 0 or env == ""):
+        found = env
+    elif (
+        (xs := _first_addr(views, "X-Sender")) is not None
+        and "@" in xs
+        and any("(fetchmail" in r for r in views.header_values("Received", False))
+    ):
+        found = None
+    else:
+        for name in ("X-Envelope-From", "Envelope-Sender", "Return-Path"):
+            addr = _first_addr(views, name)
+            if addr is None:
+                continue
+            if _after_received(views.pm, name.lower()):
+                if name == "X-Envelope-From":
+                    break
+                continue
+            found = addr
+            break
+    memo["envelope_sender"] = found
+    return found
+
+
 def header_request(views: MessageViews, name: str, modifiers: tuple[str, ...]) -> bytes | None:
     """The text SpamAssassin's ``get(name:modifiers)`` gives, or None when absent."""
     raw = "raw" in modifiers
@@ -200,13 +260,8 @@ def header_request(views: MessageViews, name: str, modifiers: tuple[str, ...]) -
             if v.strip()
         ]
     elif lname == "envelopefrom":
-        env = pm.envelope_from or ""
-        if not env:
-            rp = views.header_values("Return-Path", True) or views.header_values(
-                "X-Envelope-From", True
-            )
-            env = rp[0] if rp else ""
-        values = [env.strip()] if env.strip() else []
+        env = envelope_sender(views)
+        values = [env] if env else []
     else:
         values = views.header_values(name, need_raw)
     if not values:
