@@ -23,7 +23,7 @@ from typing import Any
 
 from mailsift.classifier.rules.targets import HS_VERSION, MODE_RE, Target, hs
 
-ENGINE_VERSION = "5"
+ENGINE_VERSION = "6"
 CACHE_KEEP = 4  # cache files kept per cache directory
 MAGIC = b"MSRULES1"
 
