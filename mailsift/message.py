@@ -949,8 +949,6 @@ def _payload_bytes(part: Message, pm: ParsedMessage) -> bytes:
 
 
 _IMG_TAG_RE = re.compile(r"<img[\s/>]", re.IGNORECASE)
-# a line of over 78 characters with its newline, not starting "SPAM: "
-_QP_LONG_LINE_RE = re.compile(r"^(?!SPAM: )(?:[^\n]{80}|[^\n]{79}\n)", re.MULTILINE)
 
 
 def _is_qp(part: Message) -> bool:
@@ -969,7 +967,14 @@ def _qp_long_line(part: Message, crlf: bool) -> bool:
         return False
     if crlf:
         payload = payload.replace("\r\n", "\n")
-    return _QP_LONG_LINE_RE.search(payload) is not None
+    lines = payload.split("\n")
+    if max(map(len, lines)) < 79:
+        return False
+    last = len(lines) - 1  # the piece after the last newline: 80 characters needed there
+    return any(
+        len(line) >= (80 if i == last else 79) and not line.startswith("SPAM: ")
+        for i, line in enumerate(lines)
+    )
 
 
 def _sa_source_length(payload: bytes) -> int:
