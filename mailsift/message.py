@@ -130,6 +130,9 @@ class ParsedMessage:
     # Content-Transfer-Encoding), as SpamAssassin's ImageInfo plugin reads it: the kind
     # ("gif", "png", "jpeg") and the width and height in its header (0, 0 when unreadable)
     image_dims: list[tuple[str, int, int]] = field(default_factory=list)
+    # MIMEEval's mime_qp_long_line: a part in quoted-printable has an undecoded line over 78
+    # characters (see _qp_long_line)
+    qp_long_line: bool = False
     parts: int = 0
     defects: list[str] = field(default_factory=list)
     truncated: bool = False
@@ -741,6 +744,10 @@ def _parse_into(
     alternative_parts: list[str] = []
     text_len = 0
     nparts = 0
+    # SpamAssassin reads the body's lines with CRLF turned into LF when the message's first
+    # or last line ends in CRLF (its line_ending check), else a CR counts as a character
+    first_end = data.find(b"\n")
+    crlf = (first_end > 0 and data[first_end - 1] == 0x0D) or data.endswith(b"\r\n")
     for part in msg.walk():
         nparts += 1
         if nparts > max_parts:
@@ -754,6 +761,8 @@ def _parse_into(
         if part.is_multipart():
             continue
         pm.defects.extend(type(d).__name__ for d in getattr(part, "defects", []))
+        if not pm.qp_long_line and _is_qp(part):
+            pm.qp_long_line = _qp_long_line(part, crlf)
         ctype = _safe(part.get_content_type, "text/plain")
         disp = (_safe(part.get_content_disposition, None) or "").lower()
         filename = _safe(part.get_filename, None)
@@ -1023,6 +1032,32 @@ def _image_size(kind: str, data: bytes) -> tuple[int, int]:
             return int.from_bytes(block[3:5], "big"), int.from_bytes(block[1:3], "big")
         pos += len(block)
     return 0, 0
+
+
+def _is_qp(part: Message) -> bool:
+    """The part's last Content-Transfer-Encoding is quoted-printable (as SpamAssassin reads
+    it: the last header, stripped and lower-cased)."""
+    ctes = part.get_all("content-transfer-encoding")
+    return ctes is not None and str(ctes[-1]).strip().lower() == "quoted-printable"
+
+
+def _qp_long_line(part: Message, crlf: bool) -> bool:
+    """MIMEEval's ``mime_qp_long_line`` for one leaf part: a line of the undecoded body
+    longer than 78 characters plus its newline (the line before a multipart boundary has
+    none), CRLF counted as one character when ``crlf``, lines starting "SPAM: " exempt."""
+    payload = part.get_payload()
+    if not isinstance(payload, str) or len(payload) < 79:
+        return False
+    if crlf:
+        payload = payload.replace("\r\n", "\n")
+    lines = payload.split("\n")
+    if max(map(len, lines)) < 79:
+        return False
+    last = len(lines) - 1  # the piece after the last newline: 80 characters needed there
+    return any(
+        len(line) >= (80 if i == last else 79) and not line.startswith("SPAM: ")
+        for i, line in enumerate(lines)
+    )
 
 
 def _sa_source_length(payload: bytes) -> int:

@@ -28,6 +28,7 @@ from mailsift.classifier.rules.relays import (
     parse_received_line,
     parse_relays,
 )
+from mailsift.classifier.rules.views import MessageViews, header_request
 from mailsift.message import ParsedMessage, parse
 
 from .conftest import hits
@@ -333,3 +334,53 @@ def test_rule_files_give_the_networks_and_settings_rule_over_them(tmp_path: Path
     assert hits(site, pm) == {"UNTRUSTED_HOP"}
     for copy in (pickle.loads(pickle.dumps(site)), site.variant(use_pcre=False)):
         assert hits(copy, pm) == {"UNTRUSTED_HOP"}
+
+
+RANGE_HEADERS = (
+    # unparseable (no IP): counted while inside the trusted / internal part
+    "Received: by mx.example.net (Postfix, from userid 1001) id 1; Mon, 7 Dec 2026 10:00:00 +0000",
+    "Received: from mail.example.net (mail.example.net [10.1.1.1]) by mx.example.net"
+    " (Postfix) with ESMTP id 2; Mon, 7 Dec 2026 10:00:00 +0000",
+    "X-Between: one",
+    "Received: from host.example.com (host.example.com [203.0.113.9]) by mail.example.net"
+    " (Postfix) with ESMTP id 3; Mon, 7 Dec 2026 10:00:00 +0000",
+    "X-Between: two",
+    "Received: from pc by host.example.com with SMTP id 4; Mon, 7 Dec 2026 10:00:00 +0000",
+    "From: a@example.com",
+)
+
+
+def test_header_ranges_count_every_received_header() -> None:
+    """SpamAssassin's ALL-TRUSTED / ALL-INTERNAL run up to and with the first Received header
+    past the trusted (internal) part, ALL-UNTRUSTED / ALL-EXTERNAL from it on; the index
+    counts the unparseable header inside the internal part."""
+    pm = parse(("\n".join(RANGE_HEADERS) + "\n\nbody\n").encode())
+    views = MessageViews(pm, 1 << 20)
+    relays = views.relays()
+    assert (relays.last_trusted_index, relays.last_internal_index) == (1, 1)
+    head = "".join(h + "\n" for h in RANGE_HEADERS[:4])
+    tail = "".join(h + "\n" for h in RANGE_HEADERS[3:])
+    for name, text in (
+        ("ALL-TRUSTED", head),
+        ("ALL-INTERNAL", head),
+        ("ALL-UNTRUSTED", tail),
+        ("ALL-EXTERNAL", tail),
+    ):
+        assert header_request(views, name, ()) == text.encode()
+        assert header_request(views, name, ("raw",)) == text.encode()
+    # no Received header at all: the trusted ranges hold every line, the others none
+    bare = MessageViews(parse(b"From: a@example.com\nSubject: hi\n\nbody\n"), 1 << 20)
+    assert header_request(bare, "ALL-TRUSTED", ()) == b"From: a@example.com\nSubject: hi\n"
+    assert header_request(bare, "ALL-EXTERNAL", ()) is None
+
+
+def test_header_range_rules_compile(engine: Build) -> None:
+    rs = engine(
+        r"""
+        header RELAYED_EXT ALL-EXTERNAL =~ /(?:^|\n)Received:\s.+\nReceived:\s/s
+        header TRUSTED_BETWEEN ALL-TRUSTED =~ /^X-Between: two/m
+        """
+    )
+    assert rs.names == ["RELAYED_EXT", "TRUSTED_BETWEEN"]
+    pm = parse(("\n".join(RANGE_HEADERS) + "\n\nbody\n").encode())
+    assert hits(rs, pm) == {"RELAYED_EXT"}

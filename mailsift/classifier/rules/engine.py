@@ -70,7 +70,7 @@ from mailsift.classifier.rules.targets import (
     match_re,
     reach,
 )
-from mailsift.classifier.rules.views import to_bytes
+from mailsift.classifier.rules.views import RELAY_RANGE_HEADERS, to_bytes
 from mailsift.message import ParsedMessage
 from mailsift.verdict import Symbol
 
@@ -228,6 +228,7 @@ class RuleSet:
                 and rd.header is not None
                 and rd.header.lower().startswith(("x-spam-relays-", "all-"))
                 and rd.header.lower() not in PSEUDO_HEADERS
+                and rd.header not in RELAY_RANGE_HEADERS
             ):
                 reason = f"pseudo-header not available: {rd.header}"
             if reason is not None:
@@ -415,7 +416,7 @@ class RuleSet:
 
     @staticmethod
     def _header_key(name: str) -> str:
-        return name.lower() if name not in ("ALL", "MESSAGEID") else name
+        return name if name in ("ALL", "MESSAGEID") or name in RELAY_RANGE_HEADERS else name.lower()
 
     def _header_target(self, name: str, modifiers: tuple[str, ...]) -> HeaderTarget:
         key = (self._header_key(name), tuple(sorted(modifiers)))
@@ -424,6 +425,7 @@ class RuleSet:
             ht = HeaderTarget(name, key[1])
             special = (
                 name in ("ALL", "MESSAGEID")
+                or name in RELAY_RANGE_HEADERS
                 or name.lower() in ("tocc", "envelopefrom")
                 or name.lower() in PSEUDO_HEADERS
             )

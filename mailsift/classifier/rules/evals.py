@@ -28,19 +28,22 @@ Tests (arguments in brackets):
 - ``mailsift_truncated()``: the message was larger than what we scan.
 - ``mailsift_body_caps([ratio=0.5], [min_letters=100])``: share of upper-case letters.
 - ``mailsift_many_urls([n=20])``: at least ``n`` distinct URLs.
-- SpamAssassin names: ``check_for_mime_html_only``, ``check_for_mime_html``,
-  ``check_for_missing_to_header``, ``check_for_faraway_charset``
-  (our charset mismatch), ``check_msg_parse_flags('truncated')``, and, with SpamAssassin's
-  definitions: ``check_for_shifted_date(min, max)`` (Resent-Date, else Date, minus the
-  closest Received timestamp, in hours, ``'undef'`` for an open end; HeaderEval's reading,
-  :func:`_date_diff_seconds`), ``check_for_uppercase(min, max)``
+- SpamAssassin names: ``check_for_mime_html``, ``check_for_missing_to_header``,
+  ``check_msg_parse_flags('truncated')``, and, with SpamAssassin's definitions:
+  ``check_for_faraway_charset`` (never: SpamAssassin's default ``ok_locales all``),
+  ``check_for_mime_html_only`` (the first Content-Type is text/html, or a MIME part is
+  text/html and none is another text type), ``check_for_shifted_date(min, max)``
+  (Resent-Date, else Date, minus the closest Received timestamp, in hours, ``'undef'`` for
+  an open end; HeaderEval's reading, :func:`_date_diff_seconds`),
+  ``check_for_uppercase(min, max)``
   (upper-case share of the letters and digits of body lines with an inner space, from 200
   characters, not for CJK charsets), ``subject_is_all_caps()``,
   ``check_for_to_in_subject('user'|'address')``, ``check_header_count_range(name, min,
   max)``, ``check_blank_line_ratio(min, max, min_lines)`` and ``check_illegal_chars(header,
-  ratio, count)`` (8-bit and control bytes in a raw header, ``ALL`` without Subject and From),
-  ``html_test('html'|'embeds'|'form_action_mailto')``, ``html_tag_exists(tag)`` (a tag
-  written in the HTML source), ``check_mime_multipart_ratio(min, max)`` (plain text length
+  ratio, count)`` (8-bit and control bytes in a raw header, or all of them for ``ALL``;
+  none when the header is valid UTF-8 without C0 control characters),
+  ``html_test('html'|'embeds'|'form_action_mailto')``, ``html_tag_exists(tag)`` (a start
+  or end tag written in the HTML source), ``check_mime_multipart_ratio(min, max)`` (plain text length
   over rendered HTML length when a message has both),
   ``multipart_alternative_difference(min, max)`` and
   ``multipart_alternative_difference_count(ratio, min_html)`` (how far the plain-text
@@ -48,9 +51,12 @@ Tests (arguments in brackets):
   rendered HTML, hidden text included), ``html_image_only(min, max)`` (an HTML part with an
   <img> tag whose source, not its visible text, is more than ``min`` and at most ``max``
   characters long) and ``check_for_mime(test)`` for
-  ``mime_base64_count``, ``mime_qp_count``, ``mime_base64_encoded_text``,
-  ``mime_attachment``, ``mime_bad_iso_charset``, ``mimepart_limit_exceeded`` and
-  ``mime_faraway_charset`` (never: like SpamAssassin with its default ``ok_locales all``).
+  ``mime_base64_count``, ``mime_qp_count``, ``mime_base64_encoded_text`` (a text part in
+  base64, its charset ASCII or unset, not marked attachment or inline, each part's last
+  header read), ``mime_qp_long_line`` (a quoted-printable line over 78 characters,
+  :attr:`~mailsift.message.ParsedMessage.qp_long_line`), ``mime_attachment``,
+  ``mime_bad_iso_charset``, ``mimepart_limit_exceeded`` and ``mime_faraway_charset``
+  (never: like SpamAssassin with its default ``ok_locales all``).
   Other sub-tests are skipped at load with a reason (:func:`check_args`).
   HTMLEval's ``html_text_match(comment|title|anchor, regex)``,
   ``html_title_subject_ratio(ratio)``, ``html_range('length', min, max)``,
@@ -250,6 +256,12 @@ def _header(v: MessageViews, lname: str) -> str:
 
 def html_only(v: MessageViews, args: tuple[Any, ...]) -> int:
     return int(v.pm.is_html_only)
+
+
+def never(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """A test SpamAssassin's stock settings never fire: ``check_for_faraway_charset`` finds
+    every charset fine under its default ``ok_locales all``."""
+    return 0
 
 
 def has_html(v: MessageViews, args: tuple[Any, ...]) -> int:
@@ -678,7 +690,7 @@ _ASCII_LOWER_RE = re.compile(r"[a-z]")
 _ASCII_UPPER_RE = re.compile(r"[A-Z]")
 _ILLEGAL_RE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\xff]")
 _FOLD_RE = re.compile(rb"\n[ \t]+")
-_SUBJ_FROM_LINE_RE = re.compile(rb"(?im)^(?:Subject|From):.*$")
+_C0_CONTROL_RE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _INNER_SPACE_RE = re.compile(rb"\S\s+\S")
 _B64_LINE_RE = re.compile(rb"^(?:[A-Za-z0-9+/=]{60,76} ){2}")
 # a line the uppercase test counts, in one anchored match: not _B64_LINE_RE, and with an
@@ -891,6 +903,16 @@ def blank_line_ratio(v: MessageViews, args: tuple[Any, ...]) -> int:
     return int((lo == 0 and pct <= hi) or (lo < pct <= hi))
 
 
+def _is_utf8(data: bytes) -> bool:
+    """Strict UTF-8 (RFC 3629: no surrogates, no overlong forms), as SpamAssassin's
+    ``is_valid_utf_8``."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def illegal_chars(v: MessageViews, args: tuple[Any, ...]) -> int:
     if not args:
         return 0
@@ -900,11 +922,13 @@ def illegal_chars(v: MessageViews, args: tuple[Any, ...]) -> int:
         text = b"".join(
             f"{k}: {val}\n".encode("utf-8", "surrogateescape") for k, val in v.pm.raw_headers
         )
-        text = _SUBJ_FROM_LINE_RE.sub(b"", _FOLD_RE.sub(b"  ", text))
+        text = _FOLD_RE.sub(b"  ", text)
     else:
         text = "\n".join(v.header_values(name, True)).encode("utf-8", "surrogateescape")
     if not text:
         return 0
+    if not text.isascii() and _C0_CONTROL_RE.search(text) is None and _is_utf8(text):
+        return 0  # 8-bit text in UTF-8 without control characters (an SMTPUTF8 header)
     illegal = len(_ILLEGAL_RE.findall(text))
     if illegal and name.lower() == "subject" and len(re.findall(rb"[\xa2\xa3\xae]", text)) == 1:
         illegal -= 1
@@ -912,6 +936,8 @@ def illegal_chars(v: MessageViews, args: tuple[Any, ...]) -> int:
 
 
 _TAG_RE = re.compile(r"<\s*([a-zA-Z][a-zA-Z0-9]{0,20})")
+# a start tag as _TAG_RE reads one, or an end tag
+_START_OR_END_TAG_RE = re.compile(r"<(?:\s*|/)([a-zA-Z][a-zA-Z0-9]{0,20})")
 _FORM_MAILTO_RE = re.compile(r"<\s*form\b[^>]*\baction\s*=\s*[\"']?\s*mailto:", re.IGNORECASE)
 _BAD_ISO_RE = re.compile(r"iso-\S+-\S+\b", re.IGNORECASE)
 _GOOD_ISO_RE = re.compile(r"iso-(?:8859-\d{1,2}|2022-(?:kr|jp(?:-\d)?)(?:-\d)?)\b", re.IGNORECASE)
@@ -926,6 +952,7 @@ MIME_TESTS = frozenset(
         "mime_bad_iso_charset",
         "mimepart_limit_exceeded",
         "mime_faraway_charset",
+        "mime_qp_long_line",
     }
 )
 
@@ -953,7 +980,16 @@ def html_test(v: MessageViews, args: tuple[Any, ...]) -> int:
 
 
 def html_tag_exists(v: MessageViews, args: tuple[Any, ...]) -> int:
-    return int(bool(args) and bool(v.pm.html) and str(args[0]).lower() in _html_tags(v))
+    """A tag of that name written in the HTML, as a start or an end tag (SpamAssassin's
+    HTML parser records both)."""
+    if not args or not v.pm.html:
+        return 0
+    names: set[str] | None = v.memo.get("html_tag_names")
+    if names is None:
+        names = v.memo["html_tag_names"] = {
+            t.lower() for t in set(_START_OR_END_TAG_RE.findall(v.pm.html))
+        }
+    return int(str(args[0]).lower() in names)
 
 
 def multipart_ratio(v: MessageViews, args: tuple[Any, ...]) -> int:
@@ -1053,23 +1089,98 @@ def _mime_parts(v: MessageViews) -> list[tuple[str, str, str]]:
 
 _MIME_ENCODING_TESTS = frozenset({"mime_base64_count", "mime_qp_count", "mime_base64_encoded_text"})
 
+# Util::parse_content_type's charset, and what _check_mime_header takes for an ASCII one
+# (unanchored, as written there)
+_SA_CHARSET_RE = re.compile(r"""\bcharset\s*=\s*["']?(.*?)["']?(?:;|$)""", re.IGNORECASE)
+_SA_ASCII_CHARSET_RE = re.compile(
+    r"(?:us-ascii|ansi_x3\.4-1968|iso-ir-6|ansi_x3\.4-1986|iso_646\.irv:1991|ascii|iso646-us"
+    r"|us|ibm367|cp367|csascii)"
+)
+_SA_TYPE_RE = re.compile(r"^([^/]+(?:/[^/\s]*)?).*$", re.DOTALL)
+_SA_PLAIN_LIKE_RE = re.compile(r"text\b(?!/(?:x-vcard|calendar|html)$)")
+
+
+def _last_value(headers: list[tuple[str, str]], lname: str) -> str:
+    for k, val in reversed(headers):
+        if k.lower() == lname:
+            return val.strip()
+    return ""
+
+
+def _sa_content_type(value: str) -> tuple[str, str]:
+    """Util::parse_content_type of a Content-Type value: the lower-cased type (text/plain
+    when missing or a plain-like text type) and the lower-cased charset ("" when none)."""
+    if not value:
+        return "text/plain", "us-ascii"
+    m = _SA_CHARSET_RE.search(value)
+    charset = m.group(1).lower() if m else ""
+    ctype = value.lstrip().split(";", 1)[0]
+    ctype = _SA_TYPE_RE.sub(r"\1", ctype).lower()
+    if not ctype or _SA_PLAIN_LIKE_RE.match(ctype):
+        ctype = "text/plain"
+    return ctype, charset
+
+
+def _sa_mime_parts(v: MessageViews) -> list[tuple[str, str, str, str]]:
+    """Every MIME part, containers too, top level first, as MIMEEval's
+    ``_check_attachments`` reads it: (type, charset, transfer encoding, disposition) from
+    the part's last header of each kind (a part's ``get_header`` in scalar context),
+    lower-cased (once a message)."""
+    found: list[tuple[str, str, str, str]] | None = v.memo.get("sa_mime_parts")
+    if found is None:
+        found = []
+        for headers in (v.pm.raw_headers, *v.pm.part_headers):
+            ctype, charset = _sa_content_type(_last_value(headers, "content-type"))
+            cte = _last_value(headers, "content-transfer-encoding").lower()
+            cd = _last_value(headers, "content-disposition").lower()
+            found.append((ctype, charset, cte, cd))
+        v.memo["sa_mime_parts"] = found
+    return found
+
+
+def _sa_base64_text(v: MessageViews) -> int:
+    """``mime_base64_encoded_text``: a text part in base64 whose charset is ASCII (or
+    unset) and that is not marked attachment or inline."""
+    return int(
+        any(
+            ctype.startswith("text")
+            and "base64" in cte
+            and (not charset or _SA_ASCII_CHARSET_RE.search(charset) is not None)
+            and not cd.startswith(("attachment", "inline"))
+            for ctype, charset, cte, cd in _sa_mime_parts(v)
+        )
+    )
+
+
+def sa_mime_html_only(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """MIMEEval's ``check_for_mime_html_only``: the first Content-Type is text/html, or
+    some part is text/html and no part is another text type (an empty one counts)."""
+    ctypes = v.header_values("content-type", False)
+    if ctypes and ctypes[0][:9].lower() == "text/html":
+        return 1
+    html = text = 0
+    for ctype, _, _, _ in _sa_mime_parts(v):
+        if ctype == "text/html":
+            html += 1
+        elif ctype.startswith("text"):
+            text += 1
+    return int(html > 0 and text == 0)
+
 
 def _mime_encodings(v: MessageViews) -> dict[str, int]:
     """The three transfer-encoding tests, in one pass over the parts, once a message."""
     found: dict[str, int] | None = v.memo.get("mime_encodings")
     if found is None:
-        base64 = qp = base64_text = 0
-        for ct, cte, _ in _mime_parts(v):
+        base64 = qp = 0
+        for _, cte, _ in _mime_parts(v):
             if cte.startswith("base64"):
                 base64 += 1
-                if ct.startswith("text/"):
-                    base64_text = 1
             elif cte.startswith("quoted-printable"):
                 qp += 1
         found = v.memo["mime_encodings"] = {
             "mime_base64_count": base64,
             "mime_qp_count": qp,
-            "mime_base64_encoded_text": base64_text,
+            "mime_base64_encoded_text": _sa_base64_text(v),
         }
     return found
 
@@ -1078,6 +1189,8 @@ def check_for_mime(v: MessageViews, args: tuple[Any, ...]) -> int:
     test = str(args[0]) if args else ""
     if test == "mimepart_limit_exceeded":
         return int(any(d.startswith("truncated: more than") for d in v.pm.defects))
+    if test == "mime_qp_long_line":
+        return int(v.pm.qp_long_line)
     if test == "mime_faraway_charset" or test not in MIME_TESTS:
         return 0  # mime_faraway_charset: all locales are fine (SpamAssassin's default)
     if test in _MIME_ENCODING_TESTS:
@@ -2109,11 +2222,11 @@ EVALS: dict[str, EvalFn] = {
     "mailsift_truncated": truncated,
     "mailsift_body_caps": body_caps,
     # SpamAssassin names with the same meaning on our parse
-    "check_for_mime_html_only": html_only,
+    "check_for_mime_html_only": sa_mime_html_only,
     "check_for_mime_html": has_html,
     "check_for_missing_to_header": missing_to,
     "html_image_only": sa_html_image_only,
-    "check_for_faraway_charset": charset_mismatch,
+    "check_for_faraway_charset": never,
     "check_msg_parse_flags": sa_parse_flags,
     "check_for_shifted_date": shifted_date,
     "check_for_uppercase": uppercase,

@@ -141,6 +141,11 @@ class Relays:
     internal: list[Relay] = field(default_factory=list)
     external: list[Relay] = field(default_factory=list)
     unparseable: int = 0
+    # SpamAssassin's last_trusted_relay_index / last_internal_relay_index: the index (top
+    # first, from 0) of the last Received header in the trusted (internal) part, every
+    # Received header counted, unparseable and skipped ones too; -1 when there is none
+    last_trusted_index: int = -1
+    last_internal_index: int = -1
 
     @property
     def trusted_str(self) -> str:
@@ -1248,10 +1253,13 @@ def parse_relays(
                 out.external = []
             relay = SKIP
         qms_pending = qms
-        if relay is None:
-            out.unparseable += 1
-            continue
-        if not isinstance(relay, Relay):
+        if not isinstance(relay, Relay):  # unparseable, or a handover SpamAssassin skips
+            if relay is None:
+                out.unparseable += 1
+            if in_trusted:
+                out.last_trusted_index += 1
+            if in_internal:
+                out.last_internal_index += 1
             continue
         if qms_env_from is not None:
             relay.envfrom = qms_env_from
@@ -1274,11 +1282,13 @@ def parse_relays(
         if in_trusted:
             out.trusted.append(relay)
             allow_fetch_markers = True
+            out.last_trusted_index += 1
         else:
             out.untrusted.append(relay)
             allow_fetch_markers = False
         if in_internal:
             out.internal.append(relay)
+            out.last_internal_index += 1
         else:
             out.external.append(relay)
     return out

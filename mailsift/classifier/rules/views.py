@@ -5,7 +5,9 @@ between all scan targets and eval tests: ``body`` (SpamAssassin's rendered body:
 Subject, then the visible text with each paragraph on one line, see :func:`render_body`),
 ``rawbody`` (decoded text and HTML source, unrendered), ``full`` (the raw message), header
 values, each MIME part's first headers and the relays of the Received headers
-(:mod:`.relays`: the ``X-Spam-Relays-*`` pseudo-headers and RelayEval's tests).
+(:mod:`.relays`: the ``X-Spam-Relays-*`` pseudo-headers, the ``ALL-TRUSTED``,
+``ALL-INTERNAL``, ``ALL-UNTRUSTED`` and ``ALL-EXTERNAL`` header ranges and RelayEval's
+tests).
 :func:`header_request` gives the text of a header request (``name:modifiers``) as
 SpamAssassin's ``get()`` does. Every view is cut at
 ``max_scan_bytes``; a header request's text at :data:`MAX_HEADER_BYTES`.
@@ -20,6 +22,9 @@ from mailsift.classifier.rules.relays import PSEUDO_HEADERS, Relays, Trust, mess
 from mailsift.message import ParsedMessage, decode_header_value, parse_addresses
 
 MAX_HEADER_BYTES = 64 * 1024
+# SpamAssassin's pseudo-headers for the header lines a part of the relays added (spelt as
+# SpamAssassin compares them: case matters)
+RELAY_RANGE_HEADERS = frozenset({"ALL-TRUSTED", "ALL-INTERNAL", "ALL-UNTRUSTED", "ALL-EXTERNAL"})
 MAX_ADDRESS_HEADER = 4096  # characters of an address header parsed for :addr / :name
 
 
@@ -166,6 +171,31 @@ def render_body(pm: ParsedMessage, max_chars: int | None = None) -> str:
     return pm.subject + "\n" + text.replace("\x00", "\n") + "\n"
 
 
+def _relay_range(views: MessageViews, name: str, raw: bool) -> bytes | None:
+    """SpamAssassin's ``ALL-TRUSTED`` / ``ALL-INTERNAL`` (the header lines up to and with
+    the Received header after the last trusted / internal one) and ``ALL-UNTRUSTED`` /
+    ``ALL-EXTERNAL`` (the lines from that Received header on), as ``ALL`` writes them;
+    Received headers are counted by position, parsed or not (PerMsgStatus's
+    ``get_all_hdrs_in_rcvd_index_range``). None when no line is in the range."""
+    relays = views.relays()
+    last = relays.last_trusted_index if name.endswith("TRUSTED") else relays.last_internal_index
+    edge = last + 1  # the first Received header not in the trusted (internal) part
+    leading = name in ("ALL-TRUSTED", "ALL-INTERNAL")
+    pairs = views.pm.raw_headers if raw else views.pm.headers
+    lines: list[str] = []
+    index = -1
+    for k, v in pairs:
+        if k.lower() == "received":
+            index += 1
+        if leading or index >= edge:
+            lines.append(f"{k}: {v.strip() if raw else v}\n")
+        if leading and index == edge:  # that Received header is the last line
+            break
+    if not lines:
+        return None
+    return to_bytes("".join(lines))[:MAX_HEADER_BYTES]
+
+
 def _addresses(values: list[str]) -> tuple[tuple[str, str], ...]:
     # the address parser is slow on long values: cap the input
     return parse_addresses(tuple(v[:MAX_ADDRESS_HEADER] for v in values))
@@ -249,6 +279,8 @@ def header_request(views: MessageViews, name: str, modifiers: tuple[str, ...]) -
         return to_bytes("".join(f"{k}: {v.strip() if raw else v}\n" for k, v in pairs))[
             :MAX_HEADER_BYTES
         ]
+    if name in RELAY_RANGE_HEADERS:
+        return _relay_range(views, name, raw)
     need_raw = raw or "addr" in modifiers or "name" in modifiers
     if lname == "tocc":
         values = views.header_values("To", need_raw) + views.header_values("Cc", need_raw)
