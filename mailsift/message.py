@@ -33,6 +33,7 @@ from typing import Any
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
 from mailsift import _htmldepth
+from mailsift.uri_list import URI_TAGS_CSS, HtmlUris
 
 DEFAULT_MAX_PARSE_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_TEXT_CHARS = 200_000
@@ -119,6 +120,8 @@ class ParsedMessage:
     html_alternatives: int = 0
     alternative_text: str = ""
     urls: list[Url] = field(default_factory=list)
+    # the URIs SpamAssassin's HTML parser records (uri_list.HtmlUris), for the uri rules
+    html_uris: list[str] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
     images: int = 0  # inline/attached images plus <img> tags
     html_tags: int = 0
@@ -619,9 +622,9 @@ def _same_as_background(
     return bg != _UNKNOWN and abs(_luminance(fg) - _luminance(bg)) < 0.08
 
 
-def _render_html(html: str) -> tuple[str, list[Url], int, int, bool, str]:
-    """``html_to_text``, whether the nesting was flattened, and the text without the
-    elements a mail client hides."""
+def _render_html(html: str) -> tuple[str, list[Url], int, int, bool, str, list[str]]:
+    """``html_to_text``, whether the nesting was flattened, the text without the
+    elements a mail client hides, and the URIs SpamAssassin's HTML parser records."""
     capped = _htmldepth.cap(html, MAX_HTML_DEPTH)
     tree = HTMLParser(html if capped is None else capped)
     urls: list[Url] = []
@@ -639,6 +642,9 @@ def _render_html(html: str) -> tuple[str, list[Url], int, int, bool, str]:
         url = make_url(action, text=None, source="html") if action else None
         if url is not None:
             urls.append(url)
+    html_uris = HtmlUris()
+    for node in tree.css(URI_TAGS_CSS):  # document order: a <base> affects what follows
+        html_uris.tag(node.tag or "", node.attributes)
     images = len(tree.css("img"))
     tags = 0
     root = tree.root
@@ -654,7 +660,7 @@ def _render_html(html: str) -> tuple[str, list[Url], int, int, bool, str]:
             for node in hidden:
                 node.decompose()
             shown = _clean_rendered(body.text(separator=" ", strip=False))
-    return text, urls, images, tags, capped is not None, shown
+    return text, urls, images, tags, capped is not None, shown, list(html_uris.uris)
 
 
 # ---- parsing -------------------------------------------------------------------------------
@@ -821,7 +827,8 @@ def _parse_into(
     if pm.html:
         try:
             rendered = _render_html(pm.html)
-            pm.html_text, html_urls, imgs, tags, flattened, pm.html_shown_text = rendered
+            pm.html_text, html_urls, imgs, tags, flattened, pm.html_shown_text = rendered[:6]
+            pm.html_uris = rendered[6]
             if flattened:
                 pm.defects.append(
                     f"HTML nested deeper than {MAX_HTML_DEPTH} elements: the deeper tags"

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ from mailsift.classifier.rules.perlre import (
     parse_tree,
     pcre_agrees,
     possessive,
+    split_delimited,
     translate,
 )
 from mailsift.classifier.rules.relays import PSEUDO_HEADERS, Trust
@@ -212,6 +214,16 @@ class RuleSet:
         p = self._parsed
         self.skipped: list[tuple[str, str]] = []
         self.warnings: list[str] = list(p.warnings)
+        # redirector_pattern lines, as Python patterns (possessive where PCRE would be, so
+        # none backtracks without end on a long URI)
+        redirectors: list[re.Pattern[bytes]] = []
+        for spec in p.redirector_patterns:
+            try:
+                pat, flags = split_delimited(spec)
+                redirectors.append(possessive(compile_python(translate(pat, flags))))
+            except RegexError as exc:
+                self.warnings.append(f"redirector_pattern {spec[:60]!r}: {exc}")
+        self._redirectors = tuple(redirectors)
         names: list[str] = []
         kinds: list[str] = []
         self._index: dict[str, int] = {}
@@ -531,6 +543,7 @@ class RuleSet:
                 use_pcre=self.use_pcre,
             )
             self._evaluator.trust = self._trust_setting or self.cf_trust()
+            self._evaluator.redirectors = self._redirectors
 
     def _compile_all(self) -> None:
         targets = [t for t in self._all_targets() if t.entries]

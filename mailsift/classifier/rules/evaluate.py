@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -47,6 +48,7 @@ from mailsift.classifier.rules.targets import (
 )
 from mailsift.classifier.rules.views import MessageViews, header_request, to_bytes
 from mailsift.message import ParsedMessage
+from mailsift.uri_list import sa_uri_list
 
 # the engine's modules log under one name, the one operators filter on
 log = logging.getLogger("mailsift.classifier.rules.engine")
@@ -104,6 +106,8 @@ class Evaluator:
         # the configured trusted / internal networks the relay rules split by (None: trust
         # inferred, as SpamAssassin does without trusted_networks)
         self.trust: Trust | None = None
+        # the configuration's redirector_pattern lines (uri_list.uri_list_canonicalize)
+        self.redirectors: tuple[re.Pattern[bytes], ...] = ()
         self._local = threading.local()
         # requests for one real header, by its name (most name a header a message lacks:
         # their if-unset values are set up front, and only present headers are read)
@@ -212,18 +216,13 @@ class Evaluator:
         t = self._uri
         if not t.entries:
             return
-        seen: set[str] = set()
         any_url = False
-        # per-URL scans; a negated uri rule hits when some URL does not match it
+        # per-URI scans over SpamAssassin's URI list; a negated uri rule hits when some URI
+        # does not match it
         hits: dict[int, int] = collections.defaultdict(int)  # the few uri rules that hit
-        for u in views.pm.urls:
-            if u.url in seen:
-                continue
-            seen.add(u.url)
-            if len(seen) > MAX_URLS:
-                break
+        for uri in sa_uri_list(views.pm, self.redirectors)[:MAX_URLS]:
             any_url = True
-            self._scan(t, to_bytes(u.url), hits)
+            self._scan(t, to_bytes(uri), hits)
         if any_url:
             for i, v in hits.items():
                 if v:

@@ -151,6 +151,9 @@ class ParsedRules:
     # ``enlist_uri_host (NAME) [!]host ...``: host -> listed (False: a "!" exception) per
     # list, for check_uri_host_listed; ``delist_uri_host [(NAME)] host ...`` removes entries
     urihosts: dict[str, dict[str, bool]] = field(default_factory=dict)
+    # ``redirector_pattern /re/flags`` lines as written, in order: the redirectors whose
+    # target URIs SpamAssassin adds to the URI list the uri rules read
+    redirector_patterns: list[str] = field(default_factory=list)
     # FreeMail: ``freemail_domains`` without and with wildcards (lower-cased), the
     # ``freemail_welcomelist`` entries, and ``util_rb_tld``'s valid TLDs (lower-cased)
     freemail_domains: set[str] = field(default_factory=set)
@@ -312,6 +315,9 @@ def _directive(key: str, rest: str, where: str, out: ParsedRules) -> None:
         else:
             globs = [g.lower() for g in m.group(2).split()]
             out.addrlists.setdefault(m.group(1).upper(), []).extend(globs)
+    elif key == "redirector_pattern":
+        if rest.strip():
+            out.redirector_patterns.append(rest.strip())
     elif key == "enlist_uri_host":
         m = _ADDRLIST_RE.match(rest)
         if m is None:
