@@ -124,12 +124,17 @@ def test_conditionals() -> None:
         if can(Mail::SpamAssassin::Conf::feature_bug6558_free)
           body CAN_FEATURE /g/
         endif
-        if can(Mail::SpamAssassin::Plugin::BodyEval::has_check_body_length)
+        if can(Mail::SpamAssassin::Plugin::MIMEEval::has_check_abundant_unicode_ratio)
           body CAN_UNKNOWN /h/
+        endif
+        if can(Mail::SpamAssassin::Plugin::BodyEval::has_check_body_length)
+          body CAN_IMPLEMENTED /i/
         endif
         """
     )
-    assert {"IN_AVAILABLE", "NOT_PLUGIN", "PRESENT", "CAN_FEATURE"} <= set(p.rules)
+    assert {"IN_AVAILABLE", "NOT_PLUGIN", "PRESENT", "CAN_FEATURE", "CAN_IMPLEMENTED"} <= set(
+        p.rules
+    )
     for hidden in ("IN_MISSING", "NESTED", "FUTURE", "CAN_UNKNOWN"):
         assert hidden not in p.rules
         assert p.inactive[hidden].startswith("inside inactive block")

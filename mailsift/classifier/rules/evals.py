@@ -254,6 +254,20 @@ def _header(v: MessageViews, lname: str) -> str:
     return values[0] if values else ""
 
 
+_HEADER_END_RE = re.compile(rb"\n\r?\n")
+
+
+def body_length(v: MessageViews, args: tuple[Any, ...]) -> int:
+    """BodyEval's ``check_body_length(max)``: the body as received (the bytes after the
+    blank line that ends the header block; none without one) is at most ``max`` bytes."""
+    n: int | None = v.memo.get("pristine_body_len")
+    if n is None:
+        raw = v.pm.raw
+        m = _HEADER_END_RE.search(raw)
+        n = v.memo["pristine_body_len"] = len(raw) - m.end() if m else 0
+    return int(n <= _num(args, 0, 0))
+
+
 def html_only(v: MessageViews, args: tuple[Any, ...]) -> int:
     return int(v.pm.is_html_only)
 
@@ -2223,6 +2237,7 @@ EVALS: dict[str, EvalFn] = {
     "mailsift_body_caps": body_caps,
     # SpamAssassin names with the same meaning on our parse
     "check_for_mime_html_only": sa_mime_html_only,
+    "check_body_length": body_length,
     "check_for_mime_html": has_html,
     "check_for_missing_to_header": missing_to,
     "html_image_only": sa_html_image_only,

@@ -439,6 +439,9 @@ def _rule(kind: str, name: str, spec: str, where: str) -> RuleDef:
 # ---- if-expressions ------------------------------------------------------------------------
 
 _CAN_TRUE_PREFIXES = ("Mail::SpamAssassin::Conf::feature_", "Mail::SpamAssassin::Conf::compat_")
+# a plugin's has_* capabilities that our evals implement (the rest answer false, so rules
+# that need them stay behind their ``if can(...)``)
+_HAS_IMPLEMENTED = frozenset({"Mail::SpamAssassin::Plugin::BodyEval::has_check_body_length"})
 
 
 def _eval_if(expr: str, out: ParsedRules, where: str) -> bool:
@@ -452,7 +455,9 @@ def _eval_if(expr: str, out: ParsedRules, where: str) -> bool:
         if target.startswith(_CAN_TRUE_PREFIXES) or "perl_min_version" in target:
             return " 1 "
         plugin_name, _, _ = target.rpartition("::")
-        return " 1 " if plugin_name in AVAILABLE_PLUGINS and "has_" not in target else " 0 "
+        if plugin_name not in AVAILABLE_PLUGINS:
+            return " 0 "
+        return " 1 " if "has_" not in target or target in _HAS_IMPLEMENTED else " 0 "
 
     s = re.sub(r"\bplugin\s*\(([^)]*)\)", plugin, expr)
     s = re.sub(r"\b(?:can|has)\s*\(([^)]*)\)", can, s)
