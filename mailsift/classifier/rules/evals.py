@@ -867,7 +867,8 @@ def to_in_subject(v: MessageViews, args: tuple[Any, ...]) -> int:
     subject = _header(v, "subject").lower()
     if not subject:  # (before the To address is parsed)
         return 0
-    to = address_of(_header(v, "to"))
+    to_addrs = _fm_addrs(v, "To")  # get("To:addr"): the first To address
+    to = to_addrs[0] if to_addrs else ""
     if not to:
         return 0
     if (str(args[0]) if args else "address").lower() != "user":
@@ -1241,7 +1242,8 @@ def addrlist_args(args: tuple[Any, ...], lists: dict[str, list[str]]) -> tuple[A
 
 
 def _in_list(v: MessageViews, header: str, args: tuple[Any, ...]) -> int:
-    addr = address_of(_header(v, header))
+    addrs = _fm_addrs(v, header)  # get("Header:addr"): the first address
+    addr = addrs[0] if addrs else ""
     return int(bool(addr) and _glob_re(args[1]).match(addr) is not None)
 
 

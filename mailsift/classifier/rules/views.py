@@ -18,14 +18,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from mailsift.classifier.rules.addresses import Address, parse_header_addresses
 from mailsift.classifier.rules.relays import PSEUDO_HEADERS, Relays, Trust, message_relays
-from mailsift.message import ParsedMessage, decode_header_value, parse_addresses
+from mailsift.message import ParsedMessage, decode_header_value
 
 MAX_HEADER_BYTES = 64 * 1024
 # SpamAssassin's pseudo-headers for the header lines a part of the relays added (spelt as
 # SpamAssassin compares them: case matters)
 RELAY_RANGE_HEADERS = frozenset({"ALL-TRUSTED", "ALL-INTERNAL", "ALL-UNTRUSTED", "ALL-EXTERNAL"})
-MAX_ADDRESS_HEADER = 4096  # characters of an address header parsed for :addr / :name
 
 
 class MessageViews:
@@ -196,9 +196,24 @@ def _relay_range(views: MessageViews, name: str, raw: bool) -> bytes | None:
     return to_bytes("".join(lines))[:MAX_HEADER_BYTES]
 
 
-def _addresses(values: list[str]) -> tuple[tuple[str, str], ...]:
-    # the address parser is slow on long values: cap the input
-    return parse_addresses(tuple(v[:MAX_ADDRESS_HEADER] for v in values))
+def _addresses(values: list[str]) -> list[Address]:
+    """SpamAssassin's ``parse_header_addresses`` of each raw value, in order."""
+    return [a for v in values for a in parse_header_addresses(v)]
+
+
+_ASCII_WS_RE = re.compile(r"[ \t\n\r\f\v]+")
+_ASCII_NON_WS_RE = re.compile(r"[^ \t\n\r\f\v]")
+_SINGLE_QUOTED_RE = re.compile(r"\A'(.*?)'\Z")
+
+
+def _display_name(phrase: str) -> str:
+    """``get(":name")`` of a phrase: MIME words decoded, blanks collapsed and trimmed and
+    single quotes around it removed (unless it is all blank)."""
+    name = decode_header_value(phrase)
+    if _ASCII_NON_WS_RE.search(name):
+        name = _ASCII_WS_RE.sub(" ", name).strip(" ")
+        name = _SINGLE_QUOTED_RE.sub(r"\1", name, count=1)
+    return name
 
 
 def _first_addr(views: MessageViews, name: str) -> str | None:
@@ -206,7 +221,7 @@ def _first_addr(views: MessageViews, name: str) -> str | None:
     values = views.header_values(name, True)[:1]
     if not values:
         return None
-    return next((a for _, a in _addresses(values) if a), None)
+    return next((a for _, a in _addresses(values) if a is not None), None)
 
 
 def _after_received(pm: ParsedMessage, lname: str) -> bool:
@@ -305,10 +320,9 @@ def header_request(views: MessageViews, name: str, modifiers: tuple[str, ...]) -
     if "addr" in modifiers or "name" in modifiers:
         addrs = _addresses(values)
         if "addr" in modifiers:
-            out = [a for _, a in addrs if a]
+            out = [a for _, a in addrs if a is not None]
         else:
-            out = [n if raw else _WS_RE.sub(" ", decode_header_value(n)).strip() for n, _ in addrs]
-            out = [o for o in out if o]
+            out = [n if raw else _display_name(n) for n, _ in addrs if n is not None]
         if not out:
             return None
         return to_bytes("\n".join(out))[:MAX_HEADER_BYTES]
