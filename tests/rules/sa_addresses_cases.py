@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .sa_record import record_hits
+
 DATA = Path(__file__).parent / "data" / "sa_addresses.json"
 VALUES = Path(__file__).parent / "data" / "sa_address_values.json"
 # the rules the cases are about; the recorded answers keep only these
@@ -109,14 +111,7 @@ def values() -> list[str]:
 
 
 def record(port: int) -> None:
-    out: dict[str, list[str]] = {}
-    for name, raw in cases().items():
-        res = subprocess.run(
-            ["spamc", "-p", str(port), "-y"], input=raw, capture_output=True, check=True
-        )
-        hit = set(res.stdout.decode().strip().split(","))
-        out[name] = sorted(hit & set(RULES))
-    DATA.write_text(json.dumps({"spamassassin": "4.0.1", "hits": out}, indent=1) + "\n")
+    record_hits(cases, RULES, DATA, port)
 
 
 _PERL = r"""

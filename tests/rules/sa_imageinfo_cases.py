@@ -7,11 +7,10 @@ file). The images are built here: only their headers matter to ImageInfo."""
 from __future__ import annotations
 
 import base64
-import json
-import subprocess
-import sys
 import zlib
 from pathlib import Path
+
+from .sa_record import main, record_hits
 
 DATA = Path(__file__).parent / "data" / "sa_imageinfo.json"
 # the rules the cases are about; the recorded answers keep only these
@@ -162,18 +161,8 @@ def cases() -> dict[str, bytes]:
 
 
 def record(port: int) -> None:
-    out: dict[str, list[str]] = {}
-    for name, raw in cases().items():
-        res = subprocess.run(
-            ["spamc", "-p", str(port), "-y"], input=raw, capture_output=True, check=True
-        )
-        hit = set(res.stdout.decode().strip().split(","))
-        out[name] = sorted(hit & set(RULES))
-    DATA.write_text(json.dumps({"spamassassin": "4.0.1", "hits": out}, indent=1) + "\n")
+    record_hits(cases, RULES, DATA, port)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--record":
-        record(int(sys.argv[2]))
-    else:
-        sys.exit(__doc__)
+    main(__doc__, record)
