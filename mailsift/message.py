@@ -827,8 +827,9 @@ def _parse_into(
     if pm.html:
         try:
             rendered = _render_html(pm.html)
-            pm.html_text, html_urls, imgs, tags, flattened, pm.html_shown_text = rendered[:6]
-            pm.html_uris = rendered[6]
+            pm.html_text, html_urls, imgs, tags, flattened, pm.html_shown_text, pm.html_uris = (
+                rendered
+            )
             if flattened:
                 pm.defects.append(
                     f"HTML nested deeper than {MAX_HTML_DEPTH} elements: the deeper tags"
@@ -981,13 +982,19 @@ _JPEG_SOF = frozenset(
 )
 
 
+def _transfer_encodings(part: Message) -> list[str]:
+    """The part's Content-Transfer-Encoding values, stripped and lower-cased (SpamAssassin
+    reads the last; the email package decodes by the first)."""
+    return [str(v).strip().lower() for v in part.get_all("content-transfer-encoding") or []]
+
+
 def _imageinfo_dims(part: Message, kind: str, payload: bytes) -> tuple[str, int, int] | None:
     """``(kind, width, height)`` of an image part as ImageInfo reads it, None unless its last
     Content-Transfer-Encoding is base64 (ImageInfo skips the part)."""
-    ctes = part.get_all("content-transfer-encoding") or []
-    if not ctes or str(ctes[-1]).strip().lower() != "base64":
+    ctes = _transfer_encodings(part)
+    if not ctes or ctes[-1] != "base64":
         return None
-    if str(ctes[0]).strip().lower() != "base64":
+    if ctes[0] != "base64":
         # the email package decoded by the first header: decode the base64 here
         raw = part.get_payload(decode=False)
         text = raw if isinstance(raw, str) else ""
@@ -1044,8 +1051,8 @@ def _image_size(kind: str, data: bytes) -> tuple[int, int]:
 def _is_qp(part: Message) -> bool:
     """The part's last Content-Transfer-Encoding is quoted-printable (as SpamAssassin reads
     it: the last header, stripped and lower-cased)."""
-    ctes = part.get_all("content-transfer-encoding")
-    return ctes is not None and str(ctes[-1]).strip().lower() == "quoted-printable"
+    ctes = _transfer_encodings(part)
+    return bool(ctes) and ctes[-1] == "quoted-printable"
 
 
 def _qp_long_line(part: Message, crlf: bool) -> bool:

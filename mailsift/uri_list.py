@@ -209,6 +209,17 @@ _IP_CHUNKS = re.compile(
     re.I,
 )
 _OCTAL = re.compile(r"^0+([1-3][0-7]{0,2}|[4-7][0-7]?)\b")
+_HEX_OCTET = re.compile(r"^0x([0-9a-f]+)", re.I)
+_HEX_HOST = re.compile(r"0x[0-9a-f]+", re.I)
+_HEX_HOST_LOW = re.compile(r"^0x[0-9a-f]*?([0-9a-f]{1,8})$", re.I)
+_DOTLESS_HOST = re.compile(r"(?:www\.)?([^.]+)")
+_HOST_CONTROL = re.compile(r"[\x00-\x20]")
+_HOST_USER = re.compile(r"^[^@]+@")
+_HOST_TRAILER = re.compile(r"[^0-9A-Za-z]+$")
+_MAILTO_QUERY = re.compile(r"^([^@]+@[^?]+)\?")
+_MAILTO_AMP = re.compile(r"^([^@]+@[^?&]+)&")
+_MAILTO_SPACED = re.compile(r"^(?:mailto:)?(?:%20)*([^@]+@[^?&%]+)", re.I)
+_MAILTO_BRACKETED = re.compile(r"^[^?&]*<([^@>]+@[^>]+)>")
 
 
 def url_encode(url: str) -> str:
@@ -247,11 +258,17 @@ def _ulong_to_ip(n: int) -> str:
     return ".".join(str(b) for b in bytes.fromhex(digits)[:4])
 
 
-def _redirect_target(pattern: re.Pattern[bytes], uri: str) -> str | None:
-    m = pattern.search(uri.encode("utf-8", "surrogateescape"))
-    if m is None or m.lastindex is None or m.group(1) is None:
-        return None
-    return m.group(1).decode("utf-8", "surrogateescape")
+def _redirect_target(redirectors: Sequence[re.Pattern[bytes]], uri: str) -> str | None:
+    """The target the first configured redirector pattern captures in ``uri`` (a target
+    without a dot does not count)."""
+    data = uri.encode("utf-8", "surrogateescape")
+    for pattern in redirectors:
+        m = pattern.search(data)
+        if m is not None and m.lastindex is not None and m.group(1) is not None:
+            target = m.group(1).decode("utf-8", "surrogateescape")
+            if "." in target:
+                return target
+    return None
 
 
 def uri_list_canonicalize(
@@ -271,17 +288,17 @@ def uri_list_canonicalize(
             continue  # kept as written, not cleaned
         nuri = uri
         if _MAILTO.match(nuri) or _LOCAL_AT.match(nuri):
-            m = re.match(r"^([^@]+@[^?]+)\?", nuri)
+            m = _MAILTO_QUERY.match(nuri)
             if m:
                 nuris.append(m.group(1))
-            m = re.match(r"^([^@]+@[^?&]+)&", nuri)
+            m = _MAILTO_AMP.match(nuri)
             if m:
                 nuris.append(m.group(1))
             if "%20" in nuri:
-                m = re.match(r"^(?:mailto:)?(?:%20)*([^@]+@[^?&%]+)", nuri, re.I)
+                m = _MAILTO_SPACED.match(nuri)
                 if m:
                     nuris.append("mailto:" + m.group(1))
-            m = re.match(r"^[^?&]*<([^@>]+@[^>]+)>", nuri)
+            m = _MAILTO_BRACKETED.match(nuri)
             if m:
                 nuris.append("mailto:" + m.group(1))
             continue
@@ -321,17 +338,12 @@ def uri_list_canonicalize(
             if rest_noport:
                 nuris.append(proto + nhost + rest_noport)
             host = nhost
-        stripped = re.sub(r"[\x00-\x20]", "", host)
+        stripped = _HOST_CONTROL.sub("", host)
         if stripped != host:
             host = stripped
             nuris.append(proto + host + rest)
         # one level of redirector: a configured pattern first, else any http: in the rest
-        target = None
-        for pattern in redirectors:
-            target = _redirect_target(pattern, proto + host + rest)
-            if target is not None and "." in target:
-                break
-            target = None
+        target = _redirect_target(redirectors, proto + host + rest) if redirectors else None
         if target is None:
             g = _GENERIC_REDIRECT.search(rest)
             if g and "." in g.group(1):
@@ -339,9 +351,9 @@ def uri_list_canonicalize(
         if target is not None:
             todo.append(target[:MAX_URI_LENGTH])
         if "@" in host:
-            host = re.sub(r"^[^@]+@", "", host)
+            host = _HOST_USER.sub("", host)
             nuris.append(proto + host + rest)
-        trimmed = re.sub(r"[^0-9A-Za-z]+$", "", host)
+        trimmed = _HOST_TRAILER.sub("", host)
         if trimmed != host:
             host = trimmed
             nuris.append(proto + host + rest)
@@ -349,19 +361,17 @@ def uri_list_canonicalize(
         if ip:
             chunks = []
             for octet in ip.groups():
-                octet = re.sub(
-                    r"^0x([0-9a-f]+)", lambda x: str(int(x.group(1), 16)), octet, flags=re.I
-                )
+                octet = _HEX_OCTET.sub(lambda x: str(int(x.group(1), 16)), octet)
                 octet = _OCTAL.sub(lambda x: str(int(x.group(1), 8)), octet)
-                chunks.append(re.sub(r"^0+", "", octet))
+                chunks.append(octet.lstrip("0"))
             nuris.append(proto + "".join(chunks) + rest)
-        elif re.fullmatch(r"0x[0-9a-f]+", host, re.I):
-            n = int(re.sub(r"^0x[0-9a-f]*?([0-9a-f]{1,8})$", r"\1", host, flags=re.I), 16)
+        elif _HEX_HOST.fullmatch(host):
+            n = int(_HEX_HOST_LOW.sub(r"\1", host), 16)
             nuris.append(proto + _ulong_to_ip(n) + rest)
-        elif re.fullmatch(r"[0-9]+", host):
+        elif host.isdigit() and host.isascii():
             nuris.append(proto + _ulong_to_ip(int(host[:40])) + rest)
         else:
-            w = re.fullmatch(r"(?:www\.)?([^.]+)", nhost)
+            w = _DOTLESS_HOST.fullmatch(nhost)
             if proto == "http://" and auth == "" and nhost != "localhost" and port == "80" and w:
                 # SpamAssassin skips hosts with a valid TLD here; a dotless host has none
                 nuris.append(proto + "www." + w.group(1) + ".com" + rest)

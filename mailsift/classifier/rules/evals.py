@@ -950,9 +950,8 @@ def illegal_chars(v: MessageViews, args: tuple[Any, ...]) -> int:
     return int(illegal / len(text) >= ratio and illegal >= count)
 
 
-_TAG_RE = re.compile(r"<\s*([a-zA-Z][a-zA-Z0-9]{0,20})")
-# a start tag as _TAG_RE reads one, or an end tag
-_START_OR_END_TAG_RE = re.compile(r"<(?:\s*|/)([a-zA-Z][a-zA-Z0-9]{0,20})")
+# a start tag ("<" and blanks before its name), or an end tag ("/" in the first group)
+_TAG_RE = re.compile(r"<(?:\s*|(/))([a-zA-Z][a-zA-Z0-9]{0,20})")
 _FORM_MAILTO_RE = re.compile(r"<\s*form\b[^>]*\baction\s*=\s*[\"']?\s*mailto:", re.IGNORECASE)
 _BAD_ISO_RE = re.compile(r"iso-\S+-\S+\b", re.IGNORECASE)
 _GOOD_ISO_RE = re.compile(r"iso-(?:8859-\d{1,2}|2022-(?:kr|jp(?:-\d)?)(?:-\d)?)\b", re.IGNORECASE)
@@ -972,13 +971,21 @@ MIME_TESTS = frozenset(
 )
 
 
-def _html_tags(v: MessageViews) -> set[str]:
-    """Tag names written in the HTML source (not the ones a parser would add)."""
-    if "html_tags" not in v.memo:
+def _html_tag_sets(v: MessageViews) -> tuple[set[str], set[str]]:
+    """The names written in the HTML source (not the ones a parser would add) as start tags,
+    and as start or end tags: one pass over the source, once a message."""
+    found: tuple[set[str], set[str]] | None = v.memo.get("html_tags")
+    if found is None:
         # the same few names recur: lower-case each distinct one once
-        v.memo["html_tags"] = {t.lower() for t in set(_TAG_RE.findall(v.pm.html))}
-    tags: set[str] = v.memo["html_tags"]
-    return tags
+        written = set(_TAG_RE.findall(v.pm.html))
+        start = {name.lower() for end, name in written if not end}
+        found = v.memo["html_tags"] = (start, start | {name.lower() for _, name in written})
+    return found
+
+
+def _html_tags(v: MessageViews) -> set[str]:
+    """Tag names written in the HTML source as start tags."""
+    return _html_tag_sets(v)[0]
 
 
 def html_test(v: MessageViews, args: tuple[Any, ...]) -> int:
@@ -999,12 +1006,7 @@ def html_tag_exists(v: MessageViews, args: tuple[Any, ...]) -> int:
     HTML parser records both)."""
     if not args or not v.pm.html:
         return 0
-    names: set[str] | None = v.memo.get("html_tag_names")
-    if names is None:
-        names = v.memo["html_tag_names"] = {
-            t.lower() for t in set(_START_OR_END_TAG_RE.findall(v.pm.html))
-        }
-    return int(str(args[0]).lower() in names)
+    return int(str(args[0]).lower() in _html_tag_sets(v)[1])
 
 
 def multipart_ratio(v: MessageViews, args: tuple[Any, ...]) -> int:
